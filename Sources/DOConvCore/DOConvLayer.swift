@@ -1,0 +1,134 @@
+/// How a framework stores D and W and composes them into a kernel.
+public enum DOConvLayout: String, Sendable {
+    /// PyTorch `DOConv2d`: D (Cin, MN, Dmul), W (Cout, Cin/g, Dmul);
+    /// kernel = reshape(einsum('ims,ois->oim', D, reshape(W, (Cout/g, Cin, Dmul))), (Cout, Cin/g, M, N)).
+    case pytorch
+    /// Keras `DOConv2D`: D (MN, Dmul, Cin), W (Dmul, Cin/g, Cout);
+    /// kernel = reshape(einsum('msi,sio->mio', D, reshape(W, (Dmul, Cin, Cout/g))), (M, N, Cin/g, Cout)),
+    /// which ONNX exports then transpose to OIHW.
+    case keras
+}
+
+/// The three DO-Conv variants of the paper, told apart by the conv's group count.
+public enum DOConvKind: String, Sendable, CaseIterable {
+    case doConv = "DO-Conv"
+    case doDConv = "DO-DConv"
+    case doGConv = "DO-GConv"
+}
+
+/// Channel counts, kernel size, groups and depth multiplier of a DO-Conv layer.
+public struct DOConvGeometry: Equatable, Sendable {
+    public var inChannels: Int
+    public var outChannels: Int
+    public var groups: Int
+    public var kernelHeight: Int
+    public var kernelWidth: Int
+    public var depthMultiplier: Int
+
+    public init(inChannels: Int, outChannels: Int, groups: Int, kernelHeight: Int, kernelWidth: Int, depthMultiplier: Int) {
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.groups = groups
+        self.kernelHeight = kernelHeight
+        self.kernelWidth = kernelWidth
+        self.depthMultiplier = depthMultiplier
+    }
+
+    /// M * N.
+    public var kernelArea: Int { kernelHeight * kernelWidth }
+    /// Input channels seen by one output channel (Cin / g).
+    public var inChannelsPerGroup: Int { inChannels / groups }
+    /// Output channels of one group (Cout / g).
+    public var outChannelsPerGroup: Int { outChannels / groups }
+
+    public var kind: DOConvKind {
+        if groups == 1 { return .doConv }
+        if groups == inChannels { return .doDConv }
+        return .doGConv
+    }
+
+    /// Elements of D (zero when MN = 1: such a layer has no D).
+    public var dCount: Int { kernelArea == 1 ? 0 : inChannels * kernelArea * depthMultiplier }
+    /// Elements of W.
+    public var wCount: Int { outChannels * inChannelsPerGroup * depthMultiplier }
+    /// Elements of the folded kernel (Cout, Cin/g, M, N).
+    public var kernelCount: Int { outChannels * inChannelsPerGroup * kernelArea }
+    /// Trainable parameters before folding (D and W).
+    public var trainedParameterCount: Int { dCount + wCount }
+}
+
+/// A DO-Conv layer as a graph computes it: the geometry and the two trained tensors.
+///
+/// `d` already includes the identity offset (D + I), exactly as the framework adds it;
+/// it is nil when M * N = 1, where the kernel is only a reshape of W.
+public struct DOConvLayer: Sendable {
+    public let layout: DOConvLayout
+    public let geometry: DOConvGeometry
+    public let d: [Float]?
+    public let w: [Float]
+
+    /// Creates a layer, checking that the tensors and the geometry agree.
+    public init(layout: DOConvLayout, geometry g: DOConvGeometry, d: [Float]?, w: [Float]) throws(TensorError) {
+        guard g.inChannels > 0, g.outChannels > 0, g.groups > 0, g.kernelHeight > 0, g.kernelWidth > 0, g.depthMultiplier > 0 else {
+            throw .inconsistentLayer("non-positive dimension in \(g)")
+        }
+        guard g.inChannels % g.groups == 0, g.outChannels % g.groups == 0 else {
+            throw .inconsistentLayer("\(g.groups) groups do not divide \(g.inChannels) input and \(g.outChannels) output channels")
+        }
+        guard Tensor.elementCount(of: [g.outChannels, g.inChannels, g.kernelArea, g.depthMultiplier]) != nil else {
+            throw .inconsistentLayer("layer dimensions overflow")
+        }
+        guard w.count == g.wCount else {
+            throw .inconsistentLayer("W has \(w.count) elements, expected \(g.wCount)")
+        }
+        if g.kernelArea == 1 {
+            guard d == nil, g.depthMultiplier == 1 else {
+                throw .inconsistentLayer("a 1x1 layer has no D and depth multiplier 1")
+            }
+        } else {
+            guard let d, d.count == g.dCount else {
+                throw .inconsistentLayer("D has \(d?.count ?? 0) elements, expected \(g.dCount)")
+            }
+        }
+        self.layout = layout
+        self.geometry = g
+        self.d = d
+        self.w = w
+    }
+
+    /// The D row (index into D's channel axis) that the framework's reshapes pair with
+    /// output channel `o` and group-local input channel `c`.
+    ///
+    /// For g > 1 this is not always the conv's real input channel: the frameworks reshape W
+    /// by reinterpreting memory, and folding must reproduce that, not "fix" it.
+    public func dChannel(output o: Int, localInput c: Int) -> Int {
+        let g = geometry
+        switch layout {
+        case .pytorch:
+            return (o * g.inChannelsPerGroup + c) % g.inChannels
+        case .keras:
+            return (c * g.outChannels + o) / g.outChannelsPerGroup
+        }
+    }
+
+    /// W[o, c, s] in the layer's own layout.
+    @inline(__always)
+    public func wValue(output o: Int, localInput c: Int, s: Int) -> Float {
+        let g = geometry
+        switch layout {
+        case .pytorch: return w[(o * g.inChannelsPerGroup + c) * g.depthMultiplier + s]
+        case .keras: return w[(s * g.inChannelsPerGroup + c) * g.outChannels + o]
+        }
+    }
+
+    /// (D + I)[i, m, s] in the layer's own layout; the identity when there is no D.
+    @inline(__always)
+    public func dValue(channel i: Int, m: Int, s: Int) -> Float {
+        guard let d else { return m == s ? 1 : 0 }
+        let g = geometry
+        switch layout {
+        case .pytorch: return d[(i * g.kernelArea + m) * g.depthMultiplier + s]
+        case .keras: return d[(m * g.depthMultiplier + s) * g.inChannels + i]
+        }
+    }
+}

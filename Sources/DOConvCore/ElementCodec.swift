@@ -1,0 +1,62 @@
+/// Converts between little-endian element bytes and `Float` values.
+///
+/// This is the only place that knows the bit layouts of the stored types, so format
+/// adapters never convert elements by hand.
+public enum ElementCodec {
+    /// Decodes `count` elements of `type` from `bytes`.
+    public static func decode(
+        _ bytes: UnsafeRawBufferPointer, as type: ElementType, count: Int
+    ) throws(TensorError) -> [Float] {
+        guard bytes.count == count * type.byteWidth else {
+            throw .byteCountMismatch(expected: count * type.byteWidth, actual: bytes.count)
+        }
+        guard count > 0, let base = bytes.baseAddress else { return [] }
+        return [Float](unsafeUninitializedCapacity: count) { out, initialized in
+            switch type {
+            case .float32:
+                for k in 0..<count { out[k] = Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self))) }
+            case .float64:
+                for k in 0..<count { out[k] = Float(Double(bitPattern: UInt64(littleEndian: base.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self)))) }
+            case .float16:
+                for k in 0..<count { out[k] = Float(Float16(bitPattern: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self)))) }
+            case .bfloat16:
+                for k in 0..<count { out[k] = bfloat16ToFloat(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self))) }
+            }
+            initialized = count
+        }
+    }
+
+    /// Encodes `values` as little-endian elements of `type`.
+    public static func encode(_ values: [Float], as type: ElementType) -> [UInt8] {
+        let count = values.count
+        return [UInt8](unsafeUninitializedCapacity: count * type.byteWidth) { out, initialized in
+            let base = UnsafeMutableRawPointer(out.baseAddress!)
+            switch type {
+            case .float32:
+                for k in 0..<count { base.storeBytes(of: values[k].bitPattern.littleEndian, toByteOffset: 4 * k, as: UInt32.self) }
+            case .float64:
+                for k in 0..<count { base.storeBytes(of: Double(values[k]).bitPattern.littleEndian, toByteOffset: 8 * k, as: UInt64.self) }
+            case .float16:
+                for k in 0..<count { base.storeBytes(of: Float16(values[k]).bitPattern.littleEndian, toByteOffset: 2 * k, as: UInt16.self) }
+            case .bfloat16:
+                for k in 0..<count { base.storeBytes(of: floatToBFloat16(values[k]).littleEndian, toByteOffset: 2 * k, as: UInt16.self) }
+            }
+            initialized = count * type.byteWidth
+        }
+    }
+
+    /// bfloat16 is the upper half of a Float's bits.
+    @inline(__always)
+    static func bfloat16ToFloat(_ bits: UInt16) -> Float {
+        Float(bitPattern: UInt32(bits) << 16)
+    }
+
+    /// Rounds to nearest even, as PyTorch and numpy's ml_dtypes do; NaN stays a quiet NaN.
+    @inline(__always)
+    static func floatToBFloat16(_ value: Float) -> UInt16 {
+        let bits = value.bitPattern
+        if value.isNaN { return UInt16(truncatingIfNeeded: (bits >> 16) | 0x0040) }
+        let rounding = 0x7FFF + ((bits >> 16) & 1)
+        return UInt16(truncatingIfNeeded: (bits &+ rounding) >> 16)
+    }
+}

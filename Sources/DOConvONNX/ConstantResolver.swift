@@ -1,0 +1,160 @@
+import CONNXProto
+import DOConvCore
+
+/// Why a candidate was not folded: either it is not exactly a DO-Conv layer (a reason for
+/// the report), or the model itself is broken (an error for the user).
+enum MatchFailure: Error {
+    case rejected(String)
+    case invalid(ONNXError)
+}
+
+/// A constant float tensor computed from initializers through the few ops exporters put
+/// between a parameter and its use, with the nodes and initializers it came from.
+struct ConstantValue {
+    var type: ElementType
+    var shape: [Int]
+    var values: [Float]
+    var nodes: Set<Int> = []
+    var initializers: Set<String> = []
+    /// True when any source initializer keeps its data in an external file.
+    var external = false
+    /// The parameter's own initializer, when the value is one passed through shape-only ops.
+    var parameterName: String?
+}
+
+/// Evaluates constant subexpressions: initializers, Constant nodes, Identity, same-type Cast,
+/// Reshape by a constant shape, and Add of two same-shape constants (D + d_diag).
+struct ConstantResolver {
+    let index: GraphIndex
+    let codec: TensorCodec
+
+    func float(_ name: String) throws(MatchFailure) -> ConstantValue {
+        if let tensor = index.initializers[name] {
+            do {
+                let (type, shape, values) = try codec.floats(of: tensor)
+                return ConstantValue(type: type, shape: shape, values: values, initializers: [name], external: TensorCodec.isExternal(tensor), parameterName: name)
+            } catch let error as ONNXError {
+                if TensorCodec.elementType(ofDataType: tensor.pointee.data_type) == nil {
+                    throw .rejected("'\(name)' is not a float tensor")
+                }
+                throw .invalid(error)
+            } catch {
+                throw .rejected("'\(name)': \(error)")
+            }
+        }
+        guard let k = index.producer[name] else {
+            throw .rejected("'\(name)' is a graph input, not a constant")
+        }
+        let node = index.nodes[k]
+        guard node.isStandardDomain else { throw .rejected("'\(name)' comes from custom op \(node.opType)") }
+        let inputs = node.inputs
+        var result: ConstantValue
+        switch node.opType {
+        case "Constant":
+            if let floats = node.attribute("value_floats") {
+                let values = Array(Proto.elements(floats.pointee.floats, floats.pointee.n_floats))
+                result = ConstantValue(type: .float32, shape: [values.count], values: values)
+                break
+            }
+            if let float = node.attribute("value_float") {
+                result = ConstantValue(type: .float32, shape: [], values: [float.pointee.f])
+                break
+            }
+            guard let tensor = node.tensorAttribute("value") else { throw .rejected("Constant '\(name)' has no tensor value") }
+            do {
+                let (type, shape, values) = try codec.floats(of: tensor)
+                result = ConstantValue(type: type, shape: shape, values: values)
+            } catch {
+                throw .rejected("Constant '\(name)' is not a float tensor")
+            }
+        case "Identity" where inputs.count == 1:
+            result = try float(inputs[0])
+        case "Cast" where inputs.count == 1:
+            result = try float(inputs[0])
+            guard node.intAttribute("to") == Int64(TensorCodec.dataType(of: result.type)) else {
+                throw .rejected("Cast '\(node.name)' changes the element type")
+            }
+        case "Reshape" where inputs.count == 2:
+            result = try float(inputs[0])
+            let shapeValue = try int64(inputs[1])
+            result.shape = try reshaped(result.shape, to: shapeValue.values, allowZero: node.intAttribute("allowzero") ?? 0, node: node)
+            result.nodes.formUnion(shapeValue.nodes)
+            result.initializers.formUnion(shapeValue.initializers)
+        case "Add" where inputs.count == 2:
+            let a = try float(inputs[0])
+            let b = try float(inputs[1])
+            guard a.shape == b.shape, a.type == b.type else {
+                throw .rejected("Add '\(node.name)' combines tensors of shapes \(a.shape) and \(b.shape)")
+            }
+            var sum = a.values
+            for k in sum.indices { sum[k] += b.values[k] }
+            result = ConstantValue(type: a.type, shape: a.shape, values: sum, nodes: a.nodes.union(b.nodes),
+                                   initializers: a.initializers.union(b.initializers), external: a.external || b.external,
+                                   parameterName: a.parameterName)
+        default:
+            throw .rejected("'\(name)' is computed by \(node.opType), not from constants")
+        }
+        result.nodes.insert(k)
+        return result
+    }
+
+    /// An INT64 constant (a shape), from an initializer, a Constant node or an Identity of one.
+    func int64(_ name: String) throws(MatchFailure) -> (values: [Int64], nodes: Set<Int>, initializers: Set<String>) {
+        if let tensor = index.initializers[name] {
+            do { return (try codec.int64s(of: tensor), [], [name]) } catch { throw .rejected("shape '\(name)': \(error)") }
+        }
+        guard let k = index.producer[name] else { throw .rejected("shape '\(name)' is not a constant") }
+        let node = index.nodes[k]
+        if node.isOp("Identity"), let input = node.inputs.first {
+            var inner = try int64(input)
+            inner.nodes.insert(k)
+            return inner
+        }
+        if node.isOp("Concat"), node.intAttribute("axis") == 0 || node.intAttribute("axis") == -1 {
+            // The dynamo exporter builds shapes as Concat of one-element Constants.
+            var joined: (values: [Int64], nodes: Set<Int>, initializers: Set<String>) = ([], [k], [])
+            for input in node.inputs {
+                let part = try int64(input)
+                joined.values += part.values
+                joined.nodes.formUnion(part.nodes)
+                joined.initializers.formUnion(part.initializers)
+            }
+            return joined
+        }
+        guard node.isOp("Constant") else { throw .rejected("shape '\(name)' is not a constant") }
+        if let ints = node.intsAttribute("value_ints"), node.attribute("value_ints") != nil { return (ints, [k], []) }
+        if let value = node.intAttribute("value_int") { return ([value], [k], []) }
+        guard let tensor = node.tensorAttribute("value") else { throw .rejected("shape '\(name)' is not a constant") }
+        do { return (try codec.int64s(of: tensor), [k], []) } catch { throw .rejected("shape '\(name)': \(error)") }
+    }
+
+    /// ONNX Reshape's output shape: 0 copies the input dim (unless allowzero), -1 is inferred.
+    func reshaped(_ input: [Int], to target: [Int64], allowZero: Int64, node: NodeView) throws(MatchFailure) -> [Int] {
+        let count = Tensor.elementCount(of: input) ?? 0
+        var shape: [Int] = []
+        var inferred: Int?
+        for (k, dim) in target.enumerated() {
+            switch dim {
+            case -1:
+                guard inferred == nil else { throw .rejected("Reshape '\(node.name)' has two -1 dims") }
+                inferred = k
+                shape.append(1)
+            case 0 where allowZero == 0:
+                guard k < input.count else { throw .rejected("Reshape '\(node.name)' copies a dim the input lacks") }
+                shape.append(input[k])
+            default:
+                guard dim >= 0, dim <= Int64(Int32.max) else { throw .rejected("Reshape '\(node.name)' has invalid dim \(dim)") }
+                shape.append(Int(dim))
+            }
+        }
+        if let inferred {
+            let known = Tensor.elementCount(of: shape) ?? 0
+            guard known > 0, count % known == 0 else { throw .rejected("Reshape '\(node.name)' cannot infer its -1 dim") }
+            shape[inferred] = count / known
+        }
+        guard Tensor.elementCount(of: shape) == count else {
+            throw .rejected("Reshape '\(node.name)' maps \(input) to \(shape)")
+        }
+        return shape
+    }
+}

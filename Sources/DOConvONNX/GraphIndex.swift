@@ -1,0 +1,48 @@
+import CONNXProto
+
+/// Who produces and who reads each value of a graph, built once per analysis.
+struct GraphIndex {
+    /// A use of a value: node `node` reads it as input number `slot`.
+    struct Use: Equatable {
+        var node: Int
+        var slot: Int
+    }
+
+    let nodes: [NodeView]
+    private(set) var producer: [String: Int] = [:]
+    private(set) var consumers: [String: [Use]] = [:]
+    private(set) var initializers: [String: UnsafeMutablePointer<Onnx__TensorProto>] = [:]
+    let graphInputs: Set<String>
+    let graphOutputs: Set<String>
+    /// Values read from inside subgraphs (If/Loop/Scan bodies): never removable.
+    let subgraphReads: Set<String>
+
+    init(graph: UnsafeMutablePointer<Onnx__GraphProto>) {
+        nodes = Proto.elements(graph.pointee.node, graph.pointee.n_node).compactMap { $0.map(NodeView.init) }
+        for (k, node) in nodes.enumerated() {
+            for (slot, input) in node.inputs.enumerated() where !input.isEmpty {
+                consumers[input, default: []].append(Use(node: k, slot: slot))
+            }
+            for output in node.outputs where !output.isEmpty { producer[output] = k }
+        }
+        for tensor in Proto.elements(graph.pointee.initializer, graph.pointee.n_initializer) {
+            if let tensor { initializers[TensorCodec.name(tensor)] = tensor }
+        }
+        graphInputs = Set(Proto.elements(graph.pointee.input, graph.pointee.n_input).compactMap { $0.map { Proto.string($0.pointee.name) } })
+        graphOutputs = Set(Proto.elements(graph.pointee.output, graph.pointee.n_output).compactMap { $0.map { Proto.string($0.pointee.name) } })
+        subgraphReads = TensorWalk.subgraphInputNames(of: graph)
+    }
+
+    /// True when something outside the node list needs the value.
+    func isPinned(_ value: String) -> Bool {
+        graphOutputs.contains(value) || subgraphReads.contains(value)
+    }
+
+    /// Readers of `value`.
+    func uses(of value: String) -> [Use] { consumers[value] ?? [] }
+
+    /// All value names in the graph (initializers, node outputs, inputs), for picking fresh names.
+    var allNames: Set<String> {
+        Set(initializers.keys).union(producer.keys).union(graphInputs).union(graphOutputs)
+    }
+}

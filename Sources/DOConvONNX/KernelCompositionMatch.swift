@@ -1,0 +1,31 @@
+import DOConvCore
+
+/// One DO-Conv layer found in kernel-composition form: the Conv(s) whose weight the graph
+/// computes from D and W, everything needed to fold it, and what may be removed afterwards.
+struct KernelCompositionMatch {
+    /// A readable layer name (the parameter prefix, or the Conv's name).
+    var name: String
+    /// Indices of the Conv nodes that read the composed kernel as their weight.
+    var convNodes: [Int]
+    /// The value the Convs read as their weight.
+    var kernelValue: String
+    var layer: DOConvLayer
+    var elementType: ElementType
+    /// Nodes of the composition (they are removed once nothing reads them).
+    var nodes: Set<Int>
+    /// Initializers the composition read (removed once nothing reads them).
+    var initializers: Set<String>
+    /// True when W (or D) lived in external data: the folded kernel goes there too.
+    var external: Bool
+    /// Name for the folded kernel's initializer.
+    var kernelName: String
+    var stride: [Int]
+    var dilation: [Int]
+}
+
+/// A subgraph that looked like DO-Conv but was left alone, with the reason.
+public struct RejectedCandidate: Equatable, Sendable {
+    /// The node (or layer) concerned.
+    public var name: String
+    public var reason: String
+}

@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CONNXProto
+import CProtobufC
+import DOConvCore
+
+/// Converts TensorProto messages to the core's types and back, wherever the data lives
+/// (raw_data, the typed fields, or an external file).
+struct TensorCodec {
+    let resolver: ExternalDataResolver
+    private var path: String { resolver.modelPath }
+
+    static let int64DataType: Int32 = 7
+
+    /// The element type of an ONNX data type code, for the float types the fold handles.
+    static func elementType(ofDataType code: Int32) -> ElementType? {
+        switch code {
+        case 1: return .float32
+        case 10: return .float16
+        case 11: return .float64
+        case 16: return .bfloat16
+        default: return nil
+        }
+    }
+
+    static func dataType(of type: ElementType) -> Int32 {
+        switch type {
+        case .float32: return 1
+        case .float16: return 10
+        case .float64: return 11
+        case .bfloat16: return 16
+        }
+    }
+
+    static func name(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>) -> String { Proto.string(tensor.pointee.name) }
+
+    static func isExternal(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>) -> Bool {
+        tensor.pointee.has_data_location != 0 && tensor.pointee.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
+    }
+
+    /// The tensor's dims, checked: non-negative, with an element count that does not overflow.
+    func shape(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> [Int] {
+        let dims = Proto.elements(tensor.pointee.dims, tensor.pointee.n_dims).map { Int($0) }
+        guard Tensor.elementCount(of: dims) != nil else {
+            throw .malformed(path: path, reason: "tensor '\(Self.name(tensor))' has invalid dims \(dims)")
+        }
+        return dims
+    }
+
+    /// A float tensor's element type, shape and values (as Float).
+    func floats(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> (ElementType, [Int], [Float]) {
+        let name = Self.name(tensor)
+        guard let type = Self.elementType(ofDataType: tensor.pointee.data_type) else {
+            throw .malformed(path: path, reason: "tensor '\(name)' has data type \(tensor.pointee.data_type), not a float type")
+        }
+        let shape = try shape(of: tensor)
+        let count = Tensor.elementCount(of: shape) ?? 0
+        let t = tensor.pointee
+        do {
+            if let bytes = try storedBytes(of: tensor) {
+                return (type, shape, try ElementCodec.decode(bytes, as: type, count: count))
+            }
+            switch type {
+            case .float32 where t.n_float_data == count:
+                return (type, shape, Array(Proto.elements(t.float_data, t.n_float_data)))
+            case .float64 where t.n_double_data == count:
+                return (type, shape, Proto.elements(t.double_data, t.n_double_data).map { Float($0) })
+            case .float16 where t.n_int32_data == count, .bfloat16 where t.n_int32_data == count:
+                let halves = Proto.elements(t.int32_data, t.n_int32_data).map { UInt16(truncatingIfNeeded: $0).littleEndian }
+                return (type, shape, try halves.withUnsafeBytes { (raw) throws(TensorError) -> [Float] in try ElementCodec.decode(raw, as: type, count: count) })
+            default:
+                throw TensorError.elementCountMismatch(shape: shape, actual: [t.n_float_data, t.n_double_data, t.n_int32_data].max() ?? 0)
+            }
+        } catch let error as TensorError {
+            throw .malformed(path: path, reason: "tensor '\(name)': \(error)")
+        } catch let error as ONNXError {
+            throw error
+        } catch {
+            throw .malformed(path: path, reason: "tensor '\(name)': \(error)")
+        }
+    }
+
+    /// An INT64 tensor's values (for shapes and permutations).
+    func int64s(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> [Int64] {
+        let name = Self.name(tensor)
+        guard tensor.pointee.data_type == Self.int64DataType else {
+            throw .malformed(path: path, reason: "tensor '\(name)' is not INT64")
+        }
+        let count = Tensor.elementCount(of: try shape(of: tensor)) ?? 0
+        if let bytes = try storedBytes(of: tensor) {
+            guard bytes.count == count * 8 else {
+                throw .malformed(path: path, reason: "tensor '\(name)' has \(bytes.count) data bytes where its shape needs \(count * 8)")
+            }
+            return (0..<count).map { Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) }
+        }
+        guard tensor.pointee.n_int64_data == count else {
+            throw .malformed(path: path, reason: "tensor '\(name)' holds \(tensor.pointee.n_int64_data) values where its shape needs \(count)")
+        }
+        return Array(Proto.elements(tensor.pointee.int64_data, tensor.pointee.n_int64_data))
+    }
+
+    /// The tensor's bytes when they are in raw_data or an external file; nil when the data
+    /// is in a typed field.
+    func storedBytes(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> UnsafeRawBufferPointer? {
+        if Self.isExternal(tensor) {
+            let reference = try ExternalReference(tensor: tensor, modelPath: path)
+            return try resolver.bytes(location: reference.location, offset: reference.offset, length: reference.length)
+        }
+        let raw = tensor.pointee.raw_data
+        guard tensor.pointee.has_raw_data != 0 else { return nil }
+        return UnsafeRawBufferPointer(start: raw.data, count: raw.len)
+    }
+
+    /// A new float tensor message (malloc'd) holding `values` as `type` in raw_data.
+    static func makeTensor(name: String, shape: [Int], type: ElementType, values: [Float]) -> UnsafeMutablePointer<Onnx__TensorProto> {
+        let bytes = ElementCodec.encode(values, as: type)
+        return Proto.make { (tensor: UnsafeMutablePointer<Onnx__TensorProto>) in
+            onnx__tensor_proto__init(tensor)
+            tensor.pointee.name = Proto.duplicate(name)
+            tensor.pointee.has_data_type = 1
+            tensor.pointee.data_type = dataType(of: type)
+            let dims = malloc(max(1, shape.count) * 8)!.assumingMemoryBound(to: Int64.self)
+            for (k, dim) in shape.enumerated() { dims[k] = Int64(dim) }
+            tensor.pointee.n_dims = shape.count
+            tensor.pointee.dims = dims
+            let data = malloc(max(1, bytes.count))!.assumingMemoryBound(to: UInt8.self)
+            bytes.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: bytes.count) }
+            tensor.pointee.has_raw_data = 1
+            tensor.pointee.raw_data = ProtobufCBinaryData(len: bytes.count, data: data)
+        }
+    }
+}
+
+/// A tensor's `external_data` entries, parsed and checked.
+struct ExternalReference {
+    var location: String
+    var offset: Int
+    var length: Int?
+
+    init(tensor: UnsafeMutablePointer<Onnx__TensorProto>, modelPath: String) throws(ONNXError) {
+        var location: String?
+        var offset = 0
+        var length: Int?
+        let name = TensorCodec.name(tensor)
+        for entry in Proto.elements(tensor.pointee.external_data, tensor.pointee.n_external_data) {
+            guard let entry else { continue }
+            let value = Proto.string(entry.pointee.value)
+            switch Proto.string(entry.pointee.key) {
+            case "location": location = value
+            case "offset":
+                guard let v = Int(value), v >= 0 else { throw .externalData(path: modelPath, reason: "tensor '\(name)' has invalid offset '\(value)'") }
+                offset = v
+            case "length":
+                guard let v = Int(value), v >= 0 else { throw .externalData(path: modelPath, reason: "tensor '\(name)' has invalid length '\(value)'") }
+                length = v
+            default: break
+            }
+        }
+        guard let location else { throw .externalData(path: modelPath, reason: "tensor '\(name)' has no location") }
+        self.location = location
+        self.offset = offset
+        self.length = length
+    }
+}

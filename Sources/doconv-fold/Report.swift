@@ -1,0 +1,50 @@
+import DOConvCore
+import DOConvONNX
+import Foundation
+
+/// Formats the human-readable fold summary.
+enum Report {
+    static func summary(_ s: FoldSummary, input: String, output: String, verified: Bool, elapsed: Duration) -> String {
+        var lines = ["\(input) -> \(output)"]
+        if s.layers.isEmpty {
+            lines.append("  no DO-Conv layer found; model written unchanged")
+        } else {
+            let kinds = DOConvKind.allCases.compactMap { kind -> String? in
+                let n = s.layers.filter { $0.kind == kind }.count
+                return n == 0 ? nil : "\(n) \(kind.rawValue)"
+            }
+            lines.append("  folded \(s.layers.count) layer\(s.layers.count == 1 ? "" : "s"): \(kinds.joined(separator: ", "))")
+            let change = s.parametersBefore > 0 ? 100 * Double(s.parametersAfter - s.parametersBefore) / Double(s.parametersBefore) : 0
+            lines.append("  parameters \(grouped(s.parametersBefore)) -> \(grouped(s.parametersAfter)) (\(String(format: "%+.1f", change))%), "
+                + "weights \(bytes(s.bytesBefore)) -> \(bytes(s.bytesAfter))")
+            if verified, let worst = s.worstRelativeError {
+                let tolerance = s.layers.map(\.tolerance).min() ?? 0
+                lines.append("  verified: worst relative error \(scientific(worst)) (tolerance \(scientific(tolerance)))")
+            } else {
+                lines.append("  not verified (--no-verify)")
+            }
+        }
+        for r in s.rejected { lines.append("  not folded: \(r.name): \(r.reason)") }
+        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        lines.append("  time \(String(format: "%.1f", ms)) ms")
+        return lines.joined(separator: "\n")
+    }
+
+    static func scientific(_ x: Double) -> String { String(format: "%.1e", x) }
+
+    static func grouped(_ n: Int) -> String {
+        let digits = String(n)
+        var out = ""
+        for (k, ch) in digits.enumerated() {
+            if k > 0 && (digits.count - k) % 3 == 0 { out.append(",") }
+            out.append(ch)
+        }
+        return out
+    }
+
+    static func bytes(_ n: Int) -> String {
+        if n >= 1 << 20 { return String(format: "%.1f MiB", Double(n) / Double(1 << 20)) }
+        if n >= 1 << 10 { return String(format: "%.1f KiB", Double(n) / Double(1 << 10)) }
+        return "\(n) B"
+    }
+}

@@ -1,0 +1,94 @@
+import XCTest
+@testable import DOConvCore
+
+/// The vectorized fold against the plain einsum loop, over many random layer shapes.
+final class FoldKernelTests: XCTestCase {
+    func randomLayer(layout: DOConvLayout, cin: Int, cout: Int, groups: Int, m: Int, n: Int, dmul: Int, using random: inout SeededGenerator) throws -> DOConvLayer {
+        let g = DOConvGeometry(inChannels: cin, outChannels: cout, groups: groups, kernelHeight: m, kernelWidth: n, depthMultiplier: dmul)
+        let d: [Float]? = g.kernelArea == 1 ? nil : (0..<g.dCount).map { _ in Float.random(in: -1...1, using: &random) }
+        let w = (0..<g.wCount).map { _ in Float.random(in: -1...1, using: &random) }
+        return try DOConvLayer(layout: layout, geometry: g, d: d, w: w)
+    }
+
+    func assertClose(_ a: [Float], _ b: [Float], tolerance: Float = 1e-5, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
+        let scale = max(b.map(abs).max() ?? 0, 1e-30)
+        let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertLessThanOrEqual(worst / scale, tolerance, file: file, line: line)
+    }
+
+    func testVectorizedMatchesScalarOverRandomShapes() throws {
+        var random = SeededGenerator(seed: 42)
+        for trial in 0..<300 {
+            let layout: DOConvLayout = trial % 2 == 0 ? .pytorch : .keras
+            let groups = [1, 1, 2, 3, 4][Int.random(in: 0..<5, using: &random)]
+            let cin = groups * Int.random(in: 1...6, using: &random)
+            let cout = groups * Int.random(in: 1...7, using: &random)
+            let m = Int.random(in: 1...5, using: &random)
+            let n = Int.random(in: 1...5, using: &random)
+            let mn = m * n
+            let dmul = mn == 1 ? 1 : mn + Int.random(in: 0...6, using: &random)
+            let layer = try randomLayer(layout: layout, cin: cin, cout: cout, groups: groups, m: m, n: n, dmul: dmul, using: &random)
+            let fast = layer.foldedKernel()
+            let slow = ScalarFold.kernel(of: layer)
+            XCTAssertEqual(fast.shape, [cout, cin / groups, m, n])
+            XCTAssertEqual(fast.shape, slow.shape)
+            assertClose(fast.values, slow.values)
+        }
+    }
+
+    func testDepthwiseAndWideLayersMatchScalar() throws {
+        var random = SeededGenerator(seed: 7)
+        let cases: [(DOConvLayout, Int, Int, Int, Int, Int, Int)] = [
+            (.pytorch, 32, 32, 32, 3, 3, 9), (.keras, 32, 32, 32, 3, 3, 9),      // DO-DConv
+            (.pytorch, 16, 64, 16, 3, 3, 9), (.keras, 16, 64, 16, 3, 3, 9),      // channel multiplier 4
+            (.pytorch, 24, 40, 1, 7, 7, 49), (.keras, 24, 40, 1, 5, 5, 30),      // large kernels
+            (.pytorch, 64, 128, 1, 3, 3, 9), (.keras, 64, 128, 1, 3, 3, 9),      // multi-threaded sizes
+            (.pytorch, 256, 256, 1, 3, 3, 9),
+        ]
+        for (layout, cin, cout, groups, m, n, dmul) in cases {
+            let layer = try randomLayer(layout: layout, cin: cin, cout: cout, groups: groups, m: m, n: n, dmul: dmul, using: &random)
+            assertClose(layer.foldedKernel().values, ScalarFold.kernel(of: layer).values)
+        }
+    }
+
+    func testThreadCountDoesNotChangeTheResult() throws {
+        var random = SeededGenerator(seed: 9)
+        for layout in [DOConvLayout.pytorch, .keras] {
+            let layer = try randomLayer(layout: layout, cin: 128, cout: 256, groups: 1, m: 3, n: 3, dmul: 9, using: &random)
+            XCTAssertEqual(layer.foldedKernel(maxThreads: 1).values, layer.foldedKernel(maxThreads: 2).values)
+        }
+    }
+
+    /// A hand-computed PyTorch DO-DConv with channel multiplier 2: the W reshape pairs
+    /// output channel o with D row o % Cin, not with its real input channel o / 2.
+    func testPyTorchReshapePairsOutputWithDRowModuloCin() throws {
+        let g = DOConvGeometry(inChannels: 2, outChannels: 4, groups: 2, kernelHeight: 1, kernelWidth: 2, depthMultiplier: 2)
+        // D[i] = [[a, b], [c, d]] as (MN, Dmul); W[o] = [1, 0] selects column s = 0.
+        let d: [Float] = [1, 2, 3, 4, 5, 6, 7, 8]
+        let w: [Float] = [1, 0, 1, 0, 1, 0, 1, 0]
+        let layer = try DOConvLayer(layout: .pytorch, geometry: g, d: d, w: w)
+        // kernel[o, 0, m] = D[o % 2, m, 0].
+        XCTAssertEqual(ScalarFold.kernel(of: layer).values, [1, 3, 5, 7, 1, 3, 5, 7])
+        XCTAssertEqual(layer.foldedKernel().values, [1, 3, 5, 7, 1, 3, 5, 7])
+        XCTAssertEqual(layer.dChannel(output: 3, localInput: 0), 1)
+    }
+
+    func testLayerRejectsInconsistentTensors() {
+        let g = DOConvGeometry(inChannels: 4, outChannels: 8, groups: 1, kernelHeight: 3, kernelWidth: 3, depthMultiplier: 9)
+        XCTAssertThrowsError(try DOConvLayer(layout: .pytorch, geometry: g, d: [Float](repeating: 0, count: 10), w: [Float](repeating: 0, count: g.wCount)))
+        XCTAssertThrowsError(try DOConvLayer(layout: .pytorch, geometry: g, d: nil, w: [Float](repeating: 0, count: g.wCount)))
+        var bad = g
+        bad.groups = 3
+        XCTAssertThrowsError(try DOConvLayer(layout: .pytorch, geometry: bad, d: nil, w: []))
+    }
+
+    func testKindFollowsGroups() {
+        func kind(_ cin: Int, _ groups: Int) -> DOConvKind {
+            DOConvGeometry(inChannels: cin, outChannels: cin, groups: groups, kernelHeight: 3, kernelWidth: 3, depthMultiplier: 9).kind
+        }
+        XCTAssertEqual(kind(8, 1), .doConv)
+        XCTAssertEqual(kind(8, 8), .doDConv)
+        XCTAssertEqual(kind(8, 4), .doGConv)
+    }
+}
