@@ -47,14 +47,14 @@ public struct DOConvGeometry: Equatable, Sendable {
         return .doGConv
     }
 
-    /// Elements of D (zero when MN = 1: such a layer has no D).
-    public var dCount: Int { kernelArea == 1 ? 0 : inChannels * kernelArea * depthMultiplier }
+    /// Elements of D (the frameworks create none when MN = 1).
+    public var dCount: Int { inChannels * kernelArea * depthMultiplier }
     /// Elements of W.
     public var wCount: Int { outChannels * inChannelsPerGroup * depthMultiplier }
     /// Elements of the folded kernel (Cout, Cin/g, M, N).
     public var kernelCount: Int { outChannels * inChannelsPerGroup * kernelArea }
-    /// Trainable parameters before folding (D and W).
-    public var trainedParameterCount: Int { dCount + wCount }
+    /// Trainable parameters before folding (D and W; a 1x1 layer has only W).
+    public var trainedParameterCount: Int { (kernelArea == 1 ? 0 : dCount) + wCount }
 }
 
 /// A DO-Conv layer as a graph computes it: the geometry and the two trained tensors.
@@ -81,13 +81,13 @@ public struct DOConvLayer: Sendable {
         guard w.count == g.wCount else {
             throw .inconsistentLayer("W has \(w.count) elements, expected \(g.wCount)")
         }
-        if g.kernelArea == 1 {
-            guard d == nil, g.depthMultiplier == 1 else {
-                throw .inconsistentLayer("a 1x1 layer has no D and depth multiplier 1")
-            }
+        // The frameworks create no D for 1x1 layers (the kernel is a reshape of W); a graph
+        // that does compose one is folded all the same.
+        if let d {
+            guard d.count == g.dCount else { throw .inconsistentLayer("D has \(d.count) elements, expected \(g.dCount)") }
         } else {
-            guard let d, d.count == g.dCount else {
-                throw .inconsistentLayer("D has \(d?.count ?? 0) elements, expected \(g.dCount)")
+            guard g.kernelArea == 1, g.depthMultiplier == 1 else {
+                throw .inconsistentLayer("a \(g.kernelHeight)x\(g.kernelWidth) layer needs D")
             }
         }
         self.layout = layout
