@@ -67,6 +67,10 @@ public struct DOConvLayer: Sendable {
     public let d: [Float]?
     public let w: [Float]
 
+    /// How much larger than D and W together a folded kernel may be (real layers, Dmul >= MN,
+    /// give a kernel no larger than W).
+    public static let maxKernelGrowth = 64
+
     /// Creates a layer, checking that the tensors and the geometry agree.
     public init(layout: DOConvLayout, geometry g: DOConvGeometry, d: [Float]?, w: [Float]) throws(TensorError) {
         guard g.inChannels > 0, g.outChannels > 0, g.groups > 0, g.kernelHeight > 0, g.kernelWidth > 0, g.depthMultiplier > 0 else {
@@ -75,7 +79,8 @@ public struct DOConvLayer: Sendable {
         guard g.inChannels % g.groups == 0, g.outChannels % g.groups == 0 else {
             throw .inconsistentLayer("\(g.groups) groups do not divide \(g.inChannels) input and \(g.outChannels) output channels")
         }
-        guard Tensor.elementCount(of: [g.outChannels, g.inChannels, g.kernelArea, g.depthMultiplier]) != nil else {
+        guard [g.inChannels, g.outChannels, g.groups, g.kernelHeight, g.kernelWidth, g.depthMultiplier].allSatisfy({ $0 <= Int(Int32.max) }),
+              Tensor.elementCount(of: [g.outChannels, g.inChannels, g.kernelArea, g.depthMultiplier]) != nil else {
             throw .inconsistentLayer("layer dimensions overflow")
         }
         guard w.count == g.wCount else {
@@ -89,6 +94,10 @@ public struct DOConvLayer: Sendable {
             guard g.kernelArea == 1, g.depthMultiplier == 1 else {
                 throw .inconsistentLayer("a \(g.kernelHeight)x\(g.kernelWidth) layer needs D")
             }
+        }
+        // Allocation is sized by the kernel, so it must stay in proportion to the data read.
+        guard g.kernelCount <= DOConvLayer.maxKernelGrowth * (w.count + (d?.count ?? 0)) + (1 << 16) else {
+            throw .inconsistentLayer("a \(g.kernelHeight)x\(g.kernelWidth) kernel from Dmul \(g.depthMultiplier) would be over \(DOConvLayer.maxKernelGrowth) times larger than D and W")
         }
         self.layout = layout
         self.geometry = g

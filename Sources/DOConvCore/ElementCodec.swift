@@ -7,8 +7,9 @@ public enum ElementCodec {
     public static func decode(
         _ bytes: UnsafeRawBufferPointer, as type: ElementType, count: Int
     ) throws(TensorError) -> [Float] {
-        guard bytes.count == count * type.byteWidth else {
-            throw .byteCountMismatch(expected: count * type.byteWidth, actual: bytes.count)
+        let (expected, overflow) = count.multipliedReportingOverflow(by: type.byteWidth)
+        guard !overflow, bytes.count == expected else {
+            throw .byteCountMismatch(expected: overflow ? Int.max : expected, actual: bytes.count)
         }
         guard count > 0, let base = bytes.baseAddress else { return [] }
         return [Float](unsafeUninitializedCapacity: count) { out, initialized in

@@ -28,7 +28,11 @@ struct ConstantResolver {
     let index: GraphIndex
     let codec: TensorCodec
 
-    func float(_ name: String) throws(MatchFailure) -> ConstantValue {
+    /// Deeper expressions are not what exporters write (and a cyclic graph would recurse forever).
+    static let maxDepth = 32
+
+    func float(_ name: String, depth: Int = 0) throws(MatchFailure) -> ConstantValue {
+        guard depth < Self.maxDepth else { throw .rejected("'\(name)' is not a short constant expression") }
         if let tensor = index.initializers[name] {
             do {
                 let (type, shape, values) = try codec.floats(of: tensor)
@@ -68,21 +72,21 @@ struct ConstantResolver {
                 throw .rejected("Constant '\(name)' is not a float tensor")
             }
         case "Identity" where inputs.count == 1:
-            result = try float(inputs[0])
+            result = try float(inputs[0], depth: depth + 1)
         case "Cast" where inputs.count == 1:
-            result = try float(inputs[0])
+            result = try float(inputs[0], depth: depth + 1)
             guard node.intAttribute("to") == Int64(TensorCodec.dataType(of: result.type)) else {
                 throw .rejected("Cast '\(node.name)' changes the element type")
             }
         case "Reshape" where inputs.count == 2:
-            result = try float(inputs[0])
-            let shapeValue = try int64(inputs[1])
+            result = try float(inputs[0], depth: depth + 1)
+            let shapeValue = try int64(inputs[1], depth: depth + 1)
             result.shape = try reshaped(result.shape, to: shapeValue.values, allowZero: node.intAttribute("allowzero") ?? 0, node: node)
             result.nodes.formUnion(shapeValue.nodes)
             result.initializers.formUnion(shapeValue.initializers)
         case "Add" where inputs.count == 2:
-            let a = try float(inputs[0])
-            let b = try float(inputs[1])
+            let a = try float(inputs[0], depth: depth + 1)
+            let b = try float(inputs[1], depth: depth + 1)
             guard a.shape == b.shape, a.type == b.type else {
                 throw .rejected("Add '\(node.name)' combines tensors of shapes \(a.shape) and \(b.shape)")
             }
@@ -99,14 +103,15 @@ struct ConstantResolver {
     }
 
     /// An INT64 constant (a shape), from an initializer, a Constant node or an Identity of one.
-    func int64(_ name: String) throws(MatchFailure) -> (values: [Int64], nodes: Set<Int>, initializers: Set<String>) {
+    func int64(_ name: String, depth: Int = 0) throws(MatchFailure) -> (values: [Int64], nodes: Set<Int>, initializers: Set<String>) {
+        guard depth < Self.maxDepth else { throw .rejected("shape '\(name)' is not a short constant expression") }
         if let tensor = index.initializers[name] {
             do { return (try codec.int64s(of: tensor), [], [name]) } catch { throw .rejected("shape '\(name)': \(error)") }
         }
         guard let k = index.producer[name] else { throw .rejected("shape '\(name)' is not a constant") }
         let node = index.nodes[k]
         if node.isOp("Identity"), let input = node.inputs.first {
-            var inner = try int64(input)
+            var inner = try int64(input, depth: depth + 1)
             inner.nodes.insert(k)
             return inner
         }
@@ -114,7 +119,7 @@ struct ConstantResolver {
             // The dynamo exporter builds shapes as Concat of one-element Constants.
             var joined: (values: [Int64], nodes: Set<Int>, initializers: Set<String>) = ([], [k], [])
             for input in node.inputs {
-                let part = try int64(input)
+                let part = try int64(input, depth: depth + 1)
                 joined.values += part.values
                 joined.nodes.formUnion(part.nodes)
                 joined.initializers.formUnion(part.initializers)

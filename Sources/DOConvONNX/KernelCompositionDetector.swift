@@ -78,6 +78,7 @@ struct KernelCompositionDetector {
         var chain: [Int] = []
         var current = value
         while let k = index.producer[current] {
+            guard !chain.contains(k) else { return nil } // a cycle: not a constant kernel
             let node = index.nodes[k]
             guard node.isStandardDomain, let first = node.inputs.first else { return nil }
             switch node.opType {
@@ -198,6 +199,11 @@ struct KernelCompositionDetector {
     /// requiring exactly the layout's form.
     static func geometry(layout: DOConvLayout, d: [Int]?, w: [Int], structural: [(op: String, value: [Int])], groups g: Int) throws(MatchFailure) -> DOConvGeometry {
         guard w.count == 3 else { throw .rejected("W has shape \(w), expected rank 3") }
+        let limit = Int(Int32.max)
+        let dims = w + (d ?? []) + structural.flatMap(\.value) + [g]
+        guard dims.allSatisfy({ (0...limit).contains($0) }), g > 0 else {
+            throw .rejected("a dimension or the group count is out of range")
+        }
         let ops = structural.map(\.op)
         switch layout {
         case .pytorch:

@@ -8,14 +8,14 @@ import CProtobufC
 /// temporary files in the destination folder and are renamed into place only when complete.
 enum ModelWriter {
     /// Protobuf messages cannot exceed 2 GiB; bigger models must move tensors out.
-    static let protobufLimit = Int(Int32.max)
+    static let protobufLimit = Int(Int32.max) // 2 GiB - 1
     /// Tensors smaller than this stay inline when a model is moved to external data for size.
     static let externalThreshold = 1024
 
     /// Saves `model` to `path`. Tensors that were external stay external, in `path + ".data"`;
     /// so do tensors marked in `model.externalizeOnSave`, and all large ones when the model
     /// would exceed protobuf's 2 GiB limit.
-    static func save(_ model: ONNXModel, to path: String) throws(ONNXError) {
+    static func save(_ model: ONNXModel, to path: String, protobufLimit: Int = ModelWriter.protobufLimit) throws(ONNXError) {
         let dataName = FilePath.baseName(of: path) + ".data"
         let dataPath = FilePath.join(FilePath.directory(of: path), dataName)
         var oversize = onnx__model_proto__get_packed_size(model.proto) > protobufLimit

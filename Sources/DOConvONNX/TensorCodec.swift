@@ -89,8 +89,8 @@ struct TensorCodec {
         }
         let count = Tensor.elementCount(of: try shape(of: tensor)) ?? 0
         if let bytes = try storedBytes(of: tensor) {
-            guard bytes.count == count * 8 else {
-                throw .malformed(path: path, reason: "tensor '\(name)' has \(bytes.count) data bytes where its shape needs \(count * 8)")
+            guard count <= Int.max / 8, bytes.count == count * 8 else {
+                throw .malformed(path: path, reason: "tensor '\(name)' has \(bytes.count) data bytes where its shape needs \(count) INT64 values")
             }
             return (0..<count).map { Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * $0, as: Int64.self)) }
         }

@@ -18,7 +18,10 @@ struct FoldJob {
             let summary = try ONNXFolder.fold(model, options: options)
             let failures = summary.failures
             if !failures.isEmpty {
-                let list = failures.map { "\($0.name) (\(Report.scientific($0.relativeError ?? .nan)) > \(Report.scientific($0.tolerance)))" }
+                let list = failures.map { layer -> String in
+                    guard let error = layer.relativeError, !error.isNaN else { return "\(layer.name) (D or W holds NaN or infinite values)" }
+                    return "\(layer.name) (\(Report.scientific(error)) > \(Report.scientific(layer.tolerance)))"
+                }
                 printError("\(input): verification failed for \(failures.count) layer(s): \(list.joined(separator: ", ")); nothing written")
                 return 1
             }

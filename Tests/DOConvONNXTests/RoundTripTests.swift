@@ -48,3 +48,31 @@ final class RoundTripTests: XCTestCase {
         }
     }
 }
+
+/// A model over protobuf's 2 GiB limit must be written with external data. The limit is
+/// lowered here so the test needs no 2 GiB file.
+final class OversizeModelTests: XCTestCase {
+    func testModelsOverTheLimitMoveLargeTensorsOut() throws {
+        let out = try TestSupport.temporaryDirectory(self)
+        let source = TestSupport.fixture("wide_dmul.ts_nofold.onnx")
+        let model = try ONNXModel.load(path: source)
+        let target = out.appendingPathComponent("big.onnx").path
+        try ModelWriter.save(model, to: target, protobufLimit: 8_000)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: target + ".data"))
+        let reloaded = try ONNXModel.load(path: target)
+        XCTAssertLessThan(reloaded.fileSize, 8_000)
+        let original = try ONNXModel.load(path: source)
+        let before = GraphIndex(graph: original.graph).initializers
+        var moved = 0
+        for (name, tensor) in GraphIndex(graph: reloaded.graph).initializers {
+            let old = try XCTUnwrap(before[name])
+            let large = old.pointee.raw_data.len >= ModelWriter.externalThreshold
+            XCTAssertEqual(TensorCodec.isExternal(tensor), large, name)
+            if large { moved += 1 }
+            if TensorCodec.elementType(ofDataType: tensor.pointee.data_type) != nil {
+                XCTAssertEqual(try reloaded.codec.floats(of: tensor).2, try original.codec.floats(of: old).2, name)
+            }
+        }
+        XCTAssertGreaterThan(moved, 0)
+    }
+}

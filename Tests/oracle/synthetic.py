@@ -29,7 +29,7 @@ def expected_kernel(layout, d, w, cin, cout, groups, m, n, dmul):
 
 
 def do_conv_model(layout="pytorch", cin=4, cout=6, groups=1, m=3, n=3, dmul=9, dtype=np.float32,
-                  bfloat16=False, seed=0, casts=False, extra_nodes=(), extra_outputs=(), opset=17):
+                  bfloat16=False, seed=0, casts=False, extra_nodes=(), extra_outputs=(), opset=17, d_constant=False):
     """One DO-Conv layer: input (1, cin, 7, 7) -> Conv with a composed kernel -> output.
 
     Returns (model, expected kernel in float64)."""
@@ -61,8 +61,15 @@ def do_conv_model(layout="pytorch", cin=4, cout=6, groups=1, m=3, n=3, dmul=9, d
     w_t, w_stored = init("conv.W", w)
     kernel = expected_kernel(layout, d_stored.astype(np.float64) + diag_stored, w_stored.astype(np.float64), cin, cout, groups, m, n, dmul)
 
-    nodes = [
-        helper.make_node("Add", ["conv.D", "conv.d_diag"], ["dt"]),
+    if d_constant:  # D + I as one Constant node, as a constant-folding exporter might leave it
+        dt = (d_stored + diag_stored).astype(dtype)
+        d_nodes = [helper.make_node("Constant", [], ["dt"], value=numpy_helper.from_array(dt, "dt_value"))]
+        kernel = expected_kernel(layout, dt.astype(np.float64), w_stored.astype(np.float64), cin, cout, groups, m, n, dmul)
+        initializers = [w_t]
+    else:
+        d_nodes = [helper.make_node("Add", ["conv.D", "conv.d_diag"], ["dt"])]
+        initializers = [d_t, diag_t, w_t]
+    nodes = d_nodes + [
         helper.make_node("Constant", [], ["w_shape"], value=numpy_helper.from_array(np.array(w_shape, np.int64))),
         helper.make_node("Reshape", ["conv.W", "w_shape"], ["wr"]),
         helper.make_node("Einsum", ["dt", "wr"], ["e"], equation=equation),
@@ -89,7 +96,7 @@ def do_conv_model(layout="pytorch", cin=4, cout=6, groups=1, m=3, n=3, dmul=9, d
     outputs = [helper.make_tensor_value_info(last_out, elem, ["n", "c", "h", "w"])]
     outputs += [helper.make_tensor_value_info(name, elem, [f"{name}_{k}" for k in range(3)]) for name in extra_outputs]
     graph = helper.make_graph(nodes, "do_conv", [helper.make_tensor_value_info("input", elem, [1, cin, 7, 7])], outputs,
-                              initializer=[d_t, diag_t, w_t])
+                              initializer=initializers)
     opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in {x.domain for x in extra_nodes if x.domain}]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="doconv-tests")
     return model, kernel

@@ -64,6 +64,18 @@ def test_element_types_are_kept(tmp_path, dtype, bf16, tolerance):
     assert relative(weight, kernel) < tolerance
 
 
+@pytest.mark.parametrize("layout", ["pytorch", "keras"])
+def test_d_as_a_constant_node(tmp_path, layout):
+    model, kernel = do_conv_model(layout, d_constant=True)
+    result, src, dst = fold(tmp_path, model)
+    assert result.returncode == 0, result.stderr
+    folded, weight = kernel_of(dst)
+    assert [n.op_type for n in folded.graph.node] == ["Conv"]
+    assert relative(weight, kernel) < 1e-5
+    x = np.random.default_rng(5).normal(size=(1, 4, 7, 7)).astype(np.float32)
+    assert relative(run(dst, x), run(src, x)) < 1e-5
+
+
 def test_custom_domain_ops_survive(tmp_path):
     gelu = helper.make_node("Gelu", ["conv_out"], ["output"], domain="com.microsoft", name="custom_gelu")
     model, _ = do_conv_model(extra_nodes=[gelu])

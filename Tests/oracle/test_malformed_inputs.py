@@ -1,0 +1,110 @@
+"""Malformed and hostile models: doconv-fold must end with a clean status (0, 1 or 2),
+never a signal or a hang, write nothing when it fails, and leave the input untouched."""
+import random
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from conftest import FIXTURES, manifest, run_fold
+from synthetic import do_conv_model
+
+
+def check_clean(tmp_path, src):
+    before = src.read_bytes()
+    dst = tmp_path / "out.onnx"
+    result = run_fold(src, dst)
+    assert result.returncode in (0, 1, 2), f"status {result.returncode}: {result.stderr[-500:]}"
+    if result.returncode != 0:
+        assert not dst.exists()
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert src.read_bytes() == before
+    if dst.exists():
+        dst.unlink()
+    return result
+
+
+@pytest.mark.parametrize("entry", [e for e in manifest() if not e["external_data"]], ids=lambda e: e["file"])
+def test_byte_mutations(tmp_path, entry):
+    data = bytearray((FIXTURES / entry["file"]).read_bytes())
+    rng = random.Random(entry["file"])
+    for trial in range(12):
+        mutated = bytearray(data)
+        kind = trial % 3
+        if kind == 0:  # flip bytes
+            for _ in range(rng.randint(1, 8)):
+                mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        elif kind == 1:  # truncate
+            mutated = mutated[: rng.randrange(1, len(mutated))]
+        else:  # splice a chunk elsewhere
+            a = rng.randrange(len(mutated))
+            chunk = mutated[a : a + rng.randint(1, 64)]
+            b = rng.randrange(len(mutated))
+            mutated[b:b] = chunk
+        src = tmp_path / f"mutant{trial}.onnx"
+        src.write_bytes(bytes(mutated))
+        check_clean(tmp_path, src)
+
+
+def save(tmp_path, model, name="hostile.onnx"):
+    path = tmp_path / name
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_identity_cycle_into_a_conv_weight(tmp_path):
+    model, _ = do_conv_model()
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    conv.input[1] = "loop_a"
+    model.graph.node.extend([helper.make_node("Identity", ["loop_b"], ["loop_a"]), helper.make_node("Identity", ["loop_a"], ["loop_b"])])
+    check_clean(tmp_path, save(tmp_path, model))
+
+
+def test_reshape_cycle_in_an_operand(tmp_path):
+    model, _ = do_conv_model()
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape" and n.input[0] == "conv.W")
+    reshape.input[0] = "wr"  # W's reshape now reads its own output
+    check_clean(tmp_path, save(tmp_path, model))
+
+
+def test_lying_dims_and_short_data(tmp_path):
+    for dims in ([6, 4, 9 * 1000], [2**40, 2**30, 9], [-6, 4, 9], [0, 4, 9]):
+        model, _ = do_conv_model()
+        w = next(t for t in model.graph.initializer if t.name == "conv.W")
+        del w.dims[:]
+        w.dims.extend(dims)
+        result = check_clean(tmp_path, save(tmp_path, model))
+        assert result.returncode != 0 or "not folded" in result.stdout
+
+
+def test_absurd_reshape_and_groups(tmp_path):
+    model, _ = do_conv_model()
+    const = next(n for n in model.graph.node if n.op_type == "Constant" and n.output[0] == "k_shape")
+    const.attribute[0].t.CopyFrom(numpy_helper.from_array(np.array([2**62, 4, 3, 3], np.int64)))
+    check_clean(tmp_path, save(tmp_path, model, "reshape.onnx"))
+    for group in (0, -3, 2**40):
+        model, _ = do_conv_model()
+        conv = next(n for n in model.graph.node if n.op_type == "Conv")
+        conv.attribute.append(helper.make_attribute("group", group))
+        check_clean(tmp_path, save(tmp_path, model, f"group{group}.onnx"))
+
+
+def test_kernel_far_larger_than_its_data(tmp_path):
+    # Dmul 1, a 64x64 kernel, 4096 outputs: the kernel would be 2048 times D and W together;
+    # refused rather than allocated.
+    model, _ = do_conv_model(cin=1, cout=4096, m=64, n=64, dmul=1)
+    result = check_clean(tmp_path, save(tmp_path, model))
+    assert result.returncode == 0 and "not folded" in result.stdout
+
+
+def test_external_data_mutations(tmp_path):
+    name = "grouped.dynamo.onnx"
+    for trial in range(6):
+        work = tmp_path / f"t{trial}"
+        work.mkdir()
+        shutil.copy(FIXTURES / name, work / name)
+        data = bytearray((FIXTURES / (name + ".data")).read_bytes())
+        (work / (name + ".data")).write_bytes(bytes(data[: len(data) * trial // 6]))
+        check_clean(work, work / name)
