@@ -46,6 +46,15 @@ public enum ElementCodec {
         }
     }
 
+    /// A float16 or bfloat16 value from its bit pattern (other types: the bits as an integer).
+    public static func float(halfBits bits: UInt16, as type: ElementType) -> Float {
+        switch type {
+        case .float16: return Float(Float16(bitPattern: bits))
+        case .bfloat16: return bfloat16ToFloat(bits)
+        case .float32, .float64: return Float(bits)
+        }
+    }
+
     /// bfloat16 is the upper half of a Float's bits.
     @inline(__always)
     static func bfloat16ToFloat(_ bits: UInt16) -> Float {

@@ -34,16 +34,14 @@ struct ConstantResolver {
     func float(_ name: String, depth: Int = 0) throws(MatchFailure) -> ConstantValue {
         guard depth < Self.maxDepth else { throw .rejected("'\(name)' is not a short constant expression") }
         if let tensor = index.initializers[name] {
+            guard TensorCodec.elementType(ofDataType: tensor.pointee.data_type) != nil else {
+                throw .rejected("'\(name)' is not a float tensor")
+            }
             do {
                 let (type, shape, values) = try codec.floats(of: tensor)
                 return ConstantValue(type: type, shape: shape, values: values, initializers: [name], external: TensorCodec.isExternal(tensor), parameterName: name)
-            } catch let error as ONNXError {
-                if TensorCodec.elementType(ofDataType: tensor.pointee.data_type) == nil {
-                    throw .rejected("'\(name)' is not a float tensor")
-                }
-                throw .invalid(error)
             } catch {
-                throw .rejected("'\(name)': \(error)")
+                throw .invalid(error) // a float parameter whose data is broken: bad input
             }
         }
         guard let k = index.producer[name] else {

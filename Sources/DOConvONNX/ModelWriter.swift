@@ -58,11 +58,7 @@ enum ModelWriter {
             replaced.contains(Proto.string($0.pointee.key))
         }
         for (key, value) in [("location", location), ("offset", String(offset)), ("length", String(length))] {
-            let entry = Proto.make { (e: UnsafeMutablePointer<Onnx__StringStringEntryProto>) in
-                onnx__string_string_entry_proto__init(e)
-                e.pointee.key = Proto.duplicate(key)
-                e.pointee.value = Proto.duplicate(value)
-            }
+            let entry = Proto.makeEntry(key: key, value: value)
             tensor.pointee.external_data = Proto.appending(entry, to: tensor.pointee.external_data, count: tensor.pointee.n_external_data)
             tensor.pointee.n_external_data += 1
         }

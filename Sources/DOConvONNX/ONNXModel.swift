@@ -58,11 +58,7 @@ public final class ONNXModel {
                 return
             }
         }
-        let entry = Proto.make { (e: UnsafeMutablePointer<Onnx__StringStringEntryProto>) in
-            onnx__string_string_entry_proto__init(e)
-            e.pointee.key = Proto.duplicate(key)
-            e.pointee.value = Proto.duplicate(value)
-        }
+        let entry = Proto.makeEntry(key: key, value: value)
         proto.pointee.metadata_props = Proto.appending(entry, to: proto.pointee.metadata_props, count: proto.pointee.n_metadata_props)
         proto.pointee.n_metadata_props += 1
     }

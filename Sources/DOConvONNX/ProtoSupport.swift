@@ -60,6 +60,15 @@ enum Proto {
         return message
     }
 
+    /// A new `key: value` entry (metadata_props, external_data).
+    static func makeEntry(key: String, value: String) -> UnsafeMutablePointer<Onnx__StringStringEntryProto> {
+        make { (entry: UnsafeMutablePointer<Onnx__StringStringEntryProto>) in
+            onnx__string_string_entry_proto__init(entry)
+            entry.pointee.key = duplicate(key)
+            entry.pointee.value = duplicate(value)
+        }
+    }
+
     /// Replaces a C string field's value, freeing the old one.
     static func replace(_ field: inout UnsafeMutablePointer<CChar>?, with value: String) {
         Glibc.free(field)

@@ -55,29 +55,31 @@ struct TensorCodec {
             throw .malformed(path: path, reason: "tensor '\(name)' has data type \(tensor.pointee.data_type), not a float type")
         }
         let shape = try shape(of: tensor)
-        let count = Tensor.elementCount(of: shape) ?? 0
-        let t = tensor.pointee
+        let stored = try storedBytes(of: tensor)
         do {
-            if let bytes = try storedBytes(of: tensor) {
-                return (type, shape, try ElementCodec.decode(bytes, as: type, count: count))
-            }
-            switch type {
-            case .float32 where t.n_float_data == count:
-                return (type, shape, Array(Proto.elements(t.float_data, t.n_float_data)))
-            case .float64 where t.n_double_data == count:
-                return (type, shape, Proto.elements(t.double_data, t.n_double_data).map { Float($0) })
-            case .float16 where t.n_int32_data == count, .bfloat16 where t.n_int32_data == count:
-                let halves = Proto.elements(t.int32_data, t.n_int32_data).map { UInt16(truncatingIfNeeded: $0).littleEndian }
-                return (type, shape, try halves.withUnsafeBytes { (raw) throws(TensorError) -> [Float] in try ElementCodec.decode(raw, as: type, count: count) })
-            default:
-                throw TensorError.elementCountMismatch(shape: shape, actual: [t.n_float_data, t.n_double_data, t.n_int32_data].max() ?? 0)
-            }
-        } catch let error as TensorError {
-            throw .malformed(path: path, reason: "tensor '\(name)': \(error)")
-        } catch let error as ONNXError {
-            throw error
+            return (type, shape, try Self.decodeFloats(tensor, stored: stored, type: type, shape: shape))
         } catch {
             throw .malformed(path: path, reason: "tensor '\(name)': \(error)")
+        }
+    }
+
+    /// Float values from raw or external bytes when there are any, else from the typed field
+    /// the data type uses.
+    private static func decodeFloats(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>, stored: UnsafeRawBufferPointer?,
+                                     type: ElementType, shape: [Int]) throws(TensorError) -> [Float] {
+        let count = Tensor.elementCount(of: shape) ?? 0
+        if let stored { return try ElementCodec.decode(stored, as: type, count: count) }
+        let t = tensor.pointee
+        switch type {
+        case .float32 where t.n_float_data == count:
+            return Array(Proto.elements(t.float_data, t.n_float_data))
+        case .float64 where t.n_double_data == count:
+            return Proto.elements(t.double_data, t.n_double_data).map { Float($0) }
+        case .float16 where t.n_int32_data == count, .bfloat16 where t.n_int32_data == count:
+            // Half types keep their bit patterns in the low 16 bits of int32_data.
+            return Proto.elements(t.int32_data, t.n_int32_data).map { ElementCodec.float(halfBits: UInt16(truncatingIfNeeded: $0), as: type) }
+        default:
+            throw .elementCountMismatch(shape: shape, actual: [t.n_float_data, t.n_double_data, t.n_int32_data].max() ?? 0)
         }
     }
 

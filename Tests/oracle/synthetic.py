@@ -29,7 +29,8 @@ def expected_kernel(layout, d, w, cin, cout, groups, m, n, dmul):
 
 
 def do_conv_model(layout="pytorch", cin=4, cout=6, groups=1, m=3, n=3, dmul=9, dtype=np.float32,
-                  bfloat16=False, seed=0, casts=False, extra_nodes=(), extra_outputs=(), opset=17, d_constant=False):
+                  bfloat16=False, seed=0, casts=False, extra_nodes=(), extra_outputs=(), opset=17, d_constant=False,
+                  typed_fields=False):
     """One DO-Conv layer: input (1, cin, 7, 7) -> Conv with a composed kernel -> output.
 
     Returns (model, expected kernel in float64)."""
@@ -54,6 +55,8 @@ def do_conv_model(layout="pytorch", cin=4, cout=6, groups=1, m=3, n=3, dmul=9, d
             t = helper.make_tensor(name, TensorProto.BFLOAT16, array.shape, bits.astype(np.uint16).tobytes(), raw=True)
             return t, (bits.astype(np.uint32) << 16).view(np.float32)
         stored = array.astype(dtype)
+        if typed_fields:  # float_data / double_data / int32_data instead of raw_data
+            return helper.make_tensor(name, ONNX_TYPE[dtype], stored.shape, stored.flatten().tolist()), stored.astype(np.float32)
         return numpy_helper.from_array(stored, name), stored.astype(np.float32)
 
     d_t, d_stored = init("conv.D", d_raw)

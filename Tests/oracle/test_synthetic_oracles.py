@@ -76,6 +76,16 @@ def test_d_as_a_constant_node(tmp_path, layout):
     assert relative(run(dst, x), run(src, x)) < 1e-5
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_typed_data_fields(tmp_path, dtype):
+    model, kernel = do_conv_model(dtype=dtype, typed_fields=True)
+    assert not any(t.raw_data for t in model.graph.initializer)
+    result, _, dst = fold(tmp_path, model)
+    assert result.returncode == 0, result.stderr
+    _, weight = kernel_of(dst)
+    assert relative(weight, kernel) < (1e-3 if dtype == np.float16 else 1e-6)
+
+
 def test_custom_domain_ops_survive(tmp_path):
     gelu = helper.make_node("Gelu", ["conv_out"], ["output"], domain="com.microsoft", name="custom_gelu")
     model, _ = do_conv_model(extra_nodes=[gelu])
