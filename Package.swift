@@ -7,6 +7,7 @@ let package = Package(
         .executable(name: "doconv-fold", targets: ["doconv-fold"]),
         .library(name: "DOConvCore", targets: ["DOConvCore"]),
         .library(name: "DOConvONNX", targets: ["DOConvONNX"]),
+        .library(name: "DOConvKeras", targets: ["DOConvKeras"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -34,19 +35,31 @@ let package = Package(
             name: "DOConvONNX",
             dependencies: ["DOConvCore", "CONNXProto", "CProtobufC"]
         ),
+        // libhdf5, a system library, and a tiny C shim for the macros Swift cannot import.
+        .systemLibrary(
+            name: "CHDF5",
+            pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev"])]
+        ),
+        .target(name: "CHDF5Shim", dependencies: ["CHDF5"]),
+        // Keras HDF5 format adapter: HDF5 access, Keras file layouts and configs, DOConv2D folding.
+        .target(
+            name: "DOConvKeras",
+            dependencies: ["DOConvCore", "CHDF5", "CHDF5Shim"]
+        ),
         .executableTarget(
             name: "doconv-fold",
             dependencies: [
-                "DOConvCore", "DOConvONNX",
+                "DOConvCore", "DOConvONNX", "DOConvKeras",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "DOConvCoreTests", dependencies: ["DOConvCore"]),
         .testTarget(
             name: "DOConvONNXTests",
-            dependencies: ["DOConvONNX", "DOConvCore", "CONNXProto"],
-            resources: []
+            dependencies: ["DOConvONNX", "DOConvCore", "CONNXProto"]
         ),
+        .testTarget(name: "DOConvKerasTests", dependencies: ["DOConvKeras", "DOConvCore"]),
     ],
     swiftLanguageModes: [.v5]
 )

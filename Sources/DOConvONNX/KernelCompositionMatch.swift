@@ -22,10 +22,3 @@ struct KernelCompositionMatch {
     var stride: [Int]
     var dilation: [Int]
 }
-
-/// A subgraph that looked like DO-Conv but was left alone, with the reason.
-public struct RejectedCandidate: Equatable, Sendable {
-    /// The node (or layer) concerned.
-    public var name: String
-    public var reason: String
-}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DOConvCore
+import DOConvKeras
 import DOConvONNX
 import Foundation
 
@@ -11,6 +12,9 @@ struct FoldCommand: ParsableCommand {
         discussion: """
         doconv-fold INPUT OUTPUT          fold one model (OUTPUT may be INPUT)
         doconv-fold IN... -o DIR          fold many models into DIR
+
+        Models: ONNX (.onnx, with external data) and Keras HDF5 (.h5: Keras 2 and 3 full models and
+        weights; Keras 3 .weights.h5 with --config).
 
         Exit status: 0 success, 1 verification failed (nothing written), 2 bad input or usage.
         """)
@@ -30,12 +34,31 @@ struct FoldCommand: ParsableCommand {
     @Flag(help: "Print errors only.")
     var quiet = false
 
+    @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for files that carry no config.", valueName: "file"))
+    var configFile: String?
+
+    @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras: a layer's kernel size when nothing else gives it (repeatable).", valueName: "layer=MxN"))
+    var kernelSizes: [String] = []
+
     func validate() throws {
         if let tolerance, !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
         if outputDirectory == nil, paths.count != 2 {
             throw ValidationError("expected INPUT OUTPUT, or inputs with -o DIR")
         }
         if outputDirectory != nil, paths.isEmpty { throw ValidationError("no input models given") }
+        _ = try parsedKernelSizes()
+    }
+
+    /// `--kernel-size conv1=3x1` as ["conv1": [3, 1]].
+    func parsedKernelSizes() throws -> [String: [Int]] {
+        var sizes: [String: [Int]] = [:]
+        for item in kernelSizes {
+            guard let equals = item.lastIndex(of: "=") else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
+            let dims = item[item.index(after: equals)...].lowercased().split(separator: "x").compactMap { Int($0) }
+            guard dims.count == 2, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
+            sizes[String(item[..<equals])] = dims
+        }
+        return sizes
     }
 
     /// Usage errors exit with 2, like bad input, rather than ArgumentParser's 64.
@@ -54,6 +77,17 @@ struct FoldCommand: ParsableCommand {
 
     func run() throws {
         let options = FoldOptions(verify: !noVerify, tolerance: tolerance)
+        var keras = KerasFoldOptions()
+        keras.kernelSizes = try parsedKernelSizes()
+        if let configFile {
+            do {
+                keras.configJSON = try String(contentsOfFile: configFile, encoding: .utf8)
+                keras.configSource = configFile
+            } catch {
+                FileHandle.standardError.write(Data("doconv-fold: error: \(configFile): cannot read the model config\n".utf8))
+                throw ExitCode(2)
+            }
+        }
         let jobs: [(input: String, output: String)]
         if let outputDirectory {
             jobs = paths.map { ($0, (outputDirectory as NSString).appendingPathComponent(($0 as NSString).lastPathComponent)) }
@@ -63,7 +97,7 @@ struct FoldCommand: ParsableCommand {
         var worst: Int32 = 0
         for (k, job) in jobs.enumerated() {
             let progress = jobs.count > 1 ? "[\(k + 1)/\(jobs.count)] " : ""
-            let status = FoldJob(input: job.input, output: job.output, options: options).run(quiet: quiet, prefix: progress)
+            let status = FoldJob(input: job.input, output: job.output, options: options, keras: keras).run(quiet: quiet, prefix: progress)
             worst = max(worst, status)
         }
         if worst != 0 { throw ExitCode(worst) }

@@ -1,4 +1,5 @@
 import DOConvCore
+import DOConvKeras
 import DOConvONNX
 import Foundation
 
@@ -7,25 +8,26 @@ struct FoldJob {
     let input: String
     let output: String
     let options: FoldOptions
+    let keras: KerasFoldOptions
 
     func run(quiet: Bool, prefix: String) -> Int32 {
         let start = ContinuousClock.now
         do {
-            guard !input.lowercased().hasSuffix(".h5"), !input.lowercased().hasSuffix(".keras") else {
-                throw JobError("\(input): Keras HDF5 models are not supported yet")
+            let lowered = input.lowercased()
+            let summary: FoldSummary
+            if lowered.hasSuffix(".h5") || lowered.hasSuffix(".hdf5") {
+                var kerasOptions = keras
+                kerasOptions.fold = options
+                let result = try KerasFolder.fold(path: input, options: kerasOptions)
+                summary = result.summary
+                guard reportFailures(summary) else { return 1 }
+                try result.write(to: output)
+            } else {
+                let model = try ONNXModel.load(path: input)
+                summary = try ONNXFolder.fold(model, options: options)
+                guard reportFailures(summary) else { return 1 }
+                try model.save(to: output)
             }
-            let model = try ONNXModel.load(path: input)
-            let summary = try ONNXFolder.fold(model, options: options)
-            let failures = summary.failures
-            if !failures.isEmpty {
-                let list = failures.map { layer -> String in
-                    guard let error = layer.relativeError, !error.isNaN else { return "\(layer.name) (D or W holds NaN or infinite values)" }
-                    return "\(layer.name) (\(Report.scientific(error)) > \(Report.scientific(layer.tolerance)))"
-                }
-                printError("\(input): verification failed for \(failures.count) layer(s): \(list.joined(separator: ", ")); nothing written")
-                return 1
-            }
-            try model.save(to: output)
             if !quiet {
                 print(prefix + Report.summary(summary, input: input, output: output, verified: options.verify, elapsed: ContinuousClock.now - start))
             }
@@ -36,12 +38,19 @@ struct FoldJob {
         }
     }
 
+    /// Prints the verification failures; false when there were any (nothing may be written).
+    private func reportFailures(_ summary: FoldSummary) -> Bool {
+        let failures = summary.failures
+        guard !failures.isEmpty else { return true }
+        let list = failures.map { layer -> String in
+            guard let error = layer.relativeError, !error.isNaN else { return "\(layer.name) (D or W holds NaN or infinite values)" }
+            return "\(layer.name) (\(Report.scientific(error)) > \(Report.scientific(layer.tolerance)))"
+        }
+        printError("\(input): verification failed for \(failures.count) layer(s): \(list.joined(separator: ", ")); nothing written")
+        return false
+    }
+
     private func printError(_ line: String) {
         FileHandle.standardError.write(Data("doconv-fold: error: \(line)\n".utf8))
     }
-}
-
-struct JobError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

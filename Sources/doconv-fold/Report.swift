@@ -25,6 +25,7 @@ enum Report {
             }
         }
         for r in s.rejected { lines.append("  not folded: \(r.name): \(r.reason)") }
+        for note in s.notes { lines.append("  note: \(note)") }
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         lines.append("  time \(String(format: "%.1f", ms)) ms")
         return lines.joined(separator: "\n")

@@ -92,3 +92,26 @@ final class FoldKernelTests: XCTestCase {
         XCTAssertEqual(kind(8, 4), .doGConv)
     }
 }
+
+/// The identity offset against FORMATS.md's definition, in both layouts.
+final class IdentityOffsetTests: XCTestCase {
+    func testOffsetMatchesTheDefinition() {
+        for layout in [DOConvLayout.pytorch, .keras] {
+            for (m, n, dmul) in [(3, 3, 9), (3, 3, 20), (1, 3, 5), (2, 2, 4)] {
+                let g = DOConvGeometry(inChannels: 3, outChannels: 3, groups: 1, kernelHeight: m, kernelWidth: n, depthMultiplier: dmul)
+                var d = [Float](repeating: 0, count: g.dCount)
+                IdentityOffset.add(to: &d, layout: layout, geometry: g)
+                let mn = m * n
+                for i in 0..<3 {
+                    for row in 0..<mn {
+                        for s in 0..<dmul {
+                            let expected: Float = (s < mn * (dmul / mn) && s % mn == row) ? 1 : 0
+                            let index = layout == .pytorch ? (i * mn + row) * dmul + s : (row * dmul + s) * 3 + i
+                            XCTAssertEqual(d[index], expected, "\(layout) \(m)x\(n) Dmul \(dmul)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

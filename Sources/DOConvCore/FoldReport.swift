@@ -1,0 +1,81 @@
+/// Options of a fold, whatever the model format.
+public struct FoldOptions: Sendable {
+    /// Probe every folded layer against its DO-Conv form before accepting it.
+    public var verify = true
+    /// Largest accepted relative error; nil uses each element type's default.
+    public var tolerance: Double?
+    /// Random input patches per layer.
+    public var probePatches = 2
+    /// Seed of the probe inputs.
+    public var seed: UInt64 = 0x5EED
+
+    public init(verify: Bool = true, tolerance: Double? = nil) {
+        self.verify = verify
+        self.tolerance = tolerance
+    }
+}
+
+/// What happened to one folded layer.
+public struct FoldedLayer: Sendable {
+    public var name: String
+    public var layout: DOConvLayout
+    public var geometry: DOConvGeometry
+    public var elementType: ElementType
+    public var stride: [Int]
+    public var dilation: [Int]
+    /// Worst relative error of the probes (nil when verification was skipped).
+    public var relativeError: Double?
+    public var tolerance: Double
+
+    public init(name: String, layout: DOConvLayout, geometry: DOConvGeometry, elementType: ElementType,
+                stride: [Int], dilation: [Int], relativeError: Double? = nil, tolerance: Double) {
+        self.name = name
+        self.layout = layout
+        self.geometry = geometry
+        self.elementType = elementType
+        self.stride = stride
+        self.dilation = dilation
+        self.relativeError = relativeError
+        self.tolerance = tolerance
+    }
+
+    public var kind: DOConvKind { geometry.kind }
+    /// False when the probes disagreed beyond the tolerance.
+    public var verified: Bool {
+        guard let relativeError else { return true }
+        return relativeError <= tolerance
+    }
+}
+
+/// The outcome of folding a model.
+public struct FoldSummary: Sendable {
+    public var layers: [FoldedLayer] = []
+    public var rejected: [RejectedCandidate] = []
+    public var parametersBefore = 0
+    public var parametersAfter = 0
+    public var bytesBefore = 0
+    public var bytesAfter = 0
+    /// Other things the user should know (state that was dropped, for example).
+    public var notes: [String] = []
+
+    public init(rejected: [RejectedCandidate] = []) {
+        self.rejected = rejected
+    }
+
+    /// Layers whose verification failed.
+    public var failures: [FoldedLayer] { layers.filter { !$0.verified } }
+    /// The worst probe error over all layers (nil when nothing was verified).
+    public var worstRelativeError: Double? { layers.compactMap(\.relativeError).max() }
+}
+
+/// A layer that looked like DO-Conv but was left alone, with the reason.
+public struct RejectedCandidate: Equatable, Sendable {
+    /// The node (or layer) concerned.
+    public var name: String
+    public var reason: String
+
+    public init(name: String, reason: String) {
+        self.name = name
+        self.reason = reason
+    }
+}

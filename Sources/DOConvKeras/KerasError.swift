@@ -1,0 +1,25 @@
+/// Why a Keras file could not be folded, as one line naming the file and the problem.
+public enum KerasError: Error, Equatable, Sendable, CustomStringConvertible {
+    case hdf5(HDF5Error)
+    /// The file is HDF5 but not a Keras weights layout we know.
+    case notKeras(path: String, reason: String)
+    /// The model config (in the file or from --config) is missing or unreadable.
+    case config(path: String, reason: String)
+    /// A DOConv2D layer's kernel size cannot be told from what we have.
+    case ambiguousKernelSize(path: String, layer: String, area: Int)
+    /// A layer's weights disagree with each other or with the config.
+    case inconsistentLayer(path: String, layer: String, reason: String)
+    case cannotWrite(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .hdf5(error): return error.description
+        case let .notKeras(path, reason): return "\(path): not a Keras weights file: \(reason)"
+        case let .config(path, reason): return "\(path): model config: \(reason)"
+        case let .ambiguousKernelSize(path, layer, area):
+            return "\(path): layer '\(layer)': kernel size unknown (M x N = \(area)); pass --config MODEL.json or --kernel-size \(layer)=MxN"
+        case let .inconsistentLayer(path, layer, reason): return "\(path): layer '\(layer)': \(reason)"
+        case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
+        }
+    }
+}

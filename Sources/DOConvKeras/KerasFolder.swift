@@ -1,0 +1,105 @@
+import DOConvCore
+
+/// Options of a Keras fold.
+public struct KerasFoldOptions: Sendable {
+    public var fold = FoldOptions()
+    /// The model's Keras JSON (`model.to_json()`), for files that carry no config.
+    public var configJSON: String?
+    /// Where `configJSON` came from, for messages.
+    public var configSource = "--config"
+    /// Kernel sizes by layer name (`--kernel-size LAYER=MxN`).
+    public var kernelSizes: [String: [Int]] = [:]
+
+    public init() {}
+}
+
+/// A folded Keras file, ready to be written (or not, when verification failed).
+public struct KerasFoldResult {
+    public let summary: FoldSummary
+    public let format: KerasFileFormat
+    let source: HDF5File
+    let plan: KerasRewritePlan
+
+    /// Writes the folded file to `path` atomically; `path` may be the input.
+    public func write(to path: String) throws(KerasError) {
+        try plan.write(source, to: path)
+    }
+}
+
+/// Folds every DOConv2D layer of a Keras HDF5 file into a Conv2D kernel (M, N, Cin/g, Cout).
+public enum KerasFolder {
+    public static func fold(path: String, options: KerasFoldOptions = KerasFoldOptions()) throws(KerasError) -> KerasFoldResult {
+        let file: HDF5File
+        do { file = try HDF5File.openReadOnly(path: path) } catch { throw .hdf5(error) }
+        let layout = try KerasWeightsLayout(file: file)
+        let config: KerasModelConfig?
+        if let stored = layout.storedConfig {
+            config = try KerasModelConfig(json: stored, source: path)
+        } else if let json = options.configJSON {
+            config = try KerasModelConfig(json: json, source: options.configSource)
+        } else {
+            config = nil
+        }
+
+        var plan = KerasRewritePlan()
+        var configLayers: [String: KerasModelConfig.Layer] = [:]
+        if layout.format == .weightsH5 {
+            guard let config else {
+                throw .config(path: path, reason: "a .weights.h5 file names layer groups by class and position, and a plain model renumbers them; pass the model's JSON with --config")
+            }
+            // Groups are named by class and position; a plain model names its Conv2D layers anew.
+            let before = KerasNaming.weightPaths(classNames: config.layers.map(\.className))
+            let after = KerasNaming.weightPaths(classNames: config.layers.map { $0.isDOConv ? "Conv2D" : $0.className })
+            for (k, layer) in config.layers.enumerated() {
+                configLayers[before[k]] = layer
+                if before[k] != after[k] { plan.renamedGroups[layout.weightsRoot + "/" + before[k]] = after[k] }
+            }
+        } else if let config {
+            for layer in config.layers { configLayers[layer.name] = layer }
+        }
+
+        let detector = DOConv2DDetector(path: path, file: file, options: options)
+        var summary = FoldSummary()
+        var foldedNames = Set<String>()
+        for weights in layout.layers {
+            for weight in weights.weights {
+                let count = Tensor.elementCount(of: weight.shape) ?? 0
+                summary.parametersBefore += count
+                summary.bytesBefore += count * weight.elementSize
+            }
+            let configLayer = weights.recordedName.flatMap { config?.layer(named: $0) } ?? configLayers[weights.name]
+            guard let found = try detector.detect(weights, config: configLayer, rejected: &summary.rejected) else { continue }
+            let (layer, record) = try detector.fold(found, options: options.fold)
+            let removed = record.geometry.trainedParameterCount - record.geometry.kernelCount
+            summary.parametersAfter -= removed
+            summary.bytesAfter -= removed * found.kernel.elementSize
+            summary.layers.append(record)
+            foldedNames.insert(configLayer?.name ?? weights.name)
+            plan.replacedDatasets[found.kernel.path] = (layer.shape, layer.values)
+            if let d = found.d { plan.dropped.insert(d.path) }
+            if layout.format != .weightsH5 {
+                let group = try detector.group(at: weights.groupPath)
+                let style = (try? group.strings("weight_names").style) ?? .utf8Scalar
+                plan.stringAttributes[weights.groupPath, default: [:]]["weight_names"] = .init(
+                    values: weights.weights.filter { $0.role != .d }.map(\.name), style: style)
+            }
+        }
+        summary.parametersAfter += summary.parametersBefore
+        summary.bytesAfter += summary.bytesBefore
+
+        if !summary.layers.isEmpty {
+            if let config, layout.format == .legacyFullModel {
+                let root = try detector.group(at: "/")
+                let style = (try? root.strings("model_config").style) ?? .utf8Scalar
+                plan.stringAttributes["/", default: [:]]["model_config"] = .init(values: [config.foldedJSON(layers: foldedNames)], style: style)
+            }
+            // Optimizer slots follow the variables: D's slots go, W's no longer fit the kernel.
+            let root = try detector.group(at: "/")
+            for optimizer in ["optimizer_weights", "optimizer"] where root.hasChild(optimizer) {
+                plan.dropped.insert("/" + optimizer)
+                summary.notes.append("optimizer state dropped: it held slots shaped for D and W")
+            }
+        }
+        return KerasFoldResult(summary: summary, format: layout.format, source: file, plan: plan)
+    }
+}

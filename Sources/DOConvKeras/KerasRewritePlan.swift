@@ -1,0 +1,68 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What changes between the input file and the folded file; everything else is copied as is
+/// (datasets with their types, chunking, compression and attributes).
+struct KerasRewritePlan {
+    /// A string attribute to write instead of the original.
+    struct StringAttribute {
+        var values: [String]
+        var style: HDF5StringStyle
+    }
+
+    /// Dataset path -> the new shape and values (folded kernels).
+    var replacedDatasets: [String: (shape: [Int], values: [Float])] = [:]
+    /// Paths of datasets and groups left out (D, optimizer state).
+    var dropped: Set<String> = []
+    /// Group path -> attribute name -> new value.
+    var stringAttributes: [String: [String: StringAttribute]] = [:]
+    /// Group path -> its new name in the same parent (Keras 3 `.weights.h5` layer groups).
+    var renamedGroups: [String: String] = [:]
+
+    /// Writes `source` with the plan applied to `path`, atomically: a temporary file in the
+    /// destination folder, renamed into place only once complete.
+    func write(_ source: HDF5File, to path: String) throws(KerasError) {
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let base = path.split(separator: "/").last.map(String.init) ?? path
+        let temporary = "\(directory)/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            let target = try HDF5File.create(path: temporary)
+            try copyGroup(try source.root(), into: try target.root())
+            try target.flush()
+        } catch {
+            unlink(temporary)
+            throw .hdf5(error)
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw .cannotWrite(path: path, reason: reason)
+        }
+    }
+
+    private func copyGroup(_ source: HDF5Group, into target: HDF5Group) throws(HDF5Error) {
+        let overrides = stringAttributes[source.path] ?? [:]
+        try target.copyAttributes(from: source, except: Set(overrides.keys))
+        for (name, attribute) in overrides.sorted(by: { $0.key < $1.key }) {
+            try target.setStrings(name, attribute.values, style: attribute.style)
+        }
+        for name in try source.childNames() {
+            let path = source.childPath(name)
+            guard !dropped.contains(path) else { continue }
+            let newName = renamedGroups[path] ?? name
+            switch try source.kind(of: name) {
+            case .group:
+                try copyGroup(try source.group(name), into: try target.createGroup(newName))
+            case .dataset:
+                if let replacement = replacedDatasets[path] {
+                    try source.dataset(name).createSibling(in: target, name: newName, shape: replacement.shape, values: replacement.values)
+                } else {
+                    try target.copy(name, from: source, as: newName)
+                }
+            case .other:
+                try target.copy(name, from: source, as: newName)
+            }
+        }
+    }
+}
