@@ -11,6 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // The protobuf-c runtime, a system library.
@@ -45,7 +46,7 @@ let package = Package(
         // Keras HDF5 format adapter: HDF5 access, Keras file layouts and configs, DOConv2D folding.
         .target(
             name: "DOConvKeras",
-            dependencies: ["DOConvCore", "CHDF5", "CHDF5Shim"]
+            dependencies: ["DOConvCore", "CHDF5", "CHDF5Shim", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         .executableTarget(
             name: "doconv-fold",

@@ -13,8 +13,8 @@ struct FoldCommand: ParsableCommand {
         doconv-fold INPUT OUTPUT          fold one model (OUTPUT may be INPUT)
         doconv-fold IN... -o DIR          fold many models into DIR
 
-        Models: ONNX (.onnx, with external data) and Keras HDF5 (.h5: Keras 2 and 3 full models and
-        weights; Keras 3 .weights.h5 with --config).
+        Models: ONNX (.onnx, with external data); Keras HDF5 (.h5: Keras 2 and 3 full models and
+        weights; Keras 3 .weights.h5 with --config); Keras 3 .keras archives.
 
         Exit status: 0 success, 1 verification failed (nothing written), 2 bad input or usage.
         """)

@@ -15,7 +15,14 @@ struct FoldJob {
         do {
             let lowered = input.lowercased()
             let summary: FoldSummary
-            if lowered.hasSuffix(".h5") || lowered.hasSuffix(".hdf5") {
+            if lowered.hasSuffix(".keras") {
+                var kerasOptions = keras
+                kerasOptions.fold = options
+                let result = try KerasArchive.fold(path: input, options: kerasOptions)
+                summary = result.summary
+                guard reportFailures(summary) else { return 1 }
+                try result.write(to: output)
+            } else if lowered.hasSuffix(".h5") || lowered.hasSuffix(".hdf5") {
                 var kerasOptions = keras
                 kerasOptions.fold = options
                 let result = try KerasFolder.fold(path: input, options: kerasOptions)
