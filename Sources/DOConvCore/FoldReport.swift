@@ -79,3 +79,42 @@ public struct RejectedCandidate: Equatable, Sendable {
         self.reason = reason
     }
 }
+
+/// How a DO-Conv layer appears in a model.
+public enum DOConvForm: String, Sendable {
+    /// The graph composes the kernel from D and W (Einsum, or a weight file's D and W).
+    case kernelComposition = "kernel composition"
+    /// A depthwise conv into Dmul features per channel, then a 1x1 conv (paper Fig. 3a).
+    case featureComposition = "feature composition"
+}
+
+/// A DO-Conv layer found in a model, with everything needed to fold or describe it.
+public struct DetectedLayer: Sendable {
+    public var name: String
+    public var form: DOConvForm
+    /// D (with the identity offset, as the layer composes it) and W.
+    public var layer: DOConvLayer
+    public var elementType: ElementType
+    public var stride: [Int]
+    public var dilation: [Int]
+
+    public init(name: String, form: DOConvForm, layer: DOConvLayer, elementType: ElementType, stride: [Int], dilation: [Int]) {
+        self.name = name
+        self.form = form
+        self.layer = layer
+        self.elementType = elementType
+        self.stride = stride
+        self.dilation = dilation
+    }
+}
+
+/// The DO-Conv layers of a model and the look-alikes that were left alone.
+public struct Detection: Sendable {
+    public var layers: [DetectedLayer] = []
+    public var rejected: [RejectedCandidate] = []
+
+    public init(layers: [DetectedLayer] = [], rejected: [RejectedCandidate] = []) {
+        self.layers = layers
+        self.rejected = rejected
+    }
+}

@@ -87,8 +87,8 @@ struct DOConv2DDetector {
         return (root, root)
     }
 
-    /// Folds one layer: the kernel as Keras stores it (M, N, Cin/g, Cout), and the report.
-    func fold(_ found: Found, options: FoldOptions) throws(KerasError) -> (Tensor, FoldedLayer) {
+    /// Reads the layer's D (adding the identity offset the layer adds) and W.
+    func load(_ found: Found) throws(KerasError) -> DetectedLayer {
         do {
             let kernelSet = try file.dataset(at: found.kernel.path)
             let type = try kernelSet.elementType() ?? .float32
@@ -105,6 +105,21 @@ struct DOConv2DDetector {
             } catch {
                 throw KerasError.inconsistentLayer(path: path, layer: found.name, reason: "\(error)")
             }
+            return DetectedLayer(name: found.name, form: .kernelComposition, layer: layer, elementType: type, stride: found.stride, dilation: found.dilation)
+        } catch let error as KerasError {
+            throw error
+        } catch let error as HDF5Error {
+            throw .hdf5(error)
+        } catch {
+            throw .inconsistentLayer(path: path, layer: found.name, reason: "\(error)")
+        }
+    }
+
+    /// Folds one layer: the kernel as Keras stores it (M, N, Cin/g, Cout), and the report.
+    func fold(_ found: Found, options: FoldOptions) throws(KerasError) -> (Tensor, FoldedLayer) {
+        let detected = try load(found)
+        let (layer, type) = (detected.layer, detected.elementType)
+        do {
             // Verify what will be stored: the kernel rounded to the file's element type.
             var oihw = layer.foldedKernel()
             oihw.values = try ElementCodec.encode(oihw.values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
@@ -117,10 +132,6 @@ struct DOConv2DDetector {
                 record.relativeError = LayerProbe.compare(layer: layer, kernel: oihw.values, patches: options.probePatches, seed: options.seed).relativeError
             }
             return (try oihw.transposed([2, 3, 1, 0]), record)
-        } catch let error as KerasError {
-            throw error
-        } catch let error as HDF5Error {
-            throw .hdf5(error)
         } catch {
             throw .inconsistentLayer(path: path, layer: found.name, reason: "\(error)")
         }

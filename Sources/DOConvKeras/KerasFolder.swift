@@ -28,36 +28,23 @@ public struct KerasFoldResult {
 
 /// Folds every DOConv2D layer of a Keras HDF5 file into a Conv2D kernel (M, N, Cin/g, Cout).
 public enum KerasFolder {
+    /// Finds every DOConv2D layer without writing anything (for reports).
+    public static func detect(path: String, options: KerasFoldOptions = KerasFoldOptions()) throws(KerasError) -> Detection {
+        let opened = try OpenedKerasFile(path: path, options: options)
+        let detector = DOConv2DDetector(path: path, file: opened.file, options: options)
+        var detection = Detection()
+        for weights in opened.layout.layers {
+            guard let found = try detector.detect(weights, config: opened.configLayer(for: weights), rejected: &detection.rejected) else { continue }
+            detection.layers.append(try detector.load(found))
+        }
+        return detection
+    }
+
     public static func fold(path: String, options: KerasFoldOptions = KerasFoldOptions()) throws(KerasError) -> KerasFoldResult {
-        let file: HDF5File
-        do { file = try HDF5File.openReadOnly(path: path) } catch { throw .hdf5(error) }
-        let layout = try KerasWeightsLayout(file: file)
-        let config: KerasModelConfig?
-        if let stored = layout.storedConfig {
-            config = try KerasModelConfig(json: stored, source: path)
-        } else if let json = options.configJSON {
-            config = try KerasModelConfig(json: json, source: options.configSource)
-        } else {
-            config = nil
-        }
-
+        let opened = try OpenedKerasFile(path: path, options: options)
+        let (file, layout, config) = (opened.file, opened.layout, opened.config)
         var plan = KerasRewritePlan()
-        var configLayers: [String: KerasModelConfig.Layer] = [:]
-        if layout.format == .weightsH5 {
-            guard let config else {
-                throw .config(path: path, reason: "a .weights.h5 file names layer groups by class and position, and a plain model renumbers them; pass the model's JSON with --config")
-            }
-            // Groups are named by class and position; a plain model names its Conv2D layers anew.
-            let before = KerasNaming.weightPaths(classNames: config.layers.map(\.className))
-            let after = KerasNaming.weightPaths(classNames: config.layers.map { $0.isDOConv ? "Conv2D" : $0.className })
-            for (k, layer) in config.layers.enumerated() {
-                configLayers[before[k]] = layer
-                if before[k] != after[k] { plan.renamedGroups[layout.weightsRoot + "/" + before[k]] = after[k] }
-            }
-        } else if let config {
-            for layer in config.layers { configLayers[layer.name] = layer }
-        }
-
+        plan.renamedGroups = opened.renamedGroups
         let detector = DOConv2DDetector(path: path, file: file, options: options)
         var summary = FoldSummary()
         var foldedNames = Set<String>()
@@ -67,7 +54,7 @@ public enum KerasFolder {
                 summary.parametersBefore += count
                 summary.bytesBefore += count * weight.elementSize
             }
-            let configLayer = weights.recordedName.flatMap { config?.layer(named: $0) } ?? configLayers[weights.name]
+            let configLayer = opened.configLayer(for: weights)
             guard let found = try detector.detect(weights, config: configLayer, rejected: &summary.rejected) else { continue }
             let (layer, record) = try detector.fold(found, options: options.fold)
             let removed = record.geometry.trainedParameterCount - record.geometry.kernelCount
@@ -101,5 +88,46 @@ public enum KerasFolder {
             }
         }
         return KerasFoldResult(summary: summary, format: layout.format, source: file, plan: plan)
+    }
+}
+
+/// A Keras file opened for folding: its layout, its config (stored or given), and each
+/// layer group matched to its config entry.
+struct OpenedKerasFile {
+    let file: HDF5File
+    let layout: KerasWeightsLayout
+    let config: KerasModelConfig?
+    /// Group name -> config entry, for layouts that name groups by class and position.
+    private var layersByGroup: [String: KerasModelConfig.Layer] = [:]
+    /// `.weights.h5` group path -> its name in a plain model (Conv2D counted anew).
+    private(set) var renamedGroups: [String: String] = [:]
+
+    init(path: String, options: KerasFoldOptions) throws(KerasError) {
+        do { file = try HDF5File.openReadOnly(path: path) } catch { throw .hdf5(error) }
+        layout = try KerasWeightsLayout(file: file)
+        if let stored = layout.storedConfig {
+            config = try KerasModelConfig(json: stored, source: path)
+        } else if let json = options.configJSON {
+            config = try KerasModelConfig(json: json, source: options.configSource)
+        } else {
+            config = nil
+        }
+        if layout.format == .weightsH5 {
+            guard let config else {
+                throw .config(path: path, reason: "a .weights.h5 file names layer groups by class and position, and a plain model renumbers them; pass the model's JSON with --config")
+            }
+            let before = KerasNaming.weightPaths(classNames: config.layers.map(\.className))
+            let after = KerasNaming.weightPaths(classNames: config.layers.map { $0.isDOConv ? "Conv2D" : $0.className })
+            for (k, layer) in config.layers.enumerated() {
+                layersByGroup[before[k]] = layer
+                if before[k] != after[k] { renamedGroups[layout.weightsRoot + "/" + before[k]] = after[k] }
+            }
+        }
+    }
+
+    /// The config entry of a layer group: by the name the file records, else by group name.
+    func configLayer(for weights: KerasLayerWeights) -> KerasModelConfig.Layer? {
+        if let recorded = weights.recordedName, let layer = config?.layer(named: recorded) { return layer }
+        return layersByGroup[weights.name] ?? config?.layer(named: weights.name)
     }
 }

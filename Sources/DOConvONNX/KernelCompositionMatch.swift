@@ -21,4 +21,9 @@ struct KernelCompositionMatch {
     var kernelName: String
     var stride: [Int]
     var dilation: [Int]
+
+    /// The layer as the format-independent report sees it.
+    var detected: DetectedLayer {
+        DetectedLayer(name: name, form: .kernelComposition, layer: layer, elementType: elementType, stride: stride, dilation: dilation)
+    }
 }

@@ -6,6 +6,13 @@ public enum ONNXFolder {
     /// The metadata key under which a folded model records what was folded.
     public static let metadataKey = "doconv.folded"
 
+    /// Finds every DO-Conv layer without changing the model (for reports).
+    public static func detect(_ model: ONNXModel) throws(ONNXError) -> Detection {
+        let index = GraphIndex(graph: model.graph)
+        let (matches, rejected) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
+        return Detection(layers: matches.map(\.detected), rejected: rejected)
+    }
+
     /// Detects, folds and verifies every layer, then rewrites the graph. The caller decides
     /// whether to save: a summary with `failures` must not be written.
     public static func fold(_ model: ONNXModel, options: FoldOptions = FoldOptions()) throws(ONNXError) -> FoldSummary {
