@@ -8,6 +8,11 @@ public struct FoldOptions: Sendable {
     public var probePatches = 2
     /// Seed of the probe inputs.
     public var seed: UInt64 = 0x5EED
+    /// Also fold each inference-mode BatchNormalization into the Conv before it.
+    public var fuseBatchNorm = false
+    /// Also fold depthwise + 1x1 pairs with Dmul < M*N (ordinary separable convs), which
+    /// raises their MACs.
+    public var foldSeparable = false
 
     public init(verify: Bool = true, tolerance: Double? = nil) {
         self.verify = verify
@@ -26,6 +31,7 @@ public struct FoldedLayer: Sendable {
     /// Worst relative error of the probes (nil when verification was skipped).
     public var relativeError: Double?
     public var tolerance: Double
+    public var form: DOConvForm = .kernelComposition
 
     public init(name: String, layout: DOConvLayout, geometry: DOConvGeometry, elementType: ElementType,
                 stride: [Int], dilation: [Int], relativeError: Double? = nil, tolerance: Double) {
@@ -57,6 +63,8 @@ public struct FoldSummary: Sendable {
     public var bytesAfter = 0
     /// Other things the user should know (state that was dropped, for example).
     public var notes: [String] = []
+    /// BatchNormalization layers folded into the Conv before them.
+    public var fusedBatchNorms: [FusedBatchNorm] = []
 
     public init(rejected: [RejectedCandidate] = []) {
         self.rejected = rejected
@@ -64,6 +72,8 @@ public struct FoldSummary: Sendable {
 
     /// Layers whose verification failed.
     public var failures: [FoldedLayer] { layers.filter { !$0.verified } }
+    /// Fusions whose verification failed.
+    public var batchNormFailures: [FusedBatchNorm] { fusedBatchNorms.filter { !$0.verified } }
     /// The worst probe error over all layers (nil when nothing was verified).
     public var worstRelativeError: Double? { layers.compactMap(\.relativeError).max() }
 }
@@ -116,5 +126,24 @@ public struct Detection: Sendable {
     public init(layers: [DetectedLayer] = [], rejected: [RejectedCandidate] = []) {
         self.layers = layers
         self.rejected = rejected
+    }
+}
+
+/// One BatchNormalization folded into its Conv.
+public struct FusedBatchNorm: Sendable {
+    public var name: String
+    /// Worst relative error of the probe (nil when verification was skipped).
+    public var relativeError: Double?
+    public var tolerance: Double
+
+    public init(name: String, relativeError: Double?, tolerance: Double) {
+        self.name = name
+        self.relativeError = relativeError
+        self.tolerance = tolerance
+    }
+
+    public var verified: Bool {
+        guard let relativeError else { return true }
+        return relativeError <= tolerance
     }
 }

@@ -82,6 +82,24 @@ struct ConstantResolver {
             result.shape = try reshaped(result.shape, to: shapeValue.values, allowZero: node.intAttribute("allowzero") ?? 0, node: node)
             result.nodes.formUnion(shapeValue.nodes)
             result.initializers.formUnion(shapeValue.initializers)
+        case "Expand" where inputs.count == 2:
+            // The dynamo exporter builds a bias-free conv's zero bias as Expand(CastLike(0)).
+            let value = try float(inputs[0], depth: depth + 1)
+            let shape = try int64(inputs[1], depth: depth + 1)
+            let target = shape.values.map { Int(clamping: $0) }
+            guard target.allSatisfy({ (0...Int(Int32.max)).contains($0) }), let count = Tensor.elementCount(of: target), count <= 1 << 24 else {
+                throw .rejected("Expand '\(node.name)' has an invalid shape")
+            }
+            guard value.values.count == 1 || value.shape == target else {
+                throw .rejected("Expand '\(node.name)' broadcasts beyond a scalar")
+            }
+            result = ConstantValue(type: value.type, shape: target, values: value.values.count == 1 ? [Float](repeating: value.values[0], count: count) : value.values,
+                                   nodes: value.nodes.union(shape.nodes), initializers: value.initializers.union(shape.initializers), external: value.external)
+        case "CastLike" where inputs.count == 2:
+            result = try float(inputs[0], depth: depth + 1)
+            guard index.elementType(of: inputs[1]) == TensorCodec.dataType(of: result.type) else {
+                throw .rejected("CastLike '\(node.name)' may change the element type")
+            }
         case "Add" where inputs.count == 2:
             let a = try float(inputs[0], depth: depth + 1)
             let b = try float(inputs[1], depth: depth + 1)
@@ -123,6 +141,26 @@ struct ConstantResolver {
                 joined.initializers.formUnion(part.initializers)
             }
             return joined
+        }
+        if node.isOp("Shape"), let input = node.inputs.first, let tensor = index.initializers[input] {
+            // The shape of a constant is a constant.
+            let dims = Proto.elements(tensor.pointee.dims, tensor.pointee.n_dims).map { $0 }
+            let rank = Int64(dims.count)
+            func clamp(_ v: Int64) -> Int { Int(max(0, min(rank, v < 0 ? v + rank : v))) }
+            let start = clamp(node.intAttribute("start") ?? 0)
+            let end = clamp(node.intAttribute("end") ?? rank)
+            return (start < end ? Array(dims[start..<end]) : [], [k], [])
+        }
+        if node.isOp("Expand"), node.inputs.count == 2 {
+            let value = try int64(node.inputs[0], depth: depth + 1)
+            let shape = try int64(node.inputs[1], depth: depth + 1)
+            guard shape.values.count == 1, value.values.count == 1 || Int64(value.values.count) == shape.values[0] || shape.values[0] == 1 else {
+                throw .rejected("shape '\(name)' is not a constant")
+            }
+            let count = max(Int(clamping: shape.values[0]), value.values.count)
+            guard count <= 64 else { throw .rejected("shape '\(name)' is not a constant") }
+            return (value.values.count == 1 ? [Int64](repeating: value.values[0], count: count) : value.values,
+                    value.nodes.union(shape.nodes).union([k]), value.initializers.union(shape.initializers))
         }
         guard node.isOp("Constant") else { throw .rejected("shape '\(name)' is not a constant") }
         if let ints = node.intsAttribute("value_ints"), node.attribute("value_ints") != nil { return (ints, [k], []) }

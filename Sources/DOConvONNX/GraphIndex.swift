@@ -16,6 +16,8 @@ struct GraphIndex {
     let graphOutputs: Set<String>
     /// Values read from inside subgraphs (If/Loop/Scan bodies): never removable.
     let subgraphReads: Set<String>
+    /// Declared element types (TensorProto data type codes) from inputs, outputs and value_info.
+    private(set) var declaredTypes: [String: Int32] = [:]
 
     init(graph: UnsafeMutablePointer<Onnx__GraphProto>) {
         nodes = Proto.elements(graph.pointee.node, graph.pointee.n_node).compactMap { $0.map(NodeView.init) }
@@ -31,6 +33,20 @@ struct GraphIndex {
         graphInputs = Set(Proto.elements(graph.pointee.input, graph.pointee.n_input).compactMap { $0.map { Proto.string($0.pointee.name) } })
         graphOutputs = Set(Proto.elements(graph.pointee.output, graph.pointee.n_output).compactMap { $0.map { Proto.string($0.pointee.name) } })
         subgraphReads = TensorWalk.subgraphInputNames(of: graph)
+        for list in [(graph.pointee.input, graph.pointee.n_input), (graph.pointee.output, graph.pointee.n_output),
+                     (graph.pointee.value_info, graph.pointee.n_value_info)] {
+            for info in Proto.elements(list.0, list.1) {
+                guard let info, let type = info.pointee.type, type.pointee.value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE,
+                      let tensor = type.pointee.tensor_type, tensor.pointee.has_elem_type != 0 else { continue }
+                declaredTypes[Proto.string(info.pointee.name)] = tensor.pointee.elem_type
+            }
+        }
+    }
+
+    /// The element type of a value, when an initializer or a declaration gives it.
+    func elementType(of value: String) -> Int32? {
+        if let tensor = initializers[value] { return tensor.pointee.data_type }
+        return declaredTypes[value]
     }
 
     /// True when something outside the node list needs the value.

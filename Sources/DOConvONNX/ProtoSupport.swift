@@ -105,6 +105,11 @@ struct NodeView {
         return attribute.pointee.i
     }
 
+    func floatAttribute(_ name: String) -> Float? {
+        guard let attribute = attribute(name), attribute.pointee.has_f != 0 || attribute.pointee.type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT else { return nil }
+        return attribute.pointee.f
+    }
+
     func intsAttribute(_ name: String) -> [Int64]? {
         guard let attribute = attribute(name) else { return nil }
         return Array(Proto.elements(attribute.pointee.ints, attribute.pointee.n_ints))

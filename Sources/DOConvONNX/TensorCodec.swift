@@ -116,21 +116,29 @@ struct TensorCodec {
 
     /// A new float tensor message (malloc'd) holding `values` as `type` in raw_data.
     static func makeTensor(name: String, shape: [Int], type: ElementType, values: [Float]) -> UnsafeMutablePointer<Onnx__TensorProto> {
-        let bytes = ElementCodec.encode(values, as: type)
-        return Proto.make { (tensor: UnsafeMutablePointer<Onnx__TensorProto>) in
+        let tensor = Proto.make { (tensor: UnsafeMutablePointer<Onnx__TensorProto>) in
             onnx__tensor_proto__init(tensor)
             tensor.pointee.name = Proto.duplicate(name)
-            tensor.pointee.has_data_type = 1
-            tensor.pointee.data_type = dataType(of: type)
-            let dims = malloc(max(1, shape.count) * 8)!.assumingMemoryBound(to: Int64.self)
-            for (k, dim) in shape.enumerated() { dims[k] = Int64(dim) }
-            tensor.pointee.n_dims = shape.count
-            tensor.pointee.dims = dims
-            let data = malloc(max(1, bytes.count))!.assumingMemoryBound(to: UInt8.self)
-            bytes.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: bytes.count) }
-            tensor.pointee.has_raw_data = 1
-            tensor.pointee.raw_data = ProtobufCBinaryData(len: bytes.count, data: data)
         }
+        store(values, shape: shape, type: type, in: tensor)
+        return tensor
+    }
+
+    /// Replaces a tensor message's type, dims and data with `values` as `type` in raw_data.
+    static func store(_ values: [Float], shape: [Int], type: ElementType, in tensor: UnsafeMutablePointer<Onnx__TensorProto>) {
+        let bytes = ElementCodec.encode(values, as: type)
+        tensor.pointee.has_data_type = 1
+        tensor.pointee.data_type = dataType(of: type)
+        free(tensor.pointee.dims)
+        let dims = malloc(max(1, shape.count) * 8)!.assumingMemoryBound(to: Int64.self)
+        for (k, dim) in shape.enumerated() { dims[k] = Int64(dim) }
+        tensor.pointee.n_dims = shape.count
+        tensor.pointee.dims = dims
+        if tensor.pointee.has_raw_data != 0 { free(tensor.pointee.raw_data.data) }
+        let data = malloc(max(1, bytes.count))!.assumingMemoryBound(to: UInt8.self)
+        bytes.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: bytes.count) }
+        tensor.pointee.has_raw_data = 1
+        tensor.pointee.raw_data = ProtobufCBinaryData(len: bytes.count, data: data)
     }
 }
 

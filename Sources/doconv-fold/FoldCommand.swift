@@ -34,6 +34,12 @@ struct FoldCommand: ParsableCommand {
     @Flag(help: "Print errors only.")
     var quiet = false
 
+    @Flag(name: .customLong("fuse-bn"), help: "ONNX: also fold each inference-mode BatchNormalization into the Conv before it.")
+    var fuseBatchNorm = false
+
+    @Flag(name: .customLong("fold-separable"), help: "ONNX: also fold depthwise + 1x1 pairs with Dmul < M*N (raises their MACs).")
+    var foldSeparable = false
+
     @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for files that carry no config.", valueName: "file"))
     var configFile: String?
 
@@ -76,7 +82,9 @@ struct FoldCommand: ParsableCommand {
     }
 
     func run() throws {
-        let options = FoldOptions(verify: !noVerify, tolerance: tolerance)
+        var options = FoldOptions(verify: !noVerify, tolerance: tolerance)
+        options.fuseBatchNorm = fuseBatchNorm
+        options.foldSeparable = foldSeparable
         var keras = KerasFoldOptions()
         keras.kernelSizes = try parsedKernelSizes()
         if let configFile {

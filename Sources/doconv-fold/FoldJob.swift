@@ -47,11 +47,12 @@ struct FoldJob {
 
     /// Prints the verification failures; false when there were any (nothing may be written).
     private func reportFailures(_ summary: FoldSummary) -> Bool {
-        let failures = summary.failures
+        let failures = summary.failures.map { ($0.name, $0.relativeError, $0.tolerance) }
+            + summary.batchNormFailures.map { ($0.name, $0.relativeError, $0.tolerance) }
         guard !failures.isEmpty else { return true }
-        let list = failures.map { layer -> String in
-            guard let error = layer.relativeError, !error.isNaN else { return "\(layer.name) (D or W holds NaN or infinite values)" }
-            return "\(layer.name) (\(Report.scientific(error)) > \(Report.scientific(layer.tolerance)))"
+        let list = failures.map { name, error, tolerance -> String in
+            guard let error, !error.isNaN else { return "\(name) (the weights hold NaN or infinite values)" }
+            return "\(name) (\(Report.scientific(error)) > \(Report.scientific(tolerance)))"
         }
         printError("\(input): verification failed for \(failures.count) layer(s): \(list.joined(separator: ", ")); nothing written")
         return false

@@ -6,19 +6,22 @@ import Foundation
 enum Report {
     static func summary(_ s: FoldSummary, input: String, output: String, verified: Bool, elapsed: Duration) -> String {
         var lines = ["\(input) -> \(output)"]
-        if s.layers.isEmpty {
+        if s.layers.isEmpty && s.fusedBatchNorms.isEmpty {
             lines.append("  no DO-Conv layer found; model written unchanged")
         } else {
+            if s.layers.isEmpty { lines.append("  no DO-Conv layer found") }
             let kinds = DOConvKind.allCases.compactMap { kind -> String? in
                 let n = s.layers.filter { $0.kind == kind }.count
                 return n == 0 ? nil : "\(n) \(kind.rawValue)"
             }
-            lines.append("  folded \(s.layers.count) layer\(s.layers.count == 1 ? "" : "s"): \(kinds.joined(separator: ", "))")
+            let pairs = s.layers.filter { $0.form == .featureComposition }.count
+            let pairNote = pairs == 0 ? "" : " (\(pairs) from depthwise + 1x1 pairs)"
+            if !s.layers.isEmpty { lines.append("  folded \(s.layers.count) layer\(s.layers.count == 1 ? "" : "s"): \(kinds.joined(separator: ", "))\(pairNote)") }
             let change = s.parametersBefore > 0 ? 100 * Double(s.parametersAfter - s.parametersBefore) / Double(s.parametersBefore) : 0
             lines.append("  parameters \(grouped(s.parametersBefore)) -> \(grouped(s.parametersAfter)) (\(String(format: "%+.1f", change))%), "
                 + "weights \(bytes(s.bytesBefore)) -> \(bytes(s.bytesAfter))")
-            if verified, let worst = s.worstRelativeError {
-                let tolerance = s.layers.map(\.tolerance).min() ?? 0
+            if verified, let worst = (s.layers.compactMap(\.relativeError) + s.fusedBatchNorms.compactMap(\.relativeError)).max() {
+                let tolerance = (s.layers.map(\.tolerance) + s.fusedBatchNorms.map(\.tolerance)).min() ?? 0
                 lines.append("  verified: worst relative error \(scientific(worst)) (tolerance \(scientific(tolerance)))")
             } else {
                 lines.append("  not verified (--no-verify)")
