@@ -55,6 +55,17 @@ public enum KerasFolder {
                 summary.bytesBefore += count * weight.elementSize
             }
             let configLayer = opened.configLayer(for: weights)
+            if let configLayer, configLayer.className == "SeparableConv2D" {
+                let separable = SeparableConv2DFolding(path: path, file: file, readLimit: detector.readLimit)
+                guard let folded = try separable.fold(weights, config: configLayer, options: options.fold, format: layout.format, rejected: &summary.rejected) else { continue }
+                summary.layers.append(folded.record)
+                foldedNames.insert(configLayer.name)
+                let removed = folded.removedParameters
+                summary.parametersAfter -= removed
+                summary.bytesAfter -= removed * weights.weights[0].elementSize
+                plan.merge(folded.plan)
+                continue
+            }
             guard let found = try detector.detect(weights, config: configLayer, rejected: &summary.rejected) else { continue }
             let (layer, record) = try detector.fold(found, options: options.fold)
             let removed = record.geometry.trainedParameterCount - record.geometry.kernelCount
@@ -117,7 +128,9 @@ struct OpenedKerasFile {
                 throw .config(path: path, reason: "a .weights.h5 file names layer groups by class and position, and a plain model renumbers them; pass the model's JSON with --config")
             }
             let before = KerasNaming.weightPaths(classNames: config.layers.map(\.className))
-            let after = KerasNaming.weightPaths(classNames: config.layers.map { $0.isDOConv ? "Conv2D" : $0.className })
+            let after = KerasNaming.weightPaths(classNames: config.layers.map {
+                $0.isDOConv || $0.isFoldableSeparable(foldSeparable: options.fold.foldSeparable) ? "Conv2D" : $0.className
+            })
             for (k, layer) in config.layers.enumerated() {
                 layersByGroup[before[k]] = layer
                 if before[k] != after[k] { renamedGroups[layout.weightsRoot + "/" + before[k]] = after[k] }

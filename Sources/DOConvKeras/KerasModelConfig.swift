@@ -15,9 +15,18 @@ public struct KerasModelConfig {
         public var filters: Int?
         public var strides: [Int]?
         public var dilation: [Int]?
+        /// A SeparableConv2D's `depth_multiplier`.
+        public var separableDepthMultiplier: Int?
 
         /// True for the DO-Conv layer class (its registered name may carry a package prefix).
         public var isDOConv: Bool { className == "DOConv2D" }
+
+        /// True for a SeparableConv2D that is a DO-Conv in feature-composition form
+        /// (depth_multiplier >= M*N), or any one when `separable` asks for all.
+        public func isFoldableSeparable(foldSeparable separable: Bool) -> Bool {
+            guard className == "SeparableConv2D", let multiplier = separableDepthMultiplier, let size = kernelSize, size.count == 2 else { return false }
+            return separable || multiplier >= size[0] * size[1]
+        }
     }
 
     private var root: [String: Any]
@@ -52,7 +61,8 @@ public struct KerasModelConfig {
             depthMultiplier: int("D_mul"),
             filters: int("filters"),
             strides: (config["strides"] as? [NSNumber])?.map(\.intValue),
-            dilation: (config["dilation_rate"] as? [NSNumber])?.map(\.intValue))
+            dilation: (config["dilation_rate"] as? [NSNumber])?.map(\.intValue),
+            separableDepthMultiplier: className == "SeparableConv2D" ? int("depth_multiplier") : nil)
     }
 
     /// The layer called `name`.
@@ -67,6 +77,10 @@ public struct KerasModelConfig {
                 guard var layerConfig = list[k]["config"] as? [String: Any],
                       let name = layerConfig["name"] as? String ?? list[k]["name"] as? String, folded.contains(name) else { continue }
                 layerConfig.removeValue(forKey: "D_mul")
+                // A folded SeparableConv2D keeps only what Conv2D takes.
+                for key in layerConfig.keys where key == "depth_multiplier" || key.hasPrefix("depthwise_") || key.hasPrefix("pointwise_") {
+                    layerConfig.removeValue(forKey: key)
+                }
                 list[k]["config"] = layerConfig
                 list[k]["class_name"] = "Conv2D"
                 if list[k]["module"] != nil { list[k]["module"] = "keras.layers" }

@@ -17,8 +17,17 @@ struct KerasRewritePlan {
     var dropped: Set<String> = []
     /// Group path -> attribute name -> new value.
     var stringAttributes: [String: [String: StringAttribute]] = [:]
-    /// Group path -> its new name in the same parent (Keras 3 `.weights.h5` layer groups).
+    /// Group or dataset path -> its new name in the same parent (Keras 3 `.weights.h5` layer
+    /// groups; a folded SeparableConv2D's datasets).
     var renamedGroups: [String: String] = [:]
+
+    /// Adds another plan's changes (one layer's) to this one.
+    mutating func merge(_ other: KerasRewritePlan) {
+        replacedDatasets.merge(other.replacedDatasets) { $1 }
+        dropped.formUnion(other.dropped)
+        renamedGroups.merge(other.renamedGroups) { $1 }
+        for (group, attributes) in other.stringAttributes { stringAttributes[group, default: [:]].merge(attributes) { $1 } }
+    }
 
     /// Writes `source` with the plan applied to `path`, atomically: a temporary file in the
     /// destination folder, renamed into place only once complete.

@@ -37,7 +37,7 @@ struct FoldCommand: ParsableCommand {
     @Flag(name: .customLong("fuse-bn"), help: "ONNX: also fold each inference-mode BatchNormalization into the Conv before it.")
     var fuseBatchNorm = false
 
-    @Flag(name: .customLong("fold-separable"), help: "ONNX: also fold depthwise + 1x1 pairs with Dmul < M*N (raises their MACs).")
+    @Flag(name: .customLong("fold-separable"), help: "Also fold depthwise + 1x1 pairs and Keras SeparableConv2D with Dmul < M*N (raises their MACs).")
     var foldSeparable = false
 
     @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for files that carry no config.", valueName: "file"))

@@ -1,0 +1,98 @@
+import DOConvCore
+
+/// Folds a Keras SeparableConv2D whose depth_multiplier is at least M*N (a DO-Conv in
+/// feature-composition form) into a Conv2D kernel:
+/// K[m, n, c, o] = sum_s depthwise[m, n, c, s] * pointwise[0, 0, c * dm + s, o].
+struct SeparableConv2DFolding {
+    let path: String
+    let file: HDF5File
+    let readLimit: Int
+
+    struct Result {
+        var record: FoldedLayer
+        var plan: KerasRewritePlan
+        var removedParameters: Int
+    }
+
+    func fold(_ weights: KerasLayerWeights, config: KerasModelConfig.Layer, options: FoldOptions, format: KerasFileFormat,
+              rejected: inout [RejectedCandidate]) throws(KerasError) -> Result? {
+        guard let size = config.kernelSize, size.count == 2, let multiplier = config.separableDepthMultiplier else { return nil }
+        let (m, n) = (size[0], size[1])
+        guard config.isFoldableSeparable(foldSeparable: options.foldSeparable) else {
+            rejected.append(RejectedCandidate(name: config.name, reason: "SeparableConv2D with depth_multiplier \(multiplier) < \(m)x\(n): "
+                + "folding would raise its MACs (--fold-separable)"))
+            return nil
+        }
+        func inconsistent(_ reason: String) -> KerasError { .inconsistentLayer(path: path, layer: config.name, reason: reason) }
+        // Legacy files name the weights; .weights.h5 keeps them in creation order.
+        let depthwise = weights.weights.first { $0.name.contains("depthwise_kernel") } ?? weights.weights.first
+        let pointwise = weights.weights.first { $0.name.contains("pointwise_kernel") } ?? (weights.weights.count > 1 ? weights.weights[1] : nil)
+        let bias = weights.weights.first { $0.name.contains("bias") } ?? (weights.weights.count > 2 ? weights.weights[2] : nil)
+        guard let depthwise, let pointwise, depthwise.shape.count == 4, pointwise.shape.count == 4,
+              depthwise.shape[0] == m, depthwise.shape[1] == n, depthwise.shape[3] == multiplier,
+              pointwise.shape[0] == 1, pointwise.shape[1] == 1, pointwise.shape[2] == depthwise.shape[2] * multiplier else {
+            throw inconsistent("the depthwise and pointwise kernels do not fit a \(m)x\(n) SeparableConv2D with depth_multiplier \(multiplier)")
+        }
+        let (cin, cout) = (depthwise.shape[2], pointwise.shape[3])
+        let geometry = DOConvGeometry(inChannels: cin, outChannels: cout, groups: 1, kernelHeight: m, kernelWidth: n, depthMultiplier: multiplier)
+        do {
+            let depthwiseSet = try file.dataset(at: depthwise.path)
+            let type = try depthwiseSet.elementType() ?? .float32
+            let dw = try depthwiseSet.floats(limit: readLimit)
+            let pw = try file.dataset(at: pointwise.path).floats(limit: readLimit)
+            // As a DO-Conv (PyTorch layout, one group): D[c, m, s] = dw[m, c, s], W[o, c, s] = pw[c * dm + s, o].
+            var d = [Float](repeating: 0, count: geometry.dCount)
+            var w = [Float](repeating: 0, count: geometry.wCount)
+            let mn = m * n
+            for position in 0..<mn {
+                for c in 0..<cin {
+                    for s in 0..<multiplier { d[(c * mn + position) * multiplier + s] = dw[(position * cin + c) * multiplier + s] }
+                }
+            }
+            for c in 0..<cin {
+                for s in 0..<multiplier {
+                    for o in 0..<cout { w[(o * cin + c) * multiplier + s] = pw[(c * multiplier + s) * cout + o] }
+                }
+            }
+            let layer = try DOConvLayer(layout: .pytorch, geometry: geometry, d: d, w: w)
+            var oihw = layer.foldedKernel()
+            oihw.values = try ElementCodec.encode(oihw.values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
+                try ElementCodec.decode(raw, as: type, count: oihw.count)
+            }
+            var record = FoldedLayer(name: config.name, layout: .pytorch, geometry: geometry, elementType: type,
+                                     stride: config.strides ?? [1, 1], dilation: config.dilation ?? [1, 1],
+                                     tolerance: options.tolerance ?? type.defaultTolerance)
+            record.form = .featureComposition
+            if options.verify {
+                record.relativeError = LayerProbe.compare(layer: layer, kernel: oihw.values, patches: options.probePatches, seed: options.seed).relativeError
+            }
+            // The depthwise dataset becomes the kernel (M, N, Cin, Cout); the pointwise one goes.
+            var plan = KerasRewritePlan()
+            plan.replacedDatasets[depthwise.path] = ([m, n, cin, cout], try oihw.transposed([2, 3, 1, 0]).values)
+            plan.dropped.insert(pointwise.path)
+            if format == .weightsH5 {
+                if let bias { plan.renamedGroups[bias.path] = "1" }
+            } else {
+                plan.renamedGroups[depthwise.path] = Self.renamed(depthwise.path, from: "depthwise_kernel", to: "kernel")
+                let names = weights.weights.filter { $0.path != pointwise.path }.map { $0.name.replacingOccurrences(of: "depthwise_kernel", with: "kernel") }
+                let group = try file.group(at: weights.groupPath)
+                let style = (try? group.strings("weight_names").style) ?? .utf8Scalar
+                plan.stringAttributes[weights.groupPath, default: [:]]["weight_names"] = .init(values: names, style: style)
+            }
+            let removed = geometry.kernelArea * cin * multiplier + cin * multiplier * cout - geometry.kernelCount
+            return Result(record: record, plan: plan, removedParameters: removed)
+        } catch let error as KerasError {
+            throw error
+        } catch let error as HDF5Error {
+            throw .hdf5(error)
+        } catch {
+            throw inconsistent("\(error)")
+        }
+    }
+
+    /// The last component of `path` with `old` replaced by `new` ("depthwise_kernel:0" -> "kernel:0").
+    static func renamed(_ path: String, from old: String, to new: String) -> String {
+        let last = path.split(separator: "/").last.map(String.init) ?? path
+        return last.replacingOccurrences(of: old, with: new)
+    }
+}
