@@ -8,6 +8,8 @@ let package = Package(
         .library(name: "DOConvCore", targets: ["DOConvCore"]),
         .library(name: "DOConvONNX", targets: ["DOConvONNX"]),
         .library(name: "DOConvKeras", targets: ["DOConvKeras"]),
+        .executable(name: "doconv-inspect", targets: ["doconv-inspect"]),
+        .library(name: "DOConvInspect", targets: ["DOConvInspect"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,6 +63,21 @@ let package = Package(
             dependencies: ["DOConvONNX", "DOConvCore", "CONNXProto"]
         ),
         .testTarget(name: "DOConvKerasTests", dependencies: ["DOConvKeras", "DOConvCore"]),
+        // doconv-inspect: the report model and its computations (pure Swift, no I/O), and
+        // the command line that loads a model and prints the report.
+        .target(name: "DOConvInspect", dependencies: ["DOConvCore"]),
+        .executableTarget(
+            name: "doconv-inspect",
+            dependencies: [
+                "DOConvInspect", "DOConvCore", "DOConvONNX", "DOConvKeras",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
+            ]
+        ),
+        .testTarget(
+            name: "DOConvInspectTests",
+            dependencies: ["DOConvInspect", "DOConvCore", "DOConvONNX", "DOConvKeras"]
+        ),
     ],
     swiftLanguageModes: [.v5]
 )

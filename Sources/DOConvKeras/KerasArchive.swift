@@ -18,7 +18,7 @@ public struct KerasArchiveFoldResult {
         let foldedWeights = workDirectory.appendingPathComponent("folded.weights.h5")
         try weights.write(to: foldedWeights.path)
         let destination = URL(fileURLWithPath: path)
-        let temporary = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).tmp-\(UUID().uuidString)")
+        let temporary = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).tmp-\(getpid())-\(UUID().uuidString)")
         do {
             try writeArchive(to: temporary, weights: foldedWeights)
             guard rename(temporary.path, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
@@ -60,7 +60,7 @@ public enum KerasArchive {
 
     /// Folds the archive at `path` (nothing is written until `write(to:)`).
     public static func fold(path: String, options: KerasFoldOptions = KerasFoldOptions()) throws(KerasError) -> KerasArchiveFoldResult {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("doconv-\(UUID().uuidString)")
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("doconv-\(getpid())-\(UUID().uuidString)")
         do {
             try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
             let archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)

@@ -34,7 +34,15 @@ public enum KerasFolder {
         let detector = DOConv2DDetector(path: path, file: opened.file, options: options)
         var detection = Detection()
         for weights in opened.layout.layers {
-            guard let found = try detector.detect(weights, config: opened.configLayer(for: weights), rejected: &detection.rejected) else { continue }
+            let configLayer = opened.configLayer(for: weights)
+            if let configLayer, configLayer.className == "SeparableConv2D" {
+                let separable = SeparableConv2DFolding(path: path, file: opened.file, readLimit: detector.readLimit)
+                if let loaded = try separable.load(weights, config: configLayer, options: options.fold, rejected: &detection.rejected) {
+                    detection.layers.append(loaded.detected)
+                }
+                continue
+            }
+            guard let found = try detector.detect(weights, config: configLayer, rejected: &detection.rejected) else { continue }
             detection.layers.append(try detector.load(found))
         }
         return detection

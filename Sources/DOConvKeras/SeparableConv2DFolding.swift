@@ -14,8 +14,18 @@ struct SeparableConv2DFolding {
         var removedParameters: Int
     }
 
-    func fold(_ weights: KerasLayerWeights, config: KerasModelConfig.Layer, options: FoldOptions, format: KerasFileFormat,
-              rejected: inout [RejectedCandidate]) throws(KerasError) -> Result? {
+    /// A foldable separable layer read from the file.
+    struct Loaded {
+        var detected: DetectedLayer
+        var depthwise: KerasWeight
+        var pointwise: KerasWeight
+        var bias: KerasWeight?
+    }
+
+    /// The layer as a DO-Conv in feature-composition form, nil when it is not foldable
+    /// (depth_multiplier < M*N without --fold-separable: reported in `rejected`).
+    func load(_ weights: KerasLayerWeights, config: KerasModelConfig.Layer, options: FoldOptions,
+              rejected: inout [RejectedCandidate]) throws(KerasError) -> Loaded? {
         guard let size = config.kernelSize, size.count == 2, let multiplier = config.separableDepthMultiplier else { return nil }
         let (m, n) = (size[0], size[1])
         guard config.isFoldableSeparable(foldSeparable: options.foldSeparable) else {
@@ -55,12 +65,29 @@ struct SeparableConv2DFolding {
                 }
             }
             let layer = try DOConvLayer(layout: .pytorch, geometry: geometry, d: d, w: w)
+            let detected = DetectedLayer(name: config.name, form: .featureComposition, layer: layer, elementType: type,
+                                         stride: config.strides ?? [1, 1], dilation: config.dilation ?? [1, 1])
+            return Loaded(detected: detected, depthwise: depthwise, pointwise: pointwise, bias: bias)
+        } catch let error as HDF5Error {
+            throw .hdf5(error)
+        } catch {
+            throw inconsistent("\(error)")
+        }
+    }
+
+    func fold(_ weights: KerasLayerWeights, config: KerasModelConfig.Layer, options: FoldOptions, format: KerasFileFormat,
+              rejected: inout [RejectedCandidate]) throws(KerasError) -> Result? {
+        guard let loaded = try load(weights, config: config, options: options, rejected: &rejected) else { return nil }
+        let (layer, type, geometry) = (loaded.detected.layer, loaded.detected.elementType, loaded.detected.layer.geometry)
+        let (depthwise, pointwise) = (loaded.depthwise, loaded.pointwise)
+        let (m, n, cin, cout) = (geometry.kernelHeight, geometry.kernelWidth, geometry.inChannels, geometry.outChannels)
+        do {
             var oihw = layer.foldedKernel()
             oihw.values = try ElementCodec.encode(oihw.values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
                 try ElementCodec.decode(raw, as: type, count: oihw.count)
             }
             var record = FoldedLayer(name: config.name, layout: .pytorch, geometry: geometry, elementType: type,
-                                     stride: config.strides ?? [1, 1], dilation: config.dilation ?? [1, 1],
+                                     stride: loaded.detected.stride, dilation: loaded.detected.dilation,
                                      tolerance: options.tolerance ?? type.defaultTolerance)
             record.form = .featureComposition
             if options.verify {
@@ -71,7 +98,7 @@ struct SeparableConv2DFolding {
             plan.replacedDatasets[depthwise.path] = ([m, n, cin, cout], try oihw.transposed([2, 3, 1, 0]).values)
             plan.dropped.insert(pointwise.path)
             if format == .weightsH5 {
-                if let bias { plan.renamedGroups[bias.path] = "1" }
+                if let bias = loaded.bias { plan.renamedGroups[bias.path] = "1" }
             } else {
                 plan.renamedGroups[depthwise.path] = Self.renamed(depthwise.path, from: "depthwise_kernel", to: "kernel")
                 let names = weights.weights.filter { $0.path != pointwise.path }.map { $0.name.replacingOccurrences(of: "depthwise_kernel", with: "kernel") }
@@ -79,14 +106,12 @@ struct SeparableConv2DFolding {
                 let style = (try? group.strings("weight_names").style) ?? .utf8Scalar
                 plan.stringAttributes[weights.groupPath, default: [:]]["weight_names"] = .init(values: names, style: style)
             }
-            let removed = geometry.kernelArea * cin * multiplier + cin * multiplier * cout - geometry.kernelCount
+            let removed = geometry.kernelArea * cin * geometry.depthMultiplier + cin * geometry.depthMultiplier * cout - geometry.kernelCount
             return Result(record: record, plan: plan, removedParameters: removed)
-        } catch let error as KerasError {
-            throw error
         } catch let error as HDF5Error {
             throw .hdf5(error)
         } catch {
-            throw inconsistent("\(error)")
+            throw .inconsistentLayer(path: path, layer: config.name, reason: "\(error)")
         }
     }
 

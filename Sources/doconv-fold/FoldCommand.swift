@@ -40,6 +40,9 @@ struct FoldCommand: ParsableCommand {
     @Flag(name: .customLong("fold-separable"), help: "Also fold depthwise + 1x1 pairs and Keras SeparableConv2D with Dmul < M*N (raises their MACs).")
     var foldSeparable = false
 
+    @Option(name: .customLong("progress-prefix"), help: .hidden)
+    var progressPrefix = ""
+
     @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for files that carry no config.", valueName: "file"))
     var configFile: String?
 
@@ -53,6 +56,19 @@ struct FoldCommand: ParsableCommand {
         }
         if outputDirectory != nil, paths.isEmpty { throw ValidationError("no input models given") }
         _ = try parsedKernelSizes()
+    }
+
+    /// This command's options for one job in a child process.
+    func childArguments(input: String, output: String, progress: String) -> [String] {
+        var arguments = [input, output, "--progress-prefix", progress]
+        if let tolerance { arguments += ["--tolerance", String(tolerance)] }
+        if noVerify { arguments.append("--no-verify") }
+        if quiet { arguments.append("--quiet") }
+        if fuseBatchNorm { arguments.append("--fuse-bn") }
+        if foldSeparable { arguments.append("--fold-separable") }
+        if let configFile { arguments += ["--config", configFile] }
+        for size in kernelSizes { arguments += ["--kernel-size", size] }
+        return arguments
     }
 
     /// `--kernel-size conv1=3x1` as ["conv1": [3, 1]].
@@ -104,8 +120,14 @@ struct FoldCommand: ParsableCommand {
         }
         var worst: Int32 = 0
         for (k, job) in jobs.enumerated() {
-            let progress = jobs.count > 1 ? "[\(k + 1)/\(jobs.count)] " : ""
-            let status = FoldJob(input: job.input, output: job.output, options: options, keras: keras).run(quiet: quiet, prefix: progress)
+            let progress = jobs.count > 1 ? "[\(k + 1)/\(jobs.count)] " : progressPrefix
+            let status: Int32
+            if FoldJob.readsHDF5(job.input) && !IsolatedJob.isChild {
+                status = IsolatedJob.run(arguments: childArguments(input: job.input, output: job.output, progress: progress),
+                                         input: job.input, output: job.output)
+            } else {
+                status = FoldJob(input: job.input, output: job.output, options: options, keras: keras).run(quiet: quiet, prefix: progress)
+            }
             worst = max(worst, status)
         }
         if worst != 0 { throw ExitCode(worst) }

@@ -108,3 +108,32 @@ def test_external_data_mutations(tmp_path):
         data = bytearray((FIXTURES / (name + ".data")).read_bytes())
         (work / (name + ".data")).write_bytes(bytes(data[: len(data) * trial // 6]))
         check_clean(work, work / name)
+
+
+def test_corrupt_hdf5_files_end_cleanly_even_when_libhdf5_crashes(tmp_path):
+    """Seeded byte flips of Keras HDF5 fixtures. Some of these (iterations 37 and 57) make
+    libhdf5 itself segfault; doconv-fold runs HDF5 work in a child process and must still
+    end with one clean line, nothing written and no temporary file left."""
+    folder = FIXTURES / "keras_h5"
+    files = [("k2_net_a.h5", None), ("k3_net_dw.h5", None), ("k2_net_dw_weights.h5", "k2_net_dw.json"),
+             ("k3_net_a.weights.h5", "k3_net_a.json")]
+    rng = random.Random(7)
+    statuses = set()
+    for trial in range(60):
+        name, config = rng.choice(files)
+        data = bytearray((folder / name).read_bytes())
+        for _ in range(rng.randint(1, 10)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        src = tmp_path / "mutant.h5"
+        src.write_bytes(bytes(data))
+        dst = tmp_path / "out.h5"
+        args = [src, dst] + (["--config", folder / config] if config else [])
+        result = run_fold(*args)
+        statuses.add(result.returncode)
+        assert result.returncode in (0, 1, 2), f"trial {trial}: status {result.returncode}"
+        if result.returncode != 0:
+            assert len(result.stderr.strip().splitlines()) == 1, f"trial {trial}: {result.stderr}"
+            assert not dst.exists()
+        dst.unlink(missing_ok=True)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["mutant.h5"], f"trial {trial} left files behind"
+    assert 2 in statuses

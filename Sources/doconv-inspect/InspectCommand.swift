@@ -1,0 +1,109 @@
+import ArgumentParser
+import DOConvInspect
+import DOConvKeras
+import Foundation
+
+@main
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doconv-inspect",
+        abstract: "Describe the DO-Conv layers of a model and what folding them would change.",
+        discussion: """
+        Prints one row per DO-Conv layer in graph order: kind, form, Cin -> Cout, kernel M x N, stride, dilation, groups, Dmul, parameters as trained (D and W) -> folded, and |D-I|/|I| = ||D - I||_F / ||I||_F, how far the D the layer composes is from the identity offset I. Then totals, and the layers that looked like DO-Conv but would not be folded, with the reason.
+
+        H map (the paper's Figure 6): H[m,n] = sum over output channels o and input channels c of |W'[o,c,m,n] - W[o,c,m,n]|, where W' is the layer's folded kernel and W the kernel the same W gives with D = I (the trained part of D all zeros). It shows where D moved the kernel: all zero when D = I and for 1x1 layers (no D).
+
+        MACs are per output position (Cout x Cin/g x M x N): weight files carry no feature-map sizes. Folding leaves them unchanged for kernel composition; a feature-composition pair (depthwise conv, then 1x1 conv) runs Cin x Dmul x M x N + Cout x Cin/g x Dmul before folding.
+
+        Models: ONNX (.onnx), Keras HDF5 (.h5, .hdf5; --config and --kernel-size as for doconv-fold), Keras 3 archives (.keras). The JSON document follows schemas/inspect-report.schema.json.
+
+        Exit status: 0 success (also when the model has no DO-Conv layer), 2 bad input or usage.
+        """)
+
+    @Argument(help: ArgumentHelp("The model to inspect.", valueName: "model"))
+    var model: String
+
+    @Flag(help: "Print the report as one JSON document instead of the table.")
+    var json = false
+
+    @Option(name: .customLong("svg"), help: ArgumentHelp("Write every layer's H map into this SVG file.", valueName: "file"))
+    var svgFile: String?
+
+    @Flag(help: "Print each layer's H map as text under its row (the JSON document always has them, as h_map).")
+    var maps = false
+
+    @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for files that carry no config.", valueName: "file"))
+    var configFile: String?
+
+    @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras: a layer's kernel size when nothing else gives it (repeatable).", valueName: "layer=MxN"))
+    var kernelSizes: [String] = []
+
+    func validate() throws {
+        _ = try parsedKernelSizes()
+    }
+
+    /// `--kernel-size conv1=3x1` as ["conv1": [3, 1]].
+    func parsedKernelSizes() throws -> [String: [Int]] {
+        var sizes: [String: [Int]] = [:]
+        for item in kernelSizes {
+            guard let equals = item.lastIndex(of: "=") else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
+            let dims = item[item.index(after: equals)...].lowercased().split(separator: "x").compactMap { Int($0) }
+            guard dims.count == 2, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
+            sizes[String(item[..<equals])] = dims
+        }
+        return sizes
+    }
+
+    /// Usage errors exit with 2, like bad input, rather than ArgumentParser's 64.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || error is ExitCode { exit(withError: error) }
+            printError(message(for: error).split(separator: "\n").first.map(String.init) ?? "")
+            FileHandle.standardError.write(Data("Usage: see 'doconv-inspect --help'\n".utf8))
+            Foundation.exit(2)
+        }
+    }
+
+    static func printError(_ line: String) {
+        FileHandle.standardError.write(Data("doconv-inspect: error: \(line)\n".utf8))
+    }
+
+    func run() throws {
+        var keras = KerasFoldOptions()
+        keras.kernelSizes = try parsedKernelSizes()
+        if let configFile {
+            do {
+                keras.configJSON = try String(contentsOfFile: configFile, encoding: .utf8)
+                keras.configSource = configFile
+            } catch {
+                Self.printError("\(configFile): cannot read the model config")
+                throw ExitCode(2)
+            }
+        }
+        let report: InspectReport
+        do {
+            let (format, detection) = try ModelLoader.detect(path: model, keras: keras)
+            report = InspectReport(model: model, format: format, detection: detection)
+        } catch {
+            Self.printError("\(error)")
+            throw ExitCode(2)
+        }
+        if let svgFile {
+            do {
+                try Data(SVGReport.render(report).utf8).write(to: URL(fileURLWithPath: svgFile), options: .atomic)
+            } catch {
+                Self.printError("\(svgFile): cannot write the SVG (\(error.localizedDescription))")
+                throw ExitCode(2)
+            }
+        }
+        if json {
+            print(try JSONReport.render(report), terminator: "")
+        } else {
+            print(TextReport.render(report, maps: maps), terminator: "")
+        }
+    }
+}
