@@ -8,6 +8,9 @@ let package = Package(
         .library(name: "DOConvCore", targets: ["DOConvCore"]),
         .library(name: "DOConvONNX", targets: ["DOConvONNX"]),
         .library(name: "DOConvKeras", targets: ["DOConvKeras"]),
+        .executable(name: "verify-equivalence", targets: ["verify-equivalence"]),
+        .library(name: "DOConvGraph", targets: ["DOConvGraph"]),
+        .library(name: "DOConvVerify", targets: ["DOConvVerify"]),
         .executable(name: "doconv-inspect", targets: ["doconv-inspect"]),
         .library(name: "DOConvInspect", targets: ["DOConvInspect"]),
     ],
@@ -36,7 +39,7 @@ let package = Package(
         // ONNX format adapter: load/save, external data, graph edits, pattern detection.
         .target(
             name: "DOConvONNX",
-            dependencies: ["DOConvCore", "CONNXProto", "CProtobufC"]
+            dependencies: ["DOConvCore", "CONNXProto", "CProtobufC", "DOConvGraph"]
         ),
         // libhdf5, a system library, and a tiny C shim for the macros Swift cannot import.
         .systemLibrary(
@@ -78,6 +81,34 @@ let package = Package(
             name: "DOConvInspectTests",
             dependencies: ["DOConvInspect", "DOConvCore", "DOConvONNX", "DOConvKeras"]
         ),
+        // verify-equivalence: a small graph IR and reference executor (pure Swift, no I/O),
+        // the equivalence checks, and the thin command line.
+        .target(name: "DOConvGraph"),
+        .target(
+            name: "DOConvVerify",
+            dependencies: ["DOConvGraph", "DOConvCore", "DOConvONNX", "DOConvKeras", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+        ),
+        .executableTarget(
+            name: "verify-equivalence",
+            dependencies: [
+                "DOConvVerify", "DOConvGraph",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph"]),
+        .testTarget(name: "DOConvVerifyTests", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore"]),
     ],
     swiftLanguageModes: [.v5]
 )
+
+// libFuzzer targets, only for scripts/fuzz: they have no main of their own (libFuzzer's).
+if Context.environment["DOCONV_FUZZ"] != nil {
+    package.targets += [
+        .executableTarget(name: "fuzz-onnx", dependencies: ["DOConvONNX", "DOConvCore"], path: "Fuzz/ONNX"),
+        .executableTarget(name: "fuzz-keras", dependencies: ["DOConvKeras", "DOConvCore"], path: "Fuzz/Keras"),
+    ]
+    package.products += [
+        .executable(name: "fuzz-onnx", targets: ["fuzz-onnx"]),
+        .executable(name: "fuzz-keras", targets: ["fuzz-keras"]),
+    ]
+}

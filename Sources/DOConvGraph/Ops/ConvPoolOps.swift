@@ -1,0 +1,300 @@
+/// Convolution and pooling over any number of spatial dims (N, C, D1, ..., Dk):
+/// Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool.
+enum ConvPoolOps {
+    static let kernels: [String: OpKernel] = [
+        "Conv": conv,
+        "ConvTranspose": convTranspose,
+        "MaxPool": { ctx in try pool(ctx, max: true) },
+        "AveragePool": { ctx in try pool(ctx, max: false) },
+        "GlobalAveragePool": { ctx in try globalPool(ctx, max: false) },
+        "GlobalMaxPool": { ctx in try globalPool(ctx, max: true) },
+    ]
+
+    /// The sliding-window geometry of one op application.
+    struct Window {
+        var input: [Int]
+        var kernel: [Int]
+        var strides: [Int]
+        var dilations: [Int]
+        var padsBegin: [Int]
+        var padsEnd: [Int]
+        var output: [Int]
+
+        /// For each output position and kernel position (both flat), the flat input position,
+        /// or -1 where the window reads padding.
+        func offsets() -> [[Int]] {
+            let outCount = output.reduce(1, *)
+            let kernelCount = kernel.reduce(1, *)
+            let inStrides = TensorValue.strides(of: input)
+            var table = [[Int]](repeating: [Int](repeating: -1, count: kernelCount), count: outCount)
+            for o in 0..<outCount {
+                let oi = TensorValue.index(of: o, in: output)
+                for k in 0..<kernelCount {
+                    let ki = TensorValue.index(of: k, in: kernel)
+                    var flat = 0
+                    var inside = true
+                    for axis in 0..<input.count {
+                        let position = oi[axis] * strides[axis] - padsBegin[axis] + ki[axis] * dilations[axis]
+                        if position < 0 || position >= input[axis] { inside = false; break }
+                        flat += position * inStrides[axis]
+                    }
+                    if inside { table[o][k] = flat }
+                }
+            }
+            return table
+        }
+    }
+
+    /// Reads strides, dilations and pads (explicit or auto_pad) and computes the output size.
+    static func window(_ ctx: OpContext, input: [Int], kernel: [Int], ceilMode: Bool = false) throws -> Window {
+        let rank = input.count
+        let strides = try ctx.ints("strides").map { $0.map(Int.init) } ?? [Int](repeating: 1, count: rank)
+        let dilations = try ctx.ints("dilations").map { $0.map(Int.init) } ?? [Int](repeating: 1, count: rank)
+        guard strides.count == rank, dilations.count == rank, kernel.count == rank else {
+            throw ctx.invalid("strides \(strides), dilations \(dilations) or kernel \(kernel) do not have \(rank) spatial dims")
+        }
+        guard strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), kernel.allSatisfy({ $0 > 0 }) else {
+            throw ctx.invalid("non-positive stride, dilation or kernel size")
+        }
+        var begin = [Int](repeating: 0, count: rank)
+        var end = [Int](repeating: 0, count: rank)
+        var output = [Int](repeating: 0, count: rank)
+        let autoPad = try ctx.string("auto_pad", default: "NOTSET")
+        for axis in 0..<rank {
+            let dk = (kernel[axis] - 1) * dilations[axis] + 1
+            switch autoPad {
+            case "SAME_UPPER", "SAME_LOWER":
+                output[axis] = (input[axis] + strides[axis] - 1) / strides[axis]
+                let total = max(0, (output[axis] - 1) * strides[axis] + dk - input[axis])
+                begin[axis] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+                end[axis] = total - begin[axis]
+            case "VALID":
+                output[axis] = (input[axis] - dk) / strides[axis] + 1
+            case "NOTSET", "":
+                if let pads = try ctx.ints("pads") {
+                    guard pads.count == 2 * rank else { throw ctx.invalid("pads \(pads) do not have \(2 * rank) values") }
+                    begin[axis] = Int(pads[axis])
+                    end[axis] = Int(pads[axis + rank])
+                }
+                let span = input[axis] + begin[axis] + end[axis] - dk
+                if ceilMode {
+                    output[axis] = (span + strides[axis] - 1) / strides[axis] + 1
+                    // The last window must start inside the input or the leading padding.
+                    if (output[axis] - 1) * strides[axis] >= input[axis] + begin[axis] { output[axis] -= 1 }
+                } else {
+                    output[axis] = span >= 0 ? span / strides[axis] + 1 : 0
+                }
+            default:
+                throw ctx.invalid("unknown auto_pad '\(autoPad)'")
+            }
+            guard output[axis] > 0 else { throw ctx.invalid("the output would be empty along spatial axis \(axis)") }
+        }
+        return Window(input: input, kernel: kernel, strides: strides, dilations: dilations, padsBegin: begin, padsEnd: end, output: output)
+    }
+
+    static func conv(_ ctx: OpContext) throws -> [TensorValue] {
+        let x = try ctx.floatInput(0)
+        let w = try ctx.floatInput(1)
+        let bias = ctx.optionalInput(2)?.doubles
+        guard x.rank >= 3, w.rank == x.rank else { throw ctx.invalid("input \(x.shape) and weight \(w.shape) ranks do not fit") }
+        let groups = Int(try ctx.int("group", default: 1))
+        let (n, cin, cout) = (x.shape[0], x.shape[1], w.shape[0])
+        guard groups > 0, cin % groups == 0, cout % groups == 0, w.shape[1] == cin / groups else {
+            throw ctx.invalid("weight \(w.shape) does not fit \(cin) input channels in \(groups) groups")
+        }
+        if let bias, bias.count != cout { throw ctx.invalid("bias has \(bias.count) values for \(cout) channels") }
+        let kernel = Array(w.shape.dropFirst(2))
+        if let declared = try ctx.ints("kernel_shape"), declared.map(Int.init) != kernel {
+            throw ctx.invalid("kernel_shape \(declared) differs from the weight's \(kernel)")
+        }
+        let win = try window(ctx, input: Array(x.shape.dropFirst(2)), kernel: kernel)
+        let table = win.offsets()
+        let (inSpatial, outSpatial, kSpatial) = (win.input.reduce(1, *), win.output.reduce(1, *), kernel.reduce(1, *))
+        let (inPerGroup, outPerGroup) = (cin / groups, cout / groups)
+        let xs = x.doubles
+        let ws = w.doubles
+        var out = [Double](repeating: 0, count: n * cout * outSpatial)
+        for b in 0..<n {
+            for oc in 0..<cout {
+                let g = oc / outPerGroup
+                let base = (b * cout + oc) * outSpatial
+                let initial = bias?[oc] ?? 0
+                for o in 0..<outSpatial {
+                    var sum = initial
+                    let row = table[o]
+                    for ic in 0..<inPerGroup {
+                        let xBase = (b * cin + g * inPerGroup + ic) * inSpatial
+                        let wBase = (oc * inPerGroup + ic) * kSpatial
+                        for k in 0..<kSpatial where row[k] >= 0 {
+                            sum += xs[xBase + row[k]] * ws[wBase + k]
+                        }
+                    }
+                    out[base + o] = sum
+                }
+            }
+        }
+        return [TensorValue(x.type, shape: [n, cout] + win.output, floats: TensorMath.stored(out, as: x.type))]
+    }
+
+    static func convTranspose(_ ctx: OpContext) throws -> [TensorValue] {
+        let x = try ctx.floatInput(0)
+        let w = try ctx.floatInput(1)
+        let bias = ctx.optionalInput(2)?.doubles
+        guard x.rank >= 3, w.rank == x.rank else { throw ctx.invalid("input \(x.shape) and weight \(w.shape) ranks do not fit") }
+        let rank = x.rank - 2
+        let groups = Int(try ctx.int("group", default: 1))
+        let (n, cin) = (x.shape[0], x.shape[1])
+        guard groups > 0, w.shape[0] == cin, cin % groups == 0 else { throw ctx.invalid("weight \(w.shape) does not fit \(cin) input channels") }
+        let outPerGroup = w.shape[1]
+        let cout = outPerGroup * groups
+        if let bias, bias.count != cout { throw ctx.invalid("bias has \(bias.count) values for \(cout) channels") }
+        let kernel = Array(w.shape.dropFirst(2))
+        let input = Array(x.shape.dropFirst(2))
+        let strides = try ctx.ints("strides").map { $0.map(Int.init) } ?? [Int](repeating: 1, count: rank)
+        let dilations = try ctx.ints("dilations").map { $0.map(Int.init) } ?? [Int](repeating: 1, count: rank)
+        let outputPadding = try ctx.ints("output_padding").map { $0.map(Int.init) } ?? [Int](repeating: 0, count: rank)
+        guard strides.count == rank, dilations.count == rank, outputPadding.count == rank else { throw ctx.invalid("attribute ranks do not fit") }
+        let autoPad = try ctx.string("auto_pad", default: "NOTSET")
+        var begin = [Int](repeating: 0, count: rank)
+        var output = [Int](repeating: 0, count: rank)
+        let declared = try ctx.ints("output_shape").map { Array($0.suffix(rank)).map(Int.init) }
+        let pads = try ctx.ints("pads").map { $0.map(Int.init) }
+        for axis in 0..<rank {
+            let full = strides[axis] * (input[axis] - 1) + outputPadding[axis] + (kernel[axis] - 1) * dilations[axis] + 1
+            if let declared {
+                // As onnxruntime does: padding never negative (a larger output is zero-filled);
+                // the odd unit at the tail for SAME_UPPER, at the head otherwise.
+                output[axis] = declared[axis]
+                let total = max(0, full - declared[axis])
+                begin[axis] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+            } else if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+                output[axis] = input[axis] * strides[axis]
+                let total = full - output[axis]
+                begin[axis] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+            } else {
+                let b = pads.map { $0[axis] } ?? 0
+                let e = pads.map { $0[axis + rank] } ?? 0
+                begin[axis] = b
+                output[axis] = full - b - e
+            }
+            guard output[axis] > 0 else { throw ctx.invalid("the output would be empty") }
+        }
+        let (inSpatial, outSpatial, kSpatial) = (input.reduce(1, *), output.reduce(1, *), kernel.reduce(1, *))
+        let outStrides = TensorValue.strides(of: output)
+        let inPerGroup = cin / groups
+        let xs = x.doubles
+        let ws = w.doubles
+        var out = [Double](repeating: 0, count: n * cout * outSpatial)
+        // Target output position of (input position, kernel position), or -1.
+        var target = [[Int]](repeating: [Int](repeating: -1, count: kSpatial), count: inSpatial)
+        for i in 0..<inSpatial {
+            let ii = TensorValue.index(of: i, in: input)
+            for k in 0..<kSpatial {
+                let ki = TensorValue.index(of: k, in: kernel)
+                var flat = 0
+                var inside = true
+                for axis in 0..<rank {
+                    let p = ii[axis] * strides[axis] + ki[axis] * dilations[axis] - begin[axis]
+                    if p < 0 || p >= output[axis] { inside = false; break }
+                    flat += p * outStrides[axis]
+                }
+                if inside { target[i][k] = flat }
+            }
+        }
+        for b in 0..<n {
+            for ic in 0..<cin {
+                let g = ic / inPerGroup
+                for oc in 0..<outPerGroup {
+                    let outBase = (b * cout + g * outPerGroup + oc) * outSpatial
+                    let wBase = (ic * outPerGroup + oc) * kSpatial
+                    for i in 0..<inSpatial {
+                        let v = xs[(b * cin + ic) * inSpatial + i]
+                        for k in 0..<kSpatial where target[i][k] >= 0 {
+                            out[outBase + target[i][k]] += v * ws[wBase + k]
+                        }
+                    }
+                }
+            }
+        }
+        if let bias {
+            for k in out.indices { out[k] += bias[(k / outSpatial) % cout] }
+        }
+        return [TensorValue(x.type, shape: [n, cout] + output, floats: TensorMath.stored(out, as: x.type))]
+    }
+
+    static func pool(_ ctx: OpContext, max isMax: Bool) throws -> [TensorValue] {
+        let x = try ctx.floatInput(0)
+        guard x.rank >= 3 else { throw ctx.invalid("input rank \(x.rank) < 3") }
+        guard let kernel = try ctx.ints("kernel_shape")?.map(Int.init) else { throw ctx.invalid("no kernel_shape") }
+        let win = try window(ctx, input: Array(x.shape.dropFirst(2)), kernel: kernel, ceilMode: try ctx.int("ceil_mode", default: 0) != 0)
+        let includePad = try ctx.int("count_include_pad", default: 0) != 0
+        let wantsIndices = ctx.node.outputs.count > 1 && !ctx.node.outputs[1].isEmpty
+        if wantsIndices, try ctx.int("storage_order", default: 0) != 0 { throw ctx.unsupported("storage_order=1 indices") }
+        let table = win.offsets()
+        let (inSpatial, outSpatial, kSpatial) = (win.input.reduce(1, *), win.output.reduce(1, *), kernel.reduce(1, *))
+        // For count_include_pad: window positions inside the padded extent (not the ceil_mode overhang).
+        var paddedCounts = [Int](repeating: 0, count: outSpatial)
+        if !isMax, includePad {
+            for o in 0..<outSpatial {
+                let oi = TensorValue.index(of: o, in: win.output)
+                var count = 1
+                for axis in 0..<kernel.count {
+                    var inside = 0
+                    for k in 0..<kernel[axis] {
+                        let p = oi[axis] * win.strides[axis] - win.padsBegin[axis] + k * win.dilations[axis]
+                        if p >= -win.padsBegin[axis], p < win.input[axis] + win.padsEnd[axis] { inside += 1 }
+                    }
+                    count *= inside
+                }
+                paddedCounts[o] = count
+            }
+        }
+        let planes = x.shape[0] * x.shape[1]
+        let xs = x.doubles
+        var out = [Double](repeating: 0, count: planes * outSpatial)
+        var indices = [Int64](repeating: 0, count: wantsIndices ? planes * outSpatial : 0)
+        for plane in 0..<planes {
+            let base = plane * inSpatial
+            for o in 0..<outSpatial {
+                let row = table[o]
+                if isMax {
+                    var best = -Double.infinity
+                    var bestIndex = -1
+                    for k in 0..<kSpatial where row[k] >= 0 {
+                        let v = xs[base + row[k]]
+                        if v > best || bestIndex < 0 || v.isNaN { best = v; bestIndex = row[k] }
+                    }
+                    out[plane * outSpatial + o] = best
+                    if wantsIndices { indices[plane * outSpatial + o] = Int64(base + max(bestIndex, 0)) }
+                } else {
+                    var sum = 0.0
+                    var count = 0
+                    for k in 0..<kSpatial where row[k] >= 0 {
+                        sum += xs[base + row[k]]
+                        count += 1
+                    }
+                    let divisor = includePad ? paddedCounts[o] : count
+                    out[plane * outSpatial + o] = divisor > 0 ? sum / Double(divisor) : .nan
+                }
+            }
+        }
+        let shape = Array(x.shape.prefix(2)) + win.output
+        var results = [TensorValue(x.type, shape: shape, floats: TensorMath.stored(out, as: x.type))]
+        if wantsIndices { results.append(TensorValue(.int64, shape: shape, ints: indices)) }
+        return results
+    }
+
+    static func globalPool(_ ctx: OpContext, max isMax: Bool) throws -> [TensorValue] {
+        let x = try ctx.floatInput(0)
+        guard x.rank >= 3 else { throw ctx.invalid("input rank \(x.rank) < 3") }
+        let planes = x.shape[0] * x.shape[1]
+        let inner = x.shape.dropFirst(2).reduce(1, *)
+        let xs = x.doubles
+        var out = [Double](repeating: 0, count: planes)
+        for p in 0..<planes {
+            let slice = xs[(p * inner)..<((p + 1) * inner)]
+            out[p] = isMax ? (slice.max() ?? .nan) : slice.reduce(0, +) / Double(inner)
+        }
+        return [TensorValue(x.type, shape: Array(x.shape.prefix(2)) + [Int](repeating: 1, count: x.rank - 2), floats: TensorMath.stored(out, as: x.type))]
+    }
+}

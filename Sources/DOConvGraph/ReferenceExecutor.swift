@@ -1,0 +1,196 @@
+/// Why the executor could not run a graph.
+public enum ExecutionError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// An op (or an op mode) the executor does not implement.
+    case unsupported(op: String, reason: String)
+    /// The graph or a value is inconsistent (shapes, missing inputs, bad attributes).
+    case invalid(op: String, reason: String)
+    /// A value is read that nothing defines.
+    case missingValue(String)
+
+    public var description: String {
+        switch self {
+        case let .unsupported(op, reason): return "\(op): not supported: \(reason)"
+        case let .invalid(op, reason): return "\(op): \(reason)"
+        case let .missingValue(name): return "value '\(name)' is not defined"
+        }
+    }
+}
+
+/// The inputs, attributes and opset of one node being run.
+struct OpContext {
+    let node: Node
+    let inputs: [TensorValue?]
+    let opset: Int64
+
+    var op: String { node.opType }
+
+    /// Input `k`, required.
+    func input(_ k: Int) throws -> TensorValue {
+        guard k < inputs.count, let value = inputs[k] else { throw invalid("input \(k) is missing") }
+        return value
+    }
+
+    /// Input `k` when present (optional inputs may be omitted or "").
+    func optionalInput(_ k: Int) -> TensorValue? { k < inputs.count ? inputs[k] : nil }
+
+    func int(_ name: String, default value: Int64) throws -> Int64 {
+        switch node[attribute: name] {
+        case nil: return value
+        case .int(let v)?: return v
+        default: throw invalid("attribute \(name) is not an int")
+        }
+    }
+
+    func float(_ name: String, default value: Double) throws -> Double {
+        switch node[attribute: name] {
+        case nil: return value
+        case .float(let v)?: return v
+        case .int(let v)?: return Double(v)
+        default: throw invalid("attribute \(name) is not a float")
+        }
+    }
+
+    func ints(_ name: String) throws -> [Int64]? {
+        switch node[attribute: name] {
+        case nil: return nil
+        case .ints(let v)?: return v
+        case .int(let v)?: return [v]
+        default: throw invalid("attribute \(name) is not a list of ints")
+        }
+    }
+
+    func floats(_ name: String) throws -> [Double]? {
+        switch node[attribute: name] {
+        case nil: return nil
+        case .floats(let v)?: return v
+        default: throw invalid("attribute \(name) is not a list of floats")
+        }
+    }
+
+    func string(_ name: String, default value: String) throws -> String {
+        switch node[attribute: name] {
+        case nil: return value
+        case .string(let v)?: return v
+        default: throw invalid("attribute \(name) is not a string")
+        }
+    }
+
+    func invalid(_ reason: String) -> ExecutionError { .invalid(op: nodeLabel, reason: reason) }
+    func unsupported(_ reason: String) -> ExecutionError { .unsupported(op: nodeLabel, reason: reason) }
+
+    var nodeLabel: String { node.name.isEmpty ? node.opType : "\(node.opType) '\(node.name)'" }
+
+    /// A float tensor input as doubles, with a check on the element type.
+    func floatInput(_ k: Int) throws -> TensorValue {
+        let value = try input(k)
+        guard value.type.isFloat else { throw invalid("input \(k) must be a float tensor, not \(value.type)") }
+        return value
+    }
+}
+
+/// Computes one node's outputs from its inputs.
+typealias OpKernel = (OpContext) throws -> [TensorValue]
+
+/// A small reference interpreter for the ONNX ops of common CNNs.
+///
+/// Deliberately simple: plain loops, no vectorization, float tensors computed in Float64
+/// (float32 values are not rounded back to float32 between ops; float16/bfloat16 casts do
+/// round). It shares no code with the fold, so it can check one.
+public struct ReferenceExecutor {
+    public let graph: Graph
+
+    public init(graph: Graph) {
+        self.graph = graph
+    }
+
+    /// Every op family's kernels, by op type (default domain only).
+    static let kernels: [String: OpKernel] = {
+        var table: [String: OpKernel] = [:]
+        for family in [ElementwiseOps.kernels, ConvPoolOps.kernels, ShapeOps.kernels, ReductionOps.kernels, LinearAlgebraOps.kernels] {
+            table.merge(family) { first, _ in first }
+        }
+        return table
+    }()
+
+    /// Op types the executor implements (default ONNX domain).
+    public static var supportedOps: [String] { kernels.keys.sorted() }
+
+    /// Op types of the graph the executor cannot run ("domain:op" for other domains), sorted.
+    public var unsupportedOps: [String] {
+        var result = Set<String>()
+        for node in graph.nodes {
+            if !node.isStandardDomain { result.insert("\(node.domain):\(node.opType)") } else if Self.kernels[node.opType] == nil { result.insert(node.opType) }
+        }
+        return result.sorted()
+    }
+
+    /// Runs the graph on `feeds` (by input name) and returns every graph output.
+    public func run(_ feeds: [String: TensorValue]) throws(ExecutionError) -> [String: TensorValue] {
+        try evaluate(graph.outputs.map(\.name), feeds: feeds)
+    }
+
+    /// Computes the named values (graph outputs or intermediates), running only the nodes
+    /// they depend on. Constant subgraphs (a composed kernel, say) need no feeds.
+    public func evaluate(_ names: [String], feeds: [String: TensorValue] = [:]) throws(ExecutionError) -> [String: TensorValue] {
+        var values = graph.initializers
+        for (name, value) in feeds { values[name] = value }
+        let producers = graph.producers
+        // The nodes the requested values need.
+        var needed = Set<Int>()
+        var stack = names
+        var seen = Set<String>()
+        while let name = stack.popLast() {
+            guard !name.isEmpty, seen.insert(name).inserted else { continue }
+            if values[name] != nil { continue }
+            guard let k = producers[name] else { throw .missingValue(name) }
+            if needed.insert(k).inserted { stack.append(contentsOf: graph.nodes[k].inputs) }
+        }
+        for k in needed.sorted() {
+            let node = graph.nodes[k]
+            var inputs: [TensorValue?] = []
+            for name in node.inputs {
+                if name.isEmpty { inputs.append(nil); continue }
+                guard let value = values[name] else { throw .missingValue(name) }
+                inputs.append(value)
+            }
+            let outputs = try Self.run(node, inputs: inputs, opset: graph.opset)
+            for (output, value) in zip(node.outputs, outputs) where !output.isEmpty { values[output] = value }
+        }
+        var result: [String: TensorValue] = [:]
+        for name in names {
+            guard let value = values[name] else { throw .missingValue(name) }
+            result[name] = value
+        }
+        return result
+    }
+
+    /// Runs one node.
+    static func run(_ node: Node, inputs: [TensorValue?], opset: Int64) throws(ExecutionError) -> [TensorValue] {
+        guard node.isStandardDomain else { throw .unsupported(op: node.opType, reason: "custom domain '\(node.domain)'") }
+        guard let kernel = kernels[node.opType] else { throw .unsupported(op: node.opType, reason: "no reference implementation") }
+        let context = OpContext(node: node, inputs: inputs, opset: opset)
+        do {
+            let outputs = try kernel(context)
+            guard node.outputs.dropFirst(outputs.count).allSatisfy(\.isEmpty) else {
+                throw context.unsupported("output \(outputs.count) and beyond")
+            }
+            for output in outputs {
+                let expected: Int? = {
+                    switch output.storage {
+                    case .floats(let v): return v.count
+                    case .ints(let v): return v.count
+                    case .opaque: return nil
+                    }
+                }()
+                if let expected, expected != output.count {
+                    throw context.invalid("internal: produced \(expected) values for shape \(output.shape)")
+                }
+            }
+            return outputs
+        } catch let error as ExecutionError {
+            throw error
+        } catch {
+            throw context.invalid("\(error)")
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import DOConvCore
+import DOConvGraph
+import DOConvONNX
+import Foundation
+
+/// Options of a verification.
+public struct VerifyOptions: Sendable {
+    /// Largest accepted relative error; nil uses each element type's default (1e-5 for
+    /// float32/float64, 5e-3 for float16, 3e-2 for bfloat16).
+    public var tolerance: Double?
+    /// Seeded random inputs run end to end (0 skips the end-to-end comparison).
+    public var inputs = 3
+    public var seed: UInt64 = 0
+    /// Sizes of symbolic input dims by name (`--dim batch=2`).
+    public var dims: [String: Int] = [:]
+    /// Random patches per layer probe.
+    public var probePatches = 4
+    /// Keras: the model's JSON (`model.to_json()`), for weight files that carry no config.
+    public var kerasConfigJSON: String?
+
+    public init() {}
+}
+
+/// Checks that FOLDED computes what ORIGINAL computes, independently of the fold's code:
+/// structure, each folded layer in float64, and (ONNX) the whole model end to end.
+public enum EquivalenceVerifier {
+    public static func verify(original: String, folded: String, options: VerifyOptions = VerifyOptions()) throws(VerifyError) -> VerificationReport {
+        let formats = (try format(of: original), try format(of: folded))
+        guard formats.0 == formats.1 else {
+            throw VerifyError("\(original) is \(formats.0.rawValue) but \(folded) is \(formats.1.rawValue)")
+        }
+        switch formats.0 {
+        case .onnx: return try verifyONNX(original: original, folded: folded, options: options)
+        case .kerasHDF5: return try KerasEquivalence.verify(original: original, folded: folded, options: options)
+        case .kerasArchive:
+            // The weights inside, checked as a pair; the archive's own config names the layers.
+            let (a, b) = (try KerasArchiveInput(path: original), try KerasArchiveInput(path: folded))
+            var archiveOptions = options
+            archiveOptions.kerasConfigJSON = options.kerasConfigJSON ?? a.configJSON
+            var report = try KerasEquivalence.verify(original: a.weightsPath, folded: b.weightsPath, options: archiveOptions)
+            report.original = original
+            report.folded = folded
+            report.format = .kerasArchive
+            report.structure = report.structure.map { $0.replacingOccurrences(of: a.weightsPath, with: "model.weights.h5").replacingOccurrences(of: b.weightsPath, with: "model.weights.h5") }
+            report.notes.append("checked the archives' model.weights.h5; config.json is not compared")
+            return report
+        }
+    }
+
+    /// ONNX or Keras HDF5, by the file's first bytes.
+    static func format(of path: String) throws(VerifyError) -> VerificationReport.Format {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw VerifyError("\(path): cannot open the file") }
+        defer { try? handle.close() }
+        let head = handle.readData(ofLength: 8)
+        if head == Data([0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) { return .kerasHDF5 }
+        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .kerasArchive }
+        return .onnx
+    }
+
+    /// Loads an ONNX model as IR, with bad files as one-line errors.
+    public static func loadGraph(_ path: String) throws(VerifyError) -> Graph {
+        do { return try ONNXGraphImport.load(path: path) } catch { throw VerifyError("\(error)") }
+    }
+
+    static func verifyONNX(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        var report = VerificationReport(original: originalPath, folded: foldedPath, format: .onnx)
+        let originalModel: ONNXModel
+        let original: Graph
+        let folded: Graph
+        do {
+            originalModel = try ONNXModel.load(path: originalPath)
+            original = try ONNXGraphImport.graph(of: originalModel)
+            folded = try ONNXGraphImport.load(path: foldedPath)
+        } catch {
+            throw VerifyError("\(error)")
+        }
+        if let tolerance = options.tolerance, !(tolerance >= 0) { throw VerifyError("the tolerance must be a non-negative number") }
+        // Validate inputs up front: a symbolic dim without a size is a usage error.
+        let feeds = options.inputs > 0 ? try EndToEnd.feeds(for: original, dims: options.dims, count: options.inputs, seed: options.seed) : []
+
+        // 1. Structure.
+        let comparison = StructureDiff(original: original, folded: folded).compare()
+        report.structure = comparison.differences
+        report.notes += comparison.notes
+        let removed = original.nodes.count - folded.nodes.count
+        report.structureSummary = "\(folded.nodes.count) nodes against ORIGINAL's \(original.nodes.count), \(comparison.replaced.count) Conv\(comparison.replaced.count == 1 ? "" : "s") with a folded kernel, \(removed) node\(removed == 1 ? "" : "s") of kernel computation gone"
+
+        // 2. Each replaced Conv.
+        var detected: [DetectedLayer] = []
+        do { detected = try ONNXFolder.detect(originalModel).layers } catch {
+            report.notes.append("DO-Conv detection failed on ORIGINAL (\(error)); layers are checked against ORIGINAL's own kernel computation")
+        }
+        var check = LayerCheck(original: original, folded: folded, detected: detected, tolerance: options.tolerance,
+                               patches: options.probePatches, seed: options.seed)
+        check.feeds = feeds.first ?? (try? EndToEnd.feeds(for: original, dims: options.dims, count: 1, seed: options.seed).first) ?? [:]
+        report.layers = check.check(comparison.replaced)
+
+        // 3. End to end.
+        let unsupported = Set(ReferenceExecutor(graph: original).unsupportedOps + ReferenceExecutor(graph: folded).unsupportedOps).sorted()
+        if options.inputs <= 0 {
+            report.endToEndSkipped = "disabled (--inputs 0)"
+        } else if !unsupported.isEmpty {
+            report.endToEndSkipped = "the reference executor does not implement \(unsupported.joined(separator: ", ")); the verdict rests on the structure and per-layer checks"
+        } else {
+            let shapes = (try? EndToEnd.shapes(of: original, dims: options.dims)) ?? []
+            report.inputsDescription = "\(feeds.count) seeded random input\(feeds.count == 1 ? "" : "s") (seed \(options.seed)): "
+                + shapes.map { "'\($0.0.name)' \($0.0.type.map { "\($0)" } ?? "float32") \($0.1)" }.joined(separator: ", ")
+            let (outputs, skipped, problems) = EndToEnd.compare(original: original, folded: folded, feeds: feeds, tolerance: options.tolerance)
+            report.outputs = outputs
+            report.endToEndProblems = problems
+            if let skipped { report.endToEndSkipped = skipped + "; the verdict rests on the structure and per-layer checks" }
+        }
+        return report
+    }
+
+    /// Runs one ONNX model with the reference executor on given feeds (the oracle tests'
+    /// hook); inputs that are not given are made as in the end-to-end check.
+    public static func run(model path: String, feeds given: [String: TensorValue], options: VerifyOptions = VerifyOptions()) throws(VerifyError) -> [String: TensorValue] {
+        let graph = try loadGraph(path)
+        let unsupported = ReferenceExecutor(graph: graph).unsupportedOps
+        guard unsupported.isEmpty else { throw VerifyError("\(path): the reference executor does not implement \(unsupported.joined(separator: ", "))") }
+        var feeds = given
+        let missing = graph.feedInputs.filter { feeds[$0.name] == nil }
+        if !missing.isEmpty {
+            let made = try EndToEnd.feeds(for: Graph(inputs: missing), dims: options.dims, count: 1, seed: options.seed)
+            feeds.merge(made.first ?? [:]) { a, _ in a }
+        }
+        do { return try ReferenceExecutor(graph: graph).run(feeds) } catch { throw VerifyError("\(path): \(error)") }
+    }
+}

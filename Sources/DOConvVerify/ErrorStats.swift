@@ -1,0 +1,82 @@
+/// Where two tensors first disagree beyond the tolerance.
+public struct Disagreement: Equatable, Sendable {
+    /// Multi-index into the tensor.
+    public var index: [Int]
+    /// ORIGINAL's (reference) value.
+    public var expected: Double
+    /// FOLDED's value.
+    public var actual: Double
+    /// Which run it came from ("input 2 of 3"), when there are several.
+    public var context: String?
+}
+
+/// Worst absolute and relative differences between a reference and a candidate tensor.
+///
+/// The relative error is normwise: the worst |actual - expected| divided by the largest
+/// |expected| of the tensor (elementwise ratios explode near zero and mean nothing there).
+public struct ErrorStats: Equatable, Sendable {
+    public var worstAbsolute = 0.0
+    /// Largest |expected|.
+    public var scale = 0.0
+    public var tolerance: Double
+    /// The first element whose difference exceeds `tolerance * scale`.
+    public var first: Disagreement?
+    public var elementCount = 0
+
+    public init(tolerance: Double) {
+        self.tolerance = tolerance
+    }
+
+    public var worstRelative: Double {
+        if worstAbsolute == 0 { return 0 }
+        return scale > 0 ? worstAbsolute / scale : worstAbsolute // all-zero reference: absolute
+    }
+
+    public var passed: Bool { first == nil }
+
+    /// Compares `actual` against `expected` (same element count, row-major `shape`).
+    public static func compare(expected: [Double], actual: [Double], shape: [Int], tolerance: Double, context: String? = nil) -> ErrorStats {
+        var stats = ErrorStats(tolerance: tolerance)
+        stats.add(expected: expected, actual: actual, shape: shape, context: context)
+        return stats
+    }
+
+    /// Folds another pair of tensors (another input, say) into the stats.
+    public mutating func add(expected: [Double], actual: [Double], shape: [Int], context: String? = nil) {
+        precondition(expected.count == actual.count)
+        elementCount += expected.count
+        var localScale = 0.0
+        for v in expected where v.isFinite { localScale = max(localScale, abs(v)) }
+        scale = max(scale, localScale)
+        var firstHere: Int?
+        for k in expected.indices {
+            let (e, a) = (expected[k], actual[k])
+            let delta: Double
+            if e.isNaN || a.isNaN {
+                delta = (e.isNaN && a.isNaN) ? 0 : .infinity
+            } else if e.isInfinite || a.isInfinite {
+                delta = e == a ? 0 : .infinity
+            } else {
+                delta = abs(a - e)
+            }
+            worstAbsolute = max(worstAbsolute, delta)
+            let limit = tolerance * (localScale > 0 ? localScale : 1)
+            if firstHere == nil, delta > limit { firstHere = k }
+        }
+        if first == nil, let k = firstHere {
+            first = Disagreement(index: TensorIndex.of(k, in: shape), expected: expected[k], actual: actual[k], context: context)
+        }
+    }
+}
+
+enum TensorIndex {
+    static func of(_ flat: Int, in shape: [Int]) -> [Int] {
+        var rest = flat
+        var index = [Int](repeating: 0, count: shape.count)
+        for axis in stride(from: shape.count - 1, through: 0, by: -1) where shape[axis] > 0 {
+            index[axis] = rest % shape[axis]
+            rest /= shape[axis]
+        }
+        return index
+    }
+}

@@ -1,0 +1,265 @@
+import DOConvCore
+import DOConvKeras
+
+/// Keras HDF5 pairs (ORIGINAL with DOConv2D layers, FOLDED with plain Conv2D kernels):
+/// structure (the same datasets, except each D removed and each kernel reshaped to
+/// (M, N, Cin/g, Cout); every other dataset equal by value) and each folded kernel in float64.
+/// There is no graph to run, so no end-to-end check.
+enum KerasEquivalence {
+    /// One dataset: its path, a path that survives the fold's renaming of `.weights.h5`
+    /// layer groups, its shape, and its values when it is a float dataset.
+    struct Entry {
+        var path: String
+        var key: String
+        var shape: [Int]
+        var values: [Float]?
+    }
+
+    static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        var report = VerificationReport(original: originalPath, folded: foldedPath, format: .kerasHDF5)
+        report.endToEndSkipped = "Keras weight files hold no graph to run; the verdict rests on the structure and per-layer checks"
+        var keras = KerasFoldOptions()
+        keras.configJSON = options.kerasConfigJSON
+        let detection: Detection
+        let original: [Entry]
+        let folded: [Entry]
+        do {
+            detection = try KerasFolder.detect(path: originalPath, options: keras)
+            original = try entries(of: originalPath)
+            folded = try entries(of: foldedPath)
+        } catch {
+            throw VerifyError("\(error)")
+        }
+        let tolerance = options.tolerance
+        let foldedByKey = Dictionary(folded.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        let originalKeys = Set(original.map(\.key))
+
+        // Each detected layer: its W (kernel) dataset, matched by value, and D beside it.
+        var kernels: [String: DetectedLayer] = [:] // ORIGINAL key of W -> layer
+        var dropped = Set<String>()
+        for layer in detection.layers where layer.form == .kernelComposition {
+            let g = layer.layer.geometry
+            let w = original.filter { $0.shape == [g.depthMultiplier, g.inChannelsPerGroup, g.outChannels] && $0.values == layer.layer.w.array && !isOptimizer($0.path) }
+            guard let kernel = w.first(where: { $0.path.contains(layer.name) }) ?? w.first else {
+                report.structure.append("cannot find the kernel dataset of DOConv2D layer '\(layer.name)' in ORIGINAL")
+                continue
+            }
+            kernels[kernel.key] = layer
+            let parent = parentPath(kernel.path)
+            if g.kernelArea > 1 || layer.layer.d != nil,
+               let d = original.first(where: { parentPath($0.path) == parent && $0.shape == [g.kernelArea, g.depthMultiplier, g.inChannels] && $0.path != kernel.path }) {
+                dropped.insert(d.key)
+            }
+        }
+
+        // SeparableConv2D layers folded into Conv2D (a depthwise + 1x1 pair: feature composition).
+        let separable = separablePairs(original: original, folded: folded)
+        var handledOriginal = Set<String>()
+        var handledFolded = Set<String>()
+        for pair in separable {
+            handledOriginal.formUnion(pair.originalKeys)
+            handledFolded.formUnion(pair.foldedKeys)
+            report.structure += pair.differences
+            report.layers.append(checkSeparable(pair, tolerance: tolerance, options: options))
+        }
+
+        // Structure.
+        var optimizerDropped = false
+        for entry in original where !handledOriginal.contains(entry.key) {
+            guard let after = foldedByKey[entry.key] else {
+                if dropped.contains(entry.key) { continue }
+                if isOptimizer(entry.path) { optimizerDropped = true; continue }
+                report.structure.append("dataset '\(entry.path)' of ORIGINAL is missing from FOLDED")
+                continue
+            }
+            if dropped.contains(entry.key) {
+                report.structure.append("D dataset '\(entry.path)' is still in FOLDED")
+                continue
+            }
+            if kernels[entry.key] != nil { continue } // checked numerically below
+            if entry.shape != after.shape {
+                report.structure.append("dataset '\(entry.path)' changed shape \(entry.shape) -> \(after.shape)")
+            } else if let a = entry.values, let b = after.values, let k = a.indices.first(where: { a[$0] != b[$0] && !(a[$0].isNaN && b[$0].isNaN) }) {
+                report.structure.append("dataset '\(entry.path)' changed: value at \(TensorIndex.of(k, in: entry.shape)) \(a[k]) -> \(b[k])")
+            } else if (entry.values == nil) != (after.values == nil) {
+                report.structure.append("dataset '\(entry.path)' changed element type")
+            }
+        }
+        for entry in folded where !originalKeys.contains(entry.key) && !handledFolded.contains(entry.key) {
+            report.structure.append("dataset '\(entry.path)' of FOLDED does not exist in ORIGINAL")
+        }
+        if optimizerDropped { report.notes.append("optimizer state is not in FOLDED (the fold drops it: its slots were shaped for D and W)") }
+        if original.contains(where: { $0.values == nil }) { report.notes.append("non-float datasets are compared by shape only") }
+        report.notes.append("HDF5 attributes (configs, weight_names) are not compared")
+        report.structureSummary = "\(folded.count) datasets against ORIGINAL's \(original.count), \(kernels.count) kernel\(kernels.count == 1 ? "" : "s") folded, \(dropped.count) D removed"
+            + (separable.isEmpty ? "" : ", \(separable.count) SeparableConv2D pair\(separable.count == 1 ? "" : "s") folded")
+
+        // Each folded kernel.
+        for (key, detected) in kernels.sorted(by: { $0.key < $1.key }) {
+            let g = detected.layer.geometry
+            var result = LayerResult(name: detected.name, conv: foldedByKey[key]?.path ?? key,
+                                     description: "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(g.depthMultiplier) (keras)")
+            guard let after = foldedByKey[key], let values = after.values else {
+                result.problems.append("FOLDED has no float kernel at '\(key)'")
+                report.layers.append(result)
+                continue
+            }
+            let hwio = [g.kernelHeight, g.kernelWidth, g.inChannelsPerGroup, g.outChannels]
+            guard after.shape == hwio else {
+                result.problems.append("FOLDED's kernel has shape \(after.shape), expected (M, N, Cin/g, Cout) = \(hwio)")
+                report.layers.append(result)
+                continue
+            }
+            // HWIO -> OIHW.
+            let (h, w, ci, co) = (hwio[0], hwio[1], hwio[2], hwio[3])
+            var oihw = [Double](repeating: 0, count: values.count)
+            for a in 0..<h { for b in 0..<w { for c in 0..<ci { for o in 0..<co {
+                oihw[((o * ci + c) * h + a) * w + b] = Double(values[((a * w + b) * ci + c) * co + o])
+            } } } }
+            let tol = tolerance ?? detected.elementType.defaultTolerance
+            let reference = NaiveFold.kernel(detected.layer)
+            result.kernel = ErrorStats.compare(expected: reference, actual: oihw, shape: [co, ci, h, w], tolerance: tol)
+            result.probe = NaiveFold.probe(detected.layer, kernel: oihw, scale: nil, patches: options.probePatches, seed: options.seed, tolerance: tol)
+            report.layers.append(result)
+        }
+        return report
+    }
+
+    /// A SeparableConv2D layer group of ORIGINAL (depthwise (M, N, Cin, Dmul) and pointwise
+    /// (1, 1, Cin * Dmul, Cout) kernels) that FOLDED holds as one Conv2D kernel (M, N, Cin, Cout).
+    struct SeparablePair {
+        var group: String
+        var depthwise: Entry
+        var pointwise: Entry
+        var kernel: Entry
+        var originalKeys: Set<String>
+        var foldedKeys: Set<String>
+        var differences: [String]
+    }
+
+    static func separablePairs(original: [Entry], folded: [Entry]) -> [SeparablePair] {
+        let originalGroups = Dictionary(grouping: original, by: { parentPath($0.key) })
+        let foldedGroups = Dictionary(grouping: folded, by: { parentPath($0.key) })
+        var pairs: [SeparablePair] = []
+        for (group, entries) in originalGroups.sorted(by: { $0.key < $1.key }) where !isOptimizer(group) {
+            guard let after = foldedGroups[group] else { continue }
+            let rank4 = entries.filter { $0.shape.count == 4 && $0.values != nil }
+            var found: (Entry, Entry)?
+            for dw in rank4 {
+                for pw in rank4 where pw.key != dw.key && pw.shape[0] == 1 && pw.shape[1] == 1 && pw.shape[2] == dw.shape[2] * dw.shape[3] {
+                    let named = dw.key.contains("depthwise") && pw.key.contains("pointwise")
+                    if found == nil || named { found = (dw, pw) }
+                }
+            }
+            guard let (dw, pw) = found else { continue }
+            let hwio = [dw.shape[0], dw.shape[1], dw.shape[2], pw.shape[3]]
+            let unchanged = after.contains { $0.key == dw.key && $0.shape == dw.shape } && after.contains { $0.key == pw.key && $0.shape == pw.shape }
+            guard !unchanged else { continue }
+            // The folded kernel: prefer a dataset named like a kernel, then the depthwise slot.
+            let candidates = after.filter { $0.shape == hwio && $0.values != nil }
+            guard let kernel = candidates.first(where: { $0.key.hasSuffix("kernel:0") || $0.key.hasSuffix("kernel") }) ?? candidates.first(where: { $0.key == dw.key }) ?? candidates.first else {
+                continue
+            }
+            // Everything else of the group (the bias) must be there unchanged, wherever the
+            // renumbering put it.
+            var differences: [String] = []
+            var rest = after.filter { $0.key != kernel.key }
+            for entry in entries where entry.key != dw.key && entry.key != pw.key {
+                if let k = rest.firstIndex(where: { $0.shape == entry.shape && $0.values == entry.values }) {
+                    rest.remove(at: k)
+                } else {
+                    differences.append("dataset '\(entry.path)' of SeparableConv2D group '\(group)' is missing or changed in FOLDED")
+                }
+            }
+            for entry in rest { differences.append("dataset '\(entry.path)' of FOLDED's group '\(group)' does not exist in ORIGINAL") }
+            pairs.append(SeparablePair(group: group, depthwise: dw, pointwise: pw, kernel: kernel, originalKeys: Set(entries.map(\.key)),
+                                       foldedKeys: Set(after.map(\.key)), differences: differences))
+        }
+        return pairs
+    }
+
+    /// The pair's kernel K[m, n, c, o] = sum_s dw[m, n, c, s] * pw[0, 0, c * Dmul + s, o] in
+    /// float64, against FOLDED's; and patches through the layer both ways.
+    static func checkSeparable(_ pair: SeparablePair, tolerance: Double?, options: VerifyOptions) -> LayerResult {
+        let (h, w, cin, dmul) = (pair.depthwise.shape[0], pair.depthwise.shape[1], pair.depthwise.shape[2], pair.depthwise.shape[3])
+        let cout = pair.pointwise.shape[3]
+        let mn = h * w
+        let layerName = pair.group.split(separator: "/").last(where: { $0 != "vars" }).map { $0.hasPrefix("@") ? String($0.dropFirst()) : String($0) } ?? pair.group
+        var result = LayerResult(name: layerName, conv: pair.kernel.path,
+                                 description: "SeparableConv2D \(h)x\(w), depth_multiplier \(dmul) (depthwise + 1x1 feature composition)")
+        let dw = pair.depthwise.values!.map(Double.init)
+        let pw = pair.pointwise.values!.map(Double.init)
+        let folded = pair.kernel.values!.map(Double.init)
+        // OIHW (Cout, Cin, M, N), both.
+        var expected = [Double](repeating: 0, count: cout * cin * mn)
+        var actual = expected
+        for m in 0..<mn {
+            for c in 0..<cin {
+                for o in 0..<cout {
+                    var sum = 0.0
+                    for s in 0..<dmul { sum += dw[(m * cin + c) * dmul + s] * pw[(c * dmul + s) * cout + o] }
+                    expected[(o * cin + c) * mn + m] = sum
+                    actual[(o * cin + c) * mn + m] = folded[(m * cin + c) * cout + o]
+                }
+            }
+        }
+        let tol = tolerance ?? ElementType.float32.defaultTolerance
+        result.kernel = ErrorStats.compare(expected: expected, actual: actual, shape: [cout, cin, h, w], tolerance: tol)
+        // Probe: depthwise features, then the pointwise combination, against the folded kernel.
+        var random = SeededGenerator(seed: options.seed)
+        var probe = ErrorStats(tolerance: tol)
+        for p in 0..<max(1, options.probePatches) {
+            let patch = (0..<(cin * mn)).map { _ in Double.random(in: -1...1, using: &random) }
+            var features = [Double](repeating: 0, count: cin * dmul)
+            for c in 0..<cin { for s in 0..<dmul { for m in 0..<mn { features[c * dmul + s] += dw[(m * cin + c) * dmul + s] * patch[c * mn + m] } } }
+            var viaFeatures = [Double](repeating: 0, count: cout)
+            var viaKernel = [Double](repeating: 0, count: cout)
+            for o in 0..<cout {
+                for j in 0..<(cin * dmul) { viaFeatures[o] += pw[j * cout + o] * features[j] }
+                for c in 0..<cin { for m in 0..<mn { viaKernel[o] += actual[(o * cin + c) * mn + m] * patch[c * mn + m] } }
+            }
+            probe.add(expected: viaFeatures, actual: viaKernel, shape: [cout], context: "patch \(p + 1)")
+        }
+        result.probe = probe
+        return result
+    }
+
+    static func isOptimizer(_ path: String) -> Bool {
+        path.hasPrefix("/optimizer_weights") || path.hasPrefix("/optimizer/") || path == "/optimizer"
+    }
+
+    static func parentPath(_ path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "" }
+        return String(path[..<slash])
+    }
+
+    /// Every dataset of the file, depth first.
+    static func entries(of path: String) throws -> [Entry] {
+        let file = try HDF5File.openReadOnly(path: path)
+        let limit = max(file.size, 1 << 20) * 16
+        var result: [Entry] = []
+        func walk(_ group: HDF5Group, key: String) throws {
+            for name in try group.childNames() {
+                switch try group.kind(of: name) {
+                case .group:
+                    let child = try group.group(name)
+                    // Keras 3 .weights.h5 layer groups are named by class and position, which
+                    // the fold renumbers: key them by the layer name recorded in vars/@name.
+                    var childKey = (key == "/" ? "/" : key + "/") + name
+                    if group.path == "/layers", child.hasChild("vars"), let recorded = try? child.group("vars").string("name") {
+                        childKey = (key == "/" ? "/" : key + "/") + "@" + recorded
+                    }
+                    try walk(child, key: childKey)
+                case .dataset:
+                    let dataset = try group.dataset(name)
+                    let values = try dataset.elementType() != nil ? try dataset.floats(limit: limit) : nil
+                    result.append(Entry(path: dataset.path, key: (key == "/" ? "/" : key + "/") + name, shape: try dataset.shape(), values: values))
+                case .other:
+                    continue
+                }
+            }
+        }
+        try walk(try file.root(), key: "/")
+        return result
+    }
+}

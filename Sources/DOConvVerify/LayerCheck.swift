@@ -1,0 +1,249 @@
+import DOConvCore
+import DOConvGraph
+
+/// The per-layer verdict for one replaced Conv.
+public struct LayerResult: Sendable {
+    /// The DO-Conv layer's name (from detection), else the Conv's.
+    public var name: String
+    /// The FOLDED Conv node.
+    public var conv: String
+    /// "DO-Conv 3x3, groups 1, Dmul 9 (pytorch kernel composition)", "Conv + BatchNormalization", ...
+    public var description: String
+    /// FOLDED's kernel against the float64 recomputation from D and W (or, without a
+    /// detected layer, from ORIGINAL's own kernel computation).
+    public var kernel: ErrorStats?
+    /// FOLDED's kernel against ORIGINAL's kernel as its graph computes it (reference executor),
+    /// a second reference that also checks detection picked the right D and W.
+    public var graphKernel: ErrorStats?
+    /// Random patches through the layer two ways.
+    public var probe: ErrorStats?
+    /// FOLDED's bias against the expected one (pairs and fused BatchNormalization).
+    public var bias: ErrorStats?
+    /// Problems that are not numbers (shapes, missing tensors).
+    public var problems: [String] = []
+
+    public var passed: Bool {
+        problems.isEmpty && [kernel, graphKernel, probe, bias].allSatisfy { $0?.passed ?? true } && kernel != nil
+    }
+}
+
+/// Checks each replaced Conv's kernel (and bias) numerically.
+struct LayerCheck {
+    let original: Graph
+    let folded: Graph
+    let detected: [DetectedLayer]
+    let tolerance: Double?
+    let patches: Int
+    let seed: UInt64
+    /// A feed for ORIGINAL, so that constants built from data-independent facts (a CastLike
+    /// to a feed's type) compute too; the structure check has already required constancy.
+    var feeds: [String: TensorValue] = [:]
+
+    private var originalExecutor: ReferenceExecutor { ReferenceExecutor(graph: original) }
+
+    func check(_ replacements: [ReplacedConv]) -> [LayerResult] {
+        replacements.map(check)
+    }
+
+    /// A constant of ORIGINAL, evaluated by the reference executor.
+    private func constant(_ name: String) -> Result<TensorValue, ExecutionError> {
+        Result { () throws(ExecutionError) -> TensorValue in
+            guard let value = try originalExecutor.evaluate([name], feeds: feeds)[name] else { throw .missingValue(name) }
+            return value
+        }
+    }
+
+    private func check(_ r: ReplacedConv) -> LayerResult {
+        let fNode = folded.nodes[r.foldedNode]
+        let head = original.nodes[r.chain[0]]
+        var result = LayerResult(name: fNode.name.isEmpty ? fNode.outputs.first ?? "" : fNode.name,
+                                 conv: StructureDiff.label(fNode), description: "Conv")
+        guard let foldedKernel = folded.initializers[r.foldedWeight], foldedKernel.type.isFloat else {
+            result.problems.append("FOLDED's kernel '\(r.foldedWeight)' is not a float initializer")
+            return result
+        }
+        let tol = tolerance ?? Self.defaultTolerance(foldedKernel.type)
+        let f = foldedKernel.doubles
+
+        // ORIGINAL's kernel (and bias) as its graph computes them.
+        var graphKernel: [Double]
+        var graphShape: [Int]
+        var graphBias: [Double]?
+        if r.isPair {
+            let pw = original.nodes[r.chain[1]]
+            switch (constant(head.inputs[safe: 1] ?? ""), constant(pw.inputs[safe: 1] ?? "")) {
+            case (.success(let wd), .success(let wp)):
+                guard let pair = Self.pairKernel(depthwise: wd, depthwiseGroups: Self.group(head), pointwise: wp, pointwiseGroups: Self.group(pw)) else {
+                    result.problems.append("ORIGINAL's \(StructureDiff.label(head)) and \(StructureDiff.label(pw)) are not a depthwise + 1x1 pair (weights \(wd.shape), \(wp.shape))")
+                    return result
+                }
+                (graphKernel, graphShape) = pair
+                let bd = (head.inputs[safe: 2]).flatMap { $0.isEmpty ? nil : try? constant($0).get().doubles }
+                let bp = (pw.inputs[safe: 2]).flatMap { $0.isEmpty ? nil : try? constant($0).get().doubles }
+                if bd != nil || bp != nil {
+                    graphBias = Self.pairBias(pointwise: wp, pointwiseGroups: Self.group(pw), depthwiseBias: bd, pointwiseBias: bp)
+                }
+                result.description = "depthwise + 1x1 Conv pair"
+            default:
+                result.problems.append("ORIGINAL's pair weights are not constants the reference executor can compute")
+                return result
+            }
+        } else {
+            switch constant(r.originalWeight) {
+            case .success(let k):
+                graphKernel = k.doubles
+                graphShape = k.shape
+            case .failure(let error):
+                result.problems.append("ORIGINAL's kernel '\(r.originalWeight)' cannot be computed: \(error)")
+                return result
+            }
+            if let name = head.inputs[safe: 2], !name.isEmpty, r.batchNormPosition != nil {
+                switch constant(name) {
+                case .success(let b): graphBias = b.doubles
+                case .failure(let error): result.problems.append("ORIGINAL's bias '\(name)' cannot be computed: \(error)")
+                }
+            }
+        }
+
+        // The DO-Conv layer detection found for this kernel: the one whose naive recomputation
+        // is closest to what ORIGINAL's graph computes.
+        let wantsForm: DOConvForm = r.isPair ? .featureComposition : .kernelComposition
+        var best: (index: Int, error: Double, kernel: [Double])?
+        for k in detected.indices where detected[k].form == wantsForm {
+            let g = detected[k].layer.geometry
+            guard [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth] == graphShape else { continue }
+            let naive = NaiveFold.kernel(detected[k].layer)
+            let error = ErrorStats.compare(expected: graphKernel, actual: naive, shape: graphShape, tolerance: 1).worstRelative
+            if error < (best?.error ?? .infinity) { best = (k, error, naive) }
+        }
+        var layer: DOConvLayer?
+        var reference = graphKernel
+        if let best, best.error <= max(1e-4, tol) {
+            let d = detected[best.index]
+            layer = d.layer
+            reference = best.kernel
+            let g = d.layer.geometry
+            result.name = d.name
+            result.description = "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(g.depthMultiplier) (\(d.layer.layout.rawValue) \(d.form.rawValue))"
+        } else if r.chain.count == 1 || r.batchNormPosition == 1 {
+            if let best {
+                result.problems.append("the detected DO-Conv layer '\(detected[best.index].name)' does not reproduce ORIGINAL's kernel (relative error \(Report.format(best.error)))")
+            }
+            if !r.isPair {
+                let producer = original.producers[r.originalWeight].map { original.nodes[$0].opType }
+                result.description = producer.map { "Conv with a kernel computed by \($0) (no DO-Conv layer detected)" } ?? "Conv with a replaced initializer kernel"
+            }
+        }
+
+        // A BatchNormalization folded in: scale each output row, shift the bias.
+        var rowScale: [Double]?
+        if let position = r.batchNormPosition {
+            let bn = original.nodes[r.chain[position]]
+            let parameters = bn.inputs.dropFirst().map { constant($0) }
+            let values = parameters.compactMap { try? $0.get().doubles }
+            let cout = graphShape.first ?? 0
+            guard values.count == 4, values.allSatisfy({ $0.count == cout }) else {
+                result.problems.append("ORIGINAL's \(StructureDiff.label(bn)) parameters are not \(cout)-channel constants")
+                return result
+            }
+            let epsilon: Double
+            switch bn[attribute: "epsilon"] {
+            case .float(let e)?: epsilon = e
+            default: epsilon = Double(Float(1e-5))
+            }
+            let (gamma, beta, mean, variance) = (values[0], values[1], values[2], values[3])
+            let k = (0..<cout).map { gamma[$0] / (variance[$0] + epsilon).squareRoot() }
+            rowScale = k
+            let row = graphKernel.count / max(cout, 1)
+            for j in graphKernel.indices { graphKernel[j] *= k[j / row]; reference[j] *= k[j / row] }
+            let b = graphBias ?? [Double](repeating: 0, count: cout)
+            graphBias = (0..<cout).map { (b[$0] - mean[$0]) * k[$0] + beta[$0] }
+            result.description += " + \(StructureDiff.label(bn)) fused"
+        }
+
+        guard foldedKernel.shape == graphShape else {
+            result.problems.append("FOLDED's kernel has shape \(foldedKernel.shape), ORIGINAL's layer computes \(graphShape)")
+            return result
+        }
+        result.kernel = ErrorStats.compare(expected: reference, actual: f, shape: graphShape, tolerance: tol)
+        if layer != nil { result.graphKernel = ErrorStats.compare(expected: graphKernel, actual: f, shape: graphShape, tolerance: tol) }
+        if let layer {
+            result.probe = NaiveFold.probe(layer, kernel: f, scale: rowScale, patches: patches, seed: seed, tolerance: tol)
+        } else {
+            result.probe = NaiveFold.probe(reference: reference, kernel: f, shape: graphShape, patches: patches, seed: seed, tolerance: tol)
+        }
+
+        // The bias, where the replacement made a new one.
+        let newBias = r.foldedBias.isEmpty || original.initializers[r.foldedBias] != nil ? nil : folded.initializers[r.foldedBias]
+        if r.chain.count > 1 {
+            switch (graphBias, newBias) {
+            case (let expected?, let actual?):
+                if actual.count == expected.count {
+                    result.bias = ErrorStats.compare(expected: expected, actual: actual.doubles, shape: actual.shape, tolerance: tol)
+                } else {
+                    result.problems.append("FOLDED's bias has \(actual.count) values, expected \(expected.count)")
+                }
+            case (let expected?, nil):
+                if expected.contains(where: { $0 != 0 }) { result.problems.append("FOLDED's Conv has no bias where ORIGINAL adds one") }
+            case (nil, let actual?):
+                result.bias = ErrorStats.compare(expected: [Double](repeating: 0, count: actual.count), actual: actual.doubles, shape: actual.shape, tolerance: tol)
+            case (nil, nil):
+                break
+            }
+        }
+        return result
+    }
+
+    static func group(_ node: Node) -> Int {
+        if case .int(let g)? = node[attribute: "group"] { return Int(g) }
+        return 1
+    }
+
+    /// The kernel of a depthwise conv (Cin * Dmul, 1, M, N; groups Cin) followed by a 1x1 conv
+    /// (Cout, Cin * Dmul / G, 1, 1; groups G), as one conv (Cout, Cin / G, M, N), float64.
+    static func pairKernel(depthwise wd: TensorValue, depthwiseGroups cin: Int, pointwise wp: TensorValue, pointwiseGroups groups: Int) -> ([Double], [Int])? {
+        guard wd.rank == 4, wp.rank == 4, wd.shape[1] == 1, cin > 0, wd.shape[0] % cin == 0, wp.shape[2] == 1, wp.shape[3] == 1,
+              groups > 0, cin % groups == 0, wp.shape[0] % groups == 0 else { return nil }
+        let dmul = wd.shape[0] / cin
+        let (m, n, cout) = (wd.shape[2], wd.shape[3], wp.shape[0])
+        let (inPerGroup, outPerGroup) = (cin / groups, cout / groups)
+        guard wp.shape[1] == inPerGroup * dmul else { return nil }
+        let (d, w) = (wd.doubles, wp.doubles)
+        let mn = m * n
+        var kernel = [Double](repeating: 0, count: cout * inPerGroup * mn)
+        for o in 0..<cout {
+            for c in 0..<inPerGroup {
+                let channel = (o / outPerGroup) * inPerGroup + c
+                for s in 0..<dmul {
+                    let weight = w[o * inPerGroup * dmul + c * dmul + s]
+                    for k in 0..<mn { kernel[(o * inPerGroup + c) * mn + k] += weight * d[(channel * dmul + s) * mn + k] }
+                }
+            }
+        }
+        return (kernel, [cout, inPerGroup, m, n])
+    }
+
+    /// The pair's bias: bp[o] + sum over the group's depthwise features j of Wp[o, j] * bd[j].
+    static func pairBias(pointwise wp: TensorValue, pointwiseGroups groups: Int, depthwiseBias bd: [Double]?, pointwiseBias bp: [Double]?) -> [Double] {
+        let cout = wp.shape[0]
+        let features = wp.shape[1]
+        let w = wp.doubles
+        return (0..<cout).map { o in
+            var sum = bp?[o] ?? 0
+            if let bd {
+                let first = (o / (cout / groups)) * features
+                for j in 0..<features where first + j < bd.count { sum += w[o * features + j] * bd[first + j] }
+            }
+            return sum
+        }
+    }
+
+    /// The default tolerance of the kernel's element type (the fold's own defaults).
+    static func defaultTolerance(_ type: DataType) -> Double {
+        switch type {
+        case .float16: return ElementType.float16.defaultTolerance
+        case .bfloat16: return ElementType.bfloat16.defaultTolerance
+        default: return ElementType.float32.defaultTolerance
+        }
+    }
+}

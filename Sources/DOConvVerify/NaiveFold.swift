@@ -1,0 +1,142 @@
+import DOConvCore
+
+/// The DO-Conv kernel recomputed from D and W in float64, by the plainest loops: the
+/// framework's einsum, then its reshape (a reinterpretation of the flat memory), then for
+/// Keras the transpose HWIO -> OIHW. Written apart from the fold's kernels (ScalarFold,
+/// VectorizedFold) so that a mistake there is not repeated here.
+enum NaiveFold {
+    /// D + I, element (channel, m, s) as the layout stores it; the identity when D is absent.
+    static func dValue(_ layer: DOConvLayer, channel i: Int, m: Int, s: Int) -> Double {
+        let g = layer.geometry
+        guard let d = layer.d else { return m == s ? 1 : 0 }
+        switch layer.layout {
+        case .pytorch: return Double(d[(i * g.kernelArea + m) * g.depthMultiplier + s]) // (Cin, MN, Dmul)
+        case .keras: return Double(d[(m * g.depthMultiplier + s) * g.inChannels + i])     // (MN, Dmul, Cin)
+        }
+    }
+
+    /// W viewed as the einsum operand: PyTorch (Cout/g, Cin, Dmul), Keras (Dmul, Cin, Cout/g).
+    static func wrValue(_ layer: DOConvLayer, outGroup o: Int, channel i: Int, s: Int) -> Double {
+        let g = layer.geometry
+        switch layer.layout {
+        case .pytorch: return Double(layer.w[(o * g.inChannels + i) * g.depthMultiplier + s])
+        case .keras: return Double(layer.w[(s * g.inChannels + i) * g.outChannelsPerGroup + o])
+        }
+    }
+
+    /// The einsum result E, flat: PyTorch 'ims,ois->oim' as (Cout/g, Cin, MN); Keras
+    /// 'msi,sio->mio' as (MN, Cin, Cout/g).
+    static func einsum(_ layer: DOConvLayer) -> [Double] {
+        let g = layer.geometry
+        let (mn, dmul, cin, og) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannelsPerGroup)
+        var e = [Double](repeating: 0, count: og * cin * mn)
+        for o in 0..<og {
+            for i in 0..<cin {
+                for m in 0..<mn {
+                    var sum = 0.0
+                    for s in 0..<dmul { sum += dValue(layer, channel: i, m: m, s: s) * wrValue(layer, outGroup: o, channel: i, s: s) }
+                    switch layer.layout {
+                    case .pytorch: e[(o * cin + i) * mn + m] = sum
+                    case .keras: e[(m * cin + i) * og + o] = sum
+                    }
+                }
+            }
+        }
+        return e
+    }
+
+    /// The composite kernel in OIHW (Cout, Cin/g, M, N), float64.
+    static func kernel(_ layer: DOConvLayer) -> [Double] {
+        let g = layer.geometry
+        let e = einsum(layer)
+        switch layer.layout {
+        case .pytorch:
+            return e // reshape to (Cout, Cin/g, M, N) keeps the flat order
+        case .keras:
+            // Reshape to HWIO (M, N, Cin/g, Cout) keeps the flat order; transpose [3, 2, 0, 1].
+            let (h, w, ci, co) = (g.kernelHeight, g.kernelWidth, g.inChannelsPerGroup, g.outChannels)
+            var k = [Double](repeating: 0, count: e.count)
+            for a in 0..<h {
+                for b in 0..<w {
+                    for c in 0..<ci {
+                        for o in 0..<co { k[((o * ci + c) * h + a) * w + b] = e[((a * w + b) * ci + c) * co + o] }
+                    }
+                }
+            }
+            return k
+        }
+    }
+
+    /// For output channel `o` and group-local input `c` of the conv: the einsum's (D channel,
+    /// W output row) that the reshapes pair with it, derived from the flat positions.
+    static func einsumPair(_ layer: DOConvLayer, output o: Int, localInput c: Int) -> (channel: Int, outGroup: Int) {
+        let g = layer.geometry
+        switch layer.layout {
+        case .pytorch:
+            // K[o, c, m] = E_flat[(o * Cin/g + c) * MN + m] = E[o', i, m].
+            let row = o * g.inChannelsPerGroup + c
+            return (row % g.inChannels, row / g.inChannels)
+        case .keras:
+            // HWIO[m, c, o] = E_flat[(m * Cin/g + c) * Cout + o] = E[m, i, o'].
+            let row = c * g.outChannels + o
+            return (row / g.outChannelsPerGroup, row % g.outChannelsPerGroup)
+        }
+    }
+
+    /// Random patches through the layer two ways, in float64: feature composition (each
+    /// input channel's patch mapped by its D row to Dmul features, then combined by W), and a
+    /// direct convolution of the patch by `kernel` (OIHW). `scale` multiplies each output
+    /// channel (a fused BatchNormalization), applied to the feature route.
+    static func probe(_ layer: DOConvLayer, kernel: [Double], scale: [Double]?, patches: Int, seed: UInt64, tolerance: Double) -> ErrorStats {
+        let g = layer.geometry
+        let (mn, dmul, inPerGroup, outPerGroup) = (g.kernelArea, g.depthMultiplier, g.inChannelsPerGroup, g.outChannelsPerGroup)
+        var random = SeededGenerator(seed: seed)
+        var stats = ErrorStats(tolerance: tolerance)
+        for p in 0..<max(1, patches) {
+            let patch = (0..<(g.inChannels * mn)).map { _ in Double.random(in: -1...1, using: &random) }
+            var viaFeatures = [Double](repeating: 0, count: g.outChannels)
+            var viaKernel = [Double](repeating: 0, count: g.outChannels)
+            for o in 0..<g.outChannels {
+                let group = o / outPerGroup
+                var sum = 0.0
+                var direct = 0.0
+                for c in 0..<inPerGroup {
+                    let real = group * inPerGroup + c
+                    let (i, row) = einsumPair(layer, output: o, localInput: c)
+                    for s in 0..<dmul {
+                        var feature = 0.0
+                        for m in 0..<mn { feature += dValue(layer, channel: i, m: m, s: s) * patch[real * mn + m] }
+                        sum += wrValue(layer, outGroup: row, channel: i, s: s) * feature
+                    }
+                    for m in 0..<mn { direct += kernel[(o * inPerGroup + c) * mn + m] * patch[real * mn + m] }
+                }
+                viaFeatures[o] = sum * (scale?[o] ?? 1)
+                viaKernel[o] = direct
+            }
+            stats.add(expected: viaFeatures, actual: viaKernel, shape: [g.outChannels], context: "patch \(p + 1)")
+        }
+        return stats
+    }
+
+    /// Random patches through two OIHW kernels of the same shape (a reference kernel and the
+    /// folded one), for replacements with no DO-Conv layer to compose features from.
+    static func probe(reference: [Double], kernel: [Double], shape: [Int], patches: Int, seed: UInt64, tolerance: Double) -> ErrorStats {
+        let outChannels = shape.first ?? 1
+        let row = reference.count / max(outChannels, 1)
+        var random = SeededGenerator(seed: seed)
+        var stats = ErrorStats(tolerance: tolerance)
+        for p in 0..<max(1, patches) {
+            let patch = (0..<row).map { _ in Double.random(in: -1...1, using: &random) }
+            var expected = [Double](repeating: 0, count: outChannels)
+            var actual = [Double](repeating: 0, count: outChannels)
+            for o in 0..<outChannels {
+                for j in 0..<row {
+                    expected[o] += reference[o * row + j] * patch[j]
+                    actual[o] += kernel[o * row + j] * patch[j]
+                }
+            }
+            stats.add(expected: expected, actual: actual, shape: [outChannels], context: "patch \(p + 1)")
+        }
+        return stats
+    }
+}

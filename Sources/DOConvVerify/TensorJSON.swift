@@ -1,0 +1,57 @@
+import DOConvGraph
+import Foundation
+
+/// Tensors as JSON, for the oracle tests' hidden options: an object of
+/// `name: {"dtype": "float32", "shape": [1, 3], "data": [0.5, "nan", ...]}` (non-finite
+/// floats as the strings "nan", "inf", "-inf").
+public enum TensorJSON {
+    public static func read(path: String) throws(VerifyError) -> [String: TensorValue] {
+        guard let data = FileManager.default.contents(atPath: path),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw VerifyError("\(path): not a JSON object of tensors")
+        }
+        var result: [String: TensorValue] = [:]
+        for (name, value) in object {
+            guard let entry = value as? [String: Any], let typeName = entry["dtype"] as? String, let type = DataType(name: typeName),
+                  let shape = (entry["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }), let items = entry["data"] as? [Any],
+                  shape.reduce(1, *) == items.count else {
+                throw VerifyError("\(path): tensor '\(name)' needs dtype, shape and data of matching size")
+            }
+            let numbers: [Double] = items.map { item in
+                if let n = item as? NSNumber { return n.doubleValue }
+                switch item as? String {
+                case "nan": return .nan
+                case "inf": return .infinity
+                case "-inf": return -.infinity
+                default: return .nan
+                }
+            }
+            if type.isFloat {
+                result[name] = TensorValue(type, shape: shape, floats: numbers)
+            } else {
+                let ints = items.map { ($0 as? NSNumber)?.int64Value ?? 0 }
+                result[name] = TensorValue(type, shape: shape, ints: ints)
+            }
+        }
+        return result
+    }
+
+    public static func write(_ tensors: [String: TensorValue], to path: String) throws(VerifyError) {
+        var object: [String: Any] = [:]
+        for (name, t) in tensors {
+            let data: [Any]
+            switch t.storage {
+            case .floats(let v): data = v.map { $0.isNaN ? "nan" as Any : ($0.isInfinite ? ($0 > 0 ? "inf" : "-inf") as Any : $0 as Any) }
+            case .ints(let v): data = v.map { NSNumber(value: $0) }
+            case .opaque: data = []
+            }
+            object[name] = ["dtype": t.type.description, "shape": t.shape, "data": data]
+        }
+        do {
+            let bytes = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            try bytes.write(to: URL(fileURLWithPath: path))
+        } catch {
+            throw VerifyError("\(path): cannot write: \(error.localizedDescription)")
+        }
+    }
+}

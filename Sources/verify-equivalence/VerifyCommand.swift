@@ -1,0 +1,103 @@
+import ArgumentParser
+import DOConvVerify
+import Foundation
+
+@main
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-equivalence",
+        abstract: "Check that a folded model computes what the DO-Conv original computes, independently of the fold.",
+        discussion: """
+        ONNX: 1. structure: every node, initializer, input and output of FOLDED matches ORIGINAL, except DO-Conv kernel computations (or depthwise + 1x1 pairs, or fused BatchNormalization) replaced by one Conv with constant weights; 2. each folded kernel against a float64 recomputation from D and W, and a probe of the layer both ways; 3. both models run by a reference executor on seeded random inputs, every output compared.
+
+        Keras (.h5, .weights.h5 with --config, .keras): 1 and 2 (the same datasets except D removed and kernels reshaped).
+
+        Exit status: 0 equivalent, 1 not equivalent, 2 bad input or usage.
+        """)
+
+    @Argument(help: ArgumentHelp("The model before folding.", valueName: "original"))
+    var original: String
+
+    @Argument(help: ArgumentHelp("The folded model.", valueName: "folded"))
+    var folded: String?
+
+    @Option(help: "Largest accepted relative error (default: 1e-5 for float32/float64, 5e-3 for float16, 3e-2 for bfloat16).")
+    var tolerance: Double?
+
+    @Option(help: "Seeded random inputs to run end to end (0: skip).")
+    var inputs = 3
+
+    @Option(help: "Seed of the random inputs and probes.")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("dim"), help: ArgumentHelp("Size of a symbolic input dim (repeatable); batch-like dims default to 1.", valueName: "name=value"))
+    var dims: [String] = []
+
+    @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for weight files that carry no config.", valueName: "file"))
+    var configFile: String?
+
+    // Test hooks: run ORIGINAL alone on given inputs and write its outputs.
+    @Option(name: .customLong("input-json"), help: .hidden)
+    var inputJSON: String?
+
+    @Option(name: .customLong("dump-outputs"), help: .hidden)
+    var dumpOutputs: String?
+
+    func validate() throws {
+        if let tolerance, !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
+        if inputs < 0 { throw ValidationError("--inputs must not be negative") }
+        if folded == nil, dumpOutputs == nil { throw ValidationError("expected ORIGINAL FOLDED") }
+        _ = try parsedDims()
+    }
+
+    func parsedDims() throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for item in dims {
+            guard let equals = item.lastIndex(of: "="), let value = Int(item[item.index(after: equals)...]), value > 0,
+                  equals != item.startIndex else {
+                throw ValidationError("--dim expects NAME=VALUE with a positive VALUE, got '\(item)'")
+            }
+            result[String(item[..<equals])] = value
+        }
+        return result
+    }
+
+    /// Usage errors exit with 2, like bad input, rather than ArgumentParser's 64.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || error is ExitCode { exit(withError: error) }
+            FileHandle.standardError.write(Data("verify-equivalence: error: \(message(for: error).split(separator: "\n").first ?? "")\n".utf8))
+            FileHandle.standardError.write(Data("Usage: see 'verify-equivalence --help'\n".utf8))
+            Foundation.exit(2)
+        }
+    }
+
+    func run() throws {
+        var options = VerifyOptions()
+        options.tolerance = tolerance
+        options.inputs = inputs
+        options.seed = seed
+        options.dims = try parsedDims()
+        do {
+            if let configFile {
+                guard let json = try? String(contentsOfFile: configFile, encoding: .utf8) else { throw VerifyError("\(configFile): cannot read the model config") }
+                options.kerasConfigJSON = json
+            }
+            if let dumpOutputs {
+                let feeds = try inputJSON.map { (path) throws(VerifyError) in try TensorJSON.read(path: path) } ?? [:]
+                try TensorJSON.write(try EquivalenceVerifier.run(model: original, feeds: feeds, options: options), to: dumpOutputs)
+                return
+            }
+            let report = try EquivalenceVerifier.verify(original: original, folded: folded ?? "", options: options)
+            print(report.render())
+            if !report.equivalent { throw ExitCode(1) }
+        } catch let error as VerifyError {
+            FileHandle.standardError.write(Data("verify-equivalence: error: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+}

@@ -1,0 +1,82 @@
+"""Helpers for the verify-equivalence tests: the built binary (DOCONV_VERIFY), tensors as the
+JSON its hidden --input-json / --dump-outputs options read and write, onnxruntime sessions."""
+import json
+import os
+import pathlib
+import subprocess
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import ROOT
+
+DTYPE_NAMES = {np.float32: "float32", np.float16: "float16", np.float64: "float64", np.int64: "int64",
+               np.int32: "int32", np.bool_: "bool", np.uint8: "uint8", np.int8: "int8"}
+
+
+def verify_binary() -> pathlib.Path:
+    path = pathlib.Path(os.environ.get("DOCONV_VERIFY", ROOT / ".build" / "debug" / "verify-equivalence"))
+    if not path.exists():
+        pytest.fail(f"{path} does not exist: build first (swift build)")
+    return path
+
+
+def run_verify(*args):
+    """Runs verify-equivalence and returns the CompletedProcess."""
+    return subprocess.run([str(verify_binary()), *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def write_tensors(tensors, path):
+    obj = {}
+    for name, array in tensors.items():
+        array = np.asarray(array)
+        if array.dtype.kind == "f":
+            data = [x if np.isfinite(x) else ("nan" if np.isnan(x) else ("inf" if x > 0 else "-inf"))
+                    for x in array.astype(np.float64).ravel().tolist()]
+        else:
+            data = array.astype(np.int64).ravel().tolist()
+        obj[name] = {"dtype": DTYPE_NAMES[array.dtype.type], "shape": list(array.shape), "data": data}
+    pathlib.Path(path).write_text(json.dumps(obj))
+
+
+def read_tensors(path):
+    result = {}
+    for name, entry in json.loads(pathlib.Path(path).read_text()).items():
+        values = [float(x) if isinstance(x, str) else x for x in entry["data"]]
+        dtype = np.float64 if entry["dtype"].startswith(("float", "bfloat")) else np.int64
+        result[name] = np.array(values, dtype=dtype).reshape(entry["shape"])
+    return result
+
+
+def executor_outputs(model_path, feeds, tmp_path):
+    """The reference executor's outputs for `feeds` (verify-equivalence's test hook)."""
+    inputs = tmp_path / "inputs.json"
+    outputs = tmp_path / "outputs.json"
+    write_tensors(feeds, inputs)
+    result = run_verify(model_path, "--input-json", inputs, "--dump-outputs", outputs)
+    assert result.returncode == 0, result.stderr
+    return read_tensors(outputs)
+
+
+def session(path):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def agreement(got, expected):
+    """Worst |got - expected| relative to the largest |expected| (exact match for integers)."""
+    expected = np.asarray(expected)
+    got = np.asarray(got)
+    assert got.shape == expected.shape, (got.shape, expected.shape)
+    if expected.dtype.kind in "iub":
+        return 0.0 if np.array_equal(got.astype(np.int64), expected.astype(np.int64)) else np.inf
+    e = expected.astype(np.float64)
+    g = got.astype(np.float64)
+    finite = np.isfinite(e)
+    if not np.array_equal(np.isnan(e), np.isnan(g)) or not np.array_equal(e[~finite & ~np.isnan(e)], g[~finite & ~np.isnan(e)]):
+        return np.inf
+    if not finite.any():
+        return 0.0
+    return float(np.abs(g[finite] - e[finite]).max() / max(np.abs(e[finite]).max(), 1e-30))
