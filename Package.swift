@@ -101,7 +101,8 @@ let package = Package(
     swiftLanguageModes: [.v5]
 )
 
-// libFuzzer targets, only for scripts/fuzz: they have no main of their own (libFuzzer's).
+// libFuzzer targets, built only by scripts/fuzz (with coverage instrumentation and libFuzzer
+// linked in; their main hands over to LLVMFuzzerRunDriver).
 if Context.environment["DOCONV_FUZZ"] != nil {
     package.targets += [
         .executableTarget(name: "fuzz-onnx", dependencies: ["DOConvONNX", "DOConvCore"], path: "Fuzz/ONNX"),
