@@ -53,9 +53,15 @@ let package = Package(
             name: "DOConvKeras",
             dependencies: ["DOConvCore", "CHDF5", "CHDF5Shim", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
+        // What the command lines share: exit status 2 for usage errors, option parsing.
+        .target(
+            name: "CommandLineSupport",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "doconv-fold",
             dependencies: [
+                "CommandLineSupport",
                 "DOConvCore", "DOConvONNX", "DOConvKeras",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -72,6 +78,7 @@ let package = Package(
         .executableTarget(
             name: "doconv-inspect",
             dependencies: [
+                "CommandLineSupport",
                 "DOConvInspect", "DOConvCore", "DOConvONNX", "DOConvKeras",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),
@@ -91,6 +98,7 @@ let package = Package(
         .executableTarget(
             name: "verify-equivalence",
             dependencies: [
+                "CommandLineSupport",
                 "DOConvVerify", "DOConvGraph",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

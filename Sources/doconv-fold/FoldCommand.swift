@@ -1,11 +1,12 @@
 import ArgumentParser
+import CommandLineSupport
 import DOConvCore
 import DOConvKeras
 import DOConvONNX
 import Foundation
 
 @main
-struct FoldCommand: ParsableCommand {
+struct FoldCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "doconv-fold",
         abstract: "Fold DO-Conv layers into plain Conv kernels, verify every layer, and write the model.",
@@ -72,30 +73,8 @@ struct FoldCommand: ParsableCommand {
     }
 
     /// `--kernel-size conv1=3x1` as ["conv1": [3, 1]].
-    func parsedKernelSizes() throws -> [String: [Int]] {
-        var sizes: [String: [Int]] = [:]
-        for item in kernelSizes {
-            guard let equals = item.lastIndex(of: "=") else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
-            let dims = item[item.index(after: equals)...].lowercased().split(separator: "x").compactMap { Int($0) }
-            guard dims.count == 2, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
-            sizes[String(item[..<equals])] = dims
-        }
-        return sizes
-    }
+    func parsedKernelSizes() throws -> [String: [Int]] { try KernelSizeOption.parse(kernelSizes) }
 
-    /// Usage errors exit with 2, like bad input, rather than ArgumentParser's 64.
-    static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success || error is ExitCode { exit(withError: error) }
-            FileHandle.standardError.write(Data("doconv-fold: error: \(message(for: error).split(separator: "\n").first ?? "")\n".utf8))
-            FileHandle.standardError.write(Data("Usage: see 'doconv-fold --help'\n".utf8))
-            Foundation.exit(2)
-        }
-    }
 
     func run() throws {
         var options = FoldOptions(verify: !noVerify, tolerance: tolerance)

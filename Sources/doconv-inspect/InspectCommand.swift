@@ -1,10 +1,11 @@
 import ArgumentParser
+import CommandLineSupport
 import DOConvInspect
 import DOConvKeras
 import Foundation
 
 @main
-struct InspectCommand: ParsableCommand {
+struct InspectCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "doconv-inspect",
         abstract: "Describe the DO-Conv layers of a model and what folding them would change.",
@@ -43,30 +44,8 @@ struct InspectCommand: ParsableCommand {
     }
 
     /// `--kernel-size conv1=3x1` as ["conv1": [3, 1]].
-    func parsedKernelSizes() throws -> [String: [Int]] {
-        var sizes: [String: [Int]] = [:]
-        for item in kernelSizes {
-            guard let equals = item.lastIndex(of: "=") else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
-            let dims = item[item.index(after: equals)...].lowercased().split(separator: "x").compactMap { Int($0) }
-            guard dims.count == 2, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
-            sizes[String(item[..<equals])] = dims
-        }
-        return sizes
-    }
+    func parsedKernelSizes() throws -> [String: [Int]] { try KernelSizeOption.parse(kernelSizes) }
 
-    /// Usage errors exit with 2, like bad input, rather than ArgumentParser's 64.
-    static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success || error is ExitCode { exit(withError: error) }
-            printError(message(for: error).split(separator: "\n").first.map(String.init) ?? "")
-            FileHandle.standardError.write(Data("Usage: see 'doconv-inspect --help'\n".utf8))
-            Foundation.exit(2)
-        }
-    }
 
     static func printError(_ line: String) {
         FileHandle.standardError.write(Data("doconv-inspect: error: \(line)\n".utf8))

@@ -1,9 +1,10 @@
 import ArgumentParser
+import CommandLineSupport
 import DOConvVerify
 import Foundation
 
 @main
-struct VerifyCommand: ParsableCommand {
+struct VerifyCommand: ToolCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify-equivalence",
         abstract: "Check that a folded model computes what the DO-Conv original computes, independently of the fold.",
@@ -62,19 +63,6 @@ struct VerifyCommand: ParsableCommand {
         return result
     }
 
-    /// Usage errors exit with 2, like bad input, rather than ArgumentParser's 64.
-    static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success || error is ExitCode { exit(withError: error) }
-            FileHandle.standardError.write(Data("verify-equivalence: error: \(message(for: error).split(separator: "\n").first ?? "")\n".utf8))
-            FileHandle.standardError.write(Data("Usage: see 'verify-equivalence --help'\n".utf8))
-            Foundation.exit(2)
-        }
-    }
 
     func run() throws {
         var options = VerifyOptions()

@@ -1,0 +1,43 @@
+import ArgumentParser
+import Foundation
+
+/// A doconv command line: usage errors exit with 2, like bad input, rather than with
+/// ArgumentParser's 64, and every error is one line on standard error.
+public protocol ToolCommand: ParsableCommand {}
+
+extension ToolCommand {
+    public static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success || error is ExitCode { exit(withError: error) }
+            let name = configuration.commandName ?? "tool"
+            printError("\(name): error: \(message(for: error).split(separator: "\n").first ?? "")")
+            printError("Usage: see '\(name) --help'")
+            Foundation.exit(2)
+        }
+    }
+
+    /// Writes one line to standard error.
+    public static func printError(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+/// `--kernel-size LAYER=MxN` values (repeatable), as a layer -> [M, N] map.
+public enum KernelSizeOption {
+    public static func parse(_ items: [String]) throws -> [String: [Int]] {
+        var sizes: [String: [Int]] = [:]
+        for item in items {
+            guard let equals = item.lastIndex(of: "="), equals != item.startIndex else {
+                throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'")
+            }
+            let dims = item[item.index(after: equals)...].lowercased().split(separator: "x").compactMap { Int($0) }
+            guard dims.count == 2, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
+            sizes[String(item[..<equals])] = dims
+        }
+        return sizes
+    }
+}
