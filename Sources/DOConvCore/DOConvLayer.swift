@@ -60,19 +60,25 @@ public struct DOConvGeometry: Equatable, Sendable {
 /// A DO-Conv layer as a graph computes it: the geometry and the two trained tensors.
 ///
 /// `d` already includes the identity offset (D + I), exactly as the framework adds it;
-/// it is nil when M * N = 1, where the kernel is only a reshape of W.
+/// it is nil when M * N = 1, where the kernel is only a reshape of W. Both may borrow the
+/// bytes the model was read into (see `FloatValues`), so a layer costs no copy of W.
 public struct DOConvLayer: Sendable {
     public let layout: DOConvLayout
     public let geometry: DOConvGeometry
-    public let d: [Float]?
-    public let w: [Float]
+    public let d: FloatValues?
+    public let w: FloatValues
 
     /// How much larger than D and W together a folded kernel may be (real layers, Dmul >= MN,
     /// give a kernel no larger than W).
     public static let maxKernelGrowth = 64
 
+    /// Creates a layer from arrays, checking that the tensors and the geometry agree.
+    public init(layout: DOConvLayout, geometry: DOConvGeometry, d: [Float]?, w: [Float]) throws(TensorError) {
+        try self.init(layout: layout, geometry: geometry, d: d.map(FloatValues.init), w: FloatValues(w))
+    }
+
     /// Creates a layer, checking that the tensors and the geometry agree.
-    public init(layout: DOConvLayout, geometry g: DOConvGeometry, d: [Float]?, w: [Float]) throws(TensorError) {
+    public init(layout: DOConvLayout, geometry g: DOConvGeometry, d: FloatValues?, w: FloatValues) throws(TensorError) {
         guard g.inChannels > 0, g.outChannels > 0, g.groups > 0, g.kernelHeight > 0, g.kernelWidth > 0, g.depthMultiplier > 0 else {
             throw .inconsistentLayer("non-positive dimension in \(g)")
         }

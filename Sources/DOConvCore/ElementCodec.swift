@@ -31,18 +31,26 @@ public enum ElementCodec {
     public static func encode(_ values: [Float], as type: ElementType) -> [UInt8] {
         let count = values.count
         return [UInt8](unsafeUninitializedCapacity: count * type.byteWidth) { out, initialized in
-            let base = UnsafeMutableRawPointer(out.baseAddress!)
-            switch type {
-            case .float32:
-                for k in 0..<count { base.storeBytes(of: values[k].bitPattern.littleEndian, toByteOffset: 4 * k, as: UInt32.self) }
-            case .float64:
-                for k in 0..<count { base.storeBytes(of: Double(values[k]).bitPattern.littleEndian, toByteOffset: 8 * k, as: UInt64.self) }
-            case .float16:
-                for k in 0..<count { base.storeBytes(of: Float16(values[k]).bitPattern.littleEndian, toByteOffset: 2 * k, as: UInt16.self) }
-            case .bfloat16:
-                for k in 0..<count { base.storeBytes(of: floatToBFloat16(values[k]).littleEndian, toByteOffset: 2 * k, as: UInt16.self) }
-            }
+            values.withUnsafeBufferPointer { encode($0, as: type, into: UnsafeMutableRawBufferPointer(out)) }
             initialized = count * type.byteWidth
+        }
+    }
+
+    /// Encodes `values` as little-endian elements of `type` into `out`, which must hold
+    /// exactly `values.count * type.byteWidth` bytes (a tensor's raw data, for example).
+    public static func encode(_ values: UnsafeBufferPointer<Float>, as type: ElementType, into out: UnsafeMutableRawBufferPointer) {
+        let count = values.count
+        precondition(out.count == count * type.byteWidth, "output size does not match the values")
+        guard count > 0, let base = out.baseAddress else { return }
+        switch type {
+        case .float32:
+            for k in 0..<count { base.storeBytes(of: values[k].bitPattern.littleEndian, toByteOffset: 4 * k, as: UInt32.self) }
+        case .float64:
+            for k in 0..<count { base.storeBytes(of: Double(values[k]).bitPattern.littleEndian, toByteOffset: 8 * k, as: UInt64.self) }
+        case .float16:
+            for k in 0..<count { base.storeBytes(of: Float16(values[k]).bitPattern.littleEndian, toByteOffset: 2 * k, as: UInt16.self) }
+        case .bfloat16:
+            for k in 0..<count { base.storeBytes(of: floatToBFloat16(values[k]).littleEndian, toByteOffset: 2 * k, as: UInt16.self) }
         }
     }
 

@@ -34,7 +34,7 @@ public enum LayerAnalysis {
         var identity = [Float](repeating: 0, count: g.dCount)
         IdentityOffset.add(to: &identity, layout: layer.layout, geometry: g)
         // Same geometry and W as a layer that was accepted, so this cannot fail.
-        let plain = try! DOConvLayer(layout: layer.layout, geometry: g, d: identity, w: layer.w)
+        let plain = try! DOConvLayer(layout: layer.layout, geometry: g, d: identity, w: layer.w.array)
         return plain.foldedKernel()
     }
 

@@ -13,13 +13,35 @@ enum MatchFailure: Error {
 struct ConstantValue {
     var type: ElementType
     var shape: [Int]
-    var values: [Float]
+    /// The elements; borrowed from the mapped file when the source is a float32 initializer
+    /// there (see `TensorCodec.floatValues`), so a layer's W is never copied.
+    var storage: FloatValues
     var nodes: Set<Int> = []
     var initializers: Set<String> = []
     /// True when any source initializer keeps its data in an external file.
     var external = false
     /// The parameter's own initializer, when the value is one passed through shape-only ops.
     var parameterName: String?
+
+    init(type: ElementType, shape: [Int], storage: FloatValues, nodes: Set<Int> = [], initializers: Set<String> = [],
+         external: Bool = false, parameterName: String? = nil) {
+        self.type = type
+        self.shape = shape
+        self.storage = storage
+        self.nodes = nodes
+        self.initializers = initializers
+        self.external = external
+        self.parameterName = parameterName
+    }
+
+    init(type: ElementType, shape: [Int], values: [Float], nodes: Set<Int> = [], initializers: Set<String> = [],
+         external: Bool = false, parameterName: String? = nil) {
+        self.init(type: type, shape: shape, storage: FloatValues(values), nodes: nodes, initializers: initializers,
+                  external: external, parameterName: parameterName)
+    }
+
+    /// The elements as an array (a copy).
+    var values: [Float] { storage.array }
 }
 
 /// Evaluates constant subexpressions: initializers, Constant nodes, Identity, same-type Cast,
@@ -38,8 +60,8 @@ struct ConstantResolver {
                 throw .rejected("'\(name)' is not a float tensor")
             }
             do {
-                let (type, shape, values) = try codec.floats(of: tensor)
-                return ConstantValue(type: type, shape: shape, values: values, initializers: [name], external: TensorCodec.isExternal(tensor), parameterName: name)
+                let (type, shape, values) = try codec.floatValues(of: tensor)
+                return ConstantValue(type: type, shape: shape, storage: values, initializers: [name], external: TensorCodec.isExternal(tensor), parameterName: name)
             } catch {
                 throw .invalid(error) // a float parameter whose data is broken: bad input
             }
@@ -106,9 +128,10 @@ struct ConstantResolver {
             guard a.shape == b.shape, a.type == b.type else {
                 throw .rejected("Add '\(node.name)' combines tensors of shapes \(a.shape) and \(b.shape)")
             }
-            var sum = a.values
-            for k in sum.indices { sum[k] += b.values[k] }
-            result = ConstantValue(type: a.type, shape: a.shape, values: sum, nodes: a.nodes.union(b.nodes),
+            let sum = FloatValues(count: a.storage.count) { out in
+                for k in out.indices { out[k] = a.storage[k] + b.storage[k] }
+            }
+            result = ConstantValue(type: a.type, shape: a.shape, storage: sum, nodes: a.nodes.union(b.nodes),
                                    initializers: a.initializers.union(b.initializers), external: a.external || b.external,
                                    parameterName: a.parameterName)
         default:

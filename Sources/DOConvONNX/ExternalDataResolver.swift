@@ -10,8 +10,16 @@ final class ExternalDataResolver {
         self.modelDirectory = FilePath.directory(of: modelPath)
     }
 
+    /// The data files mapped so far.
+    var openMappings: [FileMapping] { Array(mappings.values) }
+
     /// The bytes of one external tensor. `length` nil means "to the end of the file".
     func bytes(location: String, offset: Int, length: Int?) throws(ONNXError) -> UnsafeRawBufferPointer {
+        try region(location: location, offset: offset, length: length).bytes
+    }
+
+    /// The bytes of one external tensor and the mapping that holds them.
+    func region(location: String, offset: Int, length: Int?) throws(ONNXError) -> (bytes: UnsafeRawBufferPointer, mapping: FileMapping) {
         let mapping = try mapping(for: location)
         let size = mapping.bytes.count
         guard offset >= 0, offset <= size else {
@@ -21,8 +29,8 @@ final class ExternalDataResolver {
         guard count >= 0, count <= size - offset else {
             throw .externalData(path: modelPath, reason: "offset \(offset) + length \(count) is beyond the end of '\(location)' (\(size) bytes)")
         }
-        guard count > 0, let base = mapping.bytes.baseAddress else { return UnsafeRawBufferPointer(start: nil, count: 0) }
-        return UnsafeRawBufferPointer(start: base + offset, count: count)
+        guard count > 0, let base = mapping.bytes.baseAddress else { return (UnsafeRawBufferPointer(start: nil, count: 0), mapping) }
+        return (UnsafeRawBufferPointer(start: base + offset, count: count), mapping)
     }
 
     private func mapping(for location: String) throws(ONNXError) -> FileMapping {

@@ -178,7 +178,7 @@ struct KernelCompositionDetector {
         }
         let layer: DOConvLayer
         do {
-            layer = try DOConvLayer(layout: layout, geometry: geometry, d: d?.values, w: w.values)
+            layer = try DOConvLayer(layout: layout, geometry: geometry, d: d?.storage, w: w.storage)
         } catch {
             throw .rejected("\(error)")
         }

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CONNXProto
 import CProtobufC
 
@@ -21,10 +18,12 @@ enum ModelWriter {
         var oversize = onnx__model_proto__get_packed_size(model.proto) > protobufLimit
         let needsData = oversize || model.usesExternalData || !model.externalizeOnSave.isEmpty
 
+        // Bytes that come unchanged from a mapped input file are copied by the kernel.
+        let sources = model.sourceFiles
         var dataFile: TemporaryFile?
         defer { dataFile?.discard() }
         if needsData {
-            let file = try TemporaryFile(destination: dataPath)
+            let file = try TemporaryFile(destination: dataPath, sources: sources)
             dataFile = file
             try TensorWalk.forEachTensor(in: model.proto) { tensor throws(ONNXError) in
                 let inline = tensor.pointee.has_raw_data != 0 ? tensor.pointee.raw_data.len : 0
@@ -42,7 +41,7 @@ enum ModelWriter {
             }
         }
 
-        let modelFile = try TemporaryFile(destination: path)
+        let modelFile = try TemporaryFile(destination: path, sources: sources)
         defer { modelFile.discard() }
         _ = onnx__model_proto__pack_to_buffer(model.proto, modelFile.sink.buffer)
         try modelFile.sink.check()
@@ -65,143 +64,9 @@ enum ModelWriter {
         tensor.pointee.has_data_location = 1
         tensor.pointee.data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
         if tensor.pointee.has_raw_data != 0 {
-            free(tensor.pointee.raw_data.data)
+            ProtoMemory.free(tensor.pointee.raw_data.data) // not when it lies in the mapped input
             tensor.pointee.raw_data = ProtobufCBinaryData(len: 0, data: nil)
             tensor.pointee.has_raw_data = 0
-        }
-    }
-}
-
-/// A file written next to its destination and renamed over it only on `commit()`.
-final class TemporaryFile {
-    let destination: String
-    let temporaryPath: String
-    let sink: FileSink
-    private var done = false
-
-    init(destination: String) throws(ONNXError) {
-        self.destination = destination
-        let directory = FilePath.directory(of: destination)
-        var template = Array(FilePath.join(directory, "." + FilePath.baseName(of: destination) + ".tmp-XXXXXX").utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw .cannotWrite(path: destination, reason: String(cString: strerror(errno))) }
-        fchmod(fd, 0o644 & ~TemporaryFile.umaskValue)
-        temporaryPath = String(cString: template)
-        sink = FileSink(fd: fd, path: destination)
-    }
-
-    private static let umaskValue: mode_t = {
-        let current = umask(0o022)
-        umask(current)
-        return current
-    }()
-
-    /// Flushes, closes and renames the file into place.
-    func commit() throws(ONNXError) {
-        try sink.finish()
-        guard rename(temporaryPath, destination) == 0 else {
-            throw .cannotWrite(path: destination, reason: String(cString: strerror(errno)))
-        }
-        done = true
-    }
-
-    /// Removes the temporary file unless it was committed.
-    func discard() {
-        guard !done else { return }
-        done = true
-        sink.close()
-        unlink(temporaryPath)
-    }
-}
-
-/// A buffered file writer that protobuf-c packs into directly (as a `ProtobufCBuffer`),
-/// so a model is never assembled in memory before it is written.
-final class FileSink {
-    /// The `ProtobufCBuffer` protobuf-c appends to, followed in the same allocation by a
-    /// pointer back to this sink (C layout, so the callback can find its owner).
-    let buffer: UnsafeMutablePointer<ProtobufCBuffer>
-    private static let ownerOffset = MemoryLayout<ProtobufCBuffer>.stride
-    private let fd: Int32
-    private let path: String
-    private var staging: UnsafeMutableRawBufferPointer
-    private var staged = 0
-    private(set) var bytesWritten = 0
-    private var failure: Int32 = 0
-    private var closed = false
-    private static let stagingSize = 1 << 20
-
-    init(fd: Int32, path: String) {
-        self.fd = fd
-        self.path = path
-        staging = UnsafeMutableRawBufferPointer.allocate(byteCount: FileSink.stagingSize, alignment: 64)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: FileSink.ownerOffset + MemoryLayout<UnsafeRawPointer>.stride, alignment: 16)
-        buffer = raw.bindMemory(to: ProtobufCBuffer.self, capacity: 1)
-        buffer.initialize(to: ProtobufCBuffer(append: { base, count, data in
-            guard let base, let data else { return }
-            let owner = UnsafeRawPointer(base).load(fromByteOffset: FileSink.ownerOffset, as: UnsafeRawPointer.self)
-            Unmanaged<FileSink>.fromOpaque(owner).takeUnretainedValue().append(UnsafeRawBufferPointer(start: data, count: count))
-        }))
-        raw.storeBytes(of: UnsafeRawPointer(Unmanaged.passUnretained(self).toOpaque()), toByteOffset: FileSink.ownerOffset, as: UnsafeRawPointer.self)
-    }
-
-    deinit {
-        close()
-        staging.deallocate()
-        UnsafeMutableRawPointer(buffer).deallocate()
-    }
-
-    func append(_ bytes: UnsafeRawBufferPointer) {
-        guard failure == 0, bytes.count > 0, let source = bytes.baseAddress else { return }
-        bytesWritten += bytes.count
-        if staged + bytes.count <= staging.count {
-            (staging.baseAddress! + staged).copyMemory(from: source, byteCount: bytes.count)
-            staged += bytes.count
-            return
-        }
-        flush()
-        if bytes.count >= staging.count / 2 {
-            writeAll(bytes)
-        } else {
-            staging.baseAddress!.copyMemory(from: source, byteCount: bytes.count)
-            staged = bytes.count
-        }
-    }
-
-    /// Throws if any write so far failed.
-    func check() throws(ONNXError) {
-        if failure != 0 { throw .cannotWrite(path: path, reason: String(cString: strerror(failure))) }
-    }
-
-    func finish() throws(ONNXError) {
-        flush()
-        try check()
-        guard !closed else { return }
-        closed = true
-        if Glibc.close(fd) != 0 { throw .cannotWrite(path: path, reason: String(cString: strerror(errno))) }
-    }
-
-    func close() {
-        guard !closed else { return }
-        closed = true
-        _ = Glibc.close(fd)
-    }
-
-    private func flush() {
-        guard staged > 0 else { return }
-        writeAll(UnsafeRawBufferPointer(start: staging.baseAddress, count: staged))
-        staged = 0
-    }
-
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) {
-        var offset = 0
-        while offset < bytes.count && failure == 0 {
-            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = errno
-            } else {
-                offset += n
-            }
         }
     }
 }

@@ -29,6 +29,9 @@ public enum ONNXFolder {
         for match in compositions {
             let tensor = TensorCodec.makeTensor(name: GraphRewrite.freshName(match.kernelName, taken: &taken), shape: [], type: match.elementType, values: [])
             summary.layers.append(try fold(match.detected, into: tensor, model: model, options: options))
+            // D and W were read for the last time (unless shared): their pages of the input
+            // file need not stay in this process while the rest is folded.
+            for source in match.initializers { model.releaseMappedPages(of: source, index: index) }
             let name = TensorCodec.name(tensor)
             for use in index.uses(of: match.kernelValue) {
                 edit.nodeChanges.append((use.node, { NodeEdit.setInput($0, use.slot, to: name) }))
@@ -85,16 +88,17 @@ public enum ONNXFolder {
     /// Folds one layer into `tensor` (a fresh, empty initializer that gets the kernel) and
     /// verifies the kernel as stored.
     private static func fold(_ detected: DetectedLayer, into tensor: UnsafeMutablePointer<Onnx__TensorProto>, model: ONNXModel, options: FoldOptions) throws(ONNXError) -> FoldedLayer {
-        let kernel = detected.layer.foldedKernel()
-        TensorCodec.store(kernel.values, shape: kernel.shape, type: detected.elementType, in: tensor)
+        TensorCodec.storeKernel(of: detected.layer, type: detected.elementType, in: tensor)
         var record = FoldedLayer(
             name: detected.name, layout: detected.layer.layout, geometry: detected.layer.geometry, elementType: detected.elementType,
             stride: detected.stride, dilation: detected.dilation, relativeError: nil,
             tolerance: options.tolerance ?? detected.elementType.defaultTolerance)
         if options.verify {
             // Probe the kernel as stored (after rounding to the element type), not as computed.
-            let stored = try model.codec.floats(of: tensor).2
-            record.relativeError = LayerProbe.compare(layer: detected.layer, kernel: stored, patches: options.probePatches, seed: options.seed).relativeError
+            let stored = UnsafeRawBufferPointer(start: tensor.pointee.raw_data.data, count: tensor.pointee.raw_data.len)
+            record.relativeError = KernelStorage.withStoredValues(stored, as: detected.elementType) { kernel in
+                LayerProbe.compare(layer: detected.layer, kernel: kernel, patches: options.probePatches, seed: options.seed).relativeError
+            }
         }
         return record
     }

@@ -12,34 +12,51 @@ public final class ONNXModel {
     let proto: UnsafeMutablePointer<Onnx__ModelProto>
     let graph: UnsafeMutablePointer<Onnx__GraphProto>
     let resolver: ExternalDataResolver
-    var codec: TensorCodec { TensorCodec(resolver: resolver) }
+    /// The model file, while tensors' raw_data points into it (see `ModelUnpacker`).
+    let mapping: FileMapping?
+    var codec: TensorCodec { TensorCodec(resolver: resolver, mapping: mapping) }
     /// Tensors (by address) that saving must put in the external data file.
     var externalizeOnSave: Set<UnsafeMutableRawPointer> = []
 
-    /// Reads and parses the model at `path`. External data is resolved lazily, relative to
-    /// the model's folder.
+    /// Reads and parses the model at `path`. Tensor data is not copied: large raw_data stays
+    /// in the mapped file, and external data is mapped lazily, relative to the model's folder.
     public static func load(path: String) throws(ONNXError) -> ONNXModel {
         let mapping = try FileMapping(path: path)
-        guard let base = mapping.bytes.baseAddress, mapping.bytes.count > 0 else { throw .emptyFile(path: path) }
-        guard let proto = onnx__model_proto__unpack(nil, mapping.bytes.count, base.assumingMemoryBound(to: UInt8.self)) else {
+        guard mapping.bytes.count > 0 else { throw .emptyFile(path: path) }
+        guard let (proto, borrows) = ModelUnpacker.unpack(mapping) else {
             throw .notAModel(path: path, reason: "the bytes are not a valid ModelProto message")
         }
         guard let graph = proto.pointee.graph else {
             Proto.free(proto)
             throw .notAModel(path: path, reason: "it has no graph")
         }
-        return ONNXModel(path: path, fileSize: mapping.bytes.count, proto: proto, graph: graph)
+        return ONNXModel(path: path, fileSize: mapping.bytes.count, proto: proto, graph: graph, mapping: borrows ? mapping : nil)
     }
 
-    private init(path: String, fileSize: Int, proto: UnsafeMutablePointer<Onnx__ModelProto>, graph: UnsafeMutablePointer<Onnx__GraphProto>) {
+    private init(path: String, fileSize: Int, proto: UnsafeMutablePointer<Onnx__ModelProto>, graph: UnsafeMutablePointer<Onnx__GraphProto>,
+                 mapping: FileMapping?) {
         self.path = path
         self.fileSize = fileSize
         self.proto = proto
         self.graph = graph
+        self.mapping = mapping
         self.resolver = ExternalDataResolver(modelPath: path)
     }
 
+    // The tree goes first: the mapping its raw_data may point into is released after.
     deinit { Proto.free(proto) }
+
+    /// Files whose mapped bytes the tree may point into: what a save can copy in the kernel.
+    var sourceFiles: [FileMapping] {
+        (mapping.map { [$0] } ?? []) + resolver.openMappings
+    }
+
+    /// Lets the pages of initializer `name` that were read from a mapped file go from this
+    /// process (a later read brings them back from the page cache).
+    func releaseMappedPages(of name: String, index: GraphIndex) {
+        guard let tensor = index.initializers[name], let (bytes, mapping) = try? codec.mappedRegion(of: tensor) else { return }
+        mapping.release(bytes)
+    }
 
     /// True when any tensor of the model keeps its data in an external file.
     public var usesExternalData: Bool {

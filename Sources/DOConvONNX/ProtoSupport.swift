@@ -6,8 +6,9 @@ import CProtobufC
 
 /// The thin helper layer over the protobuf-c structs: strings, repeated fields, allocation.
 ///
-/// All messages come from protobuf-c's default allocator (malloc), so edits allocate with
-/// malloc too and `protobuf_c_message_free_unpacked` can free a mixed tree.
+/// Messages are malloc'd (protobuf-c unpacks with `ProtoMemory.allocator`, which is malloc),
+/// so edits allocate with malloc too and `free` can free a mixed tree. Tree memory is freed
+/// through `ProtoMemory`, never with plain free: raw_data may lie in a mapped file.
 enum Proto {
     /// A C string field as a Swift string ("" when unset).
     @inline(__always)
@@ -29,7 +30,7 @@ enum Proto {
 
     /// Frees one unpacked message and everything under it.
     static func free<T>(_ message: UnsafeMutablePointer<T>) {
-        protobuf_c_message_free_unpacked(UnsafeMutableRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self), nil)
+        protobuf_c_message_free_unpacked(UnsafeMutableRawPointer(message).assumingMemoryBound(to: ProtobufCMessage.self), ProtoMemory.allocator)
     }
 
     /// Removes (and frees) the messages of a repeated field for which `shouldRemove` is true,

@@ -9,6 +9,8 @@ import DOConvCore
 /// (raw_data, the typed fields, or an external file).
 struct TensorCodec {
     let resolver: ExternalDataResolver
+    /// The model file, when raw_data may point into it.
+    var mapping: FileMapping? = nil
     private var path: String { resolver.modelPath }
 
     static let int64DataType: Int32 = 7
@@ -63,6 +65,22 @@ struct TensorCodec {
         }
     }
 
+    /// A float tensor's element type, shape and values. float32 bytes in a mapped file
+    /// (external data, or raw_data left in the model file) are borrowed where they lie, with
+    /// no decoding copy; anything else is decoded.
+    func floatValues(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> (ElementType, [Int], FloatValues) {
+        if tensor.pointee.data_type == Self.dataType(of: .float32), let (bytes, mapping) = try mappedRegion(of: tensor) {
+            let shape = try shape(of: tensor)
+            do {
+                return (.float32, shape, try FloatValues(borrowing: bytes, count: Tensor.elementCount(of: shape) ?? 0, owner: mapping))
+            } catch {
+                throw .malformed(path: path, reason: "tensor '\(Self.name(tensor))': \(error)")
+            }
+        }
+        let (type, shape, values) = try floats(of: tensor)
+        return (type, shape, FloatValues(values))
+    }
+
     /// Float values from raw or external bytes when there are any, else from the typed field
     /// the data type uses.
     private static func decodeFloats(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>, stored: UnsafeRawBufferPointer?,
@@ -114,6 +132,18 @@ struct TensorCodec {
         return UnsafeRawBufferPointer(start: raw.data, count: raw.len)
     }
 
+    /// The tensor's bytes and the mapped file holding them, when they are in one (external
+    /// data, or raw_data left in the model file); nil otherwise.
+    func mappedRegion(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> (bytes: UnsafeRawBufferPointer, mapping: FileMapping)? {
+        if Self.isExternal(tensor) {
+            let reference = try ExternalReference(tensor: tensor, modelPath: path)
+            return try resolver.region(location: reference.location, offset: reference.offset, length: reference.length)
+        }
+        guard tensor.pointee.has_raw_data != 0, let mapping else { return nil }
+        let bytes = UnsafeRawBufferPointer(start: tensor.pointee.raw_data.data, count: tensor.pointee.raw_data.len)
+        return mapping.offset(of: bytes) != nil ? (bytes, mapping) : nil
+    }
+
     /// A new float tensor message (malloc'd) holding `values` as `type` in raw_data.
     static func makeTensor(name: String, shape: [Int], type: ElementType, values: [Float]) -> UnsafeMutablePointer<Onnx__TensorProto> {
         let tensor = Proto.make { (tensor: UnsafeMutablePointer<Onnx__TensorProto>) in
@@ -134,11 +164,31 @@ struct TensorCodec {
         for (k, dim) in shape.enumerated() { dims[k] = Int64(dim) }
         tensor.pointee.n_dims = shape.count
         tensor.pointee.dims = dims
-        if tensor.pointee.has_raw_data != 0 { free(tensor.pointee.raw_data.data) }
+        if tensor.pointee.has_raw_data != 0 { ProtoMemory.free(tensor.pointee.raw_data.data) } // may lie in the mapped input
         let data = malloc(max(1, bytes.count))!.assumingMemoryBound(to: UInt8.self)
         bytes.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: bytes.count) }
         tensor.pointee.has_raw_data = 1
         tensor.pointee.raw_data = ProtobufCBinaryData(len: bytes.count, data: data)
+    }
+
+    /// Makes `tensor` hold `layer`'s folded kernel (OIHW, as `type`) in raw_data, folding
+    /// straight into the tensor's new bytes.
+    static func storeKernel(of layer: DOConvLayer, type: ElementType, in tensor: UnsafeMutablePointer<Onnx__TensorProto>) {
+        let g = layer.geometry
+        let shape = [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth]
+        tensor.pointee.has_data_type = 1
+        tensor.pointee.data_type = dataType(of: type)
+        free(tensor.pointee.dims)
+        let dims = malloc(shape.count * 8)!.assumingMemoryBound(to: Int64.self)
+        for (k, dim) in shape.enumerated() { dims[k] = Int64(dim) }
+        tensor.pointee.n_dims = shape.count
+        tensor.pointee.dims = dims
+        if tensor.pointee.has_raw_data != 0 { ProtoMemory.free(tensor.pointee.raw_data.data) }
+        let byteCount = g.kernelCount * type.byteWidth
+        let data = KernelStorage.allocate(byteCount: byteCount)
+        KernelStorage.fold(layer, as: type, into: UnsafeMutableRawBufferPointer(start: data, count: byteCount))
+        tensor.pointee.has_raw_data = 1
+        tensor.pointee.raw_data = ProtobufCBinaryData(len: byteCount, data: data.assumingMemoryBound(to: UInt8.self))
     }
 }
 

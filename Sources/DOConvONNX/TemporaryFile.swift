@@ -1,0 +1,46 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file written next to its destination and renamed over it only on `commit()`.
+final class TemporaryFile {
+    let destination: String
+    let temporaryPath: String
+    let sink: FileSink
+    private var done = false
+
+    /// `sources`: mapped files whose bytes the sink may copy in the kernel (see `FileSink`).
+    init(destination: String, sources: [FileMapping] = []) throws(ONNXError) {
+        self.destination = destination
+        let directory = FilePath.directory(of: destination)
+        var template = Array(FilePath.join(directory, "." + FilePath.baseName(of: destination) + ".tmp-XXXXXX").utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw .cannotWrite(path: destination, reason: String(cString: strerror(errno))) }
+        fchmod(fd, 0o644 & ~TemporaryFile.umaskValue)
+        temporaryPath = String(cString: template)
+        sink = FileSink(fd: fd, path: destination, sources: sources)
+    }
+
+    private static let umaskValue: mode_t = {
+        let current = umask(0o022)
+        umask(current)
+        return current
+    }()
+
+    /// Flushes, closes and renames the file into place.
+    func commit() throws(ONNXError) {
+        try sink.finish()
+        guard rename(temporaryPath, destination) == 0 else {
+            throw .cannotWrite(path: destination, reason: String(cString: strerror(errno)))
+        }
+        done = true
+    }
+
+    /// Removes the temporary file unless it was committed.
+    func discard() {
+        guard !done else { return }
+        done = true
+        sink.close()
+        unlink(temporaryPath)
+    }
+}
