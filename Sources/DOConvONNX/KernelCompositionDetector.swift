@@ -102,6 +102,8 @@ struct KernelCompositionDetector {
         var d: ConstantValue?
         var w: ConstantValue
         var nodes = Set(path.chain)
+        // Shape initializers of the kernel path's Reshapes go with it once nothing reads them.
+        var shapeInitializers = Set<String>()
         if let e = path.einsum {
             let einsum = index.nodes[e]
             guard let equation = einsum.stringAttribute("equation") else { throw .rejected("Einsum '\(einsum.name)' has no equation") }
@@ -144,6 +146,7 @@ struct KernelCompositionDetector {
                 guard node.inputs.count == 2 else { throw .rejected("Reshape '\(node.name)' has no shape input") }
                 let target = try constants.int64(node.inputs[1])
                 nodes.formUnion(target.nodes)
+                shapeInitializers.formUnion(target.initializers)
                 structural.append(("Reshape", target.values.map { Int(clamping: $0) }))
                 if !shape.isEmpty {
                     shape = try constants.reshaped(shape, to: target.values, allowZero: node.intAttribute("allowzero") ?? 0, node: node)
@@ -183,7 +186,7 @@ struct KernelCompositionDetector {
             throw .rejected("\(error)")
         }
 
-        var initializers = w.initializers
+        var initializers = w.initializers.union(shapeInitializers)
         if let d { initializers.formUnion(d.initializers); nodes.formUnion(d.nodes) }
         nodes.formUnion(w.nodes)
         let name = Self.layerName(parameter: w.parameterName, conv: conv, kernelValue: kernelValue)

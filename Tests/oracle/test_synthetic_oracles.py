@@ -142,3 +142,17 @@ def test_large_models_use_external_data_when_the_input_did(tmp_path):
     assert {e.value for t in folded.graph.initializer for e in t.external_data if e.key == "location"} == {"out.onnx.data"}
     x = np.random.default_rng(4).normal(size=(1, 64, 7, 7)).astype(np.float32)
     assert relative(run(dst, x), run(src, x)) < 1e-5
+
+
+def test_reshape_shape_initializers_go_with_the_composition(tmp_path):
+    """A kernel Reshape whose shape is an initializer (not a Constant node): after the fold
+    nothing reads it, so it must not stay behind (onnxruntime warns about unused ones)."""
+    model, _ = do_conv_model()
+    const = next(n for n in model.graph.node if n.op_type == "Constant" and n.output[0] == "k_shape")
+    model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(const.attribute[0].t), "k_shape"))
+    model.graph.node.remove(const)
+    result, src, dst = fold(tmp_path, model)
+    assert result.returncode == 0, result.stderr
+    folded = onnx.load(str(dst))
+    used = {i for n in folded.graph.node for i in n.input}
+    assert {t.name for t in folded.graph.initializer} <= used
