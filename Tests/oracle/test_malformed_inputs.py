@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from conftest import FIXTURES, manifest, run_fold
+from conftest import FIXTURES, ROOT, manifest, run_fold
 from synthetic import do_conv_model
 
 
@@ -137,3 +137,14 @@ def test_corrupt_hdf5_files_end_cleanly_even_when_libhdf5_crashes(tmp_path):
         dst.unlink(missing_ok=True)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["mutant.h5"], f"trial {trial} left files behind"
     assert 2 in statuses
+
+
+def test_a_file_libhdf5_loops_on_ends_at_the_time_limit(tmp_path, monkeypatch):
+    """A corrupt Keras file (found by scripts/fuzz) on which libhdf5 never returns: the worker
+    is killed at the time limit (lowered here) and the run ends with one clean line."""
+    src = tmp_path / "loops.h5"
+    src.write_bytes((ROOT / "Tests/oracle/data/libhdf5-loops.h5").read_bytes())
+    monkeypatch.setenv("DOCONV_HDF5_TIME_LIMIT", "4")
+    result = check_clean(tmp_path, src)
+    assert result.returncode == 2 and "did not finish" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loops.h5"]
