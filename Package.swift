@@ -113,8 +113,9 @@ let package = Package(
 // linked in; their main hands over to LLVMFuzzerRunDriver).
 if Context.environment["DOCONV_FUZZ"] != nil {
     package.targets += [
-        .executableTarget(name: "fuzz-onnx", dependencies: ["DOConvONNX", "DOConvCore"], path: "Fuzz/ONNX"),
-        .executableTarget(name: "fuzz-keras", dependencies: ["DOConvKeras", "DOConvCore"], path: "Fuzz/Keras"),
+        .target(name: "FuzzDriver", path: "Fuzz/Driver"),
+        .executableTarget(name: "fuzz-onnx", dependencies: ["FuzzDriver", "DOConvONNX", "DOConvCore"], path: "Fuzz/ONNX"),
+        .executableTarget(name: "fuzz-keras", dependencies: ["FuzzDriver", "DOConvKeras", "DOConvCore"], path: "Fuzz/Keras"),
     ]
     package.products += [
         .executable(name: "fuzz-onnx", targets: ["fuzz-onnx"]),

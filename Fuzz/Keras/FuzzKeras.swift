@@ -1,6 +1,7 @@
 import DOConvCore
 import DOConvKeras
 import Foundation
+import FuzzDriver
 
 /// libFuzzer target: any bytes as a Keras HDF5 file, through the HDF5 layer, the layouts,
 /// detection and folding (nothing written). Built only by scripts/fuzz.

@@ -1,6 +1,7 @@
 import DOConvCore
 import DOConvONNX
 import Foundation
+import FuzzDriver
 
 /// libFuzzer target: any bytes as an ONNX model, through loading, detection and folding.
 /// Built only by scripts/fuzz (DOCONV_FUZZ=1, -sanitize=fuzzer,address).
