@@ -121,3 +121,8 @@ enum TensorMath {
         }
     }
 }
+
+extension DataType {
+    /// `v` wrapped into this integer type's range, as a cast to it does.
+    public func wrapped(_ v: Int64) -> Int64 { TensorMath.wrapped(v, to: self) }
+}

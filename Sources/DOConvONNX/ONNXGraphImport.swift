@@ -185,7 +185,7 @@ private struct Importer {
             return TensorValue(type, shape: shape, floats: bits.map { type == .float16 ? Double(Float16(bitPattern: $0)) : Double(Float(bitPattern: UInt32($0) << 16)) })
         case .bool, .int8, .uint8, .int16, .uint16, .int32:
             guard p.n_int32_data == count else { throw mismatch(p.n_int32_data) }
-            return TensorValue(type, shape: shape, ints: Proto.elements(p.int32_data, p.n_int32_data).map { TensorMathBridge.wrapped(Int64($0), to: type) })
+            return TensorValue(type, shape: shape, ints: Proto.elements(p.int32_data, p.n_int32_data).map { type.wrapped(Int64($0)) })
         case .int64:
             guard p.n_int64_data == count else { throw mismatch(p.n_int64_data) }
             return TensorValue(type, shape: shape, ints: Array(Proto.elements(p.int64_data, p.n_int64_data)))
@@ -207,16 +207,3 @@ private struct Importer {
     }
 }
 
-/// Integer wrapping as a cast does (int32_data holds the narrow integer types).
-private enum TensorMathBridge {
-    static func wrapped(_ v: Int64, to type: DataType) -> Int64 {
-        switch type {
-        case .bool: return v != 0 ? 1 : 0
-        case .int8: return Int64(Int8(truncatingIfNeeded: v))
-        case .uint8: return Int64(UInt8(truncatingIfNeeded: v))
-        case .int16: return Int64(Int16(truncatingIfNeeded: v))
-        case .uint16: return Int64(UInt16(truncatingIfNeeded: v))
-        default: return v
-        }
-    }
-}
