@@ -11,6 +11,17 @@ public struct KerasFoldOptions: Sendable {
     public var kernelSizes: [String: [Int]] = [:]
 
     public init() {}
+
+    /// Options with the model's JSON read from `configFile` (`--config`), when given.
+    public init(configFile: String?, kernelSizes: [String: [Int]]) throws(KerasError) {
+        self.kernelSizes = kernelSizes
+        guard let configFile else { return }
+        guard let json = try? String(contentsOfFile: configFile, encoding: .utf8) else {
+            throw .config(path: configFile, reason: "cannot read the file")
+        }
+        configJSON = json
+        configSource = configFile
+    }
 }
 
 /// A folded Keras file, ready to be written (or not, when verification failed).

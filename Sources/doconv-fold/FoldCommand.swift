@@ -80,16 +80,12 @@ struct FoldCommand: ToolCommand {
         var options = FoldOptions(verify: !noVerify, tolerance: tolerance)
         options.fuseBatchNorm = fuseBatchNorm
         options.foldSeparable = foldSeparable
-        var keras = KerasFoldOptions()
-        keras.kernelSizes = try parsedKernelSizes()
-        if let configFile {
-            do {
-                keras.configJSON = try String(contentsOfFile: configFile, encoding: .utf8)
-                keras.configSource = configFile
-            } catch {
-                FileHandle.standardError.write(Data("doconv-fold: error: \(configFile): cannot read the model config\n".utf8))
-                throw ExitCode(2)
-            }
+        let keras: KerasFoldOptions
+        do {
+            keras = try KerasFoldOptions(configFile: configFile, kernelSizes: parsedKernelSizes())
+        } catch let error as KerasError {
+            Self.printError("doconv-fold: error: \(error)")
+            throw ExitCode(2)
         }
         let jobs: [(input: String, output: String)]
         if let outputDirectory {

@@ -52,16 +52,12 @@ struct InspectCommand: ToolCommand {
     }
 
     func run() throws {
-        var keras = KerasFoldOptions()
-        keras.kernelSizes = try parsedKernelSizes()
-        if let configFile {
-            do {
-                keras.configJSON = try String(contentsOfFile: configFile, encoding: .utf8)
-                keras.configSource = configFile
-            } catch {
-                Self.printError("\(configFile): cannot read the model config")
-                throw ExitCode(2)
-            }
+        let keras: KerasFoldOptions
+        do {
+            keras = try KerasFoldOptions(configFile: configFile, kernelSizes: parsedKernelSizes())
+        } catch let error as KerasError {
+            Self.printError("\(error)")
+            throw ExitCode(2)
         }
         let report: InspectReport
         do {
