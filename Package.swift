@@ -1,6 +1,20 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// The fold kernels are optimized in debug builds too: unspecialized generic SIMD code is
+// a hundred times slower, and the debug tools run the test suite on real models.
+let kernelOptimization: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+]
+
+// Code generation for the AVX2 + FMA kernels (x86-64 only; elsewhere the module is empty).
+#if arch(x86_64)
+let avx2CodeGeneration: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let avx2CodeGeneration: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "doconv",
     products: [
@@ -31,9 +45,25 @@ let package = Package(
             dependencies: ["CProtobufC"],
             cSettings: [.unsafeFlags(["-w"])]
         ),
-        // Pure Swift, no I/O: tensors, the DO-Conv layer, fold kernels, verification probes.
+        // The fold kernels, generic over how lanes multiply and add (pure Swift, no I/O), and
+        // the baseline instantiation that runs on every CPU.
+        .target(
+            name: "DOConvFoldKernels",
+            swiftSettings: kernelOptimization
+        ),
+        // The same kernels compiled for AVX2 + FMA; the core calls them only where
+        // CCPUFeatures finds both, so the binary still runs on any x86-64.
+        .target(
+            name: "DOConvFoldKernelsAVX2",
+            dependencies: ["DOConvFoldKernels"],
+            swiftSettings: kernelOptimization + avx2CodeGeneration
+        ),
+        // cpuid, which Swift cannot issue itself.
+        .target(name: "CCPUFeatures"),
+        // Pure Swift, no I/O: tensors, the DO-Conv layer, folding, verification probes.
         .target(
             name: "DOConvCore",
+            dependencies: ["DOConvFoldKernels", "DOConvFoldKernelsAVX2", "CCPUFeatures"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         // ONNX format adapter: load/save, external data, graph edits, pattern detection.
@@ -66,7 +96,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "DOConvCoreTests", dependencies: ["DOConvCore"]),
+        .testTarget(name: "DOConvCoreTests", dependencies: ["DOConvCore", "DOConvFoldKernels"]),
         .testTarget(
             name: "DOConvONNXTests",
             dependencies: ["DOConvONNX", "DOConvCore", "CONNXProto"]
@@ -121,4 +151,12 @@ if Context.environment["DOCONV_FUZZ"] != nil {
         .executable(name: "fuzz-onnx", targets: ["fuzz-onnx"]),
         .executable(name: "fuzz-keras", targets: ["fuzz-keras"]),
     ]
+}
+
+// The fold kernel's microbenchmark, built only by bench/run.sh (release, same flags as the tools).
+if Context.environment["DOCONV_BENCH"] != nil {
+    package.targets += [
+        .executableTarget(name: "kernel-bench", dependencies: ["DOConvCore", "DOConvFoldKernels", "DOConvFoldKernelsAVX2"], path: "bench/kernel"),
+    ]
+    package.products += [.executable(name: "kernel-bench", targets: ["kernel-bench"])]
 }

@@ -80,11 +80,10 @@ if [ "$compare" = 1 ]; then
 fi
 
 if [ "$kernel" = 1 ]; then
-  log "fold kernel (built with the package's release flags for DOConvCore)"
-  swiftc -Ounchecked -wmo -parse-as-library -module-name KernelBench \
-    "$root"/Sources/DOConvCore/*.swift "$root/bench/kernel/KernelBench.swift" -o "$out/kernel-bench"
+  log "fold kernel (kernel-bench: a package target when DOCONV_BENCH is set, release build)"
+  DOCONV_BENCH=1 swift build -c release --product kernel-bench --scratch-path "$scratch-bench" 2>&1 | tail -1
   echo | tee -a "$out/results.md"
-  "$out/kernel-bench" --json "$out/kernel.json" | tee -a "$out/results.md"
+  "$scratch-bench/release/kernel-bench" --json "$out/kernel.json" | tee -a "$out/results.md"
   "$bench_python" "$root/bench/einsum_bench.py" "$out/kernel.json" --json "$out/einsum.json" | tee -a "$out/results.md"
 fi
 

@@ -1,5 +1,7 @@
 import XCTest
+import Foundation
 @testable import DOConvCore
+import DOConvFoldKernels
 
 /// The vectorized fold against the plain einsum loop, over many random layer shapes.
 final class FoldKernelTests: XCTestCase {
@@ -22,18 +24,21 @@ final class FoldKernelTests: XCTestCase {
         for trial in 0..<300 {
             let layout: DOConvLayout = trial % 2 == 0 ? .pytorch : .keras
             let groups = [1, 1, 2, 3, 4][Int.random(in: 0..<5, using: &random)]
-            let cin = groups * Int.random(in: 1...6, using: &random)
-            let cout = groups * Int.random(in: 1...7, using: &random)
+            // Up to 20 channels per group: whole blocks of eight, partial ones, and none.
+            let cin = groups * Int.random(in: 1...20, using: &random)
+            let cout = groups * Int.random(in: 1...9, using: &random)
             let m = Int.random(in: 1...5, using: &random)
             let n = Int.random(in: 1...5, using: &random)
             let mn = m * n
             let dmul = mn == 1 ? 1 : mn + Int.random(in: 0...6, using: &random)
             let layer = try randomLayer(layout: layout, cin: cin, cout: cout, groups: groups, m: m, n: n, dmul: dmul, using: &random)
-            let fast = layer.foldedKernel()
             let slow = ScalarFold.kernel(of: layer)
-            XCTAssertEqual(fast.shape, [cout, cin / groups, m, n])
-            XCTAssertEqual(fast.shape, slow.shape)
-            assertClose(fast.values, slow.values)
+            for kernels in FoldKernelSet.available {
+                let fast = layer.foldedKernel(kernels: kernels)
+                XCTAssertEqual(fast.shape, [cout, cin / groups, m, n])
+                XCTAssertEqual(fast.shape, slow.shape)
+                assertClose(fast.values, slow.values)
+            }
         }
     }
 
@@ -48,15 +53,24 @@ final class FoldKernelTests: XCTestCase {
         ]
         for (layout, cin, cout, groups, m, n, dmul) in cases {
             let layer = try randomLayer(layout: layout, cin: cin, cout: cout, groups: groups, m: m, n: n, dmul: dmul, using: &random)
-            assertClose(layer.foldedKernel().values, ScalarFold.kernel(of: layer).values)
+            for kernels in FoldKernelSet.available {
+                assertClose(layer.foldedKernel(kernels: kernels).values, ScalarFold.kernel(of: layer).values)
+            }
         }
     }
 
     func testThreadCountDoesNotChangeTheResult() throws {
         var random = SeededGenerator(seed: 9)
+        // 255 output channels: one thread's slice is odd, so a channel folded in a pair on
+        // one thread count is folded alone on the other.
         for layout in [DOConvLayout.pytorch, .keras] {
-            let layer = try randomLayer(layout: layout, cin: 128, cout: 256, groups: 1, m: 3, n: 3, dmul: 9, using: &random)
-            XCTAssertEqual(layer.foldedKernel(maxThreads: 1).values, layer.foldedKernel(maxThreads: 2).values)
+            for cout in [256, 255] {
+                let layer = try randomLayer(layout: layout, cin: 256, cout: cout, groups: 1, m: 3, n: 3, dmul: 9, using: &random)
+                for kernels in FoldKernelSet.available {
+                    XCTAssertEqual(layer.foldedKernel(maxThreads: 1, kernels: kernels).values,
+                                   layer.foldedKernel(maxThreads: 2, kernels: kernels).values, "\(layout) \(cout) \(kernels.name)")
+                }
+            }
         }
     }
 
@@ -113,5 +127,19 @@ final class IdentityOffsetTests: XCTestCase {
                 }
             }
         }
+    }
+}
+
+/// The run-time choice of kernels against what the kernel reports about the CPU.
+final class KernelSelectionTests: XCTestCase {
+    func testAVX2KernelsAreChosenExactlyWhenTheCPUHasAVX2AndFMA() throws {
+        #if arch(x86_64)
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let flags = Set(cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ").map(String.init) ?? [])
+        let expected = flags.contains("avx2") && flags.contains("fma") ? "avx2-fma" : "portable"
+        XCTAssertEqual(FoldKernelSet.fastest.name, expected)
+        #else
+        XCTAssertEqual(FoldKernelSet.fastest.name, "portable")
+        #endif
     }
 }

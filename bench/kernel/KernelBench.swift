@@ -1,17 +1,21 @@
 // The fold kernel's throughput over real layer shapes, next to memcpy on the same machine.
 //
-// Built by bench/run.sh together with Sources/DOConvCore (one module, the package's release
-// flags), never by the package itself: benchmarks are not part of the build or the tests.
+// A package target only when DOCONV_BENCH is set (bench/run.sh builds it in release, with the
+// same flags as the tools): benchmarks are not part of the build or the tests.
 //
 //   kernel-bench [--json FILE]
 //
 // For each model's DO-Conv layer shapes it times, as the median of several rounds of every
 // layer once (the model's whole working set, as the tool meets it, not one layer hot in cache):
-// - the fold W' = D^T o W (1 thread and all threads), as GB/s of W read plus W' written, and
-//   of D + W + W' (depthwise layers read a D far larger than W);
+// - the fold W' = D^T o W (1 thread and all threads) with the kernels doconv-fold picks on
+//   this CPU, and with the portable kernels every CPU runs, as GB/s of W read plus W'
+//   written, and of D + W + W' (depthwise layers read a D far larger than W);
 // - the verification probe (2 patches, float64), the same way;
 // - memcpy moving as many bytes as the fold touches (read + write, single thread).
 import Dispatch
+import DOConvCore
+import DOConvFoldKernels
+import DOConvFoldKernelsAVX2
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -78,6 +82,8 @@ struct Row {
     var kernelBytes: Int
     var foldOneThread: Double   // seconds for every layer of the model
     var foldAllThreads: Double
+    var portableOneThread: Double
+    var portableAllThreads: Double
     var probe: Double
     var memcpyGBs: Double
     var threads: Int
@@ -115,9 +121,13 @@ enum KernelBench {
             let wBytes = layers.reduce(0) { $0 + $1.geometry.wCount * 4 }
             let kernelBytes = layers.reduce(0) { $0 + $1.geometry.kernelCount * 4 }
 
-            func foldAll(_ threads: Int) { for (layer, out) in zip(layers, outputs) { layer.fold(into: out, maxThreads: threads) } }
-            let one = measure { foldAll(1) }
-            let all = measure { foldAll(ParallelWork.defaultThreads) }
+            func foldAll(_ threads: Int, _ kernels: FoldKernelSet) {
+                for (layer, out) in zip(layers, outputs) { layer.fold(into: out, maxThreads: threads, kernels: kernels) }
+            }
+            let one = measure { foldAll(1, .fastest) }
+            let all = measure { foldAll(ParallelWork.defaultThreads, .fastest) }
+            let portableOne = measure { foldAll(1, .portable) }
+            let portableAll = measure { foldAll(ParallelWork.defaultThreads, .portable) }
 
             var sink = 0.0
             let probe = measure {
@@ -136,17 +146,21 @@ enum KernelBench {
             let copy = measure { memcpy(target.baseAddress!, source.baseAddress!, half) }
 
             rows.append(Row(model: name, layers: layers.count, dBytes: dBytes, wBytes: wBytes, kernelBytes: kernelBytes,
-                            foldOneThread: one, foldAllThreads: all, probe: probe, memcpyGBs: 2 * Double(half) / copy / 1e9,
+                            foldOneThread: one, foldAllThreads: all,
+                            portableOneThread: portableOne, portableAllThreads: portableAll, probe: probe, memcpyGBs: 2 * Double(half) / copy / 1e9,
                             threads: ParallelWork.defaultThreads, shapes: shapes))
         }
         let t = ParallelWork.defaultThreads
-        print("GB/s of W read + W' written (in brackets: D + W + W'); memcpy moves D + W + W' bytes, one thread")
-        print("| model | layers | D MB | W MB | W' MB | fold 1 thread | fold \(t) threads | verify (\(t) threads) | memcpy |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        let fastest = FoldKernelSet.fastest.name
+        print("GB/s of W read + W' written (in brackets: D + W + W'); memcpy moves D + W + W' bytes, one thread;")
+        print("kernels: \(fastest) (what doconv-fold uses on this CPU) and portable (any CPU)")
+        print("| model | layers | D MB | W MB | W' MB | fold 1 thread | fold \(t) threads | portable 1 thread | portable \(t) threads | verify (\(t) threads) | memcpy |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows {
             func both(_ seconds: Double) -> String { "\(fmt(r.gbs(seconds))) (\(fmt(r.gbs(seconds, all: true))))" }
             print("| \(r.model) | \(r.layers) | \(fmt(Double(r.dBytes) / 1e6)) | \(fmt(Double(r.wBytes) / 1e6)) | \(fmt(Double(r.kernelBytes) / 1e6)) | "
-                  + "\(both(r.foldOneThread)) | \(both(r.foldAllThreads)) | \(both(r.probe)) | \(fmt(r.memcpyGBs)) |")
+                  + "\(both(r.foldOneThread)) | \(both(r.foldAllThreads)) | \(both(r.portableOneThread)) | \(both(r.portableAllThreads)) | "
+                  + "\(both(r.probe)) | \(fmt(r.memcpyGBs)) |")
         }
         if let jsonPath {
             let text = "[" + rows.map(json).joined(separator: ",\n") + "]\n"
@@ -170,7 +184,8 @@ enum KernelBench {
     static func json(_ r: Row) -> String {
         let shapes = r.shapes.map { "{\"cin\":\($0.cin),\"cout\":\($0.cout),\"groups\":\($0.groups),\"m\":\($0.m),\"n\":\($0.n),\"dmul\":\($0.dmul),\"count\":\($0.count)}" }
         return "{\"model\":\"\(r.model)\",\"layers\":\(r.layers),\"d_bytes\":\(r.dBytes),\"w_bytes\":\(r.wBytes),\"kernel_bytes\":\(r.kernelBytes),"
-            + "\"fold_1t_gbs\":\(r.gbs(r.foldOneThread)),\"fold_all_gbs\":\(r.gbs(r.foldAllThreads)),\"probe_gbs\":\(r.gbs(r.probe)),"
+            + "\"kernels\":\"\(FoldKernelSet.fastest.name)\",\"fold_1t_gbs\":\(r.gbs(r.foldOneThread)),\"fold_all_gbs\":\(r.gbs(r.foldAllThreads)),"
+            + "\"portable_1t_gbs\":\(r.gbs(r.portableOneThread)),\"portable_all_gbs\":\(r.gbs(r.portableAllThreads)),\"probe_gbs\":\(r.gbs(r.probe)),"
             + "\"fold_1t_all_bytes_gbs\":\(r.gbs(r.foldOneThread, all: true)),\"fold_all_all_bytes_gbs\":\(r.gbs(r.foldAllThreads, all: true)),"
             + "\"probe_all_bytes_gbs\":\(r.gbs(r.probe, all: true)),\"threads\":\(r.threads),"
             + "\"memcpy_gbs\":\(r.memcpyGBs),\"shapes\":[\(shapes.joined(separator: ","))]}"
