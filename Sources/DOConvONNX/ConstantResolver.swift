@@ -193,32 +193,42 @@ struct ConstantResolver {
     }
 
     /// ONNX Reshape's output shape: 0 copies the input dim (unless allowzero), -1 is inferred.
+    /// The input's shape is known exactly here (constants), so a target the input cannot
+    /// take makes the graph itself invalid: `.invalid`, not a near-miss.
     func reshaped(_ input: [Int], to target: [Int64], allowZero: Int64, node: NodeView) throws(MatchFailure) -> [Int] {
         let count = Tensor.elementCount(of: input) ?? 0
+        let what = "node \(GraphStructureCheck.describe(node))"
         var shape: [Int] = []
         var inferred: Int?
         for (k, dim) in target.enumerated() {
             switch dim {
             case -1:
-                guard inferred == nil else { throw .rejected("Reshape '\(node.name)' has two -1 dims") }
+                guard inferred == nil else { throw invalid("\(what) has two -1 dims in its target shape \(target)") }
                 inferred = k
                 shape.append(1)
             case 0 where allowZero == 0:
-                guard k < input.count else { throw .rejected("Reshape '\(node.name)' copies a dim the input lacks") }
+                guard k < input.count else { throw invalid("\(what) copies dim \(k) of a rank-\(input.count) input") }
                 shape.append(input[k])
             default:
-                guard dim >= 0, dim <= Int64(Int32.max) else { throw .rejected("Reshape '\(node.name)' has invalid dim \(dim)") }
-                shape.append(Int(dim))
+                guard dim >= 0 else { throw invalid("\(what) has invalid dim \(dim) in its target shape") }
+                guard let exact = Int(exactly: dim) else { throw invalid("\(what) has invalid dim \(dim) in its target shape") }
+                shape.append(exact)
             }
         }
+        let known = Tensor.elementCount(of: shape)
         if let inferred {
-            let known = Tensor.elementCount(of: shape) ?? 0
-            guard known > 0, count % known == 0 else { throw .rejected("Reshape '\(node.name)' cannot infer its -1 dim") }
+            guard let known, known > 0, count % known == 0 else {
+                throw invalid("\(what) cannot infer the -1 dim of \(target) for \(input) (\(count) elements)")
+            }
             shape[inferred] = count / known
-        }
-        guard Tensor.elementCount(of: shape) == count else {
-            throw .rejected("Reshape '\(node.name)' maps \(input) to \(shape)")
+        } else if known != count {
+            throw invalid("\(what) cannot reshape \(input) (\(count) elements) to \(target) (\(known.map(String.init) ?? "too many") elements)")
         }
         return shape
+    }
+
+    /// A failure that makes the model bad input (exit status 2), naming the model file.
+    func invalid(_ reason: String) -> MatchFailure {
+        .invalid(.malformed(path: codec.resolver.modelPath, reason: reason))
     }
 }

@@ -10,10 +10,12 @@ import DOConvCore
 struct KernelCompositionDetector {
     let index: GraphIndex
     let constants: ConstantResolver
+    let types: ElementTypeTrace
 
     init(index: GraphIndex, codec: TensorCodec) {
         self.index = index
         self.constants = ConstantResolver(index: index, codec: codec)
+        self.types = ElementTypeTrace(index: index, path: codec.resolver.modelPath)
     }
 
     /// The einsum equations of the two layouts, letters renamed in order of appearance.
@@ -45,9 +47,11 @@ struct KernelCompositionDetector {
             let inputs = node.inputs
             guard inputs.count >= 2, !seenKernels.contains(inputs[1]) else { continue }
             seenKernels.insert(inputs[1])
-            guard let path = tracePath(from: inputs[1]) else { continue }
-            if let einsum = path.einsum { explainedEinsums.insert(einsum) }
             do {
+                // A kernel of the wrong element type is a broken graph, whatever computes it.
+                try types.checkConvWeight(node)
+                guard let path = tracePath(from: inputs[1]) else { continue }
+                if let einsum = path.einsum { explainedEinsums.insert(einsum) }
                 matches.append(try match(path: path, kernelValue: inputs[1]))
             } catch let failure {
                 switch failure {
@@ -102,6 +106,7 @@ struct KernelCompositionDetector {
         var d: ConstantValue?
         var w: ConstantValue
         var nodes = Set(path.chain)
+        var shape: [Int] = [] // the value's shape along the chain, once known
         // Shape initializers of the kernel path's Reshapes go with it once nothing reads them.
         var shapeInitializers = Set<String>()
         if let e = path.einsum {
@@ -115,6 +120,7 @@ struct KernelCompositionDetector {
             d = try constants.float(einsum.inputs[0])
             w = try constants.float(einsum.inputs[1])
             nodes.insert(e)
+            if let d { shape = try einsumOutputShape(layout: layout, d: d.shape, w: w.shape, einsum: einsum, equation: equation) }
         } else {
             guard let source = path.source else { throw .rejected("no source") }
             w = try constants.float(source)
@@ -128,7 +134,7 @@ struct KernelCompositionDetector {
         // The chain from the composition to the Conv must be exactly the layout's reshape
         // (and transpose), with nothing else reading its intermediates.
         var current = path.einsum.map { index.nodes[$0].outputs.first ?? "" } ?? (path.source ?? "")
-        var shape = path.einsum == nil ? w.shape : [] // filled in below for the Einsum
+        if path.einsum == nil { shape = w.shape }
         var structural: [(op: String, value: [Int])] = []
         for k in path.chain {
             let node = index.nodes[k]
@@ -153,6 +159,7 @@ struct KernelCompositionDetector {
                 }
             case "Transpose":
                 structural.append(("Transpose", (node.intsAttribute("perm") ?? []).map { Int(clamping: $0) }))
+                if !shape.isEmpty { shape = try transposed(shape, node: node) }
             default:
                 throw .rejected("unexpected \(node.opType) in the kernel path")
             }
@@ -196,6 +203,32 @@ struct KernelCompositionDetector {
             kernelName: Self.kernelName(parameter: w.parameterName, layerName: name),
             stride: (conv.intsAttribute("strides") ?? [1, 1]).map { Int(clamping: $0) },
             dilation: (conv.intsAttribute("dilations") ?? [1, 1]).map { Int(clamping: $0) })
+    }
+
+    /// The shape of the DO-Conv einsum's result: (O, I, M) for 'ims,ois->oim', (M, I, O) for
+    /// 'msi,sio->mio'. Operands whose ranks or shared dims disagree (other than a dim of 1,
+    /// which broadcasts) make the graph invalid.
+    private func einsumOutputShape(layout: DOConvLayout, d: [Int], w: [Int], einsum: NodeView, equation: String) throws(MatchFailure) -> [Int] {
+        let what = "node \(GraphStructureCheck.describe(einsum)) ('\(equation)')"
+        guard d.count == 3, w.count == 3 else {
+            throw constants.invalid("\(what) has operands of rank \(d.count) and \(w.count) where its terms have 3 letters")
+        }
+        // Pairs of (D axis, W axis) that carry the same letter.
+        let shared = layout == .pytorch ? [(0, 1), (2, 2)] : [(1, 0), (2, 1)]
+        for (a, b) in shared where d[a] != w[b] && d[a] != 1 && w[b] != 1 {
+            throw constants.invalid("\(what) combines D \(d) and W \(w), whose shared dims disagree (\(d[a]) and \(w[b]))")
+        }
+        return layout == .pytorch ? [w[0], max(d[0], w[1]), d[1]] : [d[0], max(d[2], w[1]), w[2]]
+    }
+
+    /// `shape` permuted as Transpose `node` permutes it (reversed without `perm`); a perm that
+    /// is not a permutation of the axes makes the graph invalid.
+    private func transposed(_ shape: [Int], node: NodeView) throws(MatchFailure) -> [Int] {
+        guard let perm = node.intsAttribute("perm"), !perm.isEmpty else { return shape.reversed() }
+        guard perm.count == shape.count, Set(perm) == Set((0..<Int64(shape.count))) else {
+            throw constants.invalid("node \(GraphStructureCheck.describe(node)) has perm \(perm) for a rank-\(shape.count) input")
+        }
+        return perm.map { shape[Int($0)] }
     }
 
     /// Reads the layer geometry off the operand shapes and the reshape/transpose chain,

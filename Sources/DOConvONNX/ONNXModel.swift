@@ -30,7 +30,20 @@ public final class ONNXModel {
             Proto.free(proto)
             throw .notAModel(path: path, reason: "it has no graph")
         }
-        return ONNXModel(path: path, fileSize: mapping.bytes.count, proto: proto, graph: graph, mapping: borrows ? mapping : nil)
+        let model = ONNXModel(path: path, fileSize: mapping.bytes.count, proto: proto, graph: graph, mapping: borrows ? mapping : nil)
+        try model.validate()
+        return model
+    }
+
+    /// Refuses a model that is malformed beyond what parsing catches, before anything reads
+    /// tensor values or walks the graph: every tensor's data must fit its dims and type (in
+    /// raw_data, its typed field, or external data inside the model's folder), and the main
+    /// graph must be well-formed (no dangling inputs, no cycles). Checks sizes only: nothing
+    /// is decoded, so the cost is independent of the weights' size.
+    func validate() throws(ONNXError) {
+        let tensors = TensorDataCheck(codec: codec)
+        try TensorWalk.forEachTensor(in: proto) { tensor throws(ONNXError) in try tensors.check(tensor) }
+        try GraphStructureCheck(path: path).check(graph)
     }
 
     private init(path: String, fileSize: Int, proto: UnsafeMutablePointer<Onnx__ModelProto>, graph: UnsafeMutablePointer<Onnx__GraphProto>,
