@@ -18,10 +18,6 @@ struct DOConv2DDetector {
         var dilation: [Int]
     }
 
-    /// Compressed weight data rarely shrinks below a quarter; 16x leaves room and still
-    /// stops a header that lies about its size from making us allocate gigabytes.
-    var readLimit: Int { (file.size / 4) * 16 + (1 << 20) }
-
     func group(at groupPath: String) throws(KerasError) -> HDF5Group {
         do { return try file.group(at: groupPath) } catch { throw .hdf5(error) }
     }
@@ -92,8 +88,8 @@ struct DOConv2DDetector {
         do {
             let kernelSet = try file.dataset(at: found.kernel.path)
             let type = try kernelSet.elementType() ?? .float32
-            let w = try kernelSet.floats(limit: readLimit)
-            var d = try found.d.map { (weight) throws(HDF5Error) in try file.dataset(at: weight.path).floats(limit: readLimit) }
+            let w = try kernelSet.floats()
+            var d = try found.d.map { (weight) throws(HDF5Error) in try file.dataset(at: weight.path).floats() }
             // The file holds the trained D; the layer composes with D + I.
             if var trained = d, trained.count == found.geometry.dCount {
                 IdentityOffset.add(to: &trained, layout: .keras, geometry: found.geometry)

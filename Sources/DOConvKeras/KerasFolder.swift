@@ -47,7 +47,7 @@ public enum KerasFolder {
         for weights in opened.layout.layers {
             let configLayer = opened.configLayer(for: weights)
             if let configLayer, configLayer.className == "SeparableConv2D" {
-                let separable = SeparableConv2DFolding(path: path, file: opened.file, readLimit: detector.readLimit)
+                let separable = SeparableConv2DFolding(path: path, file: opened.file)
                 if let loaded = try separable.load(weights, config: configLayer, options: options.fold, rejected: &detection.rejected) {
                     detection.layers.append(loaded.detected)
                 }
@@ -75,7 +75,7 @@ public enum KerasFolder {
             }
             let configLayer = opened.configLayer(for: weights)
             if let configLayer, configLayer.className == "SeparableConv2D" {
-                let separable = SeparableConv2DFolding(path: path, file: file, readLimit: detector.readLimit)
+                let separable = SeparableConv2DFolding(path: path, file: file)
                 guard let folded = try separable.fold(weights, config: configLayer, options: options.fold, format: layout.format, rejected: &summary.rejected) else { continue }
                 summary.layers.append(folded.record)
                 foldedNames.insert(configLayer.name)

@@ -34,7 +34,8 @@ public struct KerasLayerWeights: Equatable, Sendable {
     public var weights: [KerasWeight]
 }
 
-/// Reads which layers a Keras HDF5 file holds and where their weights are.
+/// Reads which layers a Keras HDF5 file holds and where their weights are. Every weight
+/// dataset's claimed size is checked here, before anything reads one.
 struct KerasWeightsLayout {
     let format: KerasFileFormat
     /// The group holding the per-layer groups (`/model_weights`, `/`, or `/layers`).
@@ -60,7 +61,7 @@ struct KerasWeightsLayout {
                 format = .weightsH5
                 weightsRoot = "/layers"
                 storedConfig = nil
-                layers = try Self.weightsH5Layers(try root.group("layers"))
+                layers = try Self.weightsH5Layers(try root.group("layers"), file: file)
             } else {
                 throw KerasError.notKeras(path: file.path, reason: "no model_weights group, layer_names attribute or layers group")
             }
@@ -83,6 +84,7 @@ struct KerasWeightsLayout {
             var weights: [KerasWeight] = []
             for weightName in weightNames {
                 let dataset = try layerGroup.dataset(weightName)
+                try dataset.checkClaimedSize()
                 weights.append(KerasWeight(name: weightName, path: dataset.path, shape: try dataset.shape(), role: role(of: weightName), elementSize: try dataset.elementSize()))
             }
             layers.append(KerasLayerWeights(name: name, recordedName: nil, groupPath: layerGroup.path, weights: weights))
@@ -92,7 +94,7 @@ struct KerasWeightsLayout {
 
     /// Keras 3 `.weights.h5`: every group under `layers/` with a `vars` group is a layer;
     /// variables are `vars/0..n` in creation order (a DOConv2D: kernel, bias, D).
-    private static func weightsH5Layers(_ group: HDF5Group) throws(HDF5Error) -> [KerasLayerWeights] {
+    private static func weightsH5Layers(_ group: HDF5Group, file: HDF5File) throws(HDF5Error) -> [KerasLayerWeights] {
         var layers: [KerasLayerWeights] = []
         for name in try group.childNames() where try group.kind(of: name) == .group {
             let layerGroup = try group.group(name)
@@ -102,6 +104,7 @@ struct KerasWeightsLayout {
             var weights: [KerasWeight] = []
             for index in indices {
                 let dataset = try vars.dataset(String(index))
+                try dataset.checkClaimedSize()
                 weights.append(KerasWeight(name: String(index), path: dataset.path, shape: try dataset.shape(), role: .other, elementSize: try dataset.elementSize()))
             }
             // Roles by position and rank: kernel first (rank 3 for DOConv2D), then an

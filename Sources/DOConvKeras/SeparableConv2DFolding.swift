@@ -6,7 +6,6 @@ import DOConvCore
 struct SeparableConv2DFolding {
     let path: String
     let file: HDF5File
-    let readLimit: Int
 
     struct Result {
         var record: FoldedLayer
@@ -48,8 +47,8 @@ struct SeparableConv2DFolding {
         do {
             let depthwiseSet = try file.dataset(at: depthwise.path)
             let type = try depthwiseSet.elementType() ?? .float32
-            let dw = try depthwiseSet.floats(limit: readLimit)
-            let pw = try file.dataset(at: pointwise.path).floats(limit: readLimit)
+            let dw = try depthwiseSet.floats()
+            let pw = try file.dataset(at: pointwise.path).floats()
             // As a DO-Conv (PyTorch layout, one group): D[c, m, s] = dw[m, c, s], W[o, c, s] = pw[c * dm + s, o].
             var d = [Float](repeating: 0, count: geometry.dCount)
             var w = [Float](repeating: 0, count: geometry.wCount)

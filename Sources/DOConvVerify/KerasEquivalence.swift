@@ -236,7 +236,6 @@ enum KerasEquivalence {
     /// Every dataset of the file, depth first.
     static func entries(of path: String) throws -> [Entry] {
         let file = try HDF5File.openReadOnly(path: path)
-        let limit = max(file.size, 1 << 20) * 16
         var result: [Entry] = []
         func walk(_ group: HDF5Group, key: String) throws {
             for name in try group.childNames() {
@@ -252,7 +251,7 @@ enum KerasEquivalence {
                     try walk(child, key: childKey)
                 case .dataset:
                     let dataset = try group.dataset(name)
-                    let values = try dataset.elementType() != nil ? try dataset.floats(limit: limit) : nil
+                    let values = try dataset.elementType() != nil ? try dataset.floats() : nil
                     result.append(Entry(path: dataset.path, key: (key == "/" ? "/" : key + "/") + name, shape: try dataset.shape(), values: values))
                 case .other:
                     continue

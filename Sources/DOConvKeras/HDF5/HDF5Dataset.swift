@@ -43,13 +43,39 @@ public struct HDF5Dataset {
         return H5Tget_size(type.id)
     }
 
-    /// All values converted to Float by libhdf5. `limit` bounds the element count, so a
-    /// header that lies about the size cannot make us allocate more than the file could hold.
-    public func floats(limit: Int) throws(HDF5Error) -> [Float] {
-        let count = Tensor.elementCount(of: try shape()) ?? 0
-        guard count <= limit else {
-            throw HDF5Error(file: fileName, message: "'\(path)' claims \(count) elements, more than the file can hold")
+    /// Checks, before anything reads the dataset, that its dims claim no more data than the
+    /// file can hold, and that the data is in this file: libhdf5 sizes reads by the dims and
+    /// is not hardened against headers that lie. Data stored as is (contiguous, compact, or
+    /// chunked without filters) must fit in the file. Filtered (compressed) chunks may expand,
+    /// but deflate cannot expand more than 1032-fold, so they may claim 1100 times the bytes
+    /// their chunks occupy (which must themselves fit in the file) plus 1 MiB. External and
+    /// virtual storage (data in other files) is refused.
+    public func checkClaimedSize() throws(HDF5Error) {
+        let shape = try shape()
+        let width = try elementSize()
+        let properties = try HDF5Handle(H5Dget_create_plist(handle.id), file: fileName, "cannot read the layout of '\(path)'")
+        let layout = H5Pget_layout(properties.id)
+        guard H5Pget_external_count(properties.id) == 0, layout != H5D_VIRTUAL else {
+            throw HDF5Error(file: fileName, message: "'\(path)' keeps its data in other files (external or virtual storage), which doconv does not read")
         }
+        var limit = file.size
+        if layout == H5D_CHUNKED, H5Pget_nfilters(properties.id) > 0 {
+            let stored = Int(clamping: H5Dget_storage_size(handle.id))
+            limit = min(stored, file.size).multipliedReportingOverflow(by: 1100).partialValue + (1 << 20)
+        }
+        let count = Tensor.elementCount(of: shape) ?? Int.max
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: max(width, 1))
+        guard !overflow, bytes <= limit else {
+            throw HDF5Error(file: fileName, message: "'\(path)' claims \(overflow ? "more than \(Int.max)" : String(bytes)) bytes of data "
+                + "(dims \(shape), \(width)-byte elements), more than the \(file.size)-byte file can hold")
+        }
+    }
+
+    /// All values converted to Float by libhdf5, after `checkClaimedSize`: a header that
+    /// lies about the size cannot make us allocate more than the file could hold.
+    public func floats() throws(HDF5Error) -> [Float] {
+        try checkClaimedSize()
+        let count = Tensor.elementCount(of: try shape()) ?? 0
         guard try elementType() != nil else { throw HDF5Error(file: fileName, message: "'\(path)' is not a float dataset") }
         var values = [Float](repeating: 0, count: max(count, 1))
         try check(H5Dread(handle.id, doconv_h5t_native_float(), h5All, h5All, h5Default, &values),

@@ -25,7 +25,7 @@ public final class HDF5File {
         _ = HDF5Handle.silenced
         let size = try HDF5Signature.check(path: path)
         let id = H5Fopen(path, doconv_h5f_acc_rdonly(), h5Default)
-        return HDF5File(path: path, size: size, handle: try HDF5Handle(id, file: path, "not a readable HDF5 file"))
+        return HDF5File(path: path, size: size, handle: try HDF5Handle(id, file: path, "not a readable HDF5 file: it is truncated or corrupt"))
     }
 
     /// Creates a new file; fails if `path` exists.
