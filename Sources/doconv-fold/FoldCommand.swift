@@ -89,6 +89,13 @@ struct FoldCommand: ToolCommand {
         }
         let jobs: [(input: String, output: String)]
         if let outputDirectory {
+            // One line for the folder, rather than the same write error for every input.
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: outputDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                let problem = FileManager.default.fileExists(atPath: outputDirectory) ? "is not a folder" : "does not exist"
+                Self.printError("doconv-fold: error: \(outputDirectory): the output folder \(problem); nothing written")
+                throw ExitCode(2)
+            }
             jobs = paths.map { ($0, (outputDirectory as NSString).appendingPathComponent(($0 as NSString).lastPathComponent)) }
         } else {
             jobs = [(paths[0], paths[1])]
