@@ -49,21 +49,22 @@ let package = Package(
         // the baseline instantiation that runs on every CPU.
         .target(
             name: "DOConvFoldKernels",
+            dependencies: ["CCPUSupport"],
             swiftSettings: kernelOptimization
         ),
         // The same kernels compiled for AVX2 + FMA; the core calls them only where
-        // CCPUFeatures finds both, so the binary still runs on any x86-64.
+        // CCPUSupport finds both, so the binary still runs on any x86-64.
         .target(
             name: "DOConvFoldKernelsAVX2",
             dependencies: ["DOConvFoldKernels"],
             swiftSettings: kernelOptimization + avx2CodeGeneration
         ),
-        // cpuid, which Swift cannot issue itself.
-        .target(name: "CCPUFeatures"),
+        // cpuid and prefetch hints, which Swift cannot issue itself.
+        .target(name: "CCPUSupport"),
         // Pure Swift, no I/O: tensors, the DO-Conv layer, folding, verification probes.
         .target(
             name: "DOConvCore",
-            dependencies: ["DOConvFoldKernels", "DOConvFoldKernelsAVX2", "CCPUFeatures"],
+            dependencies: ["DOConvFoldKernels", "DOConvFoldKernelsAVX2", "CCPUSupport"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),
         // ONNX format adapter: load/save, external data, graph edits, pattern detection.

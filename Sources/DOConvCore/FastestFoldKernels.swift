@@ -1,4 +1,4 @@
-internal import CCPUFeatures
+internal import CCPUSupport
 import DOConvFoldKernels
 import DOConvFoldKernelsAVX2
 

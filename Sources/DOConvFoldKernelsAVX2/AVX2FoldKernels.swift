@@ -1,6 +1,6 @@
 // Built with -target-cpu haswell (Package.swift): the generic kernels of DOConvFoldKernels
 // are inlined here and compiled for 256-bit vectors with fused multiply-add. Only call this
-// set on a CPU that has AVX2 and FMA (CCPUFeatures says so).
+// set on a CPU that has AVX2 and FMA (CCPUSupport says so).
 import DOConvFoldKernels
 
 extension FoldKernelSet {

@@ -1,6 +1,6 @@
 // CPU feature detection, which Swift cannot do itself (it has no cpuid): the fold kernels
 // built for AVX2 + FMA are only called where this says they can run.
-#include "cpu_features.h"
+#include "cpu_support.h"
 
 int doconv_cpu_has_avx2_fma(void) {
 #if defined(__x86_64__) || defined(__i386__)
