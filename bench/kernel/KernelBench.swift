@@ -11,7 +11,10 @@
 //   this CPU, and with the portable kernels every CPU runs, as GB/s of W read plus W'
 //   written, and of D + W + W' (depthwise layers read a D far larger than W);
 // - the verification probe (2 patches, float64), the same way;
-// - memcpy moving as many bytes as the fold touches (read + write, single thread).
+// - memcpy moving as many bytes as the fold touches (read + write, single thread), and the
+//   fold (all threads) over memcpy, as the median of the per-round ratios; then memcpy
+//   alone, round after round, its buffers hot in the caches (its best case).
+// All of them take turns within every round, so a shared machine that drifts hits each alike.
 import Dispatch
 import DOConvCore
 import DOConvFoldKernels
@@ -55,23 +58,32 @@ func now() -> Double {
     return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
 }
 
-/// Median seconds of `body` over rounds, each round repeating it until it took 50 ms.
-func measure(rounds: Int = 9, _ body: () -> Void) -> Double {
-    body() // warm: page faults and caches
-    var samples: [Double] = []
-    for _ in 0..<rounds {
-        var repeats = 0
-        let start = now()
-        var elapsed = 0.0
-        repeat {
-            body()
-            repeats += 1
-            elapsed = now() - start
-        } while elapsed < 0.05
-        samples.append(elapsed / Double(repeats))
+/// Seconds per call of each body, one sample per round, the bodies taking turns within
+/// every round (each repeated until it took 30 ms), so that a machine whose speed drifts
+/// (a shared VM) slows all of them alike and per-round ratios stay fair.
+func measureInterleaved(rounds: Int = 11, _ bodies: [() -> Void]) -> [[Double]] {
+    bodies.forEach { $0() } // warm: page faults and caches
+    var samples = [[Double]](repeating: [], count: bodies.count)
+    for round in 0..<rounds {
+        for k in 0..<bodies.count {
+            let index = (k + round) % bodies.count
+            var repeats = 0
+            let start = now()
+            var elapsed = 0.0
+            repeat {
+                bodies[index]()
+                repeats += 1
+                elapsed = now() - start
+            } while elapsed < 0.03
+            samples[index].append(elapsed / Double(repeats))
+        }
     }
-    samples.sort()
-    return samples[samples.count / 2]
+    return samples
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted[sorted.count / 2]
 }
 
 struct Row {
@@ -86,6 +98,10 @@ struct Row {
     var portableAllThreads: Double
     var probe: Double
     var memcpyGBs: Double
+    /// Median over rounds of fold (all threads) speed over memcpy's, both moving D + W + W'.
+    var foldOverMemcpy: Double
+    /// memcpy run alone, its buffers hot in the caches.
+    var hotMemcpyGBs: Double
     var threads: Int
     var shapes: [Shape]
 
@@ -124,43 +140,49 @@ enum KernelBench {
             func foldAll(_ threads: Int, _ kernels: FoldKernelSet) {
                 for (layer, out) in zip(layers, outputs) { layer.fold(into: out, maxThreads: threads, kernels: kernels) }
             }
-            let one = measure { foldAll(1, .fastest) }
-            let all = measure { foldAll(ParallelWork.defaultThreads, .fastest) }
-            let portableOne = measure { foldAll(1, .portable) }
-            let portableAll = measure { foldAll(ParallelWork.defaultThreads, .portable) }
-
             var sink = 0.0
-            let probe = measure {
+            func probeAll() {
                 for (layer, out) in zip(layers, outputs) {
                     sink += LayerProbe.compare(layer: layer, kernel: UnsafeBufferPointer(out), patches: 2).relativeError
                 }
             }
-            precondition(sink.isFinite)
-
             // memcpy moving as many bytes as the fold touches (D + W read, W' written).
             let half = (dBytes + wBytes + kernelBytes) / 2
             let source = UnsafeMutableRawBufferPointer.allocate(byteCount: half, alignment: 64)
             let target = UnsafeMutableRawBufferPointer.allocate(byteCount: half, alignment: 64)
             defer { source.deallocate(); target.deallocate() }
             memset(source.baseAddress!, 1, half)
-            let copy = measure { memcpy(target.baseAddress!, source.baseAddress!, half) }
+
+            let all = ParallelWork.defaultThreads
+            let samples = measureInterleaved([
+                { foldAll(1, .fastest) }, { foldAll(all, .fastest) }, { foldAll(1, .portable) }, { foldAll(all, .portable) },
+                { probeAll() }, { memcpy(target.baseAddress!, source.baseAddress!, half) },
+            ])
+            precondition(sink.isFinite)
+            let (one, allThreads, portableOne, portableAll, probe, copy) =
+                (median(samples[0]), median(samples[1]), median(samples[2]), median(samples[3]), median(samples[4]), median(samples[5]))
+            // Fold (all threads) over memcpy, per round, both moving D + W + W' bytes.
+            let ratio = median(zip(samples[1], samples[5]).map { fold, copy in copy / fold })
+            // memcpy alone, round after round: its buffers stay in the caches, the best case.
+            let hotCopy = median(measureInterleaved([{ memcpy(target.baseAddress!, source.baseAddress!, half) }]).first ?? [])
 
             rows.append(Row(model: name, layers: layers.count, dBytes: dBytes, wBytes: wBytes, kernelBytes: kernelBytes,
-                            foldOneThread: one, foldAllThreads: all,
-                            portableOneThread: portableOne, portableAllThreads: portableAll, probe: probe, memcpyGBs: 2 * Double(half) / copy / 1e9,
+                            foldOneThread: one, foldAllThreads: allThreads,
+                            portableOneThread: portableOne, portableAllThreads: portableAll, probe: probe, memcpyGBs: 2 * Double(half) / copy / 1e9, foldOverMemcpy: ratio, hotMemcpyGBs: 2 * Double(half) / hotCopy / 1e9,
                             threads: ParallelWork.defaultThreads, shapes: shapes))
         }
         let t = ParallelWork.defaultThreads
         let fastest = FoldKernelSet.fastest.name
-        print("GB/s of W read + W' written (in brackets: D + W + W'); memcpy moves D + W + W' bytes, one thread;")
+        print("GB/s of W read + W' written (in brackets: D + W + W'); memcpy moves D + W + W' bytes, one thread, taking turns")
+        print("with the folds (same cache conditions; the ratio compares D + W + W' per second), and alone (hot in cache);")
         print("kernels: \(fastest) (what doconv-fold uses on this CPU) and portable (any CPU)")
-        print("| model | layers | D MB | W MB | W' MB | fold 1 thread | fold \(t) threads | portable 1 thread | portable \(t) threads | verify (\(t) threads) | memcpy |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| model | layers | D MB | W MB | W' MB | fold 1 thread | fold \(t) threads | portable 1 thread | portable \(t) threads | verify (\(t) threads) | memcpy | fold \(t) threads / memcpy | memcpy alone (hot) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows {
             func both(_ seconds: Double) -> String { "\(fmt(r.gbs(seconds))) (\(fmt(r.gbs(seconds, all: true))))" }
             print("| \(r.model) | \(r.layers) | \(fmt(Double(r.dBytes) / 1e6)) | \(fmt(Double(r.wBytes) / 1e6)) | \(fmt(Double(r.kernelBytes) / 1e6)) | "
                   + "\(both(r.foldOneThread)) | \(both(r.foldAllThreads)) | \(both(r.portableOneThread)) | \(both(r.portableAllThreads)) | "
-                  + "\(both(r.probe)) | \(fmt(r.memcpyGBs)) |")
+                  + "\(both(r.probe)) | \(fmt(r.memcpyGBs)) | \(fmt(r.foldOverMemcpy * 100))% | \(fmt(r.hotMemcpyGBs)) |")
         }
         if let jsonPath {
             let text = "[" + rows.map(json).joined(separator: ",\n") + "]\n"
@@ -188,6 +210,6 @@ enum KernelBench {
             + "\"portable_1t_gbs\":\(r.gbs(r.portableOneThread)),\"portable_all_gbs\":\(r.gbs(r.portableAllThreads)),\"probe_gbs\":\(r.gbs(r.probe)),"
             + "\"fold_1t_all_bytes_gbs\":\(r.gbs(r.foldOneThread, all: true)),\"fold_all_all_bytes_gbs\":\(r.gbs(r.foldAllThreads, all: true)),"
             + "\"probe_all_bytes_gbs\":\(r.gbs(r.probe, all: true)),\"threads\":\(r.threads),"
-            + "\"memcpy_gbs\":\(r.memcpyGBs),\"shapes\":[\(shapes.joined(separator: ","))]}"
+            + "\"memcpy_gbs\":\(r.memcpyGBs),\"fold_all_over_memcpy\":\(r.foldOverMemcpy),\"hot_memcpy_gbs\":\(r.hotMemcpyGBs),\"shapes\":[\(shapes.joined(separator: ","))]}"
     }
 }
