@@ -104,9 +104,9 @@ struct FoldCommand: ToolCommand {
         for (k, job) in jobs.enumerated() {
             let progress = jobs.count > 1 ? "[\(k + 1)/\(jobs.count)] " : progressPrefix
             let status: Int32
-            if FoldJob.readsHDF5(job.input) && !IsolatedJob.isChild {
-                status = IsolatedJob.run(arguments: childArguments(input: job.input, output: job.output, progress: progress),
-                                         input: job.input, output: job.output)
+            if IsolatedRun.readsHDF5(job.input) && !IsolatedRun.isChild {
+                status = IsolatedRun.run(tool: "doconv-fold", arguments: childArguments(input: job.input, output: job.output, progress: progress),
+                                         inputs: [job.input], output: job.output)
             } else {
                 status = FoldJob(input: job.input, output: job.output, options: options, keras: keras).run(quiet: quiet, prefix: progress)
             }

@@ -10,12 +10,6 @@ struct FoldJob {
     let options: FoldOptions
     let keras: KerasFoldOptions
 
-    /// Keras files go through libhdf5 (and so through a child process).
-    static func readsHDF5(_ path: String) -> Bool {
-        let lowered = path.lowercased()
-        return lowered.hasSuffix(".h5") || lowered.hasSuffix(".hdf5") || lowered.hasSuffix(".keras")
-    }
-
     func run(quiet: Bool, prefix: String) -> Int32 {
         let start = ContinuousClock.now
         do {

@@ -52,6 +52,10 @@ struct InspectCommand: ToolCommand {
     }
 
     func run() throws {
+        // libhdf5 may crash or loop on a hostile file: Keras files are read by a child process.
+        if IsolatedRun.readsHDF5(model) && !IsolatedRun.isChild {
+            throw ExitCode(IsolatedRun.run(tool: "doconv-inspect", arguments: Array(CommandLine.arguments.dropFirst()), inputs: [model]))
+        }
         let keras: KerasFoldOptions
         do {
             keras = try KerasFoldOptions(configFile: configFile, kernelSizes: parsedKernelSizes())

@@ -8,6 +8,9 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+import os
+import subprocess
+
 from conftest import FIXTURES, ROOT, manifest, run_fold
 from synthetic import do_conv_model
 
@@ -147,4 +150,40 @@ def test_a_file_libhdf5_loops_on_ends_at_the_time_limit(tmp_path, monkeypatch):
     monkeypatch.setenv("DOCONV_HDF5_TIME_LIMIT", "4")
     result = check_clean(tmp_path, src)
     assert result.returncode == 2 and "did not finish" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loops.h5"]
+
+
+def run_tool(variable, name, *args, env=None):
+    binary = os.environ.get(variable, str(ROOT / ".build" / "debug" / name))
+    return subprocess.run([binary, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.mark.parametrize("tool", ["fold", "inspect", "verify"])
+def test_a_file_libhdf5_crashes_on_ends_in_one_line(tmp_path, tool):
+    """A byte-flipped k3_net_dw.h5 that makes libhdf5 segfault (found by seeded mutation);
+    all three tools read Keras files in a child process, so it ends in one line, exit 2."""
+    src = tmp_path / "crash.h5"
+    src.write_bytes((ROOT / "Tests/oracle/data/libhdf5-crash.h5").read_bytes())
+    if tool == "fold":
+        result = run_fold(src, tmp_path / "out.h5")
+    elif tool == "inspect":
+        result = run_tool("DOCONV_INSPECT", "doconv-inspect", src)
+    else:
+        result = run_tool("DOCONV_VERIFY", "verify-equivalence", src, FIXTURES / "keras_h5" / "k3_net_dw.h5")
+    assert result.returncode == 2 and "HDF5 library crashed" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crash.h5"]
+
+
+@pytest.mark.parametrize("tool", ["inspect", "verify"])
+def test_inspect_and_verify_end_a_libhdf5_loop_at_the_time_limit(tmp_path, tool):
+    src = tmp_path / "loops.h5"
+    src.write_bytes((ROOT / "Tests/oracle/data/libhdf5-loops.h5").read_bytes())
+    env = dict(os.environ, DOCONV_HDF5_TIME_LIMIT="4")
+    if tool == "inspect":
+        result = run_tool("DOCONV_INSPECT", "doconv-inspect", src, env=env)
+    else:
+        result = run_tool("DOCONV_VERIFY", "verify-equivalence", src, FIXTURES / "keras_h5" / "k3_net_a.h5", env=env)
+    assert result.returncode == 2 and "did not finish" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loops.h5"]
