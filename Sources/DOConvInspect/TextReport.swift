@@ -1,3 +1,4 @@
+import DOConvCore
 import Foundation
 
 /// The human-readable report: a table with one row per layer, totals, the layers that were
@@ -47,7 +48,7 @@ public enum TextReport {
             "\(index)", layer.name, layer.kind, layer.form, "\(layer.inChannels)->\(layer.outChannels)",
             layer.kernel.map(String.init).joined(separator: "x"),
             layer.stride.map(String.init).joined(separator: "x"), layer.dilation.map(String.init).joined(separator: "x"),
-            "\(layer.groups)", "\(layer.dMul)", "\(grouped(layer.paramsTrained))->\(grouped(layer.paramsFolded))",
+            "\(layer.groups)", "\(layer.dMul)", "\(ReportFormat.grouped(layer.paramsTrained))->\(ReportFormat.grouped(layer.paramsFolded))",
             deviation(layer.dDeviation),
         ]
     }
@@ -110,10 +111,10 @@ public enum TextReport {
             return n == 0 ? nil : "\(n) \(kind)"
         }
         let change = t.paramsTrained > 0 ? 100 * Double(t.paramsFolded - t.paramsTrained) / Double(t.paramsTrained) : 0
-        let savedBytes = t.bytesSaved >= 0 ? bytes(t.bytesSaved) + " saved" : bytes(-t.bytesSaved) + " more"
+        let savedBytes = t.bytesSaved >= 0 ? ReportFormat.bytes(t.bytesSaved) + " saved" : ReportFormat.bytes(-t.bytesSaved) + " more"
         return [
             "totals: \(t.layers) layer\(t.layers == 1 ? "" : "s") (\(kinds.joined(separator: ", ")))",
-            "  parameters (D and W -> folded kernel): \(grouped(t.paramsTrained)) -> \(grouped(t.paramsFolded)) "
+            "  parameters (D and W -> folded kernel): \(ReportFormat.grouped(t.paramsTrained)) -> \(ReportFormat.grouped(t.paramsFolded)) "
                 + "(\(String(format: "%+.1f", change))%), \(savedBytes)",
             macsLine(t),
             "    multiply each layer's by its output H x W for MACs per inference (weights carry no feature-map sizes)",
@@ -121,11 +122,11 @@ public enum TextReport {
     }
 
     static func macsLine(_ t: InspectReport.Totals) -> String {
-        let folded = grouped(t.macsPerOutputPosition)
+        let folded = ReportFormat.grouped(t.macsPerOutputPosition)
         if t.macsUnchangedByFolding {
             return "  MACs per output position: \(folded) (sum of Cout x Cin/g x M x N), unchanged by folding;"
         }
-        return "  MACs per output position: \(grouped(t.macsPerOutputPositionUnfolded)) as the model runs them -> \(folded) folded "
+        return "  MACs per output position: \(ReportFormat.grouped(t.macsPerOutputPositionUnfolded)) as the model runs them -> \(folded) folded "
             + "(Cout x Cin/g x M x N; feature composition runs a depthwise and a 1x1 conv);"
     }
 
@@ -150,19 +151,4 @@ public enum TextReport {
         return String(format: "%.3f", x)
     }
 
-    static func grouped(_ n: Int) -> String {
-        let digits = String(n.magnitude)
-        var out = n < 0 ? "-" : ""
-        for (k, ch) in digits.enumerated() {
-            if k > 0 && (digits.count - k) % 3 == 0 { out.append(",") }
-            out.append(ch)
-        }
-        return out
-    }
-
-    static func bytes(_ n: Int) -> String {
-        if n >= 1 << 20 { return String(format: "%.1f MiB", Double(n) / Double(1 << 20)) }
-        if n >= 1 << 10 { return String(format: "%.1f KiB", Double(n) / Double(1 << 10)) }
-        return "\(n) B"
-    }
 }

@@ -18,8 +18,8 @@ enum Report {
             let pairNote = pairs == 0 ? "" : " (\(pairs) from depthwise + 1x1 pairs)"
             if !s.layers.isEmpty { lines.append("  folded \(s.layers.count) layer\(s.layers.count == 1 ? "" : "s"): \(kinds.joined(separator: ", "))\(pairNote)") }
             let change = s.parametersBefore > 0 ? 100 * Double(s.parametersAfter - s.parametersBefore) / Double(s.parametersBefore) : 0
-            lines.append("  parameters \(grouped(s.parametersBefore)) -> \(grouped(s.parametersAfter)) (\(String(format: "%+.1f", change))%), "
-                + "weights \(bytes(s.bytesBefore)) -> \(bytes(s.bytesAfter))")
+            lines.append("  parameters \(ReportFormat.grouped(s.parametersBefore)) -> \(ReportFormat.grouped(s.parametersAfter)) (\(String(format: "%+.1f", change))%), "
+                + "weights \(ReportFormat.bytes(s.bytesBefore)) -> \(ReportFormat.bytes(s.bytesAfter))")
             if verified, let worst = (s.layers.compactMap(\.relativeError) + s.fusedBatchNorms.compactMap(\.relativeError)).max() {
                 let tolerance = (s.layers.map(\.tolerance) + s.fusedBatchNorms.map(\.tolerance)).min() ?? 0
                 lines.append("  verified: worst relative error \(scientific(worst)) (tolerance \(scientific(tolerance)))")
@@ -35,20 +35,4 @@ enum Report {
     }
 
     static func scientific(_ x: Double) -> String { String(format: "%.1e", x) }
-
-    static func grouped(_ n: Int) -> String {
-        let digits = String(n)
-        var out = ""
-        for (k, ch) in digits.enumerated() {
-            if k > 0 && (digits.count - k) % 3 == 0 { out.append(",") }
-            out.append(ch)
-        }
-        return out
-    }
-
-    static func bytes(_ n: Int) -> String {
-        if n >= 1 << 20 { return String(format: "%.1f MiB", Double(n) / Double(1 << 20)) }
-        if n >= 1 << 10 { return String(format: "%.1f KiB", Double(n) / Double(1 << 10)) }
-        return "\(n) B"
-    }
 }
