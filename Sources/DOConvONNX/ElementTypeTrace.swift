@@ -16,7 +16,21 @@ struct ElementTypeTrace {
 
     /// The ONNX data type code of `value`, nil when the graph does not fix it here; throws
     /// `.invalid` when an op combines inputs of different element types.
-    func dataType(of value: String, depth: Int = 0) throws(MatchFailure) -> Int32? {
+    func dataType(of value: String) throws(MatchFailure) -> Int32? {
+        var known: [String: Int32?] = [:]
+        return try dataType(of: value, depth: 0, known: &known)
+    }
+
+    /// `known` holds every value already traced, so a graph whose values are read many times
+    /// over (Add(x, x) repeated) costs one visit per value, not one per path.
+    private func dataType(of value: String, depth: Int, known: inout [String: Int32?]) throws(MatchFailure) -> Int32? {
+        if let type = known[value] { return type }
+        let type = try tracedType(of: value, depth: depth, known: &known)
+        known[value] = .some(type)
+        return type
+    }
+
+    private func tracedType(of value: String, depth: Int, known memo: inout [String: Int32?]) throws(MatchFailure) -> Int32? {
         if let tensor = index.initializers[value] { return tensor.pointee.data_type }
         guard let k = index.producer[value] else {
             return index.graphInputs.contains(value) ? index.declaredTypes[value] : nil
@@ -33,14 +47,14 @@ struct ElementTypeTrace {
         case "Cast":
             return node.intAttribute("to").flatMap { Int32(exactly: $0) }
         case "CastLike" where node.inputs.count == 2:
-            return try dataType(of: node.inputs[1], depth: depth + 1)
+            return try dataType(of: node.inputs[1], depth: depth + 1, known: &memo)
         case _ where Self.passThrough.contains(node.opType):
             guard let first = node.inputs.first else { return nil }
-            return try dataType(of: first, depth: depth + 1)
+            return try dataType(of: first, depth: depth + 1, known: &memo)
         case _ where Self.sameType.contains(node.opType):
             var known: (value: String, type: Int32)?
             for input in node.inputs where !input.isEmpty {
-                guard let type = try dataType(of: input, depth: depth + 1) else { continue }
+                guard let type = try dataType(of: input, depth: depth + 1, known: &memo) else { continue }
                 if let known, known.type != type {
                     throw .invalid(.malformed(path: path, reason: "node \(GraphStructureCheck.describe(node)) combines '\(known.value)' "
                         + "(\(TensorDataCheck.typeName(known.type))) and '\(input)' (\(TensorDataCheck.typeName(type))): "

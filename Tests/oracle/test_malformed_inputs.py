@@ -187,3 +187,35 @@ def test_inspect_and_verify_end_a_libhdf5_loop_at_the_time_limit(tmp_path, tool)
     assert result.returncode == 2 and "did not finish" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loops.h5"]
+
+
+@pytest.mark.parametrize("where", ["conv weight", "W"])
+def test_values_read_twice_at_every_step_do_not_explode(tmp_path, where):
+    """x_{k+1} = Add(x_k, x_k), 40 times: a walk that follows every path instead of every
+    value would take 2^40 steps. The graph is valid and not a DO-Conv: exit 0, fast."""
+    model, _ = do_conv_model()
+    graph = model.graph
+    nodes, previous = [], "conv.W"
+    if where == "conv weight":
+        conv = next(n for n in graph.node if n.op_type == "Conv")
+        previous = conv.input[1]
+    for k in range(40):
+        nodes.append(helper.make_node("Add", [previous, previous], [f"doubled{k}"]))
+        previous = f"doubled{k}"
+    if where == "conv weight":
+        conv.input[1] = previous
+        graph.node.extend(nodes)
+        # Conv must come after its weight's producers.
+        graph.node.remove(conv)
+        graph.node.append(conv)
+    else:
+        for node in graph.node:
+            node.input[:] = [previous if name == "conv.W" else name for name in node.input]
+        for node in reversed(nodes):
+            graph.node.insert(0, node)
+    src = save(tmp_path, model)
+    for tool, variable, name in [("fold", "DOCONV_FOLD", "doconv-fold"), ("inspect", "DOCONV_INSPECT", "doconv-inspect")]:
+        binary = os.environ.get(variable, str(ROOT / ".build" / "debug" / name))
+        args = [binary, str(src)] + ([str(tmp_path / "out.onnx")] if tool == "fold" else [])
+        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
