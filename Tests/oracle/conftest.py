@@ -1,4 +1,4 @@
-"""Shared fixtures for the oracle tests: the built doconv-fold and the fixture manifest."""
+"""Shared fixtures for the oracle tests: the built tools and the fixture manifest."""
 import json
 import os
 import pathlib
@@ -10,16 +10,27 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
 
 
-def fold_binary() -> pathlib.Path:
-    path = pathlib.Path(os.environ.get("DOCONV_FOLD", ROOT / ".build" / "debug" / "doconv-fold"))
+def tool_binary(variable, name) -> pathlib.Path:
+    """The built tool `name`, or the path in environment variable `variable`."""
+    path = pathlib.Path(os.environ.get(variable, ROOT / ".build" / "debug" / name))
     if not path.exists():
         pytest.fail(f"{path} does not exist: build first (swift build)")
     return path
 
 
+def fold_binary() -> pathlib.Path:
+    return tool_binary("DOCONV_FOLD", "doconv-fold")
+
+
+def run_tool(variable, name, *args, env=None, timeout=300):
+    """Runs the tool and returns the CompletedProcess."""
+    return subprocess.run([str(tool_binary(variable, name)), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
 def run_fold(*args):
     """Runs doconv-fold and returns the CompletedProcess."""
-    return subprocess.run([str(fold_binary()), *map(str, args)], capture_output=True, text=True, timeout=300)
+    return run_tool("DOCONV_FOLD", "doconv-fold", *args)
 
 
 def manifest():

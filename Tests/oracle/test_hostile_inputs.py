@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import FIXTURES, ROOT, fold_binary
+from conftest import FIXTURES, ROOT, fold_binary, tool_binary
 from synthetic import do_conv_model
 
 # Peak RSS allowed for any bad input (the tools themselves need about 15-40 MB).
@@ -37,13 +37,6 @@ KERAS = FIXTURES / "keras_h5"
 
 # ---------------------------------------------------------------------------------------
 # Running the tools
-
-
-def tool(variable, name):
-    path = pathlib.Path(os.environ.get(variable, ROOT / ".build" / "debug" / name))
-    if not path.exists():
-        pytest.fail(f"{path} does not exist: build first (swift build)")
-    return path
 
 
 class Run:
@@ -103,11 +96,11 @@ def fold(*args, **kw):
 
 
 def inspect(*args, **kw):
-    return run(tool("DOCONV_INSPECT", "doconv-inspect"), *args, **kw)
+    return run(tool_binary("DOCONV_INSPECT", "doconv-inspect"), *args, **kw)
 
 
 def verify(*args, **kw):
-    return run(tool("DOCONV_VERIFY", "verify-equivalence"), *args, **kw)
+    return run(tool_binary("DOCONV_VERIFY", "verify-equivalence"), *args, **kw)
 
 
 def snapshot(*folders):

@@ -1,5 +1,6 @@
 """Malformed and hostile models: doconv-fold must end with a clean status (0, 1 or 2),
 never a signal or a hang, write nothing when it fails, and leave the input untouched."""
+import os
 import random
 import shutil
 
@@ -8,10 +9,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-import os
-import subprocess
-
-from conftest import FIXTURES, ROOT, manifest, run_fold
+from conftest import FIXTURES, ROOT, manifest, run_fold, run_tool
 from synthetic import do_conv_model
 
 
@@ -153,11 +151,6 @@ def test_a_file_libhdf5_loops_on_ends_at_the_time_limit(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loops.h5"]
 
 
-def run_tool(variable, name, *args, env=None):
-    binary = os.environ.get(variable, str(ROOT / ".build" / "debug" / name))
-    return subprocess.run([binary, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
-
-
 @pytest.mark.parametrize("tool", ["fold", "inspect", "verify"])
 def test_a_file_libhdf5_crashes_on_ends_in_one_line(tmp_path, tool):
     """A byte-flipped k3_net_dw.h5 that makes libhdf5 segfault (found by seeded mutation);
@@ -215,7 +208,6 @@ def test_values_read_twice_at_every_step_do_not_explode(tmp_path, where):
             graph.node.insert(0, node)
     src = save(tmp_path, model)
     for tool, variable, name in [("fold", "DOCONV_FOLD", "doconv-fold"), ("inspect", "DOCONV_INSPECT", "doconv-inspect")]:
-        binary = os.environ.get(variable, str(ROOT / ".build" / "debug" / name))
-        args = [binary, str(src)] + ([str(tmp_path / "out.onnx")] if tool == "fold" else [])
-        result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        args = [src] + ([tmp_path / "out.onnx"] if tool == "fold" else [])
+        result = run_tool(variable, name, *args, timeout=60)
         assert result.returncode == 0, result.stderr
