@@ -27,6 +27,8 @@ let package = Package(
         .library(name: "DOConvVerify", targets: ["DOConvVerify"]),
         .executable(name: "doconv-inspect", targets: ["doconv-inspect"]),
         .library(name: "DOConvInspect", targets: ["DOConvInspect"]),
+        .library(name: "DOConvFormats", targets: ["DOConvFormats"]),
+        .library(name: "DOConvPyTorch", targets: ["DOConvPyTorch"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -72,6 +74,16 @@ let package = Package(
             name: "DOConvONNX",
             dependencies: ["DOConvCore", "CONNXProto", "CProtobufC", "DOConvGraph"]
         ),
+        // Mapped input files and atomic output files (no format knowledge).
+        .target(name: "DOConvFileIO"),
+        // zlib, a system library: the CRC-32 of zip entries.
+        .systemLibrary(name: "CDOConvZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // PyTorch checkpoint adapter: torch.save zip and legacy files and safetensors, a
+        // restricted unpickler and a pickler, state-dict detection and folding.
+        .target(
+            name: "DOConvPyTorch",
+            dependencies: ["DOConvCore", "DOConvFileIO", "CDOConvZlib"]
+        ),
         // libhdf5, a system library, and a tiny C shim for the macros Swift cannot import.
         .systemLibrary(
             name: "CHDF5",
@@ -84,6 +96,13 @@ let package = Package(
             name: "DOConvKeras",
             dependencies: ["DOConvCore", "CHDF5", "CHDF5Shim", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
+        // The one format seam: a ModelFormat per file format (sniff by content, detect, fold +
+        // write, verify, the options it reads, whether it runs in a child process) and the
+        // registry the three tools use.
+        .target(
+            name: "DOConvFormats",
+            dependencies: ["DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvVerify", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+        ),
         // What the command lines share: exit status 2 for usage errors, option parsing.
         .target(
             name: "CommandLineSupport",
@@ -93,7 +112,7 @@ let package = Package(
             name: "doconv-fold",
             dependencies: [
                 "CommandLineSupport",
-                "DOConvCore", "DOConvONNX", "DOConvKeras",
+                "DOConvCore", "DOConvFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -110,9 +129,8 @@ let package = Package(
             name: "doconv-inspect",
             dependencies: [
                 "CommandLineSupport",
-                "DOConvInspect", "DOConvCore", "DOConvONNX", "DOConvKeras",
+                "DOConvInspect", "DOConvFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ]
         ),
         .testTarget(
@@ -124,13 +142,13 @@ let package = Package(
         .target(name: "DOConvGraph"),
         .target(
             name: "DOConvVerify",
-            dependencies: ["DOConvGraph", "DOConvCore", "DOConvONNX", "DOConvKeras", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: ["DOConvGraph", "DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch"]
         ),
         .executableTarget(
             name: "verify-equivalence",
             dependencies: [
                 "CommandLineSupport",
-                "DOConvVerify", "DOConvGraph",
+                "DOConvVerify", "DOConvGraph", "DOConvFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -17,8 +17,6 @@ private func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     defer { unlink(path) }
     guard let model = try? ONNXModel.load(path: path) else { return 0 }
     _ = try? ONNXFolder.detect(model)
-    var options = FoldOptions()
-    options.fuseBatchNorm = true
-    _ = try? ONNXFolder.fold(model, options: options)
+    _ = try? ONNXFolder.fold(model, fuseBatchNorm: true)
     return 0
 }

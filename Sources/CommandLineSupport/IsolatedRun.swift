@@ -10,12 +10,6 @@ public enum IsolatedRun {
     /// True in the child, which then does the work itself.
     public static var isChild: Bool { ProcessInfo.processInfo.environment[childMarker] == "1" }
 
-    /// Whether reading `path` goes through libhdf5 (Keras .h5/.hdf5 files and .keras archives).
-    public static func readsHDF5(_ path: String) -> Bool {
-        let lowered = path.lowercased()
-        return lowered.hasSuffix(".h5") || lowered.hasSuffix(".hdf5") || lowered.hasSuffix(".keras")
-    }
-
     /// How long a child may take: far beyond any real Keras file (they are read in
     /// milliseconds to seconds), growing with the inputs' size. DOCONV_HDF5_TIME_LIMIT
     /// overrides it.

@@ -8,8 +8,6 @@ public struct FoldOptions: Sendable {
     public var probePatches = 2
     /// Seed of the probe inputs.
     public var seed: UInt64 = 0x5EED
-    /// Also fold each inference-mode BatchNormalization into the Conv before it.
-    public var fuseBatchNorm = false
     /// Also fold depthwise + 1x1 pairs with Dmul < M*N (ordinary separable convs), which
     /// raises their MACs.
     public var foldSeparable = false

@@ -11,7 +11,7 @@ public struct InspectReport: Codable, Equatable, Sendable {
     public var formatVersion: Int
     /// The model file, as given.
     public var model: String
-    /// "onnx", "keras-h5" or "keras-archive".
+    /// The format's machine name: "onnx", "keras-h5", "keras-archive", "pytorch" or "safetensors".
     public var format: String
     public var layers: [Layer]
     public var rejected: [Rejected]

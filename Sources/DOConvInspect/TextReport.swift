@@ -7,7 +7,9 @@ public enum TextReport {
     /// Shades of the text heat maps, lowest to highest (a blank cell is exactly zero).
     static let ramp = Array(" .:-=+*#%@")
 
-    public static func render(_ report: InspectReport, maps: Bool = false) -> String {
+    /// The report as text; `formatName` names the format in the title ("ONNX"), else the
+    /// report's machine name is used.
+    public static func render(_ report: InspectReport, maps: Bool = false, formatName: String? = nil) -> String {
         var lines: [String] = []
         if report.layers.isEmpty {
             lines.append("\(report.model): no DO-Conv layer found, nothing to fold")
@@ -15,7 +17,7 @@ public enum TextReport {
             return lines.joined(separator: "\n") + "\n"
         }
         let count = report.layers.count
-        lines.append("\(report.model) (\(formatName(report.format))): \(count) DO-Conv layer\(count == 1 ? "" : "s")")
+        lines.append("\(report.model) (\(formatName ?? report.format)): \(count) DO-Conv layer\(count == 1 ? "" : "s")")
         lines.append("")
         lines += table(report, maps: maps)
         if !maps { lines.append("") }
@@ -25,15 +27,6 @@ public enum TextReport {
         lines += totalLines(report)
         lines += rejectedLines(report)
         return lines.joined(separator: "\n") + "\n"
-    }
-
-    static func formatName(_ format: String) -> String {
-        switch format {
-        case "onnx": return "ONNX"
-        case "keras-h5": return "Keras HDF5"
-        case "keras-archive": return "Keras archive"
-        default: return format
-        }
     }
 
     /// Column titles and whether each column is right-aligned.
@@ -47,7 +40,7 @@ public enum TextReport {
         [
             "\(index)", layer.name, layer.kind, layer.form, "\(layer.inChannels)->\(layer.outChannels)",
             layer.kernel.map(String.init).joined(separator: "x"),
-            layer.stride.map(String.init).joined(separator: "x"), layer.dilation.map(String.init).joined(separator: "x"),
+            dims(layer.stride), dims(layer.dilation),
             "\(layer.groups)", "\(layer.dMul)", "\(ReportFormat.grouped(layer.paramsTrained))->\(ReportFormat.grouped(layer.paramsFolded))",
             deviation(layer.dDeviation),
         ]
@@ -151,4 +144,9 @@ public enum TextReport {
         return String(format: "%.3f", x)
     }
 
+
+    /// "2x2"; "-" where the file does not record it (checkpoints hold no strides).
+    static func dims(_ values: [Int]) -> String {
+        values.isEmpty ? "-" : values.map(String.init).joined(separator: "x")
+    }
 }

@@ -2,20 +2,85 @@ import DOConvCore
 import Foundation
 import ZIPFoundation
 
-/// A Keras 3 `.keras` archive: a zip of `config.json`, `metadata.json` and
-/// `model.weights.h5`. Its weights fold like a `.weights.h5` file with the archive's own
-/// config, and the archive is rebuilt with a plain config and the folded weights.
+/// A Keras 3 `.keras` archive (a zip of `config.json`, `metadata.json` and
+/// `model.weights.h5`) opened for reading: its config, and its weights extracted to a
+/// temporary folder, because libhdf5 reads files, not zip entries.
+///
+/// This is the one place that extracts archives, for all three tools. The folder is named
+/// `doconv-PID-UUID` so that a parent process can remove it when this (child) process dies
+/// inside libhdf5; otherwise it goes with `close()` or when the last reference is released.
+public final class KerasArchiveContents {
+    public static let configEntry = "config.json"
+    public static let weightsEntry = "model.weights.h5"
+
+    /// The archive.
+    public let path: String
+    /// The extracted `model.weights.h5`.
+    public let weightsPath: String
+    /// `config.json`, as text.
+    public let configJSON: String
+    private let folder: URL
+
+    /// Extracts the archive at `path`; a file that is not a readable `.keras` archive is a
+    /// `KerasError` naming it, and leaves no temporary folder.
+    public init(path: String) throws(KerasError) {
+        self.path = path
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("doconv-\(getpid())-\(UUID().uuidString)")
+        let weights = folder.appendingPathComponent(Self.weightsEntry)
+        weightsPath = weights.path
+        do {
+            guard FileManager.default.fileExists(atPath: path) else { throw KerasError.notKeras(path: path, reason: "no such file") }
+            let archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
+            guard let configEntry = archive[Self.configEntry], let weightsEntry = archive[Self.weightsEntry] else {
+                throw KerasError.notKeras(path: path, reason: "the archive has no \(Self.configEntry) or \(Self.weightsEntry)")
+            }
+            var configData = Data()
+            _ = try archive.extract(configEntry) { configData.append($0) }
+            configJSON = String(decoding: configData, as: UTF8.self)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            _ = try archive.extract(weightsEntry, to: weights)
+        } catch let error as KerasError {
+            try? FileManager.default.removeItem(at: folder)
+            throw error
+        } catch {
+            try? FileManager.default.removeItem(at: folder)
+            throw .notKeras(path: path, reason: "not a readable .keras archive (\(error))")
+        }
+    }
+
+    deinit { close() }
+
+    /// Removes the extracted weights (also done on release).
+    public func close() {
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    /// Options for the weights inside: the archive's own config names the layers.
+    public func weightOptions(_ options: KerasFoldOptions) -> KerasFoldOptions {
+        var weightOptions = options
+        weightOptions.configJSON = configJSON
+        weightOptions.configSource = "\(path):\(Self.configEntry)"
+        return weightOptions
+    }
+
+    /// An error about the extracted weights, reworded to name the archive and its entry
+    /// rather than the temporary copy.
+    public func archiveError(_ error: Error) -> KerasError {
+        let message = "\(error)".replacingOccurrences(of: weightsPath + ": ", with: "").replacingOccurrences(of: weightsPath, with: Self.weightsEntry)
+        return .notKeras(path: path, reason: "\(Self.weightsEntry): \(message)")
+    }
+}
+
+/// A folded `.keras` archive, ready to be written (or not, when verification failed).
 public struct KerasArchiveFoldResult {
     public let summary: FoldSummary
-    let archivePath: String
+    let contents: KerasArchiveContents
     let weights: KerasFoldResult
     let foldedConfig: String
-    let workDirectory: URL
 
     /// Writes the folded archive to `path` atomically (temporary file, then rename).
     public func write(to path: String) throws(KerasError) {
-        defer { try? FileManager.default.removeItem(at: workDirectory) }
-        let foldedWeights = workDirectory.appendingPathComponent("folded.weights.h5")
+        let foldedWeights = URL(fileURLWithPath: contents.weightsPath).deletingLastPathComponent().appendingPathComponent("folded.weights.h5")
         try weights.write(to: foldedWeights.path)
         let destination = URL(fileURLWithPath: path)
         let temporary = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).tmp-\(getpid())-\(UUID().uuidString)")
@@ -31,14 +96,14 @@ public struct KerasArchiveFoldResult {
     /// The archive's entries in their order, with the folded config and weights swapped in.
     /// Returning closes both archives (ZIPFoundation writes its central directory on release).
     private func writeArchive(to temporary: URL, weights foldedWeights: URL) throws {
-        let source = try Archive(url: URL(fileURLWithPath: archivePath), accessMode: .read)
+        let source = try Archive(url: URL(fileURLWithPath: contents.path), accessMode: .read)
         let target = try Archive(url: temporary, accessMode: .create)
         for entry in source where entry.type == .file {
             let method: CompressionMethod = entry.isCompressed ? .deflate : .none
             switch entry.path {
-            case KerasArchive.weightsEntry:
+            case KerasArchiveContents.weightsEntry:
                 try target.addEntry(with: entry.path, fileURL: foldedWeights, compressionMethod: method)
-            case KerasArchive.configEntry:
+            case KerasArchiveContents.configEntry:
                 let data = Data(foldedConfig.utf8)
                 try target.addEntry(with: entry.path, type: .file, uncompressedSize: Int64(data.count), compressionMethod: method) { position, size in
                     data.subdata(in: Int(position)..<(Int(position) + size))
@@ -55,43 +120,29 @@ public struct KerasArchiveFoldResult {
 }
 
 public enum KerasArchive {
-    static let configEntry = "config.json"
-    static let weightsEntry = "model.weights.h5"
+    /// Finds every DOConv2D layer of the archive's weights without writing anything.
+    public static func detect(path: String, options: KerasFoldOptions = KerasFoldOptions()) throws(KerasError) -> Detection {
+        let contents = try KerasArchiveContents(path: path)
+        defer { contents.close() }
+        do {
+            return try KerasFolder.detect(path: contents.weightsPath, options: contents.weightOptions(options))
+        } catch {
+            throw contents.archiveError(error)
+        }
+    }
 
     /// Folds the archive at `path` (nothing is written until `write(to:)`).
     public static func fold(path: String, options: KerasFoldOptions = KerasFoldOptions()) throws(KerasError) -> KerasArchiveFoldResult {
-        let work = FileManager.default.temporaryDirectory.appendingPathComponent("doconv-\(getpid())-\(UUID().uuidString)")
+        let contents = try KerasArchiveContents(path: path)
+        let weightOptions = contents.weightOptions(options)
+        let weights: KerasFoldResult
         do {
-            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-            let archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
-            guard let configEntry = archive[configEntry], let weightsEntry = archive[weightsEntry] else {
-                throw KerasError.notKeras(path: path, reason: "the archive has no \(Self.configEntry) or \(Self.weightsEntry)")
-            }
-            var configData = Data()
-            _ = try archive.extract(configEntry) { configData.append($0) }
-            let weightsPath = work.appendingPathComponent(Self.weightsEntry)
-            _ = try archive.extract(weightsEntry, to: weightsPath)
-
-            let configJSON = String(decoding: configData, as: UTF8.self)
-            var weightOptions = options
-            weightOptions.configJSON = configJSON
-            weightOptions.configSource = "\(path):\(Self.configEntry)"
-            let weights: KerasFoldResult
-            do {
-                weights = try KerasFolder.fold(path: weightsPath.path, options: weightOptions)
-            } catch {
-                // Name the archive, not the temporary copy of its weights.
-                throw KerasError.notKeras(path: path, reason: "\(Self.weightsEntry): " + "\(error)".replacingOccurrences(of: weightsPath.path + ": ", with: ""))
-            }
-            let config = try KerasModelConfig(json: configJSON, source: weightOptions.configSource)
-            let folded = config.foldedJSON(layers: Set(weights.summary.layers.map(\.name)))
-            return KerasArchiveFoldResult(summary: weights.summary, archivePath: path, weights: weights, foldedConfig: folded, workDirectory: work)
-        } catch let error as KerasError {
-            try? FileManager.default.removeItem(at: work)
-            throw error
+            weights = try KerasFolder.fold(path: contents.weightsPath, options: weightOptions)
         } catch {
-            try? FileManager.default.removeItem(at: work)
-            throw .notKeras(path: path, reason: "not a readable .keras archive (\(error))")
+            throw contents.archiveError(error)
         }
+        let config = try KerasModelConfig(json: contents.configJSON, source: weightOptions.configSource)
+        let folded = config.foldedJSON(layers: Set(weights.summary.layers.map(\.name)))
+        return KerasArchiveFoldResult(summary: weights.summary, contents: contents, weights: weights, foldedConfig: folded)
     }
 }

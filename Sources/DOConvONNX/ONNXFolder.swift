@@ -17,7 +17,7 @@ public enum ONNXFolder {
     /// Detects, folds and verifies every layer, then rewrites the graph (and, with
     /// `fuseBatchNorm`, folds each BatchNormalization into the Conv before it). The caller
     /// decides whether to save: a summary with failures must not be written.
-    public static func fold(_ model: ONNXModel, options: FoldOptions = FoldOptions()) throws(ONNXError) -> FoldSummary {
+    public static func fold(_ model: ONNXModel, options: FoldOptions = FoldOptions(), fuseBatchNorm: Bool = false) throws(ONNXError) -> FoldSummary {
         let index = GraphIndex(graph: model.graph)
         let (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
         let (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
@@ -73,7 +73,7 @@ public enum ONNXFolder {
         }
 
         if !edit.isEmpty { GraphRewrite.apply(edit, to: model, index: index) }
-        if options.fuseBatchNorm {
+        if fuseBatchNorm {
             let fused = try BatchNormFuser(model: model, tolerance: options.tolerance).fuse()
             summary.fusedBatchNorms = fused
             if !fused.isEmpty { summary.notes.append("fused \(fused.count) BatchNormalization into the Conv before it") }

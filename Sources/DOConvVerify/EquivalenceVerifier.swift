@@ -22,48 +22,17 @@ public struct VerifyOptions: Sendable {
 }
 
 /// Checks that FOLDED computes what ORIGINAL computes, independently of the fold's code:
-/// structure, each folded layer in float64, and (ONNX) the whole model end to end.
+/// structure, each folded layer in float64, and the whole model end to end. The format
+/// adapters (DOConvFormats) choose the check that fits the files.
 public enum EquivalenceVerifier {
-    public static func verify(original: String, folded: String, options: VerifyOptions = VerifyOptions()) throws(VerifyError) -> VerificationReport {
-        let formats = (try format(of: original), try format(of: folded))
-        guard formats.0 == formats.1 else {
-            throw VerifyError("\(original) is \(formats.0.rawValue) but \(folded) is \(formats.1.rawValue)")
-        }
-        switch formats.0 {
-        case .onnx: return try verifyONNX(original: original, folded: folded, options: options)
-        case .kerasHDF5: return try KerasEquivalence.verify(original: original, folded: folded, options: options)
-        case .kerasArchive:
-            // The weights inside, checked as a pair; the archive's own config names the layers.
-            let (a, b) = (try KerasArchiveInput(path: original), try KerasArchiveInput(path: folded))
-            var archiveOptions = options
-            archiveOptions.kerasConfigJSON = options.kerasConfigJSON ?? a.configJSON
-            var report = try KerasEquivalence.verify(original: a.weightsPath, folded: b.weightsPath, options: archiveOptions)
-            report.original = original
-            report.folded = folded
-            report.format = .kerasArchive
-            report.structure = report.structure.map { $0.replacingOccurrences(of: a.weightsPath, with: "model.weights.h5").replacingOccurrences(of: b.weightsPath, with: "model.weights.h5") }
-            report.notes.append("checked the archives' model.weights.h5; config.json is not compared")
-            return report
-        }
-    }
-
-    /// ONNX or Keras HDF5, by the file's first bytes.
-    static func format(of path: String) throws(VerifyError) -> VerificationReport.Format {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw VerifyError("\(path): cannot open the file") }
-        defer { try? handle.close() }
-        let head = handle.readData(ofLength: 8)
-        if head == Data([0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]) { return .kerasHDF5 }
-        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) { return .kerasArchive }
-        return .onnx
-    }
-
     /// Loads an ONNX model as IR, with bad files as one-line errors.
     public static func loadGraph(_ path: String) throws(VerifyError) -> Graph {
         do { return try ONNXGraphImport.load(path: path) } catch { throw VerifyError("\(error)") }
     }
 
-    static func verifyONNX(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
-        var report = VerificationReport(original: originalPath, folded: foldedPath, format: .onnx)
+    /// ONNX pairs: structure, each replaced Conv, and both graphs run end to end.
+    public static func verifyONNX(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        var report = VerificationReport(original: originalPath, folded: foldedPath, format: "ONNX")
         let originalModel: ONNXModel
         let original: Graph
         let folded: Graph

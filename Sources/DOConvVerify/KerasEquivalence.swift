@@ -5,7 +5,7 @@ import DOConvKeras
 /// structure (the same datasets, except each D removed and each kernel reshaped to
 /// (M, N, Cin/g, Cout); every other dataset equal by value) and each folded kernel in float64.
 /// There is no graph to run, so no end-to-end check.
-enum KerasEquivalence {
+public enum KerasEquivalence {
     /// One dataset: its path, a path that survives the fold's renaming of `.weights.h5`
     /// layer groups, its shape, and its values when it is a float dataset.
     struct Entry {
@@ -15,8 +15,34 @@ enum KerasEquivalence {
         var values: [Float]?
     }
 
-    static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
-        var report = VerificationReport(original: originalPath, folded: foldedPath, format: .kerasHDF5)
+    /// A pair of `.keras` archives: the weights inside, checked as a pair; the archive's own
+    /// config names the layers.
+    public static func verifyArchives(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        let a: KerasArchiveContents
+        let b: KerasArchiveContents
+        do {
+            a = try KerasArchiveContents(path: original)
+            b = try KerasArchiveContents(path: folded)
+        } catch {
+            throw VerifyError("\(error)")
+        }
+        defer { a.close(); b.close() }
+        var archiveOptions = options
+        archiveOptions.kerasConfigJSON = options.kerasConfigJSON ?? a.configJSON
+        var report = try verify(original: a.weightsPath, folded: b.weightsPath, options: archiveOptions)
+        report.original = original
+        report.folded = folded
+        report.format = "Keras archive"
+        report.structure = report.structure.map {
+            $0.replacingOccurrences(of: a.weightsPath, with: KerasArchiveContents.weightsEntry).replacingOccurrences(of: b.weightsPath, with: KerasArchiveContents.weightsEntry)
+        }
+        report.notes.append("checked the archives' \(KerasArchiveContents.weightsEntry); \(KerasArchiveContents.configEntry) is not compared")
+        return report
+    }
+
+    /// A pair of Keras HDF5 files.
+    public static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        var report = VerificationReport(original: originalPath, folded: foldedPath, format: "Keras HDF5")
         report.endToEndSkipped = "Keras weight files hold no graph to run; the verdict rests on the structure and per-layer checks"
         var keras = KerasFoldOptions()
         keras.configJSON = options.kerasConfigJSON

@@ -2,15 +2,10 @@ import Foundation
 
 /// Everything verify-equivalence found, and the verdict.
 public struct VerificationReport: Sendable {
-    public enum Format: String, Sendable {
-        case onnx = "ONNX"
-        case kerasHDF5 = "Keras HDF5"
-        case kerasArchive = "Keras archive"
-    }
-
     public var original: String
     public var folded: String
-    public var format: Format
+    /// The files' format, as the report names it ("ONNX", "Keras HDF5", ...).
+    public var format: String
     /// Structural differences: each one fails.
     public var structure: [String] = []
     /// What the structure check matched (for the report).
@@ -25,7 +20,7 @@ public struct VerificationReport: Sendable {
     /// Feeds used end to end, described ("3 seeded inputs (seed 0): input [1, 3, 10, 10]").
     public var inputsDescription = ""
 
-    public init(original: String, folded: String, format: Format) {
+    public init(original: String, folded: String, format: String) {
         self.original = original
         self.folded = folded
         self.format = format
@@ -37,7 +32,7 @@ public struct VerificationReport: Sendable {
 
     /// The report as printed: sections, then the verdict line.
     public func render() -> String {
-        var lines: [String] = ["verify-equivalence: \(original) -> \(folded) (\(format.rawValue))"]
+        var lines: [String] = ["verify-equivalence: \(original) -> \(folded) (\(format))"]
         // Structure.
         if structure.isEmpty {
             lines.append("structure: ok" + (structureSummary.isEmpty ? "" : " (\(structureSummary))"))

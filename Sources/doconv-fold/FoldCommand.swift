@@ -1,8 +1,7 @@
 import ArgumentParser
 import CommandLineSupport
 import DOConvCore
-import DOConvKeras
-import DOConvONNX
+import DOConvFormats
 import Foundation
 
 @main
@@ -14,8 +13,14 @@ struct FoldCommand: ToolCommand {
         doconv-fold INPUT OUTPUT          fold one model (OUTPUT may be INPUT)
         doconv-fold IN... -o DIR          fold many models into DIR
 
-        Models: ONNX (.onnx, with external data); Keras HDF5 (.h5: Keras 2 and 3 full models and
-        weights; Keras 3 .weights.h5 with --config); Keras 3 .keras archives.
+        Models, told apart by their content: ONNX (.onnx, with external data); Keras HDF5 (.h5:
+        Keras 2 and 3 full models and weights; Keras 3 .weights.h5 with --config); Keras 3 .keras
+        archives; PyTorch checkpoints (.pth, .pt, .pth.tar, .ckpt, .bin: torch.save zip and legacy
+        formats) and .safetensors.
+
+        Format options (--config, --kernel-size, --fuse-bn, --fold-separable, --keep-names) are
+        refused for a file whose format does not read them; with -o DIR each applies to the files
+        it fits.
 
         Exit status: 0 success, 1 verification failed (nothing written), 2 bad input or usage.
         """)
@@ -44,11 +49,18 @@ struct FoldCommand: ToolCommand {
     @Option(name: .customLong("progress-prefix"), help: .hidden)
     var progressPrefix = ""
 
+    // A child of a -o DIR run: format options apply to the files they fit.
+    @Flag(name: .customLong("lenient-options"), help: .hidden)
+    var lenientOptions = false
+
     @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for files that carry no config.", valueName: "file"))
     var configFile: String?
 
-    @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras: a layer's kernel size when nothing else gives it (repeatable).", valueName: "layer=MxN"))
+    @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras and PyTorch: a layer's kernel size when nothing else gives it (repeatable).", valueName: "layer=MxN"))
     var kernelSizes: [String] = []
+
+    @Flag(name: .customLong("keep-names"), help: "PyTorch: keep the key P.W for the folded kernel instead of nn.Conv2d's P.weight.")
+    var keepNames = false
 
     func validate() throws {
         if let tolerance, !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
@@ -67,8 +79,10 @@ struct FoldCommand: ToolCommand {
         if quiet { arguments.append("--quiet") }
         if fuseBatchNorm { arguments.append("--fuse-bn") }
         if foldSeparable { arguments.append("--fold-separable") }
+        if keepNames { arguments.append("--keep-names") }
         if let configFile { arguments += ["--config", configFile] }
         for size in kernelSizes { arguments += ["--kernel-size", size] }
+        if outputDirectory != nil { arguments.append("--lenient-options") }
         return arguments
     }
 
@@ -76,14 +90,21 @@ struct FoldCommand: ToolCommand {
     func parsedKernelSizes() throws -> [String: [Int]] { try KernelSizeOption.parse(kernelSizes) }
 
 
-    func run() throws {
-        var options = FoldOptions(verify: !noVerify, tolerance: tolerance)
+    /// The format options, read once for every job.
+    func formatOptions() throws(FormatError) -> FormatOptions {
+        var options = FormatOptions()
+        options.fold = FoldOptions(verify: !noVerify, tolerance: tolerance)
+        options.fold.foldSeparable = foldSeparable
         options.fuseBatchNorm = fuseBatchNorm
-        options.foldSeparable = foldSeparable
-        let keras: KerasFoldOptions
-        do {
-            keras = try KerasFoldOptions(configFile: configFile, kernelSizes: parsedKernelSizes())
-        } catch let error as KerasError {
+        options.keepNames = keepNames
+        options.kernelSizes = (try? parsedKernelSizes()) ?? [:] // validated by validate()
+        if let configFile { try options.readConfig(file: configFile) }
+        return options
+    }
+
+    func run() throws {
+        let options: FormatOptions
+        do { options = try formatOptions() } catch {
             Self.printError("doconv-fold: error: \(error)")
             throw ExitCode(2)
         }
@@ -103,15 +124,31 @@ struct FoldCommand: ToolCommand {
         var worst: Int32 = 0
         for (k, job) in jobs.enumerated() {
             let progress = jobs.count > 1 ? "[\(k + 1)/\(jobs.count)] " : progressPrefix
-            let status: Int32
-            if IsolatedRun.readsHDF5(job.input) && !IsolatedRun.isChild {
-                status = IsolatedRun.run(tool: "doconv-fold", arguments: childArguments(input: job.input, output: job.output, progress: progress),
-                                         inputs: [job.input], output: job.output)
-            } else {
-                status = FoldJob(input: job.input, output: job.output, options: options, keras: keras).run(quiet: quiet, prefix: progress)
-            }
-            worst = max(worst, status)
+            worst = max(worst, run(job, options: options, progress: progress))
         }
         if worst != 0 { throw ExitCode(worst) }
+    }
+
+    /// One input: its format by content, the options checked against it, then the fold, in
+    /// a child process when the format's reader needs one.
+    private func run(_ job: (input: String, output: String), options given: FormatOptions, progress: String) -> Int32 {
+        let format: any ModelFormat
+        var options = given
+        do {
+            format = try FormatRegistry.format(of: job.input)
+            if outputDirectory != nil || lenientOptions {
+                options.dropOptions(notReadBy: format)
+            } else {
+                try options.check(appliesTo: format, path: job.input)
+            }
+        } catch {
+            Self.printError("doconv-fold: error: \(error)")
+            return 2
+        }
+        if format.runsInChildProcess && !IsolatedRun.isChild {
+            return IsolatedRun.run(tool: "doconv-fold", arguments: childArguments(input: job.input, output: job.output, progress: progress),
+                                   inputs: [job.input], output: job.output)
+        }
+        return FoldJob(input: job.input, output: job.output, format: format, options: options).run(quiet: quiet, prefix: progress)
     }
 }

@@ -1,42 +1,22 @@
 import DOConvCore
-import DOConvKeras
-import DOConvONNX
+import DOConvFormats
 import Foundation
 
 /// Folds one model file and prints its summary; returns the exit status.
 struct FoldJob {
     let input: String
     let output: String
-    let options: FoldOptions
-    let keras: KerasFoldOptions
+    let format: any ModelFormat
+    let options: FormatOptions
 
     func run(quiet: Bool, prefix: String) -> Int32 {
         let start = ContinuousClock.now
         do {
-            let lowered = input.lowercased()
-            let summary: FoldSummary
-            if lowered.hasSuffix(".keras") {
-                var kerasOptions = keras
-                kerasOptions.fold = options
-                let result = try KerasArchive.fold(path: input, options: kerasOptions)
-                summary = result.summary
-                guard reportFailures(summary) else { return 1 }
-                try result.write(to: output)
-            } else if lowered.hasSuffix(".h5") || lowered.hasSuffix(".hdf5") {
-                var kerasOptions = keras
-                kerasOptions.fold = options
-                let result = try KerasFolder.fold(path: input, options: kerasOptions)
-                summary = result.summary
-                guard reportFailures(summary) else { return 1 }
-                try result.write(to: output)
-            } else {
-                let model = try ONNXModel.load(path: input)
-                summary = try ONNXFolder.fold(model, options: options)
-                guard reportFailures(summary) else { return 1 }
-                try model.save(to: output)
-            }
+            let folded = try format.fold(path: input, options: options)
+            guard reportFailures(folded.summary) else { return 1 }
+            try folded.write(to: output)
             if !quiet {
-                print(prefix + Report.summary(summary, input: input, output: output, verified: options.verify, elapsed: ContinuousClock.now - start))
+                print(prefix + Report.summary(folded.summary, input: input, output: output, verified: options.fold.verify, elapsed: ContinuousClock.now - start))
             }
             return 0
         } catch {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CommandLineSupport
+import DOConvFormats
 import DOConvInspect
-import DOConvKeras
 import Foundation
 
 @main
@@ -16,7 +16,7 @@ struct InspectCommand: ToolCommand {
 
         MACs are per output position (Cout x Cin/g x M x N): weight files carry no feature-map sizes. Folding leaves them unchanged for kernel composition; a feature-composition pair (depthwise conv, then 1x1 conv) runs Cin x Dmul x M x N + Cout x Cin/g x Dmul before folding.
 
-        Models: ONNX (.onnx), Keras HDF5 (.h5, .hdf5; --config and --kernel-size as for doconv-fold), Keras 3 archives (.keras). The JSON document follows schemas/inspect-report.schema.json.
+        Models, told apart by their content: ONNX (.onnx), Keras HDF5 (.h5, .hdf5; --config and --kernel-size as for doconv-fold), Keras 3 archives (.keras), PyTorch checkpoints (.pth, .pt, .ckpt, ...; --kernel-size) and .safetensors. The JSON document follows schemas/inspect-report.schema.json.
 
         Exit status: 0 success (also when the model has no DO-Conv layer), 2 bad input or usage.
         """)
@@ -36,7 +36,7 @@ struct InspectCommand: ToolCommand {
     @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for files that carry no config.", valueName: "file"))
     var configFile: String?
 
-    @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras: a layer's kernel size when nothing else gives it (repeatable).", valueName: "layer=MxN"))
+    @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras and PyTorch: a layer's kernel size when nothing else gives it (repeatable).", valueName: "layer=MxN"))
     var kernelSizes: [String] = []
 
     func validate() throws {
@@ -52,21 +52,24 @@ struct InspectCommand: ToolCommand {
     }
 
     func run() throws {
-        // libhdf5 may crash or loop on a hostile file: Keras files are read by a child process.
-        if IsolatedRun.readsHDF5(model) && !IsolatedRun.isChild {
-            throw ExitCode(IsolatedRun.run(tool: "doconv-inspect", arguments: Array(CommandLine.arguments.dropFirst()), inputs: [model]))
-        }
-        let keras: KerasFoldOptions
+        var options = FormatOptions()
+        let format: any ModelFormat
         do {
-            keras = try KerasFoldOptions(configFile: configFile, kernelSizes: parsedKernelSizes())
-        } catch let error as KerasError {
+            options.kernelSizes = try parsedKernelSizes()
+            if let configFile { try options.readConfig(file: configFile) }
+            format = try FormatRegistry.format(of: model)
+            try options.check(appliesTo: format, path: model)
+        } catch {
             Self.printError("\(error)")
             throw ExitCode(2)
         }
+        // A reader that may crash or loop on a hostile file (libhdf5) runs in a child process.
+        if format.runsInChildProcess && !IsolatedRun.isChild {
+            throw ExitCode(IsolatedRun.run(tool: "doconv-inspect", arguments: Array(CommandLine.arguments.dropFirst()), inputs: [model]))
+        }
         let report: InspectReport
         do {
-            let (format, detection) = try ModelLoader.detect(path: model, keras: keras)
-            report = InspectReport(model: model, format: format, detection: detection)
+            report = InspectReport(model: model, format: format.name, detection: try format.detect(path: model, options: options))
         } catch {
             Self.printError("\(error)")
             throw ExitCode(2)
@@ -82,7 +85,7 @@ struct InspectCommand: ToolCommand {
         if json {
             print(try JSONReport.render(report), terminator: "")
         } else {
-            print(TextReport.render(report, maps: maps), terminator: "")
+            print(TextReport.render(report, maps: maps, formatName: format.displayName), terminator: "")
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CommandLineSupport
+import DOConvFormats
 import DOConvVerify
 import Foundation
 
@@ -65,33 +66,50 @@ struct VerifyCommand: ToolCommand {
 
 
     func run() throws {
-        // libhdf5 may crash or loop on a hostile file: Keras files are read by a child process.
-        let hdf5Inputs = [original, folded].compactMap { $0 }.filter(IsolatedRun.readsHDF5)
-        if !hdf5Inputs.isEmpty && !IsolatedRun.isChild {
-            throw ExitCode(IsolatedRun.run(tool: "verify-equivalence", arguments: Array(CommandLine.arguments.dropFirst()), inputs: hdf5Inputs,
-                                           output: dumpOutputs))
-        }
         var options = VerifyOptions()
         options.tolerance = tolerance
         options.inputs = inputs
         options.seed = seed
         options.dims = try parsedDims()
         do {
-            if let configFile {
-                guard let json = try? String(contentsOfFile: configFile, encoding: .utf8) else { throw VerifyError("\(configFile): cannot read the model config") }
-                options.kerasConfigJSON = json
-            }
             if let dumpOutputs {
+                if let configFile { throw VerifyError("\(configFile): --config does not apply to --dump-outputs") }
                 let feeds = try inputJSON.map { (path) throws(VerifyError) in try TensorJSON.read(path: path) } ?? [:]
                 try TensorJSON.write(try EquivalenceVerifier.run(model: original, feeds: feeds, options: options), to: dumpOutputs)
                 return
             }
-            let report = try EquivalenceVerifier.verify(original: original, folded: folded ?? "", options: options)
+            let folded = folded ?? ""
+            let format = try formatOfPair(original: original, folded: folded)
+            // A reader that may crash or loop on a hostile file (libhdf5) runs in a child process.
+            if format.runsInChildProcess && !IsolatedRun.isChild {
+                throw ExitCode(IsolatedRun.run(tool: "verify-equivalence", arguments: Array(CommandLine.arguments.dropFirst()), inputs: [original, folded]))
+            }
+            if let configFile {
+                guard format.options.contains(.config) else { throw VerifyError("\(original): --config does not apply to \(format.displayName) files") }
+                guard let json = try? String(contentsOfFile: configFile, encoding: .utf8) else { throw VerifyError("\(configFile): cannot read the model config") }
+                options.kerasConfigJSON = json
+            }
+            let report = try format.verify(original: original, folded: folded, options: options)
             print(report.render())
             if !report.equivalent { throw ExitCode(1) }
         } catch let error as VerifyError {
             FileHandle.standardError.write(Data("verify-equivalence: error: \(error.message)\n".utf8))
             throw ExitCode(2)
+        }
+    }
+
+    /// The one format both files are in, by content.
+    private func formatOfPair(original: String, folded: String) throws(VerifyError) -> any ModelFormat {
+        do {
+            let formats = (try FormatRegistry.format(of: original), try FormatRegistry.format(of: folded))
+            guard formats.0.name == formats.1.name else {
+                throw VerifyError("\(original) is \(formats.0.displayName) but \(folded) is \(formats.1.displayName)")
+            }
+            return formats.0
+        } catch let error as VerifyError {
+            throw error
+        } catch {
+            throw VerifyError("\(error)")
         }
     }
 }

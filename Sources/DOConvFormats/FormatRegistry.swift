@@ -1,0 +1,29 @@
+/// The model formats all three tools know, and how a file's format is found.
+public enum FormatRegistry {
+    /// Every format, in the order they are asked; ONNX, which has no signature of its own
+    /// (a protobuf message), comes last and takes what no other format recognizes.
+    public static let formats: [any ModelFormat] = [
+        KerasHDF5Format(),
+        KerasArchiveFormat(),
+        PyTorchFormat(),
+        SafetensorsFormat(),
+        ONNXFormat(),
+    ]
+
+    /// The format of the file at `path`, by its content.
+    public static func format(of path: String) throws(FormatError) -> any ModelFormat {
+        let signature = try ModelFileSignature(path: path)
+        if let format = formats.first(where: { $0.recognizes(signature) }) { return format }
+        if signature.zipEntries != nil {
+            let names = formats.compactMap { $0 as? any ZipModelFormat }.map(\.zipContents).joined(separator: ", or ")
+            throw FormatError("\(path): not a model archive: the zip holds neither \(names)")
+        }
+        throw FormatError("\(path): not a model file doconv knows")
+    }
+}
+
+/// A format whose files are zip archives, recognized by the entries they hold.
+public protocol ZipModelFormat: ModelFormat {
+    /// What the archive holds, for messages ("config.json and model.weights.h5").
+    var zipContents: String { get }
+}

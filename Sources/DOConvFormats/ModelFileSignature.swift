@@ -1,0 +1,48 @@
+import Foundation
+import ZIPFoundation
+
+/// What the formats look at to recognize a file: its first bytes, its size and, for a zip
+/// file, the names of its entries (a PyTorch archive and a `.keras` archive are both zips,
+/// told apart by what they hold).
+public struct ModelFileSignature: Sendable {
+    public let path: String
+    /// Up to the first 64 bytes.
+    public let head: [UInt8]
+    public let size: Int
+    /// The entry names of a zip file, nil for other files.
+    public let zipEntries: [String]?
+
+    public static let zipMagic: [UInt8] = [0x50, 0x4B, 0x03, 0x04]
+    static let emptyZipMagic: [UInt8] = [0x50, 0x4B, 0x05, 0x06]
+
+    /// Reads the signature of the file at `path`.
+    public init(path: String) throws(FormatError) {
+        self.path = path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw FormatError("\(path): cannot open: no such file")
+        }
+        guard !isDirectory.boolValue else { throw FormatError("\(path): is a folder, not a model file") }
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw FormatError("\(path): cannot open the file") }
+        defer { try? handle.close() }
+        head = [UInt8](handle.readData(ofLength: 64))
+        size = Int((try? handle.seekToEnd()) ?? 0)
+        guard head.starts(with: Self.zipMagic) || head.starts(with: Self.emptyZipMagic) else {
+            zipEntries = nil
+            return
+        }
+        do {
+            let archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
+            zipEntries = archive.map(\.path)
+        } catch {
+            throw FormatError("\(path): corrupt zip archive: its central directory cannot be read (\(error))")
+        }
+    }
+
+    public init(path: String, head: [UInt8], size: Int, zipEntries: [String]?) {
+        self.path = path
+        self.head = head
+        self.size = size
+        self.zipEntries = zipEntries
+    }
+}

@@ -1,0 +1,42 @@
+import DOConvCore
+import DOConvVerify
+
+/// One model file format, behind the one seam all three tools use: how to recognize a
+/// file by its content, find its DO-Conv layers, fold and write it, verify a folded pair,
+/// which command-line options it reads, and whether its reader must run in a child process.
+///
+/// A new format is one type conforming to this and one line in `FormatRegistry.formats`.
+public protocol ModelFormat: Sendable {
+    /// The machine name, as in the inspect report's `format` field ("onnx", "keras-h5", ...).
+    var name: String { get }
+    /// How reports name the format ("ONNX", "Keras HDF5", ...).
+    var displayName: String { get }
+    /// The format-specific options it reads; the tools refuse the others for its files.
+    var options: Set<FormatOption> { get }
+    /// Whether its reader runs in a child process: a library that is not hardened against
+    /// hostile files (libhdf5) may crash or loop, and that must end as one error line.
+    var runsInChildProcess: Bool { get }
+
+    /// Whether the file is in this format, judged by its content.
+    func recognizes(_ file: ModelFileSignature) -> Bool
+    /// Finds the DO-Conv layers and the look-alikes, writing nothing.
+    func detect(path: String, options: FormatOptions) throws -> Detection
+    /// Folds and verifies every layer; nothing is written until the result's `write(to:)`.
+    func fold(path: String, options: FormatOptions) throws -> FoldedModel
+    /// Checks, independently of the fold's code, that FOLDED computes what ORIGINAL does.
+    func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport
+}
+
+/// A folded model held in memory: its summary, and how to write it.
+public struct FoldedModel {
+    public let summary: FoldSummary
+    private let writer: (String) throws -> Void
+
+    public init(summary: FoldSummary, write: @escaping (String) throws -> Void) {
+        self.summary = summary
+        self.writer = write
+    }
+
+    /// Writes the folded model to `path` atomically; `path` may be the input.
+    public func write(to path: String) throws { try writer(path) }
+}

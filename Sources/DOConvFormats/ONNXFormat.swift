@@ -1,0 +1,30 @@
+import DOConvCore
+import DOConvONNX
+import DOConvVerify
+
+/// ONNX models (`.onnx`, with external data beside them).
+public struct ONNXFormat: ModelFormat {
+    public init() {}
+    public var name: String { "onnx" }
+    public var displayName: String { "ONNX" }
+    public var options: Set<FormatOption> { [.fuseBatchNorm, .foldSeparable] }
+    public var runsInChildProcess: Bool { false }
+
+    /// A protobuf message has no signature: ONNX takes every file that is not a zip and
+    /// that no format before it recognized, and its loader says when it is not ONNX.
+    public func recognizes(_ file: ModelFileSignature) -> Bool { file.zipEntries == nil }
+
+    public func detect(path: String, options: FormatOptions) throws -> Detection {
+        try ONNXFolder.detect(try ONNXModel.load(path: path), options: options.fold)
+    }
+
+    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
+        let model = try ONNXModel.load(path: path)
+        let summary = try ONNXFolder.fold(model, options: options.fold, fuseBatchNorm: options.fuseBatchNorm)
+        return FoldedModel(summary: summary) { try model.save(to: $0) }
+    }
+
+    public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        try EquivalenceVerifier.verifyONNX(original: original, folded: folded, options: options)
+    }
+}

@@ -1,0 +1,76 @@
+import DOConvCore
+import DOConvPyTorch
+import DOConvVerify
+
+extension FormatOptions {
+    /// The PyTorch adapter's view of these options.
+    var pytorch: PyTorchFoldOptions {
+        var pytorch = PyTorchFoldOptions()
+        pytorch.fold = fold
+        pytorch.kernelSizes = kernelSizes
+        pytorch.keepNames = keepNames
+        return pytorch
+    }
+}
+
+/// PyTorch checkpoints written by torch.save: the zip format (torch >= 1.6) and the legacy
+/// stream, whatever the suffix (.pth, .pt, .pth.tar, .ckpt, .bin).
+public struct PyTorchFormat: ZipModelFormat {
+    public init() {}
+    public var name: String { "pytorch" }
+    public var displayName: String { "PyTorch checkpoint" }
+    public var options: Set<FormatOption> { [.kernelSize, .keepNames] }
+    public var runsInChildProcess: Bool { false }
+    public var zipContents: String { "<root>/data.pkl (PyTorch)" }
+
+    /// A zip holding `<root>/data.pkl`, or the legacy stream's magic number; a file with a
+    /// checkpoint suffix goes to the checkpoint reader too, which says what is wrong with it.
+    public func recognizes(_ file: ModelFileSignature) -> Bool {
+        if let entries = file.zipEntries { return Checkpoint.zipRoot(entries: entries) != nil }
+        if Checkpoint.looksLikeLegacy(head: file.head) { return true }
+        let lowered = file.path.lowercased()
+        return !Checkpoint.looksLikeSafetensors(head: file.head, size: file.size)
+            && [".pth", ".pt", ".pth.tar", ".ckpt", ".bin"].contains { lowered.hasSuffix($0) }
+    }
+
+    public func detect(path: String, options: FormatOptions) throws -> Detection {
+        try PyTorchFolder.detect(path: path, options: options.pytorch)
+    }
+
+    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
+        let result = try PyTorchFolder.fold(path: path, options: options.pytorch)
+        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
+    }
+
+    public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        try CheckpointEquivalence.verify(original: original, folded: folded, options: options, format: displayName)
+    }
+}
+
+/// `.safetensors` files: a JSON header and raw tensors, flat names.
+public struct SafetensorsFormat: ModelFormat {
+    public init() {}
+    public var name: String { "safetensors" }
+    public var displayName: String { "safetensors" }
+    public var options: Set<FormatOption> { [.kernelSize, .keepNames] }
+    public var runsInChildProcess: Bool { false }
+
+    /// A header length that fits the file, then `{`; a file with the suffix goes to the
+    /// safetensors reader too, which says what is wrong with it.
+    public func recognizes(_ file: ModelFileSignature) -> Bool {
+        file.zipEntries == nil && (Checkpoint.looksLikeSafetensors(head: file.head, size: file.size) || file.path.lowercased().hasSuffix(".safetensors"))
+    }
+
+    public func detect(path: String, options: FormatOptions) throws -> Detection {
+        try PyTorchFolder.detect(path: path, options: options.pytorch)
+    }
+
+    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
+        let result = try PyTorchFolder.fold(path: path, options: options.pytorch)
+        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
+    }
+
+    public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        try CheckpointEquivalence.verify(original: original, folded: folded, options: options, format: displayName)
+    }
+}

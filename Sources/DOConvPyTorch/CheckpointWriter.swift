@@ -1,0 +1,135 @@
+import DOConvFileIO
+import Foundation
+
+/// Writes a (folded) checkpoint in the container it was read from: the edited object tree,
+/// the storages it still refers to (copied from the mapped input, or new), and every other
+/// record of the input as it was.
+enum CheckpointWriter {
+    static func write(_ checkpoint: Checkpoint, to path: String) throws(PyTorchError) {
+        let file: AtomicFileWriter
+        do { file = try AtomicFileWriter(destination: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
+        do {
+            switch checkpoint.container {
+            case let .zip(root): try writeZip(checkpoint, root: root, to: file)
+            case .legacy: try writeLegacy(checkpoint, to: file)
+            case .safetensors: try writeSafetensors(checkpoint, to: file)
+            }
+            try file.commit()
+        } catch let error as PyTorchError {
+            file.discard()
+            throw error
+        } catch {
+            file.discard()
+            throw .cannotWrite(path: path, reason: "\(error)")
+        }
+    }
+
+    /// The storages the tree refers to, in the order it first refers to them.
+    private static func referencedStorages(_ checkpoint: Checkpoint) throws(PyTorchError) -> [TorchStorage] {
+        var seen = Set<String>()
+        var result: [TorchStorage] = []
+        for id in Checkpoint.persistentIDs(in: checkpoint.root) {
+            let (key, _, _) = try checkpoint.storageReference(id)
+            guard seen.insert(key).inserted else { continue }
+            guard let storage = checkpoint.storages[key] else { throw .corrupt(path: checkpoint.path, reason: "storage '\(key)' is missing") }
+            result.append(storage)
+        }
+        return result
+    }
+
+    /// Input records in their order: data.pkl replaced, storages no longer referred to left
+    /// out, new storages after the last one kept.
+    private static func writeZip(_ checkpoint: Checkpoint, root: String, to file: AtomicFileWriter) throws(PyTorchError) {
+        let storages = try referencedStorages(checkpoint)
+        let pickle = Pickler.pickle(checkpoint.root, protocol: checkpoint.pickleProtocol)
+        let dataPrefix = root + "/data/"
+        let inputKeys = Set(checkpoint.zipEntries.filter { $0.name.hasPrefix(dataPrefix) }.map { String($0.name.dropFirst(dataPrefix.count)) })
+        let kept = Dictionary(storages.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        let added = storages.filter { !inputKeys.contains($0.key) }
+        let total = checkpoint.zipEntries.reduce(pickle.count) { $0 + $1.size + 200 } + added.reduce(0) { $0 + $1.bytes.count + 200 }
+        var zip = ZipWriter(file: file, zip64: total >= 0xFFFF_0000 || checkpoint.zipEntries.count + added.count >= 0xFFFF)
+        let lastData = checkpoint.zipEntries.lastIndex { $0.name.hasPrefix(dataPrefix) }
+        var addedWritten = false
+        func writeAdded(_ zip: inout ZipWriter) {
+            guard !addedWritten else { return }
+            addedWritten = true
+            for storage in added { zip.add(name: dataPrefix + storage.key, data: storage.bytes) }
+        }
+        for (k, entry) in checkpoint.zipEntries.enumerated() {
+            if entry.name == root + "/data.pkl" {
+                pickle.withUnsafeBytes { zip.add(name: entry.name, data: $0) }
+                if lastData == nil { writeAdded(&zip) }
+            } else if entry.name.hasPrefix(dataPrefix) {
+                if kept[String(entry.name.dropFirst(dataPrefix.count))] != nil {
+                    zip.add(name: entry.name, data: entry.data, crc32: entry.crc32)
+                }
+            } else {
+                guard entry.method == 0 else { throw .corrupt(path: checkpoint.path, reason: "record '\(entry.name)' is compressed (torch writes records stored)") }
+                zip.add(name: entry.name, data: entry.data, crc32: entry.crc32)
+            }
+            if k == lastData { writeAdded(&zip) }
+        }
+        writeAdded(&zip)
+        zip.finish()
+    }
+
+    /// The input's magic number, protocol and system-info pickles, the object pickle, the
+    /// sorted storage keys, then each storage as an int64 element count and its bytes.
+    private static func writeLegacy(_ checkpoint: Checkpoint, to file: AtomicFileWriter) throws(PyTorchError) {
+        let storages = try referencedStorages(checkpoint).sorted { $0.key < $1.key }
+        file.write(checkpoint.legacyHeader)
+        file.write(Pickler.pickle(checkpoint.root, protocol: checkpoint.pickleProtocol))
+        let keys = PickleObject(.list(storages.map { PickleObject(.string($0.key)) }))
+        file.write(Pickler.pickle(keys, protocol: checkpoint.pickleProtocol))
+        for storage in storages {
+            var count = Bytes()
+            count.u64(UInt64(storage.count))
+            file.write(count.bytes)
+            storage.withExtendedLifetime { file.write(storage.bytes) }
+        }
+    }
+
+    /// The header in the input's tensor order (keys renamed, folded shapes), its metadata,
+    /// padded with spaces to 8 bytes as safetensors does, then each tensor's bytes.
+    private static func writeSafetensors(_ checkpoint: Checkpoint, to file: AtomicFileWriter) throws(PyTorchError) {
+        var tensors: [(String, TorchTensor)] = []
+        for entry in checkpoint.root.dictEntries ?? [] {
+            guard let key = entry.key.string, let tensor = try checkpoint.tensor(entry.value, key: key) else {
+                throw .corrupt(path: checkpoint.path, reason: "a safetensors entry that is not a tensor")
+            }
+            tensors.append((key, tensor))
+        }
+        var header: [String] = []
+        if let metadata = checkpoint.safetensorsMetadata {
+            let items = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            header.append("\"__metadata__\":{" + items.joined(separator: ",") + "}")
+        }
+        var offset = 0
+        for (key, tensor) in tensors {
+            let size = tensor.count * tensor.dtype.byteWidth
+            header.append("\(jsonString(key)):{\"dtype\":\"\(tensor.dtype.safetensorsCode)\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
+            offset += size
+        }
+        var json = Array(("{" + header.joined(separator: ",") + "}").utf8)
+        json += [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8)
+        var length = Bytes()
+        length.u64(UInt64(json.count))
+        file.write(length.bytes + json)
+        for (_, tensor) in tensors {
+            tensor.withLogicalBytes { file.write($0) }
+        }
+    }
+
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,32 @@
+/// Why a PyTorch checkpoint could not be read, folded or written: one line naming the file.
+public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
+    case cannotOpen(path: String, reason: String)
+    /// The zip container, legacy stream or safetensors header is damaged.
+    case corrupt(path: String, reason: String)
+    /// The pickle cannot be read safely (bad opcode, memo, depth, disallowed global ...).
+    case pickle(path: String, reason: String)
+    /// A global outside the weights-only allowlist: the file pickles Python objects.
+    case disallowedGlobal(path: String, global: String)
+    /// A tensor's view does not fit its storage, or a storage is missing.
+    case tensor(path: String, key: String, reason: String)
+    /// A DO-Conv layer's tensors disagree with each other.
+    case inconsistentLayer(path: String, layer: String, reason: String)
+    /// M x N is not a perfect square and no --kernel-size was given for the layer.
+    case ambiguousKernelSize(path: String, layer: String, area: Int)
+    case cannotWrite(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .cannotOpen(path, reason): return "\(path): cannot open: \(reason)"
+        case let .corrupt(path, reason): return "\(path): corrupt PyTorch checkpoint: \(reason)"
+        case let .pickle(path, reason): return "\(path): cannot read the checkpoint's pickle: \(reason)"
+        case let .disallowedGlobal(path, global):
+            return "\(path): the checkpoint pickles Python objects (global '\(global)' is not allowed, as with torch.load(weights_only=True)); save model.state_dict() instead"
+        case let .tensor(path, key, reason): return "\(path): tensor '\(key)': \(reason)"
+        case let .inconsistentLayer(path, layer, reason): return "\(path): layer '\(layer)': \(reason)"
+        case let .ambiguousKernelSize(path, layer, area):
+            return "\(path): layer '\(layer)': kernel size unknown (M x N = \(area) is not a square); pass --kernel-size \(layer)=MxN"
+        case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import DOConvCore
+
+/// A DO-Conv layer of a state dict: `P.W`, `P.D` and the identity `P.d_diag` (or
+/// `P.D_diag`), as the reference `DOConv2d` module registers them.
+public struct CheckpointLayer {
+    /// The state dict holding the layer (a checkpoint may hold several: model, ema).
+    public let dict: PickleObject
+    /// The module path P ("layer1.0.conv2"; "W" for a bare layer's state dict).
+    public let prefix: String
+    public let wKey: String
+    public let dKey: String?
+    public let identityKey: String?
+    public let dtype: TorchDType
+    public let detected: DetectedLayer
+}
+
+extension Checkpoint {
+    /// The DO-Conv layers of every state dict in the checkpoint, and the look-alikes.
+    /// `kernelSizes`: `--kernel-size P=MxN`, P as in the dict or without a container prefix.
+    public func doConvLayers(kernelSizes: [String: [Int]] = [:]) throws(PyTorchError) -> (layers: [CheckpointLayer], rejected: [RejectedCandidate]) {
+        try StateDictDetector(checkpoint: self, kernelSizes: kernelSizes).detect()
+    }
+}
+
+/// Finds DO-Conv layers in every dict of a checkpoint that holds tensors by name.
+public struct StateDictDetector {
+    let checkpoint: Checkpoint
+    /// `--kernel-size P=MxN`: P as in the state dict, or without a container prefix.
+    let kernelSizes: [String: [Int]]
+
+    func detect() throws(PyTorchError) -> (layers: [CheckpointLayer], rejected: [RejectedCandidate]) {
+        var layers: [CheckpointLayer] = []
+        var rejected: [RejectedCandidate] = []
+        for dict in Self.dicts(in: checkpoint.root, skippingOptimizerState: true) {
+            try detect(in: dict, layers: &layers, rejected: &rejected)
+        }
+        return (layers, rejected)
+    }
+
+    /// Every dict in the tree, each once, in the order a depth-first walk meets them;
+    /// optionally not those inside optimizer state.
+    public static func dicts(in root: PickleObject, skippingOptimizerState: Bool = false) -> [PickleObject] {
+        var seen = Set<ObjectIdentifier>()
+        var found: [PickleObject] = []
+        var stack = [root]
+        while let object = stack.popLast() {
+            guard seen.insert(ObjectIdentifier(object)).inserted else { continue }
+            if skippingOptimizerState && PyTorchFolder.isOptimizerState(object) { continue }
+            if case .dict = object.kind { found.append(object) }
+            stack += PickleTreeCheck.children(of: object).reversed()
+        }
+        return found
+    }
+
+    private func detect(in dict: PickleObject, layers: inout [CheckpointLayer], rejected: inout [RejectedCandidate]) throws(PyTorchError) {
+        guard let entries = dict.dictEntries else { return }
+        var byKey: [String: PickleObject] = [:]
+        for entry in entries { if let key = entry.key.string { byKey[key] = entry.value } }
+        for entry in entries {
+            guard let key = entry.key.string, key == "W" || key.hasSuffix(".W") else { continue }
+            let base = String(key.dropLast()) // "P." or ""
+            let name = base.isEmpty ? "W" : String(base.dropLast())
+            guard let w = try checkpoint.tensor(entry.value, key: key) else { continue }
+            let dKey = byKey[base + "D"] != nil ? base + "D" : nil
+            guard w.shape.count == 3 else {
+                if dKey != nil { rejected.append(.init(name: name, reason: "\(key) has shape \(w.shape); DOConv2d's W is (Cout, Cin/g, Dmul)")) }
+                continue
+            }
+            guard let type = w.dtype.elementType else {
+                rejected.append(.init(name: name, reason: "\(key) holds \(w.dtype.rawValue) values, not floating point"))
+                continue
+            }
+            let (cout, cinPerGroup, dmul) = (w.shape[0], w.shape[1], w.shape[2])
+            guard let dKey, let dNode = byKey[dKey] else {
+                guard dmul == 1 else {
+                    rejected.append(.init(name: name, reason: "\(key) has Dmul \(dmul) but there is no \(base)D"))
+                    continue
+                }
+                // A 1x1 layer: its kernel is W reshaped. Groups cannot be told without D;
+                // the kernel is the same for any, so it is described with groups 1.
+                let geometry = DOConvGeometry(inChannels: cinPerGroup, outChannels: cout, groups: 1, kernelHeight: 1, kernelWidth: 1, depthMultiplier: 1)
+                layers.append(try layer(dict: dict, prefix: name, wKey: key, dKey: nil, identityKey: nil, w: w, d: nil, geometry: geometry, type: type))
+                continue
+            }
+            guard let d = try checkpoint.tensor(dNode, key: dKey) else { continue }
+            guard d.shape.count == 3, d.shape[2] == dmul, cinPerGroup > 0, d.shape[0] % cinPerGroup == 0,
+                  cout % (d.shape[0] / cinPerGroup) == 0, d.shape[1] > 0 else {
+                throw .inconsistentLayer(path: checkpoint.path, layer: name, reason: "D \(d.shape) and W \(w.shape) disagree: DOConv2d's D is (Cin, M*N, Dmul) and W (Cout, Cin/g, Dmul)")
+            }
+            guard d.dtype == w.dtype else {
+                throw .inconsistentLayer(path: checkpoint.path, layer: name, reason: "D (\(d.dtype.rawValue)) and W (\(w.dtype.rawValue)) disagree in element type")
+            }
+            let (cin, area) = (d.shape[0], d.shape[1])
+            let (m, n) = try kernelSize(layer: name, area: area)
+            let geometry = DOConvGeometry(inChannels: cin, outChannels: cout, groups: cin / cinPerGroup, kernelHeight: m, kernelWidth: n, depthMultiplier: dmul)
+            let identityKey = [base + "d_diag", base + "D_diag"].first { byKey[$0] != nil }
+            var identity: TorchTensor?
+            if let identityKey, let node = byKey[identityKey] {
+                identity = try checkpoint.tensor(node, key: identityKey)
+                guard identity?.shape == d.shape else {
+                    throw .inconsistentLayer(path: checkpoint.path, layer: name, reason: "\(identityKey) \(identity?.shape ?? []) and D \(d.shape) disagree in shape")
+                }
+            }
+            let composed = try composedD(d: d, identity: identity, geometry: geometry, layer: name)
+            layers.append(try layer(dict: dict, prefix: name, wKey: key, dKey: dKey, identityKey: identityKey, w: w, d: composed, geometry: geometry, type: type))
+        }
+    }
+
+    /// D + d_diag, as the layer adds them (or D + the identity offset, when a fork does not
+    /// store it).
+    private func composedD(d: TorchTensor, identity: TorchTensor?, geometry: DOConvGeometry, layer: String) throws(PyTorchError) -> FloatValues {
+        do {
+            let trained = try d.floatValues()
+            guard let identity else {
+                var values = trained.array
+                IdentityOffset.add(to: &values, layout: .pytorch, geometry: geometry)
+                return FloatValues(values)
+            }
+            let offset = try identity.floatValues()
+            return FloatValues(count: trained.count) { out in
+                for k in 0..<trained.count { out[k] = trained[k] + offset[k] }
+            }
+        } catch {
+            throw .inconsistentLayer(path: checkpoint.path, layer: layer, reason: "\(error)")
+        }
+    }
+
+    private func layer(dict: PickleObject, prefix: String, wKey: String, dKey: String?, identityKey: String?, w: TorchTensor,
+                       d: FloatValues?, geometry: DOConvGeometry, type: ElementType) throws(PyTorchError) -> CheckpointLayer {
+        do {
+            let layer = try DOConvLayer(layout: .pytorch, geometry: geometry, d: d, w: try w.floatValues())
+            let detected = DetectedLayer(name: prefix, form: .kernelComposition, layer: layer, elementType: type, stride: [], dilation: [])
+            return CheckpointLayer(dict: dict, prefix: prefix, wKey: wKey, dKey: dKey, identityKey: identityKey, dtype: w.dtype, detected: detected)
+        } catch {
+            throw .inconsistentLayer(path: checkpoint.path, layer: prefix, reason: "\(error)")
+        }
+    }
+
+    /// M x N from `--kernel-size` (by P, or by P without a container prefix such as
+    /// `module.`), else the square root of M*N.
+    private func kernelSize(layer: String, area: Int) throws(PyTorchError) -> (Int, Int) {
+        let given = kernelSizes[layer] ?? kernelSizes.filter { layer.hasSuffix("." + $0.key) }.max { $0.key.count < $1.key.count }?.value
+        if let given {
+            guard given.count == 2, given[0] * given[1] == area else {
+                throw .inconsistentLayer(path: checkpoint.path, layer: layer, reason: "--kernel-size \(given.map(String.init).joined(separator: "x")) does not give D's M*N = \(area)")
+            }
+            return (given[0], given[1])
+        }
+        let root = Int(Double(area).squareRoot().rounded())
+        guard root * root == area else { throw .ambiguousKernelSize(path: checkpoint.path, layer: layer, area: area) }
+        return (root, root)
+    }
+}
