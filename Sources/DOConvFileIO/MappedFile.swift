@@ -40,4 +40,18 @@ public final class MappedFile {
     deinit {
         if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
     }
+
+    /// Drops the pages behind `range` (which must lie in this mapping) from this process:
+    /// they stay in the page cache and come back on the next read, so bytes already folded
+    /// or copied to the output stop counting as memory. Only whole pages inside the range
+    /// go, since the first and last may hold neighbouring data still to be read.
+    public func release(_ range: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, let start = range.baseAddress, start >= base, start + range.count <= base + bytes.count else { return }
+        let first = (start - base + Self.pageSize - 1) / Self.pageSize * Self.pageSize
+        let end = (start - base + range.count) / Self.pageSize * Self.pageSize
+        guard end > first else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + first), end - first, MADV_DONTNEED)
+    }
+
+    private static let pageSize = max(4096, Int(sysconf(Int32(_SC_PAGESIZE))))
 }

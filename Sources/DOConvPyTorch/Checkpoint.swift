@@ -244,6 +244,13 @@ public final class Checkpoint {
         ]))))
     }
 
+    /// Lets the input pages of the tensor at `key` in `dict` go (it was read for the last time).
+    func releaseStorage(of dict: PickleObject, key: String) {
+        guard let value = dict.dictEntries?.first(where: { $0.key.string == key })?.value,
+              let tensor = try? tensor(value, key: key) else { return }
+        tensor.storage.releaseMappedPages()
+    }
+
     /// A key for a new storage that no existing one uses.
     func freshStorageKey() -> String {
         var k = storages.count

@@ -60,8 +60,9 @@ enum CheckpointWriter {
                 pickle.withUnsafeBytes { zip.add(name: entry.name, data: $0) }
                 if lastData == nil { writeAdded(&zip) }
             } else if entry.name.hasPrefix(dataPrefix) {
-                if kept[String(entry.name.dropFirst(dataPrefix.count))] != nil {
+                if let storage = kept[String(entry.name.dropFirst(dataPrefix.count))] {
                     zip.add(name: entry.name, data: entry.data, crc32: entry.crc32)
+                    storage.releaseMappedPages()
                 }
             } else {
                 guard entry.method == 0 else { throw .corrupt(path: checkpoint.path, reason: "record '\(entry.name)' is compressed (torch writes records stored)") }
@@ -86,6 +87,7 @@ enum CheckpointWriter {
             count.u64(UInt64(storage.count))
             file.write(count.bytes)
             storage.withExtendedLifetime { file.write(storage.bytes) }
+            storage.releaseMappedPages()
         }
     }
 
@@ -117,6 +119,7 @@ enum CheckpointWriter {
         file.write(length.bytes + json)
         for (_, tensor) in tensors {
             tensor.withLogicalBytes { file.write($0) }
+            tensor.storage.releaseMappedPages()
         }
     }
 

@@ -45,6 +45,8 @@ public enum PyTorchFolder {
         for found in layers {
             let (node, record) = try fold(found, checkpoint: checkpoint, options: options.fold)
             summary.layers.append(record)
+            // W, D and the identity were read for the last time.
+            for key in [found.wKey, found.dKey, found.identityKey].compactMap({ $0 }) { checkpoint.releaseStorage(of: found.dict, key: key) }
             let newKey = options.keepNames ? found.wKey : String(found.wKey.dropLast()) + "weight"
             var edit = edits[ObjectIdentifier(found.dict)] ?? ([:], [])
             edit.renamed[found.wKey] = (newKey, node)

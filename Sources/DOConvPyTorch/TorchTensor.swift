@@ -1,3 +1,4 @@
+import DOConvFileIO
 import DOConvCore
 
 /// The bytes of one storage: a region of the mapped input, or bytes made by the fold.
@@ -22,6 +23,11 @@ public final class TorchStorage {
         let memory = OwnedBytes(count: count * dtype.byteWidth)
         fill(memory.buffer)
         self.init(key: key, dtype: dtype, count: count, bytes: UnsafeRawBufferPointer(memory.buffer), owner: memory)
+    }
+
+    /// Lets the pages of a storage read from the input go (see `MappedFile.release`).
+    func releaseMappedPages() {
+        (owner as? MappedFile)?.release(bytes)
     }
 
     func withExtendedLifetime<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {

@@ -16,7 +16,7 @@ struct Unpickler {
     private var created = 0
 
     /// More objects than any checkpoint's pickle holds (ResNet-50's has about 3,000).
-    static let maxObjects = 1 << 22
+    static let maxObjects = 1 << 20
     /// Deeper than any checkpoint nests (a few levels of dicts and tuples).
     static let maxDepth = 200
 
@@ -31,15 +31,26 @@ struct Unpickler {
         stack.removeAll()
         marks.removeAll()
         memo.removeAll()
-        while true {
-            let opcode = try byte()
-            if opcode == 0x2E { // STOP
-                guard stack.count == 1, marks.isEmpty else { throw fail("STOP with \(stack.count) objects on the stack") }
-                let result = stack[0]
-                try PickleTreeCheck.check(result, maxDepth: Self.maxDepth, path: path)
-                return result
+        defer {
+            stack.removeAll()
+            memo.removeAll()
+        }
+        do throws(PyTorchError) {
+            while true {
+                let opcode = try byte()
+                if opcode == 0x2E { // STOP
+                    guard stack.count == 1, marks.isEmpty else { throw fail("STOP with \(stack.count) objects on the stack") }
+                    let result = stack[0]
+                    try PickleTreeCheck.check(result, maxDepth: Self.maxDepth, path: path)
+                    return result
+                }
+                try execute(opcode)
             }
-            try execute(opcode)
+        } catch {
+            // A hostile pickle may have built a very deep tree (or a cycle): take it apart
+            // without recursion before anything releases it.
+            PickleTreeCheck.dismantle(stack + Array(memo.values))
+            throw error
         }
     }
 
@@ -340,6 +351,17 @@ enum PickleTreeCheck {
             guard stack.count < maxDepth else { throw .pickle(path: path, reason: "objects nested deeper than \(maxDepth) levels") }
             onPath.insert(id)
             stack.append((child, children(of: child), 0))
+        }
+    }
+
+    /// Empties every object reachable from `roots`, one at a time, so that releasing them
+    /// never recurses (Swift releases nested objects recursively) and cycles are broken.
+    static func dismantle(_ roots: [PickleObject]) {
+        var stack = roots
+        while let object = stack.popLast() {
+            stack += children(of: object)
+            object.kind = .none
+            object.state = nil
         }
     }
 
