@@ -153,6 +153,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph"]),
+        .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvFileIO", "DOConvCore"]),
         .testTarget(name: "DOConvVerifyTests", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore"]),
     ],
     swiftLanguageModes: [.v5]
@@ -165,10 +166,12 @@ if Context.environment["DOCONV_FUZZ"] != nil {
         .target(name: "FuzzDriver", path: "Fuzz/Driver"),
         .executableTarget(name: "fuzz-onnx", dependencies: ["FuzzDriver", "DOConvONNX", "DOConvCore"], path: "Fuzz/ONNX"),
         .executableTarget(name: "fuzz-keras", dependencies: ["FuzzDriver", "DOConvKeras", "DOConvCore"], path: "Fuzz/Keras"),
+        .executableTarget(name: "fuzz-pytorch", dependencies: ["FuzzDriver", "DOConvPyTorch", "DOConvCore"], path: "Fuzz/PyTorch"),
     ]
     package.products += [
         .executable(name: "fuzz-onnx", targets: ["fuzz-onnx"]),
         .executable(name: "fuzz-keras", targets: ["fuzz-keras"]),
+        .executable(name: "fuzz-pytorch", targets: ["fuzz-pytorch"]),
     ]
 }
 

@@ -1,0 +1,48 @@
+import DOConvFileIO
+@testable import DOConvPyTorch
+import XCTest
+
+/// The zip writer against the zip reader: 64-byte aligned stored entries, CRCs, ZIP64.
+final class ContainerTests: XCTestCase {
+    func write(zip64: Bool, entries: [(String, [UInt8])]) throws -> String {
+        let path = NSTemporaryDirectory() + "doconv-zip-test-\(UUID().uuidString).zip"
+        let file = try AtomicFileWriter(destination: path)
+        var zip = ZipWriter(file: file, zip64: zip64)
+        for (name, data) in entries { data.withUnsafeBytes { zip.add(name: name, data: $0) } }
+        zip.finish()
+        try file.commit()
+        return path
+    }
+
+    func testStoredEntriesAreAlignedAndReadBack() throws {
+        for zip64 in [false, true] {
+            let entries = [("archive/data.pkl", Array("pickle".utf8)), ("archive/data/0", [UInt8](repeating: 7, count: 1000)), ("archive/version", Array("3\n".utf8))]
+            let path = try write(zip64: zip64, entries: entries)
+            defer { unlink(path) }
+            let mapped = try MappedFile(path: path)
+            let archive = try ZipArchive(bytes: mapped.bytes, path: path)
+            XCTAssertEqual(archive.entries.map(\.name), entries.map(\.0))
+            for (entry, expected) in zip(archive.entries, entries) {
+                XCTAssertEqual(Array(entry.data), expected.1)
+                XCTAssertEqual((entry.data.baseAddress! - mapped.bytes.baseAddress!) % 64, 0, "\(entry.name) is not 64-byte aligned")
+                XCTAssertEqual(entry.crc32, ZipWriter.crc32(UnsafeRawBufferPointer(entry.data)))
+            }
+        }
+    }
+
+    func testCRC32MatchesTheStandardCheckValue() {
+        // The CRC-32 of "123456789" is 0xCBF43926 (the standard check value).
+        Array("123456789".utf8).withUnsafeBytes { XCTAssertEqual(ZipWriter.crc32($0), 0xCBF4_3926) }
+    }
+
+    func testTruncatedZipIsACorruptFileError() throws {
+        let path = try write(zip64: false, entries: [("archive/data.pkl", [0x80, 0x02, 0x7D, 0x2E])])
+        defer { unlink(path) }
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        try Data(bytes.prefix(bytes.count - 10)).withUnsafeBytes { buffer in
+            XCTAssertThrowsError(try ZipArchive(bytes: buffer, path: path)) { error in
+                XCTAssertTrue("\(error)".contains("corrupt"), "\(error)")
+            }
+        }
+    }
+}
