@@ -1,5 +1,7 @@
 /// Why a PyTorch checkpoint could not be read, folded or written: one line naming the file.
 public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
+    public static func == (a: PyTorchError, b: PyTorchError) -> Bool { a.description == b.description }
+
     case cannotOpen(path: String, reason: String)
     /// The zip container, legacy stream or safetensors header is damaged.
     case corrupt(path: String, reason: String)
@@ -11,8 +13,8 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
     case tensor(path: String, key: String, reason: String)
     /// A DO-Conv layer's tensors disagree with each other.
     case inconsistentLayer(path: String, layer: String, reason: String)
-    /// M x N is not a perfect square and no --kernel-size was given for the layer.
-    case ambiguousKernelSize(path: String, layer: String, area: Int)
+    /// M x N is not a perfect square and no --kernel-size was given, for these layers.
+    case ambiguousKernelSize(path: String, layers: [(name: String, area: Int)])
     case cannotWrite(path: String, reason: String)
 
     public var description: String {
@@ -24,8 +26,10 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(path): the checkpoint pickles Python objects (global '\(global)' is not allowed, as with torch.load(weights_only=True)); save model.state_dict() instead"
         case let .tensor(path, key, reason): return "\(path): tensor '\(key)': \(reason)"
         case let .inconsistentLayer(path, layer, reason): return "\(path): layer '\(layer)': \(reason)"
-        case let .ambiguousKernelSize(path, layer, area):
-            return "\(path): layer '\(layer)': kernel size unknown (M x N = \(area) is not a square); pass --kernel-size \(layer)=MxN"
+        case let .ambiguousKernelSize(path, layers):
+            let names = layers.map { "'\($0.name)' (M x N = \($0.area))" }.joined(separator: ", ")
+            let flags = layers.map { "--kernel-size \($0.name)=MxN" }.joined(separator: " ")
+            return "\(path): kernel size unknown for \(layers.count == 1 ? "layer" : "layers") \(names): M x N is not a square; pass \(flags)"
         case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
         }
     }

@@ -31,9 +31,12 @@ public struct StateDictDetector {
     func detect() throws(PyTorchError) -> (layers: [CheckpointLayer], rejected: [RejectedCandidate]) {
         var layers: [CheckpointLayer] = []
         var rejected: [RejectedCandidate] = []
+        var unknownSizes: [(name: String, area: Int)] = []
         for dict in Self.dicts(in: checkpoint.root, skippingOptimizerState: true) {
-            try detect(in: dict, layers: &layers, rejected: &rejected)
+            try detect(in: dict, layers: &layers, rejected: &rejected, unknownSizes: &unknownSizes)
         }
+        // One error naming every layer whose kernel size is open, not one run per layer.
+        guard unknownSizes.isEmpty else { throw .ambiguousKernelSize(path: checkpoint.path, layers: unknownSizes) }
         return (layers, rejected)
     }
 
@@ -52,7 +55,8 @@ public struct StateDictDetector {
         return found
     }
 
-    private func detect(in dict: PickleObject, layers: inout [CheckpointLayer], rejected: inout [RejectedCandidate]) throws(PyTorchError) {
+    private func detect(in dict: PickleObject, layers: inout [CheckpointLayer], rejected: inout [RejectedCandidate],
+                        unknownSizes: inout [(name: String, area: Int)]) throws(PyTorchError) {
         guard let entries = dict.dictEntries else { return }
         var byKey: [String: PickleObject] = [:]
         for entry in entries { if let key = entry.key.string { byKey[key] = entry.value } }
@@ -91,7 +95,10 @@ public struct StateDictDetector {
                 throw .inconsistentLayer(path: checkpoint.path, layer: name, reason: "D (\(d.dtype.rawValue)) and W (\(w.dtype.rawValue)) disagree in element type")
             }
             let (cin, area) = (d.shape[0], d.shape[1])
-            let (m, n) = try kernelSize(layer: name, area: area)
+            guard let (m, n) = try kernelSize(layer: name, area: area) else {
+                unknownSizes.append((name, area))
+                continue
+            }
             let geometry = DOConvGeometry(inChannels: cin, outChannels: cout, groups: cin / cinPerGroup, kernelHeight: m, kernelWidth: n, depthMultiplier: dmul)
             let identityKey = [base + "d_diag", base + "D_diag"].first { byKey[$0] != nil }
             var identity: TorchTensor?
@@ -137,8 +144,8 @@ public struct StateDictDetector {
     }
 
     /// M x N from `--kernel-size` (by P, or by P without a container prefix such as
-    /// `module.`), else the square root of M*N.
-    private func kernelSize(layer: String, area: Int) throws(PyTorchError) -> (Int, Int) {
+    /// `module.`), else the square root of M*N; nil when neither gives it.
+    private func kernelSize(layer: String, area: Int) throws(PyTorchError) -> (Int, Int)? {
         let given = kernelSizes[layer] ?? kernelSizes.filter { layer.hasSuffix("." + $0.key) }.max { $0.key.count < $1.key.count }?.value
         if let given {
             guard given.count == 2, given[0] * given[1] == area else {
@@ -147,7 +154,6 @@ public struct StateDictDetector {
             return (given[0], given[1])
         }
         let root = Int(Double(area).squareRoot().rounded())
-        guard root * root == area else { throw .ambiguousKernelSize(path: checkpoint.path, layer: layer, area: area) }
-        return (root, root)
+        return root * root == area ? (root, root) : nil
     }
 }
