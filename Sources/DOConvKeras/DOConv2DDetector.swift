@@ -27,9 +27,11 @@ struct DOConv2DDetector {
     func detect(_ layer: KerasLayerWeights, config: KerasModelConfig.Layer?, rejected: inout [RejectedCandidate]) throws(KerasError) -> Found? {
         let kernel = layer.weights.first { $0.role == .kernel }
         let d = layer.weights.first { $0.role == .d }
-        let declared = config?.isDOConv ?? false
-        if config == nil, d == nil, let kernel, kernel.shape.count == 3, kernel.shape[0] == 1 {
-            rejected.append(RejectedCandidate(name: layer.name, reason: "a 3-D kernel without D is a 1x1 DOConv2D or a Conv1D; pass --config to tell"))
+        // Without a config, an explicit 1x1 kernel size is what tells a 1x1 DOConv2D
+        // (no D) from a Conv1D.
+        let declared = (config?.isDOConv ?? false) || (config == nil && d == nil && options.kernelSizes[layer.name] == [1, 1])
+        if config == nil, !declared, d == nil, let kernel, kernel.shape.count == 3, kernel.shape[0] == 1 {
+            rejected.append(RejectedCandidate(name: layer.name, reason: "a 3-D kernel without D is a 1x1 DOConv2D or a Conv1D; pass --config MODEL.json or --kernel-size \(layer.name)=1x1 to tell"))
             return nil
         }
         guard declared || (kernel != nil && d != nil && config == nil) else { return nil }

@@ -35,3 +35,14 @@ def run_fold(*args):
 
 def manifest():
     return json.loads((FIXTURES / "MANIFEST.json").read_text())
+
+
+@pytest.fixture
+def clean_tmpdir(tmp_path_factory, monkeypatch):
+    """TMPDIR set to a fresh folder for the test, which must be empty when the test ends:
+    the tools leave no temporary file or folder behind, however they end."""
+    folder = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setenv("TMPDIR", str(folder))
+    yield folder
+    left = sorted(os.listdir(folder))
+    assert not left, f"temporary files left in TMPDIR: {left}"

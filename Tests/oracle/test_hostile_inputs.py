@@ -29,6 +29,9 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import FIXTURES, ROOT, fold_binary, tool_binary
 from synthetic import do_conv_model
 
+# Every test here also checks that the tools leave TMPDIR empty.
+pytestmark = pytest.mark.usefixtures("clean_tmpdir")
+
 # Peak RSS allowed for any bad input (the tools themselves need about 15-40 MB).
 MEMORY_LIMIT_KB = 200 * 1024
 TIMEOUT_S = 60

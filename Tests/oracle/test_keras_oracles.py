@@ -147,3 +147,22 @@ def test_output_may_be_the_input(tmp_path, name):
     assert [p.name for p in tmp_path.iterdir()] == [name], "no temporary file is left behind"
     again = run_fold(path, path)
     assert again.returncode == 0 and "no DO-Conv layer found" in again.stdout
+
+
+def test_an_explicit_1x1_kernel_size_folds_a_1x1_layer_without_a_config(tmp_path):
+    """Issue 14, item 2: in a Keras 2 weights-only file (no config), a 3-D kernel without D
+    is a 1x1 DOConv2D or a Conv1D; `--kernel-size do_point=1x1` settles it, and plain Keras
+    then loads the weights (with the model's own config, given to Keras, not to doconv)."""
+    src = FOLDER / "k2_net_a_weights.h5"
+    out = tmp_path / "out.h5"
+    result = run_fold(src, out, "--kernel-size", "do_wide=1x3")
+    assert result.returncode == 0, result.stderr
+    assert "not folded: do_point" in result.stdout
+    assert "--config MODEL.json or --kernel-size do_point=1x1" in result.stdout
+    result = run_fold(src, out, "--kernel-size", "do_wide=1x3", "--kernel-size", "do_point=1x1")
+    assert result.returncode == 0, result.stderr
+    assert "folded 4 layers" in result.stdout and "not folded" not in result.stdout, result.stdout
+    expected = np.load(FOLDER / "k2_net_a.expected.npz")
+    model = plain_twin("net_a")
+    model.load_weights(str(out))
+    assert relative_error(model.predict(expected["input"], verbose=0), expected["output"]) <= 1e-5

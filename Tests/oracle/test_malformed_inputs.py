@@ -3,6 +3,7 @@ never a signal or a hang, write nothing when it fails, and leave the input untou
 import os
 import random
 import shutil
+import zipfile
 
 import numpy as np
 import onnx
@@ -11,6 +12,9 @@ from onnx import helper, numpy_helper
 
 from conftest import FIXTURES, ROOT, manifest, run_fold, run_tool
 from synthetic import do_conv_model
+
+# Every test here also checks that the tools leave TMPDIR empty.
+pytestmark = pytest.mark.usefixtures("clean_tmpdir")
 
 
 def check_clean(tmp_path, src):
@@ -211,3 +215,44 @@ def test_values_read_twice_at_every_step_do_not_explode(tmp_path, where):
         args = [src] + ([tmp_path / "out.onnx"] if tool == "fold" else [])
         result = run_tool(variable, name, *args, timeout=60)
         assert result.returncode == 0, result.stderr
+
+
+def keras_archive_around(tmp_path, weights):
+    """A .keras archive holding a real config and the given (corrupt) model.weights.h5."""
+    src = tmp_path / "model.keras"
+    with zipfile.ZipFile(FIXTURES / "keras_h5" / "k3_net_dw.keras") as original, zipfile.ZipFile(src, "w") as archive:
+        for info in original.infolist():
+            data = weights.read_bytes() if info.filename == "model.weights.h5" else original.read(info)
+            archive.writestr(info, data)
+    return src
+
+
+def run_on_archive(tool, src, tmp_path, env=None):
+    if tool == "fold":
+        return run_tool("DOCONV_FOLD", "doconv-fold", src, tmp_path / "out.keras", env=env)
+    if tool == "inspect":
+        return run_tool("DOCONV_INSPECT", "doconv-inspect", src, env=env)
+    return run_tool("DOCONV_VERIFY", "verify-equivalence", src, FIXTURES / "keras_h5" / "k3_net_dw.keras", env=env)
+
+
+@pytest.mark.parametrize("tool", ["fold", "inspect", "verify"])
+def test_a_keras_archive_whose_weights_crash_libhdf5_leaves_no_temporary_folder(tmp_path, tool, clean_tmpdir):
+    """Issue 14, item 1: the weights are extracted to TMPDIR; when libhdf5 crashes on them,
+    the parent removes the child's folder (doconv-inspect and verify-equivalence used to
+    leave theirs)."""
+    src = keras_archive_around(tmp_path, ROOT / "Tests/oracle/data/libhdf5-crash.h5")
+    result = run_on_archive(tool, src, tmp_path)
+    assert result.returncode == 2 and "HDF5 library crashed" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+    assert os.listdir(clean_tmpdir) == []
+
+
+@pytest.mark.parametrize("tool", ["fold", "inspect", "verify"])
+def test_a_keras_archive_whose_weights_loop_libhdf5_leaves_no_temporary_folder(tmp_path, tool, clean_tmpdir):
+    src = keras_archive_around(tmp_path, ROOT / "Tests/oracle/data/libhdf5-loops.h5")
+    result = run_on_archive(tool, src, tmp_path, env=dict(os.environ, DOCONV_HDF5_TIME_LIMIT="4"))
+    assert result.returncode == 2 and "did not finish" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+    assert os.listdir(clean_tmpdir) == []
