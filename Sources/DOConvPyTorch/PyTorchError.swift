@@ -3,7 +3,8 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
     public static func == (a: PyTorchError, b: PyTorchError) -> Bool { a.description == b.description }
 
     case cannotOpen(path: String, reason: String)
-    /// The zip container, legacy stream or safetensors header is damaged.
+    /// The zip container, legacy stream or safetensors header is damaged, or the file is
+    /// not a checkpoint.
     case corrupt(path: String, reason: String)
     /// The pickle cannot be read safely (bad opcode, memo, depth, disallowed global ...).
     case pickle(path: String, reason: String)
@@ -20,7 +21,7 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .cannotOpen(path, reason): return "\(path): cannot open: \(reason)"
-        case let .corrupt(path, reason): return "\(path): corrupt PyTorch checkpoint: \(reason)"
+        case let .corrupt(path, reason): return "\(path): corrupt checkpoint: \(reason)"
         case let .pickle(path, reason): return "\(path): cannot read the checkpoint's pickle: \(reason)"
         case let .disallowedGlobal(path, global):
             return "\(path): the checkpoint pickles Python objects (global '\(global)' is not allowed, as with torch.load(weights_only=True)); save model.state_dict() instead"

@@ -93,7 +93,7 @@ public enum PyTorchFolder {
                 values.withUnsafeBufferPointer { ElementCodec.encode($0, as: type, into: out) }
             }
         }
-        var record = FoldedLayer(name: found.prefix, layout: .pytorch, geometry: g, elementType: type, stride: [], dilation: [],
+        var record = FoldedLayer(name: found.detected.name, layout: .pytorch, geometry: g, elementType: type, stride: [], dilation: [],
                                  tolerance: options.tolerance ?? type.defaultTolerance)
         if options.verify {
             // Probe the kernel as stored (after rounding to the element type), not as computed.

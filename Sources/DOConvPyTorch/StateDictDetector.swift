@@ -12,6 +12,14 @@ public struct CheckpointLayer {
     public let identityKey: String?
     public let dtype: TorchDType
     public let detected: DetectedLayer
+
+    /// The layer named "PATH/P" after the dict it sits in (P alone for the root dict).
+    func named(by path: String) -> CheckpointLayer {
+        guard !path.isEmpty else { return self }
+        var detected = detected
+        detected.name = path + "/" + prefix
+        return CheckpointLayer(dict: dict, prefix: prefix, wKey: wKey, dKey: dKey, identityKey: identityKey, dtype: dtype, detected: detected)
+    }
 }
 
 extension Checkpoint {
@@ -32,8 +40,14 @@ public struct StateDictDetector {
         var layers: [CheckpointLayer] = []
         var rejected: [RejectedCandidate] = []
         var unknownSizes: [(name: String, area: Int)] = []
-        for dict in Self.dicts(in: checkpoint.root, skippingOptimizerState: true) {
+        var paths: [ObjectIdentifier: String] = [:]
+        for (dict, path) in Self.dictsWithPaths(in: checkpoint.root, skippingOptimizerState: true) {
+            paths[ObjectIdentifier(dict)] = path
             try detect(in: dict, layers: &layers, rejected: &rejected, unknownSizes: &unknownSizes)
+        }
+        // Layers of several state dicts (a model and its EMA) are named by their dict too.
+        if Set(layers.map { ObjectIdentifier($0.dict) }).count > 1 {
+            layers = layers.map { $0.named(by: paths[ObjectIdentifier($0.dict)] ?? "") }
         }
         // One error naming every layer whose kernel size is open, not one run per layer.
         guard unknownSizes.isEmpty else { throw .ambiguousKernelSize(path: checkpoint.path, layers: unknownSizes) }
@@ -43,14 +57,27 @@ public struct StateDictDetector {
     /// Every dict in the tree, each once, in the order a depth-first walk meets them;
     /// optionally not those inside optimizer state.
     public static func dicts(in root: PickleObject, skippingOptimizerState: Bool = false) -> [PickleObject] {
+        dictsWithPaths(in: root, skippingOptimizerState: skippingOptimizerState).map(\.dict)
+    }
+
+    /// The same, each with where it sits: "" for the root, "state_dict", "model/ema", "[0]".
+    static func dictsWithPaths(in root: PickleObject, skippingOptimizerState: Bool) -> [(dict: PickleObject, path: String)] {
         var seen = Set<ObjectIdentifier>()
-        var found: [PickleObject] = []
-        var stack = [root]
-        while let object = stack.popLast() {
+        var found: [(PickleObject, String)] = []
+        var stack: [(PickleObject, String)] = [(root, "")]
+        while let (object, path) = stack.popLast() {
             guard seen.insert(ObjectIdentifier(object)).inserted else { continue }
             if skippingOptimizerState && PyTorchFolder.isOptimizerState(object) { continue }
-            if case .dict = object.kind { found.append(object) }
-            stack += PickleTreeCheck.children(of: object).reversed()
+            let join = { (part: String) in path.isEmpty ? part : path + "/" + part }
+            switch object.kind {
+            case let .dict(entries, _):
+                found.append((object, path))
+                stack += entries.reversed().map { ($0.value, join($0.key.string ?? $0.key.int.map(String.init) ?? "?")) }
+            case let .list(items), let .tuple(items):
+                stack += items.enumerated().reversed().map { ($1, path + "[\($0)]") }
+            default:
+                stack += PickleTreeCheck.children(of: object).reversed().map { ($0, path) }
+            }
         }
         return found
     }

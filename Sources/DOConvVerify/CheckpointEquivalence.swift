@@ -148,7 +148,7 @@ public enum CheckpointEquivalence {
         /// W, and random patches through the layer both ways.
         private mutating func check(_ layer: CheckpointLayer, _ node: PickleObject, at name: String) {
             let g = layer.detected.layer.geometry
-            var result = LayerResult(name: layer.prefix, conv: name,
+            var result = LayerResult(name: layer.detected.name, conv: name,
                                      description: "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(g.depthMultiplier) (pytorch)")
             defer { results.append(result) }
             let expectedShape = [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth]

@@ -408,6 +408,8 @@ def test_inspect(entry):
     assert report["rejected"] == []
     layers = report["layers"]
     assert len(layers) == len(entry["layers"]), [l["name"] for l in layers]
+    # Each layer has its own name, also where a model and its EMA hold the same module paths.
+    assert len({l["name"] for l in layers}) == len(layers), [l["name"] for l in layers]
     assert sorted(map(geometry, layers)) == sorted(map(geometry, entry["layers"]))
     for want in entry["layers"]:
         assert any(l["name"].endswith(want["name"]) for l in layers), (want["name"], [l["name"] for l in layers])
