@@ -30,7 +30,7 @@ public struct PyTorchFormat: ZipModelFormat {
         if Checkpoint.looksLikeLegacy(head: file.head) { return true }
         let lowered = file.path.lowercased()
         return !Checkpoint.looksLikeSafetensors(head: file.head, size: file.size)
-            && [".pth", ".pt", ".pth.tar", ".ckpt", ".bin"].contains { lowered.hasSuffix($0) }
+            && [".pth", ".pt", ".pth.tar", ".ckpt"].contains { lowered.hasSuffix($0) }
     }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {
