@@ -64,10 +64,11 @@ let package = Package(
         // cpuid and prefetch hints, which Swift cannot issue itself.
         .target(name: "CCPUSupport"),
         // Pure Swift, no I/O: tensors, the DO-Conv layer, folding, verification probes.
+        // Checked (-O) in release builds: its preconditions guard the raw-pointer writes of a
+        // tool that reads hostile files; only the kernel modules above run unchecked.
         .target(
             name: "DOConvCore",
-            dependencies: ["DOConvFoldKernels", "DOConvFoldKernelsAVX2", "CCPUSupport"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            dependencies: ["DOConvFoldKernels", "DOConvFoldKernelsAVX2", "CCPUSupport"]
         ),
         // ONNX format adapter: load/save, external data, graph edits, pattern detection.
         .target(
