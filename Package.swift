@@ -29,6 +29,7 @@ let package = Package(
         .library(name: "DOConvInspect", targets: ["DOConvInspect"]),
         .library(name: "DOConvFormats", targets: ["DOConvFormats"]),
         .library(name: "DOConvPyTorch", targets: ["DOConvPyTorch"]),
+        .library(name: "DOConvMXNet", targets: ["DOConvMXNet"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -73,7 +74,7 @@ let package = Package(
         // ONNX format adapter: load/save, external data, graph edits, pattern detection.
         .target(
             name: "DOConvONNX",
-            dependencies: ["DOConvCore", "CONNXProto", "CProtobufC", "DOConvGraph"]
+            dependencies: ["DOConvCore", "CONNXProto", "CProtobufC"]
         ),
         // Mapped input files and atomic output files (no format knowledge).
         .target(name: "DOConvFileIO"),
@@ -85,6 +86,8 @@ let package = Package(
             name: "DOConvPyTorch",
             dependencies: ["DOConvCore", "DOConvFileIO", "CDOConvZlib"]
         ),
+        // MXNet/Gluon adapter: .params NDArray lists, export symbols, Gluon DO-Conv layers.
+        .target(name: "DOConvMXNet", dependencies: ["DOConvCore", "DOConvFileIO"]),
         // libhdf5, a system library, and a tiny C shim for the macros Swift cannot import.
         .systemLibrary(
             name: "CHDF5",
@@ -98,11 +101,11 @@ let package = Package(
             dependencies: ["DOConvCore", "CHDF5", "CHDF5Shim", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         // The one format seam: a ModelFormat per file format (sniff by content, detect, fold +
-        // write, verify, the options it reads, whether it runs in a child process) and the
-        // registry the three tools use.
+        // write, the options it reads, whether it runs in a child process) and the registry
+        // the three tools use; DOConvVerify adds each format's equivalence check.
         .target(
             name: "DOConvFormats",
-            dependencies: ["DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvVerify", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: ["DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvMXNet", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         // What the command lines share: exit status 2 for usage errors, option parsing.
         .target(
@@ -117,10 +120,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // What the Swift test targets share (manifests, temporary folders, running the tools).
+        .target(name: "DOConvTestSupport", path: "Tests/DOConvTestSupport"),
         .testTarget(name: "DOConvCoreTests", dependencies: ["DOConvCore", "DOConvFoldKernels"]),
         .testTarget(
             name: "DOConvONNXTests",
-            dependencies: ["DOConvONNX", "DOConvCore", "CONNXProto"]
+            dependencies: ["DOConvONNX", "DOConvCore", "CONNXProto", "DOConvTestSupport"]
         ),
         .testTarget(name: "DOConvKerasTests", dependencies: ["DOConvKeras", "DOConvCore"]),
         // doconv-inspect: the report model and its computations (pure Swift, no I/O), and
@@ -136,14 +141,14 @@ let package = Package(
         ),
         .testTarget(
             name: "DOConvInspectTests",
-            dependencies: ["DOConvInspect", "DOConvCore", "DOConvONNX", "DOConvKeras"]
+            dependencies: ["DOConvInspect", "DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvTestSupport"]
         ),
         // verify-equivalence: a small graph IR and reference executor (pure Swift, no I/O),
         // the equivalence checks, and the thin command line.
         .target(name: "DOConvGraph"),
         .target(
             name: "DOConvVerify",
-            dependencies: ["DOConvGraph", "DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch"]
+            dependencies: ["DOConvGraph", "DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvMXNet", "DOConvFormats", "CONNXProto", "CProtobufC"]
         ),
         .executableTarget(
             name: "verify-equivalence",
@@ -155,7 +160,7 @@ let package = Package(
         ),
         .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph"]),
         .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvFileIO", "DOConvCore"]),
-        .testTarget(name: "DOConvVerifyTests", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore"]),
+        .testTarget(name: "DOConvVerifyTests", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvONNX", "CONNXProto"]),
     ],
     swiftLanguageModes: [.v5]
 )

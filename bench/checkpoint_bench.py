@@ -15,14 +15,12 @@ torchvision ResNet-50 with strict=True and predicts what the DO net predicts.
 """
 import argparse
 import json
-import os
 import pathlib
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 import torchvision

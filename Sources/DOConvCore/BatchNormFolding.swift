@@ -24,10 +24,27 @@ public struct BatchNormFolding: Sendable {
         (0..<gamma.count).map { Double(gamma[$0]) / (Double(variance[$0]) + Double(epsilon)).squareRoot() }
     }
 
-    /// The fused kernel and bias of a conv with `kernel` (Cout rows) and optional `bias`.
-    public func fold(kernel: [Float], bias: [Float]?) throws(TensorError) -> (kernel: [Float], bias: [Float]) {
+    /// Where a conv kernel keeps its output channel, the axis the BatchNormalization scales.
+    public enum OutputChannelAxis: Sendable {
+        /// Outermost, as ONNX and PyTorch store kernels (Cout, Cin/g, M, N): each output
+        /// channel's weights are one contiguous row.
+        case first
+        /// Innermost, as Keras stores kernels (M, N, Cin/g, Cout): output channel o's
+        /// weights are o, o + Cout, o + 2 Cout, ...
+        case last
+    }
+
+    /// The position of weight `j` of output channel `o` in a kernel of `channels` output
+    /// channels and `row` weights each.
+    private static func offset(_ o: Int, _ j: Int, row: Int, channels: Int, axis: OutputChannelAxis) -> Int {
+        axis == .first ? o * row + j : j * channels + o
+    }
+
+    /// The fused kernel and bias of a conv with `kernel` (one output channel per BatchNorm
+    /// channel, along `outputAxis`) and optional `bias`; the kernel keeps its layout.
+    public func fold(kernel: [Float], bias: [Float]?, outputAxis: OutputChannelAxis = .first) throws(TensorError) -> (kernel: [Float], bias: [Float]) {
         let channels = gamma.count
-        guard channels > 0, kernel.count % channels == 0, bias == nil || bias!.count == channels else {
+        guard channels > 0, kernel.count % channels == 0, (bias?.count ?? channels) == channels else {
             throw .inconsistentLayer("a conv with \(kernel.count) kernel values cannot take a \(channels)-channel BatchNormalization")
         }
         let row = kernel.count / channels
@@ -35,15 +52,20 @@ public struct BatchNormFolding: Sendable {
         var fusedKernel = kernel
         var fusedBias = [Float](repeating: 0, count: channels)
         for o in 0..<channels {
-            for j in 0..<row { fusedKernel[o * row + j] = Float(Double(kernel[o * row + j]) * k[o]) }
+            for j in 0..<row {
+                let at = Self.offset(o, j, row: row, channels: channels, axis: outputAxis)
+                fusedKernel[at] = Float(Double(kernel[at]) * k[o])
+            }
             fusedBias[o] = Float((Double(bias?[o] ?? 0) - Double(mean[o])) * k[o] + Double(beta[o]))
         }
         return (fusedKernel, fusedBias)
     }
 
     /// Worst relative difference between BN(conv(patch)) and the fused conv on random
-    /// patches (each output channel sees `row` inputs), computed in float64.
-    public func probe(kernel: [Float], bias: [Float]?, fused: (kernel: [Float], bias: [Float]), patches: Int = 2, seed: UInt64 = 0x5EED) -> Double {
+    /// patches (each output channel sees `row` inputs), computed in float64. Both kernels
+    /// are laid out along `outputAxis`.
+    public func probe(kernel: [Float], bias: [Float]?, fused: (kernel: [Float], bias: [Float]), outputAxis: OutputChannelAxis = .first,
+                      patches: Int = 2, seed: UInt64 = 0x5EED) -> Double {
         let channels = gamma.count
         let row = kernel.count / max(channels, 1)
         var random = SeededGenerator(seed: seed)
@@ -56,8 +78,9 @@ public struct BatchNormFolding: Sendable {
                 var conv = Double(bias?[o] ?? 0)
                 var folded = Double(fused.bias[o])
                 for j in 0..<row {
-                    conv += Double(kernel[o * row + j]) * patch[j]
-                    folded += Double(fused.kernel[o * row + j]) * patch[j]
+                    let at = Self.offset(o, j, row: row, channels: channels, axis: outputAxis)
+                    conv += Double(kernel[at]) * patch[j]
+                    folded += Double(fused.kernel[at]) * patch[j]
                 }
                 let reference = (conv - Double(mean[o])) / (Double(variance[o]) + Double(epsilon)).squareRoot() * Double(gamma[o]) + Double(beta[o])
                 let delta = abs(reference - folded)

@@ -8,6 +8,7 @@ public enum FormatOption: String, CaseIterable, Sendable {
     case fuseBatchNorm = "--fuse-bn"
     case foldSeparable = "--fold-separable"
     case keepNames = "--keep-names"
+    case params = "--params"
 }
 
 /// Everything the command lines hand to a format adapter.
@@ -23,6 +24,8 @@ public struct FormatOptions: Sendable {
     public var fuseBatchNorm = false
     /// PyTorch: keep the key `P.W` for the folded kernel instead of nn.Conv2d's `P.weight`.
     public var keepNames = false
+    /// MXNet: an export's params file, when several sit beside its symbol (`--params`).
+    public var paramsFile: String?
 
     public init() {}
 
@@ -34,6 +37,7 @@ public struct FormatOptions: Sendable {
         if fuseBatchNorm { given.insert(.fuseBatchNorm) }
         if fold.foldSeparable { given.insert(.foldSeparable) }
         if keepNames { given.insert(.keepNames) }
+        if paramsFile != nil { given.insert(.params) }
         return given
     }
 
@@ -70,5 +74,6 @@ extension FormatOptions {
         if foreign.contains(.fuseBatchNorm) { fuseBatchNorm = false }
         if foreign.contains(.foldSeparable) { fold.foldSeparable = false }
         if foreign.contains(.keepNames) { keepNames = false }
+        if foreign.contains(.params) { paramsFile = nil }
     }
 }

@@ -7,6 +7,7 @@ public enum FormatRegistry {
         KerasArchiveFormat(),
         PyTorchFormat(),
         SafetensorsFormat(),
+        MXNetFormat(),
         ONNXFormat(),
     ]
 

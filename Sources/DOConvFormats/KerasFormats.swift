@@ -1,6 +1,5 @@
 import DOConvCore
 import DOConvKeras
-import DOConvVerify
 
 extension FormatOptions {
     /// The Keras adapter's view of these options.
@@ -10,6 +9,7 @@ extension FormatOptions {
         keras.configJSON = configJSON
         keras.configSource = configSource
         keras.kernelSizes = kernelSizes
+        keras.fuseBatchNorm = fuseBatchNorm
         return keras
     }
 }
@@ -21,7 +21,7 @@ public struct KerasHDF5Format: ModelFormat {
     public init() {}
     public var name: String { "keras-h5" }
     public var displayName: String { "Keras HDF5" }
-    public var options: Set<FormatOption> { [.config, .kernelSize, .foldSeparable] }
+    public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable] }
     public var runsInChildProcess: Bool { true }
 
     /// The HDF5 signature; a damaged file with an HDF5 suffix still goes to the HDF5 reader,
@@ -41,9 +41,6 @@ public struct KerasHDF5Format: ModelFormat {
         return FoldedModel(summary: result.summary) { try result.write(to: $0) }
     }
 
-    public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
-        try KerasEquivalence.verify(original: original, folded: folded, options: options)
-    }
 }
 
 /// Keras 3 `.keras` archives: a zip of `config.json`, `metadata.json` and `model.weights.h5`.
@@ -51,7 +48,7 @@ public struct KerasArchiveFormat: ZipModelFormat {
     public init() {}
     public var name: String { "keras-archive" }
     public var displayName: String { "Keras archive" }
-    public var options: Set<FormatOption> { [.config, .kernelSize, .foldSeparable] }
+    public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable] }
     public var runsInChildProcess: Bool { true }
     public var zipContents: String { "\(KerasArchiveContents.configEntry) and \(KerasArchiveContents.weightsEntry) (Keras)" }
 
@@ -72,7 +69,4 @@ public struct KerasArchiveFormat: ZipModelFormat {
         return FoldedModel(summary: result.summary) { try result.write(to: $0) }
     }
 
-    public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
-        try KerasEquivalence.verifyArchives(original: original, folded: folded, options: options)
-    }
 }

@@ -1,11 +1,12 @@
 import DOConvCore
-import DOConvVerify
 
 /// One model file format, behind the one seam all three tools use: how to recognize a
-/// file by its content, find its DO-Conv layers, fold and write it, verify a folded pair,
-/// which command-line options it reads, and whether its reader must run in a child process.
+/// file by its content, find its DO-Conv layers, fold and write it, which command-line
+/// options it reads, and whether its reader must run in a child process.
 ///
-/// A new format is one type conforming to this and one line in `FormatRegistry.formats`.
+/// A new format is one type conforming to this, one line in `FormatRegistry.formats`, and
+/// its conformance to `VerifiableFormat` on the verification side (DOConvVerify), which
+/// keeps the reference executor out of doconv-fold and doconv-inspect.
 public protocol ModelFormat: Sendable {
     /// The machine name, as in the inspect report's `format` field ("onnx", "keras-h5", ...).
     var name: String { get }
@@ -23,8 +24,6 @@ public protocol ModelFormat: Sendable {
     func detect(path: String, options: FormatOptions) throws -> Detection
     /// Folds and verifies every layer; nothing is written until the result's `write(to:)`.
     func fold(path: String, options: FormatOptions) throws -> FoldedModel
-    /// Checks, independently of the fold's code, that FOLDED computes what ORIGINAL does.
-    func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport
 }
 
 /// A folded model held in memory: its summary, and how to write it.

@@ -1,6 +1,5 @@
 import DOConvCore
 import DOConvONNX
-import DOConvVerify
 
 /// ONNX models (`.onnx`, with external data beside them).
 public struct ONNXFormat: ModelFormat {
@@ -24,7 +23,4 @@ public struct ONNXFormat: ModelFormat {
         return FoldedModel(summary: summary) { try model.save(to: $0) }
     }
 
-    public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
-        try EquivalenceVerifier.verifyONNX(original: original, folded: folded, options: options)
-    }
 }

@@ -1,6 +1,5 @@
 import DOConvCore
 import DOConvPyTorch
-import DOConvVerify
 
 extension FormatOptions {
     /// The PyTorch adapter's view of these options.
@@ -42,9 +41,6 @@ public struct PyTorchFormat: ZipModelFormat {
         return FoldedModel(summary: result.summary) { try result.write(to: $0) }
     }
 
-    public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
-        try CheckpointEquivalence.verify(original: original, folded: folded, options: options, format: displayName)
-    }
 }
 
 /// `.safetensors` files: a JSON header and raw tensors, flat names.
@@ -70,7 +66,4 @@ public struct SafetensorsFormat: ModelFormat {
         return FoldedModel(summary: result.summary) { try result.write(to: $0) }
     }
 
-    public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
-        try CheckpointEquivalence.verify(original: original, folded: folded, options: options, format: displayName)
-    }
 }

@@ -2,7 +2,7 @@
 /// structural comparison of two models walks. Pure Swift, no I/O.
 ///
 /// Values follow ONNX semantics (names, op types, attributes), but nothing here depends on
-/// protobuf: an adapter (DOConvONNX's `ONNXGraphImport`) converts a model into a `Graph`.
+/// protobuf: the verification side (DOConvVerify's `ONNXGraphImport`) converts a model into a `Graph`.
 
 /// Element types, numbered as ONNX's TensorProto.DataType.
 public enum DataType: Int32, Sendable, CaseIterable, CustomStringConvertible {

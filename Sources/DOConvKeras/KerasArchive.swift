@@ -137,12 +137,12 @@ public enum KerasArchive {
         let weightOptions = contents.weightOptions(options)
         let weights: KerasFoldResult
         do {
-            weights = try KerasFolder.fold(path: contents.weightsPath, options: weightOptions)
+            weights = try KerasFolder.fold(path: contents.weightsPath, options: weightOptions, configWrittenAlongside: true)
         } catch {
             throw contents.archiveError(error)
         }
         let config = try KerasModelConfig(json: contents.configJSON, source: weightOptions.configSource)
-        let folded = config.foldedJSON(layers: Set(weights.summary.layers.map(\.name)))
+        let folded = config.rewrittenJSON(weights.configEdit)
         return KerasArchiveFoldResult(summary: weights.summary, contents: contents, weights: weights, foldedConfig: folded)
     }
 }

@@ -17,6 +17,21 @@ public struct KerasModelConfig {
         public var dilation: [Int]?
         /// A SeparableConv2D's `depth_multiplier`.
         public var separableDepthMultiplier: Int?
+        /// The tensors each call of the layer reads, one list per call (functional models;
+        /// empty for the layers of a Sequential model, which read the layer before them).
+        public var inboundNodes: [[TensorReference]] = []
+        /// True when a call passes `training=True`, which makes the layer ignore inference mode.
+        public var callsInTrainingMode = false
+        /// `activation` as the config names it (nil when it has none).
+        public var activation: String?
+        public var dataFormat: String?
+        public var useBias: Bool?
+        /// A BatchNormalization's `axis`, `epsilon`, `center`, `scale` and `renorm`.
+        public var axes: [Int]?
+        public var epsilon: Double?
+        public var center: Bool?
+        public var scale: Bool?
+        public var renorm: Bool?
 
         /// True for the DO-Conv layer class (its registered name may carry a package prefix).
         public var isDOConv: Bool { className == "DOConv2D" }
@@ -27,10 +42,26 @@ public struct KerasModelConfig {
             guard className == "SeparableConv2D", let multiplier = separableDepthMultiplier, let size = kernelSize, size.count == 2 else { return false }
             return separable || multiplier >= size[0] * size[1]
         }
+
+        /// True when the layer's output is what it computes, with no activation applied.
+        public var hasLinearActivation: Bool { activation == nil || activation == "linear" }
+    }
+
+    /// One tensor a layer call reads: the output `tensor` of call `node` of `layer`
+    /// (Keras 2 writes it as `[layer, node, tensor, kwargs]`, Keras 3 as a
+    /// `__keras_tensor__` whose `keras_history` is `[layer, node, tensor]`).
+    public struct TensorReference: Equatable, Sendable {
+        public var layer: String
+        public var node: Int
+        public var tensor: Int
     }
 
     private var root: [String: Any]
     public private(set) var layers: [Layer]
+    /// True for a Sequential model, whose layers each read the one before.
+    public private(set) var isSequential: Bool
+    /// The model's outputs (functional models).
+    public private(set) var outputs: [TensorReference]
 
     /// Parses the config JSON; `source` names where it came from, for messages.
     public init(json: String, source: String) throws(KerasError) {
@@ -43,6 +74,8 @@ public struct KerasModelConfig {
         }
         self.root = root
         self.layers = layerList.map(Self.layer)
+        isSequential = root["class_name"] as? String == "Sequential"
+        outputs = config["output_layers"].map(Self.references) ?? []
     }
 
     private static func layer(_ entry: [String: Any]) -> Layer {
@@ -53,7 +86,8 @@ public struct KerasModelConfig {
         if let registered = entry["registered_name"] as? String, registered.hasSuffix(">DOConv2D") { className = "DOConv2D" }
         if className.hasSuffix(">DOConv2D") { className = "DOConv2D" }
         func int(_ key: String) -> Int? { (config[key] as? NSNumber)?.intValue }
-        return Layer(
+        func bool(_ key: String) -> Bool? { (config[key] as? NSNumber)?.boolValue }
+        var layer = Layer(
             name: config["name"] as? String ?? entry["name"] as? String ?? "",
             className: className,
             kernelSize: (config["kernel_size"] as? [NSNumber])?.map(\.intValue) ?? int("kernel_size").map { [$0, $0] },
@@ -63,6 +97,53 @@ public struct KerasModelConfig {
             strides: (config["strides"] as? [NSNumber])?.map(\.intValue),
             dilation: (config["dilation_rate"] as? [NSNumber])?.map(\.intValue),
             separableDepthMultiplier: className == "SeparableConv2D" ? int("depth_multiplier") : nil)
+        let nodes = entry["inbound_nodes"] as? [Any] ?? []
+        layer.inboundNodes = nodes.map(references)
+        layer.callsInTrainingMode = nodes.contains(where: passesTrainingTrue)
+        switch config["activation"] {
+        case let name as String: layer.activation = name
+        // A serialized activation object (a custom or parameterized one): never linear.
+        case let object as [String: Any]: layer.activation = object["class_name"] as? String ?? "custom"
+        default: layer.activation = nil
+        }
+        layer.dataFormat = config["data_format"] as? String
+        layer.useBias = bool("use_bias")
+        layer.axes = (config["axis"] as? [NSNumber])?.map(\.intValue) ?? int("axis").map { [$0] }
+        layer.epsilon = (config["epsilon"] as? NSNumber)?.doubleValue
+        layer.center = bool("center")
+        layer.scale = bool("scale")
+        layer.renorm = bool("renorm")
+        return layer
+    }
+
+    /// Every tensor reference in a piece of an inbound node, in order.
+    private static func references(_ value: Any) -> [TensorReference] {
+        if let object = value as? [String: Any] {
+            if object["class_name"] as? String == "__keras_tensor__", let config = object["config"] as? [String: Any],
+               let history = config["keras_history"] as? [Any], let reference = reference(history) {
+                return [reference]
+            }
+            return object.keys.sorted().compactMap { object[$0] }.flatMap(references)
+        }
+        guard let list = value as? [Any] else { return [] }
+        if let reference = reference(list) { return [reference] + list.dropFirst(3).flatMap(references) }
+        return list.flatMap(references)
+    }
+
+    /// `[name, node, tensor, ...]` as a reference.
+    private static func reference(_ list: [Any]) -> TensorReference? {
+        guard list.count >= 3, let name = list[0] as? String, let node = list[1] as? NSNumber, let tensor = list[2] as? NSNumber else { return nil }
+        return TensorReference(layer: name, node: node.intValue, tensor: tensor.intValue)
+    }
+
+    /// True when a call's keyword arguments hold `training: true` (Keras 3 `kwargs`, Keras 2
+    /// the dict that ends each input reference).
+    private static func passesTrainingTrue(_ value: Any) -> Bool {
+        if let object = value as? [String: Any] {
+            if let training = object["training"] as? NSNumber, training.boolValue { return true }
+            return object.values.contains(where: passesTrainingTrue)
+        }
+        return (value as? [Any])?.contains(where: passesTrainingTrue) ?? false
     }
 
     /// The layer called `name`.
@@ -71,11 +152,25 @@ public struct KerasModelConfig {
     /// This config as JSON with the named DOConv2D layers turned into Conv2D: class name,
     /// module and registered name of the built-in layer, `D_mul` dropped, `groups` kept.
     public func foldedJSON(layers folded: Set<String>) -> String {
+        rewrittenJSON(KerasConfigEdit(folded: folded))
+    }
+
+    /// This config as JSON with `edit` applied: folded layers turned into Conv2D (as
+    /// `foldedJSON`), and each fused BatchNormalization gone, its Conv2D given
+    /// `use_bias: true`, and every reference to the BatchNormalization's output (inbound
+    /// nodes, model outputs) pointing at the Conv2D's instead.
+    public func rewrittenJSON(_ edit: KerasConfigEdit) -> String {
         var root = self.root
         if var config = root["config"] as? [String: Any], var list = config["layers"] as? [[String: Any]] {
+            let biased = Set(edit.fusedBatchNorms.values)
             for k in list.indices {
                 guard var layerConfig = list[k]["config"] as? [String: Any],
-                      let name = layerConfig["name"] as? String ?? list[k]["name"] as? String, folded.contains(name) else { continue }
+                      let name = layerConfig["name"] as? String ?? list[k]["name"] as? String else { continue }
+                if biased.contains(name) {
+                    layerConfig["use_bias"] = true
+                    list[k]["config"] = layerConfig
+                }
+                guard edit.folded.contains(name) else { continue }
                 layerConfig.removeValue(forKey: "D_mul")
                 // A folded SeparableConv2D keeps only what Conv2D takes.
                 for key in layerConfig.keys where key == "depth_multiplier" || key.hasPrefix("depthwise_") || key.hasPrefix("pointwise_") {
@@ -86,6 +181,18 @@ public struct KerasModelConfig {
                 if list[k]["module"] != nil { list[k]["module"] = "keras.layers" }
                 if list[k]["registered_name"] != nil { list[k]["registered_name"] = NSNull() }
             }
+            if !edit.fusedBatchNorms.isEmpty {
+                list.removeAll { entry in
+                    let name = (entry["config"] as? [String: Any])?["name"] as? String ?? entry["name"] as? String
+                    return name.map { edit.fusedBatchNorms[$0] != nil } ?? false
+                }
+                for k in list.indices {
+                    if let nodes = list[k]["inbound_nodes"] { list[k]["inbound_nodes"] = Self.renamingReferences(in: nodes, edit.fusedBatchNorms) }
+                }
+                for key in ["input_layers", "output_layers"] {
+                    if let references = config[key] { config[key] = Self.renamingReferences(in: references, edit.fusedBatchNorms) }
+                }
+            }
             config["layers"] = list
             root["config"] = config
         }
@@ -93,6 +200,39 @@ public struct KerasModelConfig {
             return "{}"
         }
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// `value` (an inbound node or a list of model outputs) with every reference to a layer
+    /// in `names` pointing at the layer it maps to; the node and tensor indices stay, since
+    /// a fused layer and its Conv2D are each called once with one output.
+    private static func renamingReferences(in value: Any, _ names: [String: String]) -> Any {
+        if var object = value as? [String: Any] {
+            if object["class_name"] as? String == "__keras_tensor__", var config = object["config"] as? [String: Any],
+               var history = config["keras_history"] as? [Any], reference(history) != nil {
+                if let name = history[0] as? String, let new = names[name] { history[0] = new }
+                config["keras_history"] = history
+                object["config"] = config
+                return object
+            }
+            for (key, member) in object { object[key] = renamingReferences(in: member, names) }
+            return object
+        }
+        guard var list = value as? [Any] else { return value }
+        if reference(list) != nil, let name = list[0] as? String, let new = names[name] { list[0] = new }
+        return list.map { renamingReferences(in: $0, names) }
+    }
+}
+
+/// What a fold run changes in a model config.
+public struct KerasConfigEdit: Sendable {
+    /// DOConv2D and SeparableConv2D layers that became Conv2D.
+    public var folded: Set<String>
+    /// Each fused BatchNormalization's name -> the Conv2D it was folded into.
+    public var fusedBatchNorms: [String: String]
+
+    public init(folded: Set<String> = [], fusedBatchNorms: [String: String] = [:]) {
+        self.folded = folded
+        self.fusedBatchNorms = fusedBatchNorms
     }
 }
 

@@ -11,8 +11,21 @@ struct KerasRewritePlan {
         var style: HDF5StringStyle
     }
 
+    /// A dataset the input does not have (the bias a BatchNormalization fusion gives a
+    /// Conv2D that had none).
+    struct AddedDataset {
+        /// Its name in the group.
+        var name: String
+        var shape: [Int]
+        var values: [Float]
+        /// An input dataset whose element type and storage (chunking, compression) it takes.
+        var template: String
+    }
+
     /// Dataset path -> the new shape and values (folded kernels).
     var replacedDatasets: [String: (shape: [Int], values: [Float])] = [:]
+    /// Group path (in the input) -> datasets to create in it.
+    var addedDatasets: [String: [AddedDataset]] = [:]
     /// Paths of datasets and groups left out (D, optimizer state).
     var dropped: Set<String> = []
     /// Group path -> attribute name -> new value.
@@ -24,6 +37,7 @@ struct KerasRewritePlan {
     /// Adds another plan's changes (one layer's) to this one.
     mutating func merge(_ other: KerasRewritePlan) {
         replacedDatasets.merge(other.replacedDatasets) { $1 }
+        addedDatasets.merge(other.addedDatasets) { $0 + $1 }
         dropped.formUnion(other.dropped)
         renamedGroups.merge(other.renamedGroups) { $1 }
         for (group, attributes) in other.stringAttributes { stringAttributes[group, default: [:]].merge(attributes) { $1 } }
@@ -72,6 +86,9 @@ struct KerasRewritePlan {
             case .other:
                 try target.copy(name, from: source, as: newName)
             }
+        }
+        for added in addedDatasets[source.path] ?? [] {
+            try source.file.dataset(at: added.template).createSibling(in: target, name: added.name, shape: added.shape, values: added.values)
         }
     }
 }

@@ -120,13 +120,18 @@ struct KerasWeightsLayout {
 
     /// "conv/kernel:0" -> kernel, "conv/D" -> d.
     static func role(of weightName: String) -> KerasWeight.Role {
-        var base = Substring(weightName.split(separator: "/").last ?? "")
-        if let colon = base.lastIndex(of: ":") { base = base[..<colon] }
-        switch base {
+        switch baseName(of: weightName) {
         case "kernel": return .kernel
         case "bias": return .bias
         case "D": return .d
         default: return .other
         }
+    }
+
+    /// A weight's name without its folders and TensorFlow's ":N" suffix: "bn/gamma:0" -> "gamma".
+    static func baseName(of weightName: String) -> String {
+        var base = Substring(weightName.split(separator: "/").last ?? "")
+        if let colon = base.lastIndex(of: ":") { base = base[..<colon] }
+        return String(base)
     }
 }

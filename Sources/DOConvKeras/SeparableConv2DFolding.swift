@@ -11,6 +11,8 @@ struct SeparableConv2DFolding {
         var record: FoldedLayer
         var plan: KerasRewritePlan
         var removedParameters: Int
+        /// The Conv2D it became, for a BatchNormalization fusion after it.
+        var conv: KerasConvWeights
     }
 
     /// A foldable separable layer read from the file.
@@ -106,7 +108,8 @@ struct SeparableConv2DFolding {
                 plan.stringAttributes[weights.groupPath, default: [:]]["weight_names"] = .init(values: names, style: style)
             }
             let removed = geometry.kernelArea * cin * geometry.depthMultiplier + cin * geometry.depthMultiplier * cout - geometry.kernelCount
-            return Result(record: record, plan: plan, removedParameters: removed)
+            let conv = KerasConvWeights(layer: weights, kernel: depthwise, kernelShape: [m, n, cin, cout], bias: loaded.bias)
+            return Result(record: record, plan: plan, removedParameters: removed, conv: conv)
         } catch let error as HDF5Error {
             throw .hdf5(error)
         } catch {

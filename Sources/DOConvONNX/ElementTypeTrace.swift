@@ -42,7 +42,7 @@ struct ElementTypeTrace {
         case "Constant":
             if let tensor = node.tensorAttribute("value") { return tensor.pointee.data_type }
             if node.attribute("value_float") != nil || node.attribute("value_floats") != nil { return 1 }
-            if node.attribute("value_int") != nil || node.attribute("value_ints") != nil { return TensorCodec.int64DataType }
+            if node.attribute("value_int") != nil || node.attribute("value_ints") != nil { return ONNXDataType.int64 }
             return nil
         case "Cast":
             return node.intAttribute("to").flatMap { Int32(exactly: $0) }

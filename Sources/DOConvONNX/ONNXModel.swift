@@ -9,12 +9,12 @@ public final class ONNXModel {
     public let path: String
     /// Size of the model file in bytes (external data not included).
     public let fileSize: Int
-    let proto: UnsafeMutablePointer<Onnx__ModelProto>
-    let graph: UnsafeMutablePointer<Onnx__GraphProto>
+    package let proto: UnsafeMutablePointer<Onnx__ModelProto>
+    package let graph: UnsafeMutablePointer<Onnx__GraphProto>
     let resolver: ExternalDataResolver
     /// The model file, while tensors' raw_data points into it (see `ModelUnpacker`).
     let mapping: FileMapping?
-    var codec: TensorCodec { TensorCodec(resolver: resolver, mapping: mapping) }
+    package var codec: TensorCodec { TensorCodec(resolver: resolver, mapping: mapping) }
     /// Tensors (by address) that saving must put in the external data file.
     var externalizeOnSave: Set<UnsafeMutableRawPointer> = []
 

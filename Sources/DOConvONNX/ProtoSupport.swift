@@ -9,10 +9,10 @@ import CProtobufC
 /// Messages are malloc'd (protobuf-c unpacks with `ProtoMemory.allocator`, which is malloc),
 /// so edits allocate with malloc too and `free` can free a mixed tree. Tree memory is freed
 /// through `ProtoMemory`, never with plain free: raw_data may lie in a mapped file.
-enum Proto {
+package enum Proto {
     /// A C string field as a Swift string ("" when unset).
     @inline(__always)
-    static func string(_ pointer: UnsafePointer<CChar>?) -> String {
+    package static func string(_ pointer: UnsafePointer<CChar>?) -> String {
         pointer.map { String(cString: $0) } ?? ""
     }
 
@@ -23,7 +23,7 @@ enum Proto {
 
     /// A repeated field as a buffer (empty when the array is unset).
     @inline(__always)
-    static func elements<T>(_ base: UnsafeMutablePointer<T>?, _ count: Int) -> UnsafeMutableBufferPointer<T> {
+    package static func elements<T>(_ base: UnsafeMutablePointer<T>?, _ count: Int) -> UnsafeMutableBufferPointer<T> {
         guard let base, count > 0 else { return UnsafeMutableBufferPointer(start: nil, count: 0) }
         return UnsafeMutableBufferPointer(start: base, count: count)
     }
@@ -78,18 +78,20 @@ enum Proto {
 }
 
 /// Read access to one node of a graph.
-struct NodeView {
-    let pointer: UnsafeMutablePointer<Onnx__NodeProto>
+package struct NodeView {
+    package let pointer: UnsafeMutablePointer<Onnx__NodeProto>
 
-    var opType: String { Proto.string(pointer.pointee.op_type) }
-    var name: String { Proto.string(pointer.pointee.name) }
+    package init(pointer: UnsafeMutablePointer<Onnx__NodeProto>) { self.pointer = pointer }
+
+    package var opType: String { Proto.string(pointer.pointee.op_type) }
+    package var name: String { Proto.string(pointer.pointee.name) }
     /// True for the default ONNX operator domain ("" or "ai.onnx").
     var isStandardDomain: Bool {
         let domain = Proto.string(pointer.pointee.domain)
         return domain.isEmpty || domain == "ai.onnx"
     }
-    var inputs: [String] { Proto.elements(pointer.pointee.input, pointer.pointee.n_input).map { Proto.string($0) } }
-    var outputs: [String] { Proto.elements(pointer.pointee.output, pointer.pointee.n_output).map { Proto.string($0) } }
+    package var inputs: [String] { Proto.elements(pointer.pointee.input, pointer.pointee.n_input).map { Proto.string($0) } }
+    package var outputs: [String] { Proto.elements(pointer.pointee.output, pointer.pointee.n_output).map { Proto.string($0) } }
 
     /// True when this is the standard-domain operator `op`.
     func isOp(_ op: String) -> Bool { isStandardDomain && opType == op }

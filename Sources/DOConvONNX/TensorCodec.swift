@@ -7,42 +7,25 @@ import DOConvCore
 
 /// Converts TensorProto messages to the core's types and back, wherever the data lives
 /// (raw_data, the typed fields, or an external file).
-struct TensorCodec {
+package struct TensorCodec {
     let resolver: ExternalDataResolver
     /// The model file, when raw_data may point into it.
     var mapping: FileMapping? = nil
     private var path: String { resolver.modelPath }
 
-    static let int64DataType: Int32 = 7
-
     /// The element type of an ONNX data type code, for the float types the fold handles.
-    static func elementType(ofDataType code: Int32) -> ElementType? {
-        switch code {
-        case 1: return .float32
-        case 10: return .float16
-        case 11: return .float64
-        case 16: return .bfloat16
-        default: return nil
-        }
-    }
+    static func elementType(ofDataType code: Int32) -> ElementType? { ONNXDataType.elementType(of: code) }
 
-    static func dataType(of type: ElementType) -> Int32 {
-        switch type {
-        case .float32: return 1
-        case .float16: return 10
-        case .float64: return 11
-        case .bfloat16: return 16
-        }
-    }
+    static func dataType(of type: ElementType) -> Int32 { ONNXDataType.code(of: type) }
 
-    static func name(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>) -> String { Proto.string(tensor.pointee.name) }
+    package static func name(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>) -> String { Proto.string(tensor.pointee.name) }
 
     static func isExternal(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>) -> Bool {
         tensor.pointee.has_data_location != 0 && tensor.pointee.data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL
     }
 
     /// The tensor's dims, checked: non-negative, with an element count that does not overflow.
-    func shape(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> [Int] {
+    package func shape(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> [Int] {
         let dims = Proto.elements(tensor.pointee.dims, tensor.pointee.n_dims).map { Int($0) }
         guard Tensor.elementCount(of: dims) != nil else {
             throw .malformed(path: path, reason: "tensor '\(Self.name(tensor))' has invalid dims \(dims)")
@@ -104,7 +87,7 @@ struct TensorCodec {
     /// An INT64 tensor's values (for shapes and permutations).
     func int64s(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> [Int64] {
         let name = Self.name(tensor)
-        guard tensor.pointee.data_type == Self.int64DataType else {
+        guard tensor.pointee.data_type == ONNXDataType.int64 else {
             throw .malformed(path: path, reason: "tensor '\(name)' is not INT64")
         }
         let count = Tensor.elementCount(of: try shape(of: tensor)) ?? 0
@@ -122,7 +105,7 @@ struct TensorCodec {
 
     /// The tensor's bytes when they are in raw_data or an external file; nil when the data
     /// is in a typed field.
-    func storedBytes(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> UnsafeRawBufferPointer? {
+    package func storedBytes(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> UnsafeRawBufferPointer? {
         if Self.isExternal(tensor) {
             let reference = try ExternalReference(tensor: tensor, modelPath: path)
             return try resolver.bytes(location: reference.location, offset: reference.offset, length: reference.length)

@@ -11,55 +11,15 @@ struct TensorDataCheck {
     let codec: TensorCodec
     private var path: String { codec.resolver.modelPath }
 
-    /// The repeated fields that can hold a tensor's values, as the ONNX schema names them.
-    enum TypedField: String, CaseIterable {
-        case float_data, int32_data, string_data, int64_data, double_data, uint64_data
-    }
-
-    /// How a data type stores its elements: bytes per element in raw_data (nil for strings;
-    /// 4-bit types pack two per byte) and the typed field it uses otherwise.
-    struct Storage {
-        var name: String
-        /// Bytes per element; nil for STRING, which has no raw form.
-        var byteWidth: Int?
-        var field: TypedField
-        /// Typed-field values per element (complex types store two).
-        var valuesPerElement = 1
-        /// Elements per byte in raw_data and per value in int32_data (4-bit types pack two).
-        var packing = 1
-    }
+    typealias TypedField = ONNXDataType.TypedField
+    typealias Storage = ONNXDataType.Info
 
     /// The storage of ONNX data type `code` (TensorProto.DataType); nil for UNDEFINED and
-    /// codes newer than this table, which are then only checked for their dims.
-    static func storage(ofDataType code: Int32) -> Storage? {
-        switch code {
-        case 1: return Storage(name: "FLOAT", byteWidth: 4, field: .float_data)
-        case 2: return Storage(name: "UINT8", byteWidth: 1, field: .int32_data)
-        case 3: return Storage(name: "INT8", byteWidth: 1, field: .int32_data)
-        case 4: return Storage(name: "UINT16", byteWidth: 2, field: .int32_data)
-        case 5: return Storage(name: "INT16", byteWidth: 2, field: .int32_data)
-        case 6: return Storage(name: "INT32", byteWidth: 4, field: .int32_data)
-        case 7: return Storage(name: "INT64", byteWidth: 8, field: .int64_data)
-        case 8: return Storage(name: "STRING", byteWidth: nil, field: .string_data)
-        case 9: return Storage(name: "BOOL", byteWidth: 1, field: .int32_data)
-        case 10: return Storage(name: "FLOAT16", byteWidth: 2, field: .int32_data)
-        case 11: return Storage(name: "DOUBLE", byteWidth: 8, field: .double_data)
-        case 12: return Storage(name: "UINT32", byteWidth: 4, field: .uint64_data)
-        case 13: return Storage(name: "UINT64", byteWidth: 8, field: .uint64_data)
-        case 14: return Storage(name: "COMPLEX64", byteWidth: 8, field: .float_data, valuesPerElement: 2)
-        case 15: return Storage(name: "COMPLEX128", byteWidth: 16, field: .double_data, valuesPerElement: 2)
-        case 16: return Storage(name: "BFLOAT16", byteWidth: 2, field: .int32_data)
-        case 17, 18, 19, 20: return Storage(name: "FLOAT8", byteWidth: 1, field: .int32_data)
-        case 21: return Storage(name: "UINT4", byteWidth: 1, field: .int32_data, packing: 2)
-        case 22: return Storage(name: "INT4", byteWidth: 1, field: .int32_data, packing: 2)
-        case 23: return Storage(name: "FLOAT4E2M1", byteWidth: 1, field: .int32_data, packing: 2)
-        case 24: return Storage(name: "FLOAT8E8M0", byteWidth: 1, field: .int32_data)
-        default: return nil
-        }
-    }
+    /// codes newer than the table, which are then only checked for their dims.
+    static func storage(ofDataType code: Int32) -> Storage? { ONNXDataType.table[code] }
 
     /// The name of data type `code`, for messages.
-    static func typeName(_ code: Int32) -> String { storage(ofDataType: code)?.name ?? "data type \(code)" }
+    static func typeName(_ code: Int32) -> String { ONNXDataType.name(of: code) }
 
     /// How many values each typed field of `tensor` holds.
     static func typedCounts(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) -> [(TypedField, Int)] {

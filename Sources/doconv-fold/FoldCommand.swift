@@ -16,9 +16,10 @@ struct FoldCommand: ToolCommand {
         Models, told apart by their content: ONNX (.onnx, with external data); Keras HDF5 (.h5:
         Keras 2 and 3 full models and weights; Keras 3 .weights.h5 with --config); Keras 3 .keras
         archives; PyTorch checkpoints (.pth, .pt, .pth.tar, .ckpt, .bin: torch.save zip and legacy
-        formats) and .safetensors.
+        formats) and .safetensors; MXNet/Gluon .params files and export pairs (NAME-symbol.json
+        with NAME-NNNN.params, given by either half; both are written).
 
-        Format options (--config, --kernel-size, --fuse-bn, --fold-separable, --keep-names) are
+        Format options (--config, --kernel-size, --fuse-bn, --fold-separable, --keep-names, --params) are
         refused for a file whose format does not read them; with -o DIR each applies to the files
         it fits.
 
@@ -40,7 +41,7 @@ struct FoldCommand: ToolCommand {
     @Flag(help: "Print errors only.")
     var quiet = false
 
-    @Flag(name: .customLong("fuse-bn"), help: "ONNX: also fold each inference-mode BatchNormalization into the Conv before it.")
+    @Flag(name: .customLong("fuse-bn"), help: "ONNX and Keras: also fold each inference-mode BatchNormalization into the Conv before it.")
     var fuseBatchNorm = false
 
     @Flag(name: .customLong("fold-separable"), help: "Also fold depthwise + 1x1 pairs and Keras SeparableConv2D with Dmul < M*N (raises their MACs).")
@@ -62,6 +63,9 @@ struct FoldCommand: ToolCommand {
     @Flag(name: .customLong("keep-names"), help: "PyTorch: keep the key P.W for the folded kernel instead of nn.Conv2d's P.weight.")
     var keepNames = false
 
+    @Option(name: .customLong("params"), help: ArgumentHelp("MXNet: the export's params file, when several NAME-NNNN.params sit beside NAME-symbol.json.", valueName: "file"))
+    var paramsFile: String?
+
     func validate() throws {
         if let tolerance, !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
         if outputDirectory == nil, paths.count != 2 {
@@ -80,6 +84,7 @@ struct FoldCommand: ToolCommand {
         if fuseBatchNorm { arguments.append("--fuse-bn") }
         if foldSeparable { arguments.append("--fold-separable") }
         if keepNames { arguments.append("--keep-names") }
+        if let paramsFile { arguments += ["--params", paramsFile] }
         if let configFile { arguments += ["--config", configFile] }
         for size in kernelSizes { arguments += ["--kernel-size", size] }
         if outputDirectory != nil { arguments.append("--lenient-options") }
@@ -97,6 +102,7 @@ struct FoldCommand: ToolCommand {
         options.fold.foldSeparable = foldSeparable
         options.fuseBatchNorm = fuseBatchNorm
         options.keepNames = keepNames
+        options.paramsFile = paramsFile
         options.kernelSizes = (try? parsedKernelSizes()) ?? [:] // validated by validate()
         if let configFile { try options.readConfig(file: configFile) }
         return options

@@ -16,7 +16,7 @@ struct InspectCommand: ToolCommand {
 
         MACs are per output position (Cout x Cin/g x M x N): weight files carry no feature-map sizes. Folding leaves them unchanged for kernel composition; a feature-composition pair (depthwise conv, then 1x1 conv) runs Cin x Dmul x M x N + Cout x Cin/g x Dmul before folding.
 
-        Models, told apart by their content: ONNX (.onnx), Keras HDF5 (.h5, .hdf5; --config and --kernel-size as for doconv-fold), Keras 3 archives (.keras), PyTorch checkpoints (.pth, .pt, .ckpt, ...; --kernel-size) and .safetensors. The JSON document follows schemas/inspect-report.schema.json.
+        Models, told apart by their content: ONNX (.onnx), Keras HDF5 (.h5, .hdf5; --config and --kernel-size as for doconv-fold), Keras 3 archives (.keras), PyTorch checkpoints (.pth, .pt, .ckpt, ...; --kernel-size), .safetensors, and MXNet .params files and export pairs (NAME-symbol.json). The JSON document follows schemas/inspect-report.schema.json.
 
         Exit status: 0 success (also when the model has no DO-Conv layer), 2 bad input or usage.
         """)
@@ -39,6 +39,9 @@ struct InspectCommand: ToolCommand {
     @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras and PyTorch: a layer's kernel size when nothing else gives it (repeatable).", valueName: "layer=MxN"))
     var kernelSizes: [String] = []
 
+    @Option(name: .customLong("params"), help: ArgumentHelp("MXNet: the export's params file, when several sit beside the symbol.", valueName: "file"))
+    var paramsFile: String?
+
     func validate() throws {
         _ = try parsedKernelSizes()
     }
@@ -56,6 +59,7 @@ struct InspectCommand: ToolCommand {
         let format: any ModelFormat
         do {
             options.kernelSizes = try parsedKernelSizes()
+            options.paramsFile = paramsFile
             if let configFile { try options.readConfig(file: configFile) }
             format = try FormatRegistry.format(of: model)
             try options.check(appliesTo: format, path: model)

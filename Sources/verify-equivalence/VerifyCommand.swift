@@ -89,7 +89,8 @@ struct VerifyCommand: ToolCommand {
                 guard let json = try? String(contentsOfFile: configFile, encoding: .utf8) else { throw VerifyError("\(configFile): cannot read the model config") }
                 options.kerasConfigJSON = json
             }
-            let report = try format.verify(original: original, folded: folded, options: options)
+            guard let verifiable = format as? any VerifiableFormat else { throw VerifyError("\(original): verify-equivalence does not check \(format.displayName) files") }
+            let report = try verifiable.verify(original: original, folded: folded, options: options)
             print(report.render())
             if !report.equivalent { throw ExitCode(1) }
         } catch let error as VerifyError {

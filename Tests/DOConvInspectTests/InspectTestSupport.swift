@@ -4,20 +4,18 @@ import DOConvKeras
 import DOConvONNX
 import Foundation
 import XCTest
+import DOConvTestSupport
 
 /// Paths, manifests and the built `doconv-inspect` for the inspect tests.
 enum InspectTestSupport {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let fixtures = packageRoot.appendingPathComponent("fixtures")
+    static let packageRoot = PackageTestSupport.packageRoot
+    static let fixtures = PackageTestSupport.fixtures
     static let kerasFixtures = fixtures.appendingPathComponent("keras_h5")
 
     static func fixture(_ name: String) -> String { fixtures.appendingPathComponent(name).path }
     static func kerasFixture(_ name: String) -> String { kerasFixtures.appendingPathComponent(name).path }
 
-    static func manifest(_ url: URL) throws -> [[String: Any]] {
-        let data = try Data(contentsOf: url.appendingPathComponent("MANIFEST.json"))
-        return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [[String: Any]])
-    }
+    static func manifest(_ url: URL) throws -> [[String: Any]] { try PackageTestSupport.manifest(url) }
 
     static func onnxReport(_ name: String) throws -> InspectReport {
         let path = fixture(name)
@@ -31,50 +29,11 @@ enum InspectTestSupport {
         return InspectReport(model: path, format: "keras-h5", detection: try KerasFolder.detect(path: path, options: options))
     }
 
-    /// A fresh empty folder, removed at the end of the test.
-    static func temporaryDirectory(_ test: XCTestCase) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("doconv-inspect-test-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
+    static func temporaryDirectory(_ test: XCTestCase) throws -> URL { try PackageTestSupport.temporaryDirectory(test) }
 
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
+    typealias Run = PackageTestSupport.Run
 
-    /// The built executable sits next to the test bundle.
-    static let executable: URL = {
-        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        return bundle.appendingPathComponent("doconv-inspect")
-    }()
-
-    static func inspect(_ arguments: [String]) throws -> Run {
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.currentDirectoryURL = packageRoot
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Read stderr on another thread so a full pipe cannot stall the child.
-        final class Box: @unchecked Sendable { var data = Data() }
-        let errBox = Box()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errBox.data = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errBox.data, as: UTF8.self))
-    }
+    static func inspect(_ arguments: [String]) throws -> Run { try PackageTestSupport.run("doconv-inspect", arguments) }
 
     /// Random values in [-1, 1).
     static func randomValues(_ count: Int, seed: UInt64) -> [Float] {

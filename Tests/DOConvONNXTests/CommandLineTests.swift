@@ -1,34 +1,10 @@
 import Foundation
 import XCTest
+import DOConvTestSupport
 
 /// `doconv-fold` as a user runs it: exit codes, one-line errors, nothing written on failure.
 final class CommandLineTests: XCTestCase {
-    struct Run {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// The built executable sits next to the test bundle.
-    static let executable: URL = {
-        let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        return bundle.appendingPathComponent("doconv-fold")
-    }()
-
-    func fold(_ arguments: [String]) throws -> Run {
-        let process = Process()
-        process.executableURL = Self.executable
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
-    }
+    func fold(_ arguments: [String]) throws -> PackageTestSupport.Run { try PackageTestSupport.run("doconv-fold", arguments) }
 
     func testFoldPrintsTheSummary() throws {
         let dir = try TestSupport.temporaryDirectory(self)

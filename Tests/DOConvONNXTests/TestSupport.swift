@@ -1,28 +1,20 @@
 import Foundation
 import XCTest
+import DOConvTestSupport
 @testable import DOConvONNX
 import CONNXProto
 
 /// Paths and helpers shared by the ONNX tests.
 enum TestSupport {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let fixtures = packageRoot.appendingPathComponent("fixtures")
+    static let packageRoot = PackageTestSupport.packageRoot
+    static let fixtures = PackageTestSupport.fixtures
 
     /// The fixture manifest written by fixtures/make_fixtures.py.
-    static func manifest() throws -> [[String: Any]] {
-        let data = try Data(contentsOf: fixtures.appendingPathComponent("MANIFEST.json"))
-        return try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [[String: Any]])
-    }
+    static func manifest() throws -> [[String: Any]] { try PackageTestSupport.manifest() }
 
     static func fixture(_ name: String) -> String { fixtures.appendingPathComponent(name).path }
 
-    /// A fresh empty folder, removed at the end of the test.
-    static func temporaryDirectory(_ test: XCTestCase) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("doconv-test-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
+    static func temporaryDirectory(_ test: XCTestCase) throws -> URL { try PackageTestSupport.temporaryDirectory(test) }
 
     /// Copies a fixture (and its external data file, if any) into `directory`.
     @discardableResult

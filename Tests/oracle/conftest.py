@@ -33,8 +33,17 @@ def run_fold(*args):
     return run_tool("DOCONV_FOLD", "doconv-fold", *args)
 
 
-def manifest():
-    return json.loads((FIXTURES / "MANIFEST.json").read_text())
+def manifest(path=FIXTURES / "MANIFEST.json"):
+    """The entries of a fixture manifest. An empty or missing one is an error, not an empty
+    list: the tests that loop over it would otherwise pass without testing anything."""
+    if not pathlib.Path(path).exists():
+        raise FileNotFoundError(f"{path} is missing: regenerate the fixtures (see README, Fixtures)")
+    entries = json.loads(pathlib.Path(path).read_text())
+    if isinstance(entries, dict):
+        entries = entries.get("entries", [])
+    if not entries:
+        raise ValueError(f"{path} lists no fixture: the tests that loop over it would test nothing")
+    return entries
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ builds of a tool that reads hostile files."""
 import json
 import subprocess
 
-from conftest import ROOT
+from conftest import ROOT, fold_binary, tool_binary
 
 UNCHECKED_ALLOWED = {"DOConvFoldKernels", "DOConvFoldKernelsAVX2"}
 
@@ -16,3 +16,13 @@ def test_only_the_kernel_modules_drop_their_checks():
                  if any("-Ounchecked" in flag for flag in setting.get("kind", {}).get("unsafeFlags", {}).get("_0", []))}
     assert unchecked, "the kernel modules are expected to keep -Ounchecked"
     assert unchecked <= UNCHECKED_ALLOWED, f"built without checks: {sorted(unchecked - UNCHECKED_ALLOWED)}"
+
+
+def test_doconv_fold_does_not_link_the_reference_executor():
+    """Issue 14, item 6: the ONNX-to-IR import lives on the verification side, so the fold
+    tool carries no graph executor (only verify-equivalence does)."""
+    fold = subprocess.run(["nm", "-C", str(fold_binary())], capture_output=True, text=True, check=True).stdout
+    verify = subprocess.run(["nm", "-C", str(tool_binary("DOCONV_VERIFY", "verify-equivalence"))], capture_output=True, text=True,
+                            check=True).stdout
+    assert "ReferenceExecutor" in verify, "the check itself must see the executor where it is"
+    assert "ReferenceExecutor" not in fold and "ONNXGraphImport" not in fold

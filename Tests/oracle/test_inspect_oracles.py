@@ -3,9 +3,6 @@ committed JSON Schema (jsonschema), the geometry against the exporters' manifest
 distance from the identity and the H map against numpy on the ONNX initializers, and the
 SVG as XML (xml.etree)."""
 import json
-import os
-import pathlib
-import subprocess
 import xml.etree.ElementTree as ET
 
 import jsonschema
@@ -14,30 +11,23 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, manifest, run_tool
 
 KERAS = FIXTURES / "keras_h5"
 SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text())
 SVG_NS = "{http://www.w3.org/2000/svg}"
 
 
-def inspect_binary() -> pathlib.Path:
-    path = pathlib.Path(os.environ.get("DOCONV_INSPECT", ROOT / ".build" / "debug" / "doconv-inspect"))
-    if not path.exists():
-        pytest.fail(f"{path} does not exist: build first (swift build)")
-    return path
-
-
 def run_inspect(*args):
-    return subprocess.run([str(inspect_binary()), *map(str, args)], capture_output=True, text=True, timeout=300)
+    return run_tool("DOCONV_INSPECT", "doconv-inspect", *args)
 
 
 def onnx_entries():
-    return json.loads((FIXTURES / "MANIFEST.json").read_text())
+    return manifest()
 
 
 def keras_entries():
-    return json.loads((KERAS / "MANIFEST.json").read_text())
+    return manifest(KERAS / "MANIFEST.json")
 
 
 def keras_arguments(entry):

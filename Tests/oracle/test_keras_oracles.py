@@ -11,10 +11,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from conftest import FIXTURES, run_fold  # noqa: E402
+from conftest import FIXTURES, manifest, run_fold  # noqa: E402
 
 FOLDER = FIXTURES / "keras_h5"
-ENTRIES = json.loads((FOLDER / "MANIFEST.json").read_text())
+ENTRIES = manifest(FOLDER / "MANIFEST.json")
 
 
 def plain_twin(net):
@@ -166,3 +166,273 @@ def test_an_explicit_1x1_kernel_size_folds_a_1x1_layer_without_a_config(tmp_path
     model = plain_twin("net_a")
     model.load_weights(str(out))
     assert relative_error(model.predict(expected["input"], verbose=0), expected["output"]) <= 1e-5
+
+
+# --fuse-bn: each BatchNormalization right after a Conv2D (or a layer this run folds into
+# one) becomes part of that Conv2D; plain Keras loads the result and predicts the same.
+
+def keras_histories(value):
+    """Every (layer, node, tensor) a Keras 3 inbound node or output list refers to."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            return [tuple(value["config"]["keras_history"])]
+        return [h for v in value.values() for h in keras_histories(v)]
+    if isinstance(value, list):
+        if len(value) == 3 and isinstance(value[0], str) and all(isinstance(v, int) for v in value[1:]):
+            return [tuple(value)]
+        return [h for v in value for h in keras_histories(v)]
+    return []
+
+
+def becomes_conv2d(layer):
+    """True for the layers a plain fold turns into (or leaves as) a Conv2D."""
+    c = layer["config"]
+    if layer["class_name"] == "SeparableConv2D":
+        return c["depth_multiplier"] >= c["kernel_size"][0] * c["kernel_size"][1]
+    return layer["class_name"] in ("Conv2D", "DOConv2D") or layer.get("registered_name") == "doconv>DOConv2D"
+
+
+def expected_fusions(config):
+    """BatchNormalization name -> the conv it folds into, by the test's own reading of a
+    Keras 3 config: the BN's only input is a linear, channels-last Conv2D (after the fold)
+    whose output nothing else reads."""
+    layers = config["config"]["layers"]
+    sequential = config["class_name"] == "Sequential"
+    by_name = {layer["config"]["name"]: layer for layer in layers}
+    readers = {}
+    for layer in layers:
+        for name, _, _ in keras_histories(layer.get("inbound_nodes", [])):
+            readers[name] = readers.get(name, 0) + 1
+    for name, _, _ in keras_histories(config["config"].get("output_layers", [])):
+        readers[name] = readers.get(name, 0) + 1
+    fusions = {}
+    for k, layer in enumerate(layers):
+        if layer["class_name"] != "BatchNormalization" or layer["config"]["axis"] not in (-1, 3, [-1], [3]):
+            continue
+        if sequential:
+            conv = layers[k - 1]
+        else:
+            inputs = keras_histories(layer["inbound_nodes"])
+            if len(inputs) != 1:
+                continue
+            conv = by_name[inputs[0][0]]
+            if readers.get(conv["config"]["name"]) != 1:
+                continue
+        if becomes_conv2d(conv) and conv["config"].get("activation", "linear") == "linear":
+            fusions[layer["config"]["name"]] = conv["config"]["name"]
+    return fusions
+
+
+def plain_config(config):
+    """A Keras 3 config with Conv2D in place of every layer the fold turns into one (the
+    test's own rewrite, as in `plain_twin`)."""
+    config = json.loads(json.dumps(config))
+    config.pop("compile_config", None)
+    for layer in config["config"]["layers"]:
+        if not becomes_conv2d(layer) or layer["class_name"] == "Conv2D":
+            continue
+        c = layer["config"]
+        layer.update(class_name="Conv2D", module="keras.layers", registered_name=None)
+        for key in [k for k in c if k in ("D_mul", "depth_multiplier") or k.startswith(("depthwise_", "pointwise_"))]:
+            del c[key]
+    return config
+
+
+def fused_config(config):
+    """`plain_config` without the BatchNormalization layers `expected_fusions` names: each
+    conv takes `use_bias`, and whatever read a BN reads its conv."""
+    fusions = expected_fusions(config)
+    config = plain_config(config)
+
+    def rewire(value):
+        if isinstance(value, dict):
+            if value.get("class_name") == "__keras_tensor__" and value["config"]["keras_history"][0] in fusions:
+                value["config"]["keras_history"][0] = fusions[value["config"]["keras_history"][0]]
+            for v in value.values():
+                rewire(v)
+        elif isinstance(value, list):
+            if len(value) == 3 and isinstance(value[0], str) and value[0] in fusions:
+                value[0] = fusions[value[0]]
+            for v in value:
+                rewire(v)
+
+    layers = [layer for layer in config["config"]["layers"] if layer["config"]["name"] not in fusions]
+    for layer in layers:
+        if layer["config"]["name"] in fusions.values():
+            layer["config"]["use_bias"] = True
+        rewire(layer.get("inbound_nodes", []))
+    config["config"]["layers"] = layers
+    rewire(config["config"].get("output_layers", []))
+    return config
+
+
+def assert_no_batchnorm_after_a_fused_conv(model, fusions):
+    config = model.get_config()
+    names = [layer["config"]["name"] for layer in config["layers"]]
+    assert not set(fusions) & set(names), names
+    for layer in config["layers"]:
+        if layer["class_name"] == "BatchNormalization":
+            assert not {h[0] for h in keras_histories(layer.get("inbound_nodes", []))} & set(fusions.values())
+    for conv in set(fusions.values()):
+        assert model.get_layer(conv).use_bias
+
+
+def strings_in(value):
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        value = list(value.values())
+    return set().union(*map(strings_in, value)) if isinstance(value, list) else set()
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
+def test_fuse_bn_plain_keras_loads_the_result_and_predicts_the_same(tmp_path, entry):
+    """Every fixture format with a config (full .h5 of Keras 2 and 3, .keras, weight files
+    with --config): after `--fuse-bn`, plain Keras (no custom objects) loads the result, no
+    BatchNormalization is left after a fused conv, and it predicts what the DO-Conv model
+    predicted."""
+    config = json.loads((FOLDER / f"k3_{entry['net']}.json").read_text())
+    fusions = expected_fusions(config)
+    out = tmp_path / entry["file"]
+    args = [FOLDER / entry["file"], out, "--fuse-bn"]
+    if entry["format"] in ("h5_weights", "weights_h5"):
+        args += ["--config", FOLDER / entry["config"]]
+    result = run_fold(*args)
+    assert result.returncode == 0, result.stderr
+    for bn, conv in fusions.items():
+        assert f"{bn} into {conv}" in result.stdout, result.stdout
+    if not fusions:
+        assert "note: fused" not in result.stdout, result.stdout
+    expected = np.load(FOLDER / entry["expected"])
+    if entry["format"] in ("h5_full", "keras_zip") and not (entry["keras"] == 2 and entry["net"] == "net_sep"):
+        model = keras.models.load_model(str(out), compile=False)
+    else:
+        # Weights only, or a Keras 2 SeparableConv2D config that Keras 3 cannot read: the
+        # plain model from the test's own rewrite of the config takes the weights.
+        model = keras.models.model_from_json(json.dumps(fused_config(config)))
+        model.load_weights(str(out))
+    if entry["format"] == "h5_full":
+        with h5py.File(out, "r") as f:
+            stored = json.loads(f.attrs["model_config"])
+        # Neither a layer nor a reference to one (Keras 2 or 3 inbound nodes) names a fused BN.
+        assert not set(fusions) & strings_in(stored["config"]["layers"]), stored
+    assert {type(layer).__name__ for layer in model.layers}.isdisjoint({"DOConv2D"})
+    assert_no_batchnorm_after_a_fused_conv(model, fusions)
+    assert relative_error(model.predict(expected["input"], verbose=0), expected["output"]) <= 1e-5
+
+
+def test_fuse_bn_fixtures_fuse_and_skip_as_expected():
+    """The fixtures hold both cases: net_sep's BN follows a linear SeparableConv2D that folds
+    into a Conv2D (fused); net_a's follows a DOConv2D with a relu (kept)."""
+    assert expected_fusions(json.loads((FOLDER / "k3_net_sep.json").read_text())) == {"bn": "sep_do"}
+    assert expected_fusions(json.loads((FOLDER / "k3_net_a.json").read_text())) == {}
+
+
+def test_fuse_bn_summary_reports_the_fusions(tmp_path):
+    result = run_fold(FOLDER / "k3_net_sep.h5", tmp_path / "out.h5", "--fuse-bn")
+    assert result.returncode == 0, result.stderr
+    assert "note: fused 1 BatchNormalization into the Conv2D before it: bn into sep_do" in result.stdout
+    assert "verified: worst relative error" in result.stdout
+    # The BN's 4 x 8 parameters are gone (sep_do already had a bias).
+    plain = run_fold(FOLDER / "k3_net_sep.h5", tmp_path / "plain.h5")
+    after = lambda text: int(text.split("parameters ")[1].split(" -> ")[1].split(" ")[0].replace(",", ""))  # noqa: E731
+    assert after(plain.stdout) - after(result.stdout) == 32, (plain.stdout, result.stdout)
+    kept = run_fold(FOLDER / "k3_net_a.h5", tmp_path / "a.h5", "--fuse-bn")
+    assert kept.returncode == 0, kept.stderr
+    assert "BatchNormalization 'bn' not fused: 'do_stem' applies its relu activation before it" in kept.stdout
+
+
+def test_fuse_bn_without_a_config_fuses_nothing_and_says_so(tmp_path):
+    out = tmp_path / "out.h5"
+    result = run_fold(FOLDER / "k2_net_a_weights.h5", out, "--fuse-bn", "--kernel-size", "do_wide=1x3",
+                      "--kernel-size", "do_point=1x1")
+    assert result.returncode == 0, result.stderr
+    assert "no BatchNormalization fused" in result.stdout and "--config" in result.stdout, result.stdout
+    with h5py.File(out, "r") as f:
+        assert "bn" in [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
+        assert "bn/bn/gamma:0" in f
+
+
+def batchnorm_weights(model, seed):
+    """Moving statistics and affine parameters far from their initial values, so that a
+    fusion that ignored any of them would change the predictions."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            values = []
+            for variable in layer.weights:
+                shape = tuple(variable.shape)
+                if variable.path.endswith("moving_variance"):
+                    values.append(rng.uniform(0.5, 2.0, shape).astype(np.float32))
+                else:
+                    values.append(rng.normal(0, 1, shape).astype(np.float32))
+            layer.set_weights(values)
+
+
+def functional_net():
+    """A conv without bias into a BN without beta (fused: the conv gets a new bias), a conv
+    whose output a BN and an Add both read (kept), and a model output that is a BN after a
+    conv without bias (fused, scale=False)."""
+    x = keras.Input((8, 8, 3), name="image")
+    a = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="c1")(x)
+    a = keras.layers.BatchNormalization(center=False, name="b1")(a)
+    a = keras.layers.ReLU(name="r1")(a)
+    b = keras.layers.Conv2D(4, 1, name="c2")(a)
+    b2 = keras.layers.BatchNormalization(name="b2")(b)
+    s = keras.layers.Add(name="add")([b, b2])
+    c = keras.layers.Conv2D(5, 3, use_bias=False, name="c3")(s)
+    out = keras.layers.BatchNormalization(scale=False, epsilon=0.01, name="b3")(c)
+    return keras.Model(x, out, name="fuse_functional")
+
+
+def sequential_net():
+    return keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Conv2D(4, 3, use_bias=False, name="c1"),
+        keras.layers.BatchNormalization(center=False, scale=False, name="b1"),
+        keras.layers.ReLU(name="r1"),
+        keras.layers.Conv2D(6, 3, padding="same", name="c2"),
+        keras.layers.BatchNormalization(name="b2"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(3, name="head"),
+        keras.layers.BatchNormalization(name="b3"),
+    ], name="fuse_sequential")
+
+
+@pytest.mark.parametrize("build, fused", [
+    (functional_net, {"b1": "c1", "b3": "c3"}),
+    (sequential_net, {"b1": "c1", "b2": "c2"}),
+], ids=["functional", "sequential"])
+@pytest.mark.parametrize("kind", ["keras", "h5", "weights.h5"])
+def test_fuse_bn_on_plain_keras_models(tmp_path, build, fused, kind):
+    """Models saved here by Keras 3 (no DO-Conv layer; fusing alone): convs without a bias
+    get one (weight_names / vars/1 as a plain Conv2D with use_bias expects), BNs without
+    beta or gamma fuse, a conv read by two layers and a BN after a Dense stay, the
+    remaining BN groups of a .weights.h5 are renumbered, and plain Keras predicts what the
+    original predicted."""
+    model = build()
+    batchnorm_weights(model, seed=1)
+    config = json.loads(model.to_json())
+    assert expected_fusions(config) == fused
+    src = tmp_path / f"model.{kind}"
+    (model.save_weights if kind == "weights.h5" else model.save)(str(src))
+    (tmp_path / "model.json").write_text(model.to_json())
+    x = np.random.default_rng(2).normal(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+
+    out = tmp_path / f"out.{kind}"
+    args = ["--config", tmp_path / "model.json"] if kind == "weights.h5" else []
+    result = run_fold(src, out, "--fuse-bn", *args)
+    assert result.returncode == 0, result.stderr
+    assert f"fused {len(fused)} BatchNormalization" in result.stdout, result.stdout
+    if kind == "weights.h5":
+        plain = keras.models.model_from_json(json.dumps(fused_config(config)))
+        plain.load_weights(str(out))
+        with h5py.File(out, "r") as f:
+            groups = sorted(f["layers"])
+        assert [g for g in groups if g.startswith("batch_normalization")] == ["batch_normalization"], groups
+    else:
+        plain = keras.models.load_model(str(out), compile=False)
+    assert_no_batchnorm_after_a_fused_conv(plain, fused)
+    assert len([l for l in plain.layers if isinstance(l, keras.layers.BatchNormalization)]) == 1
+    assert relative_error(plain.predict(x, verbose=0), expected) <= 1e-5

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 import torch_checkpoint as tc
-from conftest import FIXTURES, ROOT, run_fold, run_tool
+from conftest import FIXTURES, ROOT, manifest, run_fold, run_tool
 
 TORCH = FIXTURES / "torch"
 MANIFEST = TORCH / "MANIFEST.json"
-ENTRIES = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else []
+ENTRIES = manifest(MANIFEST)
 FOLDABLE = [e for e in ENTRIES if not e["refused"]]
 SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text())
 # Tolerance on folded kernels, relative to the kernel's largest magnitude, compared in

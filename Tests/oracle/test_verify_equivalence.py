@@ -2,7 +2,6 @@
 one kernel value nudged, an unrelated op or attribute changed, two layers' kernels swapped.
 Tampered models are built with the onnx package (and h5py for Keras files) from doconv-fold's
 own outputs."""
-import json
 import zipfile
 
 import h5py
@@ -17,7 +16,7 @@ from verify_support import run_verify
 ENTRIES = manifest()
 DO_ENTRIES = [e for e in ENTRIES if e["do_layers"]]
 KERAS = FIXTURES / "keras_h5"
-KERAS_ENTRIES = json.loads((KERAS / "MANIFEST.json").read_text())
+KERAS_ENTRIES = manifest(KERAS / "MANIFEST.json")
 
 
 def fold(source, out, *extra):

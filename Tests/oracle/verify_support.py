@@ -1,30 +1,20 @@
 """Helpers for the verify-equivalence tests: the built binary (DOCONV_VERIFY), tensors as the
 JSON its hidden --input-json / --dump-outputs options read and write, onnxruntime sessions."""
 import json
-import os
 import pathlib
-import subprocess
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 
-from conftest import ROOT
+from conftest import run_tool
 
 DTYPE_NAMES = {np.float32: "float32", np.float16: "float16", np.float64: "float64", np.int64: "int64",
                np.int32: "int32", np.bool_: "bool", np.uint8: "uint8", np.int8: "int8"}
 
 
-def verify_binary() -> pathlib.Path:
-    path = pathlib.Path(os.environ.get("DOCONV_VERIFY", ROOT / ".build" / "debug" / "verify-equivalence"))
-    if not path.exists():
-        pytest.fail(f"{path} does not exist: build first (swift build)")
-    return path
-
-
 def run_verify(*args):
     """Runs verify-equivalence and returns the CompletedProcess."""
-    return subprocess.run([str(verify_binary()), *map(str, args)], capture_output=True, text=True, timeout=600)
+    return run_tool("DOCONV_VERIFY", "verify-equivalence", *args, timeout=600)
 
 
 def write_tensors(tensors, path):

@@ -1,6 +1,7 @@
 import CONNXProto
 import CProtobufC
 import DOConvGraph
+import DOConvONNX
 
 /// Converts a loaded ONNX model into DOConvGraph's IR: nodes with typed attributes,
 /// initializers decoded (every element type; raw, typed-field or external data), graph

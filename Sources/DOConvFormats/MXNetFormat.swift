@@ -1,0 +1,39 @@
+import DOConvCore
+import DOConvMXNet
+
+extension FormatOptions {
+    /// The MXNet adapter's view of these options.
+    var mxnet: MXNetFoldOptions {
+        var mxnet = MXNetFoldOptions()
+        mxnet.fold = fold
+        mxnet.paramsFile = paramsFile
+        return mxnet
+    }
+}
+
+/// MXNet/Gluon: `.params` files (`save_parameters`, `collect_params().save`) and export
+/// pairs (`NAME-symbol.json` + `NAME-NNNN.params`), given by either half.
+public struct MXNetFormat: ModelFormat {
+    public init() {}
+    public var name: String { "mxnet" }
+    public var displayName: String { "MXNet" }
+    public var options: Set<FormatOption> { [.params] }
+    public var runsInChildProcess: Bool { false }
+
+    /// The NDArray list's magic, or a symbol JSON; a `.params` file goes to the MXNet reader
+    /// too, which says what is wrong with it.
+    public func recognizes(_ file: ModelFileSignature) -> Bool {
+        guard file.zipEntries == nil else { return false }
+        return NDArrayList.looksLikeParams(head: file.head) || SymbolGraph.looksLikeSymbol(head: file.head, path: file.path)
+            || file.path.lowercased().hasSuffix(".params")
+    }
+
+    public func detect(path: String, options: FormatOptions) throws -> Detection {
+        try MXNetFolder.detect(path: path, options: options.mxnet)
+    }
+
+    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
+        let result = try MXNetFolder.fold(path: path, options: options.mxnet)
+        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
+    }
+}

@@ -1,0 +1,64 @@
+import DOConvCore
+
+/// A Gluon DO-Conv layer of a `.params` file: `<p>weight` (Cout, Cin/g, M, N) beside
+/// `<p>D` (M*N, M*N, Cin), in any of the three namings (`0.weight`/`0.D`,
+/// `conv0_weight`/`conv0_D`, `arg:conv0_weight`/`arg:conv0_D`).
+public struct GluonLayer {
+    public let weightName: String
+    public let dName: String
+    public let dtype: MXNetDType
+    public internal(set) var detected: DetectedLayer
+}
+
+/// Finds DO-Conv layers by name and shape. The kernel size comes from the weight, so no
+/// option is needed; the Gluon layer supports only Dmul = M*N.
+struct GluonLayerDetector {
+    let list: NDArrayList
+
+    func detect() throws(MXNetError) -> (layers: [GluonLayer], rejected: [RejectedCandidate]) {
+        let byName = Dictionary(list.arrays.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var layers: [GluonLayer] = []
+        var rejected: [RejectedCandidate] = []
+        for d in list.arrays where d.name.hasSuffix("D") {
+            let prefix = String(d.name.dropLast())
+            guard let weight = byName[prefix + "weight"] else { continue }
+            let name = Self.layerName(prefix)
+            guard weight.shape.count == 4, d.shape.count == 3 else {
+                rejected.append(.init(name: name, reason: "\(d.name) \(d.shape) beside \(weight.name) \(weight.shape): not a Gluon DO-Conv layer's (M*N, M*N, Cin) and (Cout, Cin/g, M, N)"))
+                continue
+            }
+            let (cout, inPerGroup, m, n) = (weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3])
+            let (area, cin) = (m * n, d.shape[2])
+            guard d.shape[0] == area, d.shape[1] == area, inPerGroup > 0, cin % inPerGroup == 0, cout % (cin / inPerGroup) == 0 else {
+                rejected.append(.init(name: name, reason: "\(d.name) \(d.shape) does not fit \(weight.name) \(weight.shape): the Gluon layer's D is (M*N, M*N, Cin), Dmul = M*N only"))
+                continue
+            }
+            guard let type = weight.dtype.elementType, d.dtype == weight.dtype else {
+                rejected.append(.init(name: name, reason: "\(weight.name) and \(d.name) are not of one floating-point type"))
+                continue
+            }
+            let geometry = DOConvGeometry(inChannels: cin, outChannels: cout, groups: cin / inPerGroup, kernelHeight: m, kernelWidth: n, depthMultiplier: area)
+            do {
+                // The weight is OIHW; the Keras layout's W is (Dmul = M*N, Cin/g, Cout): the
+                // Gluon layer's transpose to (M, N, Cin/g, Cout).
+                let oihw = try Tensor(shape: weight.shape, values: try ElementCodec.decode(weight.data, as: type, count: weight.count))
+                let w = try oihw.transposed([2, 3, 1, 0]).values
+                var composed = try ElementCodec.decode(d.data, as: type, count: d.count)
+                IdentityOffset.add(to: &composed, layout: .keras, geometry: geometry)
+                let layer = try DOConvLayer(layout: .keras, geometry: geometry, d: composed, w: w)
+                let detected = DetectedLayer(name: name, form: .kernelComposition, layer: layer, elementType: type, stride: [], dilation: [])
+                layers.append(GluonLayer(weightName: weight.name, dName: d.name, dtype: weight.dtype, detected: detected))
+            } catch {
+                throw .inconsistentLayer(path: list.path, layer: name, reason: "\(error)")
+            }
+        }
+        return (layers, rejected)
+    }
+
+    /// "features.3." -> "features.3", "conv0_" -> "conv0", "arg:conv0_" -> "conv0".
+    static func layerName(_ prefix: String) -> String {
+        var name = prefix.hasPrefix("arg:") ? String(prefix.dropFirst(4)) : prefix
+        if name.hasSuffix(".") || name.hasSuffix("_") { name.removeLast() }
+        return name
+    }
+}

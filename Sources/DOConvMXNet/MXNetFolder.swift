@@ -1,0 +1,207 @@
+import DOConvCore
+import DOConvFileIO
+import Foundation
+
+/// Options of an MXNet fold.
+public struct MXNetFoldOptions: Sendable {
+    public var fold = FoldOptions()
+    /// The export's params file, when several `NAME-NNNN.params` sit beside the symbol.
+    public var paramsFile: String?
+    public init() {}
+}
+
+/// What an MXNet input is: a `.params` file alone, or an export pair.
+public struct MXNetInput {
+    public let params: String
+    /// `NAME-symbol.json`, for an export pair.
+    public let symbol: String?
+    /// Whether the user named the symbol (the output is then named as a symbol too).
+    public let givenAsSymbol: Bool
+
+    /// Finds the other half of an export pair beside `path`.
+    public init(path: String, paramsFile: String?) throws(MXNetError) {
+        let url = URL(fileURLWithPath: path)
+        let folder = url.deletingLastPathComponent()
+        let name = url.lastPathComponent
+        if let head = FileHandle(forReadingAtPath: path)?.readData(ofLength: 64), SymbolGraph.looksLikeSymbol(head: [UInt8](head), path: path) {
+            guard name.hasSuffix("-symbol.json") else { throw .pair(path: path, reason: "an MXNet symbol must be named NAME-symbol.json to find its NAME-NNNN.params") }
+            let stem = String(name.dropLast("-symbol.json".count))
+            symbol = path
+            givenAsSymbol = true
+            if let paramsFile {
+                params = paramsFile
+                return
+            }
+            let candidates = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { Self.epoch(of: $0, stem: stem) != nil }.sorted()
+            guard candidates.count == 1 else {
+                throw .pair(path: path, reason: candidates.isEmpty ? "no \(stem)-NNNN.params beside the symbol"
+                                : "\(candidates.count) params files beside the symbol (\(candidates.joined(separator: ", "))); pass --params FILE")
+            }
+            params = folder.appendingPathComponent(candidates[0]).path
+        } else {
+            params = path
+            givenAsSymbol = false
+            if let (stem, _) = Self.split(name) {
+                let beside = folder.appendingPathComponent(stem + "-symbol.json").path
+                symbol = FileManager.default.fileExists(atPath: beside) ? beside : nil
+            } else {
+                symbol = nil
+            }
+        }
+    }
+
+    /// "net-0007.params" -> ("net", "0007").
+    static func split(_ name: String) -> (stem: String, epoch: String)? {
+        guard name.hasSuffix(".params"), let dash = name.lastIndex(of: "-") else { return nil }
+        let epoch = name[name.index(after: dash)..<name.index(name.endIndex, offsetBy: -".params".count)]
+        guard epoch.count == 4, epoch.allSatisfy(\.isNumber) else { return nil }
+        return (String(name[..<dash]), String(epoch))
+    }
+
+    static func epoch(of name: String, stem: String) -> String? {
+        guard let (s, epoch) = split(name), s == stem else { return nil }
+        return epoch
+    }
+
+    /// Where the folded pair goes when the user named `output`.
+    func outputs(for output: String) throws(MXNetError) -> (params: String, symbol: String?) {
+        guard symbol != nil else { return (output, nil) }
+        let url = URL(fileURLWithPath: output)
+        let folder = url.deletingLastPathComponent()
+        let epoch = Self.split(URL(fileURLWithPath: params).lastPathComponent)?.epoch ?? "0000"
+        if givenAsSymbol {
+            guard url.lastPathComponent.hasSuffix("-symbol.json") else { throw .pair(path: output, reason: "the folded symbol must be named NAME-symbol.json (its params go to NAME-\(epoch).params)") }
+            let stem = String(url.lastPathComponent.dropLast("-symbol.json".count))
+            return (folder.appendingPathComponent("\(stem)-\(epoch).params").path, output)
+        }
+        guard let (stem, _) = Self.split(url.lastPathComponent) else {
+            throw .pair(path: output, reason: "the folded params of an export pair must be named NAME-NNNN.params (its symbol goes to NAME-symbol.json)")
+        }
+        return (output, folder.appendingPathComponent("\(stem)-symbol.json").path)
+    }
+}
+
+/// A folded `.params` file (and symbol), ready to be written.
+public struct MXNetFoldResult {
+    public let summary: FoldSummary
+    let input: MXNetInput
+    let list: NDArrayList
+    let symbol: SymbolGraph?
+    let replaced: [String: [UInt8]]
+    let removed: Set<String>
+
+    /// Writes the folded params (and symbol) atomically; the pair's second file is named
+    /// after the first.
+    public func write(to output: String) throws(MXNetError) {
+        let (paramsPath, symbolPath) = try input.outputs(for: output)
+        let paramsFile: AtomicFileWriter
+        do { paramsFile = try AtomicFileWriter(destination: paramsPath) } catch { throw .cannotWrite(path: paramsPath, reason: error.reason) }
+        list.write(into: paramsFile, replaced: replaced, removed: removed)
+        var symbolFile: AtomicFileWriter?
+        if let symbol, let symbolPath {
+            do { symbolFile = try AtomicFileWriter(destination: symbolPath) } catch { throw .cannotWrite(path: symbolPath, reason: error.reason) }
+            symbolFile?.write(Array(try symbol.json()))
+        }
+        // Both are complete before either is renamed into place.
+        do {
+            try paramsFile.commit()
+            try symbolFile?.commit()
+        } catch {
+            throw .cannotWrite(path: error.path, reason: error.reason)
+        }
+    }
+}
+
+/// Folds every Gluon DO-Conv layer of a `.params` file, or of an export pair (the symbol's
+/// kernel computations removed, each Convolution reading its weight directly).
+public enum MXNetFolder {
+    public static func detect(path: String, options: MXNetFoldOptions = MXNetFoldOptions()) throws(MXNetError) -> Detection {
+        let input = try MXNetInput(path: path, paramsFile: options.paramsFile)
+        let list = try NDArrayList(path: input.params)
+        var (layers, rejected) = try GluonLayerDetector(list: list).detect()
+        if let path = input.symbol { annotate(&layers, from: try SymbolGraph(path: path)) }
+        return Detection(layers: layers.map(\.detected), rejected: rejected)
+    }
+
+    public static func fold(path: String, options: MXNetFoldOptions = MXNetFoldOptions()) throws(MXNetError) -> MXNetFoldResult {
+        let input = try MXNetInput(path: path, paramsFile: options.paramsFile)
+        let list = try NDArrayList(path: input.params)
+        var (layers, rejected) = try GluonLayerDetector(list: list).detect()
+        var summary = FoldSummary(rejected: rejected)
+        for array in list.arrays {
+            summary.parametersBefore += array.count
+            summary.bytesBefore += array.count * array.dtype.byteWidth
+        }
+        var replaced: [String: [UInt8]] = [:]
+        var removed = Set<String>()
+        var symbol = try input.symbol.map { (path) throws(MXNetError) in try SymbolGraph(path: path) }
+        if let symbol { annotate(&layers, from: symbol) }
+        let neededBefore = symbol?.neededNodes ?? []
+        for found in layers {
+            let layer = found.detected.layer
+            let type = found.detected.elementType
+            let kernel = layer.foldedKernel()
+            let stored = ElementCodec.encode(kernel.values, as: type)
+            var record = FoldedLayer(name: found.detected.name, layout: .keras, geometry: layer.geometry, elementType: type,
+                                     stride: found.detected.stride, dilation: found.detected.dilation,
+                                     tolerance: options.fold.tolerance ?? type.defaultTolerance)
+            if options.fold.verify {
+                // Probe the kernel as stored (after rounding to the element type).
+                let values = (try? stored.withUnsafeBytes { (raw) throws(TensorError) in try ElementCodec.decode(raw, as: type, count: kernel.count) }) ?? []
+                record.relativeError = LayerProbe.compare(layer: layer, kernel: values, patches: options.fold.probePatches, seed: options.fold.seed).relativeError
+            }
+            summary.layers.append(record)
+            replaced[found.weightName] = stored
+            removed.insert(found.dName)
+            let dCount = layer.geometry.dCount
+            summary.parametersAfter -= dCount
+            summary.bytesAfter -= dCount * found.dtype.byteWidth
+            if var graph = symbol {
+                let names = (variable(found.weightName), variable(found.dName))
+                guard let weight = graph.variable(names.0), let d = graph.variable(names.1), let conv = graph.convolutionComposing(weight: weight, d: d) else {
+                    throw .inconsistentLayer(path: graph.path, layer: found.detected.name, reason: "the symbol has no Convolution whose weight is composed from '\(names.0)' and '\(names.1)'")
+                }
+                graph.readWeightDirectly(conv: conv, weight: weight)
+                symbol = graph
+            }
+        }
+        symbol?.removeUnread(neededBefore: neededBefore)
+        summary.parametersAfter += summary.parametersBefore
+        summary.bytesAfter += summary.bytesBefore
+        if let symbol, !layers.isEmpty {
+            summary.notes.append("symbol rewritten: \(layers.count) Convolution\(layers.count == 1 ? "" : "s") read their weight directly, \(symbol.removedCount(from: neededBefore)) nodes of kernel computation removed")
+        }
+        return MXNetFoldResult(summary: summary, input: input, list: list, symbol: symbol, replaced: replaced, removed: removed)
+    }
+
+    /// Strides and dilations, which only the symbol records: from each layer's Convolution.
+    static func annotate(_ layers: inout [GluonLayer], from graph: SymbolGraph) {
+        for k in layers.indices {
+            guard let w = graph.variable(variable(layers[k].weightName)), let d = graph.variable(variable(layers[k].dName)),
+                  let conv = graph.convolutionComposing(weight: w, d: d) else { continue }
+            let attributes = graph.attributes(of: conv)
+            let pair = { (text: String?) -> [Int] in
+                (text ?? "").split { "(), ".contains($0) }.compactMap { Int($0) }
+            }
+            let (stride, dilation) = (pair(attributes["stride"]), pair(attributes["dilate"]))
+            layers[k].detected.stride = stride.count == 2 ? stride : [1, 1]
+            layers[k].detected.dilation = dilation.count == 2 ? dilation : [1, 1]
+        }
+    }
+
+    /// The Gluon DO-Conv layers of a `.params` list, and the look-alikes.
+    public static func layers(of list: NDArrayList) throws(MXNetError) -> (layers: [GluonLayer], rejected: [RejectedCandidate]) {
+        try GluonLayerDetector(list: list).detect()
+    }
+
+    /// An export's array name ("arg:conv0_weight") as the symbol's variable ("conv0_weight").
+    public static func variable(_ arrayName: String) -> String {
+        for prefix in ["arg:", "aux:"] where arrayName.hasPrefix(prefix) { return String(arrayName.dropFirst(prefix.count)) }
+        return arrayName
+    }
+}
+
+extension SymbolGraph {
+    /// How many of the nodes needed before are gone.
+    func removedCount(from neededBefore: Set<Int>) -> Int { neededBefore.count - neededNodes.count }
+}

@@ -1,0 +1,195 @@
+import DOConvCore
+import DOConvFileIO
+
+/// An MXNet `.params` file (`NDArray::Save`): a list of named dense arrays, read in place
+/// from the mapped file. Each array keeps the exact bytes of its header, so arrays that are
+/// not folded are written back byte for byte.
+///
+/// Layout (little-endian): uint64 0x112, uint64 reserved, uint64 count, the arrays, uint64
+/// name count, names (uint64 length + bytes). An array: uint32 magic (0xF993FAC9 V2 with a
+/// storage type, 0xF993FAC8 V1, 0xF993FACA V3 with a storage type), or a legacy header that
+/// starts with ndim; the shape (uint32 ndim, then int64 dims; uint32 dims in the legacy
+/// header); the context (int32 device type, int32 id); int32 dtype; the data.
+public struct NDArrayList {
+    public struct Array {
+        public var name: String
+        public var dtype: MXNetDType
+        public var shape: [Int]
+        /// The header as stored, magic to dtype.
+        public var header: UnsafeRawBufferPointer
+        public var data: UnsafeRawBufferPointer
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    static let listMagic: UInt64 = 0x112
+    static let magicV1: UInt32 = 0xF993_FAC8
+    static let magicV2: UInt32 = 0xF993_FAC9
+    static let magicV3: UInt32 = 0xF993_FACA
+
+    public let path: String
+    public private(set) var arrays: [Array] = []
+    let file: MappedFile
+    /// The 8-byte reserved word of the list header, written back as read.
+    let reserved: UInt64
+
+    /// Whether bytes starting a file look like an NDArray list.
+    public static func looksLikeParams(head: [UInt8]) -> Bool {
+        head.count >= 8 && head[0..<8].elementsEqual(withUnsafeBytes(of: listMagic.littleEndian) { Swift.Array($0) })
+    }
+
+    public init(path: String) throws(MXNetError) {
+        self.path = path
+        do { file = try MappedFile(path: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
+        var reader = Reader(bytes: file.bytes, path: path)
+        guard try reader.u64() == Self.listMagic else { throw .corrupt(path: path, reason: "not an MXNet .params file (bad list magic)") }
+        reserved = try reader.u64()
+        let count = try reader.u64()
+        // Every array takes at least 24 bytes, so a count past that is a lie.
+        guard count <= UInt64(file.bytes.count / 24) else { throw .corrupt(path: path, reason: "\(count) arrays claimed, past the end of the file") }
+        var arrays: [Array] = []
+        for k in 0..<Int(count) {
+            arrays.append(try Self.readArray(&reader, index: k, path: path))
+        }
+        let names = try reader.u64()
+        guard names == count || names == 0 else {
+            throw .corrupt(path: path, reason: "\(names) names for \(count) arrays (the names and arrays disagree)")
+        }
+        for k in 0..<Int(names) {
+            let length = try reader.u64()
+            guard length <= UInt64(reader.remaining) else { throw .corrupt(path: path, reason: "truncated: name \(k) runs past the end of the file") }
+            arrays[k].name = String(decoding: try reader.bytes(Int(length)), as: UTF8.self)
+        }
+        self.arrays = arrays
+    }
+
+    private static func readArray(_ reader: inout Reader, index: Int, path: String) throws(MXNetError) -> Array {
+        let start = reader.position
+        let first = try reader.u32()
+        var shape: [Int] = []
+        switch first {
+        case magicV2, magicV3:
+            let storage = try reader.i32()
+            guard storage == 0 || storage == -1 else {
+                throw .corrupt(path: path, reason: "array \(index) is sparse (storage type \(storage)); only dense arrays are supported")
+            }
+            shape = try readShape(&reader, index: index, path: path, wide: true)
+        case magicV1:
+            shape = try readShape(&reader, index: index, path: path, wide: true)
+        default:
+            // The legacy header: the first word is ndim, then uint32 dims.
+            guard first <= 32 else { throw .corrupt(path: path, reason: "array \(index) has an unknown magic 0x\(String(first, radix: 16))") }
+            reader.position = start
+            shape = try readShape(&reader, index: index, path: path, wide: false)
+        }
+        if shape.isEmpty && first != magicV3 {
+            // An empty array (ndim 0) stores nothing more.
+            return Array(name: "", dtype: .float32, shape: [], header: try reader.slice(from: start), data: UnsafeRawBufferPointer(start: nil, count: 0))
+        }
+        _ = try reader.i32() // device type
+        _ = try reader.i32() // device id
+        let code = try reader.i32()
+        guard let dtype = MXNetDType(rawValue: code) else { throw .corrupt(path: path, reason: "array \(index) has an unknown dtype \(code)") }
+        let header = try reader.slice(from: start)
+        guard let count = Tensor.elementCount(of: shape), count <= reader.remaining / dtype.byteWidth else {
+            throw .corrupt(path: path, reason: "truncated: array \(index) of shape \(shape) runs past the end of the file")
+        }
+        let data = try reader.bytes(count * dtype.byteWidth)
+        return Array(name: "", dtype: dtype, shape: shape, header: header, data: data)
+    }
+
+    private static func readShape(_ reader: inout Reader, index: Int, path: String, wide: Bool) throws(MXNetError) -> [Int] {
+        let ndim = try reader.u32()
+        guard ndim <= 32 else { throw .corrupt(path: path, reason: "array \(index) claims \(ndim) dims") }
+        var shape: [Int] = []
+        for _ in 0..<ndim {
+            let dim = wide ? Int64(bitPattern: try reader.u64()) : Int64(try reader.u32())
+            guard dim >= 0, dim <= Int64(Int32.max) else { throw .corrupt(path: path, reason: "array \(index) has a dim of \(dim)") }
+            shape.append(Int(dim))
+        }
+        return shape
+    }
+
+    /// Writes the list into `file` with `replaced` data for some arrays (same size) and
+    /// without the arrays named in `removed`; every other byte as read.
+    func write(into file: AtomicFileWriter, replaced: [String: [UInt8]], removed: Set<String>) {
+        let kept = arrays.filter { !removed.contains($0.name) }
+        var head = LittleEndianBytes()
+        head.u64(Self.listMagic)
+        head.u64(reserved)
+        head.u64(UInt64(kept.count))
+        file.write(head.bytes)
+        withExtendedLifetime(self.file) {
+            for array in kept {
+                file.write(array.header)
+                if let data = replaced[array.name] { file.write(data) } else { file.write(array.data) }
+            }
+        }
+        var names = LittleEndianBytes()
+        names.u64(UInt64(kept.count))
+        for array in kept {
+            let bytes = Swift.Array(array.name.utf8)
+            names.u64(UInt64(bytes.count))
+            names.bytes += bytes
+        }
+        file.write(names.bytes)
+    }
+}
+
+/// MXNet's dtype codes.
+public enum MXNetDType: Int32, Sendable {
+    case float32 = 0, float64 = 1, float16 = 2, uint8 = 3, int32 = 4, int8 = 5, int64 = 6, bool = 7, int16 = 8
+    case uint16 = 9, uint32 = 10, uint64 = 11, bfloat16 = 12
+
+    public var byteWidth: Int {
+        switch self {
+        case .float32, .int32, .uint32: return 4
+        case .float64, .int64, .uint64: return 8
+        case .float16, .int16, .uint16, .bfloat16: return 2
+        case .uint8, .int8, .bool: return 1
+        }
+    }
+
+    public var elementType: ElementType? {
+        switch self {
+        case .float32: return .float32
+        case .float64: return .float64
+        case .float16: return .float16
+        case .bfloat16: return .bfloat16
+        default: return nil
+        }
+    }
+}
+
+/// Bounds-checked little-endian reads: a read past the end is a corrupt-file error.
+struct Reader {
+    let bytes: UnsafeRawBufferPointer
+    let path: String
+    var position = 0
+
+    init(bytes: UnsafeRawBufferPointer, path: String) {
+        self.bytes = bytes
+        self.path = path
+    }
+
+    var remaining: Int { bytes.count - position }
+
+    mutating func bytes(_ count: Int) throws(MXNetError) -> UnsafeRawBufferPointer {
+        guard count >= 0, count <= remaining else { throw .corrupt(path: path, reason: "truncated: \(count) bytes at byte \(position) run past the end of the file") }
+        defer { position += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + count)])
+    }
+
+    func slice(from start: Int) throws(MXNetError) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+    }
+
+    mutating func u64() throws(MXNetError) -> UInt64 { UInt64(littleEndian: try bytes(8).loadUnaligned(as: UInt64.self)) }
+    mutating func u32() throws(MXNetError) -> UInt32 { UInt32(littleEndian: try bytes(4).loadUnaligned(as: UInt32.self)) }
+    mutating func i32() throws(MXNetError) -> Int32 { Int32(bitPattern: try u32()) }
+}
+
+/// Little-endian byte building.
+struct LittleEndianBytes {
+    var bytes: [UInt8] = []
+    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
+}

@@ -1,0 +1,123 @@
+import DOConvCore
+import DOConvMXNet
+
+/// MXNet pairs (`.params` files, or export pairs given by either half): the same arrays in
+/// the same order except each DO-Conv layer's D removed and its weight holding the folded
+/// kernel (every other array equal bit for bit), each folded kernel in float64, and for
+/// export pairs the symbol: every node of FOLDED is ORIGINAL's (op, attributes, inputs by
+/// name), except that each DO-Conv Convolution reads its weight variable directly, and the
+/// only nodes gone are its kernel computation and D.
+public enum MXNetEquivalence {
+    public static func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        var report = VerificationReport(original: original, folded: folded, format: "MXNet")
+        report.endToEndSkipped = "MXNet files are checked by structure and per layer; the reference executor runs ONNX graphs only"
+        let inputs: (MXNetInput, MXNetInput)
+        let lists: (NDArrayList, NDArrayList)
+        let layers: [GluonLayer]
+        do {
+            inputs = (try MXNetInput(path: original, paramsFile: nil), try MXNetInput(path: folded, paramsFile: nil))
+            lists = (try NDArrayList(path: inputs.0.params), try NDArrayList(path: inputs.1.params))
+            layers = try MXNetFolder.layers(of: lists.0).layers
+        } catch {
+            throw VerifyError("\(error)")
+        }
+        guard (inputs.0.symbol == nil) == (inputs.1.symbol == nil) else {
+            throw VerifyError("\(original) and \(folded): one is an export pair (symbol + params) and the other is not")
+        }
+        let removed = Set(layers.map(\.dName))
+        let folds = Dictionary(layers.map { ($0.weightName, $0) }, uniquingKeysWith: { a, _ in a })
+        let expected = lists.0.arrays.filter { !removed.contains($0.name) }
+        if expected.map(\.name) != lists.1.arrays.map(\.name) {
+            let missing = Set(expected.map(\.name)).subtracting(lists.1.arrays.map(\.name)).sorted().prefix(5)
+            let extra = Set(lists.1.arrays.map(\.name)).subtracting(expected.map(\.name)).sorted().prefix(5)
+            report.structure.append("FOLDED's arrays are not ORIGINAL's without D, in order" + (missing.isEmpty ? "" : "; missing: \(missing.joined(separator: ", "))")
+                                    + (extra.isEmpty ? "" : "; unexpected: \(extra.joined(separator: ", "))"))
+        }
+        let foldedByName = Dictionary(lists.1.arrays.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var equal = 0
+        for array in expected {
+            guard let after = foldedByName[array.name] else { continue }
+            guard array.dtype == after.dtype, array.shape == after.shape else {
+                report.structure.append("array '\(array.name)' changed from \(array.dtype) \(array.shape) to \(after.dtype) \(after.shape)")
+                continue
+            }
+            if let layer = folds[array.name] {
+                report.layers.append(check(layer, after, options: options))
+            } else if array.data.elementsEqual(after.data) {
+                equal += 1
+            } else {
+                report.structure.append("array '\(array.name)' changed values")
+            }
+        }
+        if let a = inputs.0.symbol, let b = inputs.1.symbol {
+            do {
+                report.structure += try symbolDifferences(original: try SymbolGraph(path: a), folded: try SymbolGraph(path: b), layers: layers)
+            } catch {
+                throw VerifyError("\(error)")
+            }
+        }
+        report.structureSummary = "\(equal) arrays equal, \(report.layers.count) kernel\(report.layers.count == 1 ? "" : "s") folded, \(removed.count) D removed"
+            + (inputs.0.symbol == nil ? "" : "; symbol checked node by node")
+        return report
+    }
+
+    /// FOLDED's kernel against a float64 recomputation from ORIGINAL's D and weight, and a
+    /// probe through the layer both ways.
+    static func check(_ layer: GluonLayer, _ after: NDArrayList.Array, options: VerifyOptions) -> LayerResult {
+        let g = layer.detected.layer.geometry
+        var result = LayerResult(name: layer.detected.name, conv: after.name,
+                                 description: "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(g.depthMultiplier) (gluon)")
+        guard let type = after.dtype.elementType,
+              let values = try? ElementCodec.decode(after.data, as: type, count: after.count) else {
+            result.problems.append("FOLDED's kernel '\(after.name)' cannot be read as floats")
+            return result
+        }
+        let kernel = values.map(Double.init)
+        let tolerance = options.tolerance ?? type.defaultTolerance
+        result.kernel = ErrorStats.compare(expected: NaiveFold.kernel(layer.detected.layer), actual: kernel, shape: after.shape, tolerance: tolerance)
+        result.probe = NaiveFold.probe(layer.detected.layer, kernel: kernel, scale: nil, patches: options.probePatches, seed: options.seed, tolerance: tolerance)
+        return result
+    }
+
+    static func symbolDifferences(original a: SymbolGraph, folded b: SymbolGraph, layers: [GluonLayer]) -> [String] {
+        var differences: [String] = []
+        // Each DO layer's Convolution in ORIGINAL, and the nodes of its kernel computation.
+        var weightOf: [String: String] = [:] // conv name -> weight variable
+        var computation = Set<String>()
+        for layer in layers {
+            let (w, d) = (MXNetFolder.variable(layer.weightName), MXNetFolder.variable(layer.dName))
+            guard let wi = a.variable(w), let di = a.variable(d), let conv = a.convolutionComposing(weight: wi, d: di) else {
+                differences.append("ORIGINAL's symbol has no Convolution composing its weight from '\(w)' and '\(d)'")
+                continue
+            }
+            weightOf[a.name(of: conv)] = w
+            let source = a.inputs(of: conv)[1]
+            computation.formUnion(a.ancestors(of: source).map { a.name(of: $0) })
+            computation.insert(d)
+        }
+        computation.subtract(weightOf.values)
+        let originalByName = Dictionary((0..<a.nodeCount).map { (a.name(of: $0), $0) }, uniquingKeysWith: { x, _ in x })
+        let foldedNames = Set((0..<b.nodeCount).map { b.name(of: $0) })
+        for k in 0..<b.nodeCount {
+            let name = b.name(of: k)
+            guard let j = originalByName[name] else {
+                differences.append("symbol node '\(name)' of FOLDED is not in ORIGINAL")
+                continue
+            }
+            if a.op(of: j) != b.op(of: k) || a.attributes(of: j) != b.attributes(of: k) {
+                differences.append("symbol node '\(name)' changed its op or attributes")
+            }
+            var want = a.inputs(of: j).map { a.name(of: $0) }
+            if let weight = weightOf[name], want.count >= 2 { want[1] = weight }
+            let have = b.inputs(of: k).map { b.name(of: $0) }
+            if want != have { differences.append("symbol node '\(name)' reads \(have), expected \(want)") }
+        }
+        for name in originalByName.keys.sorted() where !foldedNames.contains(name) && !computation.contains(name) {
+            differences.append("symbol node '\(name)' of ORIGINAL is missing from FOLDED")
+        }
+        if a.headNodes.map({ a.name(of: $0) }) != b.headNodes.map({ b.name(of: $0) }) {
+            differences.append("the symbol's outputs changed")
+        }
+        return differences
+    }
+}
