@@ -22,11 +22,15 @@ what doconv-fold wrote and runs it.
         (with --no-change: as they are).
     python mxnet_oracle.py symbol SYMBOL
         The symbol's nodes as JSON: [{"op", "name", "inputs": [names], "attrs"}].
+    python mxnet_oracle.py serve
+        The modes above without a new process each (MXNet takes ~2 s to import): one JSON
+        list of arguments per stdin line, one reply line per command (see serve()).
 """
 import argparse
 import hashlib
 import json
 import sys
+import traceback
 
 import mxnet as mx
 import numpy as np
@@ -136,7 +140,11 @@ def plain(name):
 
 
 # ---------------------------------------------------------------------------------------
-# Modes
+# Modes: each returns what it prints (JSON)
+
+
+class OracleError(Exception):
+    pass
 
 
 def nested(array):
@@ -145,10 +153,9 @@ def nested(array):
 
 def predict(args):
     expected = np.load(args.expected)
-    _, dtype = NETS[args.net]
     if args.naming == "export":
         if args.symbol is None:
-            sys.exit("predict --naming export needs SYMBOL")
+            raise OracleError("predict --naming export needs SYMBOL")
         # SymbolBlock.imports loads with the saved dtypes (cast_dtype, dtype_source "saved").
         net = nn.SymbolBlock.imports(args.symbol, ["data"], args.file)
         stored = list(mx.nd.load(args.file))
@@ -170,22 +177,20 @@ def predict(args):
     out = result.asnumpy().astype(np.float64)
     want = expected["output"].astype(np.float64)
     error = float(np.abs(out - want).max() / max(np.abs(want).max(), 1e-30))
-    print(json.dumps({"relative_error": error, "shape": list(out.shape), "kernels": kernels, "dtypes": dtypes,
-                      "params": list(params)}))
+    return {"relative_error": error, "shape": list(out.shape), "kernels": kernels, "dtypes": dtypes, "params": list(params)}
 
 
 def dump(args):
     arrays = mx.nd.load(args.file)
     items = arrays.items() if isinstance(arrays, dict) else ((None, a) for a in arrays)
-    print(json.dumps([{"name": name, "dtype": np.dtype(a.dtype).name, "shape": list(a.shape),
-                       "sha256": hashlib.sha256(np.ascontiguousarray(a.asnumpy()).tobytes()).hexdigest()}
-                      for name, a in items]))
+    return [{"name": name, "dtype": np.dtype(a.dtype).name, "shape": list(a.shape),
+             "sha256": hashlib.sha256(np.ascontiguousarray(a.asnumpy()).tobytes()).hexdigest()} for name, a in items]
 
 
 def tamper(args):
     arrays = mx.nd.load(args.file)
     if args.name not in arrays:
-        sys.exit(f"{args.name} is not in {args.file}: {list(arrays)}")
+        raise OracleError(f"{args.name} is not in {args.file}: {list(arrays)}")
     target = arrays[args.name].asnumpy()
     flat = target.reshape(-1)
     value = float(flat[0])
@@ -193,14 +198,37 @@ def tamper(args):
         flat[0] = -value + 1.0 if abs(value) < 4 else value / 2
     arrays[args.name] = mx.nd.array(target, dtype=target.dtype)
     mx.nd.save(args.out, arrays)
-    print(json.dumps({"name": args.name, "before": value, "after": float(flat[0])}))
+    return {"name": args.name, "before": value, "after": float(flat[0])}
 
 
 def symbol(args):
     graph = json.loads(open(args.symbol).read())
     nodes = graph["nodes"]
-    print(json.dumps([{"op": n["op"], "name": n["name"], "inputs": [nodes[i[0]]["name"] for i in n["inputs"]],
-                       "attrs": n.get("attrs", {})} for n in nodes]))
+    return [{"op": n["op"], "name": n["name"], "inputs": [nodes[i[0]]["name"] for i in n["inputs"]],
+             "attrs": n.get("attrs", {})} for n in nodes]
+
+
+# The reply marker of serve mode: MXNet may write log lines of its own to stdout.
+REPLY = "@@mxnet-oracle "
+
+
+def serve(parser):
+    """One command line (a JSON list of arguments) per stdin line; one reply line per
+    command: REPLY + {"ok": true, "result": ...} or {"ok": false, "error": "..."}."""
+    out = sys.stdout
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        try:
+            args = parser.parse_args(json.loads(line))
+            if args.mode == "serve":
+                raise OracleError("serve inside serve")
+            reply = {"ok": True, "result": args.run(args)}
+        except SystemExit as e:  # argparse
+            reply = {"ok": False, "error": f"bad arguments ({e})"}
+        except Exception:
+            reply = {"ok": False, "error": traceback.format_exc()}
+        out.write(REPLY + json.dumps(reply) + "\n")
+        out.flush()
 
 
 def main():
@@ -225,8 +253,15 @@ def main():
     p = modes.add_parser("symbol")
     p.add_argument("symbol")
     p.set_defaults(run=symbol)
+    modes.add_parser("serve")
     args = parser.parse_args()
-    args.run(args)
+    if args.mode == "serve":
+        serve(parser)
+        return
+    try:
+        print(json.dumps(args.run(args)))
+    except OracleError as e:
+        sys.exit(str(e))
 
 
 if __name__ == "__main__":
