@@ -38,21 +38,31 @@ public struct Tensor: Equatable, Sendable {
         for axis in stride(from: rank - 2, through: 0, by: -1) { strides[axis] = strides[axis + 1] * shape[axis + 1] }
         let outShape = perm.map { shape[$0] }
         let outStrides = perm.map { strides[$0] }
-        var out = [Float](repeating: 0, count: count)
+        guard count > 0, rank > 0 else { return try Tensor(shape: outShape, values: values) }
+        // Row by row of the result: the innermost axis is one strided gather, and the index
+        // arithmetic runs once per row rather than once per element.
+        let inner = outShape[rank - 1]
+        let innerStride = outStrides[rank - 1]
         var index = [Int](repeating: 0, count: rank)
-        values.withUnsafeBufferPointer { src in
-            for flat in 0..<count {
-                var offset = 0
-                for axis in 0..<rank { offset += index[axis] * outStrides[axis] }
-                out[flat] = src[offset]
-                var axis = rank - 1
-                while axis >= 0 {
-                    index[axis] += 1
-                    if index[axis] < outShape[axis] { break }
-                    index[axis] = 0
-                    axis -= 1
+        let out = [Float](unsafeUninitializedCapacity: count) { dst, initialized in
+            values.withUnsafeBufferPointer { src in
+                guard let from = src.baseAddress, let to = dst.baseAddress else { return }
+                var flat = 0
+                while flat < count {
+                    var base = 0
+                    for axis in 0..<(rank - 1) { base += index[axis] * outStrides[axis] }
+                    for j in 0..<inner { (to + flat + j).initialize(to: from[base + j * innerStride]) }
+                    flat += inner
+                    var axis = rank - 2
+                    while axis >= 0 {
+                        index[axis] += 1
+                        if index[axis] < outShape[axis] { break }
+                        index[axis] = 0
+                        axis -= 1
+                    }
                 }
             }
+            initialized = count
         }
         return try Tensor(shape: outShape, values: out)
     }
