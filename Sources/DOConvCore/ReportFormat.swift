@@ -23,4 +23,22 @@ public enum ReportFormat {
         if n >= 1 << 10 { return tenths(1 << 10) + " KiB" }
         return "\(n) B"
     }
+
+    /// `s` as a JSON string literal, quotes included (for the small JSON documents the
+    /// adapters write by hand: metadata records, safetensors headers).
+    public static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
 }

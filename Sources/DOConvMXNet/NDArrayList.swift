@@ -187,9 +187,3 @@ struct Reader {
     mutating func u32() throws(MXNetError) -> UInt32 { UInt32(littleEndian: try bytes(4).loadUnaligned(as: UInt32.self)) }
     mutating func i32() throws(MXNetError) -> Int32 { Int32(bitPattern: try u32()) }
 }
-
-/// Little-endian byte building.
-struct LittleEndianBytes {
-    var bytes: [UInt8] = []
-    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-}

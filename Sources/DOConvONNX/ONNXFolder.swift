@@ -107,27 +107,11 @@ public enum ONNXFolder {
     static func metadataValue(_ layers: [FoldedLayer]) -> String {
         let entries = layers.map { layer -> String in
             let g = layer.geometry
-            return "{\"layer\":\(jsonString(layer.name)),\"kind\":\"\(layer.kind.rawValue)\",\"layout\":\"\(layer.layout.rawValue)\","
+            return "{\"layer\":\(ReportFormat.jsonString(layer.name)),\"kind\":\"\(layer.kind.rawValue)\",\"layout\":\"\(layer.layout.rawValue)\","
                 + "\"in_channels\":\(g.inChannels),\"out_channels\":\(g.outChannels),\"kernel\":[\(g.kernelHeight),\(g.kernelWidth)],"
                 + "\"groups\":\(g.groups),\"d_mul\":\(g.depthMultiplier)}"
         }
         return "[" + entries.joined(separator: ",") + "]"
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 

@@ -1,3 +1,4 @@
+import DOConvCore
 import DOConvFileIO
 import Foundation
 
@@ -83,7 +84,7 @@ enum CheckpointWriter {
         let keys = PickleObject(.list(storages.map { PickleObject(.string($0.key)) }))
         file.write(Pickler.pickle(keys, protocol: checkpoint.pickleProtocol))
         for storage in storages {
-            var count = Bytes()
+            var count = LittleEndianBytes()
             count.u64(UInt64(storage.count))
             file.write(count.bytes)
             storage.withExtendedLifetime { file.write(storage.bytes) }
@@ -103,36 +104,23 @@ enum CheckpointWriter {
         }
         var header: [String] = []
         if let metadata = checkpoint.safetensorsMetadata {
-            let items = metadata.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)):\(jsonString($0.value))" }
+            let items = metadata.sorted { $0.key < $1.key }.map { "\(ReportFormat.jsonString($0.key)):\(ReportFormat.jsonString($0.value))" }
             header.append("\"__metadata__\":{" + items.joined(separator: ",") + "}")
         }
         var offset = 0
         for (key, tensor) in tensors {
             let size = tensor.count * tensor.dtype.byteWidth
-            header.append("\(jsonString(key)):{\"dtype\":\"\(tensor.dtype.safetensorsCode)\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
+            header.append("\(ReportFormat.jsonString(key)):{\"dtype\":\"\(tensor.dtype.safetensorsCode)\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}")
             offset += size
         }
         var json = Array(("{" + header.joined(separator: ",") + "}").utf8)
         json += [UInt8](repeating: 0x20, count: (8 - json.count % 8) % 8)
-        var length = Bytes()
+        var length = LittleEndianBytes()
         length.u64(UInt64(json.count))
         file.write(length.bytes + json)
         for (_, tensor) in tensors {
             tensor.withLogicalBytes { file.write($0) }
             tensor.storage.releaseMappedPages()
         }
-    }
-
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += String(format: "\\u%04x", scalar.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

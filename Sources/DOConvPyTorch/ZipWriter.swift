@@ -36,7 +36,7 @@ struct ZipWriter {
         let crc = known ?? Self.crc32(data)
         let nameBytes = Array(name.utf8)
         let offset = file.offset
-        var header = Bytes()
+        var header = LittleEndianBytes()
         header.u32(0x0403_4B50)
         header.u16(zip64 ? 45 : 20) // version needed
         header.u16(0) // flags
@@ -46,7 +46,7 @@ struct ZipWriter {
         header.u32(zip64 ? 0xFFFF_FFFF : UInt32(data.count))
         header.u32(zip64 ? 0xFFFF_FFFF : UInt32(data.count))
         header.u16(UInt16(nameBytes.count))
-        var extra = Bytes()
+        var extra = LittleEndianBytes()
         if zip64 {
             extra.u16(0x0001); extra.u16(16)
             extra.u64(UInt64(data.count)); extra.u64(UInt64(data.count))
@@ -63,7 +63,7 @@ struct ZipWriter {
         file.write(header.bytes + nameBytes + extra.bytes)
         file.write(data)
 
-        var entry = Bytes()
+        var entry = LittleEndianBytes()
         entry.u32(0x0201_4B50)
         entry.u16(zip64 ? 45 : 20); entry.u16(zip64 ? 45 : 20)
         entry.u16(0); entry.u16(0)
@@ -88,7 +88,7 @@ struct ZipWriter {
     func finish() {
         let directoryOffset = file.offset
         file.write(central)
-        var end = Bytes()
+        var end = LittleEndianBytes()
         if zip64 {
             let record = file.offset
             end.u32(0x0606_4B50); end.u64(44); end.u16(45); end.u16(45); end.u32(0); end.u32(0)
@@ -102,12 +102,4 @@ struct ZipWriter {
         end.u16(0)
         file.write(end.bytes)
     }
-}
-
-/// Little-endian byte building.
-struct Bytes {
-    var bytes: [UInt8] = []
-    mutating func u16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-    mutating func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
-    mutating func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
 }

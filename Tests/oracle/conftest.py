@@ -33,6 +33,16 @@ def run_fold(*args):
     return run_tool("DOCONV_FOLD", "doconv-fold", *args)
 
 
+def run_inspect(*args, **kwargs):
+    """Runs doconv-inspect and returns the CompletedProcess."""
+    return run_tool("DOCONV_INSPECT", "doconv-inspect", *args, **kwargs)
+
+
+def run_verify(*args, **kwargs):
+    """Runs verify-equivalence and returns the CompletedProcess."""
+    return run_tool("DOCONV_VERIFY", "verify-equivalence", *args, **({"timeout": 600} | kwargs))
+
+
 def manifest(path=FIXTURES / "MANIFEST.json"):
     """The entries of a fixture manifest. An empty or missing one is an error, not an empty
     list: the tests that loop over it would otherwise pass without testing anything."""

@@ -11,15 +11,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from conftest import FIXTURES, ROOT, manifest, run_tool
+from conftest import FIXTURES, ROOT, manifest, run_inspect
 
 KERAS = FIXTURES / "keras_h5"
 SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text())
 SVG_NS = "{http://www.w3.org/2000/svg}"
-
-
-def run_inspect(*args):
-    return run_tool("DOCONV_INSPECT", "doconv-inspect", *args)
 
 
 def onnx_entries():

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 import mxnet_params as mp
-from conftest import FIXTURES, ROOT, manifest, run_fold, run_tool
+from conftest import FIXTURES, ROOT, manifest, run_fold, run_inspect, run_verify
 
 MXNET = FIXTURES / "mxnet"
 MANIFEST = MXNET / "MANIFEST.json"
@@ -50,14 +50,6 @@ SUMMARY_FOLDED = re.compile(r"folded (\d+) layers?")
 
 def ids(entries):
     return [e["file"] for e in entries]
-
-
-def run_inspect(*args):
-    return run_tool("DOCONV_INSPECT", "doconv-inspect", *args)
-
-
-def run_verify(*args):
-    return run_tool("DOCONV_VERIFY", "verify-equivalence", *args)
 
 
 # ---------------------------------------------------------------------------------------

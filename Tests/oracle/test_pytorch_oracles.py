@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import torch_checkpoint as tc
-from conftest import FIXTURES, ROOT, manifest, run_fold, run_tool
+from conftest import FIXTURES, ROOT, manifest, run_fold, run_inspect, run_verify
 
 TORCH = FIXTURES / "torch"
 MANIFEST = TORCH / "MANIFEST.json"
@@ -33,14 +33,6 @@ SUMMARY_FOLDED = re.compile(r"folded (\d+) layers?")
 
 def ids(entries):
     return [e["file"] for e in entries]
-
-
-def run_inspect(*args):
-    return run_tool("DOCONV_INSPECT", "doconv-inspect", *args)
-
-
-def run_verify(*args):
-    return run_tool("DOCONV_VERIFY", "verify-equivalence", *args)
 
 
 def entry_named(name):

@@ -6,15 +6,10 @@ import pathlib
 import numpy as np
 import onnxruntime as ort
 
-from conftest import run_tool
+from conftest import run_verify  # noqa: F401 (the verify tests import it from here)
 
 DTYPE_NAMES = {np.float32: "float32", np.float16: "float16", np.float64: "float64", np.int64: "int64",
                np.int32: "int32", np.bool_: "bool", np.uint8: "uint8", np.int8: "int8"}
-
-
-def run_verify(*args):
-    """Runs verify-equivalence and returns the CompletedProcess."""
-    return run_tool("DOCONV_VERIFY", "verify-equivalence", *args, timeout=600)
 
 
 def write_tensors(tensors, path):
