@@ -81,10 +81,14 @@ public struct RejectedCandidate: Equatable, Sendable {
     /// The node (or layer) concerned.
     public var name: String
     public var reason: String
+    /// True for a real DO-Conv layer that sits where doconv does not fold (inside an ONNX
+    /// local function or control-flow subgraph), rather than a look-alike.
+    public var isDOConvLayer: Bool
 
-    public init(name: String, reason: String) {
+    public init(name: String, reason: String, isDOConvLayer: Bool = false) {
         self.name = name
         self.reason = reason
+        self.isDOConvLayer = isDOConvLayer
     }
 }
 

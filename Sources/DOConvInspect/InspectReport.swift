@@ -156,10 +156,31 @@ public struct InspectReport: Codable, Equatable, Sendable {
     public struct Rejected: Codable, Equatable, Sendable {
         public var name: String
         public var reason: String
+        /// A real DO-Conv layer where doconv does not fold (an ONNX local function or a
+        /// control-flow subgraph), not a look-alike.
+        public var unreached: Bool
 
-        public init(name: String, reason: String) {
+        public init(name: String, reason: String, unreached: Bool = false) {
             self.name = name
             self.reason = reason
+            self.unreached = unreached
+        }
+
+        enum CodingKeys: String, CodingKey { case name, reason, unreached }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            reason = try c.decode(String.self, forKey: .reason)
+            unreached = try c.decodeIfPresent(Bool.self, forKey: .unreached) ?? false
+        }
+
+        /// `unreached` only when true: look-alikes keep their two fields.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(reason, forKey: .reason)
+            if unreached { try c.encode(true, forKey: .unreached) }
         }
     }
 
@@ -211,7 +232,7 @@ public struct InspectReport: Codable, Equatable, Sendable {
     /// Analyses every detected layer (in the detection's order, which is graph order).
     public init(model: String, format: String, detection: Detection) {
         self.init(model: model, format: format, layers: detection.layers.map(Self.layer), rejected: detection.rejected.map {
-            Rejected(name: $0.name, reason: $0.reason)
+            Rejected(name: $0.name, reason: $0.reason, unreached: $0.isDOConvLayer)
         })
     }
 

@@ -12,7 +12,9 @@ public enum TextReport {
     public static func render(_ report: InspectReport, maps: Bool = false, formatName: String? = nil) -> String {
         var lines: [String] = []
         if report.layers.isEmpty {
-            lines.append("\(report.model): no DO-Conv layer found, nothing to fold")
+            let unreached = report.rejected.filter(\.unreached).count
+            lines.append(unreached == 0 ? "\(report.model): no DO-Conv layer found, nothing to fold"
+                : "\(report.model): \(unreached) DO-Conv layer\(unreached == 1 ? "" : "s") where doconv does not fold yet (below), nothing folded")
             lines += rejectedLines(report)
             return lines.joined(separator: "\n") + "\n"
         }

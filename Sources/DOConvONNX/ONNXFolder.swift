@@ -11,7 +11,8 @@ public enum ONNXFolder {
         let index = GraphIndex(graph: model.graph)
         let (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
         let (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
-        return Detection(layers: compositions.map(\.detected) + pairs.map(\.detected), rejected: rejectedCompositions + rejectedPairs)
+        let nested = NestedCompositionScan(model: model).scan()
+        return Detection(layers: compositions.map(\.detected) + pairs.map(\.detected), rejected: rejectedCompositions + rejectedPairs + nested)
     }
 
     /// Detects, folds and verifies every layer, then rewrites the graph (and, with
@@ -21,7 +22,7 @@ public enum ONNXFolder {
         let index = GraphIndex(graph: model.graph)
         let (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
         let (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
-        var summary = FoldSummary(rejected: rejectedCompositions + rejectedPairs)
+        var summary = FoldSummary(rejected: rejectedCompositions + rejectedPairs + NestedCompositionScan(model: model).scan())
         (summary.parametersBefore, summary.bytesBefore) = model.initializerTotals
         var taken = index.allNames
         var edit = GraphEdit()

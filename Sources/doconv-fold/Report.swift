@@ -6,10 +6,15 @@ import Foundation
 enum Report {
     static func summary(_ s: FoldSummary, input: String, output: String, verified: Bool, elapsed: Duration) -> String {
         var lines = ["\(input) -> \(output)"]
+        // A DO-Conv layer the fold cannot reach (inside an ONNX function or subgraph) is not
+        // "no DO-Conv layer".
+        let unreached = s.rejected.filter(\.isDOConvLayer).count
+        let none = unreached == 0 ? "no DO-Conv layer found"
+            : "no DO-Conv layer folded: \(unreached) sit\(unreached == 1 ? "s" : "") where doconv does not fold yet (below)"
         if s.layers.isEmpty && s.fusedBatchNorms.isEmpty {
-            lines.append("  no DO-Conv layer found; model written unchanged")
+            lines.append("  \(none); model written unchanged")
         } else {
-            if s.layers.isEmpty { lines.append("  no DO-Conv layer found") }
+            if s.layers.isEmpty { lines.append("  \(none)") }
             let kinds = DOConvKind.allCases.compactMap { kind -> String? in
                 let n = s.layers.filter { $0.kind == kind }.count
                 return n == 0 ? nil : "\(n) \(kind.rawValue)"
