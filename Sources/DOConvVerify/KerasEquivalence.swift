@@ -4,15 +4,17 @@ import DOConvKeras
 /// Keras HDF5 pairs (ORIGINAL with DOConv2D layers, FOLDED with plain Conv2D kernels):
 /// structure (the same datasets, except each D removed and each kernel reshaped to
 /// (M, N, Cin/g, Cout); every other dataset equal by value) and each folded kernel in float64.
-/// There is no graph to run, so no end-to-end check.
+/// A BatchNormalization fused into the conv before it (`--fuse-bn`) is checked with that
+/// conv (KerasBatchNormCheck.swift). There is no graph to run, so no end-to-end check.
 public enum KerasEquivalence {
     /// One dataset: its path, a path that survives the fold's renaming of `.weights.h5`
-    /// layer groups, its shape, and its values when it is a float dataset.
+    /// layer groups, its shape, and its values and element type when it is a float dataset.
     struct Entry {
         var path: String
         var key: String
         var shape: [Int]
         var values: [Float]?
+        var elementType: ElementType?
     }
 
     /// A pair of `.keras` archives: the weights inside, checked as a pair; the archive's own
@@ -49,10 +51,12 @@ public enum KerasEquivalence {
         let detection: Detection
         let original: [Entry]
         let folded: [Entry]
+        let file: WeightFile
         do {
             detection = try KerasFolder.detect(path: originalPath, options: keras)
             original = try entries(of: originalPath)
             folded = try entries(of: foldedPath)
+            file = try WeightFile(path: originalPath)
         } catch {
             throw VerifyError("\(error)")
         }
@@ -82,11 +86,49 @@ public enum KerasEquivalence {
         let separable = separablePairs(original: original, folded: folded)
         var handledOriginal = Set<String>()
         var handledFolded = Set<String>()
+
+        // BatchNormalization layers fused into the conv before them (--fuse-bn): only the
+        // config tells which layer feeds which, as for the fold (stored first, as it reads it).
+        var fusions: [BatchNormFusion] = []
+        if let format = file.format, let json = file.storedConfig ?? options.kerasConfigJSON {
+            let config: KerasModelConfig
+            do {
+                config = try KerasModelConfig(json: json, source: file.storedConfig != nil ? originalPath : "--config")
+            } catch {
+                throw VerifyError("\(error)")
+            }
+            let found = FusionFinder(config: config, format: format, original: original, folded: folded, doKernels: kernels,
+                                     separable: separable, dropped: dropped).find()
+            fusions = found.fusions
+            report.structure += found.structure
+            handledOriginal.formUnion(found.handled)
+            for fusion in fusions {
+                handledOriginal.formUnion(fusion.originalKeys)
+                handledFolded.formUnion(fusion.foldedKeys)
+            }
+        }
+        var fusedKernels: [String: BatchNormFusion] = [:] // DOConv2D: ORIGINAL key of W -> fusion
+        var fusedPairs: [String: BatchNormFusion] = [:]   // SeparableConv2D: group key -> fusion
+        var fusedConv2Ds: [BatchNormFusion] = []
+        for fusion in fusions {
+            switch fusion.target {
+            case .doConv(let key, _): fusedKernels[key] = fusion
+            case .separable(let pair): fusedPairs[pair.group] = fusion
+            case .conv2D: fusedConv2Ds.append(fusion)
+            }
+        }
+
         for pair in separable {
             handledOriginal.formUnion(pair.originalKeys)
             handledFolded.formUnion(pair.foldedKeys)
-            report.structure += pair.differences
-            report.layers.append(checkSeparable(pair, tolerance: tolerance, options: options))
+            let fusion = fusedPairs[pair.group]
+            // A fused BatchNormalization changes (or creates) the pair's bias: checked with it.
+            report.structure += pair.differences(leavingOut: fusion?.originalBias?.key, folded: fusion?.foldedBias?.key)
+            if let fusion {
+                report.layers.append(checkFusion(fusion, reference: separableReference(pair), options: options))
+            } else {
+                report.layers.append(checkSeparable(pair, tolerance: tolerance, options: options))
+            }
         }
 
         // Structure.
@@ -119,9 +161,19 @@ public enum KerasEquivalence {
         report.notes.append("HDF5 attributes (configs, weight_names) are not compared")
         report.structureSummary = "\(folded.count) datasets against ORIGINAL's \(original.count), \(kernels.count) kernel\(kernels.count == 1 ? "" : "s") folded, \(dropped.count) D removed"
             + (separable.isEmpty ? "" : ", \(separable.count) SeparableConv2D pair\(separable.count == 1 ? "" : "s") folded")
+            + (fusions.isEmpty ? "" : ", \(fusions.count) BatchNormalization fused")
+        if !fusions.isEmpty {
+            let list = fusions.map { "\($0.batchNorm.name) into \($0.conv.name)" }.joined(separator: ", ")
+            report.notes.append("found \(fusions.count) BatchNormalization layer\(fusions.count == 1 ? "" : "s") fused into the conv before it "
+                + "(weights gone from FOLDED, the conv's kernel and bias checked with it): \(list)")
+        }
 
         // Each folded kernel.
         for (key, detected) in kernels.sorted(by: { $0.key < $1.key }) {
+            if let fusion = fusedKernels[key] {
+                report.layers.append(checkFusion(fusion, reference: doConvReference(detected), options: options))
+                continue
+            }
             let g = detected.layer.geometry
             var result = LayerResult(name: detected.name, conv: foldedByKey[key]?.path ?? key,
                                      description: "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(g.depthMultiplier) (keras)")
@@ -136,17 +188,17 @@ public enum KerasEquivalence {
                 report.layers.append(result)
                 continue
             }
-            // HWIO -> OIHW.
             let (h, w, ci, co) = (hwio[0], hwio[1], hwio[2], hwio[3])
-            var oihw = [Double](repeating: 0, count: values.count)
-            for a in 0..<h { for b in 0..<w { for c in 0..<ci { for o in 0..<co {
-                oihw[((o * ci + c) * h + a) * w + b] = Double(values[((a * w + b) * ci + c) * co + o])
-            } } } }
+            let actual = oihw(values, hwio: hwio)
             let tol = tolerance ?? detected.elementType.defaultTolerance
             let reference = NaiveFold.kernel(detected.layer)
-            result.kernel = ErrorStats.compare(expected: reference, actual: oihw, shape: [co, ci, h, w], tolerance: tol)
-            result.probe = NaiveFold.probe(detected.layer, kernel: oihw, scale: nil, patches: options.probePatches, seed: options.seed, tolerance: tol)
+            result.kernel = ErrorStats.compare(expected: reference, actual: actual, shape: [co, ci, h, w], tolerance: tol)
+            result.probe = NaiveFold.probe(detected.layer, kernel: actual, scale: nil, patches: options.probePatches, seed: options.seed, tolerance: tol)
             report.layers.append(result)
+        }
+        for fusion in fusedConv2Ds {
+            guard case .conv2D(let kernel) = fusion.target else { continue }
+            report.layers.append(checkFusion(fusion, reference: plainReference(kernel), options: options))
         }
         return report
     }
@@ -160,7 +212,31 @@ public enum KerasEquivalence {
         var kernel: Entry
         var originalKeys: Set<String>
         var foldedKeys: Set<String>
-        var differences: [String]
+        /// ORIGINAL's other datasets of the group (the bias) and FOLDED's beside the kernel.
+        var originalRest: [Entry]
+        var foldedRest: [Entry]
+
+        /// The layer's name: the group's last component ("@name" for `.weights.h5`).
+        var layerName: String {
+            group.split(separator: "/").last(where: { $0 != "vars" }).map { $0.hasPrefix("@") ? String($0.dropFirst()) : String($0) } ?? group
+        }
+
+        /// Everything else of the group (the bias) must be there unchanged, wherever the
+        /// renumbering put it; the bias of a fused BatchNormalization (ORIGINAL's and FOLDED's
+        /// keys) is left out, it is checked with the fusion.
+        func differences(leavingOut originalBias: String?, folded foldedBias: String?) -> [String] {
+            var differences: [String] = []
+            var rest = foldedRest.filter { $0.key != foldedBias }
+            for entry in originalRest where entry.key != originalBias {
+                if let k = rest.firstIndex(where: { $0.shape == entry.shape && $0.values == entry.values }) {
+                    rest.remove(at: k)
+                } else {
+                    differences.append("dataset '\(entry.path)' of SeparableConv2D group '\(group)' is missing or changed in FOLDED")
+                }
+            }
+            for entry in rest { differences.append("dataset '\(entry.path)' of FOLDED's group '\(group)' does not exist in ORIGINAL") }
+            return differences
+        }
     }
 
     static func separablePairs(original: [Entry], folded: [Entry]) -> [SeparablePair] {
@@ -186,20 +262,10 @@ public enum KerasEquivalence {
             guard let kernel = candidates.first(where: { $0.key.hasSuffix("kernel:0") || $0.key.hasSuffix("kernel") }) ?? candidates.first(where: { $0.key == dw.key }) ?? candidates.first else {
                 continue
             }
-            // Everything else of the group (the bias) must be there unchanged, wherever the
-            // renumbering put it.
-            var differences: [String] = []
-            var rest = after.filter { $0.key != kernel.key }
-            for entry in entries where entry.key != dw.key && entry.key != pw.key {
-                if let k = rest.firstIndex(where: { $0.shape == entry.shape && $0.values == entry.values }) {
-                    rest.remove(at: k)
-                } else {
-                    differences.append("dataset '\(entry.path)' of SeparableConv2D group '\(group)' is missing or changed in FOLDED")
-                }
-            }
-            for entry in rest { differences.append("dataset '\(entry.path)' of FOLDED's group '\(group)' does not exist in ORIGINAL") }
             pairs.append(SeparablePair(group: group, depthwise: dw, pointwise: pw, kernel: kernel, originalKeys: Set(entries.map(\.key)),
-                                       foldedKeys: Set(after.map(\.key)), differences: differences))
+                                       foldedKeys: Set(after.map(\.key)),
+                                       originalRest: entries.filter { $0.key != dw.key && $0.key != pw.key },
+                                       foldedRest: after.filter { $0.key != kernel.key }))
         }
         return pairs
     }
@@ -210,26 +276,15 @@ public enum KerasEquivalence {
         let (h, w, cin, dmul) = (pair.depthwise.shape[0], pair.depthwise.shape[1], pair.depthwise.shape[2], pair.depthwise.shape[3])
         let cout = pair.pointwise.shape[3]
         let mn = h * w
-        let layerName = pair.group.split(separator: "/").last(where: { $0 != "vars" }).map { $0.hasPrefix("@") ? String($0.dropFirst()) : String($0) } ?? pair.group
-        var result = LayerResult(name: layerName, conv: pair.kernel.path,
-                                 description: "SeparableConv2D \(h)x\(w), depth_multiplier \(dmul) (depthwise + 1x1 feature composition)")
-        let dw = pair.depthwise.values!.map(Double.init)
-        let pw = pair.pointwise.values!.map(Double.init)
-        let folded = pair.kernel.values!.map(Double.init)
+        var result = LayerResult(name: pair.layerName, conv: pair.kernel.path, description: separableDescription(pair))
+        let dw = (pair.depthwise.values ?? []).map(Double.init)
+        let pw = (pair.pointwise.values ?? []).map(Double.init)
         // OIHW (Cout, Cin, M, N), both.
-        var expected = [Double](repeating: 0, count: cout * cin * mn)
-        var actual = expected
-        for m in 0..<mn {
-            for c in 0..<cin {
-                for o in 0..<cout {
-                    var sum = 0.0
-                    for s in 0..<dmul { sum += dw[(m * cin + c) * dmul + s] * pw[(c * dmul + s) * cout + o] }
-                    expected[(o * cin + c) * mn + m] = sum
-                    actual[(o * cin + c) * mn + m] = folded[(m * cin + c) * cout + o]
-                }
-            }
-        }
-        let tol = tolerance ?? ElementType.float32.defaultTolerance
+        let expected = separableComposition(pair)
+        let actual = oihw(pair.kernel.values ?? [], hwio: pair.kernel.shape)
+        // Half-precision storage rounds the folded kernel: the looser of the types involved.
+        let types = [pair.depthwise.elementType, pair.pointwise.elementType, pair.kernel.elementType].compactMap { $0 }
+        let tol = tolerance ?? types.map(\.defaultTolerance).max() ?? ElementType.float32.defaultTolerance
         result.kernel = ErrorStats.compare(expected: expected, actual: actual, shape: [cout, cin, h, w], tolerance: tol)
         // Probe: depthwise features, then the pointwise combination, against the folded kernel.
         var random = SeededGenerator(seed: options.seed)
@@ -248,6 +303,33 @@ public enum KerasEquivalence {
         }
         result.probe = probe
         return result
+    }
+
+    /// "SeparableConv2D 3x3, depth_multiplier 9 (depthwise + 1x1 feature composition)".
+    static func separableDescription(_ pair: SeparablePair) -> String {
+        "SeparableConv2D \(pair.depthwise.shape[0])x\(pair.depthwise.shape[1]), depth_multiplier \(pair.depthwise.shape[3]) (depthwise + 1x1 feature composition)"
+    }
+
+    /// The pair as one kernel in OIHW (Cout, Cin, M, N), float64:
+    /// K[o, c, m] = sum_s dw[m, c, s] * pw[c * Dmul + s, o].
+    static func separableComposition(_ pair: SeparablePair) -> [Double] {
+        let (h, w, cin, dmul) = (pair.depthwise.shape[0], pair.depthwise.shape[1], pair.depthwise.shape[2], pair.depthwise.shape[3])
+        let cout = pair.pointwise.shape[3]
+        let mn = h * w
+        let dw = (pair.depthwise.values ?? []).map(Double.init)
+        let pw = (pair.pointwise.values ?? []).map(Double.init)
+        guard dw.count == mn * cin * dmul, pw.count == cin * dmul * cout else { return [] }
+        var kernel = [Double](repeating: 0, count: cout * cin * mn)
+        for m in 0..<mn {
+            for c in 0..<cin {
+                for o in 0..<cout {
+                    var sum = 0.0
+                    for s in 0..<dmul { sum += dw[(m * cin + c) * dmul + s] * pw[(c * dmul + s) * cout + o] }
+                    kernel[(o * cin + c) * mn + m] = sum
+                }
+            }
+        }
+        return kernel
     }
 
     static func isOptimizer(_ path: String) -> Bool {
@@ -277,8 +359,9 @@ public enum KerasEquivalence {
                     try walk(child, key: childKey)
                 case .dataset:
                     let dataset = try group.dataset(name)
-                    let values = try dataset.elementType() != nil ? try dataset.floats() : nil
-                    result.append(Entry(path: dataset.path, key: (key == "/" ? "/" : key + "/") + name, shape: try dataset.shape(), values: values))
+                    let type = try dataset.elementType()
+                    let values = type != nil ? try dataset.floats() : nil
+                    result.append(Entry(path: dataset.path, key: (key == "/" ? "/" : key + "/") + name, shape: try dataset.shape(), values: values, elementType: type))
                 case .other:
                     continue
                 }

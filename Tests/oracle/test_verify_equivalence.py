@@ -2,6 +2,9 @@
 one kernel value nudged, an unrelated op or attribute changed, two layers' kernels swapped.
 Tampered models are built with the onnx package (and h5py for Keras files) from doconv-fold's
 own outputs."""
+import json
+import pathlib
+import shutil
 import zipfile
 
 import h5py
@@ -314,3 +317,215 @@ def test_unsupported_op_relies_on_structure_and_layers(tmp_path):
     result = run_verify(*paths)
     assert_equivalent(result)
     assert "does not implement com.example:Mystery" in result.stdout
+
+
+# --fuse-bn on Keras files: a BatchNormalization whose weights FOLDED no longer holds is
+# checked as fused into the conv before it (kernel scaled per output channel, the bias
+# (b - mean) * s + beta, a probe through the conv then the BatchNormalization).
+
+def keras_config_args(entry):
+    return ["--config", KERAS / entry["config"]] if entry["format"] in ("h5_weights", "weights_h5") else []
+
+
+def edit_keras_weights(path, out, edit):
+    """Copies the Keras file at `path` to `out` with `edit(h5py.File)` applied to its weights:
+    the file itself, or the model.weights.h5 inside a .keras archive."""
+    path, out = pathlib.Path(path), pathlib.Path(out)
+    if path.suffix != ".keras":
+        shutil.copyfile(path, out)
+        with h5py.File(out, "r+") as f:
+            edit(f)
+        return out
+    inner = out.with_name(out.name + ".weights.h5")
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    inner.write_bytes(entries["model.weights.h5"])
+    with h5py.File(inner, "r+") as f:
+        edit(f)
+    entries["model.weights.h5"] = inner.read_bytes()
+    inner.unlink()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out
+
+
+def layer_datasets(f, layer):
+    """The datasets of Keras layer `layer`: legacy files name its group after it, .weights.h5
+    records the name in vars/@name."""
+    found = []
+
+    def visit(name, obj):
+        if not isinstance(obj, h5py.Dataset):
+            return
+        parts = name.split("/")
+        recorded = obj.parent.attrs.get("name") if parts[-2] == "vars" else None
+        if recorded == layer or (recorded is None and layer in parts[:-1]):
+            found.append(name)
+    f.visititems(visit)
+    return found
+
+
+def nudge_fused(f, layer, what):
+    """Moves one value of the conv's fused kernel (what="kernel") or bias by 1% of its scale."""
+    rank = 4 if what == "kernel" else 1
+    name = next(n for n in layer_datasets(f, layer) if f[n].ndim == rank)
+    data = f[name][...]
+    data.reshape(-1)[1 % data.size] += 1e-2 * max(float(np.abs(data).max()), 1.0)
+    f[name][...] = data
+
+
+FUSING = {"net_sep": {"bn": "sep_do"}}  # only net_sep's BN fuses (net_a's conv has a relu first)
+
+
+@pytest.mark.parametrize("entry", KERAS_ENTRIES, ids=[e["file"] for e in KERAS_ENTRIES])
+def test_keras_fold_with_fused_batchnorm_is_equivalent(entry, tmp_path):
+    config = keras_config_args(entry)
+    out = fold(KERAS / entry["file"], tmp_path / entry["file"], "--fuse-bn", *config)
+    result = run_verify(KERAS / entry["file"], out, *config)
+    assert_equivalent(result)
+    fusions = FUSING.get(entry["net"], {})
+    if fusions:
+        assert f"found {len(fusions)} BatchNormalization layer fused" in result.stdout, result.stdout
+        for bn, conv in fusions.items():
+            assert f"{bn} into {conv}" in result.stdout
+            assert f"ok   {conv} [" in result.stdout and f"+ BatchNormalization '{bn}' fused" in result.stdout, result.stdout
+            assert "BatchNormalization fused)" in result.stdout  # the structure summary
+    else:
+        assert "BatchNormalization" not in result.stdout, result.stdout
+
+
+FUSED_ENTRIES = [e for e in KERAS_ENTRIES if e["net"] in FUSING]
+
+
+@pytest.mark.parametrize("what", ["kernel", "bias"])
+@pytest.mark.parametrize("entry", FUSED_ENTRIES, ids=[e["file"] for e in FUSED_ENTRIES])
+def test_nudged_fused_keras_pair_is_rejected(entry, what, tmp_path):
+    config = keras_config_args(entry)
+    out = fold(KERAS / entry["file"], tmp_path / entry["file"], "--fuse-bn", *config)
+    assert_equivalent(run_verify(KERAS / entry["file"], out, *config))
+    for bn, conv in FUSING[entry["net"]].items():
+        tampered = edit_keras_weights(out, tmp_path / ("tampered-" + entry["file"]), lambda f: nudge_fused(f, conv, what))
+        result = run_verify(KERAS / entry["file"], tampered, *config)
+        assert_rejected(result, f"FAIL {conv} [", f"first disagreement: {what}[", f"+ BatchNormalization '{bn}' fused")
+
+
+def test_float16_fused_pair_uses_the_float16_tolerance(tmp_path):
+    """A float16 copy of net_sep: the fused kernel and bias are off by float16 rounding, within
+    the float16 default and beyond the float32 one; a nudge is still caught."""
+    src = tmp_path / "f16.h5"
+    with h5py.File(KERAS / "k3_net_sep.h5", "r") as original, h5py.File(src, "w") as f:
+        for key, value in original.attrs.items():
+            f.attrs[key] = value
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Group):
+                group = f.require_group(name)
+                for key, value in obj.attrs.items():
+                    group.attrs[key] = value
+            elif name.startswith("model_weights"):
+                f.create_dataset(name, data=obj[()].astype(np.float16))
+        original.visititems(copy)
+    for extra in ([], ["--fuse-bn"]):
+        out = fold(src, tmp_path / f"out{len(extra)}.h5", *extra)
+        assert_equivalent(run_verify(src, out))
+    assert_rejected(run_verify(src, out, "--tolerance", "1e-6"), "FAIL sep_do")
+    tampered = edit_keras_weights(out, tmp_path / "tampered.h5", lambda f: nudge_fused(f, "sep_do", "kernel"))
+    assert_rejected(run_verify(src, tampered), "first disagreement: kernel")
+
+
+def linear_stem(config, bias):
+    """net_a's config with do_stem (a DOConv2D followed by the BN) linear, so that the BN fuses
+    into a folded DO-Conv; without `bias`, do_stem has use_bias False."""
+    config = json.loads(json.dumps(config))
+    for layer in config["config"]["layers"]:
+        if layer["config"]["name"] == "do_stem":
+            layer["config"]["activation"] = "linear"
+            layer["config"]["use_bias"] = bias
+    return config
+
+
+def do_conv_with_batchnorm(kind, bias, tmp_path):
+    """k3_net_a as a DO-Conv + BatchNormalization pair: the legacy .h5 with its stored config
+    edited, or the .weights.h5 and an edited --config. Without `bias`, do_stem's bias dataset
+    is removed (legacy: from weight_names too; .weights.h5: D moves from vars/2 to vars/1)."""
+    config = linear_stem(json.loads((KERAS / "k3_net_a.json").read_text()), bias)
+    src = tmp_path / f"stem.{kind}"
+    shutil.copyfile(KERAS / f"k3_net_a.{kind}", src)
+    with h5py.File(src, "r+") as f:
+        if kind == "h5":
+            stored = linear_stem(json.loads(f.attrs["model_config"]), bias)
+            f.attrs["model_config"] = json.dumps(stored)
+            if not bias:
+                group = f["model_weights/do_stem"]
+                names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs["weight_names"]]
+                del group[next(n for n in names if n.split("/")[-1].startswith("bias"))]
+                group.attrs["weight_names"] = [n.encode() for n in names if not n.split("/")[-1].startswith("bias")]
+        elif not bias:
+            stem = next(g["vars"] for g in f["layers"].values() if "vars" in g and g["vars"].attrs.get("name") == "do_stem")
+            del stem["1"]
+            stem.move("2", "1")
+    json_path = tmp_path / "stem.json"
+    json_path.write_text(json.dumps(config))
+    return src, (["--config", json_path] if kind == "weights.h5" else [])
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("kind", ["h5", "weights.h5"])
+def test_batchnorm_fused_into_a_folded_doconv(kind, bias, tmp_path):
+    """The DO-Conv branch: the expected kernel is the float64 recomputation from D and W,
+    scaled; a conv without a bias gets one (in .weights.h5 at D's old vars/1)."""
+    src, config = do_conv_with_batchnorm(kind, bias, tmp_path)
+    out = fold(src, tmp_path / f"out.{kind}", "--fuse-bn", *config)
+    result = run_verify(src, out, *config)
+    assert_equivalent(result)
+    assert "ok   do_stem [" in result.stdout and "DO-Conv 3x3, groups 1, Dmul 9 (keras) + BatchNormalization 'bn' fused" in result.stdout
+    assert "bn into do_stem" in result.stdout
+    for what in ("kernel", "bias"):
+        tampered = edit_keras_weights(out, tmp_path / f"tampered-{what}.{kind}", lambda f: nudge_fused(f, "do_stem", what))
+        assert_rejected(run_verify(src, tampered, *config), "FAIL do_stem [", f"first disagreement: {what}[")
+
+
+def test_batchnorm_fused_across_an_activation_is_rejected(tmp_path):
+    """FOLDED fused the BN into do_stem, but ORIGINAL's do_stem applies a relu before it: the
+    numbers of the fused pair cannot make that right."""
+    src, _ = do_conv_with_batchnorm("h5", True, tmp_path)
+    out = fold(src, tmp_path / "out.h5", "--fuse-bn")
+    assert_rejected(run_verify(KERAS / "k3_net_a.h5", out), "FAIL do_stem [", "applies its relu activation before BatchNormalization 'bn'")
+
+
+def test_batchnorm_dropped_without_fusing_is_rejected(tmp_path):
+    """A BatchNormalization dropped from FOLDED while its conv stayed as the plain fold made
+    it (the BN group deleted by hand): the conv's kernel and bias show it was not fused."""
+    out = fold(KERAS / "k3_net_sep.h5", tmp_path / "out.h5")
+    tampered = edit_keras_weights(out, tmp_path / "no-bn.h5", lambda f: f.__delitem__("model_weights/bn"))
+    assert_rejected(run_verify(KERAS / "k3_net_sep.h5", tampered), "FAIL sep_do [", "first disagreement: kernel", "first disagreement: bias")
+
+
+@pytest.mark.parametrize("build, fused", [("functional_net", {"b1": "c1", "b3": "c3"}), ("sequential_net", {"b1": "c1", "b2": "c2"})],
+                         ids=["functional", "sequential"])
+@pytest.mark.parametrize("kind", ["keras", "h5", "weights.h5"])
+def test_fuse_bn_on_plain_keras_models_is_equivalent(tmp_path, build, fused, kind):
+    """The plain Keras 3 models of test_keras_oracles (convs with and without a bias, BNs
+    without beta or gamma, a BN kept after a shared conv and one after a Dense, renumbered BN
+    groups in .weights.h5): verify accepts the --fuse-bn fold and rejects a nudged new bias."""
+    import test_keras_oracles as oracles  # keras is imported only by the tests that need it
+
+    model = getattr(oracles, build)()
+    oracles.batchnorm_weights(model, seed=1)
+    src = tmp_path / f"model.{kind}"
+    (model.save_weights if kind == "weights.h5" else model.save)(str(src))
+    config = []
+    if kind == "weights.h5":
+        (tmp_path / "model.json").write_text(model.to_json())
+        config = ["--config", tmp_path / "model.json"]
+    out = fold(src, tmp_path / f"out.{kind}", "--fuse-bn", *config)
+    result = run_verify(src, out, *config)
+    assert_equivalent(result)
+    assert f"found {len(fused)} BatchNormalization layers fused" in result.stdout, result.stdout
+    for bn, conv in fused.items():
+        assert f"{bn} into {conv}" in result.stdout
+        assert f"ok   {conv} [" in result.stdout and f"Conv2D 3x3 + BatchNormalization '{bn}' fused" in result.stdout, result.stdout
+    # c1 had no bias: the fold created one, and verify checks its values.
+    tampered = edit_keras_weights(out, tmp_path / f"tampered.{kind}", lambda f: nudge_fused(f, "c1", "bias"))
+    assert_rejected(run_verify(src, tampered, *config), "FAIL c1 [", "first disagreement: bias[")
