@@ -19,7 +19,10 @@ struct GraphIndex {
     /// Declared element types (TensorProto data type codes) from inputs, outputs and value_info.
     private(set) var declaredTypes: [String: Int32] = [:]
 
-    init(graph: UnsafeMutablePointer<Onnx__GraphProto>) {
+    /// `outerInitializers`: for a subgraph (If/Loop/Scan body), the initializers of the
+    /// enclosing graphs, which its nodes may read as constants (ONNX forbids shadowing, so a
+    /// graph's own names never clash with them).
+    init(graph: UnsafeMutablePointer<Onnx__GraphProto>, outerInitializers: [String: UnsafeMutablePointer<Onnx__TensorProto>] = [:]) {
         nodes = Proto.elements(graph.pointee.node, graph.pointee.n_node).compactMap { $0.map(NodeView.init) }
         for (k, node) in nodes.enumerated() {
             for (slot, input) in node.inputs.enumerated() where !input.isEmpty {
@@ -27,6 +30,7 @@ struct GraphIndex {
             }
             for output in node.outputs where !output.isEmpty { producer[output] = k }
         }
+        initializers = outerInitializers
         for tensor in Proto.elements(graph.pointee.initializer, graph.pointee.n_initializer) {
             if let tensor { initializers[TensorCodec.name(tensor)] = tensor }
         }

@@ -25,8 +25,9 @@ struct GraphEdit {
 /// Applies a `GraphEdit`: also drops the graph inputs and value_info entries of whatever it
 /// removes.
 enum GraphRewrite {
-    static func apply(_ edit: GraphEdit, to model: ONNXModel, index: GraphIndex) {
-        let graph = model.graph
+    /// `graph` is the graph `index` describes: the main graph unless given (a subgraph).
+    static func apply(_ edit: GraphEdit, to model: ONNXModel, graph subgraph: UnsafeMutablePointer<Onnx__GraphProto>? = nil, index: GraphIndex) {
+        let graph = subgraph ?? model.graph
         for (node, change) in edit.nodeChanges { change(index.nodes[node].pointer) }
         for (tensor, external) in edit.newInitializers {
             graph.pointee.initializer = Proto.appending(tensor, to: graph.pointee.initializer, count: graph.pointee.n_initializer)

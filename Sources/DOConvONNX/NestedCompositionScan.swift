@@ -1,13 +1,20 @@
 import CONNXProto
 import DOConvCore
 
-/// DO-Conv kernel compositions that sit where the fold does not reach yet: in the bodies
-/// of local functions (`ModelProto.functions`, as `torch.onnx.export(...,
-/// export_modules_as_functions=...)` writes them) and in control-flow subgraphs (If, Loop,
-/// Scan). Each is reported as a layer that was not folded, so a model is never called free
-/// of DO-Conv layers while it still recomputes kernels at every inference.
+/// DO-Conv kernel compositions that sit where the fold does not reach: in the bodies of
+/// local functions (`ModelProto.functions`, as `torch.onnx.export(...,
+/// export_modules_as_functions=...)` writes them) that the main graph does not call, and in
+/// control-flow subgraphs inside function bodies. Each is reported as a layer that was not
+/// folded, so a model is never called free of DO-Conv layers while it still recomputes
+/// kernels at every inference. (The main graph's own subgraphs are `SubgraphFolder`'s.)
+///
+/// Functions the main graph calls are accounted for call by call by `FunctionInliner`
+/// (inlined and folded, or reported with the reason): `coveredFunctions` names them, and
+/// only the subgraphs inside their bodies are searched here.
 struct NestedCompositionScan {
     let model: ONNXModel
+    /// Keys (`FunctionInliner.key`) of the functions whose calls the inliner accounted for.
+    var coveredFunctions: Set<String> = []
 
     /// Subgraphs nested deeper than this are not searched (a hostile file could recurse).
     static let maxDepth = 16
@@ -18,21 +25,37 @@ struct NestedCompositionScan {
         for function in Proto.elements(model.proto.pointee.functions, model.proto.pointee.n_functions) {
             guard let function else { continue }
             let name = Proto.string(function.pointee.name)
-            let calls = callCounts[name, default: 0]
+            let calls = callCounts[FunctionInliner.key(of: function), default: 0]
             let place = "local function '\(name)' (\(calls) call\(calls == 1 ? "" : "s"))"
-            scan(nodes: Proto.elements(function.pointee.node, function.pointee.n_node), location: "function \(name)", place: place, depth: 0, into: &found)
+            let body = Proto.elements(function.pointee.node, function.pointee.n_node)
+            if coveredFunctions.contains(FunctionInliner.key(of: function)) {
+                scanSubgraphs(of: body, location: "function \(name)", depth: 0, into: &found)
+            } else {
+                scan(nodes: body, location: "function \(name)", place: place, depth: 0, into: &found)
+            }
         }
-        scanSubgraphs(of: Proto.elements(model.graph.pointee.node, model.graph.pointee.n_node), location: "", depth: 0, into: &found)
         return found
     }
 
-    /// Calls of each local function in the main graph (by op type; functions live in their
-    /// own domains, which the exporters do not share with standard ops).
+    /// Calls of each local function (by `FunctionInliner.key`) anywhere in the model: the
+    /// main graph, its subgraphs and the function bodies, at most `maxDepth` deep.
     private func callSites() -> [String: Int] {
         var counts: [String: Int] = [:]
-        for node in Proto.elements(model.graph.pointee.node, model.graph.pointee.n_node) {
-            guard let node else { continue }
-            counts[NodeView(pointer: node).opType, default: 0] += 1
+        func count(_ nodes: UnsafeMutableBufferPointer<UnsafeMutablePointer<Onnx__NodeProto>?>, depth: Int) {
+            for node in nodes {
+                guard let node else { continue }
+                counts[FunctionInliner.key(ofCall: node), default: 0] += 1
+                guard depth < Self.maxDepth else { continue }
+                for attribute in Proto.elements(node.pointee.attribute, node.pointee.n_attribute) {
+                    guard let attribute else { continue }
+                    let graphs = [attribute.pointee.g].compactMap { $0 } + Proto.elements(attribute.pointee.graphs, attribute.pointee.n_graphs).compactMap { $0 }
+                    for g in graphs { count(Proto.elements(g.pointee.node, g.pointee.n_node), depth: depth + 1) }
+                }
+            }
+        }
+        count(Proto.elements(model.graph.pointee.node, model.graph.pointee.n_node), depth: 0)
+        for function in Proto.elements(model.proto.pointee.functions, model.proto.pointee.n_functions) {
+            if let function { count(Proto.elements(function.pointee.node, function.pointee.n_node), depth: 0) }
         }
         return counts
     }

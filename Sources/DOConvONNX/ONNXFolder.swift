@@ -6,41 +6,89 @@ public enum ONNXFolder {
     /// The metadata key under which a folded model records what was folded.
     public static let metadataKey = "doconv.folded"
 
-    /// Finds every DO-Conv layer without changing the model (for reports).
+    /// Finds every DO-Conv layer without changing the model (for reports). Layers inside
+    /// calls of local functions are found on the graph with those calls inlined, which is
+    /// undone before this returns.
     public static func detect(_ model: ONNXModel, options: FoldOptions = FoldOptions()) throws(ONNXError) -> Detection {
+        let functions = try inlineFunctionCalls(model)
+        defer { functions.inlining?.undo() }
         let index = GraphIndex(graph: model.graph)
         let (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
         let (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
-        let nested = NestedCompositionScan(model: model).scan()
-        return Detection(layers: compositions.map(\.detected) + pairs.map(\.detected), rejected: rejectedCompositions + rejectedPairs + nested)
+        let subgraphs = try SubgraphFolder(model: model, options: options).detect()
+        let nested = NestedCompositionScan(model: model, coveredFunctions: functions.covered).scan()
+        return Detection(layers: compositions.map(\.detected) + pairs.map(\.detected) + subgraphs.layers,
+                         rejected: rejectedCompositions + rejectedPairs + subgraphs.rejected + functions.rejected + nested)
+    }
+
+    /// The calls of local functions that compose DO-Conv kernels, inlined into the main
+    /// graph when their D and W are constants at the call site and the inlined composition
+    /// folds (a trial detection tells; calls whose composition would not fold are put back
+    /// and reported, so the model only changes where a layer is folded).
+    static func inlineFunctionCalls(_ model: ONNXModel) throws(ONNXError) -> (inlining: Inlining?, rejected: [RejectedCandidate], covered: Set<String>) {
+        let inliner = FunctionInliner(model: model)
+        var (calls, rejected, covered) = inliner.plan()
+        guard !calls.isEmpty else { return (nil, rejected, covered) }
+        let trial = inliner.inline(calls)
+        let failed: [Int: [RejectedCandidate]]
+        do {
+            failed = try unfoldableCalls(trial, model: model)
+        } catch {
+            trial.undo()
+            throw error
+        }
+        if failed.isEmpty { return (trial, rejected, covered) }
+        trial.undo()
+        for (k, call) in calls.enumerated() {
+            guard let reasons = failed[k] else { continue }
+            let why = reasons.map(\.reason).joined(separator: "; ")
+            rejected.append(RejectedCandidate(name: call.place, reason: "a DO-Conv kernel composition in a local function that does not fold: \(why)", isDOConvLayer: true))
+        }
+        calls = calls.enumerated().filter { failed[$0.offset] == nil }.map(\.element)
+        return (calls.isEmpty ? nil : inliner.inline(calls), rejected, covered)
+    }
+
+    /// The inlined calls (by position) whose compositions the detector does not match, with
+    /// what it said about their nodes.
+    private static func unfoldableCalls(_ inlining: Inlining, model: ONNXModel) throws(ONNXError) -> [Int: [RejectedCandidate]] {
+        let index = GraphIndex(graph: model.graph)
+        let (matches, rejected) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
+        let matched = Set(matches.flatMap { $0.nodes.map { UnsafeMutableRawPointer(index.nodes[$0].pointer) } })
+        var failed: [Int: [RejectedCandidate]] = [:]
+        for (k, copy) in inlining.copies.enumerated() {
+            let einsums = copy.nodes.filter(FunctionInliner.isComposition)
+            guard einsums.contains(where: { !matched.contains(UnsafeMutableRawPointer($0)) }) else { continue }
+            let own = rejected.filter { $0.name.hasPrefix(copy.call.prefix + "/") }
+            failed[k] = own.isEmpty ? [RejectedCandidate(name: copy.call.place, reason: "its kernel does not reach a Conv weight as a DO-Conv layer does")] : own
+        }
+        return failed
     }
 
     /// Detects, folds and verifies every layer, then rewrites the graph (and, with
     /// `fuseBatchNorm`, folds each BatchNormalization into the Conv before it). The caller
     /// decides whether to save: a summary with failures must not be written.
+    ///
+    /// Calls of local functions whose composition folds are inlined first (see
+    /// `inlineFunctionCalls`); a function no node calls any more afterwards is removed.
     public static func fold(_ model: ONNXModel, options: FoldOptions = FoldOptions(), fuseBatchNorm: Bool = false) throws(ONNXError) -> FoldSummary {
+        let functions = try inlineFunctionCalls(model)
+        // Until the graph is rewritten a failure puts the calls back, so the tree stays whole.
+        var inliningSettled = false
+        defer { if !inliningSettled { functions.inlining?.undo() } }
+        let totalsBefore = model.initializerTotals
+        // Subgraphs first: their kernels join the main graph's initializers, and the main
+        // graph's analysis below sees the outcome.
+        var taken = FunctionInliner.allNames(in: model.graph)
+        let subgraphs = try SubgraphFolder(model: model, options: options).fold(taken: &taken)
         let index = GraphIndex(graph: model.graph)
         let (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
         let (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
-        var summary = FoldSummary(rejected: rejectedCompositions + rejectedPairs + NestedCompositionScan(model: model).scan())
-        (summary.parametersBefore, summary.bytesBefore) = model.initializerTotals
-        var taken = index.allNames
+        var summary = FoldSummary(rejected: rejectedCompositions + rejectedPairs + subgraphs.rejected + functions.rejected
+            + NestedCompositionScan(model: model, coveredFunctions: functions.covered).scan())
+        (summary.parametersBefore, summary.bytesBefore) = totalsBefore
         var edit = GraphEdit()
 
-        for match in compositions {
-            let tensor = TensorCodec.makeTensor(name: GraphRewrite.freshName(match.kernelName, taken: &taken), shape: [], type: match.elementType, values: [])
-            summary.layers.append(try fold(match.detected, into: tensor, model: model, options: options))
-            // D and W were read for the last time (unless shared): their pages of the input
-            // file need not stay in this process while the rest is folded.
-            for source in match.initializers { model.releaseMappedPages(of: source, index: index) }
-            let name = TensorCodec.name(tensor)
-            for use in index.uses(of: match.kernelValue) {
-                edit.nodeChanges.append((use.node, { NodeEdit.setInput($0, use.slot, to: name) }))
-            }
-            edit.newInitializers.append((tensor, match.external))
-            edit.candidateNodes.formUnion(match.nodes)
-            edit.candidateInitializers.formUnion(match.initializers)
-        }
+        summary.layers += try foldCompositions(compositions, index: index, model: model, options: options, taken: &taken, edit: &edit)
 
         for pair in pairs {
             // The depthwise conv becomes the folded conv: its geometry, the pair's output,
@@ -73,7 +121,13 @@ public enum ONNXFolder {
             edit.candidateInitializers.formUnion(pair.initializers)
         }
 
+        if let inlining = functions.inlining {
+            inlining.commit()
+            inliningSettled = true
+            FunctionInliner(model: model).removeUncalledFunctions(among: Set(inlining.copies.map { FunctionInliner.key(of: $0.call.function) }))
+        }
         if !edit.isEmpty { GraphRewrite.apply(edit, to: model, index: index) }
+        summary.layers += subgraphs.layers
         if fuseBatchNorm {
             let fused = try BatchNormFuser(model: model, tolerance: options.tolerance).fuse()
             summary.fusedBatchNorms = fused
@@ -86,9 +140,32 @@ public enum ONNXFolder {
         return summary
     }
 
+    /// Folds each matched composition into a new kernel initializer (in `edit`) and rewires
+    /// its Convs to it; the composition's nodes and initializers become removal candidates.
+    static func foldCompositions(_ compositions: [KernelCompositionMatch], index: GraphIndex, model: ONNXModel, options: FoldOptions,
+                                 taken: inout Set<String>, edit: inout GraphEdit) throws(ONNXError) -> [FoldedLayer] {
+        var layers: [FoldedLayer] = []
+        for match in compositions {
+            let tensor = TensorCodec.makeTensor(name: GraphRewrite.freshName(match.kernelName, taken: &taken), shape: [], type: match.elementType, values: [])
+            layers.append(try fold(match.detected, into: tensor, model: model, options: options))
+            // D and W were read for the last time (unless shared): their pages of the input
+            // file need not stay in this process while the rest is folded.
+            for source in match.initializers { model.releaseMappedPages(of: source, index: index) }
+            let name = TensorCodec.name(tensor)
+            for use in index.uses(of: match.kernelValue) {
+                edit.nodeChanges.append((use.node, { NodeEdit.setInput($0, use.slot, to: name) }))
+            }
+            edit.newInitializers.append((tensor, match.external))
+            edit.candidateNodes.formUnion(match.nodes)
+            edit.candidateInitializers.formUnion(match.initializers)
+        }
+
+        return layers
+    }
+
     /// Folds one layer into `tensor` (a fresh, empty initializer that gets the kernel) and
     /// verifies the kernel as stored.
-    private static func fold(_ detected: DetectedLayer, into tensor: UnsafeMutablePointer<Onnx__TensorProto>, model: ONNXModel, options: FoldOptions) throws(ONNXError) -> FoldedLayer {
+    static func fold(_ detected: DetectedLayer, into tensor: UnsafeMutablePointer<Onnx__TensorProto>, model: ONNXModel, options: FoldOptions) throws(ONNXError) -> FoldedLayer {
         TensorCodec.storeKernel(of: detected.layer, type: detected.elementType, in: tensor)
         var record = FoldedLayer(
             name: detected.name, layout: detected.layer.layout, geometry: detected.layer.geometry, elementType: detected.elementType,

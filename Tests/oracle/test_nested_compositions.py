@@ -1,14 +1,17 @@
-"""Issue 17 (first part): DO-Conv kernel compositions inside ONNX local functions and
-control-flow subgraphs are reported as DO-Conv layers that were not folded, never as
+"""Issue 17: DO-Conv kernel compositions inside ONNX local functions are folded per call
+site (the call is inlined as a plain Conv, the function dropped once nothing calls it);
+a call whose D and W are not constants there is left and reported. Compositions inside
+control-flow subgraphs are still reported as DO-Conv layers that were not folded, never as
 "no DO-Conv layer" (the model is written unchanged, and onnxruntime still runs it)."""
 import json
 
 import numpy as np
 import onnx
+import pytest
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import run_fold, run_inspect
+from conftest import FIXTURES, run_fold, run_inspect, run_verify
 
 RNG = np.random.default_rng(0)
 
@@ -33,14 +36,21 @@ def io():
 
 
 def function_model(path, calls=2):
-    """A local function DOConv2d(x, D, W), called twice with different weights."""
-    body = kernel_nodes("", "D", "W", "k") + [helper.make_node("Conv", ["x", "k"], ["y"], pads=[1, 1, 1, 1])]
-    fn = helper.make_function("custom", "DOConv2d", ["x", "D", "W"], ["y"], body, opset_imports=[helper.make_opsetid("", 17)])
+    """A local function DOConv2d(x, D, W), called twice with different weights. Its Conv takes
+    `pads` from the call and `dilations` from the function's default (attribute references)."""
+    conv = helper.make_node("Conv", ["x", "k"], ["y"])
+    pads = helper.make_attribute_ref("pads", onnx.AttributeProto.INTS)
+    dilations = helper.make_attribute_ref("dilation", onnx.AttributeProto.INTS)
+    dilations.name = "dilations"
+    conv.attribute.extend([pads, dilations])
+    body = kernel_nodes("", "D", "W", "k") + [conv]
+    fn = helper.make_function("custom", "DOConv2d", ["x", "D", "W"], ["y"], body, opset_imports=[helper.make_opsetid("", 17)],
+                              attributes=["pads"], attribute_protos=[helper.make_attribute("dilation", [1, 1])])
     nodes, inits = [], []
     for k in range(calls):
         inits += weights(str(k))
         nodes.append(helper.make_node("DOConv2d", ["x" if k == 0 else f"h{k - 1}", f"D{k}", f"W{k}"], [f"h{k}" if k < calls - 1 else "y"],
-                                      domain="custom", name=f"call{k}"))
+                                      domain="custom", name=f"call{k}", pads=[1, 1, 1, 1]))
     # Each call maps 3 -> 4 channels; a 1x1 conv brings the first back to 3.
     inputs, outputs = io()
     if calls > 1:
@@ -53,46 +63,271 @@ def function_model(path, calls=2):
     onnx.save(model, path)
 
 
-def if_model(path):
-    """A DO-Conv layer in each branch of an If, weights from the outer scope."""
+def if_model(path, weights_as_inputs=False):
+    """A DO-Conv layer in each branch of an If, weights from the outer scope (initializers,
+    or with `weights_as_inputs` graph inputs)."""
     def branch(name):
         nodes = kernel_nodes(name + "_", "D", "W", name + "_k") + [helper.make_node("Conv", ["x", name + "_k"], [name + "_y"], pads=[1, 1, 1, 1])]
         return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(name + "_y", TensorProto.FLOAT, [1, 4, 8, 8])])
     inputs, outputs = io()
     inputs.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
     node = helper.make_node("If", ["flag"], ["y"], then_branch=branch("then"), else_branch=branch("else"), name="choose")
-    model = helper.make_model(helper.make_graph([node], "g", inputs, outputs, weights()), opset_imports=[helper.make_opsetid("", 17)])
+    inits = weights()
+    if weights_as_inputs:
+        inputs += [helper.make_tensor_value_info(t.name, TensorProto.FLOAT, list(t.dims)) for t in inits]
+        inits = []
+    model = helper.make_model(helper.make_graph([node], "g", inputs, outputs, inits), opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, path)
 
 
-def check(tmp_path, src, expected):
+def ops(model):
+    """Op types of the main graph and of every function body."""
+    return [n.op_type for n in model.graph.node] + [n.op_type for f in model.functions for n in f.node]
+
+
+def outputs(path, feeds):
+    return ort.InferenceSession(str(path)).run(None, feeds)[0]
+
+
+def test_a_function_called_twice_folds_per_call(tmp_path):
+    src, out = tmp_path / "functions.onnx", tmp_path / "out.onnx"
+    function_model(src)
+    original = src.read_bytes()
+    result = run_fold(src, out)
+    assert result.returncode == 0, result.stderr
+    assert "folded 2 layers: 2 DO-Conv" in result.stdout and "not folded:" not in result.stdout, result.stdout
+    folded = onnx.load(str(out))
+    onnx.checker.check_model(folded, full_check=True)
+    assert not folded.functions and "Einsum" not in ops(folded) and "DOConv2d" not in ops(folded)
+    convs = [n for n in folded.graph.node if n.op_type == "Conv" and n.name.startswith("call")]
+    assert len(convs) == 2
+    kernels = {i.name: numpy_helper.to_array(i) for i in folded.graph.initializer}
+    assert not np.array_equal(kernels[convs[0].input[1]], kernels[convs[1].input[1]])  # one kernel per call site
+    for conv in convs:  # attributes resolved: pads from the call, dilations from the function's default
+        attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+        assert attrs["pads"] == [1, 1, 1, 1] and attrs["dilations"] == [1, 1] and all(not a.ref_attr_name for a in conv.attribute)
+    x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(outputs(out, {"x": x}), outputs(src, {"x": x}), rtol=1e-5, atol=1e-5)
+    report = json.loads(run_inspect(src, "--json").stdout)
+    assert len(report["layers"]) == 2 and report["rejected"] == []
+    assert src.read_bytes() == original
+
+
+def test_a_call_whose_composition_does_not_fold_is_put_back(tmp_path):
+    """The function also returns its composed kernel, which the graph outputs: no DO-Conv
+    layer folds there, so the call stays a call and the model is written unchanged."""
+    src, out = tmp_path / "kernel_out.onnx", tmp_path / "out.onnx"
+    body = kernel_nodes("", "D", "W", "k") + [helper.make_node("Conv", ["x", "k"], ["y"], pads=[1, 1, 1, 1])]
+    fn = helper.make_function("custom", "DOConv2d", ["x", "D", "W"], ["y", "k"], body, opset_imports=[helper.make_opsetid("", 17)])
+    inputs, outputs_ = io()
+    outputs_.append(helper.make_tensor_value_info("kernel", TensorProto.FLOAT, [4, 3, 3, 3]))
+    call = helper.make_node("DOConv2d", ["x", "D", "W"], ["y", "kernel"], domain="custom", name="call0")
+    model = helper.make_model(helper.make_graph([call], "g", inputs, outputs_, weights()), functions=[fn],
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, src)
+    result = run_fold(src, out)
+    assert result.returncode == 0, result.stderr
+    assert "no DO-Conv layer folded: 1 sits" in result.stdout and result.stdout.count("not folded:") == 1, result.stdout
+    assert "not folded: function DOConv2d, call node call0" in result.stdout and "also used by something other" in result.stdout
+    assert out.read_bytes() == src.read_bytes()
+    report = json.loads(run_inspect(src, "--json").stdout)
+    assert report["layers"] == [] and [r.get("unreached") for r in report["rejected"]] == [True]
+
+
+def export_fixture():
+    """fixtures/functions.ts.onnx: three DOConv2d layers exported as local functions."""
+    src = FIXTURES / "functions.ts.onnx"
+    assert src.stat().st_size < 50_000
+    expected = np.load(FIXTURES / "functions.expected.npz")
+    return src, expected
+
+
+def test_functions_fixture_folds(tmp_path):
+    src, expected = export_fixture()
     out = tmp_path / "out.onnx"
     result = run_fold(src, out)
     assert result.returncode == 0, result.stderr
-    assert "no DO-Conv layer found" not in result.stdout, result.stdout
-    assert f"no DO-Conv layer folded: {expected} sit" in result.stdout, result.stdout
-    assert result.stdout.count("not folded:") == expected and "doconv does not fold there yet" in result.stdout
-    assert out.read_bytes() == src.read_bytes()  # written back unchanged
-    ort.InferenceSession(str(out))  # and still a model onnxruntime runs
+    assert "folded 3 layers: 1 DO-Conv, 1 DO-DConv, 1 DO-GConv" in result.stdout and "not folded:" not in result.stdout, result.stdout
+    folded = onnx.load(str(out))
+    onnx.checker.check_model(folded, full_check=True)
+    assert not folded.functions, [f.name for f in folded.functions]
+    assert [n.op_type for n in folded.graph.node] == ["Conv", "Relu", "Conv", "Relu", "Conv"]
+    assert "Einsum" not in ops(folded)
+    got = outputs(out, {"input": expected["input"]})
+    np.testing.assert_allclose(got, expected["output"], rtol=1e-5, atol=1e-5 * np.abs(expected["output"]).max())
+    # The strides and groups the function took from its call sites.
+    attrs = [{a.name: helper.get_attribute_value(a) for a in n.attribute} for n in folded.graph.node if n.op_type == "Conv"]
+    assert [a["strides"] for a in attrs] == [[1, 1], [2, 2], [1, 1]] and [a["group"] for a in attrs] == [1, 8, 2]
     report = json.loads(run_inspect(src, "--json").stdout)
-    assert report["layers"] == []
-    assert [r.get("unreached") for r in report["rejected"]] == [True] * expected
+    assert [layer["kind"] for layer in report["layers"]] == ["DO-Conv", "DO-DConv", "DO-GConv"]
     text = run_inspect(src).stdout
-    assert "no DO-Conv layer found" not in text and f"{expected} DO-Conv layer" in text, text
+    assert "3 DO-Conv layers" in text and "/conv2/DOConv2d" in text, text
 
 
-def test_layers_inside_a_local_function_are_reported(tmp_path):
-    src = tmp_path / "functions.onnx"
-    function_model(src)
-    check(tmp_path, src, 1)
-    result = run_fold(src, tmp_path / "again.onnx")
-    assert "local function 'DOConv2d' (2 calls)" in result.stdout, result.stdout
+@pytest.mark.xfail(strict=True, reason="verify-equivalence (Sources/DOConvVerify) does not yet accept calls of local "
+                                       "functions replaced by inlined, folded Convs")
+def test_functions_fixture_verifies(tmp_path):
+    src, _ = export_fixture()
+    out = tmp_path / "out.onnx"
+    assert run_fold(src, out).returncode == 0
+    result = run_verify(src, out)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_layers_inside_if_branches_are_reported(tmp_path):
-    src = tmp_path / "branches.onnx"
+def test_a_call_whose_weights_are_graph_inputs_is_left(tmp_path):
+    """conv2's D and W arrive as graph inputs: that call stays (and its function with it),
+    reported as not folded; the other two fold."""
+    src, expected = export_fixture()
+    model = onnx.load(str(src))
+    call = next(n for n in model.graph.node if n.name == "/conv2/DOConv2d")
+    moved = {name: i for i in model.graph.initializer for name in call.input[1:3] if i.name == name}
+    assert len(moved) == 2
+    for name, tensor in moved.items():
+        model.graph.initializer.remove(tensor)
+        model.graph.input.append(helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims)))
+    onnx.checker.check_model(model, full_check=True)
+    inputs_src, out = tmp_path / "inputs.onnx", tmp_path / "out.onnx"
+    onnx.save(model, str(inputs_src))
+    result = run_fold(inputs_src, out)
+    assert result.returncode == 0, result.stderr
+    assert "folded 2 layers" in result.stdout and result.stdout.count("not folded:") == 1, result.stdout
+    assert "not folded: function DOConv2d, call node /conv2/DOConv2d" in result.stdout and "a graph input, not a constant" in result.stdout
+    folded = onnx.load(str(out))
+    onnx.checker.check_model(folded, full_check=True)
+    assert [f.name for f in folded.functions] == ["DOConv2d"]  # still called; DOConv2d.1 is gone
+    assert [n.op_type for n in folded.graph.node] == ["Conv", "Relu", "DOConv2d", "Relu", "Conv"]
+    assert folded.functions[0] == model.functions[[f.name for f in model.functions].index("DOConv2d")]  # untouched
+    feeds = {"input": expected["input"]} | {name: numpy_helper.to_array(t) for name, t in moved.items()}
+    got = outputs(out, feeds)
+    np.testing.assert_allclose(got, expected["output"], rtol=1e-5, atol=1e-5 * np.abs(expected["output"]).max())
+    report = json.loads(run_inspect(inputs_src, "--json").stdout)
+    assert len(report["layers"]) == 2 and [r.get("unreached") for r in report["rejected"]] == [True]
+
+
+def loop_model(path):
+    """A Loop whose body holds a DO-Conv layer (3 -> 3 channels) with its own D and W."""
+    rng = np.random.default_rng(1)
+    d = numpy_helper.from_array(rng.standard_normal((3, 9, 9)).astype(np.float32), "body_D")
+    w = numpy_helper.from_array((0.1 * rng.standard_normal((3, 3, 9))).astype(np.float32), "body_W")
+    nodes = [
+        helper.make_node("Einsum", ["body_D", "body_W"], ["body_k3"], equation="ims,ois->oim", name="body_einsum"),
+        helper.make_node("Constant", [], ["body_shape"], value=numpy_helper.from_array(np.array([3, 3, 3, 3], np.int64))),
+        helper.make_node("Reshape", ["body_k3", "body_shape"], ["body_k"]),
+        helper.make_node("Conv", ["h_in", "body_k"], ["h_out"], pads=[1, 1, 1, 1], name="body_conv"),
+        helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+    ]
+    value = lambda name, t, shape: helper.make_tensor_value_info(name, t, shape)  # noqa: E731
+    body = helper.make_graph(nodes, "body", [value("i", TensorProto.INT64, []), value("cond_in", TensorProto.BOOL, []),
+                                             value("h_in", TensorProto.FLOAT, [1, 3, 8, 8])],
+                             [value("cond_out", TensorProto.BOOL, []), value("h_out", TensorProto.FLOAT, [1, 3, 8, 8])], [d, w])
+    inits = [numpy_helper.from_array(np.array(2, np.int64), "trips"), numpy_helper.from_array(np.array(True), "go")]
+    loop = helper.make_node("Loop", ["trips", "go", "x"], ["y"], body=body, name="repeat")
+    graph = helper.make_graph([loop], "g", [value("x", TensorProto.FLOAT, [1, 3, 8, 8])], [value("y", TensorProto.FLOAT, [1, 3, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, path)
+
+
+def all_nodes(graph):
+    """Nodes of `graph` and of every subgraph below it."""
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from all_nodes(sub)
+
+
+def test_layers_inside_if_branches_fold(tmp_path):
+    src, out = tmp_path / "branches.onnx", tmp_path / "out.onnx"
     if_model(src)
-    check(tmp_path, src, 2)
-    result = run_fold(src, tmp_path / "again.onnx")
-    assert "'then_branch' subgraph of If node 'choose'" in result.stdout and "'else_branch'" in result.stdout, result.stdout
+    result = run_fold(src, out)
+    assert result.returncode == 0, result.stderr
+    assert "folded 2 layers: 2 DO-Conv" in result.stdout and "not folded:" not in result.stdout, result.stdout
+    folded = onnx.load(str(out))
+    onnx.checker.check_model(folded, full_check=True)
+    assert "Einsum" not in [n.op_type for n in all_nodes(folded.graph)]
+    assert {"D", "W"}.isdisjoint(i.name for i in folded.graph.initializer)  # nothing reads them any more
+    x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    for flag in (True, False):
+        feeds = {"x": x, "flag": np.array(flag)}
+        want = outputs(src, feeds)
+        np.testing.assert_allclose(outputs(out, feeds), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    report = json.loads(run_inspect(src, "--json").stdout)
+    assert len(report["layers"]) == 2 and report["rejected"] == []
+    assert "If choose/then_branch" in run_inspect(src).stdout
+
+
+def test_layer_inside_a_loop_body_with_its_own_weights_folds(tmp_path):
+    src, out = tmp_path / "loop.onnx", tmp_path / "out.onnx"
+    loop_model(src)
+    result = run_fold(src, out)
+    assert result.returncode == 0, result.stderr
+    assert "folded 1 layer: 1 DO-Conv" in result.stdout and "not folded:" not in result.stdout, result.stdout
+    folded = onnx.load(str(out))
+    onnx.checker.check_model(folded, full_check=True)
+    body = folded.graph.node[0].attribute[0].g
+    assert [n.op_type for n in body.node] == ["Conv", "Identity"] and not body.initializer
+    x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    want = outputs(src, {"x": x})
+    np.testing.assert_allclose(outputs(out, {"x": x}), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_layers_inside_if_branches_with_input_weights_are_reported(tmp_path):
+    """D and W arrive as graph inputs: nothing folds, both layers are listed as not folded."""
+    src, out = tmp_path / "branches.onnx", tmp_path / "out.onnx"
+    if_model(src, weights_as_inputs=True)
+    result = run_fold(src, out)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("not folded:") == 2 and "is a graph input, not a constant" in result.stdout, result.stdout
+    assert "not folded: If choose/then_branch/" in result.stdout and "not folded: If choose/else_branch/" in result.stdout
+    assert out.read_bytes() == src.read_bytes()  # written back unchanged
+    report = json.loads(run_inspect(src, "--json").stdout)
+    assert report["layers"] == [] and len(report["rejected"]) == 2
+
+
+def test_a_function_also_called_from_a_branch_is_kept(tmp_path):
+    """The main graph's call is inlined and folded; the If branches' calls keep the function
+    (and D and W, which they read), and their composition is reported as not folded."""
+    src, out = tmp_path / "mixed.onnx", tmp_path / "out.onnx"
+    body = kernel_nodes("", "D", "W", "k") + [helper.make_node("Conv", ["x", "k"], ["y"], pads=[1, 1, 1, 1])]
+    fn = helper.make_function("custom", "DOConv2d", ["x", "D", "W"], ["y"], body, opset_imports=[helper.make_opsetid("", 17)])
+
+    def branch(name):
+        return helper.make_graph([helper.make_node("DOConv2d", ["x", "D", "W"], [name + "_y"], domain="custom")], name, [],
+                                 [helper.make_tensor_value_info(name + "_y", TensorProto.FLOAT, [1, 4, 8, 8])])
+    inputs, outputs_ = io()
+    inputs.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
+    outputs_.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4, 8, 8]))
+    nodes = [helper.make_node("DOConv2d", ["x", "D", "W"], ["y"], domain="custom", name="c"),
+             helper.make_node("If", ["flag"], ["z"], then_branch=branch("then"), else_branch=branch("else"), name="choose")]
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, outputs_, weights()), functions=[fn],
+                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, src)
+    result = run_fold(src, out)
+    assert result.returncode == 0, result.stderr
+    assert "folded 1 layer" in result.stdout and result.stdout.count("not folded:") == 1, result.stdout
+    assert "inside local function 'DOConv2d' (2 calls)" in result.stdout
+    folded = onnx.load(str(out))
+    onnx.checker.check_model(folded, full_check=True)
+    assert [n.op_type for n in folded.graph.node] == ["Conv", "If"] and [f.name for f in folded.functions] == ["DOConv2d"]
+    assert {"D", "W"} <= {i.name for i in folded.graph.initializer}
+    feeds = {"x": RNG.standard_normal((1, 3, 8, 8)).astype(np.float32), "flag": np.array(True)}
+    for got, want in zip(ort.InferenceSession(str(out)).run(None, feeds), ort.InferenceSession(str(src)).run(None, feeds)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_a_function_calling_itself_ends(tmp_path):
+    """Recursion is invalid ONNX; doconv inlines one level and ends (no loop, no crash)."""
+    src, out = tmp_path / "recursive.onnx", tmp_path / "out.onnx"
+    body = kernel_nodes("", "D", "W", "k") + [helper.make_node("Conv", ["x", "k"], ["y0"], pads=[1, 1, 1, 1]),
+                                              helper.make_node("DOConv2d", ["y0", "D", "W"], ["y"], domain="custom")]
+    fn = helper.make_function("custom", "DOConv2d", ["x", "D", "W"], ["y"], body, opset_imports=[helper.make_opsetid("", 17)])
+    inputs, outputs_ = io()
+    graph = helper.make_graph([helper.make_node("DOConv2d", ["x", "D", "W"], ["y"], domain="custom", name="c")], "g", inputs, outputs_, weights())
+    onnx.save(helper.make_model(graph, functions=[fn], opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)]), src)
+    result = run_fold(src, out)
+    assert result.returncode in (0, 2), result.stderr
+    assert run_inspect(src).returncode in (0, 2)
