@@ -355,11 +355,7 @@ struct FunctionInliner {
                 guard let node else { continue }
                 if includeMainNodes || depth > 0 { keys.insert(Self.key(ofCall: node)) }
                 guard depth < Self.maxDepth else { continue }
-                for attribute in Proto.elements(node.pointee.attribute, node.pointee.n_attribute) {
-                    guard let attribute else { continue }
-                    let graphs = [attribute.pointee.g].compactMap { $0 } + Proto.elements(attribute.pointee.graphs, attribute.pointee.n_graphs).compactMap { $0 }
-                    for g in graphs { collect(Proto.elements(g.pointee.node, g.pointee.n_node), depth: depth + 1) }
-                }
+                for (_, g) in NodeView(pointer: node).subgraphs { collect(Proto.elements(g.pointee.node, g.pointee.n_node), depth: depth + 1) }
             }
         }
         collect(Proto.elements(model.graph.pointee.node, model.graph.pointee.n_node), depth: 0)

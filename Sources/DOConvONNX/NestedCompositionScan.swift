@@ -46,11 +46,7 @@ struct NestedCompositionScan {
                 guard let node else { continue }
                 counts[FunctionInliner.key(ofCall: node), default: 0] += 1
                 guard depth < Self.maxDepth else { continue }
-                for attribute in Proto.elements(node.pointee.attribute, node.pointee.n_attribute) {
-                    guard let attribute else { continue }
-                    let graphs = [attribute.pointee.g].compactMap { $0 } + Proto.elements(attribute.pointee.graphs, attribute.pointee.n_graphs).compactMap { $0 }
-                    for g in graphs { count(Proto.elements(g.pointee.node, g.pointee.n_node), depth: depth + 1) }
-                }
+                for (_, g) in NodeView(pointer: node).subgraphs { count(Proto.elements(g.pointee.node, g.pointee.n_node), depth: depth + 1) }
             }
         }
         count(Proto.elements(model.graph.pointee.node, model.graph.pointee.n_node), depth: 0)
@@ -82,15 +78,10 @@ struct NestedCompositionScan {
         for node in nodes {
             guard let node else { continue }
             let view = NodeView(pointer: node)
-            for attribute in Proto.elements(node.pointee.attribute, node.pointee.n_attribute) {
-                guard let attribute else { continue }
-                let graphs = ([attribute.pointee.g].compactMap { $0 }) + Proto.elements(attribute.pointee.graphs, attribute.pointee.n_graphs).compactMap { $0 }
-                for graph in graphs {
-                    let branch = Proto.string(attribute.pointee.name)
-                    let here = (location.isEmpty ? "" : location + "/") + "\(view.opType) \(view.name.isEmpty ? "?" : view.name)/\(branch)"
-                    scan(nodes: Proto.elements(graph.pointee.node, graph.pointee.n_node), location: here,
-                         place: "the '\(branch)' subgraph of \(view.opType) node '\(view.name)'", depth: depth + 1, into: &found)
-                }
+            for (branch, graph) in view.subgraphs {
+                let here = (location.isEmpty ? "" : location + "/") + "\(view.opType) \(view.name.isEmpty ? "?" : view.name)/\(branch)"
+                scan(nodes: Proto.elements(graph.pointee.node, graph.pointee.n_node), location: here,
+                     place: "the '\(branch)' subgraph of \(view.opType) node '\(view.name)'", depth: depth + 1, into: &found)
             }
         }
     }

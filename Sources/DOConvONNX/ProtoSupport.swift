@@ -96,6 +96,15 @@ package struct NodeView {
     /// True when this is the standard-domain operator `op`.
     func isOp(_ op: String) -> Bool { isStandardDomain && opType == op }
 
+    /// The graphs its attributes hold (If's branches, Loop's and Scan's bodies), each with
+    /// the attribute's name.
+    var subgraphs: [(attribute: String, graph: UnsafeMutablePointer<Onnx__GraphProto>)] {
+        Proto.elements(pointer.pointee.attribute, pointer.pointee.n_attribute).compactMap { $0 }.flatMap { attribute in
+            let graphs = [attribute.pointee.g].compactMap { $0 } + Proto.elements(attribute.pointee.graphs, attribute.pointee.n_graphs).compactMap { $0 }
+            return graphs.map { (Proto.string(attribute.pointee.name), $0) }
+        }
+    }
+
     func attribute(_ name: String) -> UnsafeMutablePointer<Onnx__AttributeProto>? {
         for attribute in Proto.elements(pointer.pointee.attribute, pointer.pointee.n_attribute) {
             if let attribute, Proto.string(attribute.pointee.name) == name { return attribute }

@@ -42,26 +42,22 @@ struct SubgraphFolder {
             for node in Proto.elements(graph.pointee.node, graph.pointee.n_node) {
                 guard let node else { continue }
                 let view = NodeView(pointer: node)
-                for attribute in Proto.elements(node.pointee.attribute, node.pointee.n_attribute) {
-                    guard let attribute else { continue }
-                    let graphs = [attribute.pointee.g].compactMap { $0 } + Proto.elements(attribute.pointee.graphs, attribute.pointee.n_graphs).compactMap { $0 }
-                    for sub in graphs {
-                        let here = (location.isEmpty ? "" : location + "/") + "\(view.opType) \(view.name.isEmpty ? "?" : view.name)/\(Proto.string(attribute.pointee.name))"
-                        let nodes = Proto.elements(sub.pointee.node, sub.pointee.n_node)
-                        if FunctionInliner.hasComposition(nodes) {
-                            // Only the outer initializers this subgraph's nodes read.
-                            var outer: Initializers = [:]
-                            for reader in nodes {
-                                guard let reader else { continue }
-                                for input in Proto.elements(reader.pointee.input, reader.pointee.n_input) {
-                                    let name = Proto.string(input)
-                                    if outer[name] == nil, let tensor = chain.reversed().lazy.compactMap({ $0[name] }).first { outer[name] = tensor }
-                                }
+                for (branch, sub) in view.subgraphs {
+                    let here = (location.isEmpty ? "" : location + "/") + "\(view.opType) \(view.name.isEmpty ? "?" : view.name)/\(branch)"
+                    let nodes = Proto.elements(sub.pointee.node, sub.pointee.n_node)
+                    if FunctionInliner.hasComposition(nodes) {
+                        // Only the outer initializers this subgraph's nodes read.
+                        var outer: Initializers = [:]
+                        for reader in nodes {
+                            guard let reader else { continue }
+                            for input in Proto.elements(reader.pointee.input, reader.pointee.n_input) {
+                                let name = Proto.string(input)
+                                if outer[name] == nil, let tensor = chain.reversed().lazy.compactMap({ $0[name] }).first { outer[name] = tensor }
                             }
-                            found.append(Scope(graph: sub, outer: outer, location: here))
                         }
-                        visit(sub, enclosing: chain, location: here, depth: depth + 1)
+                        found.append(Scope(graph: sub, outer: outer, location: here))
                     }
+                    visit(sub, enclosing: chain, location: here, depth: depth + 1)
                 }
             }
         }
