@@ -215,6 +215,8 @@ public struct Node: Equatable, Sendable {
     public var outputs: [String]
     /// Attributes in their stored order.
     public var attributes: [(name: String, value: Attribute)]
+    /// The overload of the local function a call names ("" for none).
+    public var overload = ""
 
     public init(opType: String, domain: String = "", name: String = "", inputs: [String], outputs: [String],
                 attributes: [(name: String, value: Attribute)] = []) {
@@ -233,7 +235,7 @@ public struct Node: Equatable, Sendable {
     public var isStandardDomain: Bool { domain.isEmpty }
 
     public static func == (a: Node, b: Node) -> Bool {
-        a.opType == b.opType && a.domain == b.domain && a.name == b.name && a.inputs == b.inputs && a.outputs == b.outputs
+        a.opType == b.opType && a.domain == b.domain && a.overload == b.overload && a.name == b.name && a.inputs == b.inputs && a.outputs == b.outputs
             && a.attributes.count == b.attributes.count
             && zip(a.attributes, b.attributes).allSatisfy { $0.name == $1.name && $0.value == $1.value }
     }
@@ -254,6 +256,8 @@ public struct Graph: Equatable, Sendable {
     public var opsets: [String: Int64]
     /// Model metadata entries in stored order.
     public var metadata: [(key: String, value: String)]
+    /// The model's local functions (main graph only; nodes call them by domain and name).
+    public var functions: [LocalFunction] = []
 
     public init(name: String = "", nodes: [Node] = [], initializers: [(String, TensorValue)] = [], inputs: [ValueInfo] = [],
                 outputs: [ValueInfo] = [], opsets: [String: Int64] = ["": 17], metadata: [(key: String, value: String)] = []) {
@@ -284,5 +288,6 @@ public struct Graph: Equatable, Sendable {
         a.name == b.name && a.nodes == b.nodes && a.initializerOrder == b.initializerOrder && a.initializers == b.initializers
             && a.inputs == b.inputs && a.outputs == b.outputs && a.opsets == b.opsets
             && a.metadata.count == b.metadata.count && zip(a.metadata, b.metadata).allSatisfy { $0 == $1 }
+            && a.functions == b.functions
     }
 }

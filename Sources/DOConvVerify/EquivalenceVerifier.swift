@@ -30,36 +30,55 @@ public enum EquivalenceVerifier {
         do { return try ONNXGraphImport.load(path: path) } catch { throw VerifyError("\(error)") }
     }
 
+    /// The graph with its local-function calls expanded into their bodies, so that it holds
+    /// only operators: what the structure check compares and the executor runs.
+    static func expandingCalls(_ graph: Graph, path: String) throws(VerifyError) -> (graph: Graph, calls: Int) {
+        do { return try FunctionInlining.inline(graph) } catch { throw VerifyError("\(path): \(error)") }
+    }
+
     /// ONNX pairs: structure, each replaced Conv, and both graphs run end to end.
     public static func verifyONNX(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
         var report = VerificationReport(original: originalPath, folded: foldedPath, format: "ONNX")
         let originalModel: ONNXModel
         let original: Graph
         let folded: Graph
+        let originalCalls: Int
+        let foldedCalls: Int
         do {
             originalModel = try ONNXModel.load(path: originalPath)
-            original = try ONNXGraphImport.graph(of: originalModel)
-            folded = try ONNXGraphImport.load(path: foldedPath)
+            (original, originalCalls) = try expandingCalls(try ONNXGraphImport.graph(of: originalModel), path: originalPath)
+            (folded, foldedCalls) = try expandingCalls(try ONNXGraphImport.load(path: foldedPath), path: foldedPath)
+        } catch let error as VerifyError {
+            throw error
         } catch {
             throw VerifyError("\(error)")
+        }
+        if originalCalls + foldedCalls > 0 {
+            // A call the fold replaced by one Conv then compares with its body's own Conv.
+            report.notes.append("local function calls expanded into their bodies before comparing: \(originalCalls) in ORIGINAL, \(foldedCalls) in FOLDED")
         }
         if let tolerance = options.tolerance, !(tolerance >= 0) { throw VerifyError("the tolerance must be a non-negative number") }
         // Validate inputs up front: a symbolic dim without a size is a usage error.
         let feeds = options.inputs > 0 ? try EndToEnd.feeds(for: original, dims: options.dims, count: options.inputs, seed: options.seed) : []
 
-        // 1. Structure.
-        let comparison = StructureDiff(original: original, folded: folded).compare()
+        // 1. Structure, with the nodes of If/Loop/Scan bodies compared in line.
+        let (flatOriginal, subgraphs) = SubgraphFlattening.flatten(original)
+        let flatFolded = SubgraphFlattening.flatten(folded).graph
+        if subgraphs > 0 {
+            report.notes.append("\(subgraphs) control-flow subgraph\(subgraphs == 1 ? "" : "s") of ORIGINAL compared node by node in line with the main graph")
+        }
+        let comparison = StructureDiff(original: flatOriginal, folded: flatFolded).compare()
         report.structure = comparison.differences
         report.notes += comparison.notes
-        let removed = original.nodes.count - folded.nodes.count
-        report.structureSummary = "\(folded.nodes.count) nodes against ORIGINAL's \(original.nodes.count), \(comparison.replaced.count) Conv\(comparison.replaced.count == 1 ? "" : "s") with a folded kernel, \(removed) node\(removed == 1 ? "" : "s") of kernel computation gone"
+        let removed = flatOriginal.nodes.count - flatFolded.nodes.count
+        report.structureSummary = "\(flatFolded.nodes.count) nodes against ORIGINAL's \(flatOriginal.nodes.count), \(comparison.replaced.count) Conv\(comparison.replaced.count == 1 ? "" : "s") with a folded kernel, \(removed) node\(removed == 1 ? "" : "s") of kernel computation gone"
 
         // 2. Each replaced Conv.
         var detected: [DetectedLayer] = []
         do { detected = try ONNXFolder.detect(originalModel).layers } catch {
             report.notes.append("DO-Conv detection failed on ORIGINAL (\(error)); layers are checked against ORIGINAL's own kernel computation")
         }
-        var check = LayerCheck(original: original, folded: folded, detected: detected, tolerance: options.tolerance,
+        var check = LayerCheck(original: flatOriginal, folded: flatFolded, detected: detected, tolerance: options.tolerance,
                                patches: options.probePatches, seed: options.seed)
         check.feeds = feeds.first ?? (try? EndToEnd.feeds(for: original, dims: options.dims, count: 1, seed: options.seed).first) ?? [:]
         report.layers = check.check(comparison.replaced)
@@ -85,7 +104,7 @@ public enum EquivalenceVerifier {
     /// Runs one ONNX model with the reference executor on given feeds (the oracle tests'
     /// hook); inputs that are not given are made as in the end-to-end check.
     public static func run(model path: String, feeds given: [String: TensorValue], options: VerifyOptions = VerifyOptions()) throws(VerifyError) -> [String: TensorValue] {
-        let graph = try loadGraph(path)
+        let graph = try expandingCalls(try loadGraph(path), path: path).graph
         let unsupported = ReferenceExecutor(graph: graph).unsupportedOps
         guard unsupported.isEmpty else { throw VerifyError("\(path): the reference executor does not implement \(unsupported.joined(separator: ", "))") }
         var feeds = given

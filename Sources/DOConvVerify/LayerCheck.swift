@@ -108,13 +108,20 @@ struct LayerCheck {
         // The DO-Conv layer detection found for this kernel: the one whose naive recomputation
         // is closest to what ORIGINAL's graph computes.
         let wantsForm: DOConvForm = r.isPair ? .featureComposition : .kernelComposition
+        // Layers with equal weights (two branches of an If reading one D and W) tie: the one
+        // named after this Conv or its kernel value wins.
+        func named(_ k: Int) -> Bool {
+            let name = detected[k].name
+            return name == fNode.name || name == r.originalWeight || name.hasSuffix("/" + r.originalWeight)
+        }
         var best: (index: Int, error: Double, kernel: [Double])?
         for k in detected.indices where detected[k].form == wantsForm {
             let g = detected[k].layer.geometry
             guard [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth] == graphShape else { continue }
             let naive = NaiveFold.kernel(detected[k].layer)
             let error = ErrorStats.compare(expected: graphKernel, actual: naive, shape: graphShape, tolerance: 1).worstRelative
-            if error < (best?.error ?? .infinity) { best = (k, error, naive) }
+            let current = best?.error ?? .infinity
+            if error < current || (error == current && named(k) && !(best.map { named($0.index) } ?? false)) { best = (k, error, naive) }
         }
         var layer: DOConvLayer?
         var reference = graphKernel

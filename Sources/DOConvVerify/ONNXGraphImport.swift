@@ -24,6 +24,9 @@ public enum ONNXGraphImport {
         graph.metadata = Proto.elements(model.proto.pointee.metadata_props, model.proto.pointee.n_metadata_props).compactMap { entry in
             entry.map { (key: Proto.string($0.pointee.key), value: Proto.string($0.pointee.value)) }
         }
+        for function in Proto.elements(model.proto.pointee.functions, model.proto.pointee.n_functions) {
+            if let function { graph.functions.append(try importer.function(function)) }
+        }
         return graph
     }
 
@@ -49,14 +52,7 @@ private struct Importer {
         var nodes: [Node] = []
         for pointer in Proto.elements(g.pointee.node, g.pointee.n_node) {
             guard let pointer else { continue }
-            let view = NodeView(pointer: pointer)
-            var attributes: [(name: String, value: Attribute)] = []
-            for attribute in Proto.elements(pointer.pointee.attribute, pointer.pointee.n_attribute) {
-                guard let attribute else { continue }
-                attributes.append((Proto.string(attribute.pointee.name), try self.attribute(attribute, depth: depth)))
-            }
-            nodes.append(Node(opType: view.opType, domain: Proto.string(pointer.pointee.domain), name: view.name,
-                              inputs: view.inputs, outputs: view.outputs, attributes: attributes))
+            nodes.append(try node(pointer, depth: depth).node)
         }
         var initializers: [(String, TensorValue)] = []
         for tensor in Proto.elements(g.pointee.initializer, g.pointee.n_initializer) {
@@ -69,6 +65,56 @@ private struct Importer {
         let inputs = Proto.elements(g.pointee.input, g.pointee.n_input).compactMap { $0.map(valueInfo) }
         let outputs = Proto.elements(g.pointee.output, g.pointee.n_output).compactMap { $0.map(valueInfo) }
         return Graph(name: Proto.string(g.pointee.name), nodes: nodes, initializers: initializers, inputs: inputs, outputs: outputs)
+    }
+
+    /// One node, and its attributes that refer to an attribute of the calling function
+    /// (`ref_attr_name`, only meaningful in a function body): those hold a placeholder.
+    func node(_ pointer: UnsafeMutablePointer<Onnx__NodeProto>, depth: Int) throws(ONNXError) -> (node: Node, references: [(name: String, reference: String)]) {
+        let view = NodeView(pointer: pointer)
+        var attributes: [(name: String, value: Attribute)] = []
+        var references: [(name: String, reference: String)] = []
+        for attribute in Proto.elements(pointer.pointee.attribute, pointer.pointee.n_attribute) {
+            guard let attribute else { continue }
+            let name = Proto.string(attribute.pointee.name)
+            let reference = Proto.string(attribute.pointee.ref_attr_name)
+            if reference.isEmpty {
+                attributes.append((name, try self.attribute(attribute, depth: depth)))
+            } else {
+                attributes.append((name, .other(summary: "reference to the calling function's attribute '\(reference)'", bytes: Array(reference.utf8))))
+                references.append((name, reference))
+            }
+        }
+        var node = Node(opType: view.opType, domain: Proto.string(pointer.pointee.domain), name: view.name,
+                        inputs: view.inputs, outputs: view.outputs, attributes: attributes)
+        node.overload = Proto.string(pointer.pointee.overload)
+        return (node, references)
+    }
+
+    /// A local function: its interface, attribute defaults, body and opsets.
+    func function(_ f: UnsafeMutablePointer<Onnx__FunctionProto>) throws(ONNXError) -> LocalFunction {
+        var nodes: [Node] = []
+        var references: [[(name: String, reference: String)]] = []
+        for pointer in Proto.elements(f.pointee.node, f.pointee.n_node) {
+            guard let pointer else { continue }
+            let (node, refs) = try node(pointer, depth: 1)
+            nodes.append(node)
+            references.append(refs)
+        }
+        var defaults: [(name: String, value: Attribute)] = []
+        for attribute in Proto.elements(f.pointee.attribute_proto, f.pointee.n_attribute_proto) {
+            guard let attribute else { continue }
+            defaults.append((Proto.string(attribute.pointee.name), try self.attribute(attribute, depth: 1)))
+        }
+        var opsets: [String: Int64] = [:]
+        for entry in Proto.elements(f.pointee.opset_import, f.pointee.n_opset_import) {
+            guard let entry else { continue }
+            let domain = Proto.string(entry.pointee.domain)
+            opsets[domain == "ai.onnx" ? "" : domain] = entry.pointee.version
+        }
+        return LocalFunction(domain: Proto.string(f.pointee.domain), name: Proto.string(f.pointee.name), overload: Proto.string(f.pointee.overload),
+                             inputs: Proto.elements(f.pointee.input, f.pointee.n_input).map { Proto.string($0) },
+                             outputs: Proto.elements(f.pointee.output, f.pointee.n_output).map { Proto.string($0) },
+                             attributeDefaults: defaults, nodes: nodes, attributeReferences: references, opsets: opsets)
     }
 
     func valueInfo(_ info: UnsafeMutablePointer<Onnx__ValueInfoProto>) -> ValueInfo {
