@@ -109,6 +109,9 @@ public struct DetectedLayer: Sendable {
     public var elementType: ElementType
     public var stride: [Int]
     public var dilation: [Int]
+    /// Where the layer sits when not in the main graph: "function DOConv2d, call node
+    /// /conv1/DOConv2d", or a subgraph path such as "If choose/then_branch".
+    public var location: String?
 
     public init(name: String, form: DOConvForm, layer: DOConvLayer, elementType: ElementType, stride: [Int], dilation: [Int]) {
         self.name = name

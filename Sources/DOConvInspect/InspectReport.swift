@@ -52,6 +52,9 @@ public struct InspectReport: Codable, Equatable, Sendable {
         public var dDeviation: Double?
         /// H[m][n] = sum over channels of |W' - W|: M rows of N values.
         public var hMap: [[Double]]
+        /// Where the layer sits when not in the main graph (an ONNX local function's call,
+        /// or a control-flow subgraph); absent for the main graph.
+        public var location: String?
 
         public init(name: String, kind: String, form: String, layout: String, elementType: String, inChannels: Int, outChannels: Int,
                     kernel: [Int], stride: [Int], dilation: [Int], groups: Int, dMul: Int, hasD: Bool, paramsTrained: Int, paramsFolded: Int,
@@ -87,7 +90,7 @@ public struct InspectReport: Codable, Equatable, Sendable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case name, kind, form, layout, stride, dilation, groups, kernel
+            case name, kind, form, layout, stride, dilation, groups, kernel, location
             case elementType = "element_type"
             case inChannels = "in_channels"
             case outChannels = "out_channels"
@@ -106,6 +109,7 @@ public struct InspectReport: Codable, Equatable, Sendable {
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(name, forKey: .name)
+            try c.encodeIfPresent(location, forKey: .location)
             try c.encode(kind, forKey: .kind)
             try c.encode(form, forKey: .form)
             try c.encode(layout, forKey: .layout)
@@ -131,6 +135,7 @@ public struct InspectReport: Codable, Equatable, Sendable {
         public init(from decoder: Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             name = try c.decode(String.self, forKey: .name)
+            location = try c.decodeIfPresent(String.self, forKey: .location)
             kind = try c.decode(String.self, forKey: .kind)
             form = try c.decode(String.self, forKey: .form)
             layout = try c.decode(String.self, forKey: .layout)
@@ -241,7 +246,7 @@ public struct InspectReport: Codable, Equatable, Sendable {
         let layer = detected.layer
         let g = layer.geometry
         let trained = LayerAnalysis.trainedParameters(layer)
-        return Layer(
+        var row = Layer(
             name: detected.name, kind: g.kind.rawValue, form: detected.form.rawValue, layout: layer.layout.rawValue,
             elementType: detected.elementType.rawValue, inChannels: g.inChannels, outChannels: g.outChannels,
             kernel: [g.kernelHeight, g.kernelWidth], stride: detected.stride, dilation: detected.dilation, groups: g.groups,
@@ -250,6 +255,8 @@ public struct InspectReport: Codable, Equatable, Sendable {
             macsPerOutputPosition: LayerAnalysis.macsPerOutputPosition(g),
             macsPerOutputPositionUnfolded: LayerAnalysis.macsPerOutputPositionUnfolded(layer, form: detected.form),
             dDeviation: LayerAnalysis.dDeviation(layer), hMap: LayerAnalysis.heatMap(layer))
+        row.location = detected.location
+        return row
     }
 
     static func totals(of layers: [Layer]) -> Totals {

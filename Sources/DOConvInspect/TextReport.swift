@@ -27,8 +27,16 @@ public enum TextReport {
         if !maps { lines.append("run with --maps for each layer's H = sum over channels of |W' - W| (W: the kernel with D = I)") }
         lines.append("")
         lines += totalLines(report)
+        lines += locationLines(report)
         lines += rejectedLines(report)
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Where the layers outside the main graph sit, by row number.
+    static func locationLines(_ report: InspectReport) -> [String] {
+        let placed = report.layers.enumerated().compactMap { k, layer in layer.location.map { (k + 1, $0) } }
+        guard !placed.isEmpty else { return [] }
+        return ["", "outside the main graph:"] + placed.map { "  \($0.0)  \($0.1)" }
     }
 
     /// Column titles and whether each column is right-aligned.

@@ -23,7 +23,12 @@ struct KernelCompositionMatch {
     var dilation: [Int]
 
     /// The layer as the format-independent report sees it.
+    /// Where the layer sits when not in the main graph (see `DetectedLayer.location`).
+    var location: String?
+
     var detected: DetectedLayer {
-        DetectedLayer(name: name, form: .kernelComposition, layer: layer, elementType: elementType, stride: stride, dilation: dilation)
+        var detected = DetectedLayer(name: name, form: .kernelComposition, layer: layer, elementType: elementType, stride: stride, dilation: dilation)
+        detected.location = location
+        return detected
     }
 }

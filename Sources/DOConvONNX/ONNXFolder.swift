@@ -13,12 +13,22 @@ public enum ONNXFolder {
         let functions = try inlineFunctionCalls(model)
         defer { functions.inlining?.undo() }
         let index = GraphIndex(graph: model.graph)
-        let (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
+        var (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
+        if let inlining = functions.inlining { locate(&compositions, in: inlining, index: index) }
         let (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
         let subgraphs = try SubgraphFolder(model: model, options: options).detect()
         let nested = NestedCompositionScan(model: model, coveredFunctions: functions.covered).scan()
         return Detection(layers: compositions.map(\.detected) + pairs.map(\.detected) + subgraphs.layers,
                          rejected: rejectedCompositions + rejectedPairs + subgraphs.rejected + functions.rejected + nested)
+    }
+
+    /// Marks the layers that come from an inlined call with the function and call node.
+    private static func locate(_ matches: inout [KernelCompositionMatch], in inlining: Inlining, index: GraphIndex) {
+        var place: [UnsafeMutableRawPointer: String] = [:]
+        for copy in inlining.copies { for node in copy.nodes { place[UnsafeMutableRawPointer(node)] = copy.call.place } }
+        for k in matches.indices {
+            matches[k].location = matches[k].nodes.lazy.compactMap { place[UnsafeMutableRawPointer(index.nodes[$0].pointer)] }.first
+        }
     }
 
     /// The calls of local functions that compose DO-Conv kernels, inlined into the main

@@ -86,6 +86,7 @@ struct SubgraphFolder {
         let placedMatches = matches.map { match -> KernelCompositionMatch in
             var match = match
             match.name = Self.placed(match.name, scope)
+            match.location = scope.location
             return match
         }
         return (placedMatches, rejected.map { RejectedCandidate(name: Self.placed($0.name, scope), reason: $0.reason, isDOConvLayer: $0.isDOConvLayer) })
