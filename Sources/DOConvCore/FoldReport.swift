@@ -63,6 +63,8 @@ public struct FoldSummary: Sendable {
     public var notes: [String] = []
     /// BatchNormalization layers folded into the Conv before them.
     public var fusedBatchNorms: [FusedBatchNorm] = []
+    /// Blocks of linear branches merged into one Conv (`--reparam`).
+    public var reparameterized: [ReparameterizedBlock] = []
 
     public init(rejected: [RejectedCandidate] = []) {
         self.rejected = rejected
@@ -72,6 +74,8 @@ public struct FoldSummary: Sendable {
     public var failures: [FoldedLayer] { layers.filter { !$0.verified } }
     /// Fusions whose verification failed.
     public var batchNormFailures: [FusedBatchNorm] { fusedBatchNorms.filter { !$0.verified } }
+    /// Merged blocks whose verification failed.
+    public var reparamFailures: [ReparameterizedBlock] { reparameterized.filter { !$0.verified } }
     /// The worst probe error over all layers (nil when nothing was verified).
     public var worstRelativeError: Double? { layers.compactMap(\.relativeError).max() }
 }
@@ -127,6 +131,9 @@ public struct DetectedLayer: Sendable {
 public struct Detection: Sendable {
     public var layers: [DetectedLayer] = []
     public var rejected: [RejectedCandidate] = []
+    /// With `--reparam` (ONNX): the blocks that would merge into one Conv each, and the
+    /// look-alikes that would not, with the reason; nil without it.
+    public var reparameterization: (blocks: [ReparameterizedBlock], refused: [RejectedCandidate])?
 
     public init(layers: [DetectedLayer] = [], rejected: [RejectedCandidate] = []) {
         self.layers = layers
@@ -143,6 +150,35 @@ public struct FusedBatchNorm: Sendable {
 
     public init(name: String, relativeError: Double?, tolerance: Double) {
         self.name = name
+        self.relativeError = relativeError
+        self.tolerance = tolerance
+    }
+
+    public var verified: Bool {
+        guard let relativeError else { return true }
+        return relativeError <= tolerance
+    }
+}
+
+/// One block of linear branches or stages merged into a single Conv (`--reparam`).
+public struct ReparameterizedBlock: Sendable {
+    public var name: String
+    /// Each branch's stages, as the report lists them: ["Conv 3x3", "Conv 1x1", "BatchNormalization"].
+    public var branches: [String]
+    /// The merged conv: [kh, kw], groups, and the nodes the block had.
+    public var kernelSize: [Int]
+    public var groups: Int
+    public var nodesReplaced: Int
+    /// Worst relative error of the probe (nil when verification was skipped).
+    public var relativeError: Double?
+    public var tolerance: Double
+
+    public init(name: String, branches: [String], kernelSize: [Int], groups: Int, nodesReplaced: Int, relativeError: Double?, tolerance: Double) {
+        self.name = name
+        self.branches = branches
+        self.kernelSize = kernelSize
+        self.groups = groups
+        self.nodesReplaced = nodesReplaced
         self.relativeError = relativeError
         self.tolerance = tolerance
     }

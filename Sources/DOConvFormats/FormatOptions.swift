@@ -7,6 +7,7 @@ public enum FormatOption: String, CaseIterable, Sendable {
     case kernelSize = "--kernel-size"
     case fuseBatchNorm = "--fuse-bn"
     case foldSeparable = "--fold-separable"
+    case reparameterize = "--reparam"
     case keepNames = "--keep-names"
     case params = "--params"
 }
@@ -22,6 +23,8 @@ public struct FormatOptions: Sendable {
     public var kernelSizes: [String: [Int]] = [:]
     /// ONNX: also fold each inference-mode BatchNormalization into the Conv before it.
     public var fuseBatchNorm = false
+    /// ONNX: also merge linear over-parameterizations into single Convs (`--reparam`).
+    public var reparameterize = false
     /// PyTorch: keep the key `P.W` for the folded kernel instead of nn.Conv2d's `P.weight`.
     public var keepNames = false
     /// MXNet: an export's params file, when several sit beside its symbol (`--params`).
@@ -36,6 +39,7 @@ public struct FormatOptions: Sendable {
         if !kernelSizes.isEmpty { given.insert(.kernelSize) }
         if fuseBatchNorm { given.insert(.fuseBatchNorm) }
         if fold.foldSeparable { given.insert(.foldSeparable) }
+        if reparameterize { given.insert(.reparameterize) }
         if keepNames { given.insert(.keepNames) }
         if paramsFile != nil { given.insert(.params) }
         return given
@@ -73,6 +77,7 @@ extension FormatOptions {
         if foreign.contains(.kernelSize) { kernelSizes = [:] }
         if foreign.contains(.fuseBatchNorm) { fuseBatchNorm = false }
         if foreign.contains(.foldSeparable) { fold.foldSeparable = false }
+        if foreign.contains(.reparameterize) { reparameterize = false }
         if foreign.contains(.keepNames) { keepNames = false }
         if foreign.contains(.params) { paramsFile = nil }
     }

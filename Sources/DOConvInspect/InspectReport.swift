@@ -16,6 +16,43 @@ public struct InspectReport: Codable, Equatable, Sendable {
     public var layers: [Layer]
     public var rejected: [Rejected]
     public var totals: Totals
+    /// `--reparam`: the blocks of linear branches that merge into one Conv each, and the
+    /// look-alikes that do not; absent without it.
+    public var reparam: Reparam?
+
+    public struct Reparam: Codable, Equatable, Sendable {
+        public var blocks: [Block]
+        public var refused: [Rejected]
+
+        public struct Block: Codable, Equatable, Sendable {
+            /// The block's Add (or a chain's last stage).
+            public var name: String
+            /// Each branch's stages: "Conv 3x3 -> BatchNormalization", "identity".
+            public var branches: [String]
+            /// The merged Conv's [kh, kw] and groups.
+            public var kernel: [Int]
+            public var groups: Int
+            public var nodesReplaced: Int
+            /// Probe error of the merged conv against the block's own stages.
+            public var relativeError: Double?
+
+            enum CodingKeys: String, CodingKey {
+                case name, branches, kernel, groups
+                case nodesReplaced = "nodes_replaced"
+                case relativeError = "relative_error"
+            }
+
+            public func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(name, forKey: .name)
+                try c.encode(branches, forKey: .branches)
+                try c.encode(kernel, forKey: .kernel)
+                try c.encode(groups, forKey: .groups)
+                try c.encode(nodesReplaced, forKey: .nodesReplaced)
+                try c.encode(relativeError.flatMap { $0.isFinite ? $0 : nil }, forKey: .relativeError)
+            }
+        }
+    }
 
     public struct Layer: Codable, Equatable, Sendable {
         public var name: String
@@ -221,7 +258,7 @@ public struct InspectReport: Codable, Equatable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case model, format, layers, rejected, totals
+        case model, format, layers, rejected, totals, reparam
         case formatVersion = "format_version"
     }
 
@@ -239,6 +276,12 @@ public struct InspectReport: Codable, Equatable, Sendable {
         self.init(model: model, format: format, layers: detection.layers.map(Self.layer), rejected: detection.rejected.map {
             Rejected(name: $0.name, reason: $0.reason, unreached: $0.isDOConvLayer)
         })
+        reparam = detection.reparameterization.map { found in
+            Reparam(blocks: found.blocks.map {
+                Reparam.Block(name: $0.name, branches: $0.branches, kernel: $0.kernelSize, groups: $0.groups, nodesReplaced: $0.nodesReplaced,
+                              relativeError: $0.relativeError)
+            }, refused: found.refused.map { Rejected(name: $0.name, reason: $0.reason) })
+        }
     }
 
     /// One layer's row.

@@ -16,6 +16,7 @@ public enum TextReport {
             lines.append(unreached == 0 ? "\(report.model): no DO-Conv layer found, nothing to fold"
                 : "\(report.model): \(unreached) DO-Conv layer\(unreached == 1 ? "" : "s") where doconv does not fold yet (below), nothing folded")
             lines += rejectedLines(report)
+            lines += reparamLines(report)
             return lines.joined(separator: "\n") + "\n"
         }
         let count = report.layers.count
@@ -29,7 +30,33 @@ public enum TextReport {
         lines += totalLines(report)
         lines += locationLines(report)
         lines += rejectedLines(report)
+        lines += reparamLines(report)
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// `--reparam`: a table of the blocks that merge, then the refused look-alikes.
+    static func reparamLines(_ report: InspectReport) -> [String] {
+        guard let reparam = report.reparam else { return [] }
+        var lines = ["", "re-parameterizable blocks (--reparam): \(reparam.blocks.count)"]
+        if !reparam.blocks.isEmpty {
+            let rows = reparam.blocks.enumerated().map { k, block in
+                ["\(k + 1)", block.name, "\(block.kernel.map(String.init).joined(separator: "x"))", "\(block.groups)", "\(block.nodesReplaced)",
+                 block.branches.count == 1 ? "chain: " + block.branches[0] : "\(block.branches.count) branches: " + block.branches.joined(separator: " + ")]
+            }
+            let titles = ["#", "block", "merged", "groups", "nodes", "branches"]
+            var widths = titles.map(\.count)
+            for row in rows { for (k, cell) in row.enumerated() where k < 5 { widths[k] = max(widths[k], cell.count) } }
+            func line(_ cells: [String]) -> String {
+                cells.enumerated().map { k, cell in k < 5 ? cell.padding(toLength: widths[k], withPad: " ", startingAt: 0) : cell }.joined(separator: "  ")
+            }
+            lines.append(line(titles))
+            lines += rows.map(line)
+        }
+        if !reparam.refused.isEmpty {
+            lines.append("not re-parameterizable:")
+            lines += reparam.refused.map { "  \($0.name): \($0.reason)" }
+        }
+        return lines
     }
 
     /// Where the layers outside the main graph sit, by row number.

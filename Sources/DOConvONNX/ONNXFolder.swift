@@ -80,7 +80,11 @@ public enum ONNXFolder {
     ///
     /// Calls of local functions whose composition folds are inlined first (see
     /// `inlineFunctionCalls`); a function no node calls any more afterwards is removed.
-    public static func fold(_ model: ONNXModel, options: FoldOptions = FoldOptions(), fuseBatchNorm: Bool = false) throws(ONNXError) -> FoldSummary {
+    /// With `reparameterize` (`--reparam`), blocks of linear branches and chains of linear
+    /// stages then merge into single Convs (see `Reparameterizer`), which also fuses every
+    /// BatchNormalization that follows a Conv.
+    public static func fold(_ model: ONNXModel, options: FoldOptions = FoldOptions(), fuseBatchNorm: Bool = false,
+                            reparameterize: Bool = false) throws(ONNXError) -> FoldSummary {
         let functions = try inlineFunctionCalls(model)
         // Until the graph is rewritten a failure puts the calls back, so the tree stays whole.
         var inliningSettled = false
@@ -143,7 +147,12 @@ public enum ONNXFolder {
             summary.fusedBatchNorms = fused
             if !fused.isEmpty { summary.notes.append("fused \(fused.count) BatchNormalization into the Conv before it") }
         }
-        if !summary.layers.isEmpty || !summary.fusedBatchNorms.isEmpty {
+        if reparameterize {
+            let (merged, rejected) = try Reparameterizer(model: model, options: options).run()
+            summary.reparameterized = merged
+            summary.rejected += rejected
+        }
+        if !summary.layers.isEmpty || !summary.fusedBatchNorms.isEmpty || !summary.reparameterized.isEmpty {
             model.setMetadata(key: metadataKey, value: metadataValue(summary.layers))
         }
         (summary.parametersAfter, summary.bytesAfter) = model.initializerTotals
@@ -171,6 +180,14 @@ public enum ONNXFolder {
         }
 
         return layers
+    }
+
+    /// The blocks `--reparam` would merge and the candidates it would leave, found by running
+    /// it on `model`, which it changes: for reports on a model that is not saved.
+    public static func reparameterizationReport(_ model: ONNXModel, options: FoldOptions = FoldOptions()) throws(ONNXError) -> (blocks: [ReparameterizedBlock], refused: [RejectedCandidate]) {
+        _ = try fold(model, options: options)
+        let (merged, rejected) = try Reparameterizer(model: model, options: options).run()
+        return (merged, rejected)
     }
 
     /// Folds one layer into `tensor` (a fresh, empty initializer that gets the kernel) and

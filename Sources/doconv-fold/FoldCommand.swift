@@ -19,7 +19,7 @@ struct FoldCommand: ToolCommand {
         formats) and .safetensors; MXNet/Gluon .params files and export pairs (NAME-symbol.json
         with NAME-NNNN.params, given by either half; both are written).
 
-        Format options (--config, --kernel-size, --fuse-bn, --fold-separable, --keep-names, --params) are
+        Format options (--config, --kernel-size, --fuse-bn, --fold-separable, --reparam, --keep-names, --params) are
         refused for a file whose format does not read them; with -o DIR each applies to the files
         it fits.
 
@@ -43,6 +43,9 @@ struct FoldCommand: ToolCommand {
 
     @Flag(name: .customLong("fuse-bn"), help: "ONNX and Keras: also fold each inference-mode BatchNormalization into the Conv before it.")
     var fuseBatchNorm = false
+
+    @Flag(name: .customLong("reparam"), help: "ONNX: also merge linear over-parameterizations (RepVGG, ACNet, MobileOne, DBB branches summed; ExpandNets chains; Conv + BatchNormalization) into single Convs.")
+    var reparameterize = false
 
     @Flag(name: .customLong("fold-separable"), help: "Also fold depthwise + 1x1 pairs and Keras SeparableConv2D with Dmul < M*N (raises their MACs).")
     var foldSeparable = false
@@ -82,6 +85,7 @@ struct FoldCommand: ToolCommand {
         if noVerify { arguments.append("--no-verify") }
         if quiet { arguments.append("--quiet") }
         if fuseBatchNorm { arguments.append("--fuse-bn") }
+        if reparameterize { arguments.append("--reparam") }
         if foldSeparable { arguments.append("--fold-separable") }
         if keepNames { arguments.append("--keep-names") }
         if let paramsFile { arguments += ["--params", paramsFile] }
@@ -101,6 +105,7 @@ struct FoldCommand: ToolCommand {
         options.fold = FoldOptions(verify: !noVerify, tolerance: tolerance)
         options.fold.foldSeparable = foldSeparable
         options.fuseBatchNorm = fuseBatchNorm
+        options.reparameterize = reparameterize
         options.keepNames = keepNames
         options.paramsFile = paramsFile
         options.kernelSizes = (try? parsedKernelSizes()) ?? [:] // validated by validate()

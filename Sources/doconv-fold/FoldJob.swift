@@ -29,6 +29,7 @@ struct FoldJob {
     private func reportFailures(_ summary: FoldSummary) -> Bool {
         let failures = summary.failures.map { ($0.name, $0.relativeError, $0.tolerance) }
             + summary.batchNormFailures.map { ($0.name, $0.relativeError, $0.tolerance) }
+            + summary.reparamFailures.map { ($0.name, $0.relativeError, $0.tolerance) }
         guard !failures.isEmpty else { return true }
         let list = failures.map { name, error, tolerance -> String in
             guard let error, !error.isNaN else { return "\(name) (the weights hold NaN or infinite values)" }

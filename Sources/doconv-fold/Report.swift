@@ -11,7 +11,7 @@ enum Report {
         let unreached = s.rejected.filter(\.isDOConvLayer).count
         let none = unreached == 0 ? "no DO-Conv layer found"
             : "no DO-Conv layer folded: \(unreached) sit\(unreached == 1 ? "s" : "") where doconv does not fold yet (below)"
-        if s.layers.isEmpty && s.fusedBatchNorms.isEmpty {
+        if s.layers.isEmpty && s.fusedBatchNorms.isEmpty && s.reparameterized.isEmpty {
             lines.append("  \(none); model written unchanged")
         } else {
             if s.layers.isEmpty { lines.append("  \(none)") }
@@ -25,8 +25,10 @@ enum Report {
             let change = s.parametersBefore > 0 ? 100 * Double(s.parametersAfter - s.parametersBefore) / Double(s.parametersBefore) : 0
             lines.append("  parameters \(ReportFormat.grouped(s.parametersBefore)) -> \(ReportFormat.grouped(s.parametersAfter)) (\(String(format: "%+.1f", change))%), "
                 + "weights \(ReportFormat.bytes(s.bytesBefore)) -> \(ReportFormat.bytes(s.bytesAfter))")
-            if verified, let worst = (s.layers.compactMap(\.relativeError) + s.fusedBatchNorms.compactMap(\.relativeError)).max() {
-                let tolerance = (s.layers.map(\.tolerance) + s.fusedBatchNorms.map(\.tolerance)).min() ?? 0
+            if !s.reparameterized.isEmpty { lines.append("  " + reparamLine(s.reparameterized)) }
+            if verified, let worst = (s.layers.compactMap(\.relativeError) + s.fusedBatchNorms.compactMap(\.relativeError)
+                                      + s.reparameterized.compactMap(\.relativeError)).max() {
+                let tolerance = (s.layers.map(\.tolerance) + s.fusedBatchNorms.map(\.tolerance) + s.reparameterized.map(\.tolerance)).min() ?? 0
                 lines.append("  verified: worst relative error \(scientific(worst)) (tolerance \(scientific(tolerance)))")
             } else {
                 lines.append("  not verified (--no-verify)")
@@ -40,4 +42,13 @@ enum Report {
     }
 
     static func scientific(_ x: Double) -> String { String(format: "%.1e", x) }
+
+    /// "re-parameterized 22 blocks of 100 nodes into 22 Convs (22 3x3)".
+    static func reparamLine(_ blocks: [ReparameterizedBlock]) -> String {
+        let nodes = blocks.reduce(0) { $0 + $1.nodesReplaced }
+        var shapes: [String: Int] = [:]
+        for block in blocks { shapes["\(block.kernelSize[0])x\(block.kernelSize[1])\(block.groups > 1 ? " g\(block.groups)" : "")", default: 0] += 1 }
+        let list = shapes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "\($0.value) \($0.key)" }
+        return "re-parameterized \(blocks.count) block\(blocks.count == 1 ? "" : "s") of \(nodes) nodes into \(blocks.count) Conv\(blocks.count == 1 ? "" : "s") (\(list.joined(separator: ", ")))"
+    }
 }

@@ -42,6 +42,9 @@ struct InspectCommand: ToolCommand {
     @Option(name: .customLong("params"), help: ArgumentHelp("MXNet: the export's params file, when several sit beside the symbol.", valueName: "file"))
     var paramsFile: String?
 
+    @Flag(name: .customLong("reparam"), help: "ONNX: also list the blocks doconv-fold --reparam would merge into one Conv each, and the look-alikes it would leave.")
+    var reparameterize = false
+
     func validate() throws {
         _ = try parsedKernelSizes()
     }
@@ -60,6 +63,7 @@ struct InspectCommand: ToolCommand {
         do {
             options.kernelSizes = try parsedKernelSizes()
             options.paramsFile = paramsFile
+            options.reparameterize = reparameterize
             if let configFile { try options.readConfig(file: configFile) }
             format = try FormatRegistry.format(of: model)
             try options.check(appliesTo: format, path: model)

@@ -1,0 +1,392 @@
+import DOConvCore
+
+/// A block of linear ops that `--reparam` merges into one Conv: parallel branches summed by
+/// Add nodes (RepVGG, ACNet, MobileOne, DBB), or one chain of stages (ExpandNets' 1x1 -> kxk
+/// -> 1x1, a Conv and its BatchNormalization).
+struct LinearBlockMatch {
+    /// The Add at the root of the sum, else the chain's last stage.
+    var root: Int
+    var name: String
+    /// The block's input and output values.
+    var source: String
+    var output: String
+    /// Node indices per branch, in data-flow order (empty: the input itself).
+    var branchNodes: [[Int]]
+    /// The Add nodes of the sum (none for a chain).
+    var adds: [Int]
+    var block: LinearBlock
+    var elementType: ElementType
+    /// Nodes and initializers that computed the stages' constants.
+    var constantNodes: Set<Int>
+    var constantInitializers: Set<String>
+    var external: Bool
+
+    var nodes: Set<Int> { Set(branchNodes.joined()).union(adds) }
+}
+
+/// Finds linear blocks in one graph. Stages: Conv with constant weights (2-D, explicit or
+/// VALID padding), inference-mode BatchNormalization with constant parameters, and (in
+/// parallel branches) AveragePool that counts padding; each stage's output feeds only the
+/// next. A block's branches must all start at one value.
+struct LinearBlockDetector {
+    let index: GraphIndex
+    let codec: TensorCodec
+
+    private var constants: ConstantResolver { ConstantResolver(index: index, codec: codec) }
+
+    /// One linear stage read off a node.
+    private enum Stage {
+        case conv(AffineConv)
+        /// Known channels only once the stage before it (or the block input) is known.
+        case averagePool(kernel: [Int], stride: [Int], pads: [Int])
+
+        var isConvLike: Bool { if case .conv = self { return true }; return false }
+    }
+
+    private struct StageRead {
+        var stage: Stage
+        var type: ElementType?
+        var nodes: Set<Int> = []
+        var initializers: Set<String> = []
+        var external = false
+        var description: String
+    }
+
+    /// The walk back from an Add input (or a chain's end) through single-use linear stages.
+    private struct Branch {
+        var nodes: [Int] = []
+        var stages: [StageRead] = []
+        var source: String
+        /// Why the walk stopped before a stage that looked linear.
+        var blocker: String?
+    }
+
+    /// Add trees first (their branches' chains are part of them), then chains whose nodes
+    /// no accepted tree holds.
+    func detect() throws(ONNXError) -> (blocks: [LinearBlockMatch], rejected: [RejectedCandidate]) {
+        var blocks: [LinearBlockMatch] = []
+        var rejected: [RejectedCandidate] = []
+        var used = Set<Int>()
+        for (k, node) in index.nodes.enumerated() where node.isOp("Add") && isSumRoot(k) {
+            switch try sumBlock(root: k) {
+            case .none: continue
+            case .some(.success(let block)):
+                guard used.isDisjoint(with: block.nodes) else { continue }
+                used.formUnion(block.nodes)
+                blocks.append(block)
+            case .some(.failure(let refusal)):
+                rejected.append(RejectedCandidate(name: label(k), reason: refusal.description))
+            }
+        }
+        for (k, node) in index.nodes.enumerated() where !used.contains(k) && isChainEnd(k, node) {
+            switch try chainBlock(end: k) {
+            case .none: continue
+            case .some(.success(let block)):
+                guard used.isDisjoint(with: block.nodes) else { continue }
+                used.formUnion(block.nodes)
+                blocks.append(block)
+            case .some(.failure(let refusal)):
+                rejected.append(RejectedCandidate(name: label(k), reason: refusal.description))
+            }
+        }
+        return (blocks, rejected)
+    }
+
+    // MARK: Sums
+
+    /// An Add whose output is not one operand of another Add's sum.
+    private func isSumRoot(_ k: Int) -> Bool {
+        guard let output = index.nodes[k].outputs.first, !output.isEmpty else { return false }
+        let uses = index.uses(of: output)
+        return !(uses.count == 1 && !index.isPinned(output) && index.nodes[uses[0].node].isOp("Add"))
+    }
+
+    /// The operands of the sum rooted at `root`, and its Add nodes.
+    private func operands(of root: Int) -> (leaves: [String], adds: [Int]) {
+        var leaves: [String] = [], adds: [Int] = [], stack = [root]
+        while let k = stack.popLast() {
+            adds.append(k)
+            for input in index.nodes[k].inputs.reversed() {
+                if let p = index.producer[input], index.nodes[p].isOp("Add"), index.nodes[p].inputs.count == 2,
+                   index.uses(of: input).count == 1, !index.isPinned(input), adds.count < 4096 {
+                    stack.append(p)
+                } else {
+                    leaves.append(input)
+                }
+            }
+        }
+        // Branches in graph order, as the model lists them.
+        let order = leaves.sorted { (index.producer[$0] ?? -1) < (index.producer[$1] ?? -1) }
+        return (order, adds.sorted())
+    }
+
+    private func sumBlock(root: Int) throws(ONNXError) -> Result<LinearBlockMatch, ReparamRefusal>? {
+        let node = index.nodes[root]
+        guard node.inputs.count == 2, node.outputs.count == 1 else { return nil }
+        let (leaves, adds) = operands(of: root)
+        guard !leaves.contains(where: \.isEmpty) else { return nil }
+        var branches: [Branch] = []
+        for leaf in leaves { branches.append(try walk(from: leaf, isLeaf: true, sum: Set(adds))) }
+        // Only sums of at least two conv-like branches are candidates worth a report: a plain
+        // residual Add (x + f(x) with a nonlinearity inside f) is not one.
+        let convBranches = branches.filter { $0.stages.contains { $0.stage.isConvLike } || $0.blocker != nil }
+        let sources = Set(branches.map(\.source))
+        // One conv branch beside a branch cut short by a nonlinearity (x + relu(conv(x)), a
+        // residual block) is reported; a conv beside an unrelated value is no candidate.
+        let nonlinearity = sources.count > 1 ? nonlinearityBetween(branches) : nil
+        guard convBranches.count >= 2 || (convBranches.count == 1 && (sources.count == 1 || nonlinearity != nil)) else { return nil }
+        // A sum of BatchNormalizations and the input alone has no Conv to become.
+        guard branches.contains(where: { $0.nodes.contains { index.nodes[$0].isOp("Conv") } }) || branches.contains(where: { $0.blocker != nil }) else { return nil }
+        guard sources.count == 1, let source = sources.first else {
+            if let blocker = branches.compactMap(\.blocker).first { return .failure(ReparamRefusal(blocker)) }
+            let listed = sources.sorted().map { "'\($0)'" }.joined(separator: ", ")
+            return .failure(ReparamRefusal(nonlinearity ?? "the branches start at different values (\(listed))"))
+        }
+        return build(root: root, source: source, output: node.outputs[0], branches: branches, adds: adds)
+    }
+
+    /// The nonlinearity that cuts a branch short, when one branch starts at the output of a
+    /// non-linear op whose input leads back (through linear stages) to another branch's start.
+    private func nonlinearityBetween(_ branches: [Branch]) -> String? {
+        let sources = Set(branches.map(\.source))
+        for branch in branches {
+            guard let p = index.producer[branch.source] else { continue }
+            let producer = index.nodes[p]
+            guard !["Conv", "BatchNormalization", "AveragePool", "Add"].contains(producer.opType), let input = producer.inputs.first else { continue }
+            // A nonlinearity whose input leads back (through linear stages) to another branch's start.
+            var value = input
+            for _ in 0..<64 {
+                if sources.contains(value), value != branch.source {
+                    return "a \(producer.opType) ('\(producer.name.isEmpty ? branch.source : producer.name)') stands between the block's input and the sum in one branch"
+                }
+                guard let q = index.producer[value], ["Conv", "BatchNormalization", "AveragePool"].contains(index.nodes[q].opType),
+                      let next = index.nodes[q].inputs.first else { break }
+                value = next
+            }
+        }
+        return nil
+    }
+
+    // MARK: Chains
+
+    /// The last stage of a chain: a Conv or BatchNormalization whose output does not feed
+    /// exactly one further Conv or BatchNormalization.
+    private func isChainEnd(_ k: Int, _ node: NodeView) -> Bool {
+        guard node.isOp("Conv") || node.isOp("BatchNormalization"), let output = node.outputs.first, !output.isEmpty else { return false }
+        let uses = index.uses(of: output)
+        if uses.count == 1, !index.isPinned(output), uses[0].slot == 0 {
+            let next = index.nodes[uses[0].node]
+            if next.isOp("Conv") || next.isOp("BatchNormalization") { return false }
+        }
+        return true
+    }
+
+    private func chainBlock(end: Int) throws(ONNXError) -> Result<LinearBlockMatch, ReparamRefusal>? {
+        guard let output = index.nodes[end].outputs.first else { return nil }
+        // The walk starts at the end's own output, which may have several readers.
+        var branch = try walk(from: output, isLeaf: false)
+        // Chains hold Conv and BatchNormalization only: an average pool in a chain would turn
+        // into a dense conv with more MACs.
+        if let cut = branch.stages.lastIndex(where: { !$0.stage.isConvLike }) {
+            branch.stages.removeFirst(cut + 1)
+            branch.nodes.removeFirst(cut + 1)
+            branch.source = index.nodes[branch.nodes.first ?? end].inputs.first ?? branch.source
+        }
+        guard branch.stages.count >= 2, branch.nodes.contains(where: { index.nodes[$0].isOp("Conv") }) else { return nil }
+        return build(root: end, source: branch.source, output: output, branches: [branch], adds: [])
+    }
+
+    // MARK: Walk and build
+
+    /// Walks back from `value` while the value feeds one reader only (the leaf of a sum is
+    /// read by its Add) and its producer is a linear stage.
+    private func walk(from value: String, isLeaf: Bool, sum: Set<Int> = []) throws(ONNXError) -> Branch {
+        var branch = Branch(source: value)
+        var current = value
+        var first = true
+        while let p = index.producer[current] {
+            if !first || isLeaf {
+                guard index.uses(of: current).count == 1, !index.isPinned(current) else {
+                    if first, isLeaf, let reader = index.uses(of: current).first(where: { !sum.contains($0.node) }) {
+                        branch.blocker = "the branch output '\(current)' is also read by \(label(reader.node))"
+                    }
+                    break
+                }
+            }
+            let node = index.nodes[p]
+            guard node.isOp("Conv") || node.isOp("BatchNormalization") || node.isOp("AveragePool") else { break }
+            switch try stage(p) {
+            case .success(let read):
+                branch.stages.insert(read, at: 0)
+                branch.nodes.insert(p, at: 0)
+                current = node.inputs.first ?? ""
+                branch.source = current
+            case .failure(let refusal):
+                branch.blocker = "\(label(p)): \(refusal.description)"
+                return branch
+            }
+            first = false
+            if branch.nodes.count > 4096 { break }
+        }
+        return branch
+    }
+
+    private func build(root: Int, source: String, output: String, branches: [Branch], adds: [Int]) -> Result<LinearBlockMatch, ReparamRefusal> {
+        // The block's input channels: from any stage that knows them.
+        var channels: Int?
+        for branch in branches {
+            if case .conv(let conv)? = branch.stages.first?.stage { channels = conv.inChannels; break }
+        }
+        guard let inChannels = channels else { return .failure(ReparamRefusal("no branch tells the block's channel count")) }
+        var convBranches: [[AffineConv]] = []
+        for branch in branches {
+            var stages: [AffineConv] = []
+            var width = inChannels
+            for read in branch.stages {
+                switch read.stage {
+                case .conv(let conv):
+                    stages.append(conv)
+                    width = conv.outChannels
+                case .averagePool(let kernel, let stride, let pads):
+                    do { stages.append(try .averagePool(channels: width, kernelSize: kernel, stride: stride, pads: pads)) } catch { return .failure(error) }
+                }
+            }
+            convBranches.append(stages)
+        }
+        let reads = branches.flatMap(\.stages)
+        let type = reads.compactMap(\.type).first ?? .float32
+        guard reads.compactMap(\.type).allSatisfy({ $0 == type }) else {
+            return .failure(ReparamRefusal("the branches' weights have different element types"))
+        }
+        return .success(LinearBlockMatch(
+            root: root, name: label(root), source: source, output: output, branchNodes: branches.map(\.nodes), adds: adds,
+            block: LinearBlock(branches: convBranches, inChannels: inChannels), elementType: type,
+            constantNodes: reads.reduce(into: Set<Int>()) { $0.formUnion($1.nodes) },
+            constantInitializers: reads.reduce(into: Set<String>()) { $0.formUnion($1.initializers) },
+            external: reads.contains(where: \.external)))
+    }
+
+    /// "Add 'name'" or "Conv (output 'y')".
+    func label(_ k: Int) -> String {
+        let node = index.nodes[k]
+        return node.name.isEmpty ? "\(node.opType) (output '\(node.outputs.first ?? "")')" : "\(node.opType) '\(node.name)'"
+    }
+
+    // MARK: Stages
+
+    private func constant(_ name: String) throws(ONNXError) -> Result<ConstantValue, ReparamRefusal> {
+        do { return .success(try constants.float(name)) } catch {
+            switch error {
+            case .rejected(let why): return .failure(ReparamRefusal(why))
+            case .invalid(let error): throw error
+            }
+        }
+    }
+
+    private func stage(_ k: Int) throws(ONNXError) -> Result<StageRead, ReparamRefusal> {
+        let node = index.nodes[k]
+        switch node.opType {
+        case "Conv": return try convStage(node)
+        case "BatchNormalization": return try batchNormStage(node)
+        default: return averagePoolStage(node)
+        }
+    }
+
+    /// Explicit pads, or none for VALID; SAME_* would depend on the input size.
+    private func pads(_ node: NodeView) -> Result<[Int], ReparamRefusal> {
+        let autoPad = node.stringAttribute("auto_pad") ?? "NOTSET"
+        guard autoPad == "NOTSET" || autoPad == "VALID" else { return .failure(ReparamRefusal("auto_pad \(autoPad) pads by the input size")) }
+        let pads = autoPad == "VALID" ? [0, 0, 0, 0] : (node.intsAttribute("pads") ?? [0, 0, 0, 0]).map { Int(clamping: $0) }
+        guard pads.count == 4 else { return .failure(ReparamRefusal("not a 2-D op")) }
+        return .success(pads)
+    }
+
+    private func pair(_ node: NodeView, _ name: String) -> [Int] {
+        (node.intsAttribute(name) ?? [1, 1]).map { Int(clamping: $0) }
+    }
+
+    private func convStage(_ node: NodeView) throws(ONNXError) -> Result<StageRead, ReparamRefusal> {
+        let inputs = node.inputs
+        guard inputs.count == 2 || inputs.count == 3 else { return .failure(ReparamRefusal("a Conv without a weight")) }
+        let weight: ConstantValue
+        switch try constant(inputs[1]) {
+        case .success(let value): weight = value
+        case .failure(let refusal): return .failure(ReparamRefusal("its weight \(refusal.description)"))
+        }
+        var bias: ConstantValue?
+        if inputs.count == 3, !inputs[2].isEmpty {
+            switch try constant(inputs[2]) {
+            case .success(let value): bias = value
+            case .failure(let refusal): return .failure(ReparamRefusal("its bias \(refusal.description)"))
+            }
+        }
+        guard weight.shape.count == 4 else { return .failure(ReparamRefusal("not a 2-D convolution")) }
+        let padding: [Int]
+        switch pads(node) {
+        case .success(let p): padding = p
+        case .failure(let refusal): return .failure(refusal)
+        }
+        let kernelSize = Array(weight.shape[2...])
+        if let declared = node.intsAttribute("kernel_shape"), declared.map({ Int(clamping: $0) }) != kernelSize {
+            return .failure(ReparamRefusal("kernel_shape \(declared) disagrees with the weight's shape \(weight.shape)"))
+        }
+        let groups = Int(clamping: node.intAttribute("group") ?? 1)
+        do {
+            let conv = try AffineConv(outChannels: weight.shape[0], inChannels: weight.shape[1] * max(groups, 1), groups: groups, kernelSize: kernelSize,
+                                      stride: pair(node, "strides"), dilation: pair(node, "dilations"), pads: padding,
+                                      kernel: weight.values.map(Double.init), bias: bias.map { $0.values.map(Double.init) })
+            return .success(StageRead(stage: .conv(conv), type: weight.type, nodes: weight.nodes.union(bias?.nodes ?? []),
+                                      initializers: weight.initializers.union(bias?.initializers ?? []), external: weight.external,
+                                      description: "Conv \(kernelSize[0])x\(kernelSize[1])"))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func batchNormStage(_ node: NodeView) throws(ONNXError) -> Result<StageRead, ReparamRefusal> {
+        let inputs = node.inputs
+        guard inputs.count == 5, node.outputs.dropFirst().allSatisfy(\.isEmpty), (node.intAttribute("training_mode") ?? 0) == 0,
+              (node.intAttribute("spatial") ?? 1) == 1 else {
+            return .failure(ReparamRefusal("a BatchNormalization in training mode"))
+        }
+        var parameters: [ConstantValue] = []
+        for name in inputs[1...] {
+            switch try constant(name) {
+            case .success(let value): parameters.append(value)
+            case .failure(let refusal): return .failure(ReparamRefusal("its parameter \(refusal.description)"))
+            }
+        }
+        let count = parameters[0].values.count
+        guard parameters.allSatisfy({ $0.values.count == count }) else { return .failure(ReparamRefusal("parameters of different lengths")) }
+        let epsilon = Double(node.floatAttribute("epsilon") ?? 1e-5)
+        let (gamma, beta, mean, variance) = (parameters[0].values, parameters[1].values, parameters[2].values, parameters[3].values)
+        let scale = (0..<count).map { Double(gamma[$0]) / (Double(variance[$0]) + epsilon).squareRoot() }
+        let shift = (0..<count).map { Double(beta[$0]) - Double(mean[$0]) * scale[$0] }
+        do {
+            return .success(StageRead(stage: .conv(try .channelAffine(scale: scale, shift: shift)), type: parameters[0].type,
+                                      nodes: parameters.reduce(into: Set<Int>()) { $0.formUnion($1.nodes) },
+                                      initializers: parameters.reduce(into: Set<String>()) { $0.formUnion($1.initializers) },
+                                      description: "BatchNormalization"))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private func averagePoolStage(_ node: NodeView) -> Result<StageRead, ReparamRefusal> {
+        guard let kernel = node.intsAttribute("kernel_shape")?.map({ Int(clamping: $0) }), kernel.count == 2 else {
+            return .failure(ReparamRefusal("not a 2-D average pool"))
+        }
+        let padding: [Int]
+        switch pads(node) {
+        case .success(let p): padding = p
+        case .failure(let refusal): return .failure(refusal)
+        }
+        guard (node.intAttribute("ceil_mode") ?? 0) == 0 else { return .failure(ReparamRefusal("ceil_mode pools partial windows")) }
+        guard pair(node, "dilations") == [1, 1] else { return .failure(ReparamRefusal("a dilated average pool")) }
+        guard (node.intAttribute("count_include_pad") ?? 0) == 1 || padding.allSatisfy({ $0 == 0 }) else {
+            return .failure(ReparamRefusal("an average pool that leaves padding out of its divisor is not a convolution at the border"))
+        }
+        return .success(StageRead(stage: .averagePool(kernel: kernel, stride: pair(node, "strides"), pads: padding), type: nil,
+                                  description: "AveragePool \(kernel[0])x\(kernel[1])"))
+    }
+}

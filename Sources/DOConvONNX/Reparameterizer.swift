@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CONNXProto
+import DOConvCore
+
+/// `--reparam`: merges each block of linear branches (or chain of linear stages) into one
+/// Conv, in rounds until nothing merges (a merged block can complete the next one: DBB's
+/// 1x1 -> kxk branch, then the sum it belongs to). Each merge is probed against the block's
+/// own stages before the graph changes.
+struct Reparameterizer {
+    let model: ONNXModel
+    let options: FoldOptions
+
+    /// Rounds are few in real models (a merged chain, then its sum); this bounds hostile ones.
+    static let maxRounds = 16
+
+    /// The blocks merged, and the candidates left with their reasons (from the last round).
+    func run() throws(ONNXError) -> (merged: [ReparameterizedBlock], rejected: [RejectedCandidate]) {
+        var merged: [ReparameterizedBlock] = []
+        var rejected: [RejectedCandidate] = []
+        for _ in 0..<Self.maxRounds {
+            let index = GraphIndex(graph: model.graph)
+            let detection = try LinearBlockDetector(index: index, codec: model.codec).detect()
+            rejected = detection.rejected
+            var edit = GraphEdit()
+            var taken = index.allNames
+            var round: [ReparameterizedBlock] = []
+            for block in detection.blocks {
+                switch rewrite(block, index: index, taken: &taken, edit: &edit) {
+                case .success(let record): round.append(record)
+                case .failure(let refusal): rejected.append(RejectedCandidate(name: block.name, reason: refusal.description))
+                }
+            }
+            // A failed probe stops here: the caller refuses to write, nothing half-changed matters.
+            merged += round
+            if edit.isEmpty || round.contains(where: { !$0.verified }) { break }
+            GraphRewrite.apply(edit, to: model, index: index)
+        }
+        return (merged, rejected)
+    }
+
+    /// Merges one block into its first node that reads the block's input (which comes before
+    /// every reader of the block's output), probes the stored result, and records the edit.
+    private func rewrite(_ block: LinearBlockMatch, index: GraphIndex, taken: inout Set<String>, edit: inout GraphEdit) -> Result<ReparameterizedBlock, ReparamRefusal> {
+        let conv: AffineConv
+        do { conv = try block.block.merged() } catch { return .failure(error) }
+        // A chain is merged only when that does not cost more: a low-rank factorization
+        // (kxk into few channels, then 1x1 out) is cheaper as it is.
+        if block.adds.isEmpty {
+            let stages = block.block.branches[0].filter { !($0.isPointwise && $0.groups == $0.outChannels && $0.groups == $0.inChannels) }
+            let before = stages.reduce(0) { $0 + $1.kernel.count }
+            guard conv.kernel.count <= max(before, 1) else {
+                return .failure(ReparamRefusal("composing the chain would raise its weights from \(before) to \(conv.kernel.count) (a low-rank factorization is cheaper as it is)"))
+            }
+        }
+        guard let host = block.branchNodes.compactMap(\.first).first(where: { index.nodes[$0].inputs.first == block.source }) else {
+            return .failure(ReparamRefusal("no node of the block reads its input"))
+        }
+        let hostNode = index.nodes[host]
+        let base = (hostNode.name.isEmpty ? block.output : hostNode.name) + ".reparam"
+        let shape = [conv.outChannels, conv.inChannelsPerGroup, conv.kernelSize[0], conv.kernelSize[1]]
+        let kernelName = GraphRewrite.freshName(base + ".weight", taken: &taken)
+        let biasName = GraphRewrite.freshName(base + ".bias", taken: &taken)
+        let kernel = TensorCodec.makeTensor(name: kernelName, shape: shape, type: block.elementType, values: conv.kernel.map { Float($0) })
+        let bias = TensorCodec.makeTensor(name: biasName, shape: [conv.outChannels], type: block.elementType, values: conv.bias.map { Float($0) })
+
+        var relativeError: Double?
+        if options.verify {
+            let stored = (Self.storedValues(kernel, block.elementType), Self.storedValues(bias, block.elementType))
+            do {
+                relativeError = try LinearBlockProbe.relativeError(branches: try block.block.probeBranches(), merged: conv, stored: stored,
+                                                                   images: options.probePatches, seed: options.seed)
+            } catch {
+                Proto.free(kernel)
+                Proto.free(bias)
+                return .failure(error)
+            }
+        }
+        edit.newInitializers.append((kernel, block.external))
+        edit.newInitializers.append((bias, false))
+        let output = block.output
+        let source = block.source
+        edit.nodeChanges.append((host, { node in
+            NodeEdit.makeConv(node, inputs: [source, kernelName, biasName], output: output, conv: conv)
+        }))
+        let others = block.nodes.subtracting([host])
+        edit.removedNodes.formUnion(others)
+        // Values inside the block no longer exist; the output is now the host's.
+        for k in block.nodes { edit.removedValues.formUnion(index.nodes[k].outputs.filter { !$0.isEmpty && $0 != output }) }
+        edit.candidateNodes.formUnion(block.constantNodes)
+        edit.candidateInitializers.formUnion(block.constantInitializers)
+        return .success(ReparameterizedBlock(
+            name: block.name, branches: block.branchNodes.map { nodes in
+                nodes.isEmpty ? "identity" : nodes.map { Self.describe(index.nodes[$0]) }.joined(separator: " -> ")
+            },
+            kernelSize: conv.kernelSize, groups: conv.groups, nodesReplaced: block.nodes.count, relativeError: relativeError,
+            tolerance: options.tolerance ?? block.elementType.defaultTolerance))
+    }
+
+    /// "Conv 3x3", "BatchNormalization", "AveragePool 3x3".
+    static func describe(_ node: NodeView) -> String {
+        switch node.opType {
+        case "Conv", "AveragePool":
+            let shape = node.intsAttribute("kernel_shape").map { $0.map(String.init).joined(separator: "x") }
+            return node.opType + (shape.map { " " + $0 } ?? "")
+        default: return node.opType
+        }
+    }
+
+    /// A new tensor's values as written (after rounding to its element type).
+    static func storedValues(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>, _ type: ElementType) -> [Double] {
+        let raw = UnsafeRawBufferPointer(start: tensor.pointee.raw_data.data, count: tensor.pointee.raw_data.len)
+        return KernelStorage.withStoredValues(raw, as: type) { $0.map(Double.init) }
+    }
+}
+
+extension NodeEdit {
+    /// Turns `node` into a standard Conv of `conv`'s geometry, keeping its name.
+    static func makeConv(_ node: UnsafeMutablePointer<Onnx__NodeProto>, inputs: [String], output: String, conv: AffineConv) {
+        Proto.replace(&node.pointee.op_type, with: "Conv")
+        free(node.pointee.domain)
+        node.pointee.domain = nil
+        truncateInputs(node, to: 0)
+        for (slot, name) in inputs.enumerated() { setInput(node, slot, to: name) }
+        while node.pointee.n_output > 1 {
+            node.pointee.n_output -= 1
+            free(node.pointee.output[node.pointee.n_output])
+        }
+        setOutput(node, 0, to: output)
+        for attribute in Proto.elements(node.pointee.attribute, node.pointee.n_attribute) { if let attribute { Proto.free(attribute) } }
+        ProtoMemory.free(node.pointee.attribute)
+        node.pointee.attribute = nil
+        node.pointee.n_attribute = 0
+        let attributes: [(String, [Int])] = [("kernel_shape", conv.kernelSize), ("strides", conv.stride), ("pads", conv.pads), ("dilations", conv.dilation)]
+        for (name, values) in attributes { appendInts(node, name, values.map(Int64.init)) }
+        setInt(node, "group", Int64(conv.groups))
+    }
+
+    /// Appends an INTS attribute.
+    static func appendInts(_ node: UnsafeMutablePointer<Onnx__NodeProto>, _ name: String, _ values: [Int64]) {
+        let attribute = Proto.make { (a: UnsafeMutablePointer<Onnx__AttributeProto>) in
+            onnx__attribute_proto__init(a)
+            a.pointee.name = Proto.duplicate(name)
+            a.pointee.has_type = 1
+            a.pointee.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS
+            let ints = malloc(max(1, values.count) * 8)!.assumingMemoryBound(to: Int64.self)
+            for (k, value) in values.enumerated() { ints[k] = value }
+            a.pointee.ints = ints
+            a.pointee.n_ints = values.count
+        }
+        node.pointee.attribute = Proto.appending(attribute, to: node.pointee.attribute, count: node.pointee.n_attribute)
+        node.pointee.n_attribute += 1
+    }
+}
