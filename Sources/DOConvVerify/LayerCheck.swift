@@ -21,9 +21,11 @@ public struct LayerResult: Sendable {
     public var bias: ErrorStats?
     /// Problems that are not numbers (shapes, missing tensors).
     public var problems: [String] = []
+    /// A block merged by `--reparam`: checked by the probe alone (no kernel to recompute).
+    public var isLinearBlock = false
 
     public var passed: Bool {
-        problems.isEmpty && [kernel, graphKernel, probe, bias].allSatisfy { $0?.passed ?? true } && kernel != nil
+        problems.isEmpty && [kernel, graphKernel, probe, bias].allSatisfy { $0?.passed ?? true } && (kernel != nil || (isLinearBlock && probe != nil))
     }
 }
 
@@ -54,6 +56,7 @@ struct LayerCheck {
     }
 
     private func check(_ r: ReplacedConv) -> LayerResult {
+        if r.isLinearBlock { return LinearBlockCheck(original: original, folded: folded, tolerance: tolerance, images: patches, seed: seed).check(r) }
         let fNode = folded.nodes[r.foldedNode]
         let head = original.nodes[r.chain[0]]
         var result = LayerResult(name: fNode.name.isEmpty ? fNode.outputs.first ?? "" : fNode.name,

@@ -23,6 +23,9 @@ public struct ReplacedConv: Equatable, Sendable {
 
     /// Filled by the differ: whether chain[k] is a BatchNormalization.
     public var batchNormFlags: [Bool] = []
+    /// True when the Conv stands for a block of linear branches or stages merged by
+    /// `--reparam` (`chain` then holds the block's nodes in graph order).
+    public var isLinearBlock = false
 
     func isBatchNormLink(at k: Int) -> Bool { k < batchNormFlags.count && batchNormFlags[k] }
 }
@@ -149,6 +152,34 @@ public struct StructureDiff {
                 allowedRemoval.formUnion(chain)
                 for k in chain { constantRoots += original.nodes[k].inputs.dropFirst().filter { !$0.isEmpty } }
                 replacedWeights[replacement.originalWeight] = replacement.foldedWeight
+                result.replaced.append(replacement)
+                continue
+            }
+
+            // A Conv standing for a block of linear branches summed, or a chain of linear
+            // stages (`--reparam`): checked numerically by the layer check.
+            if node.opType == "Conv", node.isStandardDomain, node.outputs == [key], node.inputs.count >= 2,
+               let block = Self.linearBlock(ending: o, in: original, producers: oProducers, consumers: oConsumers, outputs: oOutputs, input: node.inputs[0]),
+               block.count > 1 {
+                var replacement = ReplacedConv(foldedNode: f, chain: block, originalWeight: "", foldedWeight: node.inputs[1], foldedBias: node.inputs[safe: 2] ?? "")
+                replacement.isLinearBlock = true
+                replacement.batchNormFlags = block.map { _ in false }
+                if !block.contains(where: { original.nodes[$0].name == node.name }) {
+                    differ("node \(Self.label(node)) has a name none of the ORIGINAL nodes it replaces had")
+                }
+                if node.inputs.count > 3 { differ("\(Self.label(node)) has \(node.inputs.count) inputs") }
+                for (slot, name) in [(1, replacement.foldedWeight), (2, replacement.foldedBias)] where !name.isEmpty {
+                    if original.initializers[name] != nil || folded.initializers[name] == nil {
+                        differ("\(Self.label(node)) input \(slot) '\(name)' must be a new initializer (the merged \(slot == 1 ? "kernel" : "bias"))")
+                    }
+                    explainedNew.insert(name)
+                }
+                matchedOriginal.formUnion(block)
+                allowedRemoval.formUnion(block)
+                let inside = Set(block.flatMap { original.nodes[$0].outputs })
+                for k in block where original.nodes[k].opType != "Add" {
+                    constantRoots += original.nodes[k].inputs.dropFirst().filter { !$0.isEmpty && !inside.contains($0) }
+                }
                 result.replaced.append(replacement)
                 continue
             }
@@ -286,6 +317,27 @@ public struct StructureDiff {
             chain.insert(previous, at: 0)
         }
         return chain
+    }
+
+    /// ORIGINAL's nodes that a merged Conv reading `input` can stand for, ending at `last`:
+    /// Add, Conv, BatchNormalization and AveragePool nodes back to `input`, each inner value
+    /// read only inside the block. Their constant inputs are checked separately.
+    static func linearBlock(ending last: Int, in graph: Graph, producers: [String: Int], consumers: [String: [Int]], outputs: Set<String>, input: String) -> [Int]? {
+        let linear: Set<String> = ["Add", "Conv", "BatchNormalization", "AveragePool"]
+        var block = Set<Int>(), stack = [last]
+        while let k = stack.popLast() {
+            guard block.insert(k).inserted else { continue }
+            let node = graph.nodes[k]
+            guard node.isStandardDomain, linear.contains(node.opType), block.count <= 4096 else { return nil }
+            let data = node.opType == "Add" ? node.inputs : Array(node.inputs.prefix(1))
+            for value in data {
+                if value == input { continue }
+                guard !value.isEmpty, let producer = producers[value], !outputs.contains(value),
+                      (consumers[value] ?? []).allSatisfy({ $0 == k }) else { return nil }
+                stack.append(producer)
+            }
+        }
+        return block.sorted()
     }
 
     /// The nodes and initializers upstream of `roots` in ORIGINAL, and any graph inputs

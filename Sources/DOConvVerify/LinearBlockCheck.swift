@@ -1,0 +1,63 @@
+import DOConvCore
+import DOConvGraph
+
+/// Checks a Conv that stands for a block merged by `--reparam`: seeded random images go
+/// through ORIGINAL's block (every branch and Add, run by the reference executor from the
+/// block's input value) and through FOLDED's Conv, and the outputs must agree. The images are
+/// a few pixels larger than the kernel, so most outputs touch the border, where a wrong
+/// padding or a bias pushed through a padded conv would show.
+struct LinearBlockCheck {
+    let original: Graph
+    let folded: Graph
+    let tolerance: Double?
+    let images: Int
+    let seed: UInt64
+
+    func check(_ r: ReplacedConv) -> LayerResult {
+        let conv = folded.nodes[r.foldedNode]
+        let ops = r.chain.map { original.nodes[$0].opType }
+        let convs = ops.filter { $0 == "Conv" }.count, adds = ops.filter { $0 == "Add" }.count
+        var result = LayerResult(name: conv.name.isEmpty ? conv.outputs.first ?? "" : conv.name, conv: StructureDiff.label(conv),
+                                 description: "\(r.chain.count) linear nodes (\(convs) Conv, \(adds) Add, \(ops.count - convs - adds) other) merged")
+        result.isLinearBlock = true
+        guard let kernel = folded.initializers[r.foldedWeight], kernel.type.isFloat, kernel.rank == 4 else {
+            result.problems.append("FOLDED's kernel '\(r.foldedWeight)' is not a 4-D float initializer")
+            return result
+        }
+        result.description += " into one \(kernel.shape[2])x\(kernel.shape[3]) Conv"
+        let groups = LayerCheck.group(conv)
+        func pair(_ name: String) -> [Int] {
+            if case .ints(let v)? = conv[attribute: name], v.count == 2 { return v.map { Int(clamping: $0) } }
+            return [1, 1]
+        }
+        let (stride, dilation) = (pair("strides"), pair("dilations"))
+        let channels = kernel.shape[1] * groups
+        let height = 3 * stride[0] + dilation[0] * (kernel.shape[2] - 1) + 2
+        let width = 3 * stride[1] + dilation[1] * (kernel.shape[3] - 1) + 2
+        let tol = tolerance ?? LayerCheck.defaultTolerance(kernel.type)
+        let (source, output) = (conv.inputs[0], conv.outputs[0])
+        var generator = SeededGenerator(seed: seed ^ 0xB10C)
+        var expected: [Double] = [], actual: [Double] = []
+        var shape: [Int] = []
+        for _ in 0..<max(images, 1) {
+            let image = TensorValue(kernel.type, shape: [1, channels, height, width],
+                                    floats: (0..<(channels * height * width)).map { _ in Double.random(in: -1...1, using: &generator) })
+            do {
+                guard let want = try ReferenceExecutor(graph: original).evaluate([output], feeds: [source: image])[output],
+                      let got = try ReferenceExecutor(graph: folded).evaluate([output], feeds: [source: image])[output] else { continue }
+                guard want.shape == got.shape else {
+                    result.problems.append("the merged Conv's output is \(got.shape), the block's \(want.shape)")
+                    return result
+                }
+                expected += want.doubles
+                actual += got.doubles
+                shape = [expected.count / max(want.count, 1)] + want.shape
+            } catch {
+                result.problems.append("the block cannot be run on a probe image: \(error)")
+                return result
+            }
+        }
+        result.probe = ErrorStats.compare(expected: expected, actual: actual, shape: shape, tolerance: tol)
+        return result
+    }
+}
