@@ -145,7 +145,12 @@ let package = Package(
         ),
         // verify-equivalence: a small graph IR and reference executor (pure Swift, no I/O),
         // the equivalence checks, and the thin command line.
-        .target(name: "DOConvGraph"),
+        .target(name: "DOConvGraph", dependencies: ["DOConvGraphKernels", "DOConvGraphKernelsAVX2", "CCPUSupport"]),
+        // The executor's float64 GEMM and convolution (optimized in debug builds too, like the
+        // fold kernels), and the same compiled for AVX2 + FMA; written apart from the fold.
+        .target(name: "DOConvGraphKernels", swiftSettings: kernelOptimization),
+        .target(name: "DOConvGraphKernelsAVX2", dependencies: ["DOConvGraphKernels"],
+                swiftSettings: kernelOptimization + avx2CodeGeneration + [.define("DOCONV_FMA")]),
         .target(
             name: "DOConvVerify",
             dependencies: ["DOConvGraph", "DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvMXNet", "DOConvFormats", "CONNXProto", "CProtobufC"]

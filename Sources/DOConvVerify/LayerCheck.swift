@@ -1,5 +1,6 @@
 import DOConvCore
 import DOConvGraph
+import Dispatch
 
 /// The per-layer verdict for one replaced Conv.
 public struct LayerResult: Sendable {
@@ -43,8 +44,16 @@ struct LayerCheck {
 
     private var originalExecutor: ReferenceExecutor { ReferenceExecutor(graph: original) }
 
+    /// Every replacement, checked on all cores (each check reads the graphs only).
     func check(_ replacements: [ReplacedConv]) -> [LayerResult] {
-        replacements.map(check)
+        let results = UnsafeMutableBufferPointer<LayerResult?>.allocate(capacity: replacements.count)
+        results.initialize(repeating: nil)
+        defer { results.deallocate() }
+        let threads = max(1, min(replacements.count, ParallelWork.defaultThreads))
+        DispatchQueue.concurrentPerform(iterations: threads) { worker in
+            for k in stride(from: worker, to: replacements.count, by: threads) { results[k] = check(replacements[k]) }
+        }
+        return results.compactMap { $0 }
     }
 
     /// A constant of ORIGINAL, evaluated by the reference executor.

@@ -24,21 +24,35 @@ enum NaiveFold {
         }
     }
 
+    /// D + I as (Cin, MN, Dmul) and W as (Cout/g, Cin, Dmul), in float64, whatever the
+    /// layout stores: read once through `dValue` and `wrValue`, so the loops below index
+    /// plain arrays.
+    static func operands(_ layer: DOConvLayer) -> (d: [Double], w: [Double]) {
+        let g = layer.geometry
+        let (mn, dmul, cin, og) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannelsPerGroup)
+        var d = [Double](repeating: 0, count: cin * mn * dmul)
+        for i in 0..<cin { for m in 0..<mn { for s in 0..<dmul { d[(i * mn + m) * dmul + s] = dValue(layer, channel: i, m: m, s: s) } } }
+        var w = [Double](repeating: 0, count: og * cin * dmul)
+        for o in 0..<og { for i in 0..<cin { for s in 0..<dmul { w[(o * cin + i) * dmul + s] = wrValue(layer, outGroup: o, channel: i, s: s) } } }
+        return (d, w)
+    }
+
     /// The einsum result E, flat: PyTorch 'ims,ois->oim' as (Cout/g, Cin, MN); Keras
     /// 'msi,sio->mio' as (MN, Cin, Cout/g).
     static func einsum(_ layer: DOConvLayer) -> [Double] {
         let g = layer.geometry
         let (mn, dmul, cin, og) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannelsPerGroup)
+        let (d, w) = operands(layer)
         var e = [Double](repeating: 0, count: og * cin * mn)
+        let pytorch = layer.layout == .pytorch
         for o in 0..<og {
             for i in 0..<cin {
+                let wRow = (o * cin + i) * dmul
                 for m in 0..<mn {
+                    let dRow = (i * mn + m) * dmul
                     var sum = 0.0
-                    for s in 0..<dmul { sum += dValue(layer, channel: i, m: m, s: s) * wrValue(layer, outGroup: o, channel: i, s: s) }
-                    switch layer.layout {
-                    case .pytorch: e[(o * cin + i) * mn + m] = sum
-                    case .keras: e[(m * cin + i) * og + o] = sum
-                    }
+                    for s in 0..<dmul { sum += d[dRow + s] * w[wRow + s] }
+                    e[pytorch ? (o * cin + i) * mn + m : (m * cin + i) * og + o] = sum
                 }
             }
         }
@@ -89,11 +103,27 @@ enum NaiveFold {
     /// channel (a fused BatchNormalization), applied to the feature route.
     static func probe(_ layer: DOConvLayer, kernel: [Double], scale: [Double]?, patches: Int, seed: UInt64, tolerance: Double) -> ErrorStats {
         let g = layer.geometry
-        let (mn, dmul, inPerGroup, outPerGroup) = (g.kernelArea, g.depthMultiplier, g.inChannelsPerGroup, g.outChannelsPerGroup)
+        let (mn, dmul, inPerGroup, outPerGroup, cin) = (g.kernelArea, g.depthMultiplier, g.inChannelsPerGroup, g.outChannelsPerGroup, g.inChannels)
+        let (d, w) = operands(layer)
         var random = SeededGenerator(seed: seed)
         var stats = ErrorStats(tolerance: tolerance)
         for p in 0..<max(1, patches) {
-            let patch = (0..<(g.inChannels * mn)).map { _ in Double.random(in: -1...1, using: &random) }
+            let patch = (0..<(cin * mn)).map { _ in Double.random(in: -1...1, using: &random) }
+            // The Dmul features of patch channel `real` through D's channel `i`: the same pair
+            // recurs for many output channels, so each is computed once.
+            var features = [Double](repeating: .nan, count: 0)
+            var known: [Int: Int] = [:]
+            func feature(_ i: Int, _ real: Int) -> Int {
+                if let at = known[i * cin + real] { return at }
+                let at = features.count
+                for s in 0..<dmul {
+                    var sum = 0.0
+                    for m in 0..<mn { sum += d[(i * mn + m) * dmul + s] * patch[real * mn + m] }
+                    features.append(sum)
+                }
+                known[i * cin + real] = at
+                return at
+            }
             var viaFeatures = [Double](repeating: 0, count: g.outChannels)
             var viaKernel = [Double](repeating: 0, count: g.outChannels)
             for o in 0..<g.outChannels {
@@ -103,11 +133,8 @@ enum NaiveFold {
                 for c in 0..<inPerGroup {
                     let real = group * inPerGroup + c
                     let (i, row) = einsumPair(layer, output: o, localInput: c)
-                    for s in 0..<dmul {
-                        var feature = 0.0
-                        for m in 0..<mn { feature += dValue(layer, channel: i, m: m, s: s) * patch[real * mn + m] }
-                        sum += wrValue(layer, outGroup: row, channel: i, s: s) * feature
-                    }
+                    let at = feature(i, real)
+                    for s in 0..<dmul { sum += w[(row * cin + i) * dmul + s] * features[at + s] }
                     for m in 0..<mn { direct += kernel[(o * inPerGroup + c) * mn + m] * patch[real * mn + m] }
                 }
                 viaFeatures[o] = sum * (scale?[o] ?? 1)

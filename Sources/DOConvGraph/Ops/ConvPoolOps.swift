@@ -1,3 +1,5 @@
+import DOConvGraphKernels
+
 /// Convolution and pooling over any number of spatial dims (N, C, D1, ..., Dk):
 /// Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool.
 enum ConvPoolOps {
@@ -108,6 +110,7 @@ enum ConvPoolOps {
             throw ctx.invalid("kernel_shape \(declared) differs from the weight's \(kernel)")
         }
         let win = try window(ctx, input: Array(x.shape.dropFirst(2)), kernel: kernel)
+        if x.rank == 4 { return [conv2D(x: x, w: w, bias: bias, groups: groups, window: win)] }
         let table = win.offsets()
         let (inSpatial, outSpatial, kSpatial) = (win.input.reduce(1, *), win.output.reduce(1, *), kernel.reduce(1, *))
         let (inPerGroup, outPerGroup) = (cin / groups, cout / groups)
@@ -134,6 +137,30 @@ enum ConvPoolOps {
             }
         }
         return [TensorValue(x.type, shape: [n, cout] + win.output, floats: TensorMath.stored(out, as: x.type))]
+    }
+
+    /// The 2-D case on the optimized kernels (im2col + GEMM, or direct depthwise).
+    static func conv2D(x: TensorValue, w: TensorValue, bias: [Double]?, groups: Int, window win: Window) -> TensorValue {
+        let (n, cin, cout) = (x.shape[0], x.shape[1], w.shape[0])
+        let convolution = Convolution2D(batch: n, inChannels: cin, height: win.input[0], width: win.input[1], outChannels: cout, groups: groups,
+                                        kernel: (win.kernel[0], win.kernel[1]), stride: (win.strides[0], win.strides[1]),
+                                        dilation: (win.dilations[0], win.dilations[1]), padBegin: (win.padsBegin[0], win.padsBegin[1]),
+                                        output: (win.output[0], win.output[1]))
+        let xs = x.doubles, ws = w.doubles
+        var out = [Double](repeating: 0, count: n * cout * win.output[0] * win.output[1])
+        guard !xs.isEmpty, !ws.isEmpty, !out.isEmpty else { return TensorValue(x.type, shape: [n, cout] + win.output, floats: out) }
+        xs.withUnsafeBufferPointer { xp in
+            ws.withUnsafeBufferPointer { wp in
+                out.withUnsafeMutableBufferPointer { op in
+                    let target = op.baseAddress!
+                    let run = { (bp: UnsafePointer<Double>?) in
+                        convolution.run(FastKernels.multiplier, x: xp.baseAddress!, w: wp.baseAddress!, bias: bp, out: target, threads: FastKernels.threads)
+                    }
+                    if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
+                }
+            }
+        }
+        return TensorValue(x.type, shape: [n, cout] + win.output, floats: TensorMath.stored(out, as: x.type))
     }
 
     static func convTranspose(_ ctx: OpContext) throws -> [TensorValue] {

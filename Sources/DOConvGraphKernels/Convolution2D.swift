@@ -1,0 +1,143 @@
+import Dispatch
+
+/// A 2-D convolution in float64 (NCHW input, OIHW kernel, zero padding, groups, strides,
+/// dilations), computed as one GEMM per image and group over an im2col matrix, or for
+/// depthwise kernels (one input channel per group) directly.
+public struct Convolution2D: Sendable {
+    public var batch: Int
+    public var inChannels: Int
+    public var height: Int
+    public var width: Int
+    public var outChannels: Int
+    public var groups: Int
+    public var kernel: (height: Int, width: Int)
+    public var stride: (height: Int, width: Int)
+    public var dilation: (height: Int, width: Int)
+    /// Padding before the first row and column (the padding after only sets the output size).
+    public var padBegin: (height: Int, width: Int)
+    public var output: (height: Int, width: Int)
+
+    public init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, groups: Int, kernel: (Int, Int), stride: (Int, Int),
+                dilation: (Int, Int), padBegin: (Int, Int), output: (Int, Int)) {
+        self.batch = batch
+        self.inChannels = inChannels
+        self.height = height
+        self.width = width
+        self.outChannels = outChannels
+        self.groups = groups
+        self.kernel = kernel
+        self.stride = stride
+        self.dilation = dilation
+        self.padBegin = padBegin
+        self.output = output
+    }
+
+    var inPerGroup: Int { inChannels / groups }
+    var outPerGroup: Int { outChannels / groups }
+    var taps: Int { kernel.height * kernel.width }
+    var positions: Int { output.height * output.width }
+    /// A 1x1 kernel that reads every pixel once, in order: the input is its own im2col matrix.
+    var isPlainPointwise: Bool {
+        kernel == (1, 1) && stride == (1, 1) && padBegin == (0, 0) && output == (height, width)
+    }
+
+    /// out[N, Cout, oh, ow] = conv(x[N, Cin, H, W], w[Cout, Cin/g, kh, kw]) + bias.
+    public func run(_ multiplier: TileMultiplier, x: UnsafePointer<Double>, w: UnsafePointer<Double>, bias: UnsafePointer<Double>?,
+                    out: UnsafeMutablePointer<Double>, threads: Int) {
+        if inPerGroup == 1 && outPerGroup <= 4 {
+            depthwise(x: x, w: w, bias: bias, out: out, threads: threads)
+            return
+        }
+        let k = inPerGroup * taps, n = positions
+        let columns: UnsafeMutablePointer<Double>? = isPlainPointwise ? nil : .allocate(capacity: k * n)
+        defer { columns?.deallocate() }
+        for b in 0..<batch {
+            for g in 0..<groups {
+                let image = x + (b * inChannels + g * inPerGroup) * height * width
+                let matrix: UnsafePointer<Double>
+                if let columns {
+                    im2col(image, into: columns, threads: threads)
+                    matrix = UnsafePointer(columns)
+                } else {
+                    matrix = image
+                }
+                let target = out + (b * outChannels + g * outPerGroup) * n
+                MatrixMultiply.multiply(multiplier, m: outPerGroup, n: n, k: k, a: w + g * outPerGroup * k, lda: k, b: matrix, ldb: n,
+                                        c: target, ldc: n, threads: threads)
+                if let bias {
+                    for o in 0..<outPerGroup {
+                        let value = bias[g * outPerGroup + o]
+                        let row = target + o * n
+                        for j in 0..<n { row[j] += value }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Row (c, i, j) of the matrix holds input channel c at tap (i, j) for every output
+    /// position; zero where the tap reads padding.
+    func im2col(_ image: UnsafePointer<Double>, into columns: UnsafeMutablePointer<Double>, threads: Int) {
+        let rows = inPerGroup * taps, n = positions
+        let work = rows * n
+        let workers = max(1, min(threads, work / 200_000 + 1))
+        let body: (Int) -> Void = { worker in
+            var row = worker
+            while row < rows {
+                let (c, tap) = row.quotientAndRemainder(dividingBy: taps)
+                let (i, j) = tap.quotientAndRemainder(dividingBy: kernel.width)
+                let plane = image + c * height * width
+                let target = columns + row * n
+                for oy in 0..<output.height {
+                    let y = oy * stride.height + i * dilation.height - padBegin.height
+                    let line = target + oy * output.width
+                    guard y >= 0, y < height else {
+                        for ox in 0..<output.width { line[ox] = 0 }
+                        continue
+                    }
+                    let source = plane + y * width
+                    for ox in 0..<output.width {
+                        let x = ox * stride.width + j * dilation.width - padBegin.width
+                        line[ox] = x >= 0 && x < width ? source[x] : 0
+                    }
+                }
+                row += workers
+            }
+        }
+        if workers == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
+    }
+
+    /// Each output channel from its group's single input channel, tap by tap over whole rows.
+    func depthwise(x: UnsafePointer<Double>, w: UnsafePointer<Double>, bias: UnsafePointer<Double>?, out: UnsafeMutablePointer<Double>, threads: Int) {
+        let planes = batch * outChannels
+        let workers = max(1, min(threads, planes * positions * taps / 200_000 + 1))
+        let body: (Int) -> Void = { worker in
+            var plane = worker
+            while plane < planes {
+                let (b, o) = plane.quotientAndRemainder(dividingBy: outChannels)
+                let c = o / outPerGroup
+                let source = x + (b * inChannels + c) * height * width
+                let target = out + plane * positions
+                let initial = bias?[o] ?? 0
+                for p in 0..<positions { target[p] = initial }
+                for i in 0..<kernel.height {
+                    for j in 0..<kernel.width {
+                        let weight = w[(o * kernel.height + i) * kernel.width + j]
+                        for oy in 0..<output.height {
+                            let y = oy * stride.height + i * dilation.height - padBegin.height
+                            guard y >= 0, y < height else { continue }
+                            let line = target + oy * output.width
+                            let row = source + y * width
+                            for ox in 0..<output.width {
+                                let x = ox * stride.width + j * dilation.width - padBegin.width
+                                if x >= 0 && x < width { line[ox] += weight * row[x] }
+                            }
+                        }
+                    }
+                }
+                plane += workers
+            }
+        }
+        if workers == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
+    }
+}

@@ -1,0 +1,18 @@
+// Built with -target-cpu haswell (Package.swift): this module's copy of DoubleGEMM.swift (a
+// symbolic link) compiles for 256-bit vectors with fused multiply-add. Only use it on a CPU
+// that has AVX2 and FMA (CCPUSupport says so).
+import DOConvGraphKernels
+
+extension TileMultiplier {
+    /// The GEMM tile with AVX2 and FMA, or nil when this build has none (not x86-64).
+    public static let fused: TileMultiplier? = {
+        #if arch(x86_64)
+        return TileMultiplier(name: "avx2-fma") { k, a, lda, b, ldb, c, ldc, rows, columns, accumulate, scratch in
+            DoubleGEMMTile.multiply(k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, rows: rows, columns: columns,
+                                    accumulate: accumulate, scratch: scratch)
+        }
+        #else
+        return nil
+        #endif
+    }()
+}

@@ -1,0 +1,67 @@
+"""The reference executor's optimized Conv (im2col + tiled float64 GEMM, direct depthwise)
+against onnxruntime on shapes that cross every tile edge (rows over 64, columns over 192, K
+over 256), and its results byte for byte the same on 1 and 2 threads."""
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import run_verify
+from verify_support import agreement, executor_outputs, session, write_tensors
+
+RNG = np.random.default_rng(3)
+
+# name: (x shape, w shape, attributes, bias)
+CASES = {
+    "tiles_and_k_blocks": ((1, 40, 21, 19), (70, 40, 3, 3), {"pads": [1, 1, 1, 1]}, True),
+    "strided_dilated_asymmetric": ((2, 12, 17, 23), (20, 12, 3, 5), {"strides": [2, 3], "dilations": [2, 1], "pads": [2, 0, 1, 2]}, True),
+    "plain_pointwise": ((2, 300, 5, 7), (65, 300, 1, 1), {}, False),
+    "strided_pointwise": ((1, 16, 9, 9), (24, 16, 1, 1), {"strides": [2, 2]}, True),
+    "grouped": ((1, 24, 13, 13), (36, 6, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}, True),
+    "depthwise": ((2, 32, 15, 15), (32, 1, 3, 3), {"group": 32, "pads": [1, 1, 1, 1], "strides": [2, 2]}, True),
+    "depthwise_multiplier": ((1, 8, 11, 11), (24, 1, 5, 5), {"group": 8, "pads": [2, 2, 2, 2]}, False),
+    "large_kernel_stem": ((1, 3, 64, 64), (64, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}, True),
+}
+
+
+def conv_model(path, x_shape, w_shape, attributes, bias):
+    w = numpy_helper.from_array(RNG.standard_normal(w_shape).astype(np.float32), "w")
+    inits = [w]
+    inputs = ["x", "w"]
+    if bias:
+        inits.append(numpy_helper.from_array(RNG.standard_normal(w_shape[0]).astype(np.float32), "b"))
+        inputs.append("b")
+    node = helper.make_node("Conv", inputs, ["y"], **attributes)
+    graph = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * 4)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_conv_matches_onnxruntime(name, tmp_path):
+    x_shape, w_shape, attributes, bias = CASES[name]
+    path = tmp_path / f"{name}.onnx"
+    conv_model(path, x_shape, w_shape, attributes, bias)
+    feeds = {"x": RNG.standard_normal(x_shape).astype(np.float32)}
+    want = session(path).run(None, feeds)[0]
+    got = executor_outputs(path, feeds, tmp_path)["y"]
+    assert agreement(got, want) <= 1e-5
+
+
+def test_results_do_not_depend_on_the_thread_count(tmp_path):
+    x_shape, w_shape, attributes, bias = CASES["tiles_and_k_blocks"]
+    path = tmp_path / "conv.onnx"
+    conv_model(path, x_shape, w_shape, attributes, bias)
+    inputs = tmp_path / "inputs.json"
+    write_tensors({"x": RNG.standard_normal(x_shape).astype(np.float32)}, inputs)
+    dumps = []
+    for threads in ("1", "2", "3"):
+        out = tmp_path / f"out{threads}.json"
+        result = run_verify(path, "--input-json", inputs, "--dump-outputs", out, env=os.environ | {"DOCONV_THREADS": threads})
+        assert result.returncode == 0, result.stderr
+        dumps.append(out.read_bytes())
+    assert dumps[0] == dumps[1] == dumps[2]
