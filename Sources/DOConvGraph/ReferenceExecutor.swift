@@ -21,6 +21,8 @@ struct OpContext {
     let node: Node
     let inputs: [TensorValue?]
     let opset: Int64
+    /// The enclosing scopes' values the node's subgraphs read (If, Loop, Scan bodies), by name.
+    var captured: [String: TensorValue] = [:]
 
     var op: String { node.opType }
 
@@ -98,15 +100,31 @@ typealias OpKernel = (OpContext) throws -> [TensorValue]
 /// round). It shares no code with the fold, so it can check one.
 public struct ReferenceExecutor {
     public let graph: Graph
+    /// The default-domain opset the nodes run under (a subgraph runs under its model's).
+    let opset: Int64
+    /// For each node that holds subgraphs (by index): the outer-scope names they read.
+    let captures: [Int: [String]]
 
     public init(graph: Graph) {
+        self.init(graph: graph, opset: graph.opset)
+    }
+
+    init(graph: Graph, opset: Int64) {
         self.graph = graph
+        self.opset = opset
+        var captures: [Int: [String]] = [:]
+        for (k, node) in graph.nodes.enumerated() {
+            let names = Subgraphs.outerReads(of: node)
+            if !names.isEmpty { captures[k] = names }
+        }
+        self.captures = captures
     }
 
     /// Every op family's kernels, by op type (default domain only).
     static let kernels: [String: OpKernel] = {
         var table: [String: OpKernel] = [:]
-        for family in [ElementwiseOps.kernels, ConvPoolOps.kernels, ShapeOps.kernels, ReductionOps.kernels, LinearAlgebraOps.kernels] {
+        for family in [ElementwiseOps.kernels, ConvPoolOps.kernels, ShapeOps.kernels, ReductionOps.kernels, LinearAlgebraOps.kernels,
+                       ResizeOps.kernels, DetectionOps.kernels, IndexingOps.kernels, ControlFlow.kernels] {
             table.merge(family) { first, _ in first }
         }
         return table
@@ -115,12 +133,17 @@ public struct ReferenceExecutor {
     /// Op types the executor implements (default ONNX domain).
     public static var supportedOps: [String] { kernels.keys.sorted() }
 
-    /// Op types of the graph the executor cannot run ("domain:op" for other domains), sorted.
+    /// Op types of the graph, its subgraphs included, the executor cannot run ("domain:op"
+    /// for other domains), sorted.
     public var unsupportedOps: [String] {
         var result = Set<String>()
-        for node in graph.nodes {
-            if !node.isStandardDomain { result.insert("\(node.domain):\(node.opType)") } else if Self.kernels[node.opType] == nil { result.insert(node.opType) }
+        func visit(_ g: Graph) {
+            for node in g.nodes {
+                if !node.isStandardDomain { result.insert("\(node.domain):\(node.opType)") } else if Self.kernels[node.opType] == nil { result.insert(node.opType) }
+                Subgraphs.each(in: node) { _, body in visit(body) }
+            }
         }
+        visit(graph)
         return result.sorted()
     }
 
@@ -132,10 +155,18 @@ public struct ReferenceExecutor {
     /// Computes the named values (graph outputs or intermediates), running only the nodes
     /// they depend on. Constant subgraphs (a composed kernel, say) need no feeds.
     public func evaluate(_ names: [String], feeds: [String: TensorValue] = [:]) throws(ExecutionError) -> [String: TensorValue] {
-        var values = graph.initializers
+        try evaluate(names, feeds: feeds, outer: [:])
+    }
+
+    /// `evaluate` with the values of enclosing scopes visible (a subgraph's run): the graph's
+    /// own initializers and feeds shadow them.
+    func evaluate(_ names: [String], feeds: [String: TensorValue], outer: [String: TensorValue]) throws(ExecutionError) -> [String: TensorValue] {
+        var values = outer
+        values.merge(graph.initializers) { _, own in own }
         for (name, value) in feeds { values[name] = value }
         let producers = graph.producers
-        // The nodes the requested values need.
+        // The nodes the requested values need; a node with subgraphs also needs the outer
+        // values its subgraphs read.
         var needed = Set<Int>()
         var stack = names
         var seen = Set<String>()
@@ -143,7 +174,7 @@ public struct ReferenceExecutor {
             guard !name.isEmpty, seen.insert(name).inserted else { continue }
             if values[name] != nil { continue }
             guard let k = producers[name] else { throw .missingValue(name) }
-            if needed.insert(k).inserted { stack.append(contentsOf: graph.nodes[k].inputs) }
+            if needed.insert(k).inserted { stack.append(contentsOf: graph.nodes[k].inputs + (captures[k] ?? [])) }
         }
         for k in needed.sorted() {
             let node = graph.nodes[k]
@@ -153,7 +184,12 @@ public struct ReferenceExecutor {
                 guard let value = values[name] else { throw .missingValue(name) }
                 inputs.append(value)
             }
-            let outputs = try Self.run(node, inputs: inputs, opset: graph.opset)
+            var captured: [String: TensorValue] = [:]
+            for name in captures[k] ?? [] {
+                guard let value = values[name] else { throw .missingValue(name) }
+                captured[name] = value
+            }
+            let outputs = try Self.run(node, inputs: inputs, opset: opset, captured: captured)
             for (output, value) in zip(node.outputs, outputs) where !output.isEmpty { values[output] = value }
         }
         var result: [String: TensorValue] = [:]
@@ -165,10 +201,10 @@ public struct ReferenceExecutor {
     }
 
     /// Runs one node.
-    static func run(_ node: Node, inputs: [TensorValue?], opset: Int64) throws(ExecutionError) -> [TensorValue] {
+    static func run(_ node: Node, inputs: [TensorValue?], opset: Int64, captured: [String: TensorValue] = [:]) throws(ExecutionError) -> [TensorValue] {
         guard node.isStandardDomain else { throw .unsupported(op: node.opType, reason: "custom domain '\(node.domain)'") }
         guard let kernel = kernels[node.opType] else { throw .unsupported(op: node.opType, reason: "no reference implementation") }
-        let context = OpContext(node: node, inputs: inputs, opset: opset)
+        let context = OpContext(node: node, inputs: inputs, opset: opset, captured: captured)
         do {
             let outputs = try kernel(context)
             guard node.outputs.dropFirst(outputs.count).allSatisfy(\.isEmpty) else {

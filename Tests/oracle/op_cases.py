@@ -11,10 +11,19 @@ NP_TO_ONNX = {
 
 
 class Case:
-    def __init__(self, name, model, feeds):
+    """One model and its feeds; `skip` gives onnxruntime's reason when it refuses the model
+    (the test then checks that it still does, instead of comparing)."""
+
+    def __init__(self, name, model, feeds, skip=None):
         self.name = name
         self.model = model
         self.feeds = feeds
+        self.skip = skip
+
+
+def refused(case, reason):
+    case.skip = reason
+    return case
 
 
 def rand(rng, *shape, low=-1.0, high=1.0, dtype=np.float32):
@@ -226,4 +235,303 @@ def cases():
         arrays = {f"x{k}": x4(*s) for k, s in enumerate(shapes)}
         safe = equation.replace("->", "_to_").replace(",", "_").replace("...", "E") or "empty"
         add(single(f"einsum_{safe}", "Einsum", arrays, {"equation": equation}, opset=12))
+
+    out += resize_cases(rng)
+    out += detection_cases(rng)
+    out += indexing_cases(rng)
+    out += control_flow_cases(rng)
+    return out
+
+
+# Resize and Upsample: every mode against every coordinate transformation, up and down,
+# with the options each mode reads. Combinations onnxruntime refuses are marked `refused`.
+TRANSFORMS = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_crop_and_resize")
+ROI = np.array([0, 0, 0.1, 0.25, 1, 1, 0.8, 0.9], np.float32)  # inside the image
+ROI_OUTSIDE = np.array([0, 0, -0.3, 0.2, 1, 1, 1.25, 0.7], np.float32)  # rows past both ends: extrapolated
+
+def resize(name, x, attrs, scales=None, sizes=None, roi=None, opset=19):
+    """A Resize case; roi/scales/sizes as initializers, '' where absent."""
+    consts, names = [], ["x", "", "", ""]
+    for k, (key, value) in enumerate([("roi", roi), ("scales", scales), ("sizes", sizes)], start=1):
+        if value is not None:
+            consts.append((key, np.asarray(value, np.float32 if key != "sizes" else np.int64)))
+            names[k] = key
+    while names[-1] == "":
+        names.pop()
+    return single(name, "Resize", {"x": x}, attrs, consts=consts, node_inputs=names, opset=opset)
+
+
+def resize_cases(rng):
+    out = []
+    add = out.append
+    x = rand(rng, 1, 2, 5, 7, low=-2, high=2)
+    up, down = [1, 1, 1.6, 2.0], [1, 1, 0.6, 0.45]
+    for transform in TRANSFORMS:
+        roi = ROI if transform == "tf_crop_and_resize" else None
+        for direction, scales in (("up", up), ("down", down)):
+            for rounding in ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil"):
+                add(resize(f"resize_nearest_{transform}_{rounding}_{direction}", x,
+                           {"mode": "nearest", "coordinate_transformation_mode": transform, "nearest_mode": rounding}, scales=scales, roi=roi))
+            for antialias in (0, 1):
+                add(resize(f"resize_linear_{transform}_{direction}_aa{antialias}", x,
+                           {"mode": "linear", "coordinate_transformation_mode": transform, "antialias": antialias}, scales=scales, roi=roi))
+            for exclude, a in ((0, -0.75), (1, -0.5)):
+                add(resize(f"resize_cubic_{transform}_{direction}_exclude{exclude}", x,
+                           {"mode": "cubic", "coordinate_transformation_mode": transform, "exclude_outside": exclude, "cubic_coeff_a": a},
+                           scales=scales, roi=roi))
+            add(resize(f"resize_cubic_{transform}_{direction}_antialias", x,
+                       {"mode": "cubic", "coordinate_transformation_mode": transform, "antialias": 1, "cubic_coeff_a": -0.5}, scales=scales, roi=roi))
+        # Sizes: the scale each axis uses is output / input.
+        add(resize(f"resize_linear_{transform}_sizes", x, {"mode": "linear", "coordinate_transformation_mode": transform},
+                   sizes=[1, 2, 8, 4], roi=roi))
+        add(resize(f"resize_nearest_{transform}_sizes", x, {"mode": "nearest", "coordinate_transformation_mode": transform},
+                   sizes=[1, 2, 3, 11], roi=roi))
+    # Extrapolation outside the roi.
+    for mode in ("nearest", "linear", "cubic"):
+        add(resize(f"resize_{mode}_crop_extrapolation", x, {"mode": mode, "coordinate_transformation_mode": "tf_crop_and_resize",
+                                                            "extrapolation_value": -7.5}, sizes=[1, 2, 6, 5], roi=ROI_OUTSIDE))
+    # Linear with antialias and exclude_outside; strong downscaling (wide filters).
+    add(resize("resize_linear_antialias_exclude_outside", x, {"mode": "linear", "antialias": 1, "exclude_outside": 1}, scales=[1, 1, 0.4, 0.3]))
+    add(resize("resize_cubic_antialias_exclude_outside", x, {"mode": "cubic", "antialias": 1, "exclude_outside": 1}, scales=[1, 1, 0.4, 0.3]))
+    big = rand(rng, 1, 1, 12, 16)
+    add(resize("resize_linear_antialias_quarter", big, {"mode": "linear", "antialias": 1}, scales=[1, 1, 0.25, 0.2]))
+    add(resize("resize_cubic_antialias_quarter", big, {"mode": "cubic", "antialias": 1}, sizes=[1, 1, 3, 5]))
+    # Other ranks and layouts: 1-D... 2-D bilinear, 3-D trilinear, 5-D, NHWC.
+    add(resize("resize_linear_2d", rand(rng, 4, 6), {"mode": "linear"}, scales=[1.5, 0.5]))
+    add(resize("resize_cubic_2d", rand(rng, 4, 6), {"mode": "cubic"}, scales=[1.5, 0.5]))
+    add(resize("resize_linear_3d_trilinear", rand(rng, 3, 4, 5), {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+               scales=[2, 0.5, 1.4]))
+    add(resize("resize_linear_5d", rand(rng, 1, 2, 3, 4, 5), {"mode": "linear"}, scales=[1, 1, 2, 0.5, 1.2]))
+    add(resize("resize_linear_nhwc", rand(rng, 1, 5, 6, 3), {"mode": "linear"}, scales=[1, 1.5, 0.5, 1]))
+    add(resize("resize_cubic_nhwc_up", rand(rng, 1, 5, 6, 3), {"mode": "cubic"}, scales=[1, 1.5, 2, 1]))
+    add(resize("resize_nearest_1d_down", rand(rng, 9), {"mode": "nearest"}, scales=[0.5]))
+    add(resize("resize_nearest_int32", np.arange(12, dtype=np.int32).reshape(1, 1, 3, 4), {"mode": "nearest"}, scales=[1, 1, 2, 1.5]))
+    # Opset 18: axes, keep_aspect_ratio_policy.
+    add(resize("resize_axes_scales", x, {"mode": "linear", "axes": [2, 3]}, scales=[1.5, 0.5], opset=18))
+    add(resize("resize_axes_negative_sizes", x, {"mode": "cubic", "axes": [-1]}, sizes=[10], opset=18))
+    add(resize("resize_axes_roi", x, {"mode": "linear", "axes": [3, 2], "coordinate_transformation_mode": "tf_crop_and_resize"},
+               sizes=[5, 4], roi=[0.1, 0.2, 0.9, 0.7], opset=18))
+    for policy in ("not_larger", "not_smaller"):
+        add(resize(f"resize_{policy}", x, {"mode": "linear", "axes": [2, 3], "keep_aspect_ratio_policy": policy}, sizes=[8, 9], opset=18))
+        add(resize(f"resize_{policy}_nearest", x, {"mode": "nearest", "axes": [2, 3], "keep_aspect_ratio_policy": policy},
+                   sizes=[3, 4], opset=18))
+    # Older opsets: Resize-10 (asymmetric, onnxruntime's legacy nearest rounding), Resize-11
+    # (roi input, sizes), Upsample-7 (scales attribute) and -9.
+    for mode in ("nearest", "linear"):
+        for direction, scales in (("up", [1, 1, 2, 1.5]), ("down", [1, 1, 0.5, 0.6])):
+            add(single(f"resize_opset10_{mode}_{direction}", "Resize", {"x": x}, {"mode": mode},
+                       consts=[("sc", np.array(scales, np.float32))], opset=10))
+    add(resize("resize_opset11_sizes_cubic", x, {"mode": "cubic", "coordinate_transformation_mode": "pytorch_half_pixel"},
+               scales=np.zeros(0, np.float32), sizes=[1, 2, 9, 3], roi=np.zeros(0, np.float32), opset=11))
+    add(resize("resize_opset13_linear_align_corners", x, {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+               scales=[1, 1, 2, 2], opset=13))
+    add(single("upsample_opset7_attr", "Upsample", {"x": rand(rng, 1, 1, 2, 3)}, {"mode": "nearest", "scales": [1.0, 1.0, 2.0, 3.0]}, opset=7))
+    # Valid by the spec, refused by onnxruntime: checked to stay refused, not compared.
+    add(refused(resize("resize_linear_exclude_outside", x, {"mode": "linear", "exclude_outside": 1}, scales=[1, 1, 0.6, 1.5]),
+                "onnxruntime: exclude_outside only for cubic, or linear with antialias"))
+    add(refused(resize("resize_nearest_antialias", x, {"mode": "nearest", "antialias": 1}, scales=[1, 1, 0.6, 0.5]),
+                "onnxruntime: antialias only with linear or cubic"))
+    add(refused(resize("resize_cubic_nhwc_down", rand(rng, 1, 5, 6, 3), {"mode": "cubic"}, scales=[1, 0.6, 0.5, 1]),
+                "onnxruntime: cubic on 4-D needs the outer two scales 1 (or NHWC upscaling)"))
+    add(refused(resize("resize_linear_batch_axis", x, {"mode": "linear"}, scales=[2, 1, 1, 1]),
+                "onnxruntime: linear on 4-D needs the outer two (or outer and inner) scales 1"))
+    add(refused(resize("resize_cubic_3d", rand(rng, 3, 4, 5), {"mode": "cubic"}, scales=[1, 2, 0.5]),
+                "onnxruntime: cubic only on 2-D or 4-D"))
+    add(single("upsample_opset9_linear", "Upsample", {"x": rand(rng, 1, 2, 3, 4)}, {"mode": "linear"},
+               consts=[("sc", np.array([1, 1, 2, 1.5], np.float32))], opset=9))
+    return out
+
+
+def detection_cases(rng):
+    out = []
+    add = out.append
+    # NonZero: numbers, bools, nothing to find, a scalar.
+    add(single("nonzero_float", "NonZero", {"x": np.array([[0, 1.5, 0], [2, 0, -1]], np.float32)}))
+    add(single("nonzero_bool_3d", "NonZero", {"x": rng.uniform(size=(2, 3, 4)) > 0.5}))
+    add(single("nonzero_int_none", "NonZero", {"x": np.zeros((3, 2), np.int64)}))
+    add(single("nonzero_empty_input", "NonZero", {"x": np.zeros((2, 0), np.float32)}))
+    add(single("nonzero_scalar", "NonZero", {"x": np.array(4, np.int64)}))
+    # TopK: largest/smallest, along any axis, with ties (equal values keep the lower index first).
+    ties = np.array([[3, 1, 3, 2, 1, 3, 0, 2], [5, 5, 5, 1, 1, 7, 7, 0]], np.float32)
+    y = rand(rng, 3, 4, 5)
+    add(single("topk_largest_last_axis", "TopK", {"x": y}, consts=[("k", i64(3))], outputs=2))
+    add(single("topk_smallest_axis0", "TopK", {"x": y}, {"axis": 0, "largest": 0}, consts=[("k", i64(2))], outputs=2))
+    add(single("topk_middle_axis", "TopK", {"x": y}, {"axis": -2}, consts=[("k", i64(4))], outputs=2))
+    add(single("topk_ties_largest", "TopK", {"x": ties}, consts=[("k", i64(6))], outputs=2))
+    add(single("topk_ties_smallest", "TopK", {"x": ties}, {"largest": 0}, consts=[("k", i64(8))], outputs=2))
+    add(single("topk_int64", "TopK", {"x": i64(4, -2, 9, 4, 0, 9)}, consts=[("k", i64(4))], outputs=2))
+    add(single("topk_k0", "TopK", {"x": y}, consts=[("k", i64(0))], outputs=2))
+    add(single("topk_opset1_attr", "TopK", {"x": y}, {"k": 2, "axis": 1}, outputs=2, opset=1))
+    add(single("topk_opset10_input", "TopK", {"x": y}, {"axis": 0}, consts=[("k", i64(1))], outputs=2, opset=10))
+    # RoiAlign: rois partly outside the map, smaller than a pixel, several images; both modes,
+    # adaptive (0) and fixed sampling, opset 16's half_pixel and output_half_pixel, opset 10.
+    feature = rand(rng, 2, 3, 8, 9)
+    rois = np.array([[0.5, 1.0, 6.0, 7.0], [-2.0, -1.0, 3.5, 2.5], [7.0, 6.0, 12.0, 10.0], [2.2, 3.1, 2.6, 3.3], [1, 1, 8, 8],
+                     [6.0, 5.0, 3.5, 2.0]], np.float32)  # the last one inverted
+    batch = i64(0, 1, 1, 0, 1, 0)
+    for transform in ("half_pixel", "output_half_pixel"):
+        for mode in ("avg", "max"):
+            for ratio in (0, 2):
+                add(single(f"roialign_{transform}_{mode}_ratio{ratio}", "RoiAlign", {"x": feature, "rois": rois},
+                           {"coordinate_transformation_mode": transform, "mode": mode, "sampling_ratio": ratio,
+                            "output_height": 3, "output_width": 2, "spatial_scale": 0.75}, consts=[("b", batch)], opset=16))
+    add(single("roialign_opset10", "RoiAlign", {"x": feature, "rois": rois}, {"output_height": 2, "output_width": 4, "spatial_scale": 0.5},
+               consts=[("b", batch)], opset=10))
+    add(single("roialign_no_rois", "RoiAlign", {"x": feature, "rois": np.zeros((0, 4), np.float32)}, consts=[("b", np.zeros(0, np.int64))]))
+    # NonMaxSuppression: corner and center boxes, thresholds, limits, several batches and
+    # classes, equal scores, no boxes at all.
+    centers = rng.uniform(0, 10, (2, 12, 2))
+    sizes = rng.uniform(1, 5, (2, 12, 2))
+    corner_boxes = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=2)[:, :, [1, 0, 3, 2]].astype(np.float32)
+    corner_boxes[0, 3] = corner_boxes[0, 3, [2, 3, 0, 1]]  # corners given the other way round
+    center_boxes = np.concatenate([centers, sizes], axis=2).astype(np.float32)
+    scores = rng.uniform(0, 1, (2, 3, 12)).astype(np.float32)
+    scores[0, 0, 5] = scores[0, 0, 7]  # a tie
+    for box, (name, boxes) in enumerate((("corners", corner_boxes), ("centers", center_boxes))):
+        add(single(f"nms_{name}_thresholds", "NonMaxSuppression", {"boxes": boxes, "scores": scores}, {"center_point_box": box},
+                   consts=[("m", i64(5)), ("iou", np.array([0.3], np.float32)), ("s", np.array([0.2], np.float32))]))
+        add(single(f"nms_{name}_all", "NonMaxSuppression", {"boxes": boxes, "scores": scores}, {"center_point_box": box},
+                   consts=[("m", i64(100)), ("iou", np.array([0.5], np.float32))]))
+    add(single("nms_no_limit_given", "NonMaxSuppression", {"boxes": corner_boxes, "scores": scores}))
+    add(single("nms_no_boxes", "NonMaxSuppression", {"boxes": np.zeros((1, 0, 4), np.float32), "scores": np.zeros((1, 2, 0), np.float32)},
+               consts=[("m", i64(10)), ("iou", np.array([0.5], np.float32)), ("s", np.array([0.0], np.float32))]))
+    add(single("nms_all_below_threshold", "NonMaxSuppression", {"boxes": corner_boxes, "scores": scores},
+               consts=[("m", i64(3)), ("iou", np.array([0.5], np.float32)), ("s", np.array([1.5], np.float32))]))
+    return out
+
+
+def indexing_cases(rng):
+    out = []
+    add = out.append
+    data = rand(rng, 3, 4, 5)
+    # GatherElements, GatherND.
+    add(single("gatherelements_axis1", "GatherElements", {"x": data}, {"axis": 1},
+               consts=[("i", rng.integers(-4, 4, (3, 2, 5)).astype(np.int64))]))
+    add(single("gatherelements_axis0_int", "GatherElements", {"x": i64(*range(12)).reshape(3, 4)},
+               consts=[("i", i64(2, 0, 1, -1, 0, 0, 2, 1).reshape(2, 4))]))
+    add(single("gathernd_full_tuples", "GatherND", {"x": data}, consts=[("i", i64(0, 1, 2, 2, 3, -1, 1, 0, 0).reshape(3, 3))]))
+    add(single("gathernd_slices", "GatherND", {"x": data}, consts=[("i", i64(2, 0, 1, 1).reshape(2, 1, 2))]))
+    add(single("gathernd_batch_dims1", "GatherND", {"x": data}, {"batch_dims": 1}, consts=[("i", i64(0, 3, 2, 1, 1, 0).reshape(3, 2, 1))]))
+    add(single("gathernd_batch_dims2", "GatherND", {"x": data}, {"batch_dims": 2},
+               consts=[("i", rng.integers(0, 5, (3, 4, 1)).astype(np.int64))]))
+    # ScatterElements and ScatterND with every reduction; repeated targets combine.
+    indices = i64(1, 0, 2, 0, 1, 1, 2, 2, 0, 0).reshape(2, 5)
+    updates = rand(rng, 2, 5)
+    for reduction, opset in (("none", 18), ("add", 16), ("mul", 16), ("max", 18), ("min", 18)):
+        repeated = indices if reduction != "none" else i64(1, 0, 2, 0, 1, 0, 2, 1, 2, 2).reshape(2, 5)
+        add(single(f"scatterelements_{reduction}", "ScatterElements", {"x": rand(rng, 3, 5)}, {"axis": 0, "reduction": reduction},
+                   consts=[("i", repeated), ("u", updates)], opset=opset))
+        add(single(f"scatternd_{reduction}", "ScatterND", {"x": data}, {"reduction": reduction},
+                   consts=[("i", i64(0, 1, 2, 3, 0, 1).reshape(3, 2) if reduction != "none" else i64(0, 1, 2, 3, 1, 0).reshape(3, 2)),
+                           ("u", rand(rng, 3, 5))], opset=opset))
+    add(single("scatterelements_axis1_negative", "ScatterElements", {"x": rand(rng, 2, 6)}, {"axis": -1},
+               consts=[("i", i64(-1, 0, 2, 5, -3, 1).reshape(2, 3)), ("u", rand(rng, 2, 3))], opset=13))
+    add(single("scatterelements_int", "ScatterElements", {"x": i64(*range(6)).reshape(2, 3)}, {"axis": 1},
+               consts=[("i", i64(2, 0).reshape(2, 1)), ("u", i64(70, 80).reshape(2, 1))], opset=13))
+    add(single("scatter_opset9", "Scatter", {"x": rand(rng, 3, 3)}, {"axis": 1}, consts=[("i", i64(1, 0, 2).reshape(3, 1)), ("u", rand(rng, 3, 1))],
+               opset=9))
+    add(single("scatternd_full_tuples", "ScatterND", {"x": data}, consts=[("i", i64(0, 0, 0, 2, 3, 4).reshape(2, 3)), ("u", rand(rng, 2))]))
+    add(single("scatternd_whole_rows_int", "ScatterND", {"x": i64(*range(8)).reshape(4, 2)}, consts=[("i", i64(3, 0).reshape(2, 1)),
+                                                                                                     ("u", i64(-1, -2, -3, -4).reshape(2, 2))]))
+    # CumSum.
+    for exclusive in (0, 1):
+        for reverse in (0, 1):
+            add(single(f"cumsum_e{exclusive}_r{reverse}", "CumSum", {"x": data}, {"exclusive": exclusive, "reverse": reverse},
+                       consts=[("a", np.array(1, np.int64))]))
+    add(single("cumsum_int_negative_axis", "CumSum", {"x": i64(*range(1, 7)).reshape(2, 3)}, consts=[("a", np.array(-1, np.int32))]))
+    add(single("round_half_to_even", "Round", {"x": np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5, 0.49999997], np.float32)}))
+    add(single("mod_int_negative", "Mod", {"a": i64(-7, 7, -8, 9, 0)}, consts=[("b", i64(3, -3, -3, 4, 5))]))
+    add(refused(single("mod_float_fmod0", "Mod", {"a": rand(rng, 5) * 4}, consts=[("b", np.array(0.7, np.float32))]),
+                "onnxruntime: fmod must be 1 for floating types"))
+    add(single("mod_fmod_int", "Mod", {"a": i64(-7, 7, -8, 9, 0)}, {"fmod": 1}, consts=[("b", i64(3, -3, -3, 4, 5))]))
+    return out
+
+
+def graph_model(name, nodes, inputs, outputs, initializers=(), opset=17):
+    """A model of `nodes`: graph inputs as (name, array) fed at run time, typed outputs."""
+    graph_inputs = [helper.make_tensor_value_info(k, NP_TO_ONNX[v.dtype.type], list(v.shape)) for k, v in inputs]
+    graph_outputs = [helper.make_tensor_value_info(k, t, None) for k, t in outputs]
+    graph = helper.make_graph(nodes, name, graph_inputs, graph_outputs,
+                              initializer=[numpy_helper.from_array(v, k) for k, v in initializers])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="op-cases")
+    model.ir_version = 8
+    return Case(name, model, dict(inputs))
+
+
+def body(name, nodes, inputs, outputs, initializers=()):
+    """A subgraph; inputs and outputs as (name, element type, shape or None)."""
+    return helper.make_graph(nodes, name, [helper.make_tensor_value_info(*i) for i in inputs],
+                             [helper.make_tensor_value_info(*o) for o in outputs],
+                             initializer=[numpy_helper.from_array(v, k) for k, v in initializers])
+
+
+def control_flow_cases(rng):
+    """If, Loop and Scan whose bodies read values of the enclosing graph by name."""
+    out = []
+    add = out.append
+    F, I, B = TensorProto.FLOAT, TensorProto.INT64, TensorProto.BOOL
+    x = rand(rng, 2, 3)
+    w = rand(rng, 3)
+    # If: each branch reads outer values (x, w, and an intermediate 'h' of the main graph).
+    then_branch = body("then", [helper.make_node("Mul", ["h", "w"], ["t"])], [], [("t", F, None)])
+    else_branch = body("else", [helper.make_node("Sub", ["x", "h"], ["e0"]), helper.make_node("Relu", ["e0"], ["e"])], [], [("e", F, None)])
+    for flag in (True, False):
+        add(graph_model(f"if_outer_scope_{str(flag).lower()}", [
+            helper.make_node("Add", ["x", "w"], ["h"]),
+            helper.make_node("If", ["c"], ["y"], then_branch=then_branch, else_branch=else_branch),
+        ], [("c", np.array(flag)), ("x", x)], [("y", F)], initializers=[("w", w)]))
+    # An If nested in a branch, reading the outermost scope.
+    inner = helper.make_node("If", ["c2"], ["n"], then_branch=body("t2", [helper.make_node("Identity", ["x"], ["xi"])], [], [("xi", F, None)]),
+                             else_branch=body("e2", [helper.make_node("Neg", ["x"], ["m"])], [], [("m", F, None)]))
+    for c, c2 in ((True, True), (True, False), (False, True)):
+        add(graph_model(f"if_nested_{c:d}{c2:d}", [
+            helper.make_node("If", ["c"], ["y"], then_branch=body("outer_then", [inner], [], [("n", F, None)]),
+                             else_branch=body("outer_else", [helper.make_node("Identity", ["w"], ["wi"])], [], [("wi", F, None)])),
+        ], [("c", np.array(c)), ("c2", np.array(c2)), ("x", x)], [("y", F)], initializers=[("w", w)]))
+
+    # Loop: trip count and cond, two loop-carried values, a scan output, outer reads.
+    loop_body = body("loop_body", [
+        helper.make_node("Cast", ["i"], ["fi"], to=F),
+        helper.make_node("Mul", ["acc_in", "w"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "fi"], ["acc_out"]),
+        helper.make_node("Add", ["count_in", "one"], ["count_out"]),
+        helper.make_node("ReduceSum", ["acc_out"], ["total"], keepdims=0),
+        helper.make_node("Less", ["total", "limit"], ["cond_out"]),
+        helper.make_node("Identity", ["acc_out"], ["scan"]),
+    ], [("i", I, []), ("cond_in", B, []), ("acc_in", F, [2, 3]), ("count_in", I, [])],
+        [("cond_out", B, []), ("acc_out", F, [2, 3]), ("count_out", I, []), ("scan", F, [2, 3])], initializers=[("one", i64(1).reshape(()))])
+    for name, trip, cond in (("trip_and_cond", 5, True), ("trip_only_body_cond_stops", 12, None), ("cond_only", None, True), ("zero_trips", 0, True),
+                             ("cond_false", 3, False)):
+        inputs = [("x", x)]
+        consts = [("w", w * 2), ("limit", np.array(40.0, np.float32)), ("zero", np.array(0, np.int64))]
+        names = ["", "", "x", "zero"]
+        if trip is not None:
+            consts.append(("M", np.array(trip, np.int64)))
+            names[0] = "M"
+        if cond is not None:
+            inputs.append(("cond", np.array(cond)))
+            names[1] = "cond"
+        add(graph_model(f"loop_{name}", [helper.make_node("Loop", names, ["acc", "count", "scans"], body=loop_body)],
+                        inputs, [("acc", F), ("count", I), ("scans", F)], initializers=consts))
+    # A Loop whose body holds an If reading the loop's outer scope and the body's own values.
+    branchy = body("branchy", [
+        helper.make_node("Mod", ["i", "two"], ["parity"]),
+        helper.make_node("Equal", ["parity", "zero"], ["even"]),
+        helper.make_node("If", ["even"], ["step"], then_branch=body("even", [helper.make_node("Mul", ["v_in", "w"], ["a"])], [], [("a", F, None)]),
+                         else_branch=body("odd", [helper.make_node("Add", ["v_in", "x"], ["b"])], [], [("b", F, None)])),
+        helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        helper.make_node("Identity", ["step"], ["v_out"]),
+    ], [("i", I, []), ("cond_in", B, []), ("v_in", F, [2, 3])], [("cond_out", B, []), ("v_out", F, [2, 3])],
+        initializers=[("two", i64(2).reshape(())), ("zero", i64(0).reshape(()))])
+    add(graph_model("loop_with_if_in_body", [helper.make_node("Loop", ["M", "", "x"], ["v"], body=branchy)],
+                    [("x", x)], [("v", F)], initializers=[("M", np.array(5, np.int64)), ("w", w)]))
+
+    # Scan: a running sum over axis 1 read backwards, scan output stacked on axis 1, plus an outer read.
+    scan_body = body("scan_body", [
+        helper.make_node("Add", ["sum_in", "item"], ["sum_out"]),
+        helper.make_node("Mul", ["sum_out", "w2"], ["emit"]),
+    ], [("sum_in", F, [3]), ("item", F, [3])], [("sum_out", F, [3]), ("emit", F, [3])])
+    add(graph_model("scan_reverse_axes", [helper.make_node("Scan", ["s0", "seq"], ["final", "emitted"], body=scan_body, num_scan_inputs=1,
+                                                           scan_input_axes=[1], scan_input_directions=[1], scan_output_axes=[1])],
+                    [("s0", rand(rng, 3)), ("seq", rand(rng, 3, 4))], [("final", F), ("emitted", F)], initializers=[("w2", rand(rng, 3))]))
     return out

@@ -1,6 +1,6 @@
 /// Ops that move or create elements without arithmetic: Constant, Identity, Dropout,
 /// Reshape, Flatten, Transpose, Concat, Split, Squeeze, Unsqueeze, Shape, Size, Gather,
-/// Slice, Pad, Resize (nearest), Expand, Tile, ConstantOfShape, Range.
+/// Slice, Pad, Expand, Tile, ConstantOfShape, Range (Resize is in ResizeOps).
 enum ShapeOps {
     static let kernels: [String: OpKernel] = [
         "Constant": constant,
@@ -39,8 +39,6 @@ enum ShapeOps {
         "Gather": gather,
         "Slice": slice,
         "Pad": pad,
-        "Resize": resize,
-        "Upsample": resize,
         "Expand": { ctx in
             let x = try ctx.input(0)
             let target = try ctx.input(1).int64s.map(Int.init)
@@ -392,82 +390,5 @@ enum ShapeOps {
             if inside { indices[flat] = source }
         }
         return [select(x, shape: shape, indices: indices, fill: value)]
-    }
-
-    /// Resize (and Upsample) in nearest mode with every coordinate transformation and
-    /// rounding mode; scales or sizes as inputs (or the opset-7 `scales` attribute).
-    static func resize(_ ctx: OpContext) throws -> [TensorValue] {
-        let x = try ctx.input(0)
-        let mode = try ctx.string("mode", default: "nearest")
-        guard mode == "nearest" else { throw ctx.unsupported("mode '\(mode)' (only nearest)") }
-        var scales: [Double]?
-        var sizes: [Int]?
-        let isUpsample = ctx.op == "Upsample"
-        if isUpsample || ctx.opset < 11 {
-            if let s = ctx.optionalInput(1) { scales = s.doubles } else { scales = try ctx.floats("scales") }
-        } else {
-            if let s = ctx.optionalInput(2), s.count > 0 { scales = s.doubles }
-            if let s = ctx.optionalInput(3), s.count > 0 { sizes = s.int64s.map(Int.init) }
-        }
-        var axes = Array(0..<x.rank)
-        if let given = try ctx.ints("axes") { axes = try given.map { try TensorMath.axis($0, rank: x.rank, op: ctx.nodeLabel) } }
-        if try ctx.string("keep_aspect_ratio_policy", default: "stretch") != "stretch" { throw ctx.unsupported("keep_aspect_ratio_policy") }
-        var fullScales = [Double](repeating: 1, count: x.rank)
-        var shape = x.shape
-        if let sizes {
-            guard sizes.count == axes.count else { throw ctx.invalid("sizes \(sizes) do not fit \(axes.count) axes") }
-            for (k, axis) in axes.enumerated() {
-                shape[axis] = sizes[k]
-                fullScales[axis] = Double(sizes[k]) / Double(x.shape[axis])
-            }
-        } else if let scales {
-            guard scales.count == axes.count else { throw ctx.invalid("scales \(scales) do not fit \(axes.count) axes") }
-            for (k, axis) in axes.enumerated() {
-                fullScales[axis] = scales[k]
-                shape[axis] = Int((Double(x.shape[axis]) * scales[k]).rounded(.down))
-            }
-        } else {
-            throw ctx.invalid("neither scales nor sizes")
-        }
-        try TensorMath.checkShape(shape, op: ctx.nodeLabel)
-        let transform = isUpsample || ctx.opset < 11 ? "asymmetric" : try ctx.string("coordinate_transformation_mode", default: "half_pixel")
-        let rounding = isUpsample || ctx.opset < 11 ? "floor" : try ctx.string("nearest_mode", default: "round_prefer_floor")
-        // Source position per axis and output coordinate.
-        var maps: [[Int]] = []
-        for axis in 0..<x.rank {
-            let (inSize, outSize, scale) = (x.shape[axis], shape[axis], fullScales[axis])
-            maps.append(try (0..<outSize).map { o -> Int in
-                let y = Double(o)
-                let source: Double
-                switch transform {
-                case "half_pixel": source = (y + 0.5) / scale - 0.5
-                case "pytorch_half_pixel": source = outSize > 1 ? (y + 0.5) / scale - 0.5 : 0
-                case "align_corners": source = outSize > 1 ? y * Double(inSize - 1) / Double(outSize - 1) : 0
-                case "asymmetric": source = y / scale
-                case "tf_half_pixel_for_nn": source = (y + 0.5) / scale
-                case "half_pixel_symmetric":
-                    let adjusted = Double(inSize) * scale / Double(outSize)
-                    let center = Double(inSize) / 2
-                    let offset = center * (1 - adjusted)
-                    source = offset + (y + 0.5) / scale - 0.5
-                default: throw ctx.unsupported("coordinate_transformation_mode '\(transform)'")
-                }
-                var i: Double
-                switch rounding {
-                case "round_prefer_floor": i = source == source.rounded(.down) + 0.5 ? source.rounded(.down) : source.rounded()
-                case "round_prefer_ceil": i = source.rounded()
-                case "floor": i = source.rounded(.down)
-                case "ceil": i = source.rounded(.up)
-                default: throw ctx.unsupported("nearest_mode '\(rounding)'")
-                }
-                i = min(max(i, 0), Double(inSize - 1))
-                return Int(i)
-            })
-        }
-        let strides = x.strides
-        let indices = (0..<shape.reduce(1, *)).map { flat in
-            TensorValue.index(of: flat, in: shape).enumerated().reduce(0) { $0 + maps[$1.offset][$1.element] * strides[$1.offset] }
-        }
-        return [select(x, shape: shape, indices: indices)]
     }
 }
