@@ -39,15 +39,19 @@ public enum EquivalenceVerifier {
     /// ONNX pairs: structure, each replaced Conv, and both graphs run end to end.
     public static func verifyONNX(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
         var report = VerificationReport(original: originalPath, folded: foldedPath, format: "ONNX")
-        let originalModel: ONNXModel
         let original: Graph
         let folded: Graph
         let originalCalls: Int
         let foldedCalls: Int
+        var detected: [DetectedLayer] = []
         do {
-            originalModel = try ONNXModel.load(path: originalPath)
+            // ORIGINAL's message tree lives only for its import and the DO-Conv detection.
+            let originalModel = try ONNXModel.load(path: originalPath)
             (original, originalCalls) = try expandingCalls(try ONNXGraphImport.graph(of: originalModel), path: originalPath)
-            (folded, foldedCalls) = try expandingCalls(try ONNXGraphImport.load(path: foldedPath), path: foldedPath)
+            do { detected = try ONNXFolder.detect(originalModel).layers } catch {
+                report.notes.append("DO-Conv detection failed on ORIGINAL (\(error)); layers are checked against ORIGINAL's own kernel computation")
+            }
+            (folded, foldedCalls) = try expandingCalls(try ONNXGraphImport.load(path: foldedPath, sharing: original.initializers), path: foldedPath)
         } catch let error as VerifyError {
             throw error
         } catch {
@@ -74,10 +78,6 @@ public enum EquivalenceVerifier {
         report.structureSummary = "\(flatFolded.nodes.count) nodes against ORIGINAL's \(flatOriginal.nodes.count), \(comparison.replaced.count) Conv\(comparison.replaced.count == 1 ? "" : "s") with a folded kernel, \(removed) node\(removed == 1 ? "" : "s") of kernel computation gone"
 
         // 2. Each replaced Conv.
-        var detected: [DetectedLayer] = []
-        do { detected = try ONNXFolder.detect(originalModel).layers } catch {
-            report.notes.append("DO-Conv detection failed on ORIGINAL (\(error)); layers are checked against ORIGINAL's own kernel computation")
-        }
         var check = LayerCheck(original: flatOriginal, folded: flatFolded, detected: detected, tolerance: options.tolerance,
                                patches: options.probePatches, seed: options.seed)
         check.feeds = feeds.first ?? (try? EndToEnd.feeds(for: original, dims: options.dims, count: 1, seed: options.seed).first) ?? [:]

@@ -51,7 +51,7 @@ public enum MXNetEquivalence {
         }
         if let a = inputs.0.symbol, let b = inputs.1.symbol {
             do {
-                report.structure += try symbolDifferences(original: try SymbolGraph(path: a), folded: try SymbolGraph(path: b), layers: layers)
+                report.structure += symbolDifferences(original: try SymbolGraph(path: a), folded: try SymbolGraph(path: b), layers: layers)
             } catch {
                 throw VerifyError("\(error)")
             }

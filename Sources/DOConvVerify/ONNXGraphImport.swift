@@ -11,8 +11,13 @@ public enum ONNXGraphImport {
     static let maxDepth = 16
 
     /// The model's main graph as IR.
-    public static func graph(of model: ONNXModel) throws(ONNXError) -> Graph {
-        let importer = Importer(codec: model.codec, path: model.path)
+    ///
+    /// `sharing`: initializers of another graph (ORIGINAL, when this is FOLDED); one with the
+    /// same name and equal contents is taken from there, so the two graphs hold one float64
+    /// copy of every weight the fold left alone.
+    public static func graph(of model: ONNXModel, sharing: [String: TensorValue] = [:]) throws(ONNXError) -> Graph {
+        var importer = Importer(codec: model.codec, path: model.path)
+        importer.shared = sharing
         var graph = try importer.graph(model.graph, depth: 0)
         var opsets: [String: Int64] = [:]
         for entry in Proto.elements(model.proto.pointee.opset_import, model.proto.pointee.n_opset_import) {
@@ -31,8 +36,8 @@ public enum ONNXGraphImport {
     }
 
     /// Loads the model at `path` and converts it.
-    public static func load(path: String) throws(ONNXError) -> Graph {
-        try graph(of: try ONNXModel.load(path: path))
+    public static func load(path: String, sharing: [String: TensorValue] = [:]) throws(ONNXError) -> Graph {
+        try graph(of: try ONNXModel.load(path: path), sharing: sharing)
     }
 
     /// The main graph's IR version and producer, for reports.
@@ -44,6 +49,7 @@ public enum ONNXGraphImport {
 private struct Importer {
     let codec: TensorCodec
     let path: String
+    var shared: [String: TensorValue] = [:]
 
     func malformed(_ reason: String) -> ONNXError { .malformed(path: path, reason: reason) }
 
@@ -57,7 +63,9 @@ private struct Importer {
         var initializers: [(String, TensorValue)] = []
         for tensor in Proto.elements(g.pointee.initializer, g.pointee.n_initializer) {
             guard let tensor else { continue }
-            initializers.append((TensorCodec.name(tensor), try self.tensor(tensor)))
+            let name = TensorCodec.name(tensor)
+            let value = try self.tensor(tensor)
+            initializers.append((name, shared[name].flatMap { $0 == value ? $0 : nil } ?? value))
         }
         if g.pointee.n_sparse_initializer > 0 {
             throw ONNXError.malformed(path: path, reason: "sparse initializers are not supported")

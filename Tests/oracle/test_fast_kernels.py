@@ -65,3 +65,27 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
         assert result.returncode == 0, result.stderr
         dumps.append(out.read_bytes())
     assert dumps[0] == dumps[1] == dumps[2]
+
+
+EINSUMS = {
+    "doconv_pytorch": ("ims,ois->oim", [(6, 9, 12), (5, 6, 12)]),
+    "doconv_keras": ("msi,sio->mio", [(9, 12, 6), (12, 6, 5)]),
+    "matrix": ("ij,jk->ik", [(70, 300), (300, 201)]),
+    "batched_transposed": ("bji,bkj->bik", [(3, 40, 7), (3, 9, 40)]),
+    "outer": ("i,j->ij", [(5,), (7,)]),
+    "two_contracted": ("abc,cbd->ad", [(4, 5, 6), (6, 5, 3)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EINSUMS))
+def test_einsum_contractions_match_onnxruntime(name, tmp_path):
+    equation, shapes = EINSUMS[name]
+    names = [f"x{k}" for k in range(len(shapes))]
+    node = helper.make_node("Einsum", names, ["y"], equation=equation)
+    graph = helper.make_graph([node], "einsum", [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in zip(names, shapes)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    feeds = {n: RNG.standard_normal(s).astype(np.float32) for n, s in zip(names, shapes)}
+    want = session(path).run(None, feeds)[0]
+    assert agreement(executor_outputs(path, feeds, tmp_path)["y"], want) <= 1e-5

@@ -39,6 +39,7 @@ enum LinearAlgebraOps {
 
     /// numpy's einsum, computed by a plain loop over every label combination, in Float64.
     static func einsum(_ equation: String, _ operands: [TensorValue], op: String = "Einsum") throws -> TensorValue {
+        if let contracted = EinsumContraction.contract(equation, operands) { return contracted }
         func fail(_ reason: String) -> ExecutionError { .invalid(op: op, reason: "'\(equation)': \(reason)") }
         let text = equation.filter { !$0.isWhitespace }
         let sides = text.components(separatedBy: "->")
