@@ -176,7 +176,19 @@ public struct ReferenceExecutor {
             guard let k = producers[name] else { throw .missingValue(name) }
             if needed.insert(k).inserted { stack.append(contentsOf: graph.nodes[k].inputs + (captures[k] ?? [])) }
         }
-        for k in needed.sorted() {
+        // Each value is dropped after its last reader, so a run holds only the activations
+        // still to be read (plus the constants, which the graph holds anyway).
+        let order = needed.sorted()
+        let requested = Set(names)
+        var lastReader: [String: Int] = [:]
+        for k in order { for name in graph.nodes[k].inputs + (captures[k] ?? []) where !name.isEmpty { lastReader[name] = k } }
+        for k in order {
+            defer {
+                for name in graph.nodes[k].inputs + (captures[k] ?? []) + graph.nodes[k].outputs
+                where !name.isEmpty && !requested.contains(name) && (lastReader[name] ?? -1) <= k {
+                    values[name] = nil
+                }
+            }
             let node = graph.nodes[k]
             var inputs: [TensorValue?] = []
             for name in node.inputs {

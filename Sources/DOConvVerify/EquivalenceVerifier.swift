@@ -30,6 +30,14 @@ public enum EquivalenceVerifier {
         do { return try ONNXGraphImport.load(path: path) } catch { throw VerifyError("\(error)") }
     }
 
+    /// `layer` with D and W in arrays of its own rather than borrowed from a mapped file.
+    static func owning(_ detected: DetectedLayer) throws -> DetectedLayer {
+        var copy = detected
+        let layer = detected.layer
+        copy.layer = try DOConvLayer(layout: layer.layout, geometry: layer.geometry, d: layer.d.map { Array($0) }, w: Array(layer.w))
+        return copy
+    }
+
     /// The graph with its local-function calls expanded into their bodies, so that it holds
     /// only operators: what the structure check compares and the executor runs.
     static func expandingCalls(_ graph: Graph, path: String) throws(VerifyError) -> (graph: Graph, calls: Int) {
@@ -39,17 +47,21 @@ public enum EquivalenceVerifier {
     /// ONNX pairs: structure, each replaced Conv, and both graphs run end to end.
     public static func verifyONNX(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
         var report = VerificationReport(original: originalPath, folded: foldedPath, format: "ONNX")
-        let original: Graph
+        var original: Graph
         let folded: Graph
         let originalCalls: Int
         let foldedCalls: Int
         var detected: [DetectedLayer] = []
         do {
-            // ORIGINAL's message tree lives only for its import and the DO-Conv detection.
-            let originalModel = try ONNXModel.load(path: originalPath)
-            (original, originalCalls) = try expandingCalls(try ONNXGraphImport.graph(of: originalModel), path: originalPath)
-            do { detected = try ONNXFolder.detect(originalModel).layers } catch {
-                report.notes.append("DO-Conv detection failed on ORIGINAL (\(error)); layers are checked against ORIGINAL's own kernel computation")
+            // ORIGINAL's message tree (and its file's pages) lives only for its import and the
+            // DO-Conv detection, before FOLDED's is read.
+            do {
+                let originalModel = try ONNXModel.load(path: originalPath)
+                (original, originalCalls) = try expandingCalls(try ONNXGraphImport.graph(of: originalModel), path: originalPath)
+                // Owned copies of D and W: the layers must not keep the file mapped.
+                do { detected = try ONNXFolder.detect(originalModel).layers.map(Self.owning) } catch {
+                    report.notes.append("DO-Conv detection failed on ORIGINAL (\(error)); layers are checked against ORIGINAL's own kernel computation")
+                }
             }
             (folded, foldedCalls) = try expandingCalls(try ONNXGraphImport.load(path: foldedPath, sharing: original.initializers), path: foldedPath)
         } catch let error as VerifyError {
@@ -66,7 +78,7 @@ public enum EquivalenceVerifier {
         let feeds = options.inputs > 0 ? try EndToEnd.feeds(for: original, dims: options.dims, count: options.inputs, seed: options.seed) : []
 
         // 1. Structure, with the nodes of If/Loop/Scan bodies compared in line.
-        let (flatOriginal, subgraphs) = SubgraphFlattening.flatten(original)
+        var (flatOriginal, subgraphs) = SubgraphFlattening.flatten(original)
         let flatFolded = SubgraphFlattening.flatten(folded).graph
         if subgraphs > 0 {
             report.notes.append("\(subgraphs) control-flow subgraph\(subgraphs == 1 ? "" : "s") of ORIGINAL compared node by node in line with the main graph")
@@ -78,22 +90,33 @@ public enum EquivalenceVerifier {
         report.structureSummary = "\(flatFolded.nodes.count) nodes against ORIGINAL's \(flatOriginal.nodes.count), \(comparison.replaced.count) Conv\(comparison.replaced.count == 1 ? "" : "s") with a folded kernel, \(removed) node\(removed == 1 ? "" : "s") of kernel computation gone"
 
         // 2. Each replaced Conv.
+        // ORIGINAL's constant work (kernels composed from D and W) is done once, for the layer
+        // checks and every end-to-end input alike.
+        let runOriginal = ReferenceExecutor(graph: original).precomputingConstants()
+        let evaluated = subgraphs == 0 ? runOriginal : ReferenceExecutor(graph: flatOriginal).precomputingConstants()
+        let layerFeeds = feeds.first ?? (try? EndToEnd.feeds(for: original, dims: options.dims, count: 1, seed: options.seed).first) ?? [:]
+        let unsupported = Set(ReferenceExecutor(graph: original).unsupportedOps + ReferenceExecutor(graph: folded).unsupportedOps).sorted()
+        let shapes = (try? EndToEnd.shapes(of: original, dims: options.dims)) ?? []
+        // D and W are not read from here on (the checks read precomputed kernels, the runs
+        // the precomputed graph): their float64 copies go.
+        original.initializers = [:]
+        flatOriginal.initializers = evaluated.initializers
         var check = LayerCheck(original: flatOriginal, folded: flatFolded, detected: detected, tolerance: options.tolerance,
                                patches: options.probePatches, seed: options.seed)
-        check.feeds = feeds.first ?? (try? EndToEnd.feeds(for: original, dims: options.dims, count: 1, seed: options.seed).first) ?? [:]
+        check.feeds = layerFeeds
+        check.evaluator = ReferenceExecutor(graph: evaluated)
         report.layers = check.check(comparison.replaced)
 
         // 3. End to end.
-        let unsupported = Set(ReferenceExecutor(graph: original).unsupportedOps + ReferenceExecutor(graph: folded).unsupportedOps).sorted()
         if options.inputs <= 0 {
             report.endToEndSkipped = "disabled (--inputs 0)"
         } else if !unsupported.isEmpty {
             report.endToEndSkipped = "the reference executor does not implement \(unsupported.joined(separator: ", ")); the verdict rests on the structure and per-layer checks"
         } else {
-            let shapes = (try? EndToEnd.shapes(of: original, dims: options.dims)) ?? []
             report.inputsDescription = "\(feeds.count) seeded random input\(feeds.count == 1 ? "" : "s") (seed \(options.seed)): "
                 + shapes.map { "'\($0.0.name)' \($0.0.type.map { "\($0)" } ?? "float32") \($0.1)" }.joined(separator: ", ")
-            let (outputs, skipped, problems) = EndToEnd.compare(original: original, folded: folded, feeds: feeds, tolerance: options.tolerance)
+            let (outputs, skipped, problems) = EndToEnd.compare(original: runOriginal, folded: ReferenceExecutor(graph: folded).precomputingConstants(),
+                                                                feeds: feeds, tolerance: options.tolerance)
             report.outputs = outputs
             report.endToEndProblems = problems
             if let skipped { report.endToEndSkipped = skipped + "; the verdict rests on the structure and per-layer checks" }

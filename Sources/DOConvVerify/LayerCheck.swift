@@ -41,8 +41,11 @@ struct LayerCheck {
     /// A feed for ORIGINAL, so that constants built from data-independent facts (a CastLike
     /// to a feed's type) compute too; the structure check has already required constancy.
     var feeds: [String: TensorValue] = [:]
+    /// ORIGINAL with its constant work already computed (`precomputingConstants`), so that a
+    /// kernel composed from D and W is read, not recomputed, by each check.
+    var evaluator: ReferenceExecutor?
 
-    private var originalExecutor: ReferenceExecutor { ReferenceExecutor(graph: original) }
+    private var originalExecutor: ReferenceExecutor { evaluator ?? ReferenceExecutor(graph: original) }
 
     /// Every replacement, checked on all cores (each check reads the graphs only).
     func check(_ replacements: [ReplacedConv]) -> [LayerResult] {
@@ -65,7 +68,7 @@ struct LayerCheck {
     }
 
     private func check(_ r: ReplacedConv) -> LayerResult {
-        if r.isLinearBlock { return LinearBlockCheck(original: original, folded: folded, tolerance: tolerance, images: patches, seed: seed).check(r) }
+        if r.isLinearBlock { return LinearBlockCheck(original: originalExecutor.graph, folded: folded, tolerance: tolerance, images: patches, seed: seed).check(r) }
         let fNode = folded.nodes[r.foldedNode]
         let head = original.nodes[r.chain[0]]
         var result = LayerResult(name: fNode.name.isEmpty ? fNode.outputs.first ?? "" : fNode.name,
@@ -127,13 +130,17 @@ struct LayerCheck {
             return name == fNode.name || name == r.originalWeight || name.hasSuffix("/" + r.originalWeight)
         }
         var best: (index: Int, error: Double, kernel: [Double])?
-        for k in detected.indices where detected[k].form == wantsForm {
+        // The layer named after this Conv is tried first; when it reproduces the kernel the
+        // others (same shape, other weights) need not be recomputed.
+        let candidates = detected.indices.filter { detected[$0].form == wantsForm }.sorted { named($0) && !named($1) }
+        for k in candidates {
             let g = detected[k].layer.geometry
             guard [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth] == graphShape else { continue }
             let naive = NaiveFold.kernel(detected[k].layer)
             let error = ErrorStats.compare(expected: graphKernel, actual: naive, shape: graphShape, tolerance: 1).worstRelative
             let current = best?.error ?? .infinity
             if error < current || (error == current && named(k) && !(best.map { named($0.index) } ?? false)) { best = (k, error, naive) }
+            if named(k), error <= min(1e-6, tol) { break }
         }
         var layer: DOConvLayer?
         var reference = graphKernel
