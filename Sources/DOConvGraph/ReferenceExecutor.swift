@@ -104,6 +104,8 @@ public struct ReferenceExecutor {
     let opset: Int64
     /// For each node that holds subgraphs (by index): the outer-scope names they read.
     let captures: [Int: [String]]
+    /// Called after each node of a run with (nodes done, nodes to run), for progress reports.
+    public var progress: ((Int, Int) -> Void)?
 
     public init(graph: Graph) {
         self.init(graph: graph, opset: graph.opset)
@@ -182,12 +184,13 @@ public struct ReferenceExecutor {
         let requested = Set(names)
         var lastReader: [String: Int] = [:]
         for k in order { for name in graph.nodes[k].inputs + (captures[k] ?? []) where !name.isEmpty { lastReader[name] = k } }
-        for k in order {
+        for (position, k) in order.enumerated() {
             defer {
                 for name in graph.nodes[k].inputs + (captures[k] ?? []) + graph.nodes[k].outputs
                 where !name.isEmpty && !requested.contains(name) && (lastReader[name] ?? -1) <= k {
                     values[name] = nil
                 }
+                progress?(position + 1, order.count)
             }
             let node = graph.nodes[k]
             var inputs: [TensorValue?] = []

@@ -71,6 +71,13 @@ public final class ONNXModel {
         mapping.release(bytes)
     }
 
+    /// Lets the mapped pages of `tensor` go from this process once its data has been copied
+    /// out (a reader that converts a whole model need not hold two copies of it).
+    package func releaseMappedPages(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) {
+        guard let (bytes, mapping) = try? codec.mappedRegion(of: tensor) else { return }
+        mapping.release(bytes)
+    }
+
     /// True when any tensor of the model keeps its data in an external file.
     public var usesExternalData: Bool {
         var found = false

@@ -88,8 +88,12 @@ enum EndToEnd {
         var problems: [String] = []
         // The callers pass graphs with their constant work done (`precomputingConstants`), so
         // kernels composed from D and W are not recomputed for every input.
-        let (a, b) = (ReferenceExecutor(graph: original), ReferenceExecutor(graph: folded))
+        var (a, b) = (ReferenceExecutor(graph: original), ReferenceExecutor(graph: folded))
+        let line = ProgressLine()
+        defer { line.finish() }
         for (k, feed) in feeds.enumerated() {
+            a.progress = { done, total in line.update("verify-equivalence: end to end: input \(k + 1) of \(feeds.count), ORIGINAL: node \(done) of \(total)") }
+            b.progress = { done, total in line.update("verify-equivalence: end to end: input \(k + 1) of \(feeds.count), FOLDED: node \(done) of \(total)") }
             let context = feeds.count > 1 ? "input \(k + 1) of \(feeds.count)" : nil
             let expected: [String: TensorValue]
             do { expected = try a.run(feed) } catch {

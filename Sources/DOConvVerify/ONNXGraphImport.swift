@@ -18,6 +18,7 @@ public enum ONNXGraphImport {
     public static func graph(of model: ONNXModel, sharing: [String: TensorValue] = [:]) throws(ONNXError) -> Graph {
         var importer = Importer(codec: model.codec, path: model.path)
         importer.shared = sharing
+        importer.decoded = { model.releaseMappedPages(of: $0) }
         var graph = try importer.graph(model.graph, depth: 0)
         var opsets: [String: Int64] = [:]
         for entry in Proto.elements(model.proto.pointee.opset_import, model.proto.pointee.n_opset_import) {
@@ -50,6 +51,9 @@ private struct Importer {
     let codec: TensorCodec
     let path: String
     var shared: [String: TensorValue] = [:]
+    /// Called with each initializer once its values are decoded (the model's mapped pages of
+    /// it can go).
+    var decoded: (UnsafeMutablePointer<Onnx__TensorProto>) -> Void = { _ in }
 
     func malformed(_ reason: String) -> ONNXError { .malformed(path: path, reason: reason) }
 
@@ -65,6 +69,7 @@ private struct Importer {
             guard let tensor else { continue }
             let name = TensorCodec.name(tensor)
             let value = try self.tensor(tensor)
+            decoded(tensor)
             initializers.append((name, shared[name].flatMap { $0 == value ? $0 : nil } ?? value))
         }
         if g.pointee.n_sparse_initializer > 0 {

@@ -316,7 +316,25 @@ def test_unsupported_op_relies_on_structure_and_layers(tmp_path):
         paths.append(save(model, tmp_path / f"custom{k}.onnx"))
     result = run_verify(*paths)
     assert_equivalent(result)
-    assert "does not implement com.example:Mystery" in result.stdout
+    assert "cannot run ORIGINAL's Mystery (output 'mystery_out'): operator 'Mystery' of domain 'com.example'" in result.stdout, result.stdout
+
+
+def test_an_unsupported_mode_is_named_before_anything_runs(tmp_path):
+    """A mode the executor lacks is found from the attributes, node and reason named, and the
+    end-to-end step skipped (not attempted)."""
+    name = "grouped.ts.onnx"
+    out = folded_fixture(name, tmp_path)
+    paths = []
+    for k, path in enumerate([FIXTURES / name, out]):
+        model = load(path)
+        last = model.graph.output[0].name
+        model.graph.node.append(helper.make_node("Pad", [last], ["padded"], mode="mirror_twice", name="odd_pad"))
+        model.graph.output[0].name = "padded"
+        model.graph.output[0].type.tensor_type.ClearField("shape")
+        paths.append(save(model, tmp_path / f"pad{k}.onnx"))
+    result = run_verify(*paths)
+    assert_equivalent(result)
+    assert "ORIGINAL's Pad 'odd_pad': mode 'mirror_twice' is not implemented" in result.stdout, result.stdout
 
 
 # --fuse-bn on Keras files: a BatchNormalization whose weights FOLDED no longer holds is
