@@ -24,17 +24,14 @@ enum NaiveFold {
         }
     }
 
-    /// D + I as (Cin, MN, Dmul) and W as (Cout/g, Cin, Dmul), in float64, whatever the
-    /// layout stores: read once through `dValue` and `wrValue`, so the loops below index
-    /// plain arrays.
-    static func operands(_ layer: DOConvLayer) -> (d: [Double], w: [Double]) {
+    /// D + I as (Cin, MN, Dmul) in float64, whatever the layout stores (small: W, the large
+    /// operand, is read in place through its layout).
+    static func dOperand(_ layer: DOConvLayer) -> [Double] {
         let g = layer.geometry
-        let (mn, dmul, cin, og) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannelsPerGroup)
+        let (mn, dmul, cin) = (g.kernelArea, g.depthMultiplier, g.inChannels)
         var d = [Double](repeating: 0, count: cin * mn * dmul)
         for i in 0..<cin { for m in 0..<mn { for s in 0..<dmul { d[(i * mn + m) * dmul + s] = dValue(layer, channel: i, m: m, s: s) } } }
-        var w = [Double](repeating: 0, count: og * cin * dmul)
-        for o in 0..<og { for i in 0..<cin { for s in 0..<dmul { w[(o * cin + i) * dmul + s] = wrValue(layer, outGroup: o, channel: i, s: s) } } }
-        return (d, w)
+        return d
     }
 
     /// The einsum result E, flat: PyTorch 'ims,ois->oim' as (Cout/g, Cin, MN); Keras
@@ -42,16 +39,18 @@ enum NaiveFold {
     static func einsum(_ layer: DOConvLayer) -> [Double] {
         let g = layer.geometry
         let (mn, dmul, cin, og) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannelsPerGroup)
-        let (d, w) = operands(layer)
+        let d = dOperand(layer)
+        let w = layer.w
         var e = [Double](repeating: 0, count: og * cin * mn)
         let pytorch = layer.layout == .pytorch
+        var row = [Double](repeating: 0, count: dmul)
         for o in 0..<og {
             for i in 0..<cin {
-                let wRow = (o * cin + i) * dmul
+                for s in 0..<dmul { row[s] = Double(w[pytorch ? (o * cin + i) * dmul + s : (s * cin + i) * og + o]) }
                 for m in 0..<mn {
                     let dRow = (i * mn + m) * dmul
                     var sum = 0.0
-                    for s in 0..<dmul { sum += d[dRow + s] * w[wRow + s] }
+                    for s in 0..<dmul { sum += d[dRow + s] * row[s] }
                     e[pytorch ? (o * cin + i) * mn + m : (m * cin + i) * og + o] = sum
                 }
             }
@@ -104,7 +103,10 @@ enum NaiveFold {
     static func probe(_ layer: DOConvLayer, kernel: [Double], scale: [Double]?, patches: Int, seed: UInt64, tolerance: Double) -> ErrorStats {
         let g = layer.geometry
         let (mn, dmul, inPerGroup, outPerGroup, cin) = (g.kernelArea, g.depthMultiplier, g.inChannelsPerGroup, g.outChannelsPerGroup, g.inChannels)
-        let (d, w) = operands(layer)
+        // D + I in float64 (small); W is read in place, through its layout.
+        let d = dOperand(layer)
+        let pytorch = layer.layout == .pytorch
+        let w = layer.w
         var random = SeededGenerator(seed: seed)
         var stats = ErrorStats(tolerance: tolerance)
         for p in 0..<max(1, patches) {
@@ -134,7 +136,10 @@ enum NaiveFold {
                     let real = group * inPerGroup + c
                     let (i, row) = einsumPair(layer, output: o, localInput: c)
                     let at = feature(i, real)
-                    for s in 0..<dmul { sum += w[(row * cin + i) * dmul + s] * features[at + s] }
+                    for s in 0..<dmul {
+                        let weight = Double(w[pytorch ? (row * cin + i) * dmul + s : (s * cin + i) * outPerGroup + row])
+                        sum += weight * features[at + s]
+                    }
                     for m in 0..<mn { direct += kernel[(o * inPerGroup + c) * mn + m] * patch[real * mn + m] }
                 }
                 viaFeatures[o] = sum * (scale?[o] ?? 1)
