@@ -21,11 +21,32 @@ public enum IsolatedRun {
         return 120 + Double(bytes) / 1e6
     }
 
+    /// What a child run ended with.
+    public struct Outcome: Sendable {
+        /// The child's exit status, or 2 when it died or ran past its time limit.
+        public var status: Int32
+        /// What the child wrote on standard output (empty unless it was captured).
+        public var standardOutput: Data
+        /// When the child died or ran past its time limit: the error line's message (after
+        /// "TOOL: error: "), already written to standard error.
+        public var failure: String?
+    }
+
     /// Runs this executable with `arguments` as a child (its output goes straight to ours);
     /// returns its exit status, or 2 when it died or ran past its time limit. `tool` names
     /// the command in error lines; `output`, when the child writes one, is where its
     /// temporary files are looked for afterwards.
     public static func run(tool: String, arguments: [String], inputs: [String], output: String? = nil) -> Int32 {
+        launch(tool: tool, arguments: arguments, inputs: inputs, output: output, capture: false).status
+    }
+
+    /// Like `run`, but keeps the child's standard output (a JSON result, say) for the caller
+    /// instead of passing it through; its standard error still goes straight to ours.
+    public static func runCapturingOutput(tool: String, arguments: [String], inputs: [String], output: String? = nil) -> Outcome {
+        launch(tool: tool, arguments: arguments, inputs: inputs, output: output, capture: true)
+    }
+
+    private static func launch(tool: String, arguments: [String], inputs: [String], output: String?, capture: Bool) -> Outcome {
         let subject = inputs.joined(separator: ", ")
         let (files, one) = inputs.count > 1 ? ("the files", "one of them is") : ("the file", "it is")
         let process = Process()
@@ -35,29 +56,45 @@ public enum IsolatedRun {
         environment[childMarker] = "1"
         environment["SWIFT_BACKTRACE"] = "enable=no" // the parent reports the crash in one line
         process.environment = environment
+        let pipe = capture ? Pipe() : nil
+        if let pipe { process.standardOutput = pipe }
         // Installed before launch, so an early exit cannot go unseen.
         let finished = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in finished.signal() }
         do {
             try process.run()
         } catch {
-            report("\(tool): error: \(subject): cannot start a worker process: \(error)")
-            return 2
+            return failed("\(subject): cannot start a worker process: \(error)", tool: tool)
+        }
+        // Read while the child runs: a result larger than the pipe's buffer would otherwise
+        // block the child forever.
+        let collected = OutputCollector()
+        if let pipe {
+            try? pipe.fileHandleForWriting.close() // our copy; EOF must come when the child ends
+            collected.start(reading: pipe.fileHandleForReading)
         }
         let limit = timeLimit(forInputs: inputs)
         if finished.wait(timeout: .now() + limit) == .timedOut {
             kill(process.processIdentifier, SIGKILL)
             finished.wait()
+            _ = collected.finish()
             removeLeftovers(of: process.processIdentifier, output: output)
-            report("\(tool): error: \(subject): reading \(files) did not finish in \(Int(limit)) s "
-                   + "(the HDF5 library loops on it): \(one) corrupt; nothing written")
-            return 2
+            return failed("\(subject): reading \(files) did not finish in \(Int(limit)) s "
+                          + "(the HDF5 library loops on it): \(one) corrupt; nothing written", tool: tool)
         }
-        guard process.terminationReason == .uncaughtSignal else { return process.terminationStatus }
+        let standardOutput = collected.finish()
+        guard process.terminationReason == .uncaughtSignal else {
+            return Outcome(status: process.terminationStatus, standardOutput: standardOutput, failure: nil)
+        }
         removeLeftovers(of: process.processIdentifier, output: output)
-        report("\(tool): error: \(subject): the HDF5 library crashed reading \(files) (signal "
-               + "\(process.terminationStatus)): \(one) corrupt; nothing written")
-        return 2
+        return failed("\(subject): the HDF5 library crashed reading \(files) (signal "
+                      + "\(process.terminationStatus)): \(one) corrupt; nothing written", tool: tool)
+    }
+
+    /// Reports `message` as the one error line and returns the outcome of a child that failed.
+    private static func failed(_ message: String, tool: String) -> Outcome {
+        report("\(tool): error: \(message)")
+        return Outcome(status: 2, standardOutput: Data(), failure: message)
     }
 
     private static func report(_ line: String) {
@@ -80,5 +117,29 @@ public enum IsolatedRun {
         for name in (try? manager.contentsOfDirectory(atPath: scratch.path)) ?? [] where name.hasPrefix("doconv-\(pid)-") {
             try? manager.removeItem(at: scratch.appendingPathComponent(name))
         }
+    }
+}
+
+/// Reads a child's standard output to its end on another thread.
+private final class OutputCollector: @unchecked Sendable {
+    // Written by the reading thread before `done` is signalled, read only after.
+    private var data = Data()
+    private let done = DispatchGroup()
+    private var started = false
+
+    func start(reading handle: FileHandle) {
+        started = true
+        done.enter()
+        DispatchQueue.global().async {
+            self.data = handle.readDataToEndOfFile()
+            self.done.leave()
+        }
+    }
+
+    /// Everything read, once the child closed its end (empty when nothing was started).
+    func finish() -> Data {
+        guard started else { return Data() }
+        done.wait()
+        return data
     }
 }

@@ -23,8 +23,14 @@ struct FoldCommand: ToolCommand {
         refused for a file whose format does not read them; with -o DIR each applies to the files
         it fits.
 
+        --json prints one JSON document on standard output instead of the summaries, with a result
+        per input (also for an input that failed: status "error" or "verification_failed", with the
+        error line's message), as described by schemas/fold-result.schema.json. Error lines still go
+        to standard error, and the exit status is the same.
+
         Exit status: 0 success, 1 verification failed (nothing written), 2 bad input or usage.
-        """)
+        """,
+        version: DOConvVersion.string)
 
     @Argument(help: ArgumentHelp("INPUT OUTPUT, or with -o the input models.", valueName: "path"))
     var paths: [String]
@@ -40,6 +46,9 @@ struct FoldCommand: ToolCommand {
 
     @Flag(help: "Print errors only.")
     var quiet = false
+
+    @Flag(help: "Print one JSON document with every input's result instead of the summaries.")
+    var json = false
 
     @Flag(name: .customLong("fuse-bn"), help: "ONNX and Keras: also fold each inference-mode BatchNormalization into the Conv before it.")
     var fuseBatchNorm = false
@@ -92,6 +101,7 @@ struct FoldCommand: ToolCommand {
         if let configFile { arguments += ["--config", configFile] }
         for size in kernelSizes { arguments += ["--kernel-size", size] }
         if outputDirectory != nil { arguments.append("--lenient-options") }
+        if json { arguments.append("--json") }
         return arguments
     }
 
@@ -114,52 +124,98 @@ struct FoldCommand: ToolCommand {
     }
 
     func run() throws {
-        let options: FormatOptions
-        do { options = try formatOptions() } catch {
-            Self.printError("doconv-fold: error: \(error)")
-            throw ExitCode(2)
+        let jobs = plannedJobs()
+        let results: [FoldResult]
+        switch preparedOptions() {
+        case .failure(let problem):
+            Self.printError("doconv-fold: error: \(problem.message)")
+            // Every input still gets its result, so that a script finds each one it gave.
+            results = jobs.map { .failure(input: $0.input, output: $0.output, format: nil, message: problem.message) }
+        case .success(let options):
+            results = jobs.enumerated().map { k, job in
+                run(job, options: options, progress: jobs.count > 1 ? "[\(k + 1)/\(jobs.count)] " : progressPrefix)
+            }
         }
-        let jobs: [(input: String, output: String)]
-        if let outputDirectory {
-            // One line for the folder, rather than the same write error for every input.
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: outputDirectory, isDirectory: &isDirectory), isDirectory.boolValue else {
-                let problem = FileManager.default.fileExists(atPath: outputDirectory) ? "is not a folder" : "does not exist"
-                Self.printError("doconv-fold: error: \(outputDirectory): the output folder \(problem); nothing written")
+        if json {
+            do { print(try FoldDocument(results: results).rendered(), terminator: "") } catch {
+                Self.printError("doconv-fold: error: cannot encode the JSON result: \(error)")
                 throw ExitCode(2)
             }
-            jobs = paths.map { ($0, (outputDirectory as NSString).appendingPathComponent(($0 as NSString).lastPathComponent)) }
-        } else {
-            jobs = [(paths[0], paths[1])]
         }
-        var worst: Int32 = 0
-        for (k, job) in jobs.enumerated() {
-            let progress = jobs.count > 1 ? "[\(k + 1)/\(jobs.count)] " : progressPrefix
-            worst = max(worst, run(job, options: options, progress: progress))
-        }
+        let worst = results.map(\.exitStatus).max() ?? 0
         if worst != 0 { throw ExitCode(worst) }
+    }
+
+    /// Each input and where its folded model goes.
+    private func plannedJobs() -> [(input: String, output: String)] {
+        guard let outputDirectory else { return [(paths[0], paths[1])] }
+        return paths.map { ($0, (outputDirectory as NSString).appendingPathComponent(($0 as NSString).lastPathComponent)) }
+    }
+
+    /// What stops every job before any starts.
+    private struct SetupProblem: Error {
+        var message: String
+    }
+
+    /// The format options for every job, or what stops them all: options that cannot be
+    /// read, or a missing output folder (one line for it, rather than the same write error
+    /// for every input).
+    private func preparedOptions() -> Result<FormatOptions, SetupProblem> {
+        let options: FormatOptions
+        do { options = try formatOptions() } catch { return .failure(SetupProblem(message: "\(error)")) }
+        guard let outputDirectory else { return .success(options) }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: outputDirectory, isDirectory: &isDirectory), isDirectory.boolValue { return .success(options) }
+        let problem = FileManager.default.fileExists(atPath: outputDirectory) ? "is not a folder" : "does not exist"
+        return .failure(SetupProblem(message: "\(outputDirectory): the output folder \(problem); nothing written"))
     }
 
     /// One input: its format by content, the options checked against it, then the fold, in
     /// a child process when the format's reader needs one.
-    private func run(_ job: (input: String, output: String), options given: FormatOptions, progress: String) -> Int32 {
+    private func run(_ job: (input: String, output: String), options given: FormatOptions, progress: String) -> FoldResult {
+        func refused(_ error: any Error, format: String?) -> FoldResult {
+            Self.printError("doconv-fold: error: \(error)")
+            return .failure(input: job.input, output: job.output, format: format, message: "\(error)")
+        }
         let format: any ModelFormat
         var options = given
+        do { format = try FormatRegistry.format(of: job.input) } catch { return refused(error, format: nil) }
         do {
-            format = try FormatRegistry.format(of: job.input)
             if outputDirectory != nil || lenientOptions {
                 options.dropOptions(notReadBy: format)
             } else {
                 try options.check(appliesTo: format, path: job.input)
             }
         } catch {
-            Self.printError("doconv-fold: error: \(error)")
-            return 2
+            return refused(error, format: format.name)
         }
         if format.runsInChildProcess && !IsolatedRun.isChild {
-            return IsolatedRun.run(tool: "doconv-fold", arguments: childArguments(input: job.input, output: job.output, progress: progress),
-                                   inputs: [job.input], output: job.output)
+            return runInChild(job, format: format, progress: progress)
         }
-        return FoldJob(input: job.input, output: job.output, format: format, options: options).run(quiet: quiet, prefix: progress)
+        return FoldJob(input: job.input, output: job.output, format: format, options: options).run(printSummary: !quiet && !json, prefix: progress)
+    }
+
+    /// One input folded by a child process. With --json the child prints a document holding
+    /// its one result, which becomes this input's result; a child that died is an error
+    /// result with the line already reported.
+    private func runInChild(_ job: (input: String, output: String), format: any ModelFormat, progress: String) -> FoldResult {
+        let arguments = childArguments(input: job.input, output: job.output, progress: progress)
+        guard json else {
+            // The child printed its own summary or error line; only its status matters here.
+            let status = IsolatedRun.run(tool: "doconv-fold", arguments: arguments, inputs: [job.input], output: job.output)
+            return .printedByChild(input: job.input, output: job.output, format: format.name, exitStatus: status)
+        }
+        let start = ContinuousClock.now
+        let outcome = IsolatedRun.runCapturingOutput(tool: "doconv-fold", arguments: arguments, inputs: [job.input], output: job.output)
+        let elapsed = ContinuousClock.now - start
+        if let failure = outcome.failure {
+            return .failure(input: job.input, output: job.output, format: format.name, message: failure, elapsed: elapsed)
+        }
+        if let result = (try? FoldDocument.decode(outcome.standardOutput))?.results.first {
+            return result
+        }
+        let message = "\(job.input): the worker process ended (status \(outcome.status)) without a result; nothing written"
+        Self.printError("doconv-fold: error: \(message)")
+        return .failure(input: job.input, output: job.output, format: format.name, message: message, exitStatus: max(outcome.status, 2), elapsed: elapsed)
     }
 }

@@ -2,41 +2,54 @@ import DOConvCore
 import DOConvFormats
 import Foundation
 
-/// Folds one model file and prints its summary; returns the exit status.
+/// Folds one model file and prints its summary; returns its result (exit status included).
 struct FoldJob {
     let input: String
     let output: String
     let format: any ModelFormat
     let options: FormatOptions
 
-    func run(quiet: Bool, prefix: String) -> Int32 {
+    /// Folds and writes, unless verification failed. The text summary goes to standard
+    /// output only when `printSummary` (not with --quiet or --json); error lines always go
+    /// to standard error.
+    func run(printSummary: Bool, prefix: String) -> FoldResult {
         let start = ContinuousClock.now
         do {
             let folded = try format.fold(path: input, options: options)
-            guard reportFailures(folded.summary) else { return 1 }
-            try folded.write(to: output)
-            if !quiet {
-                print(prefix + Report.summary(folded.summary, input: input, output: output, verified: options.fold.verify, elapsed: ContinuousClock.now - start))
+            let summary = folded.summary
+            if let failure = failureMessage(summary) {
+                printError(failure)
+                return result(.verificationFailed, exitStatus: 1, error: failure, summary: summary, start: start)
             }
-            return 0
+            try folded.write(to: output)
+            if printSummary {
+                print(prefix + Report.summary(summary, input: input, output: output, verified: options.fold.verify, elapsed: ContinuousClock.now - start))
+            }
+            let unchanged = summary.layers.isEmpty && summary.fusedBatchNorms.isEmpty && summary.reparameterized.isEmpty
+            return result(unchanged ? .unchanged : .folded, exitStatus: 0, error: nil, summary: summary, start: start)
         } catch {
             printError("\(error)")
-            return 2
+            return .failure(input: input, output: output, format: format.name, message: "\(error)", elapsed: ContinuousClock.now - start)
         }
     }
 
-    /// Prints the verification failures; false when there were any (nothing may be written).
-    private func reportFailures(_ summary: FoldSummary) -> Bool {
+    private func result(_ status: FoldResult.Status, exitStatus: Int32, error: String?, summary: FoldSummary, start: ContinuousClock.Instant) -> FoldResult {
+        FoldResult(input: input, output: output, format: format.name, status: status, exitStatus: exitStatus, error: error,
+                   summary: summary, verify: options.fold.verify, elapsed: ContinuousClock.now - start)
+    }
+
+    /// The error line's message for the verification failures; nil when there were none
+    /// (and the model may be written).
+    private func failureMessage(_ summary: FoldSummary) -> String? {
         let failures = summary.failures.map { ($0.name, $0.relativeError, $0.tolerance) }
             + summary.batchNormFailures.map { ($0.name, $0.relativeError, $0.tolerance) }
             + summary.reparamFailures.map { ($0.name, $0.relativeError, $0.tolerance) }
-        guard !failures.isEmpty else { return true }
+        guard !failures.isEmpty else { return nil }
         let list = failures.map { name, error, tolerance -> String in
             guard let error, !error.isNaN else { return "\(name) (the weights hold NaN or infinite values)" }
             return "\(name) (\(Report.scientific(error)) > \(Report.scientific(tolerance)))"
         }
-        printError("\(input): verification failed for \(failures.count) layer(s): \(list.joined(separator: ", ")); nothing written")
-        return false
+        return "\(input): verification failed for \(failures.count) layer(s): \(list.joined(separator: ", ")); nothing written"
     }
 
     private func printError(_ line: String) {

@@ -19,7 +19,8 @@ struct InspectCommand: ToolCommand {
         Models, told apart by their content: ONNX (.onnx), Keras HDF5 (.h5, .hdf5; --config and --kernel-size as for doconv-fold), Keras 3 archives (.keras), PyTorch checkpoints (.pth, .pt, .ckpt, ...; --kernel-size), .safetensors, and MXNet .params files and export pairs (NAME-symbol.json). The JSON document follows schemas/inspect-report.schema.json.
 
         Exit status: 0 success (also when the model has no DO-Conv layer), 2 bad input or usage.
-        """)
+        """,
+        version: DOConvVersion.string)
 
     @Argument(help: ArgumentHelp("The model to inspect.", valueName: "model"))
     var model: String

@@ -14,8 +14,11 @@ struct VerifyCommand: ToolCommand {
 
         Keras (.h5, .weights.h5 with --config, .keras): 1 and 2 (the same datasets except D removed and kernels reshaped).
 
+        --json prints the report as one JSON document on standard output instead (schemas/verify-result.schema.json): every section's findings with its numbers, the first disagreement, and the verdict. Bad input still ends with one error line on standard error and no document.
+
         Exit status: 0 equivalent, 1 not equivalent, 2 bad input or usage.
-        """)
+        """,
+        version: DOConvVersion.string)
 
     @Argument(help: ArgumentHelp("The model before folding.", valueName: "original"))
     var original: String
@@ -37,6 +40,9 @@ struct VerifyCommand: ToolCommand {
 
     @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for weight files that carry no config.", valueName: "file"))
     var configFile: String?
+
+    @Flag(help: "Print the report as one JSON document instead of the text.")
+    var json = false
 
     // Test hooks: run ORIGINAL alone on given inputs and write its outputs.
     @Option(name: .customLong("input-json"), help: .hidden)
@@ -91,7 +97,14 @@ struct VerifyCommand: ToolCommand {
             }
             guard let verifiable = format as? any VerifiableFormat else { throw VerifyError("\(original): verify-equivalence does not check \(format.displayName) files") }
             let report = try verifiable.verify(original: original, folded: folded, options: options)
-            print(report.render())
+            if json {
+                guard let document = try? report.json(formatName: format.name, version: DOConvVersion.string) else {
+                    throw VerifyError("cannot encode the report as JSON")
+                }
+                print(document, terminator: "")
+            } else {
+                print(report.render())
+            }
             if !report.equivalent { throw ExitCode(1) }
         } catch let error as VerifyError {
             FileHandle.standardError.write(Data("verify-equivalence: error: \(error.message)\n".utf8))
