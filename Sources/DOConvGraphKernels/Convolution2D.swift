@@ -49,21 +49,29 @@ public struct Convolution2D: Sendable {
             return
         }
         let k = inPerGroup * taps, n = positions
-        let columns: UnsafeMutablePointer<Double>? = isPlainPointwise ? nil : .allocate(capacity: k * n)
+        // The im2col matrix is built a band of output positions at a time, so it stays small
+        // (at most about 16 MB) however large the feature map.
+        let band = isPlainPointwise ? n : max(MatrixMultiply.tileColumns, min(n, (1 << 21) / max(k, 1) / 8 * 8))
+        let columns: UnsafeMutablePointer<Double>? = isPlainPointwise ? nil : .allocate(capacity: k * band)
         defer { columns?.deallocate() }
         for b in 0..<batch {
             for g in 0..<groups {
                 let image = x + (b * inChannels + g * inPerGroup) * height * width
-                let matrix: UnsafePointer<Double>
-                if let columns {
-                    im2col(image, into: columns, threads: threads)
-                    matrix = UnsafePointer(columns)
-                } else {
-                    matrix = image
-                }
                 let target = out + (b * outChannels + g * outPerGroup) * n
-                MatrixMultiply.multiply(multiplier, m: outPerGroup, n: n, k: k, a: w + g * outPerGroup * k, lda: k, b: matrix, ldb: n,
-                                        c: target, ldc: n, threads: threads)
+                var first = 0
+                while first < n {
+                    let count = min(band, n - first)
+                    let matrix: UnsafePointer<Double>
+                    if let columns {
+                        im2col(image, into: columns, positions: first..<(first + count), threads: threads)
+                        matrix = UnsafePointer(columns)
+                    } else {
+                        matrix = image
+                    }
+                    MatrixMultiply.multiply(multiplier, m: outPerGroup, n: count, k: k, a: w + g * outPerGroup * k, lda: k, b: matrix,
+                                            ldb: columns == nil ? n : count, c: target + first, ldc: n, threads: threads)
+                    first += count
+                }
                 if let bias {
                     for o in 0..<outPerGroup {
                         let value = bias[g * outPerGroup + o]
@@ -75,10 +83,10 @@ public struct Convolution2D: Sendable {
         }
     }
 
-    /// Row (c, i, j) of the matrix holds input channel c at tap (i, j) for every output
-    /// position; zero where the tap reads padding.
-    func im2col(_ image: UnsafePointer<Double>, into columns: UnsafeMutablePointer<Double>, threads: Int) {
-        let rows = inPerGroup * taps, n = positions
+    /// Row (c, i, j) of the matrix holds input channel c at tap (i, j) for the output
+    /// positions `positions` (flat, row-major); zero where the tap reads padding.
+    func im2col(_ image: UnsafePointer<Double>, into columns: UnsafeMutablePointer<Double>, positions: Range<Int>, threads: Int) {
+        let rows = inPerGroup * taps, n = positions.count
         let work = rows * n
         let workers = max(1, min(threads, work / 200_000 + 1))
         let body: (Int) -> Void = { worker in
@@ -88,18 +96,22 @@ public struct Convolution2D: Sendable {
                 let (i, j) = tap.quotientAndRemainder(dividingBy: kernel.width)
                 let plane = image + c * height * width
                 let target = columns + row * n
-                for oy in 0..<output.height {
+                var p = positions.lowerBound
+                while p < positions.upperBound {
+                    let (oy, ox0) = p.quotientAndRemainder(dividingBy: output.width)
+                    let end = min(positions.upperBound, p - ox0 + output.width)
                     let y = oy * stride.height + i * dilation.height - padBegin.height
-                    let line = target + oy * output.width
-                    guard y >= 0, y < height else {
-                        for ox in 0..<output.width { line[ox] = 0 }
-                        continue
+                    let line = target + (p - positions.lowerBound)
+                    if y < 0 || y >= height {
+                        for q in 0..<(end - p) { line[q] = 0 }
+                    } else {
+                        let source = plane + y * width
+                        for q in 0..<(end - p) {
+                            let x = (ox0 + q) * stride.width + j * dilation.width - padBegin.width
+                            line[q] = x >= 0 && x < width ? source[x] : 0
+                        }
                     }
-                    let source = plane + y * width
-                    for ox in 0..<output.width {
-                        let x = ox * stride.width + j * dilation.width - padBegin.width
-                        line[ox] = x >= 0 && x < width ? source[x] : 0
-                    }
+                    p = end
                 }
                 row += workers
             }

@@ -23,6 +23,8 @@ CASES = {
     "depthwise": ((2, 32, 15, 15), (32, 1, 3, 3), {"group": 32, "pads": [1, 1, 1, 1], "strides": [2, 2]}, True),
     "depthwise_multiplier": ((1, 8, 11, 11), (24, 1, 5, 5), {"group": 8, "pads": [2, 2, 2, 2]}, False),
     "large_kernel_stem": ((1, 3, 64, 64), (64, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}, True),
+    # K x positions over 2^21: the im2col matrix is built in bands of output positions.
+    "banded_im2col": ((1, 128, 64, 61), (3, 128, 3, 3), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}, True),
 }
 
 

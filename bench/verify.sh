@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# verify-equivalence side by side with the check users would otherwise write (onnxruntime
+# running both models on 3 random inputs), on the paper's three tasks at full size:
+# ResNet-50-DO (classification, folded with --fuse-bn), DeepLabv3-ResNet-50-DO at 256x512
+# (segmentation) and Faster R-CNN MobileNetV3-FPN-DO (detection).
+#
+#   bench/verify.sh [--rounds N]
+#
+# Builds verify-equivalence and doconv-fold (release), makes the models with
+# fixtures/make_large_models.py (the torch virtualenv, DOCONV_TORCH_PYTHON, as bench/run.sh)
+# unless bench/out/models has them, folds them, and prints median wall time and peak RSS of
+# each over N rounds (default 3). Never run in CI or by the tests.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${DOCONV_BENCH_OUT:-$root/bench/out}"
+scratch="${DOCONV_BENCH_SCRATCH:-$root/.build}"
+venv="${DOCONV_BENCH_VENV:-$HOME/.cache/doconv-bench/venv}"
+torch_python="${DOCONV_TORCH_PYTHON:-/opt/torchenv/bin/python}"
+rounds=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds="$2"; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "bench/verify.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$out/models" "$out/work"
+
+"$root/scripts/install-deps" >/dev/null
+for product in verify-equivalence doconv-fold; do
+  swift build -c release --product "$product" --scratch-path "$scratch" 2>&1 | tail -1
+done
+bin="$scratch/release"
+
+if ! "$venv/bin/python" -c "import onnxruntime, numpy" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check onnx onnxruntime numpy
+fi
+
+models=(resnet50_do.ts.onnx deeplabv3_do.ts.onnx fasterrcnn_do.ts.onnx)
+missing=()
+for m in "${models[@]}"; do [ -f "$out/models/$m" ] || missing+=("$m"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  "$torch_python" "$root/fixtures/make_large_models.py" --out "$out/models" --only "${missing[@]}"
+fi
+
+pairs=()
+for m in "${models[@]}"; do
+  folded="$out/work/${m%.onnx}.folded.onnx"
+  options=()
+  [ "$m" = resnet50_do.ts.onnx ] && options=(--fuse-bn)
+  "$bin/doconv-fold" "$out/models/$m" "$folded" "${options[@]}" --quiet
+  pairs+=("$out/models/$m:$folded")
+done
+
+echo "$(uname -srm); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+"$venv/bin/python" "$root/bench/verify_bench.py" --verify "$bin/verify-equivalence" --rounds "$rounds" "${pairs[@]}" | tee "$out/verify.md"
