@@ -91,3 +91,29 @@ def test_einsum_contractions_match_onnxruntime(name, tmp_path):
     feeds = {n: RNG.standard_normal(s).astype(np.float32) for n, s in zip(names, shapes)}
     want = session(path).run(None, feeds)[0]
     assert agreement(executor_outputs(path, feeds, tmp_path)["y"], want) <= 1e-5
+
+
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_gemm_on_the_fast_kernels(trans_a, trans_b, tmp_path):
+    m, k, n = 70, 300, 201
+    a_shape = (k, m) if trans_a else (m, k)
+    b_shape = (n, k) if trans_b else (k, n)
+    node = helper.make_node("Gemm", ["a", "b", "c"], ["y"], transA=trans_a, transB=trans_b, alpha=0.5, beta=2.0)
+    graph = helper.make_graph([node], "gemm", [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(a_shape))], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(RNG.standard_normal(b_shape).astype(np.float32), "b"),
+                               numpy_helper.from_array(RNG.standard_normal((n,)).astype(np.float32), "c")])
+    path = tmp_path / "gemm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    feeds = {"a": RNG.standard_normal(a_shape).astype(np.float32)}
+    assert agreement(executor_outputs(path, feeds, tmp_path)["y"], session(path).run(None, feeds)[0]) <= 1e-5
+
+
+def test_batched_matmul_with_broadcast(tmp_path):
+    node = helper.make_node("MatMul", ["a", "b"], ["y"])
+    graph = helper.make_graph([node], "matmul", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3, 65, 70]),
+                                                 helper.make_tensor_value_info("b", TensorProto.FLOAT, [3, 70, 200])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "matmul.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    feeds = {"a": RNG.standard_normal((2, 3, 65, 70)).astype(np.float32), "b": RNG.standard_normal((3, 70, 200)).astype(np.float32)}
+    assert agreement(executor_outputs(path, feeds, tmp_path)["y"], session(path).run(None, feeds)[0]) <= 1e-5

@@ -1,3 +1,5 @@
+import DOConvGraphKernels
+
 /// Einsum (any equation: explicit or implicit output, ellipsis, repeated labels, any number
 /// of operands), MatMul (numpy semantics) and Gemm.
 enum LinearAlgebraOps {
@@ -155,13 +157,16 @@ enum LinearAlgebraOps {
         let ib = TensorMath.broadcastIndices(from: batchB, to: batch)
         let (xs, ys) = (a.doubles, b.doubles)
         var out = [Double](repeating: 0, count: ia.count * n * m)
-        for p in 0..<ia.count {
-            let (baseA, baseB, baseOut) = (ia[p] * n * k, ib[p] * k * m, p * n * m)
-            for i in 0..<n {
-                for j in 0..<m {
-                    var sum = 0.0
-                    for t in 0..<k { sum += xs[baseA + i * k + t] * ys[baseB + t * m + j] }
-                    out[baseOut + i * m + j] = sum
+        if n > 0, m > 0, k > 0 {
+            xs.withUnsafeBufferPointer { ap in
+                ys.withUnsafeBufferPointer { bp in
+                    out.withUnsafeMutableBufferPointer { cp in
+                        for p in 0..<ia.count {
+                            MatrixMultiply.multiply(FastKernels.multiplier, m: n, n: m, k: k, a: ap.baseAddress! + ia[p] * n * k, lda: k,
+                                                    b: bp.baseAddress! + ib[p] * k * m, ldb: m, c: cp.baseAddress! + p * n * m, ldc: m,
+                                                    threads: FastKernels.threads)
+                        }
+                    }
                 }
             }
         }
@@ -183,17 +188,21 @@ enum LinearAlgebraOps {
         let (m, k) = transA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
         let (k2, n) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
         guard k == k2 else { throw ctx.invalid("A \(a.shape) and B \(b.shape) do not multiply") }
-        let (xs, ys) = (a.doubles, b.doubles)
+        // Transposed operands are laid out plainly first, then one product on the GEMM.
+        let xs = transA ? EinsumContraction.permute(a.doubles, labels: ["k", "m"], shape: a.shape, to: ["m", "k"]) : a.doubles
+        let ys = transB ? EinsumContraction.permute(b.doubles, labels: ["n", "k"], shape: b.shape, to: ["k", "n"]) : b.doubles
         var out = [Double](repeating: 0, count: m * n)
-        for i in 0..<m {
-            for j in 0..<n {
-                var sum = 0.0
-                for t in 0..<k {
-                    sum += xs[transA ? t * a.shape[1] + i : i * a.shape[1] + t] * ys[transB ? j * b.shape[1] + t : t * b.shape[1] + j]
+        if m > 0, n > 0, k > 0 {
+            xs.withUnsafeBufferPointer { ap in
+                ys.withUnsafeBufferPointer { bp in
+                    out.withUnsafeMutableBufferPointer { cp in
+                        MatrixMultiply.multiply(FastKernels.multiplier, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: n,
+                                                c: cp.baseAddress!, ldc: n, threads: FastKernels.threads)
+                    }
                 }
-                out[i * n + j] = alpha * sum
             }
         }
+        if alpha != 1 { for p in out.indices { out[p] *= alpha } }
         if let c = ctx.optionalInput(2) {
             guard let shape = TensorMath.broadcast(c.shape, [m, n]), shape == [m, n] else { throw ctx.invalid("C \(c.shape) does not broadcast to \([m, n])") }
             let ic = TensorMath.broadcastIndices(from: c.shape, to: [m, n])
