@@ -67,28 +67,20 @@ struct LinearBlockDetector {
         var blocks: [LinearBlockMatch] = []
         var rejected: [RejectedCandidate] = []
         var used = Set<Int>()
-        for (k, node) in index.nodes.enumerated() where node.isOp("Add") && isSumRoot(k) {
-            switch try sumBlock(root: k) {
-            case .none: continue
+        // A block is kept unless an earlier one holds one of its nodes; a refusal is reported.
+        func take(_ outcome: Result<LinearBlockMatch, ReparamRefusal>?, at k: Int) {
+            switch outcome {
+            case .none: return
             case .some(.success(let block)):
-                guard used.isDisjoint(with: block.nodes) else { continue }
+                guard used.isDisjoint(with: block.nodes) else { return }
                 used.formUnion(block.nodes)
                 blocks.append(block)
             case .some(.failure(let refusal)):
                 rejected.append(RejectedCandidate(name: label(k), reason: refusal.description))
             }
         }
-        for (k, node) in index.nodes.enumerated() where !used.contains(k) && isChainEnd(k, node) {
-            switch try chainBlock(end: k) {
-            case .none: continue
-            case .some(.success(let block)):
-                guard used.isDisjoint(with: block.nodes) else { continue }
-                used.formUnion(block.nodes)
-                blocks.append(block)
-            case .some(.failure(let refusal)):
-                rejected.append(RejectedCandidate(name: label(k), reason: refusal.description))
-            }
-        }
+        for (k, node) in index.nodes.enumerated() where node.isOp("Add") && isSumRoot(k) { take(try sumBlock(root: k), at: k) }
+        for (k, node) in index.nodes.enumerated() where !used.contains(k) && isChainEnd(k, node) { take(try chainBlock(end: k), at: k) }
         return (blocks, rejected)
     }
 
