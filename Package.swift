@@ -8,6 +8,9 @@ let kernelOptimization: [SwiftSetting] = [
     .unsafeFlags(["-O"], .when(configuration: .debug)),
 ]
 
+// The executor's kernels: optimized in debug builds as well, release's default -O otherwise.
+let checkedKernelOptimization: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 // Code generation for the AVX2 + FMA kernels (x86-64 only; elsewhere the module is empty).
 #if arch(x86_64)
 let avx2CodeGeneration: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
@@ -146,11 +149,12 @@ let package = Package(
         // verify-equivalence: a small graph IR and reference executor (pure Swift, no I/O),
         // the equivalence checks, and the thin command line.
         .target(name: "DOConvGraph", dependencies: ["DOConvGraphKernels", "DOConvGraphKernelsAVX2", "CCPUSupport"]),
-        // The executor's float64 GEMM and convolution (optimized in debug builds too, like the
-        // fold kernels), and the same compiled for AVX2 + FMA; written apart from the fold.
-        .target(name: "DOConvGraphKernels", swiftSettings: kernelOptimization),
+        // The executor's float64 GEMM and convolution, and the same compiled for AVX2 + FMA;
+        // written apart from the fold. Optimized in debug builds too, and checked (-O, not
+        // -Ounchecked) in release: they run on models from anywhere.
+        .target(name: "DOConvGraphKernels", swiftSettings: checkedKernelOptimization),
         .target(name: "DOConvGraphKernelsAVX2", dependencies: ["DOConvGraphKernels"],
-                swiftSettings: kernelOptimization + avx2CodeGeneration + [.define("DOCONV_FMA")]),
+                swiftSettings: checkedKernelOptimization + avx2CodeGeneration + [.define("DOCONV_FMA")]),
         .target(
             name: "DOConvVerify",
             dependencies: ["DOConvGraph", "DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvMXNet", "DOConvFormats", "CONNXProto", "CProtobufC"]
