@@ -115,15 +115,18 @@ enum NaiveFold {
             // recurs for many output channels, so each is computed once.
             var features = [Double](repeating: .nan, count: 0)
             var known: [Int: Int] = [:]
+            // Ungrouped layers pair D's channel i with patch channel i: a plain array then.
+            var own = [Int](repeating: -1, count: cin)
             func feature(_ i: Int, _ real: Int) -> Int {
-                if let at = known[i * cin + real] { return at }
+                if i == real, own[i] >= 0 { return own[i] }
+                if i != real, let at = known[i * cin + real] { return at }
                 let at = features.count
                 for s in 0..<dmul {
                     var sum = 0.0
                     for m in 0..<mn { sum += d[(i * mn + m) * dmul + s] * patch[real * mn + m] }
                     features.append(sum)
                 }
-                known[i * cin + real] = at
+                if i == real { own[i] = at } else { known[i * cin + real] = at }
                 return at
             }
             var viaFeatures = [Double](repeating: 0, count: g.outChannels)

@@ -216,7 +216,13 @@ private struct Importer {
             guard stored.count == count * width else { throw mismatch(stored.count / max(width, 1)) }
             func load<T: FixedWidthInteger>(_: T.Type, _ k: Int) -> T { T(littleEndian: stored.loadUnaligned(fromByteOffset: k * width, as: T.self)) }
             switch type {
-            case .float: return TensorValue(type, shape: shape, floats: (0..<count).map { Double(Float(bitPattern: load(UInt32.self, $0))) })
+            case .float:
+                // The bulk of a model: one pass over the bytes into the new array.
+                let values = [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
+                    for k in 0..<count { buffer[k] = Double(Float(bitPattern: load(UInt32.self, k))) }
+                    initialized = count
+                }
+                return TensorValue(type, shape: shape, floats: values)
             case .double: return TensorValue(type, shape: shape, floats: (0..<count).map { Double(bitPattern: load(UInt64.self, $0)) })
             case .float16: return TensorValue(type, shape: shape, floats: (0..<count).map { Double(Float16(bitPattern: load(UInt16.self, $0))) })
             case .bfloat16: return TensorValue(type, shape: shape, floats: (0..<count).map { Double(Float(bitPattern: UInt32(load(UInt16.self, $0)) << 16)) })
