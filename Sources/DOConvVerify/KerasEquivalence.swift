@@ -1,11 +1,14 @@
 import DOConvCore
+import DOConvGraph
 import DOConvKeras
 
 /// Keras HDF5 pairs (ORIGINAL with DOConv2D layers, FOLDED with plain Conv2D kernels):
 /// structure (the same datasets, except each D removed and each kernel reshaped to
 /// (M, N, Cin/g, Cout); every other dataset equal by value) and each folded kernel in float64.
 /// A BatchNormalization fused into the conv before it (`--fuse-bn`) is checked with that
-/// conv (KerasBatchNormCheck.swift). There is no graph to run, so no end-to-end check.
+/// conv (KerasBatchNormCheck.swift). When a model config is at hand (stored in the file or
+/// archive, or given with --config), both models also run end to end in float64
+/// (KerasGraphBuilder.swift), on the same seeded random inputs.
 public enum KerasEquivalence {
     /// One dataset: its path, a path that survives the fold's renaming of `.weights.h5`
     /// layer groups, its shape, and its values and element type when it is a float dataset.
@@ -31,7 +34,7 @@ public enum KerasEquivalence {
         defer { a.close(); b.close() }
         var archiveOptions = options
         archiveOptions.kerasConfigJSON = options.kerasConfigJSON ?? a.configJSON
-        var report = try verify(original: a.weightsPath, folded: b.weightsPath, options: archiveOptions)
+        var report = try verify(original: a.weightsPath, folded: b.weightsPath, options: archiveOptions, foldedConfigJSON: b.configJSON)
         report.original = original
         report.folded = folded
         report.format = "Keras archive"
@@ -44,8 +47,14 @@ public enum KerasEquivalence {
 
     /// A pair of Keras HDF5 files.
     public static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        try verify(original: originalPath, folded: foldedPath, options: options, foldedConfigJSON: nil)
+    }
+
+    /// A pair of Keras HDF5 files; `foldedConfigJSON` is FOLDED's own config when it is kept
+    /// beside the weights (a `.keras` archive's `config.json`).
+    static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions,
+                       foldedConfigJSON: String?) throws(VerifyError) -> VerificationReport {
         var report = VerificationReport(original: originalPath, folded: foldedPath, format: "Keras HDF5")
-        report.endToEndSkipped = "Keras weight files hold no graph to run; the verdict rests on the structure and per-layer checks"
         var keras = KerasFoldOptions()
         keras.configJSON = options.kerasConfigJSON
         let detection: Detection
@@ -200,6 +209,11 @@ public enum KerasEquivalence {
             guard case .conv2D(let kernel) = fusion.target else { continue }
             report.layers.append(checkFusion(fusion, reference: plainReference(kernel), options: options))
         }
+
+        // End to end: both models, each from its own config when it has one.
+        let originalConfig = file.storedConfig.map { (json: $0, source: originalPath) } ?? options.kerasConfigJSON.map { (json: $0, source: "--config") }
+        try runEndToEnd(&report, original: KerasModelSource(path: originalPath, format: file.format, entries: original, config: originalConfig),
+                        folded: foldedPath, foldedEntries: folded, foldedConfigJSON: foldedConfigJSON, options: options)
         return report
     }
 
@@ -369,5 +383,115 @@ public enum KerasEquivalence {
         }
         try walk(try file.root(), key: "/")
         return result
+    }
+}
+
+/// One side of a Keras pair as the end-to-end step reads it: its datasets and its config.
+struct KerasModelSource {
+    var path: String
+    var format: KerasFileFormat?
+    var entries: [KerasEquivalence.Entry]
+    var config: (json: String, source: String)?
+}
+
+extension KerasEquivalence {
+    /// Builds ORIGINAL's and FOLDED's graphs and compares every model output on seeded random
+    /// inputs, as the ONNX path does. ORIGINAL that cannot be built (no config, a layer the
+    /// converter does not implement) skips the step; FOLDED that cannot be built fails it.
+    static func runEndToEnd(_ report: inout VerificationReport, original: KerasModelSource, folded foldedPath: String,
+                            foldedEntries: [Entry], foldedConfigJSON: String?, options: VerifyOptions) throws(VerifyError) {
+        let rest = "; the verdict rests on the structure and per-layer checks"
+        if let tolerance = options.tolerance, !(tolerance >= 0) { throw VerifyError("the tolerance must be a non-negative number") }
+        guard options.inputs > 0 else { report.endToEndSkipped = "disabled (--inputs 0)"; return }
+        guard let config = original.config, let format = original.format else {
+            report.endToEndSkipped = "ORIGINAL holds no model config (pass the model's JSON with --config)" + rest
+            return
+        }
+        let originalGraph: Graph
+        do {
+            originalGraph = try KerasGraphBuilder(configJSON: config.json, source: config.source, entries: original.entries, format: format,
+                                                  adaptToWeights: false).build()
+        } catch {
+            report.endToEndSkipped = "the Keras model cannot be run: \(error)" + rest
+            return
+        }
+        // FOLDED: its own config (full-model file, archive), else ORIGINAL's, read against
+        // FOLDED's weights (a folded layer holds a plain kernel, a fused BatchNormalization none).
+        let foldedFormat: KerasFileFormat?
+        let foldedStored: String?
+        do {
+            let foldedFile = try WeightFile(path: foldedPath)
+            (foldedFormat, foldedStored) = (foldedFile.format, foldedFile.storedConfig)
+        } catch {
+            throw VerifyError("\(error)")
+        }
+        let foldedConfig = foldedStored.map { (json: $0, source: foldedPath) } ?? foldedConfigJSON.map { (json: $0, source: "FOLDED's config") }
+        let feeds = try EndToEnd.feeds(for: originalGraph, dims: options.dims, count: options.inputs, seed: options.seed)
+        let shapes = (try? EndToEnd.shapes(of: originalGraph, dims: options.dims)) ?? []
+        report.inputsDescription = "\(feeds.count) seeded random input\(feeds.count == 1 ? "" : "s") (seed \(options.seed)): "
+            + shapes.map { "'\($0.0.name)' \($0.0.type.map { "\($0)" } ?? "float32") \($0.1)" }.joined(separator: ", ")
+        if foldedConfig == nil { report.notes.append("FOLDED holds no config: its weights run in ORIGINAL's model") }
+        let foldedGraph: Graph
+        do {
+            guard let foldedFormat else { throw KerasGraphError.invalid("FOLDED is none of the Keras weight layouts") }
+            var builder = try KerasGraphBuilder(configJSON: (foldedConfig ?? config).json, source: (foldedConfig ?? config).source,
+                                                entries: foldedEntries, format: foldedFormat, adaptToWeights: foldedConfig == nil)
+            builder.outputNames = originalGraph.outputs.map(\.name)
+            foldedGraph = try builder.build()
+        } catch {
+            report.endToEndProblems.append("FOLDED cannot be run as a Keras model: \(error)")
+            return
+        }
+        let unsupported = ReferenceExecutor(graph: originalGraph).unsupportedNodes.map { "ORIGINAL's \($0)" }
+            + ReferenceExecutor(graph: foldedGraph).unsupportedNodes.map { "FOLDED's \($0)" }
+        guard unsupported.isEmpty else {
+            report.endToEndSkipped = "the reference executor cannot run \(unsupported.prefix(5).joined(separator: "; "))" + rest
+            return
+        }
+        // The graphs compute in float64 from the stored weights: half-precision storage (the
+        // fold rounds its kernels to it) needs that type's tolerance, as the layer checks do.
+        let storedTypes = (original.entries + foldedEntries).compactMap(\.elementType)
+        let tolerance = options.tolerance ?? storedTypes.map(\.defaultTolerance).max()
+        let (outputs, skipped, problems) = EndToEnd.compare(original: ReferenceExecutor(graph: originalGraph).precomputingConstants(),
+                                                            folded: ReferenceExecutor(graph: foldedGraph).precomputingConstants(),
+                                                            feeds: feeds, tolerance: tolerance)
+        report.outputs = outputs
+        report.endToEndProblems += problems
+        if let skipped { report.endToEndSkipped = skipped + rest }
+    }
+
+    /// Runs one Keras model (`.h5`, `.weights.h5` with `configJSON`, or `.keras`) with the
+    /// reference executor on given feeds (the oracle tests' hook); inputs that are not given
+    /// are made as in the end-to-end check.
+    public static func run(model path: String, configJSON: String?, feeds given: [String: TensorValue],
+                           options: VerifyOptions = VerifyOptions()) throws(VerifyError) -> [String: TensorValue] {
+        var weightsPath = path
+        var archiveConfig: String?
+        var archive: KerasArchiveContents?
+        if path.hasSuffix(".keras") {
+            do { archive = try KerasArchiveContents(path: path) } catch { throw VerifyError("\(error)") }
+            weightsPath = archive?.weightsPath ?? path
+            archiveConfig = archive?.configJSON
+        }
+        defer { archive?.close() }
+        let graph: Graph
+        do {
+            let file = try WeightFile(path: weightsPath)
+            guard let format = file.format else { throw VerifyError("\(path): none of the Keras weight layouts") }
+            guard let json = file.storedConfig ?? configJSON ?? archiveConfig else { throw VerifyError("\(path): no model config (pass --config)") }
+            graph = try KerasGraphBuilder(configJSON: json, source: path, entries: try entries(of: weightsPath), format: format, adaptToWeights: false).build()
+        } catch let error as VerifyError {
+            throw error
+        } catch {
+            throw VerifyError("\(path): \(error)")
+        }
+        var feeds = given
+        let missing = graph.feedInputs.filter { feeds[$0.name] == nil }
+        if !missing.isEmpty {
+            let made = try EndToEnd.feeds(for: Graph(inputs: missing), dims: options.dims, count: 1, seed: options.seed)
+            feeds.merge(made.first ?? [:]) { a, _ in a }
+        }
+        let executor = ReferenceExecutor(graph: ReferenceExecutor(graph: graph).precomputingConstants())
+        do { return try executor.run(feeds) } catch { throw VerifyError("\(path): \(error)") }
     }
 }

@@ -79,8 +79,17 @@ struct VerifyCommand: ToolCommand {
         options.dims = try parsedDims()
         do {
             if let dumpOutputs {
-                if let configFile { throw VerifyError("\(configFile): --config does not apply to --dump-outputs") }
                 let feeds = try inputJSON.map { (path) throws(VerifyError) in try TensorJSON.read(path: path) } ?? [:]
+                // Keras files run through the Keras model converter (with --config for weights-only files).
+                if [".h5", ".keras"].contains(where: original.lowercased().hasSuffix) {
+                    let config = try configFile.map { (file) throws(VerifyError) -> String in
+                        guard let json = try? String(contentsOfFile: file, encoding: .utf8) else { throw VerifyError("\(file): cannot read the model config") }
+                        return json
+                    }
+                    try TensorJSON.write(try KerasEquivalence.run(model: original, configJSON: config, feeds: feeds, options: options), to: dumpOutputs)
+                    return
+                }
+                if let configFile { throw VerifyError("\(configFile): --config does not apply to --dump-outputs") }
                 try TensorJSON.write(try EquivalenceVerifier.run(model: original, feeds: feeds, options: options), to: dumpOutputs)
                 return
             }
