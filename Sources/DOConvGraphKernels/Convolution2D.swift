@@ -69,15 +69,9 @@ public struct Convolution2D: Sendable {
                         matrix = image
                     }
                     MatrixMultiply.multiply(multiplier, m: outPerGroup, n: count, k: k, a: w + g * outPerGroup * k, lda: k, b: matrix,
-                                            ldb: columns == nil ? n : count, c: target + first, ldc: n, threads: threads)
+                                            ldb: columns == nil ? n : count, c: target + first, ldc: n, rowBias: bias.map { $0 + g * outPerGroup },
+                                            threads: threads)
                     first += count
-                }
-                if let bias {
-                    for o in 0..<outPerGroup {
-                        let value = bias[g * outPerGroup + o]
-                        let row = target + o * n
-                        for j in 0..<n { row[j] += value }
-                    }
                 }
             }
         }
@@ -96,20 +90,29 @@ public struct Convolution2D: Sendable {
                 let (i, j) = tap.quotientAndRemainder(dividingBy: kernel.width)
                 let plane = image + c * height * width
                 let target = columns + row * n
+                // Output columns [lowest, highest) read inside the row; the rest read padding.
+                let xBase = j * dilation.width - padBegin.width
+                let lowest = xBase >= 0 ? 0 : (-xBase + stride.width - 1) / stride.width
+                let highest = width - xBase <= 0 ? 0 : min(output.width, (width - xBase + stride.width - 1) / stride.width)
                 var p = positions.lowerBound
                 while p < positions.upperBound {
                     let (oy, ox0) = p.quotientAndRemainder(dividingBy: output.width)
                     let end = min(positions.upperBound, p - ox0 + output.width)
                     let y = oy * stride.height + i * dilation.height - padBegin.height
-                    let line = target + (p - positions.lowerBound)
-                    if y < 0 || y >= height {
-                        for q in 0..<(end - p) { line[q] = 0 }
+                    let line = target + (p - positions.lowerBound) - ox0 // indexed by output column
+                    if y < 0 || y >= height || lowest >= highest {
+                        for ox in ox0..<(ox0 + end - p) { line[ox] = 0 }
                     } else {
-                        let source = plane + y * width
-                        for q in 0..<(end - p) {
-                            let x = (ox0 + q) * stride.width + j * dilation.width - padBegin.width
-                            line[q] = x >= 0 && x < width ? source[x] : 0
+                        let last = ox0 + end - p
+                        let (from, to) = (min(max(ox0, lowest), last), min(max(ox0, highest), last))
+                        for ox in ox0..<from { line[ox] = 0 }
+                        let source = plane + y * width + xBase
+                        if stride.width == 1 {
+                            for ox in from..<to { line[ox] = source[ox] }
+                        } else {
+                            for ox in from..<to { line[ox] = source[ox * stride.width] }
                         }
+                        for ox in max(to, ox0)..<last { line[ox] = 0 }
                     }
                     p = end
                 }

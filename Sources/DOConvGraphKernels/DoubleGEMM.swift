@@ -1,6 +1,9 @@
 // This file is compiled into two modules (DOConvGraphKernelsAVX2 holds a symbolic link to
 // it, and defines DOCONV_FMA): each copy is compiled for its module's CPU target, with
 // everything in one file so that it inlines without whole-module optimization (debug builds).
+#if DOCONV_FMA
+import DOConvGraphKernels
+#endif
 
 /// acc + a * b: one fused multiply-add in the AVX2 + FMA module, separate multiply and add
 /// (which every CPU has) in the portable one.
@@ -18,109 +21,129 @@ func multiplyAdd(_ acc: SIMD4<Double>, _ a: SIMD4<Double>, _ b: SIMD4<Double>) -
 /// C's tile (rows `rows`, columns `columns`) is computed from the whole of K, in blocks of
 /// `kc` taken in order, so every element's sum runs in the same order whatever the tiling
 /// or the number of threads: results do not depend on the thread count. Inside a K block,
-/// B is packed in panels of 8 columns and A in panels of 4 rows; a 4 x 8 micro-kernel keeps
-/// its 32 sums in eight 256-bit registers.
+/// B is packed in panels of 8 columns (one panel stays in L1 while every row of the tile
+/// passes over it); A is read in place, four rows at a time, each a sequential stream. A
+/// 4 x 8 micro-kernel keeps its 32 sums in eight 256-bit registers.
 enum DoubleGEMMTile {
     static let kc = 256
     static let panelRows = 4
     static let panelColumns = 8
 
-    /// Doubles of scratch one tile needs (packed A and B).
+    /// Doubles of scratch one tile needs (packed B).
     static func scratchCount(rows: Int, columns: Int) -> Int {
-        let r = (rows + panelRows - 1) / panelRows * panelRows
-        let c = (columns + panelColumns - 1) / panelColumns * panelColumns
-        return kc * (r + c)
+        kc * ((columns + panelColumns - 1) / panelColumns * panelColumns)
     }
 
     /// C[rows, columns] (+)= A[rows, 0..<k] * B[0..<k, columns]; with `accumulate` false the
     /// tile is overwritten. `scratch` holds `scratchCount` doubles.
-    static func multiply(
-        k: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
-        c: UnsafeMutablePointer<Double>, ldc: Int, rows: Range<Int>, columns: Range<Int>, accumulate: Bool,
-        scratch: UnsafeMutablePointer<Double>
-    ) {
-        let rowPanels = (rows.count + panelRows - 1) / panelRows
+    static func multiply(_ operands: GEMMOperands, rows: Range<Int>, columns: Range<Int>, scratch: UnsafeMutablePointer<Double>) {
+        let (k, a, lda, b, ldb, c, ldc) = (operands.k, operands.a, operands.lda, operands.b, operands.ldb, operands.c, operands.ldc)
+        let (transposedB, accumulate) = (operands.transposedB, operands.accumulate)
         let columnPanels = (columns.count + panelColumns - 1) / panelColumns
-        let packedA = scratch
-        let packedB = scratch + kc * rowPanels * panelRows
         if k == 0 {
-            if !accumulate { for i in rows { for j in columns { c[i * ldc + j] = 0 } } }
+            for i in rows {
+                for j in columns { c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0) + (operands.rowBias?[i] ?? 0) }
+            }
             return
         }
         var k0 = 0
         while k0 < k {
             let depth = min(kc, k - k0)
-            // B panels: [panel][p][8], zero beyond the last column.
-            for panel in 0..<columnPanels {
-                let j0 = columns.lowerBound + panel * panelColumns
-                let width = min(panelColumns, columns.upperBound - j0)
-                let out = packedB + panel * depth * panelColumns
-                for p in 0..<depth {
-                    let source = b + (k0 + p) * ldb + j0
-                    let target = out + p * panelColumns
-                    if width == panelColumns {
-                        for q in 0..<panelColumns { target[q] = source[q] }
-                    } else {
-                        for q in 0..<panelColumns { target[q] = q < width ? source[q] : 0 }
-                    }
-                }
-            }
-            // A panels: [panel][p][4], zero beyond the last row.
-            for panel in 0..<rowPanels {
-                let i0 = rows.lowerBound + panel * panelRows
-                let height = min(panelRows, rows.upperBound - i0)
-                let out = packedA + panel * depth * panelRows
-                for r in 0..<panelRows {
-                    if r < height {
-                        let source = a + (i0 + r) * lda + k0
-                        for p in 0..<depth { out[p * panelRows + r] = source[p] }
-                    } else {
-                        for p in 0..<depth { out[p * panelRows + r] = 0 }
-                    }
-                }
+            if transposedB {
+                packTransposedB(b + columns.lowerBound * ldb + k0, ldb: ldb, depth: depth, width: columns.count, into: scratch)
+            } else {
+                packB(b + k0 * ldb + columns.lowerBound, ldb: ldb, depth: depth, width: columns.count, into: scratch)
             }
             let first = k0 == 0 && !accumulate
-            for rowPanel in 0..<rowPanels {
-                let i0 = rows.lowerBound + rowPanel * panelRows
-                let height = min(panelRows, rows.upperBound - i0)
-                let pa = packedA + rowPanel * depth * panelRows
-                for columnPanel in 0..<columnPanels {
-                    let j0 = columns.lowerBound + columnPanel * panelColumns
-                    let width = min(panelColumns, columns.upperBound - j0)
-                    microKernel(depth: depth, a: pa, b: packedB + columnPanel * depth * panelColumns,
-                                c: c + i0 * ldc + j0, ldc: ldc, height: height, width: width, overwrite: first)
+            // The bias joins each sum once it is complete, as a separate pass would add it.
+            let bias = k0 + depth == k ? operands.rowBias : nil
+            for columnPanel in 0..<columnPanels {
+                let j0 = columns.lowerBound + columnPanel * panelColumns
+                let width = min(panelColumns, columns.upperBound - j0)
+                let pb = UnsafePointer(scratch + columnPanel * depth * panelColumns)
+                var i0 = rows.lowerBound
+                while i0 < rows.upperBound {
+                    let height = min(panelRows, rows.upperBound - i0)
+                    // Rows past the edge read row i0 again; their sums are not stored.
+                    let a0 = a + i0 * lda + k0
+                    microKernel(depth: depth, a0: a0, a1: height > 1 ? a0 + lda : a0, a2: height > 2 ? a0 + 2 * lda : a0,
+                                a3: height > 3 ? a0 + 3 * lda : a0, b: pb, c: c + i0 * ldc + j0, ldc: ldc, height: height,
+                                width: width, overwrite: first, bias: bias.map { $0 + i0 })
+                    i0 += panelRows
                 }
             }
             k0 += depth
         }
     }
 
-    /// A 4 x 8 block of C from packed panels.
+    /// B[0..<depth, 0..<width] into panels [panel][p][8], zero beyond the last column; row by
+    /// row, so B is read sequentially.
     @inline(__always)
-    static func microKernel(depth: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>,
-                                                c: UnsafeMutablePointer<Double>, ldc: Int, height: Int, width: Int, overwrite: Bool) {
+    static func packB(_ b: UnsafePointer<Double>, ldb: Int, depth: Int, width: Int, into packed: UnsafeMutablePointer<Double>) {
+        let fullPanels = width / panelColumns
+        let rest = width - fullPanels * panelColumns
+        let panelStride = depth * panelColumns
+        for p in 0..<depth {
+            let source = UnsafeRawPointer(b + p * ldb)
+            let target = packed + p * panelColumns
+            for panel in 0..<fullPanels {
+                let out = UnsafeMutableRawPointer(target + panel * panelStride)
+                out.storeBytes(of: source.loadUnaligned(fromByteOffset: panel * 64, as: SIMD4<Double>.self), as: SIMD4<Double>.self)
+                out.storeBytes(of: source.loadUnaligned(fromByteOffset: panel * 64 + 32, as: SIMD4<Double>.self), toByteOffset: 32,
+                               as: SIMD4<Double>.self)
+            }
+            if rest > 0 {
+                let out = target + fullPanels * panelStride
+                let values = b + p * ldb + fullPanels * panelColumns
+                for q in 0..<panelColumns { out[q] = q < rest ? values[q] : 0 }
+            }
+        }
+    }
+
+    /// `packB` from B's transpose: each panel column is a row of `bt`, read sequentially.
+    @inline(__always)
+    static func packTransposedB(_ bt: UnsafePointer<Double>, ldb: Int, depth: Int, width: Int, into packed: UnsafeMutablePointer<Double>) {
+        let panels = (width + panelColumns - 1) / panelColumns
+        for panel in 0..<panels {
+            let out = packed + panel * depth * panelColumns
+            for q in 0..<panelColumns {
+                let j = panel * panelColumns + q
+                if j < width {
+                    let row = bt + j * ldb
+                    for p in 0..<depth { out[p * panelColumns + q] = row[p] }
+                } else {
+                    for p in 0..<depth { out[p * panelColumns + q] = 0 }
+                }
+            }
+        }
+    }
+
+    /// A 4 x 8 block of C: rows a0...a3 of A (in place) times a packed panel of B.
+    @inline(__always)
+    static func microKernel(depth: Int, a0: UnsafePointer<Double>, a1: UnsafePointer<Double>, a2: UnsafePointer<Double>,
+                            a3: UnsafePointer<Double>, b: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>, ldc: Int,
+                            height: Int, width: Int, overwrite: Bool, bias: UnsafePointer<Double>?) {
         var c00 = SIMD4<Double>(), c01 = SIMD4<Double>()
         var c10 = SIMD4<Double>(), c11 = SIMD4<Double>()
         var c20 = SIMD4<Double>(), c21 = SIMD4<Double>()
         var c30 = SIMD4<Double>(), c31 = SIMD4<Double>()
-        var pa = a, pb = b
-        for _ in 0..<depth {
-            let b0 = UnsafeRawPointer(pb).loadUnaligned(as: SIMD4<Double>.self)
-            let b1 = UnsafeRawPointer(pb + 4).loadUnaligned(as: SIMD4<Double>.self)
-            let a0 = SIMD4<Double>(repeating: pa[0]), a1 = SIMD4<Double>(repeating: pa[1])
-            let a2 = SIMD4<Double>(repeating: pa[2]), a3 = SIMD4<Double>(repeating: pa[3])
-            c00 = multiplyAdd(c00, a0, b0); c01 = multiplyAdd(c01, a0, b1)
-            c10 = multiplyAdd(c10, a1, b0); c11 = multiplyAdd(c11, a1, b1)
-            c20 = multiplyAdd(c20, a2, b0); c21 = multiplyAdd(c21, a2, b1)
-            c30 = multiplyAdd(c30, a3, b0); c31 = multiplyAdd(c31, a3, b1)
-            pa += panelRows
-            pb += panelColumns
+        var pb = UnsafeRawPointer(b)
+        for p in 0..<depth {
+            let b0 = pb.loadUnaligned(as: SIMD4<Double>.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD4<Double>.self)
+            let r0 = SIMD4<Double>(repeating: a0[p]), r1 = SIMD4<Double>(repeating: a1[p])
+            let r2 = SIMD4<Double>(repeating: a2[p]), r3 = SIMD4<Double>(repeating: a3[p])
+            c00 = multiplyAdd(c00, r0, b0); c01 = multiplyAdd(c01, r0, b1)
+            c10 = multiplyAdd(c10, r1, b0); c11 = multiplyAdd(c11, r1, b1)
+            c20 = multiplyAdd(c20, r2, b0); c21 = multiplyAdd(c21, r2, b1)
+            c30 = multiplyAdd(c30, r3, b0); c31 = multiplyAdd(c31, r3, b1)
+            pb += 64
         }
         if height == panelRows && width == panelColumns {
-            store(c, low: c00, high: c01, overwrite: overwrite)
-            store(c + ldc, low: c10, high: c11, overwrite: overwrite)
-            store(c + 2 * ldc, low: c20, high: c21, overwrite: overwrite)
-            store(c + 3 * ldc, low: c30, high: c31, overwrite: overwrite)
+            store(c, low: c00, high: c01, overwrite: overwrite, bias: bias?[0])
+            store(c + ldc, low: c10, high: c11, overwrite: overwrite, bias: bias?[1])
+            store(c + 2 * ldc, low: c20, high: c21, overwrite: overwrite, bias: bias?[2])
+            store(c + 3 * ldc, low: c30, high: c31, overwrite: overwrite, bias: bias?[3])
             return
         }
         // A partial block at the matrix's edge: element by element.
@@ -129,21 +152,23 @@ enum DoubleGEMMTile {
             let row = c + r * ldc
             for q in 0..<width {
                 let value = q < 4 ? low[q] : high[q - 4]
-                row[q] = overwrite ? value : row[q] + value
+                let sum = overwrite ? value : row[q] + value
+                row[q] = bias.map { sum + $0[r] } ?? sum
             }
         }
     }
 
-    /// Eight values of one row of C, written or added.
+    /// Eight values of one row of C, written or added, then `bias` added.
     @inline(__always)
-    static func store(_ row: UnsafeMutablePointer<Double>, low: SIMD4<Double>, high: SIMD4<Double>, overwrite: Bool) {
+    static func store(_ row: UnsafeMutablePointer<Double>, low: SIMD4<Double>, high: SIMD4<Double>, overwrite: Bool, bias: Double?) {
         let raw = UnsafeMutableRawPointer(row)
-        if overwrite {
-            raw.storeBytes(of: low, as: SIMD4<Double>.self)
-            raw.storeBytes(of: high, toByteOffset: 32, as: SIMD4<Double>.self)
-        } else {
-            raw.storeBytes(of: raw.loadUnaligned(as: SIMD4<Double>.self) + low, as: SIMD4<Double>.self)
-            raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: 32, as: SIMD4<Double>.self) + high, toByteOffset: 32, as: SIMD4<Double>.self)
+        var (low, high) = overwrite ? (low, high)
+            : (raw.loadUnaligned(as: SIMD4<Double>.self) + low, raw.loadUnaligned(fromByteOffset: 32, as: SIMD4<Double>.self) + high)
+        if let bias {
+            low += SIMD4(repeating: bias)
+            high += SIMD4(repeating: bias)
         }
+        raw.storeBytes(of: low, as: SIMD4<Double>.self)
+        raw.storeBytes(of: high, toByteOffset: 32, as: SIMD4<Double>.self)
     }
 }

@@ -1,24 +1,39 @@
 import Dispatch
 
+/// One product C (+)= A * B in float64, row-major with explicit row strides; B may be given
+/// transposed (row j of `b` is then column j of B).
+public struct GEMMOperands: @unchecked Sendable {
+    // @unchecked: the pointers are only read (C only written) for the product's duration.
+    public var k: Int
+    public var a: UnsafePointer<Double>
+    public var lda: Int
+    public var b: UnsafePointer<Double>
+    public var ldb: Int
+    public var transposedB: Bool
+    public var c: UnsafeMutablePointer<Double>
+    public var ldc: Int
+    /// Add to C rather than overwrite it.
+    public var accumulate: Bool
+    /// A value per row of C added after the product (a convolution's bias), if any.
+    public var rowBias: UnsafePointer<Double>?
+}
+
 /// A way to compute one GEMM tile: the portable build, or the AVX2 + FMA one where the CPU
 /// has it (chosen by the executor at run time).
 public struct TileMultiplier: Sendable {
     public let name: String
-    /// (k, a, lda, b, ldb, c, ldc, rows, columns, accumulate, scratch): C[rows, columns] (+)=
-    /// A[rows, 0..<k] * B[0..<k, columns], with scratch for the packed panels.
-    public let run: @Sendable (Int, UnsafePointer<Double>, Int, UnsafePointer<Double>, Int, UnsafeMutablePointer<Double>, Int,
-                               Range<Int>, Range<Int>, Bool, UnsafeMutablePointer<Double>) -> Void
+    /// (operands, rows, columns, scratch): C[rows, columns] (+)= A[rows, 0..<k] * B[0..<k,
+    /// columns], with scratch for the packed panels.
+    public let run: @Sendable (GEMMOperands, Range<Int>, Range<Int>, UnsafeMutablePointer<Double>) -> Void
 
-    public init(name: String, run: @escaping @Sendable (Int, UnsafePointer<Double>, Int, UnsafePointer<Double>, Int, UnsafeMutablePointer<Double>, Int,
-                                                         Range<Int>, Range<Int>, Bool, UnsafeMutablePointer<Double>) -> Void) {
+    public init(name: String, run: @escaping @Sendable (GEMMOperands, Range<Int>, Range<Int>, UnsafeMutablePointer<Double>) -> Void) {
         self.name = name
         self.run = run
     }
 
     /// Separate multiply and add, for every CPU.
-    public static let portable = TileMultiplier(name: "portable") { k, a, lda, b, ldb, c, ldc, rows, columns, accumulate, scratch in
-        DoubleGEMMTile.multiply(k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, rows: rows, columns: columns,
-                                accumulate: accumulate, scratch: scratch)
+    public static let portable = TileMultiplier(name: "portable") { operands, rows, columns, scratch in
+        DoubleGEMMTile.multiply(operands, rows: rows, columns: columns, scratch: scratch)
     }
 }
 
@@ -32,13 +47,22 @@ public enum MatrixMultiply {
     public static let tileColumns = 192
 
     public static func multiply(_ multiplier: TileMultiplier, m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int,
-                                b: UnsafePointer<Double>, ldb: Int, c: UnsafeMutablePointer<Double>, ldc: Int,
-                                accumulate: Bool = false, threads: Int) {
+                                b: UnsafePointer<Double>, ldb: Int, transposedB: Bool = false, c: UnsafeMutablePointer<Double>, ldc: Int,
+                                accumulate: Bool = false, rowBias: UnsafePointer<Double>? = nil, threads: Int) {
+        let operands = GEMMOperands(k: k, a: a, lda: lda, b: b, ldb: ldb, transposedB: transposedB, c: c, ldc: ldc, accumulate: accumulate,
+                                    rowBias: rowBias)
         guard m > 0, n > 0 else { return }
-        let rowTiles = (m + tileRows - 1) / tileRows
+        // Tiles of equal size (rounded to the micro-kernel's 4 x 8), so no thin tile is left
+        // at an edge.
+        // A tile's rows of A for one K block (read in place, from L2, for every column panel)
+        // take up to 192 KB: a shallow K gives taller tiles, so B is packed fewer times.
+        let tallest = max(tileRows, min(256, 24_576 / max(1, min(k, DoubleGEMMTile.kc))))
+        let rowTiles = (m + tallest - 1) / tallest
         let columnTiles = (n + tileColumns - 1) / tileColumns
+        let height = ((m + rowTiles - 1) / rowTiles + 3) / 4 * 4
+        let width = ((n + columnTiles - 1) / columnTiles + 7) / 8 * 8
         let tiles = rowTiles * columnTiles
-        let scratchCount = DoubleGEMMTile.kc * (tileRows + 8 + tileColumns + 8)
+        let scratchCount = DoubleGEMMTile.kc * (width + 8)
         let workers = max(1, min(threads, tiles, m * n * max(k, 1) / 500_000 + 1))
         let body: (Int) -> Void = { worker in
             let scratch = UnsafeMutablePointer<Double>.allocate(capacity: scratchCount)
@@ -46,9 +70,9 @@ public enum MatrixMultiply {
             var tile = worker
             while tile < tiles {
                 let (rt, ct) = tile.quotientAndRemainder(dividingBy: columnTiles)
-                let rows = (rt * tileRows)..<min(m, (rt + 1) * tileRows)
-                let columns = (ct * tileColumns)..<min(n, (ct + 1) * tileColumns)
-                multiplier.run(k, a, lda, b, ldb, c, ldc, rows, columns, accumulate, scratch)
+                let rows = min(m, rt * height)..<min(m, (rt + 1) * height)
+                let columns = min(n, ct * width)..<min(n, (ct + 1) * width)
+                multiplier.run(operands, rows, columns, scratch)
                 tile += workers
             }
         }

@@ -7,9 +7,8 @@ extension TileMultiplier {
     /// The GEMM tile with AVX2 and FMA, or nil when this build has none (not x86-64).
     public static let fused: TileMultiplier? = {
         #if arch(x86_64)
-        return TileMultiplier(name: "avx2-fma") { k, a, lda, b, ldb, c, ldc, rows, columns, accumulate, scratch in
-            DoubleGEMMTile.multiply(k: k, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, rows: rows, columns: columns,
-                                    accumulate: accumulate, scratch: scratch)
+        return TileMultiplier(name: "avx2-fma") { operands, rows, columns, scratch in
+            DoubleGEMMTile.multiply(operands, rows: rows, columns: columns, scratch: scratch)
         }
         #else
         return nil
