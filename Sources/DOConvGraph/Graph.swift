@@ -113,6 +113,15 @@ public struct TensorValue: Equatable, Sendable {
         }
     }
 
+    /// Bytes the values take in memory (8 per number, 1 per opaque byte).
+    public var byteCount: Int {
+        switch storage {
+        case .floats(let v): return v.count * 8
+        case .ints(let v): return v.count * 8
+        case .opaque(let v): return v.count
+        }
+    }
+
     /// Row-major strides of `shape`.
     public var strides: [Int] { TensorValue.strides(of: shape) }
 

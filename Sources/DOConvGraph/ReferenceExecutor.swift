@@ -23,6 +23,8 @@ struct OpContext {
     let opset: Int64
     /// The enclosing scopes' values the node's subgraphs read (If, Loop, Scan bodies), by name.
     var captured: [String: TensorValue] = [:]
+    /// Threads the node's kernels may use.
+    var threads = FastKernels.threads
 
     var op: String { node.opType }
 
@@ -106,6 +108,12 @@ public struct ReferenceExecutor {
     let captures: [Int: [String]]
     /// Called after each node of a run with (nodes done, nodes to run), for progress reports.
     public var progress: ((Int, Int) -> Void)?
+    /// Threads each node's kernels may use: all online cores (or `DOCONV_THREADS`) unless
+    /// several runs share the cores. Results do not depend on it.
+    public var threads = FastKernels.threads
+
+    /// All online cores, or `DOCONV_THREADS`.
+    public static var defaultThreads: Int { FastKernels.threads }
 
     public init(graph: Graph) {
         self.init(graph: graph, opset: graph.opset)
@@ -154,6 +162,14 @@ public struct ReferenceExecutor {
         try evaluate(graph.outputs.map(\.name), feeds: feeds)
     }
 
+    /// `run`, also returning the most bytes the run's activations (values computed from the
+    /// feeds, initializers excluded) held at once.
+    public func runMeasuringMemory(_ feeds: [String: TensorValue]) throws(ExecutionError) -> (outputs: [String: TensorValue], peakActivationBytes: Int) {
+        var peak = 0
+        let outputs = try evaluate(graph.outputs.map(\.name), feeds: feeds, outer: [:], peakBytes: &peak)
+        return (outputs, peak)
+    }
+
     /// Computes the named values (graph outputs or intermediates), running only the nodes
     /// they depend on. Constant subgraphs (a composed kernel, say) need no feeds.
     public func evaluate(_ names: [String], feeds: [String: TensorValue] = [:]) throws(ExecutionError) -> [String: TensorValue] {
@@ -163,6 +179,12 @@ public struct ReferenceExecutor {
     /// `evaluate` with the values of enclosing scopes visible (a subgraph's run): the graph's
     /// own initializers and feeds shadow them.
     func evaluate(_ names: [String], feeds: [String: TensorValue], outer: [String: TensorValue]) throws(ExecutionError) -> [String: TensorValue] {
+        var peak = 0
+        return try evaluate(names, feeds: feeds, outer: outer, peakBytes: &peak)
+    }
+
+    /// `evaluate`, with the most bytes its activations held at once in `peakBytes`.
+    func evaluate(_ names: [String], feeds: [String: TensorValue], outer: [String: TensorValue], peakBytes: inout Int) throws(ExecutionError) -> [String: TensorValue] {
         var values = outer
         values.merge(graph.initializers) { _, own in own }
         for (name, value) in feeds { values[name] = value }
@@ -184,11 +206,13 @@ public struct ReferenceExecutor {
         let requested = Set(names)
         var lastReader: [String: Int] = [:]
         for k in order { for name in graph.nodes[k].inputs + (captures[k] ?? []) where !name.isEmpty { lastReader[name] = k } }
+        var liveBytes = feeds.values.reduce(0) { $0 + $1.byteCount }
+        peakBytes = max(peakBytes, liveBytes)
         for (position, k) in order.enumerated() {
             defer {
                 for name in graph.nodes[k].inputs + (captures[k] ?? []) + graph.nodes[k].outputs
-                where !name.isEmpty && !requested.contains(name) && (lastReader[name] ?? -1) <= k {
-                    values[name] = nil
+                where !name.isEmpty && !requested.contains(name) && (lastReader[name] ?? -1) <= k && graph.initializers[name] == nil {
+                    if let value = values.removeValue(forKey: name) { liveBytes -= value.byteCount }
                 }
                 progress?(position + 1, order.count)
             }
@@ -204,8 +228,12 @@ public struct ReferenceExecutor {
                 guard let value = values[name] else { throw .missingValue(name) }
                 captured[name] = value
             }
-            let outputs = try Self.run(node, inputs: inputs, opset: opset, captured: captured)
-            for (output, value) in zip(node.outputs, outputs) where !output.isEmpty { values[output] = value }
+            let outputs = try Self.run(node, inputs: inputs, opset: opset, captured: captured, threads: threads)
+            for (output, value) in zip(node.outputs, outputs) where !output.isEmpty {
+                values[output] = value
+                liveBytes += value.byteCount
+            }
+            peakBytes = max(peakBytes, liveBytes)
         }
         var result: [String: TensorValue] = [:]
         for name in names {
@@ -216,10 +244,11 @@ public struct ReferenceExecutor {
     }
 
     /// Runs one node.
-    static func run(_ node: Node, inputs: [TensorValue?], opset: Int64, captured: [String: TensorValue] = [:]) throws(ExecutionError) -> [TensorValue] {
+    static func run(_ node: Node, inputs: [TensorValue?], opset: Int64, captured: [String: TensorValue] = [:],
+                    threads: Int = FastKernels.threads) throws(ExecutionError) -> [TensorValue] {
         guard node.isStandardDomain else { throw .unsupported(op: node.opType, reason: "custom domain '\(node.domain)'") }
         guard let kernel = kernels[node.opType] else { throw .unsupported(op: node.opType, reason: "no reference implementation") }
-        let context = OpContext(node: node, inputs: inputs, opset: opset, captured: captured)
+        let context = OpContext(node: node, inputs: inputs, opset: opset, captured: captured, threads: max(1, threads))
         do {
             let outputs = try kernel(context)
             guard node.outputs.dropFirst(outputs.count).allSatisfy(\.isEmpty) else {

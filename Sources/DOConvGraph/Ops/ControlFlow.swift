@@ -220,7 +220,9 @@ extension OpContext {
         let names = body.outputs.map(\.name)
         let values: [String: TensorValue]
         do {
-            values = try ReferenceExecutor(graph: body, opset: opset).evaluate(names, feeds: feeds, outer: captured)
+            var executor = ReferenceExecutor(graph: body, opset: opset)
+            executor.threads = threads
+            values = try executor.evaluate(names, feeds: feeds, outer: captured)
         } catch {
             switch error {
             case let .unsupported(op, reason): throw ExecutionError.unsupported(op: "\(op) (in \(nodeLabel) \(label))", reason: reason)

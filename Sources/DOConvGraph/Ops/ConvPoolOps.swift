@@ -110,7 +110,7 @@ enum ConvPoolOps {
             throw ctx.invalid("kernel_shape \(declared) differs from the weight's \(kernel)")
         }
         let win = try window(ctx, input: Array(x.shape.dropFirst(2)), kernel: kernel)
-        if x.rank == 4 { return [conv2D(x: x, w: w, bias: bias, groups: groups, window: win)] }
+        if x.rank == 4 { return [conv2D(x: x, w: w, bias: bias, groups: groups, window: win, threads: ctx.threads)] }
         let table = win.offsets()
         let (inSpatial, outSpatial, kSpatial) = (win.input.reduce(1, *), win.output.reduce(1, *), kernel.reduce(1, *))
         let (inPerGroup, outPerGroup) = (cin / groups, cout / groups)
@@ -140,7 +140,7 @@ enum ConvPoolOps {
     }
 
     /// The 2-D case on the optimized kernels (im2col + GEMM, or direct depthwise).
-    static func conv2D(x: TensorValue, w: TensorValue, bias: [Double]?, groups: Int, window win: Window) -> TensorValue {
+    static func conv2D(x: TensorValue, w: TensorValue, bias: [Double]?, groups: Int, window win: Window, threads: Int) -> TensorValue {
         let (n, cin, cout) = (x.shape[0], x.shape[1], w.shape[0])
         let convolution = Convolution2D(batch: n, inChannels: cin, height: win.input[0], width: win.input[1], outChannels: cout, groups: groups,
                                         kernel: (win.kernel[0], win.kernel[1]), stride: (win.strides[0], win.strides[1]),
@@ -154,7 +154,7 @@ enum ConvPoolOps {
                 out.withUnsafeMutableBufferPointer { op in
                     let target = op.baseAddress!
                     let run = { (bp: UnsafePointer<Double>?) in
-                        convolution.run(FastKernels.multiplier, x: xp.baseAddress!, w: wp.baseAddress!, bias: bp, out: target, threads: FastKernels.threads)
+                        convolution.run(FastKernels.multiplier, x: xp.baseAddress!, w: wp.baseAddress!, bias: bp, out: target, threads: threads)
                     }
                     if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
                 }

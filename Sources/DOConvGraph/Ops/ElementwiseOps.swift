@@ -31,7 +31,7 @@ enum ElementwiseOps {
             }
         }
         // Unary ops defined on integers too.
-        let signed: [String: (Double) -> Double] = ["Relu": { max($0, 0) }, "Neg": { -$0 }, "Abs": { abs($0) }, "Sign": { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }]
+        let signed: [String: (Double) -> Double] = ["Neg": { -$0 }, "Abs": { abs($0) }, "Sign": { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }]
         for (op, f) in signed {
             table[op] = { ctx in
                 let x = try ctx.input(0)
@@ -40,6 +40,20 @@ enum ElementwiseOps {
                 case .ints(let v): return [TensorValue(x.type, shape: x.shape, ints: v.map { TensorMath.wrapped(Int64(f(Double($0))), to: x.type) })]
                 case .opaque: throw ctx.invalid("input is not numeric")
                 }
+            }
+        }
+        // Relu on every activation of a CNN: a plain loop rather than a closure per element.
+        table["Relu"] = { ctx in
+            let x = try ctx.input(0)
+            switch x.storage {
+            case .floats(let v):
+                let out = [Double](unsafeUninitializedCapacity: v.count) { buffer, count in
+                    v.withUnsafeBufferPointer { source in for k in 0..<source.count { buffer[k] = max(source[k], 0) } }
+                    count = v.count
+                }
+                return [TensorValue(x.type, shape: x.shape, floats: out)]
+            case .ints(let v): return [TensorValue(x.type, shape: x.shape, ints: v.map { max($0, 0) })]
+            case .opaque: throw ctx.invalid("input is not numeric")
             }
         }
         table["LeakyRelu"] = { ctx in
@@ -191,24 +205,34 @@ enum ElementwiseOps {
         return TensorValue(x.type, shape: x.shape, floats: TensorMath.stored(x.doubles.map(f), as: x.type))
     }
 
-    /// `f` (floats) or `g` (integers) over `a` and `b` broadcast together.
+    /// `f` (floats) or `g` (integers) over `a` and `b` broadcast together. Inlined, so that
+    /// each op's `f` is compiled into its loop.
+    @inline(__always)
     static func binary(_ ctx: OpContext, _ a: TensorValue, _ b: TensorValue, _ f: (Double, Double) -> Double,
                        _ g: ((Int64, Int64) throws -> Int64)?) throws -> TensorValue {
         guard a.type == b.type || (a.type.isFloat && b.type.isFloat) else {
             throw ctx.invalid("inputs have different types \(a.type) and \(b.type)")
         }
         guard let shape = TensorMath.broadcast(a.shape, b.shape) else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not broadcast") }
-        let ia = TensorMath.broadcastIndices(from: a.shape, to: shape)
-        let ib = TensorMath.broadcastIndices(from: b.shape, to: shape)
+        let same = a.shape == b.shape
+        let ia = same ? [] : TensorMath.broadcastIndices(from: a.shape, to: shape)
+        let ib = same ? [] : TensorMath.broadcastIndices(from: b.shape, to: shape)
         switch (a.storage, b.storage) {
+        case (.floats(let x), .floats(let y)) where a.shape == b.shape:
+            // Same shapes (a residual Add): element by element, no index arrays.
+            let out = [Double](unsafeUninitializedCapacity: x.count) { buffer, count in
+                x.withUnsafeBufferPointer { x in y.withUnsafeBufferPointer { y in for k in 0..<x.count { buffer[k] = f(x[k], y[k]) } } }
+                count = x.count
+            }
+            return TensorValue(a.type, shape: shape, floats: TensorMath.stored(out, as: a.type))
         case (.floats(let x), .floats(let y)):
             var out = [Double](repeating: 0, count: ia.count)
             for k in 0..<ia.count { out[k] = f(x[ia[k]], y[ib[k]]) }
             return TensorValue(a.type, shape: shape, floats: TensorMath.stored(out, as: a.type))
         case (.ints(let x), .ints(let y)):
             guard let g else { throw ctx.unsupported("integer inputs") }
-            var out = [Int64](repeating: 0, count: ia.count)
-            for k in 0..<ia.count { out[k] = TensorMath.wrapped(try g(x[ia[k]], y[ib[k]]), to: a.type) }
+            var out = [Int64](repeating: 0, count: same ? x.count : ia.count)
+            for k in out.indices { out[k] = TensorMath.wrapped(try g(x[same ? k : ia[k]], y[same ? k : ib[k]]), to: a.type) }
             return TensorValue(a.type, shape: shape, ints: out)
         default:
             throw ctx.invalid("non-numeric inputs")
@@ -255,10 +279,17 @@ enum ElementwiseOps {
             throw ctx.invalid("parameters do not have \(channels) elements")
         }
         let inner = x.shape.dropFirst(2).reduce(1, *)
-        var out = x.doubles
-        for k in out.indices {
-            let c = (k / inner) % channels
-            out[k] = (out[k] - mean[c]) / (variance[c] + epsilon).squareRoot() * scale[c] + bias[c]
+        let values = x.doubles
+        // Plane by plane, each channel's square root once (the same arithmetic per element).
+        let out = [Double](unsafeUninitializedCapacity: values.count) { buffer, count in
+            values.withUnsafeBufferPointer { source in
+                for plane in 0..<(inner == 0 ? 0 : source.count / inner) {
+                    let c = plane % channels
+                    let (m, d, s, b) = (mean[c], (variance[c] + epsilon).squareRoot(), scale[c], bias[c])
+                    for k in (plane * inner)..<((plane + 1) * inner) { buffer[k] = (source[k] - m) / d * s + b }
+                }
+            }
+            count = values.count
         }
         return [TensorValue(x.type, shape: x.shape, floats: TensorMath.stored(out, as: x.type))]
     }

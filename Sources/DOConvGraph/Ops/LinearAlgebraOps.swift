@@ -7,7 +7,7 @@ enum LinearAlgebraOps {
         "Einsum": { ctx in
             guard case .string(let equation)? = ctx.node[attribute: "equation"] else { throw ctx.invalid("no equation") }
             let operands = try (0..<ctx.inputs.count).map { try ctx.input($0) }
-            return [try einsum(equation, operands, op: ctx.nodeLabel)]
+            return [try einsum(equation, operands, op: ctx.nodeLabel, threads: ctx.threads)]
         },
         "MatMul": matmul,
         "Gemm": gemm,
@@ -40,8 +40,8 @@ enum LinearAlgebraOps {
     }
 
     /// numpy's einsum, computed by a plain loop over every label combination, in Float64.
-    static func einsum(_ equation: String, _ operands: [TensorValue], op: String = "Einsum") throws -> TensorValue {
-        if let contracted = EinsumContraction.contract(equation, operands) { return contracted }
+    static func einsum(_ equation: String, _ operands: [TensorValue], op: String = "Einsum", threads: Int = FastKernels.threads) throws -> TensorValue {
+        if let contracted = EinsumContraction.contract(equation, operands, threads: threads) { return contracted }
         func fail(_ reason: String) -> ExecutionError { .invalid(op: op, reason: "'\(equation)': \(reason)") }
         let text = equation.filter { !$0.isWhitespace }
         let sides = text.components(separatedBy: "->")
@@ -164,7 +164,7 @@ enum LinearAlgebraOps {
                         for p in 0..<ia.count {
                             MatrixMultiply.multiply(FastKernels.multiplier, m: n, n: m, k: k, a: ap.baseAddress! + ia[p] * n * k, lda: k,
                                                     b: bp.baseAddress! + ib[p] * k * m, ldb: m, c: cp.baseAddress! + p * n * m, ldc: m,
-                                                    threads: FastKernels.threads)
+                                                    threads: ctx.threads)
                         }
                     }
                 }
@@ -188,16 +188,17 @@ enum LinearAlgebraOps {
         let (m, k) = transA ? (a.shape[1], a.shape[0]) : (a.shape[0], a.shape[1])
         let (k2, n) = transB ? (b.shape[1], b.shape[0]) : (b.shape[0], b.shape[1])
         guard k == k2 else { throw ctx.invalid("A \(a.shape) and B \(b.shape) do not multiply") }
-        // Transposed operands are laid out plainly first, then one product on the GEMM.
+        // A transposed A is laid out plainly first; a transposed B (a Linear layer's weight)
+        // is read as it is by the GEMM's packing.
         let xs = transA ? EinsumContraction.permute(a.doubles, labels: ["k", "m"], shape: a.shape, to: ["m", "k"]) : a.doubles
-        let ys = transB ? EinsumContraction.permute(b.doubles, labels: ["n", "k"], shape: b.shape, to: ["k", "n"]) : b.doubles
+        let ys = b.doubles
         var out = [Double](repeating: 0, count: m * n)
         if m > 0, n > 0, k > 0 {
             xs.withUnsafeBufferPointer { ap in
                 ys.withUnsafeBufferPointer { bp in
                     out.withUnsafeMutableBufferPointer { cp in
-                        MatrixMultiply.multiply(FastKernels.multiplier, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!, ldb: n,
-                                                c: cp.baseAddress!, ldc: n, threads: FastKernels.threads)
+                        MatrixMultiply.multiply(FastKernels.multiplier, m: m, n: n, k: k, a: ap.baseAddress!, lda: k, b: bp.baseAddress!,
+                                                ldb: transB ? k : n, transposedB: transB, c: cp.baseAddress!, ldc: n, threads: ctx.threads)
                     }
                 }
             }
