@@ -1,5 +1,7 @@
 import DOConvCore
 import DOConvGraph
+import Dispatch
+import Foundation
 
 /// Why verification could not start: bad files or arguments (exit status 2).
 public struct VerifyError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -80,46 +82,145 @@ enum EndToEnd {
         }
     }
 
+    /// Activations that runs side by side may hold in all: small models run several at once,
+    /// one core each (no per-layer hand-offs between cores); large ones one at a time on all
+    /// cores, so memory stays that of one run.
+    static let sideBySideBytes = 128 << 20
+
     /// Compares every output of ORIGINAL with FOLDED's over all feeds.
     /// `skipped` says why ORIGINAL could not be run (then nothing is compared); `problems`
     /// are FOLDED's failures.
-    static func compare(original: Graph, folded: Graph, feeds: [[String: TensorValue]], tolerance: Double?) -> (outputs: [OutputResult], skipped: String?, problems: [String]) {
-        var results: [String: OutputResult] = [:]
-        var problems: [String] = []
+    ///
+    /// The runs are ORIGINAL and FOLDED on each feed. The first runs alone on all cores and
+    /// measures its activations; if several runs fit in `sideBySideBytes`, the rest run that
+    /// many at a time. Outputs are compared a feed at a time, in feed order, as soon as both
+    /// of a feed's runs are done, so the report does not depend on which run ends first.
+    static func compare(original: Graph, folded: Graph, feeds: [[String: TensorValue]], tolerance: Double?, threads: Int = ReferenceExecutor.defaultThreads) -> (outputs: [OutputResult], skipped: String?, problems: [String]) {
         // The callers pass graphs with their constant work done (`precomputingConstants`), so
         // kernels composed from D and W are not recomputed for every input.
-        var (a, b) = (ReferenceExecutor(graph: original), ReferenceExecutor(graph: folded))
+        var comparison = Comparison(names: original.outputs.map(\.name), feeds: feeds.count, tolerance: tolerance)
         let line = ProgressLine()
         defer { line.finish() }
-        for (k, feed) in feeds.enumerated() {
-            a.progress = { done, total in line.update("verify-equivalence: end to end: input \(k + 1) of \(feeds.count), ORIGINAL: node \(done) of \(total)") }
-            b.progress = { done, total in line.update("verify-equivalence: end to end: input \(k + 1) of \(feeds.count), FOLDED: node \(done) of \(total)") }
-            let context = feeds.count > 1 ? "input \(k + 1) of \(feeds.count)" : nil
+        let runs = feeds.indices.flatMap { [($0, true), ($0, false)] }
+        func run(_ job: Int, threads: Int) -> (Result<[String: TensorValue], ExecutionError>, Int) {
+            let (k, isOriginal) = runs[job]
+            var executor = ReferenceExecutor(graph: isOriginal ? original : folded)
+            executor.threads = threads
+            let label = "verify-equivalence: end to end: input \(k + 1) of \(feeds.count), \(isOriginal ? "ORIGINAL" : "FOLDED")"
+            executor.progress = { done, total in line.update("\(label): node \(done) of \(total)") }
+            do {
+                let (outputs, peak) = try executor.runMeasuringMemory(feeds[k])
+                return (.success(outputs), peak)
+            } catch {
+                return (.failure(error), 0)
+            }
+        }
+        guard !runs.isEmpty else { return ([], nil, []) }
+        let (first, peak) = run(0, threads: threads)
+        comparison.record(first, of: 0)
+        // Runs side by side, as many as fit, in rounds of `workers`; a last, incomplete round
+        // runs alone on all cores rather than leave cores idle.
+        let rest = runs.count - 1
+        let workers = max(1, min(rest, threads, sideBySideBytes / max(peak, 1)))
+        let sideBySide = workers > 1 ? rest / workers * workers : 0
+        let lock = NSLock()
+        var next = 1
+        DispatchQueue.concurrentPerform(iterations: workers > 1 ? workers : 0) { _ in
+            while true {
+                lock.lock()
+                let job = next
+                next += 1
+                let stop = comparison.finished
+                lock.unlock()
+                guard job <= sideBySide, !stop else { return }
+                let (outcome, _) = run(job, threads: max(1, threads / workers))
+                lock.lock()
+                comparison.record(outcome, of: job)
+                lock.unlock()
+            }
+        }
+        for job in (sideBySide + 1)..<max(sideBySide + 1, runs.count) where !comparison.finished {
+            comparison.record(run(job, threads: threads).0, of: job)
+        }
+        return comparison.result(original.outputs.map(\.name))
+    }
+
+    /// The outcomes of ORIGINAL's and FOLDED's runs, compared a feed at a time in feed order.
+    struct Comparison {
+        let names: [String]
+        let feeds: Int
+        let tolerance: Double?
+        /// Outcomes of runs not yet compared (run 2k is ORIGINAL on feed k, 2k + 1 FOLDED).
+        var pending: [Int: Result<[String: TensorValue], ExecutionError>] = [:]
+        /// The next feed to compare.
+        var feed = 0
+        var results: [String: OutputResult] = [:]
+        var skipped: String?
+        var problems: [String] = []
+        /// ORIGINAL or FOLDED failed: no further feed is compared (nor run).
+        var finished = false
+
+        init(names: [String], feeds: Int, tolerance: Double?) {
+            self.names = names
+            self.feeds = feeds
+            self.tolerance = tolerance
+        }
+
+        mutating func record(_ outcome: Result<[String: TensorValue], ExecutionError>, of run: Int) {
+            pending[run] = outcome
+            while !finished, feed < feeds, let a = pending[2 * feed], let b = pending[2 * feed + 1] {
+                pending[2 * feed] = nil
+                pending[2 * feed + 1] = nil
+                compare(a, b)
+                feed += 1
+            }
+            // ORIGINAL failing on the next feed stops the runs at once.
+            if !finished, case .failure(let error)? = pending[2 * feed] {
+                skipped = "the reference executor cannot run ORIGINAL: \(error)"
+                results = [:]
+                finished = true
+            }
+        }
+
+        private mutating func compare(_ a: Result<[String: TensorValue], ExecutionError>, _ b: Result<[String: TensorValue], ExecutionError>) {
             let expected: [String: TensorValue]
-            do { expected = try a.run(feed) } catch {
-                return ([], "the reference executor cannot run ORIGINAL: \(error)", problems)
+            switch a {
+            case .success(let values): expected = values
+            case .failure(let error):
+                skipped = "the reference executor cannot run ORIGINAL: \(error)"
+                results = [:]
+                finished = true
+                return
             }
             let actual: [String: TensorValue]
-            do { actual = try b.run(feed) } catch {
+            switch b {
+            case .success(let values): actual = values
+            case .failure(let error):
                 problems.append("FOLDED does not run on ORIGINAL's inputs: \(error)")
-                break
+                finished = true
+                return
             }
-            for output in original.outputs {
-                guard let e = expected[output.name] else { continue }
-                guard let f = actual[output.name] else {
-                    problems.append("FOLDED does not produce output '\(output.name)'")
+            let context = feeds > 1 ? "input \(feed + 1) of \(feeds)" : nil
+            for name in names {
+                guard let e = expected[name] else { continue }
+                guard let f = actual[name] else {
+                    problems.append("FOLDED does not produce output '\(name)'")
                     continue
                 }
                 guard e.shape == f.shape, e.type == f.type else {
-                    problems.append("output '\(output.name)' is \(f.type) \(f.shape) in FOLDED, \(e.type) \(e.shape) in ORIGINAL")
+                    problems.append("output '\(name)' is \(f.type) \(f.shape) in FOLDED, \(e.type) \(e.shape) in ORIGINAL")
                     continue
                 }
                 let tol = tolerance ?? (e.type.isFloat ? LayerCheck.defaultTolerance(e.type) : 0)
-                var result = results[output.name] ?? OutputResult(name: output.name, stats: ErrorStats(tolerance: tol))
+                var result = results[name] ?? OutputResult(name: name, stats: ErrorStats(tolerance: tol))
                 result.stats.add(expected: e.doubles, actual: f.doubles, shape: e.shape, context: context)
-                results[output.name] = result
+                results[name] = result
             }
         }
-        return (original.outputs.compactMap { results[$0.name] }, nil, problems)
+
+        func result(_ order: [String]) -> (outputs: [OutputResult], skipped: String?, problems: [String]) {
+            if let skipped { return ([], skipped, problems) }
+            return (order.compactMap { results[$0] }, nil, problems)
+        }
     }
 }

@@ -46,23 +46,29 @@ public struct ErrorStats: Equatable, Sendable {
         precondition(expected.count == actual.count)
         elementCount += expected.count
         var localScale = 0.0
-        for v in expected where v.isFinite { localScale = max(localScale, abs(v)) }
-        scale = max(scale, localScale)
         var firstHere: Int?
-        for k in expected.indices {
-            let (e, a) = (expected[k], actual[k])
-            let delta: Double
-            if e.isNaN || a.isNaN {
-                delta = (e.isNaN && a.isNaN) ? 0 : .infinity
-            } else if e.isInfinite || a.isInfinite {
-                delta = e == a ? 0 : .infinity
-            } else {
-                delta = abs(a - e)
+        var worst = worstAbsolute
+        expected.withUnsafeBufferPointer { expected in
+            actual.withUnsafeBufferPointer { actual in
+                for v in expected where v.isFinite { localScale = max(localScale, abs(v)) }
+                let limit = tolerance * (localScale > 0 ? localScale : 1)
+                for k in 0..<expected.count {
+                    let (e, a) = (expected[k], actual[k])
+                    var delta = abs(a - e)
+                    if !(e.isFinite && a.isFinite) {
+                        if e.isNaN || a.isNaN {
+                            delta = (e.isNaN && a.isNaN) ? 0 : .infinity
+                        } else {
+                            delta = e == a ? 0 : .infinity
+                        }
+                    }
+                    worst = max(worst, delta)
+                    if delta > limit, firstHere == nil { firstHere = k }
+                }
             }
-            worstAbsolute = max(worstAbsolute, delta)
-            let limit = tolerance * (localScale > 0 ? localScale : 1)
-            if firstHere == nil, delta > limit { firstHere = k }
         }
+        worstAbsolute = worst
+        scale = max(scale, localScale)
         if first == nil, let k = firstHere {
             first = Disagreement(index: TensorIndex.of(k, in: shape), expected: expected[k], actual: actual[k], context: context)
         }

@@ -52,10 +52,9 @@ struct LayerCheck {
         let results = UnsafeMutableBufferPointer<LayerResult?>.allocate(capacity: replacements.count)
         results.initialize(repeating: nil)
         defer { results.deallocate() }
-        let threads = max(1, min(replacements.count, ParallelWork.defaultThreads))
-        DispatchQueue.concurrentPerform(iterations: threads) { worker in
-            for k in stride(from: worker, to: replacements.count, by: threads) { results[k] = check(replacements[k]) }
-        }
+        // One work item per layer: the pool hands them out as cores free up, so a few large
+        // layers (ResNet's last stage) do not all land on one core.
+        DispatchQueue.concurrentPerform(iterations: replacements.count) { k in results[k] = check(replacements[k]) }
         return results.compactMap { $0 }
     }
 
@@ -181,7 +180,10 @@ struct LayerCheck {
             let k = (0..<cout).map { gamma[$0] / (variance[$0] + epsilon).squareRoot() }
             rowScale = k
             let row = graphKernel.count / max(cout, 1)
-            for j in graphKernel.indices { graphKernel[j] *= k[j / row]; reference[j] *= k[j / row] }
+            for o in 0..<cout where row > 0 {
+                for j in (o * row)..<min(graphKernel.count, (o + 1) * row) { graphKernel[j] *= k[o] }
+                for j in (o * row)..<min(reference.count, (o + 1) * row) { reference[j] *= k[o] }
+            }
             let b = graphBias ?? [Double](repeating: 0, count: cout)
             graphBias = (0..<cout).map { (b[$0] - mean[$0]) * k[$0] + beta[$0] }
             result.description += " + \(StructureDiff.label(bn)) fused"

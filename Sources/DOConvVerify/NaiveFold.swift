@@ -44,14 +44,20 @@ enum NaiveFold {
         var e = [Double](repeating: 0, count: og * cin * mn)
         let pytorch = layer.layout == .pytorch
         var row = [Double](repeating: 0, count: dmul)
-        for o in 0..<og {
-            for i in 0..<cin {
-                for s in 0..<dmul { row[s] = Double(w[pytorch ? (o * cin + i) * dmul + s : (s * cin + i) * og + o]) }
-                for m in 0..<mn {
-                    let dRow = (i * mn + m) * dmul
-                    var sum = 0.0
-                    for s in 0..<dmul { sum += d[dRow + s] * row[s] }
-                    e[pytorch ? (o * cin + i) * mn + m : (m * cin + i) * og + o] = sum
+        d.withUnsafeBufferPointer { d in
+            row.withUnsafeMutableBufferPointer { row in
+                e.withUnsafeMutableBufferPointer { e in
+                    for o in 0..<og {
+                        for i in 0..<cin {
+                            for s in 0..<dmul { row[s] = Double(w[pytorch ? (o * cin + i) * dmul + s : (s * cin + i) * og + o]) }
+                            for m in 0..<mn {
+                                let dRow = (i * mn + m) * dmul
+                                var sum = 0.0
+                                for s in 0..<dmul { sum += d[dRow + s] * row[s] }
+                                e[pytorch ? (o * cin + i) * mn + m : (m * cin + i) * og + o] = sum
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -111,6 +117,11 @@ enum NaiveFold {
         var stats = ErrorStats(tolerance: tolerance)
         for p in 0..<max(1, patches) {
             let patch = (0..<(cin * mn)).map { _ in Double.random(in: -1...1, using: &random) }
+            if g.groups == 1 {
+                let (viaFeatures, viaKernel) = ungroupedRoutes(layer, d: d, kernel: kernel, scale: scale, patch: patch)
+                stats.add(expected: viaFeatures, actual: viaKernel, shape: [g.outChannels], context: "patch \(p + 1)")
+                continue
+            }
             // The Dmul features of patch channel `real` through D's channel `i`: the same pair
             // recurs for many output channels, so each is computed once.
             var features = [Double](repeating: .nan, count: 0)
@@ -151,6 +162,77 @@ enum NaiveFold {
             stats.add(expected: viaFeatures, actual: viaKernel, shape: [g.outChannels], context: "patch \(p + 1)")
         }
         return stats
+    }
+
+    /// `probe`'s two routes for one patch of an ungrouped layer, where the reshapes pair
+    /// output o and input c with W's row o and D's channel c in both layouts: the features of
+    /// every channel once, then one dot product per output channel and route.
+    static func ungroupedRoutes(_ layer: DOConvLayer, d: [Double], kernel: [Double], scale: [Double]?, patch: [Double]) -> (features: [Double], kernel: [Double]) {
+        let g = layer.geometry
+        let (mn, dmul, cin, cout) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannels)
+        var viaFeatures = [Double](repeating: 0, count: cout)
+        var viaKernel = [Double](repeating: 0, count: cout)
+        d.withUnsafeBufferPointer { d in
+            patch.withUnsafeBufferPointer { x in
+                // features[i * dmul + s] = sum over m of (D + I)[i, m, s] * patch[i, m].
+                var features = [Double](repeating: 0, count: cin * dmul)
+                features.withUnsafeMutableBufferPointer { f in
+                    for i in 0..<cin {
+                        for m in 0..<mn {
+                            let value = x[i * mn + m]
+                            for s in 0..<dmul { f[i * dmul + s] += d[(i * mn + m) * dmul + s] * value }
+                        }
+                    }
+                }
+                let w = layer.w
+                features.withUnsafeBufferPointer { f in
+                    viaFeatures.withUnsafeMutableBufferPointer { out in
+                        switch layer.layout {
+                        case .pytorch: // W (Cout, Cin, Dmul): row o against all features.
+                            let n = cin * dmul
+                            for o in 0..<cout {
+                                var s0 = 0.0, s1 = 0.0
+                                var j = 0
+                                while j + 2 <= n {
+                                    s0 += Double(w[o * n + j]) * f[j]
+                                    s1 += Double(w[o * n + j + 1]) * f[j + 1]
+                                    j += 2
+                                }
+                                if j < n { s0 += Double(w[o * n + j]) * f[j] }
+                                out[o] = s0 + s1
+                            }
+                        case .keras: // W (Dmul, Cin, Cout): feature (i, s) scales row (s, i).
+                            for i in 0..<cin {
+                                for s in 0..<dmul {
+                                    let value = f[i * dmul + s]
+                                    let row = (s * cin + i) * cout
+                                    for o in 0..<cout { out[o] += Double(w[row + o]) * value }
+                                }
+                            }
+                        }
+                        if let scale { for o in 0..<cout { out[o] *= scale[o] } }
+                    }
+                }
+                kernel.withUnsafeBufferPointer { k in
+                    for o in 0..<cout { viaKernel[o] = dot(k.baseAddress! + o * cin * mn, x.baseAddress!, cin * mn) }
+                }
+            }
+        }
+        return (viaFeatures, viaKernel)
+    }
+
+    /// sum of a[j] * b[j] over n elements, in four running sums.
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) -> Double {
+        var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+        var j = 0
+        while j + 4 <= n {
+            s0 += a[j] * b[j]; s1 += a[j + 1] * b[j + 1]
+            s2 += a[j + 2] * b[j + 2]; s3 += a[j + 3] * b[j + 3]
+            j += 4
+        }
+        while j < n { s0 += a[j] * b[j]; j += 1 }
+        return (s0 + s1) + (s2 + s3)
     }
 
     /// Random patches through two OIHW kernels of the same shape (a reference kernel and the

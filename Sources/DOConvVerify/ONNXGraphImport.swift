@@ -1,6 +1,7 @@
 import CONNXProto
 import CProtobufC
 import DOConvGraph
+import Dispatch
 import DOConvONNX
 
 /// Converts a loaded ONNX model into DOConvGraph's IR: nodes with typed attributes,
@@ -217,9 +218,18 @@ private struct Importer {
             func load<T: FixedWidthInteger>(_: T.Type, _ k: Int) -> T { T(littleEndian: stored.loadUnaligned(fromByteOffset: k * width, as: T.self)) }
             switch type {
             case .float:
-                // The bulk of a model: one pass over the bytes into the new array.
+                // The bulk of a model: one pass over the bytes into the new array, large
+                // tensors in slices on all cores (the pass is mostly page faults and stores).
                 let values = [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
-                    for k in 0..<count { buffer[k] = Double(Float(bitPattern: load(UInt32.self, k))) }
+                    guard let target = buffer.baseAddress else { initialized = 0; return }
+                    let source = UnsafeRawBufferPointer(stored)
+                    let slices = count >= 1 << 19 ? ReferenceExecutor.defaultThreads : 1
+                    let slice = (count + slices - 1) / slices
+                    DispatchQueue.concurrentPerform(iterations: slices) { s in
+                        for k in (s * slice)..<min(count, (s + 1) * slice) {
+                            target[k] = Double(Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self))))
+                        }
+                    }
                     initialized = count
                 }
                 return TensorValue(type, shape: shape, floats: values)

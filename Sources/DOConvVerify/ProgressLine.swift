@@ -4,8 +4,11 @@ import Glibc
 import Foundation
 
 /// A progress line on standard error, for runs longer than a second, and only when standard
-/// error is a terminal: redrawn in place at most ten times a second, erased when done.
-final class ProgressLine {
+/// error is a terminal: redrawn in place at most ten times a second, erased when done. Runs
+/// on several threads may share one.
+final class ProgressLine: @unchecked Sendable {
+    // @unchecked: the mutable fields are read and written under `lock` only.
+    private let lock = NSLock()
     private let enabled: Bool
     private let start = Date()
     private var lastDraw = Date.distantPast
@@ -16,6 +19,8 @@ final class ProgressLine {
     /// Shows `text` if the run has lasted a second and the last draw is 0.1 s old.
     func update(_ text: @autoclosure () -> String) {
         guard enabled else { return }
+        lock.lock()
+        defer { lock.unlock() }
         let now = Date()
         guard now.timeIntervalSince(start) >= 1, now.timeIntervalSince(lastDraw) >= 0.1 else { return }
         lastDraw = now
@@ -25,6 +30,8 @@ final class ProgressLine {
 
     /// Erases the line, if one was drawn.
     func finish() {
+        lock.lock()
+        defer { lock.unlock() }
         guard drawn else { return }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
         drawn = false
