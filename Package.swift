@@ -167,7 +167,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph"]),
+        .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph", "DOConvGraphKernels", "DOConvGraphKernelsAVX2"]),
         .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvFileIO", "DOConvCore"]),
         .testTarget(name: "DOConvVerifyTests", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvONNX", "CONNXProto"]),
     ],

@@ -1,6 +1,6 @@
-"""The reference executor's optimized Conv (im2col + tiled float64 GEMM, direct depthwise)
-against onnxruntime on shapes that cross every tile edge (rows over 64, columns over 192, K
-over 256), and its results byte for byte the same on 1 and 2 threads."""
+"""The reference executor's optimized Conv (im2col + tiled float64 GEMM, direct depthwise),
+Einsum, Gemm and MatMul against onnxruntime on shapes that cross every tile edge (rows over 64,
+columns over 192, K over 256), and its results byte for byte the same on 1, 2 and 3 threads."""
 import os
 
 import numpy as np
@@ -23,6 +23,9 @@ CASES = {
     "depthwise": ((2, 32, 15, 15), (32, 1, 3, 3), {"group": 32, "pads": [1, 1, 1, 1], "strides": [2, 2]}, True),
     "depthwise_multiplier": ((1, 8, 11, 11), (24, 1, 5, 5), {"group": 8, "pads": [2, 2, 2, 2]}, False),
     "large_kernel_stem": ((1, 3, 64, 64), (64, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}, True),
+    # Padding wider than the kernel reaches: whole rows and columns of the im2col matrix are
+    # padding, with strides and dilations on both axes.
+    "padding_beyond_the_kernel": ((1, 5, 4, 6), (7, 5, 3, 3), {"pads": [4, 5, 3, 4], "strides": [2, 3], "dilations": [1, 2]}, True),
     # K x positions over 2^21: the im2col matrix is built in bands of output positions.
     "banded_im2col": ((1, 128, 64, 61), (3, 128, 3, 3), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}, True),
 }
@@ -72,6 +75,10 @@ def test_results_do_not_depend_on_the_thread_count(tmp_path):
 EINSUMS = {
     "doconv_pytorch": ("ims,ois->oim", [(6, 9, 12), (5, 6, 12)]),
     "doconv_keras": ("msi,sio->mio", [(9, 12, 6), (12, 6, 5)]),
+    # A summed label over 64 long: the GEMM path (shorter ones are summed in place).
+    "doconv_pytorch_long_sum": ("ims,ois->oim", [(6, 9, 80), (5, 6, 80)]),
+    # Permutes crossing the 16 x 16 copy tiles, with the input's contiguous axis moved first.
+    "permuted_tiles": ("bji,bkj->ibk", [(3, 40, 37), (3, 29, 40)]),
     "matrix": ("ij,jk->ik", [(70, 300), (300, 201)]),
     "batched_transposed": ("bji,bkj->bik", [(3, 40, 7), (3, 9, 40)]),
     "outer": ("i,j->ij", [(5,), (7,)]),

@@ -3,6 +3,7 @@ one kernel value nudged, an unrelated op or attribute changed, two layers' kerne
 Tampered models are built with the onnx package (and h5py for Keras files) from doconv-fold's
 own outputs."""
 import json
+import os
 import pathlib
 import shutil
 import zipfile
@@ -89,6 +90,27 @@ def test_true_fold_with_fused_batchnorm_is_equivalent(name, tmp_path):
     assert_equivalent(result)
     if "g1_basic" in name:
         assert "BatchNormalization" in result.stdout and "fused" in result.stdout
+
+
+@pytest.mark.parametrize("tamper", [False, True], ids=["true_fold", "nudged_kernel"])
+def test_report_does_not_depend_on_the_thread_count(tamper, tmp_path):
+    """One thread runs the end-to-end runs one after another; two or three run them side by
+    side: the report (every number, the first disagreement) must be the same."""
+    entry = next(e for e in DO_ENTRIES if len(e["do_layers"]) >= 2)
+    out = folded_fixture(entry["file"], tmp_path)
+    if tamper:
+        model = load(out)
+        name = new_kernels(FIXTURES / entry["file"], model)[0]
+        kernel = initializer(model, name).copy()
+        kernel.flat[0] += 0.01 * max(float(np.abs(kernel).max()), 1e-3)
+        replace_initializer(model, name, kernel)
+        out = save(model, tmp_path / "nudged.onnx")
+    reports = []
+    for threads in ("1", "2", "3"):
+        result = run_verify(FIXTURES / entry["file"], out, "--json", "--inputs", "3", env=os.environ | {"DOCONV_THREADS": threads})
+        assert result.returncode == (1 if tamper else 0), result.stdout + result.stderr
+        reports.append(result.stdout)
+    assert reports[0] == reports[1] == reports[2]
 
 
 @pytest.mark.parametrize("entry", DO_ENTRIES, ids=[e["file"] for e in DO_ENTRIES])
