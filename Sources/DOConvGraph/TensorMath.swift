@@ -19,16 +19,23 @@ enum TensorMath {
         let rank = outShape.count
         let padded = [Int](repeating: 1, count: rank - shape.count) + shape
         let strides = TensorValue.strides(of: padded).enumerated().map { padded[$0.offset] == 1 ? 0 : $0.element }
+        return offsets(of: outShape, strides: strides)
+    }
+
+    /// For each flat index of `shape` (row-major), the sum of its index times `strides` per
+    /// axis: where a strided view (a transpose, a broadcast) reads each element from.
+    static func offsets(of shape: [Int], strides: [Int]) -> [Int] {
+        let total = shape.reduce(1, *)
         var result = [Int](repeating: 0, count: total)
-        var index = [Int](repeating: 0, count: rank)
+        var index = [Int](repeating: 0, count: shape.count)
         var offset = 0
         for flat in 0..<total {
             result[flat] = offset
-            var axis = rank - 1
+            var axis = shape.count - 1
             while axis >= 0 {
                 index[axis] += 1
                 offset += strides[axis]
-                if index[axis] < outShape[axis] { break }
+                if index[axis] < shape[axis] { break }
                 offset -= strides[axis] * index[axis]
                 index[axis] = 0
                 axis -= 1

@@ -87,6 +87,7 @@ enum DetectionOps {
         }
         let mode = try ctx.string("mode", default: "avg")
         guard mode == "avg" || mode == "max" else { throw ctx.unsupported("mode '\(mode)'") }
+        let averaging = mode == "avg"
         let transform = ctx.opset >= 16 ? try ctx.string("coordinate_transformation_mode", default: "half_pixel") : "output_half_pixel"
         guard transform == "half_pixel" || transform == "output_half_pixel" else { throw ctx.unsupported("coordinate_transformation_mode '\(transform)'") }
         let (pooledH, pooledW) = (Int(try ctx.int("output_height", default: 1)), Int(try ctx.int("output_width", default: 1)))
@@ -126,30 +127,36 @@ enum DetectionOps {
             let samples = Double(max(gridH * gridW, 1))
             for ph in 0..<pooledH {
                 for pw in 0..<pooledW {
-                    // The bilinear samples of this bin, shared by every channel.
-                    var points: [[(index: Int, weight: Double)]] = []
+                    // The bilinear samples of this bin, four corners each, shared by every channel.
+                    var indices: [Int] = []
+                    var weights: [Double] = []
+                    indices.reserveCapacity(4 * gridH * gridW)
+                    weights.reserveCapacity(4 * gridH * gridW)
                     for iy in 0..<gridH {
                         let y = startH + Double(ph) * binH + (Double(iy) + 0.5) * binH / Double(gridH)
                         for ix in 0..<gridW {
                             let xx = startW + Double(pw) * binW + (Double(ix) + 0.5) * binW / Double(gridW)
-                            points.append(bilinearCorners(y: y, x: xx, height: height, width: width))
+                            for corner in bilinearCorners(y: y, x: xx, height: height, width: width) {
+                                indices.append(corner.index)
+                                weights.append(corner.weight)
+                            }
                         }
                     }
                     for c in 0..<channels {
                         let plane = (b * channels + c) * height * width
                         var value = 0.0
-                        var first = true
-                        for corners in points {
-                            if mode == "avg" {
-                                for corner in corners { value += corner.weight * data[plane + corner.index] }
-                            } else {
-                                // onnxruntime's max mode: the largest weighted corner value of each sample.
-                                let best = corners.map { $0.weight * data[plane + $0.index] }.max() ?? 0
-                                value = first ? best : max(value, best)
-                                first = false
+                        if averaging {
+                            for k in indices.indices { value += weights[k] * data[plane + indices[k]] }
+                            value /= samples
+                        } else {
+                            // onnxruntime's max mode: the largest weighted corner value of each sample.
+                            for sample in stride(from: 0, to: indices.count, by: 4) {
+                                var best = weights[sample] * data[plane + indices[sample]]
+                                for k in (sample + 1)..<(sample + 4) { best = max(best, weights[k] * data[plane + indices[k]]) }
+                                value = sample == 0 ? best : max(value, best)
                             }
                         }
-                        out[((r * channels + c) * pooledH + ph) * pooledW + pw] = mode == "avg" ? value / samples : value
+                        out[((r * channels + c) * pooledH + ph) * pooledW + pw] = value
                     }
                 }
             }

@@ -18,25 +18,26 @@ enum IndexingOps {
         return Int(i)
     }
 
+    /// For each element i... of `indices`, the flat offset in `data` of i... with `axis`
+    /// replaced by the element's value (GatherElements reads there, ScatterElements writes).
+    static func elementOffsets(_ ctx: OpContext, data: TensorValue, indices: TensorValue, axis: Int) throws -> [Int] {
+        let values = indices.int64s
+        if !values.isEmpty, let a = indices.shape.indices.first(where: { $0 != axis && indices.shape[$0] > data.shape[$0] }) {
+            throw ctx.invalid("indices \(indices.shape) exceed data \(data.shape) on axis \(a)")
+        }
+        let strides = data.strides
+        var offsets = TensorMath.offsets(of: indices.shape, strides: strides.indices.map { $0 == axis ? 0 : strides[$0] })
+        for k in offsets.indices { offsets[k] += try position(ctx, values[k], size: data.shape[axis]) * strides[axis] }
+        return offsets
+    }
+
     /// out[i...] = data[i... with axis replaced by indices[i...]]; out has indices' shape.
     static func gatherElements(_ ctx: OpContext) throws -> [TensorValue] {
         let data = try ctx.input(0)
         let indices = try ctx.input(1)
         let axis = try TensorMath.axis(try ctx.int("axis", default: 0), rank: data.rank, op: ctx.nodeLabel)
         guard indices.rank == data.rank else { throw ctx.invalid("indices \(indices.shape) and data \(data.shape) differ in rank") }
-        let strides = data.strides
-        let picks = try indices.int64s.enumerated().map { flat, index -> Int in
-            var source = 0
-            for (a, i) in TensorValue.index(of: flat, in: indices.shape).enumerated() {
-                if a == axis {
-                    source += try position(ctx, index, size: data.shape[a]) * strides[a]
-                } else {
-                    guard i < data.shape[a] else { throw ctx.invalid("indices \(indices.shape) exceed data \(data.shape) on axis \(a)") }
-                    source += i * strides[a]
-                }
-            }
-            return source
-        }
+        let picks = try elementOffsets(ctx, data: data, indices: indices, axis: axis)
         return [ShapeOps.select(data, shape: indices.shape, indices: picks)]
     }
 
@@ -113,19 +114,7 @@ enum IndexingOps {
         guard indices.shape == updates.shape, indices.rank == data.rank else {
             throw ctx.invalid("indices \(indices.shape), updates \(updates.shape) and data \(data.shape) do not fit")
         }
-        let strides = data.strides
-        let targets = try indices.int64s.enumerated().map { flat, index -> Int in
-            var target = 0
-            for (a, i) in TensorValue.index(of: flat, in: indices.shape).enumerated() {
-                if a == axis {
-                    target += try position(ctx, index, size: data.shape[a]) * strides[a]
-                } else {
-                    guard i < data.shape[a] else { throw ctx.invalid("indices \(indices.shape) exceed data \(data.shape) on axis \(a)") }
-                    target += i * strides[a]
-                }
-            }
-            return target
-        }
+        let targets = try elementOffsets(ctx, data: data, indices: indices, axis: axis)
         return [try scatter(ctx, data, updates, targets: targets)]
     }
 

@@ -162,10 +162,7 @@ enum ShapeOps {
         let shape = perm.map { x.shape[$0] }
         let strides = x.strides
         let permStrides = perm.map { strides[$0] }
-        let indices = (0..<x.count).map { flat in
-            zip(TensorValue.index(of: flat, in: shape), permStrides).reduce(0) { $0 + $1.0 * $1.1 }
-        }
-        return select(x, shape: shape, indices: indices)
+        return select(x, shape: shape, indices: TensorMath.offsets(of: shape, strides: permStrides))
     }
 
     static func concat(_ ctx: OpContext) throws -> [TensorValue] {
