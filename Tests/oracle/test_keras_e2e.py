@@ -7,9 +7,6 @@ The executor's ORIGINAL is checked against the outputs Keras itself computed for
 DOConv2D kernel composed from D and W, SeparableConv2D, BatchNormalization, Dense...) is
 checked by an oracle outside doconv."""
 import os
-import pathlib
-import shutil
-import zipfile
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports keras (the layer zoo below)
 
@@ -18,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, manifest, run_fold
-from verify_support import read_tensors, run_verify, write_tensors
+from verify_support import edit_keras_weights, read_tensors, run_verify, write_tensors
 
 KERAS = FIXTURES / "keras_h5"
 ENTRIES = manifest(KERAS / "MANIFEST.json")
@@ -89,24 +86,7 @@ def nudge_kernel(path, out):
         data.reshape(-1)[3] += 1e-2 * float(np.abs(data).max())
         f[name][...] = data
 
-    path, out = pathlib.Path(path), pathlib.Path(out)
-    if path.suffix != ".keras":
-        shutil.copyfile(path, out)
-        with h5py.File(out, "r+") as f:
-            edit(f)
-        return out
-    inner = out.with_name(out.name + ".weights.h5")
-    with zipfile.ZipFile(path) as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()}
-    inner.write_bytes(entries["model.weights.h5"])
-    with h5py.File(inner, "r+") as f:
-        edit(f)
-    entries["model.weights.h5"] = inner.read_bytes()
-    inner.unlink()
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return out
+    return edit_keras_weights(path, out, edit)
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)

@@ -4,7 +4,6 @@ Tampered models are built with the onnx package (and h5py for Keras files) from 
 own outputs."""
 import json
 import os
-import pathlib
 import shutil
 import zipfile
 
@@ -15,7 +14,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from conftest import FIXTURES, manifest, run_fold
-from verify_support import run_verify
+from verify_support import edit_keras_weights, run_verify
 
 ENTRIES = manifest()
 DO_ENTRIES = [e for e in ENTRIES if e["do_layers"]]
@@ -365,29 +364,6 @@ def test_an_unsupported_mode_is_named_before_anything_runs(tmp_path):
 
 def keras_config_args(entry):
     return ["--config", KERAS / entry["config"]] if entry["format"] in ("h5_weights", "weights_h5") else []
-
-
-def edit_keras_weights(path, out, edit):
-    """Copies the Keras file at `path` to `out` with `edit(h5py.File)` applied to its weights:
-    the file itself, or the model.weights.h5 inside a .keras archive."""
-    path, out = pathlib.Path(path), pathlib.Path(out)
-    if path.suffix != ".keras":
-        shutil.copyfile(path, out)
-        with h5py.File(out, "r+") as f:
-            edit(f)
-        return out
-    inner = out.with_name(out.name + ".weights.h5")
-    with zipfile.ZipFile(path) as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()}
-    inner.write_bytes(entries["model.weights.h5"])
-    with h5py.File(inner, "r+") as f:
-        edit(f)
-    entries["model.weights.h5"] = inner.read_bytes()
-    inner.unlink()
-    with zipfile.ZipFile(out, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return out
 
 
 def layer_datasets(f, layer):

@@ -1,8 +1,12 @@
 """Helpers for the verify-equivalence tests: the built binary (DOCONV_VERIFY), tensors as the
-JSON its hidden --input-json / --dump-outputs options read and write, onnxruntime sessions."""
+JSON its hidden --input-json / --dump-outputs options read and write, onnxruntime sessions,
+Keras weight files edited in place."""
 import json
 import pathlib
+import shutil
+import zipfile
 
+import h5py
 import numpy as np
 import onnxruntime as ort
 
@@ -65,3 +69,26 @@ def agreement(got, expected):
     if not finite.any():
         return 0.0
     return float(np.abs(g[finite] - e[finite]).max() / max(np.abs(e[finite]).max(), 1e-30))
+
+
+def edit_keras_weights(path, out, edit):
+    """Copies the Keras file at `path` to `out` with `edit(h5py.File)` applied to its weights:
+    the file itself, or the model.weights.h5 inside a .keras archive."""
+    path, out = pathlib.Path(path), pathlib.Path(out)
+    if path.suffix != ".keras":
+        shutil.copyfile(path, out)
+        with h5py.File(out, "r+") as f:
+            edit(f)
+        return out
+    inner = out.with_name(out.name + ".weights.h5")
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    inner.write_bytes(entries["model.weights.h5"])
+    with h5py.File(inner, "r+") as f:
+        edit(f)
+    entries["model.weights.h5"] = inner.read_bytes()
+    inner.unlink()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out
