@@ -212,7 +212,8 @@ public struct ReferenceExecutor {
             defer {
                 for name in graph.nodes[k].inputs + (captures[k] ?? []) + graph.nodes[k].outputs
                 where !name.isEmpty && !requested.contains(name) && (lastReader[name] ?? -1) <= k && graph.initializers[name] == nil {
-                    if let value = values.removeValue(forKey: name) { liveBytes -= value.byteCount }
+                    // Enclosing scopes' values were not counted as this run's activations.
+                    if let value = values.removeValue(forKey: name), outer[name] == nil || feeds[name] != nil { liveBytes -= value.byteCount }
                 }
                 progress?(position + 1, order.count)
             }

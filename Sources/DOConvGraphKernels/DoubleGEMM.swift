@@ -29,8 +29,8 @@ enum DoubleGEMMTile {
     static let panelRows = 4
     static let panelColumns = 8
 
-    /// Doubles of scratch one tile needs (packed B).
-    static func scratchCount(rows: Int, columns: Int) -> Int {
+    /// Doubles of scratch a tile of `columns` columns needs (packed B).
+    static func scratchCount(columns: Int) -> Int {
         kc * ((columns + panelColumns - 1) / panelColumns * panelColumns)
     }
 

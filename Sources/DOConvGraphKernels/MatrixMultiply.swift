@@ -52,17 +52,16 @@ public enum MatrixMultiply {
         let operands = GEMMOperands(k: k, a: a, lda: lda, b: b, ldb: ldb, transposedB: transposedB, c: c, ldc: ldc, accumulate: accumulate,
                                     rowBias: rowBias)
         guard m > 0, n > 0 else { return }
-        // Tiles of equal size (rounded to the micro-kernel's 4 x 8), so no thin tile is left
-        // at an edge.
         // A tile's rows of A for one K block (read in place, from L2, for every column panel)
-        // take up to 192 KB: a shallow K gives taller tiles, so B is packed fewer times.
+        // take up to 192 KB: a shallow K gives taller tiles, so B is packed fewer times. Tiles
+        // are of equal size (rounded to the micro-kernel's 4 x 8): no thin tile at an edge.
         let tallest = max(tileRows, min(256, 24_576 / max(1, min(k, DoubleGEMMTile.kc))))
         let rowTiles = (m + tallest - 1) / tallest
         let columnTiles = (n + tileColumns - 1) / tileColumns
         let height = ((m + rowTiles - 1) / rowTiles + 3) / 4 * 4
         let width = ((n + columnTiles - 1) / columnTiles + 7) / 8 * 8
         let tiles = rowTiles * columnTiles
-        let scratchCount = DoubleGEMMTile.kc * (width + 8)
+        let scratchCount = DoubleGEMMTile.scratchCount(columns: width)
         let workers = max(1, min(threads, tiles, m * n * max(k, 1) / 500_000 + 1))
         let body: (Int) -> Void = { worker in
             let scratch = UnsafeMutablePointer<Double>.allocate(capacity: scratchCount)
