@@ -218,7 +218,7 @@ enum ElementwiseOps {
         let ia = same ? [] : TensorMath.broadcastIndices(from: a.shape, to: shape)
         let ib = same ? [] : TensorMath.broadcastIndices(from: b.shape, to: shape)
         switch (a.storage, b.storage) {
-        case (.floats(let x), .floats(let y)) where a.shape == b.shape:
+        case (.floats(let x), .floats(let y)) where same:
             // Same shapes (a residual Add): element by element, no index arrays.
             let out = [Double](unsafeUninitializedCapacity: x.count) { buffer, count in
                 x.withUnsafeBufferPointer { x in y.withUnsafeBufferPointer { y in for k in 0..<x.count { buffer[k] = f(x[k], y[k]) } } }
