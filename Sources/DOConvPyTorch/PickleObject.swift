@@ -1,6 +1,8 @@
-/// A Python object as the restricted unpickler builds it. Nothing is ever executed: a call
-/// of an allowed global stays a `.call` node, which readers interpret (a tensor rebuild, a
-/// `torch.Size`) and the pickler writes back as the same call.
+/// A Python object as the unpickler builds it. Nothing is ever executed: a call stays a
+/// `.call` node, which readers interpret (a tensor rebuild, a `torch.Size`) and the pickler
+/// writes back as the same call. Objects of classes outside torch's weights-only allowlist
+/// (an `argparse.Namespace`, numpy scalars, a pickled `nn.Module`) are carried the same way:
+/// their construction, the items pickled into them and their state are kept as read.
 ///
 /// A class, not a value: a pickle shares objects through its memo and mutates them after
 /// creation (SETITEMS, APPENDS, BUILD), and both must be kept to write it back faithfully.
@@ -22,8 +24,10 @@ public final class PickleObject {
         case frozenSet([PickleObject])
         /// A module-level name, already checked against the allowlist.
         case global(module: String, name: String)
-        /// `callable(*args)` (REDUCE, NEWOBJ).
+        /// `callable(*args)` (REDUCE).
         case call(callable: PickleObject, args: PickleObject)
+        /// `cls.__new__(cls, *args, **kwargs)` (NEWOBJ; NEWOBJ_EX when `kwargs` is given).
+        case newObject(cls: PickleObject, args: PickleObject, kwargs: PickleObject?)
         /// A persistent id: how torch refers to a storage outside the pickle.
         case persistentID(PickleObject)
     }
@@ -31,6 +35,10 @@ public final class PickleObject {
     public var kind: Kind
     /// State set by BUILD (an OrderedDict's `_metadata`, for example).
     public var state: PickleObject?
+    /// Items APPENDed to an object that is not a list (a list subclass, a deque).
+    public var appended: [PickleObject] = []
+    /// Items SETITEM'd into an object that is not a dict (a defaultdict, a dict subclass).
+    public var setItems: [(key: PickleObject, value: PickleObject)] = []
 
     public init(_ kind: Kind) { self.kind = kind }
 
@@ -71,6 +79,25 @@ public final class PickleObject {
         guard case let .call(callable, args) = kind, let name = callable.globalName, let items = args.elements else { return nil }
         return (name, items)
     }
+
+    /// The objects this one holds (items, call arguments, state), in pickle order.
+    public var children: [PickleObject] { PickleTreeCheck.children(of: self) }
+
+    /// The class of an object built from a global that `torch.load(weights_only=True)` does
+    /// not accept ("models.yolo.Model", "argparse.Namespace"); nil for plain data and for
+    /// torch's own rebuilds. `copyreg`'s helpers name the class in their first argument.
+    public var carriedClass: String? {
+        let maker: PickleObject
+        var firstArgument: PickleObject?
+        switch kind {
+        case let .call(callable, args): (maker, firstArgument) = (callable, args.elements?.first)
+        case let .newObject(cls, _, _): maker = cls
+        default: return nil
+        }
+        guard case let .global(module, name) = maker.kind, !WeightsOnlyGlobals.allows(module: module, name: name) else { return nil }
+        if module == "copyreg", let inner = firstArgument?.globalName { return inner }
+        return "\(module).\(name)"
+    }
 }
 
 extension PickleObject {
@@ -80,6 +107,9 @@ extension PickleObject {
         if self === other { return true }
         guard (state == nil) == (other.state == nil) else { return false }
         if let a = state, let b = other.state, !a.isEqual(to: b) { return false }
+        guard appended.count == other.appended.count, zip(appended, other.appended).allSatisfy({ $0.isEqual(to: $1) }),
+              setItems.count == other.setItems.count,
+              zip(setItems, other.setItems).allSatisfy({ $0.key.isEqual(to: $1.key) && $0.value.isEqual(to: $1.value) }) else { return false }
         switch (kind, other.kind) {
         case (.none, .none): return true
         case let (.bool(a), .bool(b)): return a == b
@@ -94,8 +124,41 @@ extension PickleObject {
             return ao == bo && a.count == b.count && zip(a, b).allSatisfy { $0.key.isEqual(to: $1.key) && $0.value.isEqual(to: $1.value) }
         case let (.global(am, an), .global(bm, bn)): return am == bm && an == bn
         case let (.call(ac, aa), .call(bc, ba)): return ac.isEqual(to: bc) && aa.isEqual(to: ba)
+        case let (.newObject(ac, aa, ak), .newObject(bc, ba, bk)):
+            guard (ak == nil) == (bk == nil) else { return false }
+            if let ak, let bk, !ak.isEqual(to: bk) { return false }
+            return ac.isEqual(to: bc) && aa.isEqual(to: ba)
         case let (.persistentID(a), .persistentID(b)): return a.isEqual(to: b)
         default: return false
         }
+    }
+}
+
+/// The globals `torch.load(weights_only=True)` accepts by default: what a state dict's pickle
+/// names. Anything else is a Python object the checkpoint carries (or, with
+/// `--strict-pickle`, a reason to refuse the file).
+public enum WeightsOnlyGlobals {
+    static let names: Set<String> = [
+        "collections.OrderedDict", "collections.Counter",
+        "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
+        "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
+        "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_meta_tensor_no_storage",
+        "torch._utils._rebuild_nested_tensor", "torch._utils._rebuild_qtensor",
+        "torch._tensor._rebuild_from_type_v2", "torch.serialization._get_layout",
+        "torch.Size", "torch.device", "torch.Tensor", "torch.nn.parameter.Parameter",
+        "torch.storage.UntypedStorage", "torch.storage.TypedStorage",
+        "_codecs.encode", "builtins.set", "builtins.frozenset", "builtins.bytearray", "builtins.complex",
+        "__builtin__.set", "__builtin__.frozenset", "__builtin__.bytearray", "__builtin__.complex",
+    ]
+
+    /// Layouts, memory formats and quantization schemes that tensors may name.
+    static let torchConstants: Set<String> = [
+        "strided", "sparse_coo", "sparse_csr", "contiguous_format", "channels_last", "preserve_format",
+        "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
+    ]
+
+    public static func allows(module: String, name: String) -> Bool {
+        names.contains("\(module).\(name)")
+            || (module == "torch" && (TorchDType(storageClass: name) != nil || TorchDType(dtypeName: name) != nil || torchConstants.contains(name)))
     }
 }

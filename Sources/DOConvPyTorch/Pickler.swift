@@ -103,11 +103,34 @@ struct Pickler {
             write(callable)
             write(args)
             out.append(0x52)
+        case let .newObject(cls, args, kwargs):
+            write(cls)
+            write(args)
+            if let kwargs {
+                write(kwargs)
+                out.append(0x92) // NEWOBJ_EX
+            } else {
+                out.append(0x81) // NEWOBJ
+            }
         case let .persistentID(id):
             write(id)
             out.append(0x51)
         }
         remember(id)
+        // A carried object's items, then its state, in the order pickle's save_reduce writes them.
+        for batch in stride(from: 0, to: object.appended.count, by: 1000) {
+            out.append(0x28)
+            for item in object.appended[batch..<min(object.appended.count, batch + 1000)] { write(item) }
+            out.append(0x65)
+        }
+        for batch in stride(from: 0, to: object.setItems.count, by: 1000) {
+            out.append(0x28)
+            for entry in object.setItems[batch..<min(object.setItems.count, batch + 1000)] {
+                write(entry.key)
+                write(entry.value)
+            }
+            out.append(0x75)
+        }
         if let state = object.state {
             write(state)
             out.append(0x62)

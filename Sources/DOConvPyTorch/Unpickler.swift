@@ -1,7 +1,9 @@
-/// A restricted unpickler: it reads the opcodes of pickle protocols 0-5 that torch writes
-/// and builds `PickleObject` trees, never executing anything. A global resolves only when
-/// `torch.load(weights_only=True)` would accept it by default; anything else means the file
-/// pickles Python objects, and is refused.
+/// An unpickler that reads the opcodes of pickle protocols 2-5 that torch writes and builds
+/// `PickleObject` trees, never executing anything. Globals that `torch.load(weights_only=True)`
+/// accepts build tensors and containers; any other global (an `argparse.Namespace`, numpy
+/// data, a pickled module) is kept as a name, and what the pickle does with it (calls,
+/// `__new__`, items, state) as nodes the pickler writes back unchanged. `strict` refuses such
+/// globals instead, as torch's weights-only loader does.
 ///
 /// Hostile input stays bounded: every read is checked against the end of the data, the
 /// memo only answers indexes that were stored, the number of objects is capped, and the
@@ -9,20 +11,25 @@
 struct Unpickler {
     let bytes: UnsafeRawBufferPointer
     let path: String
+    /// Refuse globals outside the weights-only allowlist instead of carrying them.
+    let strict: Bool
     private(set) var position: Int
     private var stack: [PickleObject] = []
     private var marks: [Int] = []
     private var memo: [UInt64: PickleObject] = [:]
     private var created = 0
+    /// Every global outside the weights-only allowlist that the pickles named, "module.name".
+    private(set) var carriedGlobals = Set<String>()
 
     /// More objects than any checkpoint's pickle holds (ResNet-50's has about 3,000).
     static let maxObjects = 1 << 20
     /// Deeper than any checkpoint nests (a few levels of dicts and tuples).
     static let maxDepth = 200
 
-    init(bytes: UnsafeRawBufferPointer, path: String, position: Int = 0) {
+    init(bytes: UnsafeRawBufferPointer, path: String, position: Int = 0, strict: Bool = true) {
         self.bytes = bytes
         self.path = path
+        self.strict = strict
         self.position = position
     }
 
@@ -125,11 +132,10 @@ struct Unpickler {
             try push(try reduce(callable: parts[0], args: parts[1]))
         case 0x81: // NEWOBJ: cls.__new__(cls, *args)
             let parts = try pop(2)
-            try push(try reduce(callable: parts[0], args: parts[1]))
-        case 0x92: // NEWOBJ_EX: keyword arguments are never used by torch's globals
+            try push(try newObject(cls: parts[0], args: parts[1], kwargs: nil))
+        case 0x92: // NEWOBJ_EX: cls.__new__(cls, *args, **kwargs)
             let parts = try pop(3)
-            guard parts[2].dictEntries?.isEmpty ?? false else { throw fail("NEWOBJ_EX with keyword arguments") }
-            try push(try reduce(callable: parts[0], args: parts[1]))
+            try push(try newObject(cls: parts[0], args: parts[1], kwargs: parts[2]))
         case 0x62: // BUILD
             let state = try pop()
             let target = try top()
@@ -149,8 +155,8 @@ struct Unpickler {
             guard let index = UInt64(try line()) else { throw fail("bad GET index") }
             try push(try recall(index))
         case 0x97, 0x98: throw fail("out-of-band buffers (protocol 5) are not supported")
-        case 0x69, 0x6F, 0x82, 0x83, 0x84:
-            throw .disallowedGlobal(path: path, global: "an object built by opcode 0x\(String(opcode, radix: 16))")
+        case 0x69, 0x6F: throw fail("a protocol 0/1 object (opcode 0x\(String(opcode, radix: 16, uppercase: true))); torch writes protocol 2 or later")
+        case 0x82, 0x83, 0x84: throw fail("a copyreg extension code (opcode 0x\(String(opcode, radix: 16, uppercase: true))), which only the writing process could resolve")
         default:
             throw fail("unknown pickle opcode 0x\(String(opcode, radix: 16, uppercase: true)) at byte \(position - 1)")
         }
@@ -158,36 +164,17 @@ struct Unpickler {
 
     // MARK: - Allowlist and calls
 
-    /// The globals `torch.load(weights_only=True)` accepts by default.
-    static let allowedGlobals: Set<String> = [
-        "collections.OrderedDict", "collections.Counter",
-        "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
-        "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
-        "torch._utils._rebuild_sparse_tensor", "torch._utils._rebuild_meta_tensor_no_storage",
-        "torch._utils._rebuild_nested_tensor", "torch._utils._rebuild_qtensor",
-        "torch._tensor._rebuild_from_type_v2", "torch.serialization._get_layout",
-        "torch.Size", "torch.device", "torch.Tensor", "torch.nn.parameter.Parameter",
-        "torch.storage.UntypedStorage", "torch.storage.TypedStorage",
-        "_codecs.encode", "builtins.set", "builtins.frozenset", "builtins.bytearray", "builtins.complex",
-        "__builtin__.set", "__builtin__.frozenset", "__builtin__.bytearray", "__builtin__.complex",
-    ]
-
     private mutating func global(module: String, name: String) throws(PyTorchError) -> PickleObject.Kind {
-        let full = "\(module).\(name)"
-        let allowed = Self.allowedGlobals.contains(full)
-            || (module == "torch" && (TorchDType(storageClass: name) != nil || TorchDType(dtypeName: name) != nil || Self.torchConstants.contains(name)))
-        guard allowed else { throw .disallowedGlobal(path: path, global: full) }
+        if !WeightsOnlyGlobals.allows(module: module, name: name) {
+            guard !strict else { throw .disallowedGlobal(path: path, global: "\(module).\(name)") }
+            carriedGlobals.insert("\(module).\(name)")
+        }
         return .global(module: module, name: name)
     }
 
-    /// Layouts, memory formats and quantization schemes that tensors may name.
-    static let torchConstants: Set<String> = [
-        "strided", "sparse_coo", "sparse_csr", "contiguous_format", "channels_last", "preserve_format",
-        "per_tensor_affine", "per_channel_affine", "per_tensor_symmetric", "per_channel_symmetric",
-    ]
-
     private mutating func reduce(callable: PickleObject, args: PickleObject) throws(PyTorchError) -> PickleObject.Kind {
-        guard callable.globalName != nil else { throw fail("a call of something that is not a global") }
+        // A carried object may call what another call returned (a bound method, say).
+        guard callable.globalName != nil || !strict else { throw fail("a call of something that is not a global") }
         guard case .tuple = args.kind else { throw fail("call arguments are not a tuple") }
         // An empty OrderedDict() is a dict that SETITEMS fills in next.
         if callable.globalName == "collections.OrderedDict", args.elements?.isEmpty == true {
@@ -196,16 +183,31 @@ struct Unpickler {
         return .call(callable: callable, args: args)
     }
 
-    private mutating func append(_ items: [PickleObject]) throws(PyTorchError) {
-        let target = try top()
-        guard case let .list(existing) = target.kind else { throw fail("APPEND to a non-list") }
-        target.kind = .list(existing + items)
+    private mutating func newObject(cls: PickleObject, args: PickleObject, kwargs: PickleObject?) throws(PyTorchError) -> PickleObject.Kind {
+        guard cls.globalName != nil else { throw fail("NEWOBJ of something that is not a class") }
+        guard case .tuple = args.kind else { throw fail("NEWOBJ arguments are not a tuple") }
+        if let kwargs, kwargs.dictEntries == nil { throw fail("NEWOBJ_EX keyword arguments are not a dict") }
+        return .newObject(cls: cls, args: args, kwargs: kwargs)
     }
 
+    /// APPEND(S): into a list, or into a carried object (a list subclass), kept as items.
+    private mutating func append(_ items: [PickleObject]) throws(PyTorchError) {
+        let target = try top()
+        switch target.kind {
+        case let .list(existing): target.kind = .list(existing + items)
+        case .call, .newObject: target.appended += items
+        default: throw fail("APPEND to a non-list")
+        }
+    }
+
+    /// SETITEM(S): into a dict, or into a carried object (a dict subclass), kept as items.
     private mutating func setItems(_ flat: [PickleObject]) throws(PyTorchError) {
         let target = try top()
-        guard case let .dict(existing, ordered) = target.kind else { throw fail("SETITEM on a non-dict") }
-        target.kind = .dict(entries: existing + (try pairs(flat)), ordered: ordered)
+        switch target.kind {
+        case let .dict(existing, ordered): target.kind = .dict(entries: existing + (try pairs(flat)), ordered: ordered)
+        case .call, .newObject: target.setItems += try pairs(flat)
+        default: throw fail("SETITEM on a non-dict")
+        }
     }
 
     private func pairs(_ flat: [PickleObject]) throws(PyTorchError) -> [(key: PickleObject, value: PickleObject)] {
@@ -362,6 +364,8 @@ enum PickleTreeCheck {
             stack += children(of: object)
             object.kind = .none
             object.state = nil
+            object.appended = []
+            object.setItems = []
         }
     }
 
@@ -371,9 +375,12 @@ enum PickleTreeCheck {
         case let .tuple(items), let .list(items), let .set(items), let .frozenSet(items): kids = items
         case let .dict(entries, _): kids = entries.flatMap { [$0.key, $0.value] }
         case let .call(callable, args): kids = [callable, args]
+        case let .newObject(cls, args, kwargs): kids = [cls, args] + (kwargs.map { [$0] } ?? [])
         case let .persistentID(id): kids = [id]
         default: kids = []
         }
+        kids += object.appended
+        kids += object.setItems.flatMap { [$0.key, $0.value] }
         if let state = object.state { kids.append(state) }
         return kids
     }
