@@ -138,7 +138,7 @@ let package = Package(
             name: "doconv-inspect",
             dependencies: [
                 "CommandLineSupport",
-                "DOConvInspect", "DOConvFormats",
+                "DOConvCore", "DOConvInspect", "DOConvFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -163,7 +163,7 @@ let package = Package(
             name: "verify-equivalence",
             dependencies: [
                 "CommandLineSupport",
-                "DOConvVerify", "DOConvGraph", "DOConvFormats",
+                "DOConvCore", "DOConvVerify", "DOConvGraph", "DOConvFormats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

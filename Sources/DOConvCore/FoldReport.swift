@@ -11,6 +11,8 @@ public struct FoldOptions: Sendable {
     /// Also fold depthwise + 1x1 pairs with Dmul < M*N (ordinary separable convs), which
     /// raises their MACs.
     public var foldSeparable = false
+    /// Which layers to fold (`--only`, `--exclude`); the others are reported as left.
+    public var selection = LayerSelection()
 
     public init(verify: Bool = true, tolerance: Double? = nil) {
         self.verify = verify

@@ -9,11 +9,15 @@ import Glibc
 public final class AtomicFileWriter {
     public let destination: String
     private let temporaryPath: String
+    /// The destination's folder, synced after the rename.
+    private let folder: String
     private var fd: Int32
     private var buffer: [UInt8] = []
     /// Bytes written so far (buffered included): the offset of the next byte.
     public private(set) var offset = 0
     private var failure: String?
+    /// Set once the temporary file has become the destination.
+    private var renamed = false
     private static let bufferLimit = 1 << 20
 
     public init(destination: String) throws(FileIOError) {
@@ -24,11 +28,18 @@ public final class AtomicFileWriter {
         var template = Array(((directory.isEmpty ? "/" : directory) + "/." + name + ".tmp-XXXXXX").utf8CString)
         let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard descriptor >= 0 else { throw FileIOError(path: destination, reason: String(cString: strerror(errno))) }
-        let mask = umask(0o022)
-        umask(mask)
-        fchmod(descriptor, 0o644 & ~mask)
+        // An existing destination keeps its mode; a new file gets the usual 0644 less the umask.
+        var existing = stat()
+        if stat(destination, &existing) == 0 {
+            fchmod(descriptor, existing.st_mode & 0o7777)
+        } else {
+            let mask = umask(0o022)
+            umask(mask)
+            fchmod(descriptor, 0o644 & ~mask)
+        }
         fd = descriptor
         temporaryPath = String(cString: template)
+        folder = directory.isEmpty ? "/" : directory
     }
 
     deinit { discard() }
@@ -50,26 +61,60 @@ public final class AtomicFileWriter {
 
     /// Flushes, closes and renames the file into place.
     public func commit() throws(FileIOError) {
+        try Self.commit([self])
+    }
+
+    /// Commits several files as one result: every file is written out and synced first, and
+    /// only then renamed into place, in the order given (put the file that names the others,
+    /// an index, last). A failure before the renames leaves every destination as it was.
+    public static func commit(_ files: [AtomicFileWriter]) throws(FileIOError) {
+        for (k, file) in files.enumerated() {
+            do throws(FileIOError) { try file.finish() } catch {
+                for other in files[k...] { other.discard() }
+                throw error
+            }
+        }
+        var folders = Set<String>()
+        for (k, file) in files.enumerated() {
+            guard rename(file.temporaryPath, file.destination) == 0 else {
+                let reason = String(cString: strerror(errno))
+                for other in files[k...] { unlink(other.temporaryPath) }
+                throw FileIOError(path: file.destination, reason: reason)
+            }
+            file.renamed = true
+            folders.insert(file.folder)
+        }
+        // The renames themselves reach the disk with their folders.
+        for folder in folders {
+            let descriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if descriptor >= 0 {
+                fsync(descriptor)
+                close(descriptor)
+            }
+        }
+    }
+
+    /// Flushes, syncs and closes the temporary file, which waits for its rename.
+    private func finish() throws(FileIOError) {
         flush()
+        if failure == nil, fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
         if let failure {
             discard()
             throw FileIOError(path: destination, reason: failure)
         }
         close(fd)
         fd = -1
-        guard rename(temporaryPath, destination) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporaryPath)
-            throw FileIOError(path: destination, reason: reason)
-        }
     }
 
     /// Removes the temporary file unless it was committed.
     public func discard() {
-        guard fd >= 0 else { return }
-        close(fd)
-        fd = -1
-        unlink(temporaryPath)
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+            unlink(temporaryPath)
+        } else if !renamed {
+            unlink(temporaryPath)
+        }
     }
 
     private func flush() {

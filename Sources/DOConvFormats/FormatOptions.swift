@@ -10,6 +10,7 @@ public enum FormatOption: String, CaseIterable, Sendable {
     case reparameterize = "--reparam"
     case keepNames = "--keep-names"
     case params = "--params"
+    case strictPickle = "--strict-pickle"
 }
 
 /// Everything the command lines hand to a format adapter.
@@ -29,6 +30,8 @@ public struct FormatOptions: Sendable {
     public var keepNames = false
     /// MXNet: an export's params file, when several sit beside its symbol (`--params`).
     public var paramsFile: String?
+    /// PyTorch: refuse pickled Python objects instead of carrying them (`--strict-pickle`).
+    public var strictPickle = false
 
     public init() {}
 
@@ -42,6 +45,7 @@ public struct FormatOptions: Sendable {
         if reparameterize { given.insert(.reparameterize) }
         if keepNames { given.insert(.keepNames) }
         if paramsFile != nil { given.insert(.params) }
+        if strictPickle { given.insert(.strictPickle) }
         return given
     }
 
@@ -80,5 +84,6 @@ extension FormatOptions {
         if foreign.contains(.reparameterize) { reparameterize = false }
         if foreign.contains(.keepNames) { keepNames = false }
         if foreign.contains(.params) { paramsFile = nil }
+        if foreign.contains(.strictPickle) { strictPickle = false }
     }
 }

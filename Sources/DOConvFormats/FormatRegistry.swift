@@ -7,6 +7,7 @@ public enum FormatRegistry {
         KerasArchiveFormat(),
         PyTorchFormat(),
         SafetensorsFormat(),
+        ShardedCheckpointFormat(),
         MXNetFormat(),
         ONNXFormat(),
     ]
@@ -15,6 +16,7 @@ public enum FormatRegistry {
     public static func format(of path: String) throws(FormatError) -> any ModelFormat {
         let signature = try ModelFileSignature(path: path)
         if let format = formats.first(where: { $0.recognizes(signature) }) { return format }
+        if signature.isFolder { throw FormatError("\(path): is a folder without a sharded checkpoint's index (*.index.json)") }
         if signature.zipEntries != nil {
             let names = formats.compactMap { $0 as? any ZipModelFormat }.map(\.zipContents).joined(separator: ", or ")
             throw FormatError("\(path): not a model archive: the zip holds neither \(names)")

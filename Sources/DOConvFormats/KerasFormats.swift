@@ -29,7 +29,7 @@ public struct KerasHDF5Format: ModelFormat {
     public func recognizes(_ file: ModelFileSignature) -> Bool {
         if file.head.starts(with: Self.signature) { return true }
         let lowered = file.path.lowercased()
-        return file.zipEntries == nil && (lowered.hasSuffix(".h5") || lowered.hasSuffix(".hdf5"))
+        return file.zipEntries == nil && !file.isFolder && (lowered.hasSuffix(".h5") || lowered.hasSuffix(".hdf5"))
     }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {

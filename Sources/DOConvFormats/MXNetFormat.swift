@@ -23,7 +23,7 @@ public struct MXNetFormat: ModelFormat {
     /// The NDArray list's magic, or a symbol JSON; a `.params` file goes to the MXNet reader
     /// too, which says what is wrong with it.
     public func recognizes(_ file: ModelFileSignature) -> Bool {
-        guard file.zipEntries == nil else { return false }
+        guard file.zipEntries == nil, !file.isFolder else { return false }
         return NDArrayList.looksLikeParams(head: file.head) || SymbolGraph.looksLikeSymbol(head: file.head, path: file.path)
             || file.path.lowercased().hasSuffix(".params")
     }

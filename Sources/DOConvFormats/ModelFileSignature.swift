@@ -11,6 +11,8 @@ public struct ModelFileSignature: Sendable {
     public let size: Int
     /// The entry names of a zip file, nil for other files.
     public let zipEntries: [String]?
+    /// A folder (a sharded checkpoint's), which has no head.
+    public let isFolder: Bool
 
     public static let zipMagic: [UInt8] = [0x50, 0x4B, 0x03, 0x04]
     static let emptyZipMagic: [UInt8] = [0x50, 0x4B, 0x05, 0x06]
@@ -22,7 +24,11 @@ public struct ModelFileSignature: Sendable {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw FormatError("\(path): cannot open: no such file")
         }
-        guard !isDirectory.boolValue else { throw FormatError("\(path): is a folder, not a model file") }
+        guard !isDirectory.boolValue else {
+            (head, size, zipEntries, isFolder) = ([], 0, nil, true)
+            return
+        }
+        isFolder = false
         guard let handle = FileHandle(forReadingAtPath: path) else { throw FormatError("\(path): cannot open the file") }
         defer { try? handle.close() }
         head = [UInt8](handle.readData(ofLength: 64))
@@ -39,10 +45,11 @@ public struct ModelFileSignature: Sendable {
         }
     }
 
-    public init(path: String, head: [UInt8], size: Int, zipEntries: [String]?) {
+    public init(path: String, head: [UInt8], size: Int, zipEntries: [String]?, isFolder: Bool = false) {
         self.path = path
         self.head = head
         self.size = size
         self.zipEntries = zipEntries
+        self.isFolder = isFolder
     }
 }

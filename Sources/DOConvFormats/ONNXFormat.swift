@@ -11,7 +11,7 @@ public struct ONNXFormat: ModelFormat {
 
     /// A protobuf message has no signature: ONNX takes every file that is not a zip and
     /// that no format before it recognized, and its loader says when it is not ONNX.
-    public func recognizes(_ file: ModelFileSignature) -> Bool { file.zipEntries == nil }
+    public func recognizes(_ file: ModelFileSignature) -> Bool { file.zipEntries == nil && !file.isFolder }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {
         var detection = try ONNXFolder.detect(try ONNXModel.load(path: path), options: options.fold)

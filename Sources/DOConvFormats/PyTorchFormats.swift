@@ -8,6 +8,7 @@ extension FormatOptions {
         pytorch.fold = fold
         pytorch.kernelSizes = kernelSizes
         pytorch.keepNames = keepNames
+        pytorch.strictPickle = strictPickle
         return pytorch
     }
 }
@@ -18,7 +19,7 @@ public struct PyTorchFormat: ZipModelFormat {
     public init() {}
     public var name: String { "pytorch" }
     public var displayName: String { "PyTorch checkpoint" }
-    public var options: Set<FormatOption> { [.kernelSize, .keepNames] }
+    public var options: Set<FormatOption> { [.kernelSize, .keepNames, .strictPickle] }
     public var runsInChildProcess: Bool { false }
     public var zipContents: String { "<root>/data.pkl (PyTorch)" }
 
@@ -27,6 +28,7 @@ public struct PyTorchFormat: ZipModelFormat {
     public func recognizes(_ file: ModelFileSignature) -> Bool {
         if let entries = file.zipEntries { return Checkpoint.zipRoot(entries: entries) != nil }
         if Checkpoint.looksLikeLegacy(head: file.head) { return true }
+        guard !file.isFolder else { return false }
         let lowered = file.path.lowercased()
         return !Checkpoint.looksLikeSafetensors(head: file.head, size: file.size)
             && [".pth", ".pt", ".pth.tar", ".ckpt"].contains { lowered.hasSuffix($0) }
@@ -54,7 +56,7 @@ public struct SafetensorsFormat: ModelFormat {
     /// A header length that fits the file, then `{`; a file with the suffix goes to the
     /// safetensors reader too, which says what is wrong with it.
     public func recognizes(_ file: ModelFileSignature) -> Bool {
-        file.zipEntries == nil && (Checkpoint.looksLikeSafetensors(head: file.head, size: file.size) || file.path.lowercased().hasSuffix(".safetensors"))
+        file.zipEntries == nil && !file.isFolder && (Checkpoint.looksLikeSafetensors(head: file.head, size: file.size) || file.path.lowercased().hasSuffix(".safetensors"))
     }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {
@@ -66,4 +68,31 @@ public struct SafetensorsFormat: ModelFormat {
         return FoldedModel(summary: result.summary) { try result.write(to: $0) }
     }
 
+}
+
+/// Sharded checkpoints (transformers `save_pretrained(max_shard_size=...)`, huggingface_hub,
+/// accelerate): an index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`)
+/// naming safetensors or torch.save shards beside it, given as the index or its folder.
+public struct ShardedCheckpointFormat: ModelFormat {
+    public init() {}
+    public var name: String { "sharded" }
+    public var displayName: String { "sharded checkpoint" }
+    public var options: Set<FormatOption> { [.kernelSize, .keepNames, .strictPickle] }
+    public var runsInChildProcess: Bool { false }
+
+    /// A JSON object that starts with "metadata" or "weight_map", or a folder holding an
+    /// `*.index.json`.
+    public func recognizes(_ file: ModelFileSignature) -> Bool {
+        if file.isFolder { return !ShardIndex.indexFiles(inFolder: file.path).isEmpty }
+        return file.zipEntries == nil && ShardIndex.looksLikeIndex(head: file.head)
+    }
+
+    public func detect(path: String, options: FormatOptions) throws -> Detection {
+        try PyTorchFolder.detect(path: path, options: options.pytorch)
+    }
+
+    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
+        let result = try PyTorchFolder.fold(path: path, options: options.pytorch)
+        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
+    }
 }

@@ -29,9 +29,12 @@ public final class Checkpoint {
     let legacyHeader: UnsafeRawBufferPointer
     /// safetensors: the header's `__metadata__`.
     let safetensorsMetadata: [String: String]?
+    /// The globals outside torch's weights-only allowlist that the pickles name, sorted:
+    /// the Python objects the checkpoint carries (empty for a plain state dict).
+    public private(set) var carriedGlobals: [String] = []
 
-    /// The legacy stream's first bytes: PROTO 2, then LONG1 of torch's magic number.
-    static let legacyMagic: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]
+    /// LONG1 of torch's legacy magic number, the legacy stream's first value.
+    static let legacyMagicNumber: [UInt8] = [0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]
 
     /// Whether a zip with these entries is a PyTorch archive (`<root>/data.pkl`).
     public static func zipRoot(entries: [String]) -> String? {
@@ -50,10 +53,24 @@ public final class Checkpoint {
         return length >= 2 && length <= UInt64(max(0, size - 8))
     }
 
-    public static func looksLikeLegacy(head: [UInt8]) -> Bool { head.starts(with: legacyMagic) }
+    /// The legacy stream starts with PROTO 2-5 (`pickle_protocol`), a FRAME from protocol 4
+    /// on, then the magic number.
+    public static func looksLikeLegacy(head: [UInt8]) -> Bool {
+        guard head.count >= 2, head[0] == 0x80, (2...5).contains(head[1]) else { return false }
+        let start = head.count > 2 && head[2] == 0x95 ? 11 : 2
+        return head.count >= start + legacyMagicNumber.count && Array(head[start..<(start + legacyMagicNumber.count)]) == legacyMagicNumber
+    }
 
-    /// Reads the checkpoint at `path`, deciding the container by content.
-    public init(path: String) throws(PyTorchError) {
+    /// Whether a zip with these entries under `root` is a TorchScript archive (code and
+    /// constants beside the pickle), which `torch.jit.save` writes.
+    static func isTorchScript(entries: [String], root: String) -> Bool {
+        entries.contains { $0 == root + "/constants.pkl" || $0.hasPrefix(root + "/code/") }
+    }
+
+    /// Reads the checkpoint at `path`, deciding the container by content. Python objects the
+    /// pickle names outside torch's weights-only allowlist are carried, unexecuted, unless
+    /// `strictPickle` refuses them.
+    public init(path: String, strictPickle: Bool = false) throws(PyTorchError) {
         self.path = path
         do { file = try MappedFile(path: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
         let bytes = file.bytes
@@ -64,6 +81,7 @@ public final class Checkpoint {
             guard let root = Self.zipRoot(entries: zip.entries.map(\.name)) else {
                 throw .corrupt(path: path, reason: "not a PyTorch archive: the zip has no <root>/data.pkl")
             }
+            guard !Self.isTorchScript(entries: zip.entries.map(\.name), root: root) else { throw .torchScript(path: path) }
             container = .zip(root: root)
             zipEntries = zip.entries
             legacyHeader = UnsafeRawBufferPointer(start: nil, count: 0)
@@ -71,8 +89,9 @@ public final class Checkpoint {
             guard let pickle = zip.entries.first(where: { $0.name == root + "/data.pkl" }), pickle.method == 0 else {
                 throw .corrupt(path: path, reason: "\(root)/data.pkl is compressed (torch writes it stored)")
             }
-            var unpickler = Unpickler(bytes: pickle.data, path: path)
+            var unpickler = Unpickler(bytes: pickle.data, path: path, strict: strictPickle)
             self.root = try unpickler.load()
+            carriedGlobals = unpickler.carriedGlobals.sorted()
             pickleProtocol = Self.declaredProtocol(pickle.data)
             let byName = Dictionary(zip.entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             try resolveStorages { key, dtype, count throws(PyTorchError) in
@@ -86,7 +105,7 @@ public final class Checkpoint {
             container = .legacy
             zipEntries = []
             safetensorsMetadata = nil
-            var unpickler = Unpickler(bytes: bytes, path: path)
+            var unpickler = Unpickler(bytes: bytes, path: path, strict: strictPickle)
             let magic = try unpickler.load()
             guard case .bigInt = magic.kind else { throw .corrupt(path: path, reason: "bad legacy magic number") }
             guard try unpickler.load().int == 1001 else { throw .corrupt(path: path, reason: "unknown legacy protocol version") }
@@ -97,6 +116,7 @@ public final class Checkpoint {
             let pickleStart = unpickler.position
             root = try unpickler.load()
             pickleProtocol = Self.declaredProtocol(UnsafeRawBufferPointer(rebasing: bytes[pickleStart...]))
+            carriedGlobals = unpickler.carriedGlobals.sorted()
             guard let keys = try unpickler.load().elements?.compactMap(\.string) else {
                 throw .corrupt(path: path, reason: "the legacy storage key list is not a list of strings")
             }
@@ -223,32 +243,35 @@ public final class Checkpoint {
         return values
     }
 
-    /// A fresh node rebuilding a contiguous tensor over `storage`, which joins the storages.
-    func makeTensorNode(storage: TorchStorage, shape: [Int]) -> PickleObject {
+    /// A fresh node rebuilding a contiguous tensor over `storage`, which joins the storages;
+    /// `location` is the device tag torch.load maps it to ("cpu", "cuda:0").
+    func makeTensorNode(storage: TorchStorage, shape: [Int], location: String = "cpu") -> PickleObject {
         storages[storage.key] = storage
-        return Self.tensorNode(storageKey: storage.key, dtype: storage.dtype, count: storage.count, shape: shape, legacy: container == .legacy)
+        return Self.tensorNode(storageKey: storage.key, dtype: storage.dtype, count: storage.count, shape: shape, location: location, legacy: container == .legacy)
+    }
+
+    /// The device tag of the storage under a tensor node (a parameter's too), nil when the
+    /// node is no pickled tensor.
+    func storageLocation(of node: PickleObject) -> String? {
+        guard let (name, args) = node.call, let first = args.first else { return nil }
+        if name.hasPrefix("torch._utils._rebuild_parameter") { return storageLocation(of: first) }
+        guard case let .persistentID(id) = first.kind, let items = id.elements, items.count >= 4 else { return nil }
+        return items[3].string
     }
 
     /// `_rebuild_tensor_v2(storage, 0, shape, contiguous strides, False, OrderedDict())`, as
     /// torch pickles a contiguous tensor; the legacy format's storage ids end with a view
     /// (None).
-    static func tensorNode(storageKey: String, dtype: TorchDType, count: Int, shape: [Int], legacy: Bool = false) -> PickleObject {
+    static func tensorNode(storageKey: String, dtype: TorchDType, count: Int, shape: [Int], location: String = "cpu", legacy: Bool = false) -> PickleObject {
         let id = PickleObject(.tuple([
             PickleObject(.string("storage")), PickleObject(.global(module: "torch", name: dtype.storageClass)),
-            PickleObject(.string(storageKey)), PickleObject(.string("cpu")), PickleObject(.int(Int64(count))),
+            PickleObject(.string(storageKey)), PickleObject(.string(location)), PickleObject(.int(Int64(count))),
         ] + (legacy ? [PickleObject(.none)] : [])))
         let ints = { (values: [Int]) in PickleObject(.tuple(values.map { PickleObject(.int(Int64($0))) })) }
         return PickleObject(.call(callable: PickleObject(.global(module: "torch._utils", name: "_rebuild_tensor_v2")), args: PickleObject(.tuple([
             PickleObject(.persistentID(id)), PickleObject(.int(0)), ints(shape), ints(TorchTensor.contiguousStrides(shape)),
             PickleObject(.bool(false)), PickleObject(.dict(entries: [], ordered: true)),
         ]))))
-    }
-
-    /// Lets the input pages of the tensor at `key` in `dict` go (it was read for the last time).
-    func releaseStorage(of dict: PickleObject, key: String) {
-        guard let value = dict.dictEntries?.first(where: { $0.key.string == key })?.value,
-              let tensor = try? tensor(value, key: key) else { return }
-        tensor.storage.releaseMappedPages()
     }
 
     /// A key for a new storage that no existing one uses.

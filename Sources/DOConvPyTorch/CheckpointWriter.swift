@@ -7,21 +7,25 @@ import Foundation
 /// record of the input as it was.
 enum CheckpointWriter {
     static func write(_ checkpoint: Checkpoint, to path: String) throws(PyTorchError) {
+        let file = try prepare(checkpoint, to: path)
+        do { try file.commit() } catch { throw .cannotWrite(path: path, reason: error.reason) }
+    }
+
+    /// Writes the checkpoint into a temporary file beside `path`, which `commit()` renames
+    /// into place (with the other files of a multi-file result).
+    static func prepare(_ checkpoint: Checkpoint, to path: String) throws(PyTorchError) -> AtomicFileWriter {
         let file: AtomicFileWriter
         do { file = try AtomicFileWriter(destination: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
-        do {
+        do throws(PyTorchError) {
             switch checkpoint.container {
             case let .zip(root): try writeZip(checkpoint, root: root, to: file)
             case .legacy: try writeLegacy(checkpoint, to: file)
             case .safetensors: try writeSafetensors(checkpoint, to: file)
             }
-            try file.commit()
-        } catch let error as PyTorchError {
-            file.discard()
-            throw error
+            return file
         } catch {
             file.discard()
-            throw .cannotWrite(path: path, reason: "\(error)")
+            throw error
         }
     }
 

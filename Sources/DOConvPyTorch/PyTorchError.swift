@@ -17,6 +17,14 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
     /// M x N is not a perfect square and no --kernel-size was given, for these layers.
     case ambiguousKernelSize(path: String, layers: [(name: String, area: Int)])
     case cannotWrite(path: String, reason: String)
+    /// A TorchScript archive: code, not a state dict.
+    case torchScript(path: String)
+    /// A DO-Conv layer inside a pickled object (a whole `nn.Module`), whose own code reads W and D.
+    case layerInsideObject(path: String, className: String, layer: String)
+    /// Folding would write a key the dict already holds.
+    case keyCollision(path: String, layer: String, newKey: String, wKey: String)
+    /// A sharded checkpoint's index and shards disagree, or cannot be read.
+    case shards(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -24,7 +32,7 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .corrupt(path, reason): return "\(path): corrupt checkpoint: \(reason)"
         case let .pickle(path, reason): return "\(path): cannot read the checkpoint's pickle: \(reason)"
         case let .disallowedGlobal(path, global):
-            return "\(path): the checkpoint pickles Python objects (global '\(global)' is not allowed, as with torch.load(weights_only=True)); save model.state_dict() instead"
+            return "\(path): the checkpoint pickles Python objects (global '\(global)', refused by --strict-pickle as by torch.load(weights_only=True)); without --strict-pickle doconv carries them through unexecuted"
         case let .tensor(path, key, reason): return "\(path): tensor '\(key)': \(reason)"
         case let .inconsistentLayer(path, layer, reason): return "\(path): layer '\(layer)': \(reason)"
         case let .ambiguousKernelSize(path, layers):
@@ -32,6 +40,13 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
             let flags = layers.map { "--kernel-size \($0.name)=MxN" }.joined(separator: " ")
             return "\(path): kernel size unknown for \(layers.count == 1 ? "layer" : "layers") \(names): M x N is not a square; pass \(flags)"
         case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
+        case let .torchScript(path):
+            return "\(path): a TorchScript archive (torch.jit.save) holds code, not a state dict: fold torch.save(model.state_dict()) or an ONNX export (torch.onnx.export) instead"
+        case let .layerInsideObject(path, className, layer):
+            return "\(path): DO-Conv layer '\(layer)' sits inside a pickled \(className) object (a whole nn.Module, whose own forward reads W and D): folding it would break that class; save model.state_dict() and fold that"
+        case let .keyCollision(path, layer, newKey, wKey):
+            return "\(path): layer '\(layer)': its folded kernel would be written as '\(newKey)', which the checkpoint already holds beside '\(wKey)'; pass --exclude \(layer) to leave the layer as it is, or --keep-names to keep the key '\(wKey)'"
+        case let .shards(path, reason): return "\(path): sharded checkpoint: \(reason)"
         }
     }
 }

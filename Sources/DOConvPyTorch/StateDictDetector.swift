@@ -26,32 +26,52 @@ extension Checkpoint {
     /// The DO-Conv layers of every state dict in the checkpoint, and the look-alikes.
     /// `kernelSizes`: `--kernel-size P=MxN`, P as in the dict or without a container prefix.
     public func doConvLayers(kernelSizes: [String: [Int]] = [:]) throws(PyTorchError) -> (layers: [CheckpointLayer], rejected: [RejectedCandidate]) {
-        try StateDictDetector(checkpoint: self, kernelSizes: kernelSizes).detect()
+        try StateDictDetector(files: CheckpointSet(self), kernelSizes: kernelSizes).detect()
     }
 }
 
 /// Finds DO-Conv layers in every dict of a checkpoint that holds tensors by name.
 public struct StateDictDetector {
-    let checkpoint: Checkpoint
+    let files: CheckpointSet
     /// `--kernel-size P=MxN`: P as in the state dict, or without a container prefix.
     let kernelSizes: [String: [Int]]
+    /// `--only` / `--exclude`.
+    var selection = LayerSelection()
 
-    func detect() throws(PyTorchError) -> (layers: [CheckpointLayer], rejected: [RejectedCandidate]) {
+    public init(files: CheckpointSet, kernelSizes: [String: [Int]], selection: LayerSelection = LayerSelection()) {
+        self.files = files
+        self.kernelSizes = kernelSizes
+        self.selection = selection
+    }
+
+    public func detect() throws(PyTorchError) -> (layers: [CheckpointLayer], rejected: [RejectedCandidate]) {
         var layers: [CheckpointLayer] = []
         var rejected: [RejectedCandidate] = []
         var unknownSizes: [(name: String, area: Int)] = []
         var paths: [ObjectIdentifier: String] = [:]
-        for (dict, path) in Self.dictsWithPaths(in: checkpoint.root, skippingOptimizerState: true) {
-            paths[ObjectIdentifier(dict)] = path
-            try detect(in: dict, layers: &layers, rejected: &rejected, unknownSizes: &unknownSizes)
+        for place in Self.dictsWithPaths(in: files.root, skippingOptimizerState: true) {
+            paths[ObjectIdentifier(place.dict)] = place.path
+            let before = layers.count
+            try detect(in: place.dict, path: place.path, layers: &layers, rejected: &rejected, unknownSizes: &unknownSizes)
+            // A module's own code reads its W and D: a layer inside a pickled object stays.
+            if let className = place.enclosingClass, let found = layers[before...].first {
+                throw .layerInsideObject(path: files.path, className: className, layer: Self.modulePath(place.path, prefix: found.prefix))
+            }
         }
         // Layers of several state dicts (a model and its EMA) are named by their dict too.
         if Set(layers.map { ObjectIdentifier($0.dict) }).count > 1 {
             layers = layers.map { $0.named(by: paths[ObjectIdentifier($0.dict)] ?? "") }
         }
         // One error naming every layer whose kernel size is open, not one run per layer.
-        guard unknownSizes.isEmpty else { throw .ambiguousKernelSize(path: checkpoint.path, layers: unknownSizes) }
+        guard unknownSizes.isEmpty else { throw .ambiguousKernelSize(path: files.path, layers: unknownSizes) }
         return (layers, rejected)
+    }
+
+    /// A layer inside pickled modules named by its module path: "model/_modules/0/_parameters"
+    /// with W at "W" is "model.0".
+    static func modulePath(_ path: String, prefix: String) -> String {
+        let parts = path.split(separator: "/").filter { !["_modules", "_parameters", "_buffers"].contains($0) }
+        return (parts.map(String.init) + (prefix == "W" ? [] : [prefix])).joined(separator: ".")
     }
 
     /// Every dict in the tree, each once, in the order a depth-first walk meets them;
@@ -60,29 +80,31 @@ public struct StateDictDetector {
         dictsWithPaths(in: root, skippingOptimizerState: skippingOptimizerState).map(\.dict)
     }
 
-    /// The same, each with where it sits: "" for the root, "state_dict", "model/ema", "[0]".
-    static func dictsWithPaths(in root: PickleObject, skippingOptimizerState: Bool) -> [(dict: PickleObject, path: String)] {
+    /// The same, each with where it sits ("" for the root, "state_dict", "model/ema", "[0]")
+    /// and the class of the outermost carried object around it (a pickled module), if any.
+    static func dictsWithPaths(in root: PickleObject, skippingOptimizerState: Bool) -> [(dict: PickleObject, path: String, enclosingClass: String?)] {
         var seen = Set<ObjectIdentifier>()
-        var found: [(PickleObject, String)] = []
-        var stack: [(PickleObject, String)] = [(root, "")]
-        while let (object, path) = stack.popLast() {
+        var found: [(PickleObject, String, String?)] = []
+        var stack: [(PickleObject, String, String?)] = [(root, "", nil)]
+        while let (object, path, enclosing) = stack.popLast() {
             guard seen.insert(ObjectIdentifier(object)).inserted else { continue }
             if skippingOptimizerState && PyTorchFolder.isOptimizerState(object) { continue }
             let join = { (part: String) in path.isEmpty ? part : path + "/" + part }
             switch object.kind {
             case let .dict(entries, _):
-                found.append((object, path))
-                stack += entries.reversed().map { ($0.value, join($0.key.string ?? $0.key.int.map(String.init) ?? "?")) }
+                found.append((object, path, enclosing))
+                stack += entries.reversed().map { ($0.value, join($0.key.string ?? $0.key.int.map(String.init) ?? "?"), enclosing) }
             case let .list(items), let .tuple(items):
-                stack += items.enumerated().reversed().map { ($1, path + "[\($0)]") }
+                stack += items.enumerated().reversed().map { ($1, path + "[\($0)]", enclosing) }
             default:
-                stack += PickleTreeCheck.children(of: object).reversed().map { ($0, path) }
+                let inside = enclosing ?? object.carriedClass
+                stack += PickleTreeCheck.children(of: object).reversed().map { ($0, path, inside) }
             }
         }
         return found
     }
 
-    private func detect(in dict: PickleObject, layers: inout [CheckpointLayer], rejected: inout [RejectedCandidate],
+    private func detect(in dict: PickleObject, path: String, layers: inout [CheckpointLayer], rejected: inout [RejectedCandidate],
                         unknownSizes: inout [(name: String, area: Int)]) throws(PyTorchError) {
         guard let entries = dict.dictEntries else { return }
         var byKey: [String: PickleObject] = [:]
@@ -91,7 +113,11 @@ public struct StateDictDetector {
             guard let key = entry.key.string, key == "W" || key.hasSuffix(".W") else { continue }
             let base = String(key.dropLast()) // "P." or ""
             let name = base.isEmpty ? "W" : String(base.dropLast())
-            guard let w = try checkpoint.tensor(entry.value, key: key) else { continue }
+            guard let w = try files.tensor(entry.value, key: key) else { continue }
+            if let reason = selection.refusal(of: path.isEmpty ? name : path + "/" + name) {
+                rejected.append(.init(name: name, reason: reason))
+                continue
+            }
             let dKey = byKey[base + "D"] != nil ? base + "D" : nil
             guard w.shape.count == 3 else {
                 if dKey != nil { rejected.append(.init(name: name, reason: "\(key) has shape \(w.shape); DOConv2d's W is (Cout, Cin/g, Dmul)")) }
@@ -113,13 +139,13 @@ public struct StateDictDetector {
                 layers.append(try layer(dict: dict, prefix: name, wKey: key, dKey: nil, identityKey: nil, w: w, d: nil, geometry: geometry, type: type))
                 continue
             }
-            guard let d = try checkpoint.tensor(dNode, key: dKey) else { continue }
+            guard let d = try files.tensor(dNode, key: dKey) else { continue }
             guard d.shape.count == 3, d.shape[2] == dmul, cinPerGroup > 0, d.shape[0] % cinPerGroup == 0,
                   cout % (d.shape[0] / cinPerGroup) == 0, d.shape[1] > 0 else {
-                throw .inconsistentLayer(path: checkpoint.path, layer: name, reason: "D \(d.shape) and W \(w.shape) disagree: DOConv2d's D is (Cin, M*N, Dmul) and W (Cout, Cin/g, Dmul)")
+                throw .inconsistentLayer(path: files.path, layer: name, reason: "D \(d.shape) and W \(w.shape) disagree: DOConv2d's D is (Cin, M*N, Dmul) and W (Cout, Cin/g, Dmul)")
             }
             guard d.dtype == w.dtype else {
-                throw .inconsistentLayer(path: checkpoint.path, layer: name, reason: "D (\(d.dtype.rawValue)) and W (\(w.dtype.rawValue)) disagree in element type")
+                throw .inconsistentLayer(path: files.path, layer: name, reason: "D (\(d.dtype.rawValue)) and W (\(w.dtype.rawValue)) disagree in element type")
             }
             let (cin, area) = (d.shape[0], d.shape[1])
             guard let (m, n) = try kernelSize(layer: name, area: area) else {
@@ -130,9 +156,9 @@ public struct StateDictDetector {
             let identityKey = [base + "d_diag", base + "D_diag"].first { byKey[$0] != nil }
             var identity: TorchTensor?
             if let identityKey, let node = byKey[identityKey] {
-                identity = try checkpoint.tensor(node, key: identityKey)
+                identity = try files.tensor(node, key: identityKey)
                 guard identity?.shape == d.shape else {
-                    throw .inconsistentLayer(path: checkpoint.path, layer: name, reason: "\(identityKey) \(identity?.shape ?? []) and D \(d.shape) disagree in shape")
+                    throw .inconsistentLayer(path: files.path, layer: name, reason: "\(identityKey) \(identity?.shape ?? []) and D \(d.shape) disagree in shape")
                 }
             }
             let composed = try composedD(d: d, identity: identity, geometry: geometry, layer: name)
@@ -155,7 +181,7 @@ public struct StateDictDetector {
                 for k in 0..<trained.count { out[k] = trained[k] + offset[k] }
             }
         } catch {
-            throw .inconsistentLayer(path: checkpoint.path, layer: layer, reason: "\(error)")
+            throw .inconsistentLayer(path: files.path, layer: layer, reason: "\(error)")
         }
     }
 
@@ -166,7 +192,7 @@ public struct StateDictDetector {
             let detected = DetectedLayer(name: prefix, form: .kernelComposition, layer: layer, elementType: type, stride: [], dilation: [])
             return CheckpointLayer(dict: dict, prefix: prefix, wKey: wKey, dKey: dKey, identityKey: identityKey, dtype: w.dtype, detected: detected)
         } catch {
-            throw .inconsistentLayer(path: checkpoint.path, layer: prefix, reason: "\(error)")
+            throw .inconsistentLayer(path: files.path, layer: prefix, reason: "\(error)")
         }
     }
 
@@ -176,7 +202,7 @@ public struct StateDictDetector {
         let given = kernelSizes[layer] ?? kernelSizes.filter { layer.hasSuffix("." + $0.key) }.max { $0.key.count < $1.key.count }?.value
         if let given {
             guard given.count == 2, given[0] * given[1] == area else {
-                throw .inconsistentLayer(path: checkpoint.path, layer: layer, reason: "--kernel-size \(given.map(String.init).joined(separator: "x")) does not give D's M*N = \(area)")
+                throw .inconsistentLayer(path: files.path, layer: layer, reason: "--kernel-size \(given.map(String.init).joined(separator: "x")) does not give D's M*N = \(area)")
             }
             return (given[0], given[1])
         }

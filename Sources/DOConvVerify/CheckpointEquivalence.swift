@@ -10,14 +10,14 @@ public enum CheckpointEquivalence {
     public static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions, format: String) throws(VerifyError) -> VerificationReport {
         var report = VerificationReport(original: originalPath, folded: foldedPath, format: format)
         report.endToEndSkipped = "checkpoints hold no graph to run; the verdict rests on the structure and per-layer checks"
-        let original: Checkpoint
-        let folded: Checkpoint
+        let original: CheckpointSet
+        let folded: CheckpointSet
         let layers: [CheckpointLayer]
         do {
-            original = try Checkpoint(path: originalPath)
-            folded = try Checkpoint(path: foldedPath)
+            original = try CheckpointSet.read(path: originalPath, strictPickle: options.strictPickle)
+            folded = try CheckpointSet.read(path: foldedPath, strictPickle: options.strictPickle)
             // FOLDED's 4-D kernels tell the kernel sizes that M*N alone leaves open.
-            layers = try original.doConvLayers(kernelSizes: try kernelSizes(in: folded)).layers
+            layers = try StateDictDetector(files: original, kernelSizes: try kernelSizes(in: folded), selection: options.selection).detect().layers
         } catch {
             throw VerifyError("\(error)")
         }
@@ -32,7 +32,7 @@ public enum CheckpointEquivalence {
     }
 
     /// `P -> [M, N]` for every 4-D tensor named `P.weight` or `P.W`.
-    static func kernelSizes(in checkpoint: Checkpoint) throws -> [String: [Int]] {
+    static func kernelSizes(in checkpoint: CheckpointSet) throws -> [String: [Int]] {
         var sizes: [String: [Int]] = [:]
         for dict in StateDictDetector.dicts(in: checkpoint.root, skippingOptimizerState: true) {
             for entry in dict.dictEntries ?? [] {
@@ -47,8 +47,8 @@ public enum CheckpointEquivalence {
 
     /// Both trees walked side by side.
     struct Walk {
-        let original: Checkpoint
-        let folded: Checkpoint
+        let original: CheckpointSet
+        let folded: CheckpointSet
         let options: VerifyOptions
         var layersByDict: [ObjectIdentifier: [CheckpointLayer]] = [:]
         var differences: [String] = []
@@ -58,7 +58,7 @@ public enum CheckpointEquivalence {
         var removed = 0
         private var visited = Set<ObjectIdentifier>()
 
-        init(original: Checkpoint, folded: Checkpoint, options: VerifyOptions) {
+        init(original: CheckpointSet, folded: CheckpointSet, options: VerifyOptions) {
             self.original = original
             self.folded = folded
             self.options = options
@@ -85,6 +85,10 @@ public enum CheckpointEquivalence {
                     for (k, (u, v)) in zip(x, y).enumerated() { compare(u, v, at: "\(path)[\(k)]") }
                 } else if !a.isEqual(to: b) {
                     differ("\(name) changed")
+                } else {
+                    // The same structure (a carried object, say): the tensors inside it must
+                    // hold the same bytes too.
+                    for (u, v) in zip(a.children, b.children) { compare(u, v, at: path) }
                 }
             default: differ("\(name) is a tensor in only one of the files")
             }

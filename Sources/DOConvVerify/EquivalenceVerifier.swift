@@ -17,6 +17,10 @@ public struct VerifyOptions: Sendable {
     public var probePatches = 4
     /// Keras: the model's JSON (`model.to_json()`), for weight files that carry no config.
     public var kerasConfigJSON: String?
+    /// The layers the fold was told to take (`--only`, `--exclude`).
+    public var selection = LayerSelection()
+    /// PyTorch: refuse pickled Python objects (`--strict-pickle`).
+    public var strictPickle = false
 
     public init() {}
 }

@@ -38,6 +38,12 @@ extension SafetensorsFormat: VerifiableFormat {
     }
 }
 
+extension ShardedCheckpointFormat: VerifiableFormat {
+    public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
+        try CheckpointEquivalence.verify(original: original, folded: folded, options: options, format: displayName)
+    }
+}
+
 extension MXNetFormat: VerifiableFormat {
     public func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
         try MXNetEquivalence.verify(original: original, folded: folded, options: options)

@@ -19,7 +19,12 @@ struct FoldCommand: ToolCommand {
         formats) and .safetensors; MXNet/Gluon .params files and export pairs (NAME-symbol.json
         with NAME-NNNN.params, given by either half; both are written).
 
-        Format options (--config, --kernel-size, --fuse-bn, --fold-separable, --reparam, --keep-names, --params) are
+        PyTorch: sharded checkpoints are given by their index (model.safetensors.index.json,
+        pytorch_model.bin.index.json) or its folder; OUTPUT names the output index or folder.
+        Python objects a checkpoint pickles besides its tensors are carried through unexecuted
+        (--strict-pickle refuses them).
+
+        Format options (--config, --kernel-size, --fuse-bn, --fold-separable, --reparam, --keep-names, --params, --strict-pickle) are
         refused for a file whose format does not read them; with -o DIR each applies to the files
         it fits.
 
@@ -78,6 +83,15 @@ struct FoldCommand: ToolCommand {
     @Option(name: .customLong("params"), help: ArgumentHelp("MXNet: the export's params file, when several NAME-NNNN.params sit beside NAME-symbol.json.", valueName: "file"))
     var paramsFile: String?
 
+    @Flag(name: .customLong("strict-pickle"), help: "PyTorch: refuse checkpoints that pickle Python objects (as torch.load(weights_only=True) does) instead of carrying them through unexecuted.")
+    var strictPickle = false
+
+    @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave the layers whose name matches this glob unfolded (repeatable; * also crosses dots).", valueName: "glob"))
+    var excluded: [String] = []
+
+    @Option(name: .customLong("only"), help: ArgumentHelp("Fold only the layers whose name matches this glob (repeatable).", valueName: "glob"))
+    var only: [String] = []
+
     func validate() throws {
         if let tolerance, !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
         if outputDirectory == nil, paths.count != 2 {
@@ -98,6 +112,9 @@ struct FoldCommand: ToolCommand {
         if foldSeparable { arguments.append("--fold-separable") }
         if keepNames { arguments.append("--keep-names") }
         if let paramsFile { arguments += ["--params", paramsFile] }
+        if strictPickle { arguments.append("--strict-pickle") }
+        for pattern in excluded { arguments += ["--exclude", pattern] }
+        for pattern in only { arguments += ["--only", pattern] }
         if let configFile { arguments += ["--config", configFile] }
         for size in kernelSizes { arguments += ["--kernel-size", size] }
         if outputDirectory != nil { arguments.append("--lenient-options") }
@@ -114,6 +131,8 @@ struct FoldCommand: ToolCommand {
         var options = FormatOptions()
         options.fold = FoldOptions(verify: !noVerify, tolerance: tolerance)
         options.fold.foldSeparable = foldSeparable
+        options.fold.selection = LayerSelection(only: only, exclude: excluded)
+        options.strictPickle = strictPickle
         options.fuseBatchNorm = fuseBatchNorm
         options.reparameterize = reparameterize
         options.keepNames = keepNames

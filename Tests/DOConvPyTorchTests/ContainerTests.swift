@@ -46,3 +46,19 @@ final class ContainerTests: XCTestCase {
         }
     }
 }
+
+/// torch.save(..., _use_new_zipfile_serialization=False, pickle_protocol=N) starts with
+/// PROTO N (and a FRAME from protocol 4 on) before the magic number.
+final class LegacyHeaderTests: XCTestCase {
+    func testLegacyMagicAtEveryProtocol() {
+        let magic = Checkpoint.legacyMagicNumber
+        XCTAssertTrue(Checkpoint.looksLikeLegacy(head: [0x80, 0x02] + magic + [0x2E]))
+        XCTAssertTrue(Checkpoint.looksLikeLegacy(head: [0x80, 0x03] + magic + [0x2E]))
+        for version: UInt8 in [4, 5] {
+            XCTAssertTrue(Checkpoint.looksLikeLegacy(head: [0x80, version, 0x95, 13, 0, 0, 0, 0, 0, 0, 0] + magic + [0x2E]))
+        }
+        XCTAssertFalse(Checkpoint.looksLikeLegacy(head: [0x80, 0x06] + magic))
+        XCTAssertFalse(Checkpoint.looksLikeLegacy(head: [0x80, 0x02, 0x8A, 0x0A] + [UInt8](repeating: 0, count: 10)))
+        XCTAssertFalse(Checkpoint.looksLikeLegacy(head: [0x80]))
+    }
+}

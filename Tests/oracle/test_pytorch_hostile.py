@@ -31,7 +31,7 @@ PHRASES = {
     "unknown_opcode": "unknown pickle opcode",
     "deep_nesting": "nested deeper than",
     "huge_memo": "memo",
-    "disallowed_global": "state_dict()",
+    "disallowed_global": "--strict-pickle",
     "d_disagrees": "disagree",
     "safetensors_header": "header",
     "safetensors_data_offsets": "data_offsets",
@@ -45,15 +45,15 @@ PHRASES = {
 # The contract
 
 
-def check_all_tools(src, case, tmpdir, folders):
+def check_all_tools(src, case, tmpdir, folders, extra=()):
     """fold, inspect and verify (src against itself) must all reject src."""
     phrase = PHRASES[case]
     src = pathlib.Path(src)
     env = {"TMPDIR": str(tmpdir)}
     output = src.parent / ("out" + "".join(src.suffixes[-1:]))
-    runs = [("doconv-fold", lambda: fold(src, output, env=env)),
-            ("doconv-inspect", lambda: inspect(src, "--json", env=env)),
-            ("verify-equivalence", lambda: verify(src, src, env=env))]
+    runs = [("doconv-fold", lambda: fold(src, output, *extra, env=env)),
+            ("doconv-inspect", lambda: inspect(src, "--json", *extra, env=env)),
+            ("verify-equivalence", lambda: verify(src, src, *extra, env=env))]
     for tool, launch in runs:
         before = snapshot(*folders, tmpdir)
         result = launch()
@@ -76,8 +76,8 @@ def work(tmp_path):
     return folder
 
 
-def reject(src, case, tmpdir, work):
-    check_all_tools(src, case, tmpdir, [work])
+def reject(src, case, tmpdir, work, extra=()):
+    check_all_tools(src, case, tmpdir, [work], extra)
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,16 +271,39 @@ def test_huge_memo_index(work, clean_tmpdir):
 
 
 @pytest.mark.parametrize("module,name", [("os", "system"), ("posix", "system"), ("builtins", "exec"), ("__builtin__", "eval")])
-def test_disallowed_global(work, clean_tmpdir, module, name):
+def test_disallowed_global_with_strict_pickle(work, clean_tmpdir, module, name):
     pkl = PROTO + global_(module, name) + MARK + unicode("touch /tmp/doconv-pwned") + TUPLE + REDUCE + STOP
-    reject(hand_made(work, data_pkl=pkl, storages={}), "disallowed_global", clean_tmpdir, work)
+    reject(hand_made(work, data_pkl=pkl, storages={}), "disallowed_global", clean_tmpdir, work, ["--strict-pickle"])
     assert not pathlib.Path("/tmp/doconv-pwned").exists()
 
 
-def test_disallowed_global_inside_a_state_dict(work, clean_tmpdir):
+def test_disallowed_global_inside_a_state_dict_with_strict_pickle(work, clean_tmpdir):
     items, storages = do_layer()
     items.insert(1, ("conv.hook", global_("os", "system") + MARK + unicode("true") + TUPLE + REDUCE))
-    reject(hand_made(work, items, storages), "disallowed_global", clean_tmpdir, work)
+    reject(hand_made(work, items, storages), "disallowed_global", clean_tmpdir, work, ["--strict-pickle"])
+
+
+@pytest.mark.parametrize("module,name", [("os", "system"), ("builtins", "exec")])
+def test_foreign_global_is_carried_never_run(work, clean_tmpdir, module, name):
+    """Without --strict-pickle a global outside the allowlist is carried: the layer folds, the
+    call is written back as it was (the recording oracle reads the same call in both files),
+    the summary names it, and nothing ran."""
+    marker = work / "pwned"
+    items, storages = do_layer()
+    items.insert(1, ("conv.hook", global_(module, name) + MARK + unicode(f"touch {marker}") + TUPLE + REDUCE))
+    src = hand_made(work, items, storages)
+    out = work / "out.pth"
+    result = fold(src, out, env={"TMPDIR": str(clean_tmpdir)})
+    assert result.status == 0, result
+    assert f"{module}.{name}" in result.stdout and "weights_only=False" in result.stdout, result.stdout
+    before, after = tc.load(src, permissive=True), tc.load(out, permissive=True)
+    assert before.carried == after.carried == {f"{module}.{name}"}
+    hook_in, hook_out = before.obj["conv.hook"], after.obj["conv.hook"]
+    assert hook_in.global_name == hook_out.global_name == f"{module}.{name}"
+    assert hook_out.made == hook_in.made == ("call", (f"touch {marker}",), {})
+    assert "conv.weight" in after.obj and "conv.D" not in after.obj
+    assert verify(src, out, env={"TMPDIR": str(clean_tmpdir)}).status == 0
+    assert not marker.exists()
 
 
 # ---------------------------------------------------------------------------------------

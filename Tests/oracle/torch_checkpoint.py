@@ -16,7 +16,10 @@ metadata, always None for files written by torch >= 1.0) and builds tensors with
 
 The unpickler only accepts the globals `torch.load(weights_only=True)` accepts by default,
 each mapped to a small Python stand-in; anything else (a pickled nn.Module, os.system, ...)
-raises `DisallowedGlobal`. Tensors become `Tensor` objects viewing their storage through
+raises `DisallowedGlobal`, or with `permissive=True` becomes a recording stub (`Carried`):
+a class that runs nothing and only remembers how the pickle built each object (called or
+`__new__`, with which arguments), the items and state the pickle put into it, so that two
+files' object trees can be compared, and the globals named are listed. Tensors become `Tensor` objects viewing their storage through
 numpy (offset, size and stride honoured with as_strided); bfloat16 has no numpy dtype and
 is kept as its uint16 bit patterns (`Tensor.float32()` widens it).
 """
@@ -236,16 +239,75 @@ ALLOWED_GLOBALS.update({("torch", name): DType(dtype) for name, dtype in DTYPE_G
 ALLOWED_GLOBALS.update({("torch", "Tensor"): "torch.Tensor", ("torch.nn.parameter", "Parameter"): "torch.nn.Parameter"})
 
 
+class Carried:
+    """A recording stand-in for an object of a global outside the allowlist. Nothing runs:
+    `made` is ("call", args, kwargs) for `cls(*args)` (REDUCE), ("new", args, kwargs) for
+    `cls.__new__(cls, *args)` (NEWOBJ), or ("result", callee, args) when the pickle calls
+    a carried object; `items`, `dict_items` and `state` hold what APPENDS, SETITEMS and
+    BUILD put into it. Subclassed once per global (`global_name`)."""
+
+    global_name = None
+
+    def __new__(cls, *args, **kwargs):
+        obj = object.__new__(cls)
+        obj.__dict__.update(made=("new", args, kwargs), items=[], dict_items=[], state=None, built=0)
+        return obj
+
+    def __init__(self, *args, **kwargs):
+        self.__dict__["made"] = ("call", args, kwargs)
+
+    def __setstate__(self, state):
+        self.__dict__["state"] = state
+        self.__dict__["built"] += 1
+
+    def append(self, item):
+        self.items.append(item)
+
+    def extend(self, items):
+        self.items.extend(items)
+
+    def __setitem__(self, key, value):
+        self.dict_items.append((key, value))
+
+    def __call__(self, *args, **kwargs):
+        result = _carried_class("<call result>")()
+        result.__dict__["made"] = ("result", self, args, kwargs)
+        return result
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other.__dict__ == self.__dict__
+
+    def __hash__(self):
+        return hash(self.global_name)
+
+    def __repr__(self):
+        return f"Carried({self.global_name}, {self.made[0]})"
+
+
+_CARRIED_CLASSES = {}
+
+
+def _carried_class(name):
+    if name not in _CARRIED_CLASSES:
+        _CARRIED_CLASSES[name] = type("Carried", (Carried,), {"global_name": name})
+    return _CARRIED_CLASSES[name]
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, stream, persistent_load):
+    def __init__(self, stream, persistent_load, permissive=False, carried=None):
         super().__init__(stream, encoding="utf-8")
         self._persistent = persistent_load
+        self.permissive = permissive
+        self.carried = carried if carried is not None else set()
 
     def find_class(self, module, name):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise DisallowedGlobal(f"global {module}.{name} is not allowed (not a state_dict() pickle)") from None
+            if not self.permissive:
+                raise DisallowedGlobal(f"global {module}.{name} is not allowed (not a state_dict() pickle)") from None
+        self.carried.add(f"{module}.{name}")
+        return _carried_class(f"{module}.{name}")
 
     def persistent_load(self, pid):
         return self._persistent(pid)
@@ -263,6 +325,7 @@ class Checkpoint:
     def __init__(self, path, container):
         self.path, self.container = pathlib.Path(path), container
         self.obj, self.root, self.storages, self.records, self.metadata = None, None, {}, {}, None
+        self.carried = set()  # "module.name" of every global the permissive reader stubbed
 
     def tensors(self):
         """(path tuple, Tensor) for every tensor in the object tree, in order."""
@@ -278,6 +341,8 @@ def walk_tensors(obj, path=()):
     elif isinstance(obj, (list, tuple)):
         for k, value in enumerate(obj):
             yield from walk_tensors(value, path + (k,))
+    elif isinstance(obj, Carried):
+        yield from walk_tensors([obj.made[1:], obj.items, obj.dict_items, obj.state], path + (obj.global_name,))
 
 
 def _storage_from_pid(pid, storages):
@@ -307,7 +372,7 @@ def _zip_root(names):
     return pickles[0].split("/", 1)[0]
 
 
-def load_zip(path):
+def load_zip(path, permissive=False):
     ckpt = Checkpoint(path, "zip")
     with zipfile.ZipFile(path) as archive:
         infos = archive.infolist()
@@ -324,11 +389,11 @@ def load_zip(path):
                 storage.set_bytes(archive.read(name), name)
             return storage
 
-        ckpt.obj = RestrictedUnpickler(io.BytesIO(data_pkl), persistent_load).load()
+        ckpt.obj = RestrictedUnpickler(io.BytesIO(data_pkl), persistent_load, permissive, ckpt.carried).load()
     return ckpt
 
 
-def load_legacy(path):
+def load_legacy(path, permissive=False):
     ckpt = Checkpoint(path, "legacy")
     data = pathlib.Path(path).read_bytes()
     stream = io.BytesIO(data)
@@ -347,7 +412,7 @@ def load_legacy(path):
     if not sys_info.get("little_endian", False):
         raise CheckpointError("big-endian legacy checkpoint")
     ckpt.metadata = sys_info
-    ckpt.obj = RestrictedUnpickler(stream, lambda pid: _storage_from_pid(pid, ckpt.storages)).load()
+    ckpt.obj = RestrictedUnpickler(stream, lambda pid: _storage_from_pid(pid, ckpt.storages), permissive, ckpt.carried).load()
     keys = plain()
     if sorted(keys) != sorted(ckpt.storages):
         raise CheckpointError("storage key list disagrees with the storages the object names")
@@ -384,7 +449,7 @@ def safetensors_header(path):
     return entries, (dict(metadata) if metadata is not None else None), 8 + length
 
 
-def load_safetensors(path):
+def load_safetensors(path, permissive=False):
     """A safetensors file, read with the header in file order; tensors as Tensor objects
     (each over its own storage, keyed by name). Values are cross-checked with the
     safetensors package when it reads the dtype."""
@@ -419,17 +484,21 @@ def container_of(path):
     head = pathlib.Path(path).read_bytes()[:16]
     if head.startswith(b"PK\x03\x04"):
         return "zip"
-    if head[:2] == b"\x80\x02" and head[2:3] == b"\x8a":
+    # PROTO 2-5 (torch.save's pickle_protocol), a FRAME from protocol 4 on, then LONG1 of
+    # the magic number.
+    start = 11 if head[2:3] == b"\x95" else 2
+    if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5 and head[start:start + 2] == b"\x8a\x0a":
         return "legacy"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
     raise CheckpointError(f"{path}: not a PyTorch or safetensors file")
 
 
-def load(path):
-    """Reads a zip or legacy PyTorch checkpoint, or a safetensors file."""
+def load(path, permissive=False):
+    """Reads a zip or legacy PyTorch checkpoint, or a safetensors file; `permissive` stubs
+    globals outside the allowlist (listed in the result's `carried`) instead of refusing."""
     kind = container_of(path)
-    return {"zip": load_zip, "legacy": load_legacy, "safetensors": load_safetensors}[kind](path)
+    return {"zip": load_zip, "legacy": load_legacy, "safetensors": load_safetensors}[kind](path, permissive)
 
 
 # ---------------------------------------------------------------------------------------

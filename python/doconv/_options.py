@@ -14,7 +14,7 @@ class Option(NamedTuple):
     """One keyword: the flag it becomes and how its value is spelled."""
 
     flag: str
-    kind: str  # "flag", "number", "int", "path", "kernel_sizes" or "dims"
+    kind: str  # "flag", "number", "int", "path", "globs", "kernel_sizes" or "dims"
 
 
 def _flag(name: str) -> Option:
@@ -32,6 +32,9 @@ FOLD_OPTIONS: Dict[str, Option] = {
     "kernel_size": Option("--kernel-size", "kernel_sizes"),
     "keep_names": _flag("--keep-names"),
     "params": Option("--params", "path"),
+    "strict_pickle": _flag("--strict-pickle"),
+    "exclude": Option("--exclude", "globs"),
+    "only": Option("--only", "globs"),
 }
 
 #: The keywords of :func:`doconv.inspect` (``doconv-inspect``).
@@ -41,6 +44,9 @@ INSPECT_OPTIONS: Dict[str, Option] = {
     "params": Option("--params", "path"),
     "reparam": _flag("--reparam"),
     "svg": Option("--svg", "path"),
+    "strict_pickle": _flag("--strict-pickle"),
+    "exclude": Option("--exclude", "globs"),
+    "only": Option("--only", "globs"),
 }
 
 #: The keywords of :func:`doconv.verify` (``verify-equivalence``).
@@ -50,6 +56,8 @@ VERIFY_OPTIONS: Dict[str, Option] = {
     "seed": Option("--seed", "int"),
     "dim": Option("--dim", "dims"),
     "config": Option("--config", "path"),
+    "exclude": Option("--exclude", "globs"),
+    "only": Option("--only", "globs"),
 }
 
 
@@ -133,6 +141,12 @@ def arguments(function: str, table: Mapping[str, Option], options: Mapping[str, 
             if not isinstance(value, (str, os.PathLike)):
                 raise TypeError(f"{keyword} must be a path, not {value!r}")
             args += [flag, os.fspath(value)]
+        elif kind == "globs":
+            patterns = [value] if isinstance(value, str) else value
+            if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+                raise TypeError(f"{keyword} must be a glob or a list of globs, not {value!r}")
+            for pattern in patterns:
+                args += [flag, pattern]
         elif kind in ("kernel_sizes", "dims"):
             spell = _kernel_size if kind == "kernel_sizes" else _dim
             for name, item in _pairs(keyword, value):

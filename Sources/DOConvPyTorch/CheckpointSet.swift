@@ -1,0 +1,171 @@
+import DOConvFileIO
+import Foundation
+
+/// The checkpoint files one fold reads as one object tree: a single file, or the shards of a
+/// sharded checkpoint, whose flat dicts are seen as one dict so that a layer whose W and D
+/// sit in different shards is found and folded like any other.
+public final class CheckpointSet {
+    /// What the user named (the file, or the shards' index).
+    public let path: String
+    public let files: [Checkpoint]
+    /// The tree detection walks: the file's own root, or one dict holding every shard's
+    /// entries, shard by shard.
+    public let root: PickleObject
+    /// Sharded: the index the shards were read through.
+    public let index: ShardIndex?
+    /// Sharded: which file holds each value of `root`'s entries.
+    private var owners: [ObjectIdentifier: Int] = [:]
+
+    /// One checkpoint file.
+    public init(_ checkpoint: Checkpoint) {
+        path = checkpoint.path
+        files = [checkpoint]
+        root = checkpoint.root
+        index = nil
+    }
+
+    /// Reads what `path` names: a sharded checkpoint's index (or a folder holding one), else
+    /// one checkpoint file.
+    public static func read(path: String, strictPickle: Bool = false) throws(PyTorchError) -> CheckpointSet {
+        guard isShardedCheckpoint(path) else { return CheckpointSet(try Checkpoint(path: path, strictPickle: strictPickle)) }
+        let index = try ShardIndex(path: path)
+        return CheckpointSet(shards: try index.readShards(strictPickle: strictPickle), index: index, path: path)
+    }
+
+    /// A folder, or a file that starts as an index does.
+    public static func isShardedCheckpoint(_ path: String) -> Bool {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return false }
+        if isFolder.boolValue { return true }
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        return ShardIndex.looksLikeIndex(head: [UInt8](handle.readData(ofLength: 64)))
+    }
+
+    /// Shards, each a flat dict of tensors, named as one checkpoint by `path`.
+    init(shards: [Checkpoint], index: ShardIndex, path: String) {
+        self.path = path
+        self.index = index
+        files = shards
+        var entries: [(key: PickleObject, value: PickleObject)] = []
+        for (k, shard) in shards.enumerated() {
+            for entry in shard.root.dictEntries ?? [] {
+                entries.append(entry)
+                owners[ObjectIdentifier(entry.value)] = k
+            }
+        }
+        root = PickleObject(.dict(entries: entries, ordered: true))
+    }
+
+    public var isSharded: Bool { index != nil }
+
+    /// The file that holds the value `node`.
+    func file(holding node: PickleObject) -> Checkpoint {
+        files[owners[ObjectIdentifier(node)] ?? 0]
+    }
+
+    /// The tensor a pickled value rebuilds, read from the file that holds it.
+    public func tensor(_ node: PickleObject, key: String) throws(PyTorchError) -> TorchTensor? {
+        try file(holding: node).tensor(node, key: key)
+    }
+
+    /// Places a new value in the file that holds `sibling` (a folded kernel beside its W).
+    func adopt(_ node: PickleObject, besides sibling: PickleObject) {
+        if let owner = owners[ObjectIdentifier(sibling)] { owners[ObjectIdentifier(node)] = owner }
+    }
+
+    /// Sharded: hands each file back its part of the edited merged dict, in order.
+    func redistribute() {
+        guard isSharded, let entries = root.dictEntries else { return }
+        for (k, shard) in files.enumerated() {
+            guard case let .dict(_, ordered) = shard.root.kind else { continue }
+            shard.root.kind = .dict(entries: entries.filter { owners[ObjectIdentifier($0.value)] == k }, ordered: ordered)
+        }
+    }
+
+    /// Every global outside torch's weights-only allowlist that any file's pickle names.
+    public var carriedGlobals: [String] { Array(Set(files.flatMap(\.carriedGlobals))).sorted() }
+}
+
+extension CheckpointSet {
+    /// Writes the (folded) files. One file goes to `output`. Shards go beside the index
+    /// `output` names (a `.json` path), or into the folder `output` (made if missing) under
+    /// the input index's name; the other small files of the input's folder (config.json ...)
+    /// are copied beside them. All files are committed together, the index last. Returns
+    /// notes for the summary.
+    func write(to output: String, parameterDelta: Int, byteDelta: Int) throws(PyTorchError) -> [String] {
+        guard let index else {
+            try CheckpointWriter.write(files[0], to: output)
+            return []
+        }
+        var isFolder: ObjCBool = false
+        let exists = FileManager.default.fileExists(atPath: output, isDirectory: &isFolder)
+        let folder: String
+        let indexPath: String
+        var madeFolder = false
+        if output.hasSuffix(".json") && !(exists && isFolder.boolValue) {
+            folder = (output as NSString).deletingLastPathComponent.isEmpty ? "." : (output as NSString).deletingLastPathComponent
+            indexPath = output
+        } else {
+            if exists && !isFolder.boolValue {
+                throw .cannotWrite(path: output, reason: "a sharded checkpoint is written into a folder or beside an index (.json), and this is a file")
+            }
+            if !exists {
+                guard mkdir(output, 0o777) == 0 else { throw .cannotWrite(path: output, reason: String(cString: strerror(errno))) }
+                madeFolder = true
+            }
+            folder = output
+            indexPath = (output as NSString).appendingPathComponent(index.fileName)
+        }
+        var writers: [AtomicFileWriter] = []
+        var notes: [String] = []
+        do throws(PyTorchError) {
+            for (name, shard) in zip(index.shardNames, files) {
+                writers.append(try CheckpointWriter.prepare(shard, to: (folder as NSString).appendingPathComponent(name)))
+            }
+            let copies = Self.companionFiles(of: index, excluding: Set(index.shardNames), into: folder)
+            for name in copies {
+                writers.append(try Self.copy((index.folder as NSString).appendingPathComponent(name), to: (folder as NSString).appendingPathComponent(name)))
+            }
+            if !copies.isEmpty { notes.append("copied beside the shards: \(copies.joined(separator: ", "))") }
+            let indexFile: AtomicFileWriter
+            do { indexFile = try AtomicFileWriter(destination: indexPath) } catch { throw .cannotWrite(path: indexPath, reason: error.reason) }
+            indexFile.write(try index.rewritten(for: Array(zip(index.shardNames, files)), parameterDelta: parameterDelta, byteDelta: byteDelta))
+            writers.append(indexFile)
+            do { try AtomicFileWriter.commit(writers) } catch { throw .cannotWrite(path: error.path, reason: error.reason) }
+        } catch {
+            for writer in writers { writer.discard() }
+            if madeFolder { rmdir(output) }
+            throw error
+        }
+        notes.append("\(files.count) shards and their index written as \(indexPath)")
+        return notes
+    }
+
+    /// The input folder's other small files a loader reads beside the weights (config.json,
+    /// generation_config.json, tokenizer files), when the output goes to another folder.
+    /// Other weight files are left out: they would hold the unfolded layers.
+    static func companionFiles(of index: ShardIndex, excluding shards: Set<String>, into folder: String) -> [String] {
+        let same = (index.folder as NSString).standardizingPath == (folder as NSString).standardizingPath
+            || (try? FileManager.default.destinationOfSymbolicLink(atPath: folder)) == index.folder
+        guard !same, let names = try? FileManager.default.contentsOfDirectory(atPath: index.folder) else { return [] }
+        let weightSuffixes = [".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".index.json", ".onnx", ".gguf"]
+        return names.sorted().filter { name in
+            guard !name.hasPrefix("."), !shards.contains(name), name != index.fileName, !weightSuffixes.contains(where: name.hasSuffix) else { return false }
+            var isFolder: ObjCBool = false
+            let path = (index.folder as NSString).appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue,
+                  let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int else { return false }
+            return size <= 64 << 20
+        }
+    }
+
+    private static func copy(_ source: String, to destination: String) throws(PyTorchError) -> AtomicFileWriter {
+        let input: MappedFile
+        do { input = try MappedFile(path: source) } catch { throw .cannotOpen(path: source, reason: error.reason) }
+        let file: AtomicFileWriter
+        do { file = try AtomicFileWriter(destination: destination) } catch { throw .cannotWrite(path: destination, reason: error.reason) }
+        file.write(input.bytes)
+        return file
+    }
+}
