@@ -100,3 +100,21 @@ struct Glob {
         return ({ c in ranges.contains { $0.0 <= c && c <= $0.1 } }, negated, k + 1)
     }
 }
+
+extension LayerSelection {
+    /// The items this selection takes, and a left-alone candidate (with the reason) for
+    /// each of the others.
+    public func partition<Item>(_ items: [Item], name: (Item) -> String) -> (taken: [Item], left: [RejectedCandidate]) {
+        guard !takesEverything else { return (items, []) }
+        var taken: [Item] = []
+        var left: [RejectedCandidate] = []
+        for item in items {
+            if let reason = refusal(of: name(item)) {
+                left.append(RejectedCandidate(name: name(item), reason: reason, isDOConvLayer: true))
+            } else {
+                taken.append(item)
+            }
+        }
+        return (taken, left)
+    }
+}

@@ -14,7 +14,7 @@ public enum TextReport {
         if report.layers.isEmpty {
             let unreached = report.rejected.filter(\.unreached).count
             lines.append(unreached == 0 ? "\(report.model): no DO-Conv layer found, nothing to fold"
-                : "\(report.model): \(unreached) DO-Conv layer\(unreached == 1 ? "" : "s") where doconv does not fold yet (below), nothing folded")
+                : "\(report.model): \(unreached) DO-Conv layer\(unreached == 1 ? "" : "s") left unfolded (below), nothing folded")
             lines += rejectedLines(report)
             lines += reparamLines(report)
             return lines.joined(separator: "\n") + "\n"

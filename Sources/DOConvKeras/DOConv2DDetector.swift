@@ -35,6 +35,10 @@ struct DOConv2DDetector {
             return nil
         }
         guard declared || (kernel != nil && d != nil && config == nil) else { return nil }
+        if let reason = options.fold.selection.refusal(of: layer.name) {
+            rejected.append(RejectedCandidate(name: layer.name, reason: reason, isDOConvLayer: true))
+            return nil
+        }
         func inconsistent(_ reason: String) -> KerasError { .inconsistentLayer(path: path, layer: layer.name, reason: reason) }
         guard let kernel, kernel.shape.count == 3 else {
             if declared { throw inconsistent("a DOConv2D layer needs a kernel of shape (Dmul, Cin/g, Cout)") }

@@ -128,7 +128,7 @@ public enum KerasFolder {
                 summary.notes.append("the weights now fit the model without the fused BatchNormalization layers and with use_bias=True on \(biased)")
             }
         }
-        plan.renamedGroups.merge(opened.groupRenames(removing: Set(edit.fusedBatchNorms.keys))) { $1 }
+        plan.renamedGroups.merge(opened.groupRenames(removing: Set(edit.fusedBatchNorms.keys), folded: foldedNames)) { $1 }
 
         if !summary.layers.isEmpty || !edit.fusedBatchNorms.isEmpty {
             if let config, layout.format == .legacyFullModel {
@@ -234,15 +234,16 @@ struct OpenedKerasFile {
 
     /// `.weights.h5` group path -> its name in the plain model: Keras numbers the groups by
     /// class in model order, so every folded layer counts as a Conv2D and the `removed`
-    /// layers (fused BatchNormalization) are gone, which renumbers the rest of their class.
+    /// layers (fused BatchNormalization) are gone, which renumbers the rest of their class;
+    /// a DOConv2D left unfolded (--exclude) keeps its class.
     /// Empty for the other layouts, which name groups after the layers.
-    func groupRenames(removing removed: Set<String>) -> [String: String] {
+    func groupRenames(removing removed: Set<String>, folded: Set<String>) -> [String: String] {
         guard layout.format == .weightsH5, let config else { return [:] }
         let before = KerasNaming.weightPaths(classNames: config.layers.map(\.className))
         let kept = config.layers.indices.filter { !removed.contains(config.layers[$0].name) }
         let after = KerasNaming.weightPaths(classNames: kept.map { k in
             let layer = config.layers[k]
-            return layer.isDOConv || layer.isFoldableSeparable(foldSeparable: foldSeparable) ? "Conv2D" : layer.className
+            return folded.contains(layer.name) ? "Conv2D" : layer.className
         })
         var renames: [String: String] = [:]
         for (k, name) in zip(kept, after) where before[k] != name { renames[layout.weightsRoot + "/" + before[k]] = name }

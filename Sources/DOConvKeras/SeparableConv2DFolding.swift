@@ -34,6 +34,10 @@ struct SeparableConv2DFolding {
                 + "folding would raise its MACs (--fold-separable)"))
             return nil
         }
+        if let reason = options.selection.refusal(of: config.name) {
+            rejected.append(RejectedCandidate(name: config.name, reason: reason, isDOConvLayer: true))
+            return nil
+        }
         func inconsistent(_ reason: String) -> KerasError { .inconsistentLayer(path: path, layer: config.name, reason: reason) }
         // Legacy files name the weights; .weights.h5 keeps them in creation order.
         let depthwise = weights.weights.first { $0.name.contains("depthwise_kernel") } ?? weights.weights.first

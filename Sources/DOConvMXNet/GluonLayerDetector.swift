@@ -14,6 +14,8 @@ public struct GluonLayer {
 /// option is needed; the Gluon layer supports only Dmul = M*N.
 struct GluonLayerDetector {
     let list: NDArrayList
+    /// `--only` / `--exclude`: the layers left are listed, not folded.
+    var selection = LayerSelection()
 
     func detect() throws(MXNetError) -> (layers: [GluonLayer], rejected: [RejectedCandidate]) {
         let byName = Dictionary(list.arrays.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -23,6 +25,10 @@ struct GluonLayerDetector {
             let prefix = String(d.name.dropLast())
             guard let weight = byName[prefix + "weight"] else { continue }
             let name = Self.layerName(prefix)
+            if let reason = selection.refusal(of: name) {
+                rejected.append(.init(name: name, reason: reason, isDOConvLayer: true))
+                continue
+            }
             guard weight.shape.count == 4, d.shape.count == 3 else {
                 rejected.append(.init(name: name, reason: "\(d.name) \(d.shape) beside \(weight.name) \(weight.shape): not a Gluon DO-Conv layer's (M*N, M*N, Cin) and (Cout, Cin/g, M, N)"))
                 continue

@@ -118,7 +118,7 @@ public enum MXNetFolder {
     public static func detect(path: String, options: MXNetFoldOptions = MXNetFoldOptions()) throws(MXNetError) -> Detection {
         let input = try MXNetInput(path: path, paramsFile: options.paramsFile)
         let list = try NDArrayList(path: input.params)
-        var (layers, rejected) = try GluonLayerDetector(list: list).detect()
+        var (layers, rejected) = try GluonLayerDetector(list: list, selection: options.fold.selection).detect()
         if let path = input.symbol { annotate(&layers, from: try SymbolGraph(path: path)) }
         return Detection(layers: layers.map(\.detected), rejected: rejected)
     }
@@ -126,7 +126,7 @@ public enum MXNetFolder {
     public static func fold(path: String, options: MXNetFoldOptions = MXNetFoldOptions()) throws(MXNetError) -> MXNetFoldResult {
         let input = try MXNetInput(path: path, paramsFile: options.paramsFile)
         let list = try NDArrayList(path: input.params)
-        var (layers, rejected) = try GluonLayerDetector(list: list).detect()
+        var (layers, rejected) = try GluonLayerDetector(list: list, selection: options.fold.selection).detect()
         var summary = FoldSummary(rejected: rejected)
         for array in list.arrays {
             summary.parametersBefore += array.count
@@ -190,8 +190,8 @@ public enum MXNetFolder {
     }
 
     /// The Gluon DO-Conv layers of a `.params` list, and the look-alikes.
-    public static func layers(of list: NDArrayList) throws(MXNetError) -> (layers: [GluonLayer], rejected: [RejectedCandidate]) {
-        try GluonLayerDetector(list: list).detect()
+    public static func layers(of list: NDArrayList, selection: LayerSelection = LayerSelection()) throws(MXNetError) -> (layers: [GluonLayer], rejected: [RejectedCandidate]) {
+        try GluonLayerDetector(list: list, selection: selection).detect()
     }
 
     /// An export's array name ("arg:conv0_weight") as the symbol's variable ("conv0_weight").

@@ -15,7 +15,10 @@ public enum ONNXFolder {
         let index = GraphIndex(graph: model.graph)
         var (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
         if let inlining = functions.inlining { locate(&compositions, in: inlining, index: index) }
-        let (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
+        var (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
+        let selected = (options.selection.partition(compositions) { $0.detected.name }, options.selection.partition(pairs) { $0.detected.name })
+        (compositions, pairs) = (selected.0.taken, selected.1.taken)
+        rejectedCompositions += selected.0.left + selected.1.left
         let subgraphs = try SubgraphFolder(model: model, options: options).detect()
         let nested = NestedCompositionScan(model: model, coveredFunctions: functions.covered).scan()
         return Detection(layers: compositions.map(\.detected) + pairs.map(\.detected) + subgraphs.layers,
@@ -95,8 +98,12 @@ public enum ONNXFolder {
         var taken = FunctionInliner.allNames(in: model.graph)
         let subgraphs = try SubgraphFolder(model: model, options: options).fold(taken: &taken)
         let index = GraphIndex(graph: model.graph)
-        let (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
-        let (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
+        var (compositions, rejectedCompositions) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
+        var (pairs, rejectedPairs) = try FeatureCompositionDetector(index: index, codec: model.codec, foldSeparable: options.foldSeparable).detect()
+        // --only / --exclude: the layers left stay as they are, listed with the reason.
+        let selected = (options.selection.partition(compositions) { $0.detected.name }, options.selection.partition(pairs) { $0.detected.name })
+        (compositions, pairs) = (selected.0.taken, selected.1.taken)
+        rejectedCompositions += selected.0.left + selected.1.left
         var summary = FoldSummary(rejected: rejectedCompositions + rejectedPairs + subgraphs.rejected + functions.rejected
             + NestedCompositionScan(model: model, coveredFunctions: functions.covered).scan())
         (summary.parametersBefore, summary.bytesBefore) = totalsBefore

@@ -115,7 +115,7 @@ public struct StateDictDetector {
             let name = base.isEmpty ? "W" : String(base.dropLast())
             guard let w = try files.tensor(entry.value, key: key) else { continue }
             if let reason = selection.refusal(of: path.isEmpty ? name : path + "/" + name) {
-                rejected.append(.init(name: name, reason: reason))
+                rejected.append(.init(name: name, reason: reason, isDOConvLayer: true))
                 continue
             }
             let dKey = byKey[base + "D"] != nil ? base + "D" : nil

@@ -17,7 +17,7 @@ public enum MXNetEquivalence {
         do {
             inputs = (try MXNetInput(path: original, paramsFile: nil), try MXNetInput(path: folded, paramsFile: nil))
             lists = (try NDArrayList(path: inputs.0.params), try NDArrayList(path: inputs.1.params))
-            layers = try MXNetFolder.layers(of: lists.0).layers
+            layers = try MXNetFolder.layers(of: lists.0, selection: options.selection).layers
         } catch {
             throw VerifyError("\(error)")
         }

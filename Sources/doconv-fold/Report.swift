@@ -6,11 +6,11 @@ import Foundation
 enum Report {
     static func summary(_ s: FoldSummary, input: String, output: String, verified: Bool, elapsed: Duration) -> String {
         var lines = ["\(input) -> \(output)"]
-        // A DO-Conv layer the fold cannot reach (inside an ONNX function or subgraph) is not
-        // "no DO-Conv layer".
+        // A DO-Conv layer the fold cannot reach (inside an ONNX function or subgraph) or was
+        // told to leave (--exclude, --only) is not "no DO-Conv layer".
         let unreached = s.rejected.filter(\.isDOConvLayer).count
         let none = unreached == 0 ? "no DO-Conv layer found"
-            : "no DO-Conv layer folded: \(unreached) sit\(unreached == 1 ? "s" : "") where doconv does not fold yet (below)"
+            : "no DO-Conv layer folded: \(unreached) left unfolded (below)"
         if s.layers.isEmpty && s.fusedBatchNorms.isEmpty && s.reparameterized.isEmpty {
             lines.append("  \(none); model written unchanged")
         } else {
