@@ -29,13 +29,24 @@ public protocol ModelFormat: Sendable {
 /// A folded model held in memory: its summary, and how to write it.
 public struct FoldedModel {
     public let summary: FoldSummary
-    private let writer: (String) throws -> Void
+    private let writer: (String) throws -> [String]
 
     public init(summary: FoldSummary, write: @escaping (String) throws -> Void) {
         self.summary = summary
-        self.writer = write
+        self.writer = { path in
+            try write(path)
+            return []
+        }
     }
 
-    /// Writes the folded model to `path` atomically; `path` may be the input.
-    public func write(to path: String) throws { try writer(path) }
+    /// A model whose writing has more to say (the files a sharded checkpoint became).
+    public init(summary: FoldSummary, writeWithNotes: @escaping (String) throws -> [String]) {
+        self.summary = summary
+        self.writer = writeWithNotes
+    }
+
+    /// Writes the folded model to `path` atomically; `path` may be the input. Returns notes
+    /// on what was written, for the summary.
+    @discardableResult
+    public func write(to path: String) throws -> [String] { try writer(path) }
 }

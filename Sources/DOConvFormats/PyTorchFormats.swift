@@ -93,6 +93,6 @@ public struct ShardedCheckpointFormat: ModelFormat {
 
     public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
         let result = try PyTorchFolder.fold(path: path, options: options.pytorch)
-        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
+        return FoldedModel(summary: result.summary, writeWithNotes: { try result.write(to: $0) })
     }
 }

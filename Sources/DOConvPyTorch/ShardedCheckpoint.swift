@@ -80,6 +80,7 @@ public struct ShardIndex {
     func readShards(strictPickle: Bool) throws(PyTorchError) -> [Checkpoint] {
         var holder: [String: String] = [:]
         var shards: [Checkpoint] = []
+        var held: [(key: String, shard: String)] = []
         for name in shardNames {
             let shardPath = (folder as NSString).appendingPathComponent(name)
             var isFolder: ObjCBool = false
@@ -94,12 +95,13 @@ public struct ShardIndex {
                 }
                 if let other = holder[key] { throw .shards(path: path, reason: "tensor '\(key)' is in both '\(other)' and '\(name)'") }
                 holder[key] = name
-                guard weightMap[key] == name else {
-                    throw .shards(path: path, reason: weightMap[key].map { "tensor '\(key)' is in '\(name)', but the index maps it to '\($0)'" }
-                                  ?? "tensor '\(key)' of '\(name)' is not in the index")
-                }
+                held.append((key, name))
             }
             shards.append(shard)
+        }
+        for (key, name) in held where weightMap[key] != name {
+            throw .shards(path: path, reason: weightMap[key].map { "tensor '\(key)' is in '\(name)', but the index maps it to '\($0)'" }
+                          ?? "tensor '\(key)' of '\(name)' is not in the index")
         }
         if let missing = weightMap.keys.sorted().first(where: { holder[$0] == nil }) {
             throw .shards(path: path, reason: "the index maps '\(missing)' to '\(weightMap[missing] ?? "")', which does not hold it")

@@ -16,12 +16,12 @@ struct FoldJob {
         let start = ContinuousClock.now
         do {
             let folded = try format.fold(path: input, options: options)
-            let summary = folded.summary
+            var summary = folded.summary
             if let failure = failureMessage(summary) {
                 printError(failure)
                 return result(.verificationFailed, exitStatus: 1, error: failure, summary: summary, start: start)
             }
-            try folded.write(to: output)
+            summary.notes += try folded.write(to: output)
             if printSummary {
                 print(prefix + Report.summary(summary, input: input, output: output, verified: options.fold.verify, elapsed: ContinuousClock.now - start))
             }
