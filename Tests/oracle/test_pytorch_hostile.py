@@ -355,3 +355,29 @@ def test_safetensors_data_offsets_past_the_data(work, clean_tmpdir):
     src = work / "model.safetensors"
     src.write_bytes(safetensors_bytes(entries, metadata, data))
     reject(src, "safetensors_data_offsets", clean_tmpdir, work)
+
+
+# ---------------------------------------------------------------------------------------
+# Carried objects (globals outside the allowlist, read without --strict-pickle) stay bounded
+
+
+NEWOBJ, BUILD = b"\x81", b"b"
+
+
+def test_carried_objects_nested_deep(work, clean_tmpdir):
+    """100k objects, each cls.__new__(cls) whose BUILD state is the next one."""
+    depth = 100_000
+    body = (global_("m", "C") + EMPTY_TUPLE + NEWOBJ) * depth + BUILD * (depth - 1)
+    reject(hand_made(work, data_pkl=PROTO + body + STOP, storages={}), "deep_nesting", clean_tmpdir, work)
+
+
+def test_huge_memo_index_inside_a_carried_object(work, clean_tmpdir):
+    pkl = PROTO + global_("m", "C") + EMPTY_TUPLE + NEWOBJ + b"j" + struct.pack("<I", 0xFFFFFFF0) + BUILD + STOP
+    reject(hand_made(work, data_pkl=pkl, storages={}), "huge_memo", clean_tmpdir, work)
+
+
+def test_carried_object_holding_itself(work, clean_tmpdir):
+    """An object whose state is a list holding the object (a cycle through the memo)."""
+    pkl = PROTO + global_("m", "C") + EMPTY_TUPLE + NEWOBJ + b"q\x00" + EMPTY_LIST + b"h\x00" + APPEND + BUILD + STOP
+    PHRASES.setdefault("cycle", "cycle")
+    reject(hand_made(work, data_pkl=pkl, storages={}), "cycle", clean_tmpdir, work)
