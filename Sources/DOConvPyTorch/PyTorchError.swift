@@ -20,7 +20,7 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A TorchScript archive: code, not a state dict.
     case torchScript(path: String)
     /// A DO-Conv layer inside a pickled object (a whole `nn.Module`), whose own code reads W and D.
-    case layerInsideObject(path: String, className: String, layer: String)
+    case layerInsideObject(path: String, className: String, layer: String, advice: String)
     /// Folding would write a key the dict already holds.
     case keyCollision(path: String, layer: String, newKey: String, wKey: String)
     /// A sharded checkpoint's index and shards disagree, or cannot be read.
@@ -42,8 +42,8 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
         case let .torchScript(path):
             return "\(path): a TorchScript archive (torch.jit.save) holds code, not a state dict: fold torch.save(model.state_dict()) or an ONNX export (torch.onnx.export) instead"
-        case let .layerInsideObject(path, className, layer):
-            return "\(path): DO-Conv layer '\(layer)' sits inside a pickled \(className) object (a whole nn.Module, whose own forward reads W and D): folding it would break that class; save model.state_dict() and fold that"
+        case let .layerInsideObject(path, className, layer, advice):
+            return "\(path): DO-Conv layer '\(layer)' sits inside a pickled \(className) object (a whole nn.Module, whose own forward reads W and D): folding it would break that class; \(advice)"
         case let .keyCollision(path, layer, newKey, wKey):
             return "\(path): layer '\(layer)': its folded kernel would be written as '\(newKey)', which the checkpoint already holds beside '\(wKey)'; pass --exclude \(layer) to leave the layer as it is, or --keep-names to keep the key '\(wKey)'"
         case let .shards(path, reason): return "\(path): sharded checkpoint: \(reason)"

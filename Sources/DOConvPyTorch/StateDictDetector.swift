@@ -49,14 +49,33 @@ public struct StateDictDetector {
         var rejected: [RejectedCandidate] = []
         var unknownSizes: [(name: String, area: Int)] = []
         var paths: [ObjectIdentifier: String] = [:]
+        var insideObject: (className: String, layer: String, objectPath: String)?
+        var namesInsideObjects: [String] = []
         for place in Self.dictsWithPaths(in: files.root, skippingOptimizerState: true) {
             paths[ObjectIdentifier(place.dict)] = place.path
             let before = layers.count
-            try detect(in: place.dict, path: place.path, layers: &layers, rejected: &rejected, unknownSizes: &unknownSizes)
-            // A module's own code reads its W and D: a layer inside a pickled object stays.
-            if let className = place.enclosingClass, let found = layers[before...].first {
-                throw .layerInsideObject(path: files.path, className: className, layer: Self.modulePath(place.path, prefix: found.prefix))
+            // Layers inside a pickled module are named by where the module sits and their
+            // module path in it ("model/model.0.conv"), for messages and --exclude alike.
+            let naming: (String) -> String
+            if let object = place.enclosing {
+                naming = { Self.objectLayerName(dictPath: place.path, objectPath: object.path, prefix: $0) }
+            } else {
+                naming = { place.path.isEmpty ? $0 : place.path + "/" + $0 }
             }
+            try detect(in: place.dict, naming: naming, layers: &layers, rejected: &rejected, unknownSizes: &unknownSizes)
+            // A module's own code reads its W and D: a layer inside a pickled object stays.
+            if let object = place.enclosing, let found = layers[before...].first {
+                if insideObject == nil { insideObject = (object.className, naming(found.prefix), object.path) }
+                namesInsideObjects += layers[before...].map { naming($0.prefix) }
+                layers.removeSubrange(before...)
+            }
+        }
+        if let (className, layer, objectPath) = insideObject {
+            // Advice that fits the file: a checkpoint that also holds state dicts has one.
+            let flags = (namesInsideObjects.contains(objectPath) ? "--exclude '\(objectPath)' " : "") + "--exclude '\(objectPath)/*'"
+            let advice = layers.isEmpty || objectPath.isEmpty ? "save model.state_dict() and fold that"
+                : "the checkpoint's state dicts fold: pass \(flags) to carry the object unfolded"
+            throw .layerInsideObject(path: files.path, className: className, layer: layer, advice: advice)
         }
         // Layers of several state dicts (a model and its EMA) are named by their dict too.
         if Set(layers.map { ObjectIdentifier($0.dict) }).count > 1 {
@@ -67,11 +86,15 @@ public struct StateDictDetector {
         return (layers, rejected)
     }
 
-    /// A layer inside pickled modules named by its module path: "model/_modules/0/_parameters"
-    /// with W at "W" is "model.0".
-    static func modulePath(_ path: String, prefix: String) -> String {
-        let parts = path.split(separator: "/").filter { !["_modules", "_parameters", "_buffers"].contains($0) }
-        return (parts.map(String.init) + (prefix == "W" ? [] : [prefix])).joined(separator: ".")
+    /// A layer inside a pickled module: where the module sits, then the layer's module path
+    /// in it. The dict "model/_modules/0/_parameters" of the object at "model", with W at
+    /// "W", is "model/0"; at the top level it is "0".
+    static func objectLayerName(dictPath: String, objectPath: String, prefix: String) -> String {
+        let inner = objectPath.isEmpty ? dictPath : String(dictPath.dropFirst(min(dictPath.count, objectPath.count + 1)))
+        let parts = inner.split(separator: "/").filter { !["_modules", "_parameters", "_buffers"].contains($0) }.map(String.init)
+        let module = (parts + (prefix == "W" ? [] : [prefix])).joined(separator: ".")
+        if module.isEmpty { return objectPath.isEmpty ? "W" : objectPath }
+        return objectPath.isEmpty ? module : objectPath + "/" + module
     }
 
     /// Every dict in the tree, each once, in the order a depth-first walk meets them;
@@ -81,11 +104,13 @@ public struct StateDictDetector {
     }
 
     /// The same, each with where it sits ("" for the root, "state_dict", "model/ema", "[0]")
-    /// and the class of the outermost carried object around it (a pickled module), if any.
-    static func dictsWithPaths(in root: PickleObject, skippingOptimizerState: Bool) -> [(dict: PickleObject, path: String, enclosingClass: String?)] {
+    /// and the outermost carried object around it (a pickled module), if any: its class and
+    /// where it sits.
+    static func dictsWithPaths(in root: PickleObject, skippingOptimizerState: Bool)
+        -> [(dict: PickleObject, path: String, enclosing: (className: String, path: String)?)] {
         var seen = Set<ObjectIdentifier>()
-        var found: [(PickleObject, String, String?)] = []
-        var stack: [(PickleObject, String, String?)] = [(root, "", nil)]
+        var found: [(PickleObject, String, (className: String, path: String)?)] = []
+        var stack: [(PickleObject, String, (className: String, path: String)?)] = [(root, "", nil)]
         while let (object, path, enclosing) = stack.popLast() {
             guard seen.insert(ObjectIdentifier(object)).inserted else { continue }
             if skippingOptimizerState && PyTorchFolder.isOptimizerState(object) { continue }
@@ -97,14 +122,14 @@ public struct StateDictDetector {
             case let .list(items), let .tuple(items):
                 stack += items.enumerated().reversed().map { ($1, path + "[\($0)]", enclosing) }
             default:
-                let inside = enclosing ?? object.carriedClass
+                let inside = enclosing ?? object.carriedClass.map { (className: $0, path: path) }
                 stack += PickleTreeCheck.children(of: object).reversed().map { ($0, path, inside) }
             }
         }
         return found
     }
 
-    private func detect(in dict: PickleObject, path: String, layers: inout [CheckpointLayer], rejected: inout [RejectedCandidate],
+    private func detect(in dict: PickleObject, naming: (String) -> String, layers: inout [CheckpointLayer], rejected: inout [RejectedCandidate],
                         unknownSizes: inout [(name: String, area: Int)]) throws(PyTorchError) {
         guard let entries = dict.dictEntries else { return }
         var byKey: [String: PickleObject] = [:]
@@ -114,8 +139,8 @@ public struct StateDictDetector {
             let base = String(key.dropLast()) // "P." or ""
             let name = base.isEmpty ? "W" : String(base.dropLast())
             guard let w = try files.tensor(entry.value, key: key) else { continue }
-            if let reason = selection.refusal(of: path.isEmpty ? name : path + "/" + name) {
-                rejected.append(.init(name: name, reason: reason, isDOConvLayer: true))
+            if let reason = selection.refusal(of: naming(name)) {
+                rejected.append(.init(name: naming(name), reason: reason, isDOConvLayer: true))
                 continue
             }
             let dKey = byKey[base + "D"] != nil ? base + "D" : nil

@@ -116,6 +116,12 @@ def assert_same_value(a, b, where):
         assert type(b) is type(a) and len(b) == len(a), f"{where}: {b!r} != {a!r}"
         for k, (x, y) in enumerate(zip(a, b)):
             assert_same_value(x, y, f"{where}[{k}]")
+    elif isinstance(a, tc.Carried):
+        # A carried object: the same global, built the same way, with the same items and state.
+        assert isinstance(b, tc.Carried) and b.global_name == a.global_name, f"{where}: {b!r} != {a!r}"
+        assert (b.made[0], b.built) == (a.made[0], a.built), f"{where}: built differently"
+        assert_same_value(list(a.made[1:]), list(b.made[1:]), f"{where}<{a.global_name}>")
+        assert_same_value([a.items, a.dict_items, a.state], [b.items, b.dict_items, b.state], f"{where}<{a.global_name} contents>")
     elif isinstance(a, float) and a != a:
         assert isinstance(b, float) and b != b, where
     else:

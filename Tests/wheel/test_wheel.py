@@ -319,7 +319,7 @@ def test_api_bad_input_raises(tmp_path):
 def test_api_unknown_keyword_raises_type_error(tmp_path):
     with pytest.raises(TypeError, match=r"fold\(\) got an unexpected keyword argument 'fuse_batchnorm'.*fuse_bn"):
         doconv.fold(FIXTURES / ONNX_FIXTURE, tmp_path / "out.onnx", fuse_batchnorm=True)
-    with pytest.raises(TypeError, match=r"accepted: config, dim, inputs, seed, tolerance"):
+    with pytest.raises(TypeError, match=r"accepted: config, dim, exclude, inputs, only, seed, strict_pickle, tolerance"):
         doconv.verify(FIXTURES / ONNX_FIXTURE, FIXTURES / ONNX_FIXTURE, fuse_bn=True)
     with pytest.raises(TypeError, match="tolerance"):
         doconv.inspect(FIXTURES / ONNX_FIXTURE, tolerance=1e-5)
@@ -337,3 +337,7 @@ def test_options_spelled_as_flags():
                     "--config", "m.json"]
     assert arguments("verify", VERIFY_OPTIONS, {"dim": {"batch": 2, "seq": 7}, "inputs": 3}) == [
         "--dim", "batch=2", "--dim", "seq=7", "--inputs", "3"]
+    assert arguments("fold", FOLD_OPTIONS, {"exclude": "attn", "only": ["layer1.*", "stem"], "strict_pickle": True}) == [
+        "--exclude", "attn", "--only", "layer1.*", "--only", "stem", "--strict-pickle"]
+    with pytest.raises(TypeError, match="exclude must be a glob or a list of globs"):
+        arguments("fold", FOLD_OPTIONS, {"exclude": 3})

@@ -62,13 +62,15 @@ def fold(
     and each model is written into it under its own name (``doconv-fold IN... -o DIR``).
 
     Args:
-        input: the model (ONNX, Keras .h5/.keras, PyTorch checkpoint, .safetensors, MXNet
-            .params or export symbol), or a list of models.
+        input: the model (ONNX, Keras .h5/.keras, PyTorch checkpoint, .safetensors, a
+            sharded checkpoint's index or folder, MXNet .params or export symbol), or a list
+            of models.
         output: the folded model's path (may be ``input``), or the folder for a list.
         timeout: seconds to wait for the tool (subprocess.TimeoutExpired after).
         **options: ``tolerance`` (float), ``no_verify``, ``fuse_bn``, ``reparam``,
-            ``fold_separable``, ``keep_names`` (bools), ``config``, ``params`` (paths),
-            ``kernel_size`` ({layer: (M, N)} or ["layer=MxN", ...]).
+            ``fold_separable``, ``keep_names``, ``strict_pickle`` (bools), ``config``,
+            ``params`` (paths), ``kernel_size`` ({layer: (M, N)} or ["layer=MxN", ...]),
+            ``exclude``, ``only`` (a glob or a list of globs).
 
     Returns:
         The tool's document: ``{"format_version": 1, "tool": "doconv-fold", "results":
@@ -100,7 +102,8 @@ def inspect(path: PathLike, *, timeout: Optional[float] = None, **options: Any) 
         path: the model.
         timeout: seconds to wait for the tool (subprocess.TimeoutExpired after).
         **options: ``config``, ``params``, ``svg`` (paths; ``svg`` writes the H maps there),
-            ``kernel_size`` ({layer: (M, N)} or ["layer=MxN", ...]), ``reparam`` (bool).
+            ``kernel_size`` ({layer: (M, N)} or ["layer=MxN", ...]), ``reparam``,
+            ``strict_pickle`` (bools), ``exclude``, ``only`` (a glob or a list of globs).
 
     Raises:
         DOConvError: bad input or usage (exit status 2), with the tool's error line.
@@ -126,7 +129,8 @@ def verify(
         folded: the folded model.
         timeout: seconds to wait for the tool (subprocess.TimeoutExpired after).
         **options: ``tolerance`` (float), ``inputs``, ``seed`` (ints), ``dim``
-            ({name: size} or ["name=size", ...]), ``config`` (path).
+            ({name: size} or ["name=size", ...]), ``config`` (path), ``strict_pickle``
+            (bool), ``exclude``, ``only`` (the globs the fold was given).
 
     Returns:
         The tool's document: ``{"format_version": 1, "tool": "verify-equivalence",
