@@ -4,8 +4,11 @@
 
 Makes a ResNet-50-DO state dict (torchvision's ResNet-50 with every 3x3 conv a DOConv2d:
 W (Cout, Cin/g, 9), D and d_diag (Cin, 9, 9); about 100 MB in float32) saved by torch.save
-(zip and legacy) and by safetensors, plus an ImageNet-example checkpoint around it, then
-times, interleaved, N rounds (median wall time, peak RSS of the child from wait4):
+(zip and legacy) and by safetensors, an ImageNet-example checkpoint around it, a timm-style
+training checkpoint (argparse.Namespace args, an EMA state dict, optimizer state: it needs
+weights_only=False) and a sharded checkpoint (huggingface_hub's save_torch_state_dict,
+20 MB safetensors shards), then times, interleaved, N rounds (median wall time, peak RSS of
+the child from wait4):
 - doconv-fold (release, verification on) on each file;
 - cp of the same file;
 - the same fold in Python: torch.load(weights_only=True), D + d_diag, einsum, reshape,
@@ -28,10 +31,12 @@ import torchvision
 PY_FOLD = r"""
 import sys, torch
 src, dst = sys.argv[1], sys.argv[2]
-ckpt = torch.load(src, weights_only=True)
-sd = ckpt["state_dict"] if "state_dict" in ckpt else ckpt
-out = {}
-for key, value in sd.items():
+ckpt = torch.load(src, weights_only=sys.argv[3] == "weights_only")
+
+
+def fold(sd):
+  out = {}
+  for key, value in sd.items():
     if key.endswith(".W") and key[:-1] + "D" in sd:
         p = key[:-2]
         d = sd[p + ".D"] + sd[p + ".d_diag"]
@@ -45,11 +50,38 @@ for key, value in sd.items():
         continue
     else:
         out[key] = value
+  return out
+
+
 if "state_dict" in ckpt:
-    ckpt = {k: v for k, v in ckpt.items() if k != "optimizer"}
-    ckpt["state_dict"] = out
-    out = ckpt
-torch.save(out, dst)
+    ckpt = {k: (fold(v) if k.startswith("state_dict") else v) for k, v in ckpt.items() if k != "optimizer"}
+else:
+    ckpt = fold(ckpt)
+torch.save(ckpt, dst)
+"""
+
+# The same for a sharded checkpoint, as a user would write it with huggingface_hub.
+PY_FOLD_SHARDED = r"""
+import json, pathlib, sys, torch
+from safetensors.torch import load_file
+from huggingface_hub import save_torch_state_dict
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+index = json.loads((src / "model.safetensors.index.json").read_text())
+sd = {}
+for shard in sorted(set(index["weight_map"].values())):
+    sd.update(load_file(src / shard))
+out = {}
+for key, value in sd.items():
+    if key.endswith(".W") and key[:-1] + "D" in sd:
+        p = key[:-2]
+        d = sd[p + ".D"] + sd[p + ".d_diag"]
+        cout, cin_g, dmul = value.shape
+        wr = value.reshape(cout, d.shape[0], dmul)
+        out[p + ".weight"] = torch.einsum("ims,ois->oim", d, wr).reshape(cout, cin_g, 3, 3)
+    elif not (key.endswith(".D") or key.endswith(".d_diag")):
+        out[key] = value
+dst.mkdir(exist_ok=True)
+save_torch_state_dict(out, dst, max_shard_size="20MB")
 """
 
 
@@ -112,23 +144,37 @@ def main():
                 "best_acc1": torch.tensor(76.1), "optimizer": opt_state}, files["imagenet"])
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in do_sd.items()}, files["safetensors"])
+    files["timm"] = work / "resnet50_do_timm.pth.tar"
+    ema = {k: v.clone() for k, v in do_sd.items()}
+    torch.save({"epoch": 299, "arch": "resnet50_do", "state_dict": do_sd, "optimizer": opt_state, "version": 2,
+                "args": argparse.Namespace(model="resnet50_do", lr=0.5, epochs=300, batch_size=256),
+                "state_dict_ema": ema, "metric": 79.2}, files["timm"])
+    from huggingface_hub import save_torch_state_dict
+    files["sharded"] = work / "resnet50_do_sharded"
+    files["sharded"].mkdir(exist_ok=True)
+    save_torch_state_dict({k: v.contiguous() for k, v in do_sd.items()}, files["sharded"], max_shard_size="20MB")
 
     rows = []
     for name, path in files.items():
-        size = path.stat().st_size
+        size = sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
         times = {"doconv-fold": [], "cp": [], "python+torch": []}
         peaks = {k: [] for k in times}
         for _ in range(args.rounds):
             for tool in times:
                 out = work / ("out_" + path.name)
+                if path.is_dir():
+                    shutil.rmtree(out, ignore_errors=True)
                 if tool == "doconv-fold":
                     cmd = [args.doconv, "--quiet", str(path), str(out)]
                 elif tool == "cp":
-                    cmd = ["cp", str(path), str(out)]
+                    cmd = ["cp", "-r", str(path), str(out)]
+                elif name == "sharded":
+                    cmd = [sys.executable, "-c", PY_FOLD_SHARDED, str(path), str(out)]
                 else:
                     if name == "safetensors":
                         continue
-                    cmd = [sys.executable, "-c", PY_FOLD, str(path), str(out)]
+                    mode = "full" if name == "timm" else "weights_only"
+                    cmd = [sys.executable, "-c", PY_FOLD, str(path), str(out), mode]
                 t, m = run(cmd)
                 times[tool].append(t)
                 peaks[tool].append(m)
@@ -140,14 +186,23 @@ def main():
 
         # The doconv output loads into a plain ResNet-50 and predicts the same.
         out = work / ("out_" + path.name)
+        shutil.rmtree(out, ignore_errors=True) if out.is_dir() else None
         subprocess.run([args.doconv, "--quiet", str(path), str(out)], check=True)
+        from safetensors.torch import load_file
         if name == "safetensors":
-            from safetensors.torch import load_file
             sd = load_file(out)
+        elif name == "sharded":
+            index = json.loads((out / "model.safetensors.index.json").read_text())
+            sd = {}
+            for shard in sorted(set(index["weight_map"].values())):
+                sd.update(load_file(out / shard))
+            assert set(index["weight_map"]) == set(sd)
         else:
-            sd = torch.load(out, weights_only=True)
+            sd = torch.load(out, weights_only=name != "timm")
             if "state_dict" in sd:
-                sd = {k[len("module."):]: v for k, v in sd["state_dict"].items()}
+                if name == "timm":
+                    assert sd["args"].lr == 0.5 and sd["state_dict_ema"].keys() == sd["state_dict"].keys()
+                sd = {k.removeprefix("module."): v for k, v in sd["state_dict"].items()}
         net = torchvision.models.resnet50().eval()
         net.load_state_dict(sd, strict=True)
         ref = torchvision.models.resnet50().eval()

@@ -42,41 +42,69 @@ enum CheckpointWriter {
         return result
     }
 
-    /// Input records in their order: data.pkl replaced, storages no longer referred to left
-    /// out, new storages after the last one kept.
+    /// Input records in their order, data.pkl replaced, and in the place of the input's
+    /// storage records every storage the tree refers to, renamed `0`, `1`, ... in the order
+    /// the pickle first names them and written one after another, as torch.save does:
+    /// torch.load(mmap=True) and loading to the meta device rely on both.
     private static func writeZip(_ checkpoint: Checkpoint, root: String, to file: AtomicFileWriter) throws(PyTorchError) {
-        let storages = try referencedStorages(checkpoint)
+        let storages = try renumberStorages(checkpoint)
         let pickle = Pickler.pickle(checkpoint.root, protocol: checkpoint.pickleProtocol)
         let dataPrefix = root + "/data/"
-        let inputKeys = Set(checkpoint.zipEntries.filter { $0.name.hasPrefix(dataPrefix) }.map { String($0.name.dropFirst(dataPrefix.count)) })
-        let kept = Dictionary(storages.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
-        let added = storages.filter { !inputKeys.contains($0.key) }
-        let total = checkpoint.zipEntries.reduce(pickle.count) { $0 + $1.size + 200 } + added.reduce(0) { $0 + $1.bytes.count + 200 }
-        var zip = ZipWriter(file: file, zip64: total >= 0xFFFF_0000 || checkpoint.zipEntries.count + added.count >= 0xFFFF)
-        let lastData = checkpoint.zipEntries.lastIndex { $0.name.hasPrefix(dataPrefix) }
-        var addedWritten = false
-        func writeAdded(_ zip: inout ZipWriter) {
-            guard !addedWritten else { return }
-            addedWritten = true
-            for storage in added { zip.add(name: dataPrefix + storage.key, data: storage.bytes) }
+        // A storage that is a whole input record keeps that record's CRC.
+        var inputRecords: [UnsafeRawPointer: (count: Int, crc32: UInt32)] = [:]
+        for entry in checkpoint.zipEntries where entry.name.hasPrefix(dataPrefix) {
+            if let start = entry.data.baseAddress { inputRecords[start] = (entry.data.count, entry.crc32) }
         }
-        for (k, entry) in checkpoint.zipEntries.enumerated() {
+        var zip = ZipWriter(file: file)
+        var storagesWritten = false
+        func writeStorages(_ zip: inout ZipWriter) {
+            guard !storagesWritten else { return }
+            storagesWritten = true
+            for (key, storage) in storages {
+                let record = storage.bytes.baseAddress.flatMap { inputRecords[$0] }
+                let known = record?.count == storage.bytes.count ? record?.crc32 : nil
+                storage.withExtendedLifetime { zip.add(name: dataPrefix + key, data: storage.bytes, crc32: known) }
+                storage.releaseMappedPages()
+            }
+        }
+        let hasDataRecords = checkpoint.zipEntries.contains { $0.name.hasPrefix(dataPrefix) }
+        for entry in checkpoint.zipEntries {
             if entry.name == root + "/data.pkl" {
                 pickle.withUnsafeBytes { zip.add(name: entry.name, data: $0) }
-                if lastData == nil { writeAdded(&zip) }
+                if !hasDataRecords { writeStorages(&zip) }
             } else if entry.name.hasPrefix(dataPrefix) {
-                if let storage = kept[String(entry.name.dropFirst(dataPrefix.count))] {
-                    zip.add(name: entry.name, data: entry.data, crc32: entry.crc32)
-                    storage.releaseMappedPages()
-                }
+                writeStorages(&zip)
             } else {
                 guard entry.method == 0 else { throw .corrupt(path: checkpoint.path, reason: "record '\(entry.name)' is compressed (torch writes records stored)") }
                 zip.add(name: entry.name, data: entry.data, crc32: entry.crc32)
             }
-            if k == lastData { writeAdded(&zip) }
         }
-        writeAdded(&zip)
+        writeStorages(&zip)
         zip.finish()
+    }
+
+    /// Renames the storages `0`, `1`, ... in the order the pickle first names them (editing
+    /// the persistent ids in the tree) and returns them in that order.
+    private static func renumberStorages(_ checkpoint: Checkpoint) throws(PyTorchError) -> [(String, TorchStorage)] {
+        var newKeys: [String: String] = [:]
+        var ordered: [(String, TorchStorage)] = []
+        for id in Pickler.persistentIDsInWriteOrder(checkpoint.root) {
+            let (key, _, _) = try checkpoint.storageReference(id)
+            guard case var .tuple(items) = id.kind else { continue }
+            let newKey: String
+            if let known = newKeys[key] {
+                newKey = known
+            } else {
+                guard let storage = checkpoint.storages[key] else { throw .corrupt(path: checkpoint.path, reason: "storage '\(key)' is missing") }
+                newKey = String(newKeys.count)
+                newKeys[key] = newKey
+                ordered.append((newKey, storage))
+            }
+            items[2] = PickleObject(.string(newKey))
+            id.kind = .tuple(items)
+        }
+        checkpoint.storages = Dictionary(ordered, uniquingKeysWith: { a, _ in a })
+        return ordered
     }
 
     /// The input's magic number, protocol and system-info pickles, the object pickle, the

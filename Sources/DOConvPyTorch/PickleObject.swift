@@ -101,6 +101,29 @@ public final class PickleObject {
 }
 
 extension PickleObject {
+    /// Equality of this node alone: the same kind, the same leaf value, the same number of
+    /// children (which the caller compares itself, e.g. tensors by their bytes whatever
+    /// their storages are called).
+    public func isShallowlyEqual(to other: PickleObject) -> Bool {
+        guard (state == nil) == (other.state == nil), appended.count == other.appended.count,
+              setItems.count == other.setItems.count else { return false }
+        switch (kind, other.kind) {
+        case (.none, .none), (.call, .call), (.persistentID, .persistentID): return true
+        case let (.bool(a), .bool(b)): return a == b
+        case let (.int(a), .int(b)): return a == b
+        case let (.bigInt(a), .bigInt(b)): return a == b
+        case let (.float(a), .float(b)): return a == b || (a.isNaN && b.isNaN)
+        case let (.string(a), .string(b)): return a == b
+        case let (.bytes(a), .bytes(b)): return a == b
+        case let (.tuple(a), .tuple(b)), let (.list(a), .list(b)), let (.set(a), .set(b)), let (.frozenSet(a), .frozenSet(b)):
+            return a.count == b.count
+        case let (.dict(a, ao), .dict(b, bo)): return ao == bo && a.count == b.count
+        case let (.global(am, an), .global(bm, bn)): return am == bm && an == bn
+        case let (.newObject(_, _, ak), .newObject(_, _, bk)): return (ak == nil) == (bk == nil)
+        default: return false
+        }
+    }
+
     /// Structural equality of two trees (shared objects compared by value), for checks that
     /// an entry came through a fold unchanged. Depth is bounded by the reader.
     public func isEqual(to other: PickleObject) -> Bool {

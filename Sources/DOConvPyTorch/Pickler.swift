@@ -5,6 +5,8 @@ struct Pickler {
     private var out: [UInt8] = []
     private var memo: [ObjectIdentifier: UInt32] = [:]
     private var shared: Set<ObjectIdentifier> = []
+    /// The persistent ids (storage references) in the order they are first written.
+    private var persistentIDs: [PickleObject] = []
 
     static func pickle(_ root: PickleObject, protocol version: UInt8) -> [UInt8] {
         var pickler = Pickler()
@@ -13,6 +15,15 @@ struct Pickler {
         pickler.write(root)
         pickler.out.append(0x2E) // STOP
         return pickler.out
+    }
+
+    /// The persistent ids of `root` in the order a pickle of it names them first, which is
+    /// the order torch.load meets the storages in.
+    static func persistentIDsInWriteOrder(_ root: PickleObject) -> [PickleObject] {
+        var pickler = Pickler()
+        pickler.shared = Self.sharedObjects(root)
+        pickler.write(root)
+        return pickler.persistentIDs
     }
 
     /// Objects reachable along more than one path.
@@ -113,6 +124,7 @@ struct Pickler {
                 out.append(0x81) // NEWOBJ
             }
         case let .persistentID(id):
+            persistentIDs.append(id)
             write(id)
             out.append(0x51)
         }

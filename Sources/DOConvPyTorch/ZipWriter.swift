@@ -1,20 +1,21 @@
 import CDOConvZlib
 import DOConvFileIO
 
-/// Writes a zip of stored (uncompressed) entries the way torch.save does: each entry's
-/// data starts on a 64-byte boundary (padding in the local header's extra field), so that
-/// torch can map tensors in place. ZIP64 records are written when the archive needs them.
+/// Writes a zip of stored (uncompressed) entries laid out byte for byte as torch.save's
+/// writer (miniz) lays them out: each entry's data starts on a 64-byte boundary (padding in
+/// an 'FB' extra field of the local header), sizes and CRC follow the data in a data
+/// descriptor, and ZIP64 fields appear exactly where an entry's size or offset needs them.
+/// torch.load(mmap=True) and loading to the meta device compute storage offsets from this
+/// layout instead of reading the headers, so it must match.
 struct ZipWriter {
     static let alignment = 64
     private let file: AtomicFileWriter
     private var central: [UInt8] = []
     private var count = 0
-    private let zip64: Bool
+    private static let limit = 0xFFFF_FFFF
 
-    /// `zip64`: whether offsets or sizes may pass 4 GiB (decided from the total up front).
-    init(file: AtomicFileWriter, zip64: Bool) {
+    init(file: AtomicFileWriter) {
         self.file = file
-        self.zip64 = zip64
     }
 
     /// The CRC-32 of `bytes` (zlib's, which runs at several GB/s).
@@ -31,54 +32,72 @@ struct ZipWriter {
         return UInt32(truncatingIfNeeded: crc)
     }
 
+    /// The local header's extra field for an entry of `size` bytes whose header starts at
+    /// `offset` with a `nameLength`-byte name: a ZIP64 field when the size or offset needs
+    /// one, then the padding that aligns the data.
+    static func localExtra(offset: Int, nameLength: Int, size: Int) -> [UInt8] {
+        var extra = LittleEndianBytes()
+        if size >= limit || offset >= limit {
+            extra.u16(0x0001)
+            extra.u16(UInt16((size >= limit ? 16 : 0) + (offset >= limit ? 8 : 0)))
+            if size >= limit { extra.u64(UInt64(size)); extra.u64(UInt64(size)) }
+            if offset >= limit { extra.u64(UInt64(offset)) }
+        }
+        let start = offset + 30 + nameLength + extra.bytes.count + 4
+        let padding = (alignment - start % alignment) % alignment
+        extra.u16(0x4246) // 'FB', as torch writes it
+        extra.u16(UInt16(padding))
+        extra.bytes += [UInt8](repeating: 0x5A, count: padding)
+        return extra.bytes
+    }
+
     /// Adds one stored entry; `crc32` when already known (an entry copied from the input).
     mutating func add(name: String, data: UnsafeRawBufferPointer, crc32 known: UInt32? = nil) {
         let crc = known ?? Self.crc32(data)
         let nameBytes = Array(name.utf8)
         let offset = file.offset
+        let large = data.count >= Self.limit || offset >= Self.limit
+        let extra = Self.localExtra(offset: offset, nameLength: nameBytes.count, size: data.count)
         var header = LittleEndianBytes()
         header.u32(0x0403_4B50)
-        header.u16(zip64 ? 45 : 20) // version needed
-        header.u16(0) // flags
+        header.u16(large ? 45 : 20) // version needed
+        header.u16(0x0808) // sizes in a data descriptor; UTF-8 names
         header.u16(0) // stored
         header.u16(0); header.u16(0x21) // time, date: 1980-01-01, for reproducible files
-        header.u32(crc)
-        header.u32(zip64 ? 0xFFFF_FFFF : UInt32(data.count))
-        header.u32(zip64 ? 0xFFFF_FFFF : UInt32(data.count))
+        header.u32(0); header.u32(0); header.u32(0) // CRC and sizes: in the descriptor
         header.u16(UInt16(nameBytes.count))
-        var extra = LittleEndianBytes()
-        if zip64 {
-            extra.u16(0x0001); extra.u16(16)
-            extra.u64(UInt64(data.count)); extra.u64(UInt64(data.count))
-        }
-        // Padding field ('FB', as torch writes it) up to the alignment.
-        let unpadded = offset + 30 + nameBytes.count + extra.bytes.count
-        var padding = (Self.alignment - (unpadded + 4) % Self.alignment) % Self.alignment
-        if unpadded % Self.alignment == 0 { padding = -4 }
-        if padding >= 0 {
-            extra.u16(0x4246); extra.u16(UInt16(padding))
-            extra.bytes += [UInt8](repeating: 0x5A, count: padding)
-        }
-        header.u16(UInt16(extra.bytes.count))
-        file.write(header.bytes + nameBytes + extra.bytes)
+        header.u16(UInt16(extra.count))
+        file.write(header.bytes + nameBytes + extra)
         file.write(data)
+        var descriptor = LittleEndianBytes()
+        descriptor.u32(0x0807_4B50)
+        descriptor.u32(crc)
+        if large {
+            descriptor.u64(UInt64(data.count)); descriptor.u64(UInt64(data.count))
+        } else {
+            descriptor.u32(UInt32(data.count)); descriptor.u32(UInt32(data.count))
+        }
+        file.write(descriptor.bytes)
 
+        let bigSize = data.count >= Self.limit
+        let bigOffset = offset >= Self.limit
         var entry = LittleEndianBytes()
         entry.u32(0x0201_4B50)
-        entry.u16(zip64 ? 45 : 20); entry.u16(zip64 ? 45 : 20)
-        entry.u16(0); entry.u16(0)
+        entry.u16(large ? 45 : 20); entry.u16(large ? 45 : 20)
+        entry.u16(0x0808); entry.u16(0)
         entry.u16(0); entry.u16(0x21)
         entry.u32(crc)
-        entry.u32(zip64 ? 0xFFFF_FFFF : UInt32(data.count))
-        entry.u32(zip64 ? 0xFFFF_FFFF : UInt32(data.count))
+        entry.u32(bigSize ? 0xFFFF_FFFF : UInt32(data.count))
+        entry.u32(bigSize ? 0xFFFF_FFFF : UInt32(data.count))
         entry.u16(UInt16(nameBytes.count))
-        entry.u16(zip64 ? 28 : 0)
+        entry.u16(UInt16(large ? 4 + (bigSize ? 16 : 0) + (bigOffset ? 8 : 0) : 0))
         entry.u16(0); entry.u16(0); entry.u16(0); entry.u32(0)
-        entry.u32(zip64 ? 0xFFFF_FFFF : UInt32(offset))
+        entry.u32(bigOffset ? 0xFFFF_FFFF : UInt32(offset))
         entry.bytes += nameBytes
-        if zip64 {
-            entry.u16(0x0001); entry.u16(24)
-            entry.u64(UInt64(data.count)); entry.u64(UInt64(data.count)); entry.u64(UInt64(offset))
+        if large {
+            entry.u16(0x0001); entry.u16(UInt16((bigSize ? 16 : 0) + (bigOffset ? 8 : 0)))
+            if bigSize { entry.u64(UInt64(data.count)); entry.u64(UInt64(data.count)) }
+            if bigOffset { entry.u64(UInt64(offset)) }
         }
         central += entry.bytes
         count += 1
@@ -89,6 +108,7 @@ struct ZipWriter {
         let directoryOffset = file.offset
         file.write(central)
         var end = LittleEndianBytes()
+        let zip64 = count >= 0xFFFF || directoryOffset >= Self.limit || central.count >= Self.limit
         if zip64 {
             let record = file.offset
             end.u32(0x0606_4B50); end.u64(44); end.u16(45); end.u16(45); end.u32(0); end.u32(0)

@@ -4,20 +4,36 @@ import XCTest
 
 /// The zip writer against the zip reader: 64-byte aligned stored entries, CRCs, ZIP64.
 final class ContainerTests: XCTestCase {
-    func write(zip64: Bool, entries: [(String, [UInt8])]) throws -> String {
+    func write(entries: [(String, [UInt8])]) throws -> String {
         let path = NSTemporaryDirectory() + "doconv-zip-test-\(UUID().uuidString).zip"
         let file = try AtomicFileWriter(destination: path)
-        var zip = ZipWriter(file: file, zip64: zip64)
+        var zip = ZipWriter(file: file)
         for (name, data) in entries { data.withUnsafeBytes { zip.add(name: name, data: $0) } }
         zip.finish()
         try file.commit()
         return path
     }
 
+    /// Where torch's reader expects an entry's data for a header at `cursor` (from
+    /// torch._C.PyTorchFileReader.get_record_offset_no_read("data/0", ...) on an archive
+    /// named "probe", torch 2.15): our local header must put it there.
+    func testLocalHeadersPutDataWhereTorchComputesIt() {
+        let name = "probe/data/0".utf8.count
+        let torch: [(cursor: Int, size: Int, data: Int)] = [
+            (0, 10, 64), (0, 1 << 32, 128), (100, 10, 192), (100, 1 << 32, 192),
+            ((1 << 32) - 10, 10, (1 << 32) + 64), ((1 << 32) - 10, 1 << 32, (1 << 32) + 64),
+            ((1 << 32) + 5, 10, (1 << 32) + 64), ((1 << 32) + 5, 1 << 32, (1 << 32) + 128),
+        ]
+        for (cursor, size, data) in torch {
+            let extra = ZipWriter.localExtra(offset: cursor, nameLength: name, size: size)
+            XCTAssertEqual(cursor + 30 + name + extra.count, data, "header at \(cursor), \(size) bytes")
+        }
+    }
+
     func testStoredEntriesAreAlignedAndReadBack() throws {
-        for zip64 in [false, true] {
+        do {
             let entries = [("archive/data.pkl", Array("pickle".utf8)), ("archive/data/0", [UInt8](repeating: 7, count: 1000)), ("archive/version", Array("3\n".utf8))]
-            let path = try write(zip64: zip64, entries: entries)
+            let path = try write(entries: entries)
             defer { unlink(path) }
             let mapped = try MappedFile(path: path)
             let archive = try ZipArchive(bytes: mapped.bytes, path: path)
@@ -36,7 +52,7 @@ final class ContainerTests: XCTestCase {
     }
 
     func testTruncatedZipIsACorruptFileError() throws {
-        let path = try write(zip64: false, entries: [("archive/data.pkl", [0x80, 0x02, 0x7D, 0x2E])])
+        let path = try write(entries: [("archive/data.pkl", [0x80, 0x02, 0x7D, 0x2E])])
         defer { unlink(path) }
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
         try Data(bytes.prefix(bytes.count - 10)).withUnsafeBytes { buffer in
