@@ -28,31 +28,32 @@ import tempfile
 import torch
 import torchvision
 
-PY_FOLD = r"""
-import sys, torch
-src, dst = sys.argv[1], sys.argv[2]
-ckpt = torch.load(src, weights_only=sys.argv[3] == "weights_only")
+# What a user would otherwise write: the layers' arithmetic in torch, on a state dict.
+FOLD_FUNCTION = r"""
+import torch
 
 
 def fold(sd):
-  out = {}
-  for key, value in sd.items():
-    if key.endswith(".W") and key[:-1] + "D" in sd:
-        p = key[:-2]
-        d = sd[p + ".D"] + sd[p + ".d_diag"]
-        cout, cin_g, dmul = value.shape
-        cin, mn, _ = d.shape
-        g = cin // cin_g
-        wr = value.reshape(cout // g, cin, dmul)
-        k = torch.einsum("ims,ois->oim", d, wr).reshape(cout, cin_g, 3, 3)
-        out[p + ".weight"] = k
-    elif key.endswith(".D") or key.endswith(".d_diag"):
-        continue
-    else:
-        out[key] = value
-  return out
+    out = {}
+    for key, value in sd.items():
+        if key.endswith(".W") and key[:-1] + "D" in sd:
+            p = key[:-2]
+            d = sd[p + ".D"] + sd[p + ".d_diag"]
+            cout, cin_g, dmul = value.shape
+            cin, mn, _ = d.shape
+            g = cin // cin_g
+            wr = value.reshape(cout // g, cin, dmul)
+            out[p + ".weight"] = torch.einsum("ims,ois->oim", d, wr).reshape(cout, cin_g, 3, 3)
+        elif not (key.endswith(".D") or key.endswith(".d_diag")):
+            out[key] = value
+    return out
+"""
 
-
+# A torch.save checkpoint: torch.load (weights_only as the file allows), fold, torch.save.
+PY_FOLD = FOLD_FUNCTION + r"""
+import sys
+src, dst = sys.argv[1], sys.argv[2]
+ckpt = torch.load(src, weights_only=sys.argv[3] == "weights_only")
 if "state_dict" in ckpt:
     ckpt = {k: (fold(v) if k.startswith("state_dict") else v) for k, v in ckpt.items() if k != "optimizer"}
 else:
@@ -60,9 +61,9 @@ else:
 torch.save(ckpt, dst)
 """
 
-# The same for a sharded checkpoint, as a user would write it with huggingface_hub.
-PY_FOLD_SHARDED = r"""
-import json, pathlib, sys, torch
+# A sharded checkpoint, as a user would write it with huggingface_hub.
+PY_FOLD_SHARDED = FOLD_FUNCTION + r"""
+import json, pathlib, sys
 from safetensors.torch import load_file
 from huggingface_hub import save_torch_state_dict
 src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
@@ -70,18 +71,8 @@ index = json.loads((src / "model.safetensors.index.json").read_text())
 sd = {}
 for shard in sorted(set(index["weight_map"].values())):
     sd.update(load_file(src / shard))
-out = {}
-for key, value in sd.items():
-    if key.endswith(".W") and key[:-1] + "D" in sd:
-        p = key[:-2]
-        d = sd[p + ".D"] + sd[p + ".d_diag"]
-        cout, cin_g, dmul = value.shape
-        wr = value.reshape(cout, d.shape[0], dmul)
-        out[p + ".weight"] = torch.einsum("ims,ois->oim", d, wr).reshape(cout, cin_g, 3, 3)
-    elif not (key.endswith(".D") or key.endswith(".d_diag")):
-        out[key] = value
 dst.mkdir(exist_ok=True)
-save_torch_state_dict(out, dst, max_shard_size="20MB")
+save_torch_state_dict(fold(sd), dst, max_shard_size="20MB")
 """
 
 

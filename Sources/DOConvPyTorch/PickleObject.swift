@@ -128,32 +128,7 @@ extension PickleObject {
     /// an entry came through a fold unchanged. Depth is bounded by the reader.
     public func isEqual(to other: PickleObject) -> Bool {
         if self === other { return true }
-        guard (state == nil) == (other.state == nil) else { return false }
-        if let a = state, let b = other.state, !a.isEqual(to: b) { return false }
-        guard appended.count == other.appended.count, zip(appended, other.appended).allSatisfy({ $0.isEqual(to: $1) }),
-              setItems.count == other.setItems.count,
-              zip(setItems, other.setItems).allSatisfy({ $0.key.isEqual(to: $1.key) && $0.value.isEqual(to: $1.value) }) else { return false }
-        switch (kind, other.kind) {
-        case (.none, .none): return true
-        case let (.bool(a), .bool(b)): return a == b
-        case let (.int(a), .int(b)): return a == b
-        case let (.bigInt(a), .bigInt(b)): return a == b
-        case let (.float(a), .float(b)): return a == b || (a.isNaN && b.isNaN)
-        case let (.string(a), .string(b)): return a == b
-        case let (.bytes(a), .bytes(b)): return a == b
-        case let (.tuple(a), .tuple(b)), let (.list(a), .list(b)), let (.set(a), .set(b)), let (.frozenSet(a), .frozenSet(b)):
-            return a.count == b.count && zip(a, b).allSatisfy { $0.isEqual(to: $1) }
-        case let (.dict(a, ao), .dict(b, bo)):
-            return ao == bo && a.count == b.count && zip(a, b).allSatisfy { $0.key.isEqual(to: $1.key) && $0.value.isEqual(to: $1.value) }
-        case let (.global(am, an), .global(bm, bn)): return am == bm && an == bn
-        case let (.call(ac, aa), .call(bc, ba)): return ac.isEqual(to: bc) && aa.isEqual(to: ba)
-        case let (.newObject(ac, aa, ak), .newObject(bc, ba, bk)):
-            guard (ak == nil) == (bk == nil) else { return false }
-            if let ak, let bk, !ak.isEqual(to: bk) { return false }
-            return ac.isEqual(to: bc) && aa.isEqual(to: ba)
-        case let (.persistentID(a), .persistentID(b)): return a.isEqual(to: b)
-        default: return false
-        }
+        return isShallowlyEqual(to: other) && zip(children, other.children).allSatisfy { $0.isEqual(to: $1) }
     }
 }
 

@@ -83,14 +83,10 @@ struct FoldCommand: ToolCommand {
     @Option(name: .customLong("params"), help: ArgumentHelp("MXNet: the export's params file, when several NAME-NNNN.params sit beside NAME-symbol.json.", valueName: "file"))
     var paramsFile: String?
 
-    @Flag(name: .customLong("strict-pickle"), help: "PyTorch: refuse checkpoints that pickle Python objects (as torch.load(weights_only=True) does) instead of carrying them through unexecuted.")
-    var strictPickle = false
+    @OptionGroup var picks: LayerPickOptions
 
-    @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave the layers whose name matches this glob unfolded (repeatable; * also crosses dots).", valueName: "glob"))
-    var excluded: [String] = []
 
-    @Option(name: .customLong("only"), help: ArgumentHelp("Fold only the layers whose name matches this glob (repeatable).", valueName: "glob"))
-    var only: [String] = []
+
 
     func validate() throws {
         if let tolerance, !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
@@ -112,9 +108,7 @@ struct FoldCommand: ToolCommand {
         if foldSeparable { arguments.append("--fold-separable") }
         if keepNames { arguments.append("--keep-names") }
         if let paramsFile { arguments += ["--params", paramsFile] }
-        if strictPickle { arguments.append("--strict-pickle") }
-        for pattern in excluded { arguments += ["--exclude", pattern] }
-        for pattern in only { arguments += ["--only", pattern] }
+        arguments += picks.arguments
         if let configFile { arguments += ["--config", configFile] }
         for size in kernelSizes { arguments += ["--kernel-size", size] }
         if outputDirectory != nil { arguments.append("--lenient-options") }
@@ -131,8 +125,8 @@ struct FoldCommand: ToolCommand {
         var options = FormatOptions()
         options.fold = FoldOptions(verify: !noVerify, tolerance: tolerance)
         options.fold.foldSeparable = foldSeparable
-        options.fold.selection = LayerSelection(only: only, exclude: excluded)
-        options.strictPickle = strictPickle
+        options.fold.selection = LayerSelection(only: picks.only, exclude: picks.excluded)
+        options.strictPickle = picks.strictPickle
         options.fuseBatchNorm = fuseBatchNorm
         options.reparameterize = reparameterize
         options.keepNames = keepNames

@@ -47,14 +47,10 @@ struct InspectCommand: ToolCommand {
     @Flag(name: .customLong("reparam"), help: "ONNX: also list the blocks doconv-fold --reparam would merge into one Conv each, and the look-alikes it would leave.")
     var reparameterize = false
 
-    @Flag(name: .customLong("strict-pickle"), help: "PyTorch: refuse checkpoints that pickle Python objects instead of reading past them.")
-    var strictPickle = false
+    @OptionGroup var picks: LayerPickOptions
 
-    @Option(name: .customLong("exclude"), help: ArgumentHelp("List the layers whose name matches this glob as left (repeatable; * also crosses dots).", valueName: "glob"))
-    var excluded: [String] = []
 
-    @Option(name: .customLong("only"), help: ArgumentHelp("Take only the layers whose name matches this glob (repeatable).", valueName: "glob"))
-    var only: [String] = []
+
 
     func validate() throws {
         _ = try parsedKernelSizes()
@@ -75,8 +71,8 @@ struct InspectCommand: ToolCommand {
             options.kernelSizes = try parsedKernelSizes()
             options.paramsFile = paramsFile
             options.reparameterize = reparameterize
-            options.strictPickle = strictPickle
-            options.fold.selection = LayerSelection(only: only, exclude: excluded)
+            options.strictPickle = picks.strictPickle
+            options.fold.selection = LayerSelection(only: picks.only, exclude: picks.excluded)
             if let configFile { try options.readConfig(file: configFile) }
             format = try FormatRegistry.format(of: model)
             try options.check(appliesTo: format, path: model)

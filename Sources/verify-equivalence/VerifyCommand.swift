@@ -45,14 +45,10 @@ struct VerifyCommand: ToolCommand {
     @Flag(help: "Print the report as one JSON document instead of the text.")
     var json = false
 
-    @Flag(name: .customLong("strict-pickle"), help: "PyTorch: refuse checkpoints that pickle Python objects instead of comparing them as carried.")
-    var strictPickle = false
+    @OptionGroup var picks: LayerPickOptions
 
-    @Option(name: .customLong("exclude"), help: ArgumentHelp("The layers doconv-fold was told to leave (--exclude GLOB, repeatable).", valueName: "glob"))
-    var excluded: [String] = []
 
-    @Option(name: .customLong("only"), help: ArgumentHelp("The layers doconv-fold was told to fold (--only GLOB, repeatable).", valueName: "glob"))
-    var only: [String] = []
+
 
     // Test hooks: run ORIGINAL alone on given inputs and write its outputs.
     @Option(name: .customLong("input-json"), help: .hidden)
@@ -87,8 +83,8 @@ struct VerifyCommand: ToolCommand {
         options.inputs = inputs
         options.seed = seed
         options.dims = try parsedDims()
-        options.selection = LayerSelection(only: only, exclude: excluded)
-        options.strictPickle = strictPickle
+        options.selection = LayerSelection(only: picks.only, exclude: picks.excluded)
+        options.strictPickle = picks.strictPickle
         do {
             if let dumpOutputs {
                 let feeds = try inputJSON.map { (path) throws(VerifyError) in try TensorJSON.read(path: path) } ?? [:]

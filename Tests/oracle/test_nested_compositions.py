@@ -129,7 +129,7 @@ def test_a_call_whose_composition_does_not_fold_is_put_back(tmp_path):
     onnx.save(model, src)
     result = run_fold(src, out)
     assert result.returncode == 0, result.stderr
-    assert "no DO-Conv layer folded: 1 sits" in result.stdout and result.stdout.count("not folded:") == 1, result.stdout
+    assert "no DO-Conv layer folded: 1 left unfolded" in result.stdout and result.stdout.count("not folded:") == 1, result.stdout
     assert "not folded: function DOConv2d, call node call0" in result.stdout and "also used by something other" in result.stdout
     assert out.read_bytes() == src.read_bytes()
     report = json.loads(run_inspect(src, "--json").stdout)
