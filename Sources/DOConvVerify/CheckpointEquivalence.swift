@@ -2,47 +2,51 @@ import DOConvCore
 import DOConvPyTorch
 
 /// PyTorch checkpoint pairs (ORIGINAL with DOConv2d state dicts, FOLDED with plain kernels),
-/// pickled or safetensors: structure (the same objects and keys in the same order, except
-/// each layer's `P.W` holding the folded kernel as `P.weight` or `P.W`, `P.D` and its
+/// pickled, safetensors or sharded: structure (the same objects and keys in the same order,
+/// except each layer's `P.W` holding the folded kernel as `P.weight` or `P.W`, `P.D` and its
 /// identity removed, and optimizer state dropped; every other tensor equal bit for bit, every
-/// other value equal) and each folded kernel in float64. No graph, so no end-to-end check.
+/// other value equal) and each folded kernel against a float64 recomputation. Which tensors
+/// form a layer, and its kernel size, come from ORIGINAL and the user's flags alone
+/// (`CheckpointLayerReading`), never from the fold's detector or from FOLDED. No graph, so no
+/// end-to-end check.
 public enum CheckpointEquivalence {
     public static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions, format: String) throws(VerifyError) -> VerificationReport {
         var report = VerificationReport(original: originalPath, folded: foldedPath, format: format)
         report.endToEndSkipped = "checkpoints hold no graph to run; the verdict rests on the structure and per-layer checks"
         let original: CheckpointSet
         let folded: CheckpointSet
-        let layers: [CheckpointLayer]
         do {
             original = try CheckpointSet.read(path: originalPath, strictPickle: options.strictPickle)
             folded = try CheckpointSet.read(path: foldedPath, strictPickle: options.strictPickle)
-            // FOLDED's 4-D kernels tell the kernel sizes that M*N alone leaves open.
-            layers = try StateDictDetector(files: original, kernelSizes: try kernelSizes(in: folded), selection: options.selection).detect().layers
         } catch {
             throw VerifyError("\(error)")
         }
         var walk = Walk(original: original, folded: folded, options: options)
-        walk.layersByDict = Dictionary(grouping: layers) { ObjectIdentifier($0.dict) }
-        walk.compare(original.root, folded.root, at: "")
+        walk.compare(original.root, folded.root, at: "", insideObject: nil)
+        if let failure = walk.failure { throw VerifyError("\(originalPath): \(failure)") }
         report.structure = walk.differences
         report.layers = walk.results
-        if walk.optimizerDropped { report.notes.append("optimizer state is not in FOLDED (the fold drops it: its slots were shaped for D and W)") }
+        // Optimizer state may go only where the fold folded something (its slots were shaped
+        // for D and W).
+        if !walk.droppedOptimizerState.isEmpty {
+            if walk.results.isEmpty {
+                report.structure += walk.droppedOptimizerState.map { "optimizer state '\($0)' is missing from FOLDED, though ORIGINAL has no DO-Conv layer to fold" }
+            } else {
+                report.notes.append("optimizer state is not in FOLDED (the fold drops it: its slots were shaped for D and W)")
+            }
+        }
         report.structureSummary = "\(walk.tensorsCompared) tensors equal, \(walk.results.count) kernel\(walk.results.count == 1 ? "" : "s") folded, \(walk.removed) D and identity tensors removed"
         return report
     }
 
-    /// `P -> [M, N]` for every 4-D tensor named `P.weight` or `P.W`.
-    static func kernelSizes(in checkpoint: CheckpointSet) throws -> [String: [Int]] {
-        var sizes: [String: [Int]] = [:]
-        for dict in StateDictDetector.dicts(in: checkpoint.root, skippingOptimizerState: true) {
-            for entry in dict.dictEntries ?? [] {
-                guard let key = entry.key.string, let tensor = try checkpoint.tensor(entry.value, key: key), tensor.shape.count == 4 else { continue }
-                for suffix in [".weight", ".W"] where key.hasSuffix(suffix) {
-                    sizes[String(key.dropLast(suffix.count))] = Array(tensor.shape[2...])
-                }
-            }
+    /// `optimizer.state_dict()` (a dict with `state` and `param_groups`), or a list of them.
+    static func isOptimizerState(_ object: PickleObject) -> Bool {
+        if let entries = object.dictEntries {
+            let keys = Set(entries.compactMap { $0.key.string })
+            return keys.contains("state") && keys.contains("param_groups")
         }
-        return sizes
+        if let items = object.elements, !items.isEmpty { return items.allSatisfy(isOptimizerState) }
+        return false
     }
 
     /// Both trees walked side by side.
@@ -50,10 +54,12 @@ public enum CheckpointEquivalence {
         let original: CheckpointSet
         let folded: CheckpointSet
         let options: VerifyOptions
-        var layersByDict: [ObjectIdentifier: [CheckpointLayer]] = [:]
         var differences: [String] = []
+        /// What stops the check (a kernel size only a flag can give).
+        var failure: String?
+        /// Optimizer state ORIGINAL holds and FOLDED does not, by key.
+        var droppedOptimizerState: [String] = []
         var results: [LayerResult] = []
-        var optimizerDropped = false
         var tensorsCompared = 0
         var removed = 0
         private var visited = Set<ObjectIdentifier>()
@@ -64,12 +70,14 @@ public enum CheckpointEquivalence {
             self.options = options
         }
 
-        mutating func compare(_ a: PickleObject, _ b: PickleObject, at path: String) {
-            guard visited.insert(ObjectIdentifier(a)).inserted else { return }
+        /// Compares two nodes; `insideObject`: below a carried Python object (a pickled
+        /// module), where the fold folds nothing.
+        mutating func compare(_ a: PickleObject, _ b: PickleObject, at path: String, insideObject: (className: String, path: String)?) {
+            guard failure == nil, visited.insert(ObjectIdentifier(a)).inserted else { return }
             let name = path.isEmpty ? "the top-level object" : "'\(path)'"
             if let entries = a.dictEntries {
                 guard let foldedEntries = b.dictEntries else { return differ("\(name) is a dict in ORIGINAL but not in FOLDED") }
-                compareDict(a, entries, foldedEntries, at: path)
+                compareDict(entries, foldedEntries, at: path, insideObject: insideObject)
                 return
             }
             let tensors: (TorchTensor?, TorchTensor?)
@@ -82,12 +90,13 @@ public enum CheckpointEquivalence {
             case let (x?, y?): compareTensors(x, y, at: name)
             case (nil, nil):
                 if let x = a.elements, let y = b.elements, x.count == y.count, case .list = a.kind {
-                    for (k, (u, v)) in zip(x, y).enumerated() { compare(u, v, at: "\(path)[\(k)]") }
+                    for (k, (u, v)) in zip(x, y).enumerated() { compare(u, v, at: "\(path)[\(k)]", insideObject: insideObject) }
                 } else if a.isShallowlyEqual(to: b) {
                     // The same node (a carried object, its arguments, its state): its
                     // children must match too, tensors by their bytes whatever their storages
                     // are called.
-                    for (u, v) in zip(a.children, b.children) { compare(u, v, at: path) }
+                    let inside = insideObject ?? a.carriedClass.map { (className: $0, path: path) }
+                    for (u, v) in zip(a.children, b.children) { compare(u, v, at: path, insideObject: inside) }
                 } else {
                     differ("\(name) changed")
                 }
@@ -95,48 +104,82 @@ public enum CheckpointEquivalence {
             }
         }
 
-        private mutating func compareDict(_ dict: PickleObject, _ entries: [(key: PickleObject, value: PickleObject)],
-                                          _ foldedEntries: [(key: PickleObject, value: PickleObject)], at path: String) {
-            let layers = layersByDict[ObjectIdentifier(dict)] ?? []
+        private mutating func compareDict(_ entries: [(key: PickleObject, value: PickleObject)],
+                                          _ foldedEntries: [(key: PickleObject, value: PickleObject)], at path: String, insideObject: (className: String, path: String)?) {
+            let dictName = path.isEmpty ? "the top-level dict" : "dict '\(path)'"
+            let keyName = { (key: PickleObject) in key.string ?? "\(key.int.map(String.init) ?? "?")" }
+            // A layer is named as the fold names it (and as --only/--exclude match it): by its
+            // dict's path, or inside a pickled module by where the module sits and its module
+            // path in it ("model/model.0.conv").
+            let layerName = { (prefix: String) -> String in
+                guard let object = insideObject else { return path.isEmpty ? prefix : path + "/" + prefix }
+                let inner = object.path.isEmpty ? path : String(path.dropFirst(min(path.count, object.path.count + 1)))
+                let parts = inner.split(separator: "/").filter { !["_modules", "_parameters", "_buffers"].contains($0) }.map(String.init)
+                let module = (parts + (prefix == "W" ? [] : [prefix])).joined(separator: ".")
+                if module.isEmpty { return object.path.isEmpty ? "W" : object.path }
+                return object.path.isEmpty ? module : object.path + "/" + module
+            }
+            var layers: [OriginalLayer]
+            do {
+                layers = try CheckpointLayerReading.layers(in: entries, tensor: { try original.tensor($0, key: $1) }, name: layerName, options: options)
+            } catch {
+                failure = "\(error)"
+                return
+            }
+            // The fold leaves a carried object (a pickled module) as it is, and refuses one that
+            // holds a DO-Conv layer it was not told to leave.
+            if let object = insideObject {
+                if let layer = layers.first {
+                    failure = "DO-Conv layer '\(layerName(layer.prefix))' sits inside a pickled \(object.className) object, which doconv-fold does not fold:"
+                        + " save model.state_dict(), or pass the --exclude the fold was given"
+                    return
+                }
+                layers = []
+            }
+            var seen = Set<String>()
+            for key in foldedEntries.map({ keyName($0.key) }) where !seen.insert(key).inserted {
+                differ("\(dictName) holds '\(key)' twice in FOLDED")
+            }
             let removedKeys = Set(layers.flatMap { [$0.dKey, $0.identityKey].compactMap { $0 } })
             let layerByW = Dictionary(layers.map { ($0.wKey, $0) }, uniquingKeysWith: { a, _ in a })
+            let originalKeys = Set(entries.compactMap { $0.key.string })
+            for layer in layers where originalKeys.contains(layer.foldedKeys[0]) && !removedKeys.contains(layer.foldedKeys[0]) {
+                differ("\(dictName): ORIGINAL holds '\(layer.foldedKeys[0])' beside the DO-Conv layer '\(layer.wKey)': no fold can hold both under one key")
+            }
             // What FOLDED should hold, in order: each ORIGINAL entry, except D and its identity
             // and optimizer state; a layer's W may be renamed.
-            var expected: [(key: PickleObject, value: PickleObject, layer: CheckpointLayer?)] = []
+            var expected: [(key: PickleObject, value: PickleObject, layer: OriginalLayer?)] = []
             for entry in entries {
                 if let key = entry.key.string, removedKeys.contains(key) { removed += 1; continue }
-                if !layersByDict.isEmpty && PyTorchFolder.isOptimizerState(entry.value)
-                    && !foldedEntries.contains(where: { $0.key.isEqual(to: entry.key) }) {
-                    optimizerDropped = true
+                if isOptimizerState(entry.value) && !foldedEntries.contains(where: { $0.key.isEqual(to: entry.key) }) {
+                    droppedOptimizerState.append(path.isEmpty ? keyName(entry.key) : "\(path)/\(keyName(entry.key))")
                     continue
                 }
                 expected.append((entry.key, entry.value, entry.key.string.flatMap { layerByW[$0] }))
             }
-            let keyName = { (key: PickleObject) in key.string ?? "\(key.int.map(String.init) ?? "?")" }
             guard expected.count == foldedEntries.count else {
                 let have = Set(foldedEntries.map { keyName($0.key) })
-                let want = Set(expected.map { $0.layer.map { String($0.wKey.dropLast()) + "weight" } ?? keyName($0.key) })
+                let want = Set(expected.map { $0.layer?.foldedKeys[0] ?? keyName($0.key) })
                 let missing = want.subtracting(have).sorted().prefix(5)
                 let extra = have.subtracting(want).sorted().prefix(5)
-                return differ("\(path.isEmpty ? "the top-level dict" : "dict '\(path)'") has \(foldedEntries.count) entries in FOLDED, expected \(expected.count)"
+                return differ("\(dictName) has \(foldedEntries.count) entries in FOLDED, expected \(expected.count)"
                               + (missing.isEmpty ? "" : "; missing: \(missing.joined(separator: ", "))") + (extra.isEmpty ? "" : "; unexpected: \(extra.joined(separator: ", "))"))
             }
             for (want, have) in zip(expected, foldedEntries) {
                 let child = path.isEmpty ? keyName(want.key) : "\(path)/\(keyName(want.key))"
                 if let layer = want.layer {
-                    let renamed = String(layer.wKey.dropLast()) + "weight"
-                    guard have.key.string == renamed || have.key.string == layer.wKey else {
-                        differ("'\(child)': FOLDED has '\(keyName(have.key))' where the folded kernel '\(renamed)' belongs")
+                    guard let key = have.key.string, layer.foldedKeys.contains(key) else {
+                        differ("'\(child)': FOLDED has '\(keyName(have.key))' where the folded kernel '\(layer.foldedKeys[0])' belongs")
                         continue
                     }
-                    check(layer, have.value, at: path.isEmpty ? keyName(have.key) : "\(path)/\(keyName(have.key))")
+                    check(layer, name: layerName(layer.prefix), have.value, at: path.isEmpty ? key : "\(path)/\(key)")
                     continue
                 }
                 guard want.key.isEqual(to: have.key) else {
                     differ("'\(child)': FOLDED has '\(keyName(have.key))' in its place")
                     continue
                 }
-                compare(want.value, have.value, at: child)
+                compare(want.value, have.value, at: child, insideObject: insideObject)
             }
         }
 
@@ -149,30 +192,33 @@ public enum CheckpointEquivalence {
             if !same { differ("tensor \(name) changed values") }
         }
 
-        /// FOLDED's kernel for `layer` against a float64 recomputation from ORIGINAL's D and
-        /// W, and random patches through the layer both ways.
-        private mutating func check(_ layer: CheckpointLayer, _ node: PickleObject, at name: String) {
-            let g = layer.detected.layer.geometry
-            var result = LayerResult(name: layer.detected.name, conv: name,
-                                     description: "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(g.depthMultiplier) (pytorch)")
+        /// FOLDED's kernel for `layer` against the float64 recomputation from ORIGINAL's D
+        /// and W, and random patches through both kernels.
+        private mutating func check(_ layer: OriginalLayer, name: String, _ node: PickleObject, at key: String) {
+            var result = LayerResult(name: name, conv: key, description: layer.description)
             defer { results.append(result) }
-            let expectedShape = [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth]
-            guard let tensor = try? folded.tensor(node, key: name), let type = tensor.dtype.elementType else {
-                result.problems.append("FOLDED has no float kernel at '\(name)'")
+            let expectedShape = layer.kernelShape
+            guard let tensor = try? folded.tensor(node, key: key), let type = tensor.dtype.elementType else {
+                result.problems.append("FOLDED has no float kernel at '\(key)'")
                 return
             }
-            guard tensor.shape == expectedShape, tensor.dtype == layer.dtype else {
-                result.problems.append("FOLDED's kernel is \(tensor.dtype.rawValue) \(tensor.shape), expected \(layer.dtype.rawValue) (Cout, Cin/g, M, N) = \(expectedShape)")
+            guard tensor.shape == expectedShape, tensor.dtype == layer.w.dtype else {
+                result.problems.append("FOLDED's kernel is \(tensor.dtype.rawValue) \(tensor.shape), expected \(layer.w.dtype.rawValue) (Cout, Cin/g, M, N) = \(expectedShape)")
                 return
             }
-            guard let values = try? tensor.withLogicalBytes({ (bytes) throws(TensorError) in try ElementCodec.decode(bytes, as: type, count: tensor.count) }) else {
-                result.problems.append("FOLDED's kernel cannot be read")
+            let reference: [Double]
+            let kernel: [Double]
+            do {
+                reference = try CheckpointLayerReading.kernel(of: layer)
+                kernel = try CheckpointLayerReading.values(of: tensor)
+            } catch {
+                result.problems.append("the kernels cannot be read: \(error)")
                 return
             }
-            let kernel = values.map(Double.init)
             let tolerance = options.tolerance ?? type.defaultTolerance
-            result.kernel = ErrorStats.compare(expected: NaiveFold.kernel(layer.detected.layer), actual: kernel, shape: expectedShape, tolerance: tolerance)
-            result.probe = NaiveFold.probe(layer.detected.layer, kernel: kernel, scale: nil, patches: options.probePatches, seed: options.seed, tolerance: tolerance)
+            result.kernel = ErrorStats.compare(expected: reference, actual: kernel, shape: expectedShape, tolerance: tolerance)
+            result.probe = NaiveFold.probe(reference: reference, kernel: kernel, shape: expectedShape, patches: options.probePatches,
+                                           seed: options.seed, tolerance: tolerance)
         }
 
         private mutating func differ(_ text: String) {

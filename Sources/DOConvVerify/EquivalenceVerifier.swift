@@ -21,6 +21,8 @@ public struct VerifyOptions: Sendable {
     public var selection = LayerSelection()
     /// PyTorch: refuse pickled Python objects (`--strict-pickle`).
     public var strictPickle = false
+    /// Kernel sizes by layer (`--kernel-size P=MxN`), where M*N alone leaves them open.
+    public var kernelSizes: [String: [Int]] = [:]
 
     public init() {}
 }

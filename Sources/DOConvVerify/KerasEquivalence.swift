@@ -57,6 +57,7 @@ public enum KerasEquivalence {
         var report = VerificationReport(original: originalPath, folded: foldedPath, format: "Keras HDF5")
         var keras = KerasFoldOptions()
         keras.configJSON = options.kerasConfigJSON
+        keras.kernelSizes = options.kernelSizes
         keras.fold.selection = options.selection
         let detection: Detection
         let original: [Entry]

@@ -42,6 +42,9 @@ struct VerifyCommand: ToolCommand {
     @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for weight files that carry no config.", valueName: "file"))
     var configFile: String?
 
+    @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras and PyTorch: a layer's kernel size when nothing else gives it, as given to doconv-fold (repeatable).", valueName: "layer=MxN"))
+    var kernelSizes: [String] = []
+
     @Flag(help: "Print the report as one JSON document instead of the text.")
     var json = false
 
@@ -62,6 +65,7 @@ struct VerifyCommand: ToolCommand {
         if inputs < 0 { throw ValidationError("--inputs must not be negative") }
         if folded == nil, dumpOutputs == nil { throw ValidationError("expected ORIGINAL FOLDED") }
         _ = try parsedDims()
+        _ = try KernelSizeOption.parse(kernelSizes)
     }
 
     func parsedDims() throws -> [String: Int] {
@@ -84,6 +88,7 @@ struct VerifyCommand: ToolCommand {
         options.seed = seed
         options.dims = try parsedDims()
         options.selection = LayerSelection(only: picks.only, exclude: picks.excluded)
+        options.kernelSizes = try KernelSizeOption.parse(kernelSizes)
         options.strictPickle = picks.strictPickle
         do {
             if let dumpOutputs {

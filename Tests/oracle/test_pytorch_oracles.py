@@ -458,8 +458,12 @@ def matches(layer, want, ckpt, tolerance):
 @pytest.mark.parametrize("entry", FOLDABLE, ids=ids(FOLDABLE))
 def test_verify_accepts_the_fold(entry, fold):
     _, out = folded_ok(fold, entry)
-    result = run_verify(TORCH / entry["file"], out)
+    # verify-equivalence takes the kernel sizes from the user, as the fold does, never from FOLDED.
+    result = run_verify(TORCH / entry["file"], out, *entry["args"])
     assert result.returncode == 0, result.stdout + result.stderr
+    if entry["args"]:
+        result = run_verify(TORCH / entry["file"], out)
+        assert result.returncode == 2 and "--kernel-size" in result.stderr, result.stdout + result.stderr
 
 
 def new_value(value, dtype):
@@ -501,8 +505,8 @@ def test_verify_rejects_a_tampered_kernel(entry, fold, tmp_path):
     # A copy rewritten without a change must still verify (the rewrite itself is harmless).
     if tc.container_of(out) == "zip":
         untouched = tc.rewrite_zip(out, tmp_path / ("rewritten-" + entry["file"]), {})
-        result = run_verify(TORCH / entry["file"], untouched)
+        result = run_verify(TORCH / entry["file"], untouched, *entry["args"])
         assert result.returncode == 0, result.stdout + result.stderr
     bad = tamper(out, tmp_path / ("tampered-" + entry["file"]), entry)
-    result = run_verify(TORCH / entry["file"], bad)
+    result = run_verify(TORCH / entry["file"], bad, *entry["args"])
     assert result.returncode == 1, result.stdout + result.stderr
