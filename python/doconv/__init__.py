@@ -129,8 +129,8 @@ def verify(
         folded: the folded model.
         timeout: seconds to wait for the tool (subprocess.TimeoutExpired after).
         **options: ``tolerance`` (float), ``inputs``, ``seed`` (ints), ``dim``
-            ({name: size} or ["name=size", ...]), ``config`` (path), ``strict_pickle``
-            (bool), ``exclude``, ``only`` (the globs the fold was given).
+            ({name: size} or ["name=size", ...]), ``config`` (path), ``kernel_size`` and
+            ``exclude``, ``only`` (as the fold was given them), ``strict_pickle`` (bool).
 
     Returns:
         The tool's document: ``{"format_version": 1, "tool": "verify-equivalence",

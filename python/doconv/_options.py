@@ -56,6 +56,7 @@ VERIFY_OPTIONS: Dict[str, Option] = {
     "seed": Option("--seed", "int"),
     "dim": Option("--dim", "dims"),
     "config": Option("--config", "path"),
+    "kernel_size": Option("--kernel-size", "kernel_sizes"),
     "strict_pickle": _flag("--strict-pickle"),
     "exclude": Option("--exclude", "globs"),
     "only": Option("--only", "globs"),
