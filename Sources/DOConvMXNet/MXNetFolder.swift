@@ -102,10 +102,9 @@ public struct MXNetFoldResult {
             do { symbolFile = try AtomicFileWriter(destination: symbolPath) } catch { throw .cannotWrite(path: symbolPath, reason: error.reason) }
             symbolFile?.write(Array(try symbol.json()))
         }
-        // Both are complete before either is renamed into place.
+        // Both are written and synced before either is renamed into place.
         do {
-            try paramsFile.commit()
-            try symbolFile?.commit()
+            try AtomicFileWriter.commit([paramsFile] + (symbolFile.map { [$0] } ?? []))
         } catch {
             throw .cannotWrite(path: error.path, reason: error.reason)
         }

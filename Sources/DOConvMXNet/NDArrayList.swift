@@ -59,6 +59,11 @@ public struct NDArrayList {
             guard length <= UInt64(reader.remaining) else { throw .corrupt(path: path, reason: "truncated: name \(k) runs past the end of the file") }
             arrays[k].name = String(decoding: try reader.bytes(Int(length)), as: UTF8.self)
         }
+        // Arrays are found, replaced and removed by name: two of one name would be confused.
+        var seen = Set<String>()
+        for array in arrays where names > 0 && !seen.insert(array.name).inserted {
+            throw .corrupt(path: path, reason: "the array name '\(array.name)' appears twice")
+        }
         self.arrays = arrays
     }
 

@@ -177,6 +177,14 @@ struct FoldCommand: ToolCommand {
         let options: FormatOptions
         do { options = try formatOptions() } catch { return .failure(SetupProblem(message: "\(error)")) }
         guard let outputDirectory else { return .success(options) }
+        // Two inputs of one name would be written to one output, the second over the first.
+        var byOutput: [String: String] = [:]
+        for job in plannedJobs() {
+            if let first = byOutput[job.output] {
+                return .failure(SetupProblem(message: "\(first) and \(job.input) would both be written as \(job.output); fold them into different folders; nothing written"))
+            }
+            byOutput[job.output] = job.input
+        }
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: outputDirectory, isDirectory: &isDirectory), isDirectory.boolValue { return .success(options) }
         let problem = FileManager.default.fileExists(atPath: outputDirectory) ? "is not a folder" : "does not exist"

@@ -510,6 +510,19 @@ def test_output_folder_is_a_file(tmp_path, work):
     assert_rejected(result, [tmp_path / "plainfile"], "output folder is not a folder", before, [tmp_path])
 
 
+def test_two_inputs_of_one_name_into_one_folder(tmp_path, work):
+    """-o DIR writes each input under its own name: two inputs of one name (from different
+    folders) would land on one output, the second over the first. Refused before anything
+    is written."""
+    first = save(work / "a", do_conv_model()[0], "m.onnx")
+    second = save(work / "b", do_conv_model(seed=1)[0], "m.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    before = snapshot(tmp_path)
+    result = fold(first, second, "-o", out)
+    assert_rejected(result, [first, second, out / "m.onnx"], "would both be written as", before, [tmp_path])
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_output_folder_not_writable(tmp_path, work):
     src = save(work, do_conv_model()[0])

@@ -35,6 +35,7 @@ PHRASES = {
     "sparse": "sparse",
     "json": "JSON",
     "missing_node": "node",
+    "duplicate_name": "appears twice",
 }
 
 
@@ -157,6 +158,18 @@ def test_name_count_disagrees_with_array_count(work, clean_tmpdir, change):
     _, parsed = params_parts()
     names = parsed.names[:-1] if change == "fewer" else parsed.names + ["extra.weight"]
     reject(write_params(work, rebuilt(names=names)), "name_count", clean_tmpdir, work)
+
+
+@pytest.mark.parametrize("which", ["weight", "D"])
+def test_duplicated_array_name(work, clean_tmpdir, which):
+    """Two arrays of one name: the fold finds and replaces arrays by name, so it would write
+    a corrupt file (a name list that no longer matches the arrays); refused instead."""
+    _, parsed = params_parts()
+    names = list(parsed.names)
+    target = next(k for k, n in enumerate(names) if n.endswith(which))
+    other = next(k for k, n in enumerate(names) if k != target and not n.endswith(("weight", "D")))
+    names[other] = names[target]
+    reject(write_params(work, rebuilt(names=names)), "duplicate_name", clean_tmpdir, work)
 
 
 @pytest.mark.parametrize("magic", [0xF993FACB, 0xDEADBEEF], ids=lambda m: f"{m:#x}")
