@@ -99,7 +99,7 @@ struct FoldCommand: ToolCommand {
 
     /// This command's options for one job in a child process.
     func childArguments(input: String, output: String, progress: String) -> [String] {
-        var arguments = [input, output, "--progress-prefix", progress]
+        var arguments = ["--progress-prefix", progress]
         if let tolerance { arguments += ["--tolerance", String(tolerance)] }
         if noVerify { arguments.append("--no-verify") }
         if quiet { arguments.append("--quiet") }
@@ -113,7 +113,8 @@ struct FoldCommand: ToolCommand {
         for size in kernelSizes { arguments += ["--kernel-size", size] }
         if outputDirectory != nil { arguments.append("--lenient-options") }
         if json { arguments.append("--json") }
-        return arguments
+        // The paths last, after "--": a path that begins with '-' is still a path.
+        return arguments + ["--", input, output]
     }
 
     /// `--kernel-size conv1=3x1` as ["conv1": [3, 1]].

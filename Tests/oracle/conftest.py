@@ -22,10 +22,10 @@ def fold_binary() -> pathlib.Path:
     return tool_binary("DOCONV_FOLD", "doconv-fold")
 
 
-def run_tool(variable, name, *args, env=None, timeout=300):
+def run_tool(variable, name, *args, env=None, timeout=300, cwd=None):
     """Runs the tool and returns the CompletedProcess."""
     return subprocess.run([str(tool_binary(variable, name)), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=timeout, env=env, cwd=cwd)
 
 
 def run_fold(*args):

@@ -69,3 +69,18 @@ def test_a_zip_that_is_no_model_archive_is_named_as_such(tmp_path):
     result = run_fold(src, tmp_path / "out.pth")
     assert result.returncode == 2 and "not a model archive" in result.stderr, result.stderr
     assert not (tmp_path / "out.pth").exists()
+
+
+@pytest.mark.parametrize("src", [ONNX, FIXTURES / "keras_h5" / "k2_net_a.h5"], ids=["onnx", "keras-child"])
+def test_paths_that_begin_with_a_dash(tmp_path, src):
+    """After "--", a path that begins with '-' is a path for all three tools, also where the
+    Keras reader runs in a child process (which must get the "--" too)."""
+    shutil.copyfile(src, tmp_path / ("-in" + src.suffix))
+    run = lambda tool, *args: run_tool(*tool, *args, cwd=tmp_path)  # noqa: E731
+    fold = ("DOCONV_FOLD", "doconv-fold")
+    result = run(fold, "--", "-in" + src.suffix, "-out" + src.suffix)
+    assert result.returncode == 0 and (tmp_path / ("-out" + src.suffix)).exists(), result.stdout + result.stderr
+    result = run(("DOCONV_INSPECT", "doconv-inspect"), "--json", "--", "-in" + src.suffix)
+    assert result.returncode == 0 and '"layers"' in result.stdout, result.stderr
+    result = run(("DOCONV_VERIFY", "verify-equivalence"), "--", "-in" + src.suffix, "-out" + src.suffix)
+    assert result.returncode == 0 and "EQUIVALENT" in result.stdout, result.stdout + result.stderr

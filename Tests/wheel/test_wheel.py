@@ -341,3 +341,16 @@ def test_options_spelled_as_flags():
         "--exclude", "attn", "--only", "layer1.*", "--only", "stem", "--strict-pickle"]
     with pytest.raises(TypeError, match="exclude must be a glob or a list of globs"):
         arguments("fold", FOLD_OPTIONS, {"exclude": 3})
+
+
+def test_api_paths_that_begin_with_a_dash(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API passes paths after "--": one that begins with '-' is still a path."""
+    shutil.copyfile(FIXTURES / "keras_h5" / KERAS_FIXTURE, tmp_path / "-in.h5")
+    monkeypatch.chdir(tmp_path)
+    document = doconv.fold("-in.h5", "-out.h5")
+    assert document["results"][0]["status"] == "folded"
+    assert doconv.inspect("-in.h5")["format"] == "keras-h5"
+    assert doconv.verify("-in.h5", "-out.h5")["equivalent"] is True
+    folder = tmp_path / "out"
+    folder.mkdir()
+    assert doconv.fold(["-in.h5"], folder)["results"][0]["status"] == "folded"

@@ -86,10 +86,10 @@ def fold(
     """
     flags = arguments("fold", FOLD_OPTIONS, options)
     if isinstance(input, (str, os.PathLike)):
-        positional = [os.fspath(input), _path(output, "output")]
+        args = flags + ["--", os.fspath(input), _path(output, "output")]
     else:
-        positional = [_path(p, "each input") for p in input] + ["-o", _path(output, "output")]
-    return run_json("doconv-fold", positional + flags, documented_statuses=(0, 1), timeout=timeout)
+        args = flags + ["-o", _path(output, "output"), "--"] + [_path(p, "each input") for p in input]
+    return run_json("doconv-fold", args, documented_statuses=(0, 1), timeout=timeout)
 
 
 def inspect(path: PathLike, *, timeout: Optional[float] = None, **options: Any) -> Dict[str, Any]:
@@ -110,7 +110,7 @@ def inspect(path: PathLike, *, timeout: Optional[float] = None, **options: Any) 
         TypeError: an unknown keyword or a value of the wrong type.
     """
     flags = arguments("inspect", INSPECT_OPTIONS, options)
-    return run_json("doconv-inspect", [_path(path, "path"), *flags], timeout=timeout)
+    return run_json("doconv-inspect", [*flags, "--", _path(path, "path")], timeout=timeout)
 
 
 def verify(
@@ -143,4 +143,4 @@ def verify(
     """
     flags = arguments("verify", VERIFY_OPTIONS, options)
     positional = [_path(original, "original"), _path(folded, "folded")]
-    return run_json("verify-equivalence", positional + flags, documented_statuses=(0, 1), timeout=timeout)
+    return run_json("verify-equivalence", [*flags, "--", *positional], documented_statuses=(0, 1), timeout=timeout)

@@ -86,7 +86,9 @@ def run_json(
     :class:`DOConvError` with the tool's error line; so does a documented status without a
     JSON object on standard output. ``timeout`` (seconds) raises subprocess.TimeoutExpired.
     """
-    command: List[str] = [binary_path(tool), *arguments, "--json"]
+    # "--json" goes before the arguments, which end with "--" and the paths (a path that
+    # begins with '-' is still a path).
+    command: List[str] = [binary_path(tool), "--json", *arguments]
     completed = subprocess.run(
         command,
         stdin=subprocess.DEVNULL,
