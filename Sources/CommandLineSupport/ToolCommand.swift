@@ -28,6 +28,9 @@ extension ToolCommand {
 
 /// `--kernel-size LAYER=MxN` values (repeatable), as a layer -> [M, N] map.
 public enum KernelSizeOption {
+    /// The largest kernel side accepted.
+    public static let largestSide = 1 << 16
+
     public static func parse(_ items: [String]) throws -> [String: [Int]] {
         var sizes: [String: [Int]] = [:]
         for item in items {
@@ -36,6 +39,10 @@ public enum KernelSizeOption {
             }
             let dims = item[item.index(after: equals)...].lowercased().split(separator: "x").compactMap { Int($0) }
             guard dims.count == 2, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--kernel-size expects LAYER=MxN, got '\(item)'") }
+            // No kernel is that large; the bound keeps M*N and everything sized by it in range.
+            guard dims.allSatisfy({ $0 <= Self.largestSide }) else {
+                throw ValidationError("--kernel-size \(item): a side over \(Self.largestSide) is not a kernel size")
+            }
             sizes[String(item[..<equals])] = dims
         }
         return sizes

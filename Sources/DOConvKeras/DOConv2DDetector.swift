@@ -78,7 +78,7 @@ struct DOConv2DDetector {
     private func kernelSize(layer: String, config: KerasModelConfig.Layer?, area: Int) throws(KerasError) -> (Int, Int) {
         let candidates = [config?.kernelSize, config.flatMap { options.kernelSizes[$0.name] }, options.kernelSizes[layer]]
         for case let size? in candidates {
-            guard size.count == 2, size[0] * size[1] == area else {
+            guard size.count == 2, size[0].multipliedReportingOverflow(by: size[1]) == (area, false) else {
                 throw .inconsistentLayer(path: path, layer: layer, reason: "kernel size \(size) does not match D's M x N = \(area)")
             }
             return (size[0], size[1])

@@ -137,6 +137,29 @@ public final class Checkpoint {
         } else {
             throw .corrupt(path: path, reason: "not a PyTorch checkpoint (neither a torch.save zip or legacy file nor safetensors)")
         }
+        try validateTensorViews()
+    }
+
+    /// Checks every tensor's view against its storage before anything reads one, so that
+    /// each tool refuses a bad view alike, whichever tensors it goes on to read.
+    private func validateTensorViews() throws(PyTorchError) {
+        var seen = Set<ObjectIdentifier>()
+        var stack: [(PickleObject, String)] = [(root, "")]
+        while let (node, path) = stack.popLast() {
+            guard seen.insert(ObjectIdentifier(node)).inserted else { continue }
+            if let (name, _) = node.call, name.hasPrefix("torch._utils._rebuild_") {
+                _ = try tensor(node, key: path)
+                continue
+            }
+            if let entries = node.dictEntries {
+                for entry in entries.reversed() {
+                    let key = entry.key.string ?? entry.key.int.map(String.init) ?? "?"
+                    stack.append((entry.value, path.isEmpty ? key : path + "/" + key))
+                }
+            } else {
+                stack += PickleTreeCheck.children(of: node).reversed().map { ($0, path) }
+            }
+        }
     }
 
     private static func declaredProtocol(_ bytes: UnsafeRawBufferPointer) -> UInt8 {

@@ -226,7 +226,7 @@ public struct StateDictDetector {
     private func kernelSize(layer: String, area: Int) throws(PyTorchError) -> (Int, Int)? {
         let given = kernelSizes[layer] ?? kernelSizes.filter { layer.hasSuffix("." + $0.key) }.max { $0.key.count < $1.key.count }?.value
         if let given {
-            guard given.count == 2, given[0] * given[1] == area else {
+            guard given.count == 2, given[0].multipliedReportingOverflow(by: given[1]) == (area, false) else {
                 throw .inconsistentLayer(path: files.path, layer: layer, reason: "--kernel-size \(given.map(String.init).joined(separator: "x")) does not give D's M*N = \(area)")
             }
             return (given[0], given[1])

@@ -59,6 +59,13 @@ public struct TorchTensor {
         guard offset >= 0, shape.allSatisfy({ $0 >= 0 }), strides.allSatisfy({ $0 >= 0 }) else {
             throw .tensor(path: path, key: key, reason: "a negative size, stride or offset")
         }
+        // An empty view reads nothing, but its offset must still lie inside the storage (or
+        // at its end), since readers slice the storage from it.
+        if shape.contains(0) {
+            guard offset <= storage.count else {
+                throw .tensor(path: path, key: key, reason: "its empty view's offset \(offset) lies past the end of its storage of \(storage.count) elements")
+            }
+        }
         // The last element the view reaches must lie inside the storage.
         if !shape.contains(0) {
             var last = offset
@@ -97,6 +104,7 @@ public struct TorchTensor {
     /// The element bytes in row-major order: the storage's own bytes when contiguous.
     public func withLogicalBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
         let width = dtype.byteWidth
+        if count == 0 { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
         if isContiguous {
             return try storage.withExtendedLifetime { () throws(E) -> R in
                 try body(UnsafeRawBufferPointer(rebasing: storage.bytes[(offset * width)..<((offset + count) * width)]))

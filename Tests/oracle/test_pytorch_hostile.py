@@ -381,3 +381,32 @@ def test_carried_object_holding_itself(work, clean_tmpdir):
     pkl = PROTO + global_("m", "C") + EMPTY_TUPLE + NEWOBJ + b"q\x00" + EMPTY_LIST + b"h\x00" + APPEND + BUILD + STOP
     PHRASES.setdefault("cycle", "cycle")
     reject(hand_made(work, data_pkl=pkl, storages={}), "cycle", clean_tmpdir, work)
+
+
+# ---------------------------------------------------------------------------------------
+# Sizes that would overflow: an error line, never a trap
+
+
+PHRASES.update({"empty_view_offset": "past the end of its storage", "kernel_side": "not a kernel size", "kernel_area": "does not give"})
+
+
+def test_empty_tensor_with_a_huge_storage_offset(work, clean_tmpdir):
+    """A zero-element tensor whose storage_offset is 2^62: its view reads nothing, but a
+    reader that slices the storage from the offset would trap."""
+    items, storages = do_layer()
+    items.append(("empty", tensor("9", 0, [0], offset=2**62)))
+    storages["9"] = b""
+    reject(hand_made(work, items, storages), "empty_view_offset", clean_tmpdir, work)
+
+
+@pytest.mark.parametrize("size, case", [("4294967296x4294967296", "kernel_side"), ("65536x65536", "kernel_area")])
+def test_kernel_size_that_overflows(work, clean_tmpdir, size, case):
+    src = hand_made(work)
+    out = work / "out.pth"
+    for tool, run_it in (("fold", lambda: fold(src, out, "--kernel-size", f"conv={size}", env={"TMPDIR": str(clean_tmpdir)})),
+                         ("inspect", lambda: inspect(src, "--kernel-size", f"conv={size}", env={"TMPDIR": str(clean_tmpdir)})),
+                         ("verify", lambda: verify(src, src, "--kernel-size", f"conv={size}", env={"TMPDIR": str(clean_tmpdir)}))):
+        result = run_it()
+        assert result.status == 2, f"{tool}: {result!r}"
+        assert PHRASES[case] in result.stderr.splitlines()[0], f"{tool}: {result.stderr}"
+        assert not out.exists()
