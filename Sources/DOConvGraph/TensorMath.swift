@@ -48,6 +48,22 @@ enum TensorMath {
     static let maxElements = 1 << 28
 
     /// Checks that `shape` is valid and not larger than `maxElements`.
+    /// `a * b` for sizes read from a model (repeats, pads, scales): an error, never a trap.
+    static func checkedProduct(_ a: Int, _ b: Int, op: String) throws -> Int {
+        let (product, overflow) = a.multipliedReportingOverflow(by: b)
+        guard !overflow else { throw ExecutionError.unsupported(op: op, reason: "a size of \(a) x \(b) overflows") }
+        return product
+    }
+
+    /// `Int(value)` for a size computed in floating point (Resize's output dims): an error
+    /// for NaN, infinities and values past what a dim can be, never a trap.
+    static func checkedSize(_ value: Double, op: String) throws -> Int {
+        guard value.isFinite, value > -1, value < Double(Int32.max) else {
+            throw ExecutionError.unsupported(op: op, reason: "an output dim of \(value)")
+        }
+        return Int(value)
+    }
+
     static func checkShape(_ shape: [Int], op: String) throws {
         var total = 1
         for dim in shape {

@@ -80,3 +80,42 @@ def test_topk_unsorted_returns_the_same_elements(largest, tmp_path):
     for row in range(2):
         assert sorted(got["y0"][row].tolist()) == sorted(values[row].tolist())
         assert sorted(got["y1"][row].tolist()) == sorted(indices[row].tolist())
+
+
+def one_node(op, inputs, consts, node_inputs, attrs=None, opset=18):
+    """A one-node model built without shape inference (onnx's own refuses these sizes)."""
+    from onnx import helper, numpy_helper
+    node = helper.make_node(op, node_inputs, ["y"], name=op.lower(), **(attrs or {}))
+    graph = helper.make_graph([node], op.lower(),
+                              [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, list(v.shape)) for k, v in inputs.items()],
+                              [helper.make_value_info("y", onnx.TypeProto())],
+                              [numpy_helper.from_array(v, k) for k, v in consts])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def hostile_sizes():
+    """Single-op models whose constant inputs ask for sizes that overflow."""
+    x = np.ones((2, 3), np.float32)
+    img = np.ones((1, 1, 4, 4), np.float32)
+    roi = np.zeros(0, np.float32)
+    return [
+        ("tile-2^62", one_node("Tile", {"x": x}, [("r", np.array([2**62, 1], np.int64))], ["x", "r"])),
+        ("tile-overflow", one_node("Tile", {"x": x}, [("r", np.array([2**62, 2**62], np.int64))], ["x", "r"])),
+        ("resize-huge-scale", one_node("Resize", {"x": img}, [("roi", roi), ("s", np.array([1, 1, 3e38, 1], np.float32))], ["x", "roi", "s"])),
+        ("resize-huge-sizes", one_node("Resize", {"x": img}, [("roi", roi), ("sz", np.array([1, 1, 2**62, 2**62], np.int64))],
+                                       ["x", "roi", "", "sz"], {"keep_aspect_ratio_policy": "not_smaller"})),
+    ]
+
+
+@pytest.mark.parametrize("name, model", hostile_sizes(), ids=[c[0] for c in hostile_sizes()])
+def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
+    from conftest import run_verify
+    from verify_support import write_tensors
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, str(path))
+    inputs = tmp_path / "inputs.json"
+    write_tensors({model.graph.input[0].name: np.ones([d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim], np.float32)}, inputs)
+    result = run_verify(path, "--input-json", inputs, "--dump-outputs", tmp_path / "out.json")
+    assert result.returncode == 2, f"exit {result.returncode} (a signal is negative): {result.stderr}"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and ("overflow" in lines[0] or "output dim" in lines[0] or "too large" in lines[0]), result.stderr

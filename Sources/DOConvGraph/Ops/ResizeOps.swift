@@ -126,7 +126,7 @@ enum ResizeOps {
                 let scale = (policy == "not_larger" ? ratios.min() : ratios.max()) ?? 1
                 for axis in axes {
                     scales[axis] = scale
-                    outputShape[axis] = Int((scale * Double(x.shape[axis])).rounded(.toNearestOrAwayFromZero))
+                    outputShape[axis] = try TensorMath.checkedSize((scale * Double(x.shape[axis])).rounded(.toNearestOrAwayFromZero), op: ctx.nodeLabel)
                 }
             default: throw ctx.unsupported("keep_aspect_ratio_policy '\(policy)'")
             }
@@ -142,8 +142,7 @@ enum ResizeOps {
                 // 6.99999988). The roi does not enter: onnxruntime and onnx's reference
                 // implementation both leave it out, whatever the spec's formula says.
                 let product = scaleInput.type == .float ? Double(Float(scale) * Float(x.shape[axis])) : scale * Double(x.shape[axis])
-                guard product < Double(Int32.max) else { throw ctx.unsupported("an output dim of \(product)") }
-                outputShape[axis] = Int(product.rounded(.down))
+                outputShape[axis] = try TensorMath.checkedSize(product.rounded(.down), op: ctx.nodeLabel)
             }
         } else {
             throw ctx.invalid("neither scales nor sizes")

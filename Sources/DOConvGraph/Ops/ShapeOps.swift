@@ -50,7 +50,7 @@ enum ShapeOps {
             let x = try ctx.input(0)
             let repeats = try ctx.input(1).int64s.map(Int.init)
             guard repeats.count == x.rank, repeats.allSatisfy({ $0 >= 0 }) else { throw ctx.invalid("repeats \(repeats) do not fit rank \(x.rank)") }
-            let shape = zip(x.shape, repeats).map { $0 * $1 }
+            let shape = try zip(x.shape, repeats).map { try TensorMath.checkedProduct($0, $1, op: ctx.nodeLabel) }
             try TensorMath.checkShape(shape, op: ctx.nodeLabel)
             let strides = x.strides
             let indices = (0..<shape.reduce(1, *)).map { flat in
