@@ -182,11 +182,17 @@ if Context.environment["DOCONV_FUZZ"] != nil {
         .executableTarget(name: "fuzz-onnx", dependencies: ["FuzzDriver", "DOConvONNX", "DOConvCore"], path: "Fuzz/ONNX"),
         .executableTarget(name: "fuzz-keras", dependencies: ["FuzzDriver", "DOConvKeras", "DOConvCore"], path: "Fuzz/Keras"),
         .executableTarget(name: "fuzz-pytorch", dependencies: ["FuzzDriver", "DOConvPyTorch", "DOConvCore"], path: "Fuzz/PyTorch"),
+        .executableTarget(name: "fuzz-safetensors", dependencies: ["FuzzDriver", "DOConvPyTorch", "DOConvCore"], path: "Fuzz/Safetensors"),
+        .executableTarget(name: "fuzz-mxnet", dependencies: ["FuzzDriver", "DOConvMXNet", "DOConvCore"], path: "Fuzz/MXNet"),
+        .executableTarget(name: "fuzz-executor", dependencies: ["FuzzDriver", "DOConvVerify", "DOConvGraph"], path: "Fuzz/Executor"),
     ]
     package.products += [
         .executable(name: "fuzz-onnx", targets: ["fuzz-onnx"]),
         .executable(name: "fuzz-keras", targets: ["fuzz-keras"]),
         .executable(name: "fuzz-pytorch", targets: ["fuzz-pytorch"]),
+        .executable(name: "fuzz-safetensors", targets: ["fuzz-safetensors"]),
+        .executable(name: "fuzz-mxnet", targets: ["fuzz-mxnet"]),
+        .executable(name: "fuzz-executor", targets: ["fuzz-executor"]),
     ]
 }
 

@@ -87,8 +87,26 @@ public enum IsolatedRun {
             return Outcome(status: process.terminationStatus, standardOutput: standardOutput, failure: nil)
         }
         removeLeftovers(of: process.processIdentifier, output: output)
-        return failed("\(subject): the HDF5 library crashed reading \(files) (signal "
-                      + "\(process.terminationStatus)): \(one) corrupt; nothing written", tool: tool)
+        return failed(crashMessage(signal: process.terminationStatus, subject: subject, files: files, one: one), tool: tool)
+    }
+
+    /// What a child's death by `signal` says. A Swift runtime check that fails (an
+    /// overflow, a bad index, a precondition) stops with SIGILL, or SIGTRAP on some
+    /// machines: that is doconv's own bug, not the file's, and the line says so. Any other
+    /// signal comes from libhdf5 on a corrupt file.
+    static func crashMessage(signal: Int32, subject: String, files: String, one: String) -> String {
+        let name = signalName(signal)
+        if signal == SIGILL || signal == SIGTRAP {
+            return "\(subject): doconv itself stopped on a failed check reading \(files) (signal \(signal), \(name)): a bug in doconv, "
+                + "not in the file; please report it with the file; nothing written"
+        }
+        return "\(subject): the HDF5 library crashed reading \(files) (signal \(signal), \(name)): \(one) corrupt; nothing written"
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [SIGILL: "SIGILL", SIGTRAP: "SIGTRAP", SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGFPE: "SIGFPE",
+                                      SIGKILL: "SIGKILL", SIGSEGV: "SIGSEGV", SIGTERM: "SIGTERM"]
+        return names[signal] ?? "signal \(signal)"
     }
 
     /// Reports `message` as the one error line and returns the outcome of a child that failed.

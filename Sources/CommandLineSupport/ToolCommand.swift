@@ -7,6 +7,10 @@ public protocol ToolCommand: ParsableCommand {}
 
 extension ToolCommand {
     public static func main() {
+        // A test hook: a child that dies as a failed runtime check of ours would (SIGILL).
+        if IsolatedRun.isChild, ProcessInfo.processInfo.environment["DOCONV_TEST_CHILD_TRAP"] == "1" {
+            kill(getpid(), SIGILL)
+        }
         do {
             var command = try parseAsRoot()
             try command.run()

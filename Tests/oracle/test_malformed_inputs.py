@@ -168,8 +168,28 @@ def test_a_file_libhdf5_crashes_on_ends_in_one_line(tmp_path, tool):
     else:
         result = run_tool("DOCONV_VERIFY", "verify-equivalence", src, FIXTURES / "keras_h5" / "k3_net_dw.h5")
     assert result.returncode == 2 and "HDF5 library crashed" in result.stderr, result.stderr
+    assert "SIGSEGV" in result.stderr or "SIGABRT" in result.stderr or "SIGBUS" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crash.h5"]
+
+
+@pytest.mark.parametrize("tool", ["fold", "inspect", "verify"])
+def test_a_trap_of_our_own_in_the_keras_child_is_named_as_ours(tool, tmp_path):
+    """A failed runtime check in doconv's own code (SIGILL) is not blamed on libhdf5 or the
+    file: the line says it is a doconv bug (the child is made to die so by a test hook)."""
+    import os
+    src = FIXTURES / "keras_h5" / "k2_net_a.h5"
+    env = {**os.environ, "DOCONV_TEST_CHILD_TRAP": "1"}
+    if tool == "fold":
+        result = run_tool("DOCONV_FOLD", "doconv-fold", src, tmp_path / "out.h5", env=env)
+    elif tool == "inspect":
+        result = run_tool("DOCONV_INSPECT", "doconv-inspect", src, env=env)
+    else:
+        result = run_tool("DOCONV_VERIFY", "verify-equivalence", src, src, env=env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "doconv itself stopped on a failed check" in lines[0] and "SIGILL" in lines[0] and "HDF5" not in lines[0], lines[0]
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("tool", ["inspect", "verify"])
