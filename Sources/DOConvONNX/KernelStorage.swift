@@ -5,15 +5,16 @@ import DOConvCore
 
 /// Folded kernels in their stored form: little-endian elements of the layer's type.
 enum KernelStorage {
-    /// Memory for a kernel's raw_data, freed with free like the rest of the message tree.
+    /// Memory for a kernel's raw_data, freed with free like the rest of the message tree;
+    /// nil when there is none to be had (the caller reports it, rather than abort).
     ///
     /// Large kernels are aligned to 2 MiB and populated now: huge pages where the kernel has
     /// them, and one system call instead of a page fault per 4 KiB while the fold writes.
-    static func allocate(byteCount: Int) -> UnsafeMutableRawPointer {
+    static func allocate(byteCount: Int) -> UnsafeMutableRawPointer? {
         let huge = 2 << 20
-        guard byteCount >= huge else { return malloc(max(byteCount, 1))! }
+        guard byteCount >= huge else { return malloc(max(byteCount, 1)) }
         var memory: UnsafeMutableRawPointer?
-        guard posix_memalign(&memory, huge, byteCount) == 0, let memory else { fatalError("out of memory allocating \(byteCount) bytes") }
+        guard posix_memalign(&memory, huge, byteCount) == 0, let memory else { return nil }
         let whole = byteCount / huge * huge
         _ = madvise(memory, whole, MADV_HUGEPAGE)
         _ = madvise(memory, whole, populateWrite)

@@ -7,6 +7,8 @@ public enum ONNXError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformed(path: String, reason: String)
     case externalData(path: String, reason: String)
     case cannotWrite(path: String, reason: String)
+    /// The memory a result needs could not be had.
+    case outOfMemory(path: String, what: String, byteCount: Int)
 
     public var description: String {
         switch self {
@@ -16,6 +18,7 @@ public enum ONNXError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .malformed(path, reason): return "\(path): malformed model: \(reason)"
         case let .externalData(path, reason): return "\(path): external data: \(reason)"
         case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
+        case let .outOfMemory(path, what, byteCount): return "\(path): out of memory: \(what) needs \(byteCount) bytes; nothing written"
         }
     }
 }

@@ -200,7 +200,7 @@ public enum ONNXFolder {
     /// Folds one layer into `tensor` (a fresh, empty initializer that gets the kernel) and
     /// verifies the kernel as stored.
     static func fold(_ detected: DetectedLayer, into tensor: UnsafeMutablePointer<Onnx__TensorProto>, model: ONNXModel, options: FoldOptions) throws(ONNXError) -> FoldedLayer {
-        TensorCodec.storeKernel(of: detected.layer, type: detected.elementType, in: tensor)
+        try TensorCodec.storeKernel(of: detected.layer, type: detected.elementType, in: tensor, path: model.path)
         var record = FoldedLayer(
             name: detected.name, layout: detected.layer.layout, geometry: detected.layer.geometry, elementType: detected.elementType,
             stride: detected.stride, dilation: detected.dilation, relativeError: nil,

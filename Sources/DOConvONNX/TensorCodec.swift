@@ -156,7 +156,8 @@ package struct TensorCodec {
 
     /// Makes `tensor` hold `layer`'s folded kernel (OIHW, as `type`) in raw_data, folding
     /// straight into the tensor's new bytes.
-    static func storeKernel(of layer: DOConvLayer, type: ElementType, in tensor: UnsafeMutablePointer<Onnx__TensorProto>) {
+    /// Throws `.outOfMemory` when the kernel's bytes cannot be had (`path` names the model).
+    static func storeKernel(of layer: DOConvLayer, type: ElementType, in tensor: UnsafeMutablePointer<Onnx__TensorProto>, path: String) throws(ONNXError) {
         let g = layer.geometry
         let shape = [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth]
         tensor.pointee.has_data_type = 1
@@ -168,7 +169,9 @@ package struct TensorCodec {
         tensor.pointee.dims = dims
         if tensor.pointee.has_raw_data != 0 { ProtoMemory.free(tensor.pointee.raw_data.data) }
         let byteCount = g.kernelCount * type.byteWidth
-        let data = KernelStorage.allocate(byteCount: byteCount)
+        guard let data = KernelStorage.allocate(byteCount: byteCount) else {
+            throw .outOfMemory(path: path, what: "the folded kernel '\(TensorCodec.name(tensor))'", byteCount: byteCount)
+        }
         KernelStorage.fold(layer, as: type, into: UnsafeMutableRawBufferPointer(start: data, count: byteCount))
         tensor.pointee.has_raw_data = 1
         tensor.pointee.raw_data = ProtobufCBinaryData(len: byteCount, data: data.assumingMemoryBound(to: UInt8.self))

@@ -6,26 +6,27 @@ import DOConvMXNet
 /// kernel (every other array equal bit for bit), each folded kernel in float64, and for
 /// export pairs the symbol: every node of FOLDED is ORIGINAL's (op, attributes, inputs by
 /// name), except that each DO-Conv Convolution reads its weight variable directly, and the
-/// only nodes gone are its kernel computation and D.
+/// only nodes gone are its kernel computation and D. Which arrays form a layer comes from
+/// ORIGINAL alone (`GluonLayerReading`), never from the fold's detector.
 public enum MXNetEquivalence {
     public static func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport {
         var report = VerificationReport(original: original, folded: folded, format: "MXNet")
         report.endToEndSkipped = "MXNet files are checked by structure and per layer; the reference executor runs ONNX graphs only"
         let inputs: (MXNetInput, MXNetInput)
         let lists: (NDArrayList, NDArrayList)
-        let layers: [GluonLayer]
+        let layers: [GluonOriginalLayer]
         do {
             inputs = (try MXNetInput(path: original, paramsFile: nil), try MXNetInput(path: folded, paramsFile: nil))
             lists = (try NDArrayList(path: inputs.0.params), try NDArrayList(path: inputs.1.params))
-            layers = try MXNetFolder.layers(of: lists.0, selection: options.selection).layers
+            layers = try GluonLayerReading.layers(of: lists.0, options: options)
         } catch {
             throw VerifyError("\(error)")
         }
         guard (inputs.0.symbol == nil) == (inputs.1.symbol == nil) else {
             throw VerifyError("\(original) and \(folded): one is an export pair (symbol + params) and the other is not")
         }
-        let removed = Set(layers.map(\.dName))
-        let folds = Dictionary(layers.map { ($0.weightName, $0) }, uniquingKeysWith: { a, _ in a })
+        let removed = Set(layers.map(\.d.name))
+        let folds = Dictionary(layers.map { ($0.weight.name, $0) }, uniquingKeysWith: { a, _ in a })
         let expected = lists.0.arrays.filter { !removed.contains($0.name) }
         if expected.map(\.name) != lists.1.arrays.map(\.name) {
             let missing = Set(expected.map(\.name)).subtracting(lists.1.arrays.map(\.name)).sorted().prefix(5)
@@ -61,31 +62,37 @@ public enum MXNetEquivalence {
         return report
     }
 
-    /// FOLDED's kernel against a float64 recomputation from ORIGINAL's D and weight, and a
-    /// probe through the layer both ways.
-    static func check(_ layer: GluonLayer, _ after: NDArrayList.Array, options: VerifyOptions) -> LayerResult {
-        let g = layer.detected.layer.geometry
-        var result = LayerResult(name: layer.detected.name, conv: after.name,
-                                 description: "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(g.depthMultiplier) (gluon)")
-        guard let type = after.dtype.elementType,
-              let values = try? ElementCodec.decode(after.data, as: type, count: after.count) else {
-            result.problems.append("FOLDED's kernel '\(after.name)' cannot be read as floats")
+    /// FOLDED's kernel against the float64 recomputation from ORIGINAL's D and weight, and
+    /// random patches through both kernels.
+    static func check(_ layer: GluonOriginalLayer, _ after: NDArrayList.Array, options: VerifyOptions) -> LayerResult {
+        var result = LayerResult(name: layer.name, conv: after.name, description: layer.description)
+        guard let type = after.dtype.elementType else {
+            result.problems.append("FOLDED's kernel '\(after.name)' is not a float array")
             return result
         }
-        let kernel = values.map(Double.init)
+        let reference: [Double]
+        let kernel: [Double]
+        do {
+            reference = try GluonLayerReading.kernel(of: layer)
+            kernel = try GluonLayerReading.values(of: after)
+        } catch {
+            result.problems.append("the kernels cannot be read: \(error)")
+            return result
+        }
         let tolerance = options.tolerance ?? type.defaultTolerance
-        result.kernel = ErrorStats.compare(expected: NaiveFold.kernel(layer.detected.layer), actual: kernel, shape: after.shape, tolerance: tolerance)
-        result.probe = NaiveFold.probe(layer.detected.layer, kernel: kernel, scale: nil, patches: options.probePatches, seed: options.seed, tolerance: tolerance)
+        result.kernel = ErrorStats.compare(expected: reference, actual: kernel, shape: after.shape, tolerance: tolerance)
+        result.probe = NaiveFold.probe(reference: reference, kernel: kernel, shape: after.shape, patches: options.probePatches,
+                                       seed: options.seed, tolerance: tolerance)
         return result
     }
 
-    static func symbolDifferences(original a: SymbolGraph, folded b: SymbolGraph, layers: [GluonLayer]) -> [String] {
+    static func symbolDifferences(original a: SymbolGraph, folded b: SymbolGraph, layers: [GluonOriginalLayer]) -> [String] {
         var differences: [String] = []
         // Each DO layer's Convolution in ORIGINAL, and the nodes of its kernel computation.
         var weightOf: [String: String] = [:] // conv name -> weight variable
         var computation = Set<String>()
         for layer in layers {
-            let (w, d) = (MXNetFolder.variable(layer.weightName), MXNetFolder.variable(layer.dName))
+            let (w, d) = (MXNetFolder.variable(layer.weight.name), MXNetFolder.variable(layer.d.name))
             guard let wi = a.variable(w), let di = a.variable(d), let conv = a.convolutionComposing(weight: wi, d: di) else {
                 differences.append("ORIGINAL's symbol has no Convolution composing its weight from '\(w)' and '\(d)'")
                 continue
