@@ -101,7 +101,7 @@ let package = Package(
         // Keras HDF5 format adapter: HDF5 access, Keras file layouts and configs, DOConv2D folding.
         .target(
             name: "DOConvKeras",
-            dependencies: ["DOConvCore", "CHDF5", "CHDF5Shim", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: ["DOConvCore", "DOConvFileIO", "CHDF5", "CHDF5Shim", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         // The one format seam: a ModelFormat per file format (sniff by content, detect, fold +
         // write, the options it reads, whether it runs in a child process) and the registry

@@ -138,3 +138,32 @@ public final class AtomicFileWriter {
         }
     }
 }
+
+extension AtomicFileWriter {
+    /// Puts a finished temporary file (written by a library that writes its own files, such
+    /// as libhdf5) in place of `destination` as `commit()` does: the destination's mode
+    /// kept, the file synced, renamed, and its folder synced. The temporary file is removed
+    /// on failure.
+    public static func replace(_ destination: String, with temporary: String) throws(FileIOError) {
+        func fail(_ reason: String) -> FileIOError {
+            unlink(temporary)
+            return FileIOError(path: destination, reason: reason)
+        }
+        var existing = stat()
+        if stat(destination, &existing) == 0 { chmod(temporary, existing.st_mode & 0o7777) }
+        let fd = open(temporary, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw fail(String(cString: strerror(errno))) }
+        let synced = fsync(fd) == 0
+        let syncError = String(cString: strerror(errno))
+        close(fd)
+        guard synced else { throw fail(syncError) }
+        guard rename(temporary, destination) == 0 else { throw fail(String(cString: strerror(errno))) }
+        let slash = destination.lastIndex(of: "/")
+        let folder = slash.map { String(destination[..<$0]) } ?? "."
+        let descriptor = open(folder.isEmpty ? "/" : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if descriptor >= 0 {
+            fsync(descriptor)
+            close(descriptor)
+        }
+    }
+}

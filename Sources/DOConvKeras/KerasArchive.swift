@@ -1,3 +1,4 @@
+import DOConvFileIO
 import DOConvCore
 import Foundation
 import ZIPFoundation
@@ -86,7 +87,9 @@ public struct KerasArchiveFoldResult {
         let temporary = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).tmp-\(getpid())-\(UUID().uuidString)")
         do {
             try writeArchive(to: temporary, weights: foldedWeights)
-            guard rename(temporary.path, path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+            try AtomicFileWriter.replace(path, with: temporary.path)
+        } catch let error as FileIOError {
+            throw .cannotWrite(path: path, reason: error.reason)
         } catch {
             try? FileManager.default.removeItem(at: temporary)
             throw .cannotWrite(path: path, reason: "\(error)")

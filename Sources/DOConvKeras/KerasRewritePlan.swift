@@ -1,3 +1,4 @@
+import DOConvFileIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -57,11 +58,7 @@ struct KerasRewritePlan {
             unlink(temporary)
             throw .hdf5(error)
         }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw .cannotWrite(path: path, reason: reason)
-        }
+        do { try AtomicFileWriter.replace(path, with: temporary) } catch { throw .cannotWrite(path: path, reason: error.reason) }
     }
 
     private func copyGroup(_ source: HDF5Group, into target: HDF5Group) throws(HDF5Error) {

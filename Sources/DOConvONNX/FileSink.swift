@@ -76,6 +76,11 @@ final class FileSink {
         try check()
         guard !closed else { return }
         closed = true
+        if fsync(fd) != 0 {
+            let reason = String(cString: strerror(errno))
+            _ = Glibc.close(fd)
+            throw .cannotWrite(path: path, reason: reason)
+        }
         if Glibc.close(fd) != 0 { throw .cannotWrite(path: path, reason: String(cString: strerror(errno))) }
     }
 

@@ -16,7 +16,9 @@ final class TemporaryFile {
         var template = Array(FilePath.join(directory, "." + FilePath.baseName(of: destination) + ".tmp-XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw .cannotWrite(path: destination, reason: String(cString: strerror(errno))) }
-        fchmod(fd, 0o644 & ~TemporaryFile.umaskValue)
+        // An existing destination keeps its mode; a new file gets 0644 less the umask.
+        var existing = stat()
+        fchmod(fd, stat(destination, &existing) == 0 ? existing.st_mode & 0o7777 : 0o644 & ~TemporaryFile.umaskValue)
         temporaryPath = String(cString: template)
         sink = FileSink(fd: fd, path: destination, sources: sources)
     }
@@ -27,13 +29,18 @@ final class TemporaryFile {
         return current
     }()
 
-    /// Flushes, closes and renames the file into place.
+    /// Flushes, syncs, closes and renames the file into place, then syncs its folder.
     func commit() throws(ONNXError) {
         try sink.finish()
         guard rename(temporaryPath, destination) == 0 else {
             throw .cannotWrite(path: destination, reason: String(cString: strerror(errno)))
         }
         done = true
+        let folder = open(FilePath.directory(of: destination), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if folder >= 0 {
+            fsync(folder)
+            Glibc.close(folder)
+        }
     }
 
     /// Removes the temporary file unless it was committed.

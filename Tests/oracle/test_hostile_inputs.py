@@ -14,6 +14,7 @@ Every file is generated here in tmp_path from onnx.helper models or the committe
 fixtures (small), so nothing large is committed.
 """
 import os
+import stat
 import pathlib
 import re
 import shutil
@@ -693,3 +694,39 @@ def test_highly_compressed_weights_are_not_mistaken_for_lies(work):
     assert result.status == 0, result
     with h5py().File(out, "r") as f:
         assert f["layers/pruned/vars/0"].shape == (1024, 1024)
+
+
+def test_an_overwritten_output_keeps_its_mode(tmp_path, work):
+    """Folding over an existing output (or in place) keeps that file's mode: a private 0600
+    model stays private. A new output gets 0644 less the umask."""
+    src = save(work, do_conv_model()[0])
+    os.chmod(src, 0o600)
+    result = fold(src, src)
+    assert result.status == 0, result
+    assert stat.S_IMODE(os.stat(src).st_mode) == 0o600
+    out = tmp_path / "out.onnx"
+    out.write_bytes(b"old")
+    os.chmod(out, 0o640)
+    assert fold(src, out).status == 0
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o640
+    fresh = tmp_path / "fresh.onnx"
+    assert fold(src, fresh).status == 0
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o644 & ~current_umask()
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("fixture", ["keras_h5/k2_net_a.h5", "keras_h5/k3_net_a.keras", "torch/plain_sd.pth", "torch/model.safetensors",
+                                     "mxnet/basic.params"])
+def test_an_in_place_fold_keeps_the_mode_in_every_format(tmp_path, fixture):
+    src = tmp_path / pathlib.Path(fixture).name
+    shutil.copyfile(FIXTURES / fixture, src)
+    os.chmod(src, 0o600)
+    result = fold(src, src)
+    assert result.status == 0, result
+    assert stat.S_IMODE(os.stat(src).st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [src.name], "temporary files left"
