@@ -17,8 +17,13 @@ struct GraphStructureCheck {
         for info in Proto.elements(graph.pointee.input, graph.pointee.n_input) {
             if let info { available.insert(Proto.string(info.pointee.name)) }
         }
+        // Two initializers of one name leave it open which value a reader takes.
+        var initializers = Set<String>()
         for tensor in Proto.elements(graph.pointee.initializer, graph.pointee.n_initializer) {
-            if let tensor { available.insert(TensorCodec.name(tensor)) }
+            guard let tensor else { continue }
+            let name = TensorCodec.name(tensor)
+            guard initializers.insert(name).inserted else { throw malformed("initializer '\(name)' is defined twice") }
+            available.insert(name)
         }
         for sparse in Proto.elements(graph.pointee.sparse_initializer, graph.pointee.n_sparse_initializer) {
             if let values = sparse?.pointee.values { available.insert(TensorCodec.name(values)) }
