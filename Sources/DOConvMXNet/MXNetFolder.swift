@@ -51,7 +51,7 @@ public struct MXNetInput {
     }
 
     /// "net-0007.params" -> ("net", "0007").
-    static func split(_ name: String) -> (stem: String, epoch: String)? {
+    public static func split(_ name: String) -> (stem: String, epoch: String)? {
         guard name.hasSuffix(".params"), let dash = name.lastIndex(of: "-") else { return nil }
         let epoch = name[name.index(after: dash)..<name.index(name.endIndex, offsetBy: -".params".count)]
         guard epoch.count == 4, epoch.allSatisfy(\.isNumber) else { return nil }

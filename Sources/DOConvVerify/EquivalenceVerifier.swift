@@ -23,6 +23,8 @@ public struct VerifyOptions: Sendable {
     public var strictPickle = false
     /// Kernel sizes by layer (`--kernel-size P=MxN`), where M*N alone leaves them open.
     public var kernelSizes: [String: [Int]] = [:]
+    /// MXNet: ORIGINAL's params file, when several sit beside its symbol (`--params`).
+    public var paramsFile: String?
 
     public init() {}
 }

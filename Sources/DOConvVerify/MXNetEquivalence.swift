@@ -1,4 +1,5 @@
 import DOConvCore
+import Foundation
 import DOConvMXNet
 
 /// MXNet pairs (`.params` files, or export pairs given by either half): the same arrays in
@@ -16,7 +17,15 @@ public enum MXNetEquivalence {
         let lists: (NDArrayList, NDArrayList)
         let layers: [GluonOriginalLayer]
         do {
-            inputs = (try MXNetInput(path: original, paramsFile: nil), try MXNetInput(path: folded, paramsFile: nil))
+            // --params picks ORIGINAL's params file among several; FOLDED's pair then has
+            // the one of the same epoch, as doconv-fold names it.
+            let first = try MXNetInput(path: original, paramsFile: options.paramsFile)
+            var foldedParams: String?
+            if options.paramsFile != nil, folded.hasSuffix("-symbol.json"),
+               let epoch = MXNetInput.split((first.params as NSString).lastPathComponent)?.epoch {
+                foldedParams = String(folded.dropLast("-symbol.json".count)) + "-\(epoch).params"
+            }
+            inputs = (first, try MXNetInput(path: folded, paramsFile: foldedParams))
             lists = (try NDArrayList(path: inputs.0.params), try NDArrayList(path: inputs.1.params))
             layers = try GluonLayerReading.layers(of: lists.0, options: options)
         } catch {

@@ -45,6 +45,9 @@ struct VerifyCommand: ToolCommand {
     @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras and PyTorch: a layer's kernel size when nothing else gives it, as given to doconv-fold (repeatable).", valueName: "layer=MxN"))
     var kernelSizes: [String] = []
 
+    @Option(name: .customLong("params"), help: ArgumentHelp("MXNet: ORIGINAL's params file, when several NAME-NNNN.params sit beside NAME-symbol.json (FOLDED's of the same epoch is used).", valueName: "file"))
+    var paramsFile: String?
+
     @Flag(help: "Print the report as one JSON document instead of the text.")
     var json = false
 
@@ -89,6 +92,7 @@ struct VerifyCommand: ToolCommand {
         options.dims = try parsedDims()
         options.selection = LayerSelection(only: picks.only, exclude: picks.excluded)
         options.kernelSizes = try KernelSizeOption.parse(kernelSizes)
+        options.paramsFile = paramsFile
         options.strictPickle = picks.strictPickle
         do {
             if let dumpOutputs {

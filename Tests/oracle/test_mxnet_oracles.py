@@ -557,3 +557,25 @@ def test_verify_rejects_a_tampered_kernel(entry, fold, tmp_path):
     assert report["before"] != report["after"]
     result = run_verify(original, bad)
     assert result.returncode == 1, result.stdout + result.stderr
+
+
+def test_params_picks_among_several_params_files_for_all_three_tools(tmp_path):
+    """An export pair with two params files (two epochs): each tool asks for --params, and
+    with it folds, inspects and verifies (FOLDED's pair holds the params of that epoch)."""
+    import shutil
+    for name in ("basic-symbol.json", "basic-0000.params"):
+        shutil.copyfile(MXNET / name, tmp_path / name)
+    shutil.copyfile(MXNET / "basic-0000.params", tmp_path / "basic-0007.params")
+    symbol, params = tmp_path / "basic-symbol.json", tmp_path / "basic-0007.params"
+    out = tmp_path / "out"
+    out.mkdir()
+    folded = out / "plain-symbol.json"
+    for result in (run_fold(symbol, folded), run_inspect(symbol), run_verify(symbol, symbol)):
+        assert result.returncode == 2 and "--params" in result.stderr, result.stderr
+    result = run_fold(symbol, folded, "--params", params)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["plain-0007.params", "plain-symbol.json"]
+    assert run_inspect(symbol, "--params", params).returncode == 0
+    shutil.copyfile(out / "plain-0007.params", out / "plain-0000.params")  # FOLDED's pair has several too
+    verdict = run_verify(symbol, folded, "--params", params)
+    assert verdict.returncode == 0 and "EQUIVALENT" in verdict.stdout, verdict.stdout + verdict.stderr

@@ -319,7 +319,7 @@ def test_api_bad_input_raises(tmp_path):
 def test_api_unknown_keyword_raises_type_error(tmp_path):
     with pytest.raises(TypeError, match=r"fold\(\) got an unexpected keyword argument 'fuse_batchnorm'.*fuse_bn"):
         doconv.fold(FIXTURES / ONNX_FIXTURE, tmp_path / "out.onnx", fuse_batchnorm=True)
-    with pytest.raises(TypeError, match=r"accepted: config, dim, exclude, inputs, kernel_size, only, seed, strict_pickle, tolerance"):
+    with pytest.raises(TypeError, match=r"accepted: config, dim, exclude, inputs, kernel_size, only, params, seed, strict_pickle, tolerance"):
         doconv.verify(FIXTURES / ONNX_FIXTURE, FIXTURES / ONNX_FIXTURE, fuse_bn=True)
     with pytest.raises(TypeError, match="tolerance"):
         doconv.inspect(FIXTURES / ONNX_FIXTURE, tolerance=1e-5)

@@ -57,6 +57,7 @@ VERIFY_OPTIONS: Dict[str, Option] = {
     "dim": Option("--dim", "dims"),
     "config": Option("--config", "path"),
     "kernel_size": Option("--kernel-size", "kernel_sizes"),
+    "params": Option("--params", "path"),
     "strict_pickle": _flag("--strict-pickle"),
     "exclude": Option("--exclude", "globs"),
     "only": Option("--only", "globs"),
