@@ -148,12 +148,15 @@ enum ShapeOps {
                 shape.append(Int(dim))
             }
         }
+        // The target's dims come from the model: multiplied with overflow checks.
+        let known = try shape.reduce(1) { try TensorMath.checkedProduct($0, $1, op: ctx.nodeLabel) }
         if let inferred {
-            let known = shape.reduce(1, *)
             guard known > 0, x.count % known == 0 else { throw ctx.invalid("cannot reshape \(x.shape) to \(target)") }
             shape[inferred] = x.count / known
         }
-        guard shape.reduce(1, *) == x.count else { throw ctx.invalid("cannot reshape \(x.shape) to \(target)") }
+        guard try shape.reduce(1, { try TensorMath.checkedProduct($0, $1, op: ctx.nodeLabel) }) == x.count else {
+            throw ctx.invalid("cannot reshape \(x.shape) to \(target)")
+        }
         return [with(x, shape: shape)]
     }
 
