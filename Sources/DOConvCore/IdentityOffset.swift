@@ -5,7 +5,7 @@
 /// files store only the trained D, so their adapters add it here.
 public enum IdentityOffset {
     /// Adds I to `d` laid out as `layout` stores D.
-    public static func add(to d: inout [Float], layout: DOConvLayout, geometry g: DOConvGeometry) {
+    public static func add<T: BinaryFloatingPoint>(to d: inout [T], layout: DOConvLayout, geometry g: DOConvGeometry) {
         let (mn, dmul, cin) = (g.kernelArea, g.depthMultiplier, g.inChannels)
         precondition(d.count == g.dCount, "D does not match the geometry")
         let tiled = mn * (dmul / mn)

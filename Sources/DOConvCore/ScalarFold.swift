@@ -1,48 +1,58 @@
 /// The fold written as the frameworks write it: a plain einsum loop, then the reshapes
 /// (and, for Keras, the transpose to OIHW). Slow and obvious; the tests hold the
-/// vectorized kernel to it.
+/// vectorized kernel to it, and float64 layers fold through it in float64.
 public enum ScalarFold {
     /// The layer's composite kernel in OIHW order (Cout, Cin/g, M, N).
     public static func kernel(of layer: DOConvLayer) -> Tensor {
         let g = layer.geometry
-        let (mn, dmul, cin) = (g.kernelArea, g.depthMultiplier, g.inChannels)
-        let oihw = [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth]
-        switch layer.layout {
+        let values = kernelValues(layout: layer.layout, geometry: g, d: layer.d.map(Array.init), w: Array(layer.w))
+        return try! Tensor(shape: [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth], values: values) // counts equal by construction
+    }
+
+    /// The composite kernel, OIHW, of D (with the identity already added; nil for a 1x1
+    /// layer) and W in `layout`, in the arithmetic of `T`: a float64 layer folds in float64.
+    public static func kernelValues<T: BinaryFloatingPoint>(layout: DOConvLayout, geometry g: DOConvGeometry, d: [T]?, w: [T]) -> [T] {
+        let (mn, dmul, cin, outPerGroup) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannelsPerGroup)
+        var e = [T](repeating: 0, count: g.kernelCount)
+        switch layout {
         case .pytorch:
             // einsum('ims,ois->oim', D, W viewed as (Cout/g, Cin, Dmul)), then reshape.
-            let outPerGroup = g.outChannelsPerGroup
-            var e = [Float](repeating: 0, count: g.kernelCount)
             for o in 0..<outPerGroup {
                 for i in 0..<cin {
                     for m in 0..<mn {
-                        var sum: Float = 0
+                        var sum: T = 0
                         for s in 0..<dmul {
-                            let dv: Float = layer.d.map { $0[(i * mn + m) * dmul + s] } ?? (m == s ? 1 : 0)
-                            sum += dv * layer.w[(o * cin + i) * dmul + s]
+                            let dv: T = d.map { $0[(i * mn + m) * dmul + s] } ?? (m == s ? 1 : 0)
+                            sum += dv * w[(o * cin + i) * dmul + s]
                         }
                         e[(o * cin + i) * mn + m] = sum
                     }
                 }
             }
-            return try! Tensor(shape: oihw, values: e) // counts equal by construction
+            return e
         case .keras:
             // einsum('msi,sio->mio', D, W viewed as (Dmul, Cin, Cout/g)), reshape to HWIO, transpose.
-            let outPerGroup = g.outChannelsPerGroup
-            var e = [Float](repeating: 0, count: g.kernelCount)
             for m in 0..<mn {
                 for i in 0..<cin {
                     for o in 0..<outPerGroup {
-                        var sum: Float = 0
+                        var sum: T = 0
                         for s in 0..<dmul {
-                            let dv: Float = layer.d.map { $0[(m * dmul + s) * cin + i] } ?? (m == s ? 1 : 0)
-                            sum += dv * layer.w[(s * cin + i) * outPerGroup + o]
+                            let dv: T = d.map { $0[(m * dmul + s) * cin + i] } ?? (m == s ? 1 : 0)
+                            sum += dv * w[(s * cin + i) * outPerGroup + o]
                         }
                         e[(m * cin + i) * outPerGroup + o] = sum
                     }
                 }
             }
-            let hwio = try! Tensor(shape: [g.kernelHeight, g.kernelWidth, g.inChannelsPerGroup, g.outChannels], values: e)
-            return try! hwio.transposed([3, 2, 0, 1])
+            // e is HWIO (M, N, Cin/g, Cout) in memory: transpose to OIHW.
+            let (perGroup, cout) = (g.inChannelsPerGroup, g.outChannels)
+            var oihw = [T](repeating: 0, count: g.kernelCount)
+            for q in 0..<mn {
+                for c in 0..<perGroup {
+                    for o in 0..<cout { oihw[(o * perGroup + c) * mn + q] = e[(q * perGroup + c) * cout + o] }
+                }
+            }
+            return oihw
         }
     }
 }

@@ -143,8 +143,12 @@ public enum PyTorchFolder {
         let checkpoint = files.file(holding: wNode)
         let g = layer.geometry
         let type = found.detected.elementType
+        // float64 layers fold in float64, from the tensors as stored.
+        let exact = type == .float64 ? try float64Kernel(found, files: files) : nil
         let storage = TorchStorage(key: checkpoint.freshStorageKey(), dtype: found.dtype, count: g.kernelCount) { out in
-            if type == .float32 {
+            if let exact {
+                exact.withUnsafeBytes { out.copyMemory(from: $0) }
+            } else if type == .float32 {
                 layer.fold(into: out.bindMemory(to: Float.self))
             } else {
                 let values = layer.foldedKernel().values
@@ -168,6 +172,30 @@ public enum PyTorchFolder {
         let node = checkpoint.makeTensorNode(storage: storage, shape: shape, location: checkpoint.storageLocation(of: wNode) ?? "cpu")
         files.adopt(node, besides: wNode)
         return (node, record)
+    }
+
+    /// A float64 layer's kernel computed in float64: D plus its stored identity (or the
+    /// identity offset), and W, read exactly.
+    private static func float64Kernel(_ found: CheckpointLayer, files: CheckpointSet) throws(PyTorchError) -> [Double] {
+        let g = found.detected.layer.geometry
+        func values(_ key: String?) throws(PyTorchError) -> [Double]? {
+            guard let key, let node = found.dict.dictEntries?.first(where: { $0.key.string == key })?.value else { return nil }
+            guard let tensor = try files.tensor(node, key: key), let exact = tensor.float64Values() else {
+                throw .inconsistentLayer(path: files.path, layer: found.detected.name, reason: "\(key) is not a float64 tensor")
+            }
+            return exact
+        }
+        guard let w = try values(found.wKey) else { throw .inconsistentLayer(path: files.path, layer: found.detected.name, reason: "\(found.wKey) is gone") }
+        var d = try values(found.dKey)
+        if var composed = d {
+            if let identity = try values(found.identityKey) {
+                for k in composed.indices { composed[k] += identity[k] }
+            } else {
+                IdentityOffset.add(to: &composed, layout: .pytorch, geometry: g)
+            }
+            d = composed
+        }
+        return ScalarFold.kernelValues(layout: .pytorch, geometry: g, d: d, w: w)
     }
 
     /// Elements and bytes of every tensor in the checkpoint's dicts.

@@ -133,6 +133,12 @@ public struct TorchTensor {
     }
 
     /// The values as floats (a float type only), borrowing the storage for contiguous float32.
+    /// The values of a float64 tensor, exactly; nil for other types.
+    public func float64Values() -> [Double]? {
+        guard dtype == .float64 else { return nil }
+        return withLogicalBytes { bytes in (0..<count).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) } }
+    }
+
     public func floatValues() throws(TensorError) -> FloatValues {
         guard let type = dtype.elementType else { throw .inconsistentLayer("not a floating-point tensor") }
         if type == .float32 && isContiguous {
