@@ -140,7 +140,8 @@ public enum MXNetFolder {
             let layer = found.detected.layer
             let type = found.detected.elementType
             let kernel = layer.foldedKernel()
-            let stored = ElementCodec.encode(kernel.values, as: type)
+            // float64 layers fold in float64, from the arrays as stored.
+            let stored = type == .float64 ? try float64Kernel(found, list: list).withUnsafeBytes { Array($0) } : ElementCodec.encode(kernel.values, as: type)
             var record = FoldedLayer(name: found.detected.name, layout: .keras, geometry: layer.geometry, elementType: type,
                                      stride: found.detected.stride, dilation: found.detected.dilation,
                                      tolerance: options.fold.tolerance ?? type.defaultTolerance)
@@ -171,6 +172,28 @@ public enum MXNetFolder {
             summary.notes.append("symbol rewritten: \(layers.count) Convolution\(layers.count == 1 ? "" : "s") read their weight directly, \(symbol.removedCount(from: neededBefore)) nodes of kernel computation removed")
         }
         return MXNetFoldResult(summary: summary, input: input, list: list, symbol: symbol, replaced: replaced, removed: removed)
+    }
+
+    /// A float64 layer's kernel (OIHW) in float64: the weight viewed as (M, N, Cin/g, Cout),
+    /// D plus the identity, the Keras-layout arithmetic.
+    static func float64Kernel(_ found: GluonLayer, list: NDArrayList) throws(MXNetError) -> [Double] {
+        let g = found.detected.layer.geometry
+        guard let weight = list.arrays.first(where: { $0.name == found.weightName }), let d = list.arrays.first(where: { $0.name == found.dName }),
+              weight.dtype == .float64, d.dtype == .float64 else {
+            throw .inconsistentLayer(path: list.path, layer: found.detected.name, reason: "not a float64 layer")
+        }
+        let read = { (array: NDArrayList.Array) in (0..<array.count).map { array.data.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) } }
+        let oihw = read(weight)
+        let (cout, perGroup, mn) = (g.outChannels, g.inChannelsPerGroup, g.kernelArea)
+        var hwio = [Double](repeating: 0, count: oihw.count)
+        for o in 0..<cout {
+            for c in 0..<perGroup {
+                for q in 0..<mn { hwio[(q * perGroup + c) * cout + o] = oihw[(o * perGroup + c) * mn + q] }
+            }
+        }
+        var composed = read(d)
+        IdentityOffset.add(to: &composed, layout: .keras, geometry: g)
+        return ScalarFold.kernelValues(layout: .keras, geometry: g, d: composed, w: hwio)
     }
 
     /// Strides and dilations, which only the symbol records: from each layer's Convolution.

@@ -91,3 +91,25 @@ def test_duplicated_array_name_is_refused(pair, tmp_path):
     bad = write(tmp_path / "bad.params", items + [("head.weight", dict(items)["head.weight"])])
     result = run_verify(src, bad)
     assert result.returncode == 2 and "appears twice" in result.stderr, result.stdout + result.stderr
+
+
+def test_float64_layers_fold_in_float64(tmp_path):
+    """A float64 .params file: its kernels are computed in float64 (not rounded through
+    float32), so they match numpy's float64 composition to 1e-12."""
+    orig = [(k, a.astype(np.float64)) for k, a in original_arrays()]
+    src = write(tmp_path / "double.params", orig)
+    out = tmp_path / "folded.params"
+    result = run_fold(src, out)
+    assert result.returncode == 0, result.stderr
+    blob, parsed = mp.load(out)
+    folded = {name: record.values(blob) for name, record in zip(parsed.names, parsed.records)}
+    arrays = dict(orig)
+    for p, (m, n) in (("a", (3, 3)), ("b", (3, 3)), ("r", (1, 3))):
+        W, D = arrays[p + ".weight"], arrays[p + ".D"]
+        cout, per_group = W.shape[:2]
+        mn, cin = m * n, D.shape[2]
+        Wp = W.transpose(2, 3, 1, 0).reshape(mn, cin, cout * per_group // cin)
+        K = np.einsum("msi,sio->mio", D + np.eye(mn)[:, :, None], Wp).reshape(m, n, per_group, cout).transpose(3, 2, 0, 1)
+        assert folded[p + ".weight"].dtype == np.float64
+        np.testing.assert_allclose(folded[p + ".weight"], K, rtol=0, atol=1e-12 * np.abs(K).max(), err_msg=p)
+    assert run_verify(src, out).returncode == 0
