@@ -121,3 +121,12 @@ def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
     assert result.returncode == 2, f"exit {result.returncode} (a signal is negative): {result.stderr}"
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and any(p in lines[0] for p in ("overflow", "output dim", "too large", "cannot reshape")), result.stderr
+
+
+def test_a_loop_of_millions_of_iterations_ends_at_once(tmp_path):
+    """A Loop whose trip count is 67,108,869 (found by fuzz-executor): refused before it
+    runs, in one line, instead of running for minutes."""
+    from conftest import ROOT, run_verify
+    model = ROOT / "Tests" / "oracle" / "data" / "executor-loop-trip-count.onnx"
+    result = run_verify(model, "--dump-outputs", tmp_path / "out.json", timeout=120)
+    assert result.returncode == 2 and "trip count" in result.stderr, result.stderr

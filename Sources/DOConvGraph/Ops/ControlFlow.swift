@@ -7,9 +7,10 @@ enum ControlFlow {
         "Scan": scan,
     ]
 
-    /// The most iterations one Loop may run: a loop with neither a trip count nor a
-    /// condition that ever turns false must end with an error, not hang the tool.
-    static let maxIterations: Int64 = 1 << 24
+    /// The most iterations one Loop may run (real models' loops, over boxes, classes or
+    /// a batch, run far fewer): a loop with neither a trip count nor a condition that ever
+    /// turns false, or a trip count of billions, must end with an error, not hang the tool.
+    static let maxIterations: Int64 = 1 << 16
 
     /// If: runs then_branch or else_branch (no inputs, outer values visible) by `cond`.
     static func ifThenElse(_ ctx: OpContext) throws -> [TensorValue] {
@@ -35,6 +36,9 @@ enum ControlFlow {
         if let m = ctx.optionalInput(0) {
             guard m.count == 1, let value = m.int64s.first else { throw ctx.invalid("M must hold one element, not shape \(m.shape)") }
             tripCount = value
+        }
+        if let tripCount, tripCount > maxIterations {
+            throw ctx.unsupported("a trip count of \(tripCount), more than the \(maxIterations) iterations the reference executor runs")
         }
         var running = true
         if let c = ctx.optionalInput(1) {
