@@ -17,7 +17,7 @@ struct InspectCommand: ToolCommand {
 
         MACs are per output position (Cout x Cin/g x M x N): weight files carry no feature-map sizes. Folding leaves them unchanged for kernel composition; a feature-composition pair (depthwise conv, then 1x1 conv) runs Cin x Dmul x M x N + Cout x Cin/g x Dmul before folding.
 
-        Models, told apart by their content: ONNX (.onnx), Keras HDF5 (.h5, .hdf5; --config and --kernel-size as for doconv-fold), Keras 3 archives (.keras), PyTorch checkpoints (.pth, .pt, .ckpt, ...; --kernel-size), .safetensors, and MXNet .params files and export pairs (NAME-symbol.json). The JSON document follows schemas/inspect-report.schema.json.
+        Models, told apart by their content: ONNX (.onnx), Keras HDF5 (.h5, .hdf5; --config and --kernel-size as for doconv-fold), Keras 3 archives (.keras), PyTorch checkpoints (.pth, .pt, .ckpt, ...; --kernel-size), .safetensors, sharded checkpoints (their *.index.json or its folder), and MXNet .params files and export pairs (NAME-symbol.json). --exclude and --only list the layers they leave under "not folded". The JSON document follows schemas/inspect-report.schema.json.
 
         Exit status: 0 success (also when the model has no DO-Conv layer), 2 bad input or usage.
         """,

@@ -15,6 +15,8 @@ struct VerifyCommand: ToolCommand {
 
         Keras (.h5, .weights.h5 with --config, .keras): 1 and 2 (the same datasets except D removed and kernels reshaped).
 
+        PyTorch checkpoints (zip, legacy, .safetensors, sharded) and MXNet .params files and export pairs: 1 and 2, with the DO-Conv layers read from ORIGINAL and the flags alone (--kernel-size, --params, --exclude, --only, as given to doconv-fold).
+
         --json prints the report as one JSON document on standard output instead (schemas/verify-result.schema.json): every section's findings with its numbers, the first disagreement, and the verdict. Bad input still ends with one error line on standard error and no document.
 
         Exit status: 0 equivalent, 1 not equivalent, 2 bad input or usage.
