@@ -9,7 +9,11 @@ import FuzzDriver
 /// scripts/fuzz.
 @main
 enum FuzzExecutor {
-    static func main() { runFuzzer(fuzzOne) }
+    static func main() {
+        // Tensors of up to 2^20 elements: legal but huge ones would only be slow.
+        ExecutorLimits.maxElements = 1 << 20
+        runFuzzer(fuzzOne)
+    }
 }
 
 private func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {

@@ -45,7 +45,7 @@ enum TensorMath {
     }
 
     /// The most elements one tensor may have: a hostile shape must not exhaust memory.
-    static let maxElements = 1 << 28
+    static var maxElements: Int { ExecutorLimits.maxElements }
 
     /// Checks that `shape` is valid and not larger than `maxElements`.
     /// `a * b` for sizes read from a model (repeats, pads, scales): an error, never a trap.
@@ -148,4 +148,12 @@ enum TensorMath {
 extension DataType {
     /// `v` wrapped into this integer type's range, as a cast to it does.
     public func wrapped(_ v: Int64) -> Int64 { TensorMath.wrapped(v, to: self) }
+}
+
+/// The reference executor's size limits. A fuzz harness lowers them so that its inputs
+/// exercise the checks rather than spend their time on legal but huge tensors.
+public enum ExecutorLimits {
+    /// The most elements one tensor may have (2^28 by default: a hostile shape must not
+    /// exhaust memory, and real models' tensors are far smaller).
+    public nonisolated(unsafe) static var maxElements = 1 << 28
 }
