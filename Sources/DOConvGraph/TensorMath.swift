@@ -69,7 +69,9 @@ enum TensorMath {
         for dim in shape {
             guard dim >= 0 else { throw ExecutionError.invalid(op: op, reason: "negative dim in \(shape)") }
             let (product, overflow) = total.multipliedReportingOverflow(by: dim)
-            guard !overflow, product <= maxElements else {
+            // Each dim on its own too: ops size per-axis tables by it, even when another dim
+            // is 0 and the tensor is empty.
+            guard !overflow, product <= maxElements, dim <= maxElements else {
                 throw ExecutionError.unsupported(op: op, reason: "a tensor of shape \(shape) is too large for the reference executor")
             }
             total = product

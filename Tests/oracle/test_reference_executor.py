@@ -123,10 +123,17 @@ def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
     assert len(lines) == 1 and any(p in lines[0] for p in ("overflow", "output dim", "too large", "cannot reshape")), result.stderr
 
 
-def test_a_loop_of_millions_of_iterations_ends_at_once(tmp_path):
-    """A Loop whose trip count is 67,108,869 (found by fuzz-executor): refused before it
-    runs, in one line, instead of running for minutes."""
+@pytest.mark.parametrize("name, phrase", [
+    ("executor-loop-trip-count.onnx", "trip count"),          # a Loop of 67,108,869 iterations ran for minutes
+    ("executor-resize-empty-huge.onnx", "too large"),         # an empty Resize output with a 2^40 dim: a 8 TB per-axis table
+    ("executor-resize-empty-long-axis.onnx", None),           # an empty output with a 215M-long axis: minutes of tables
+], ids=["loop-trip-count", "resize-empty-huge", "resize-empty-long-axis"])
+def test_fuzz_executor_findings_end_at_once(name, phrase, tmp_path):
+    """Inputs fuzz-executor found: each ends in one error line (exit 2) or runs, at once."""
     from conftest import ROOT, run_verify
-    model = ROOT / "Tests" / "oracle" / "data" / "executor-loop-trip-count.onnx"
-    result = run_verify(model, "--dump-outputs", tmp_path / "out.json", timeout=120)
-    assert result.returncode == 2 and "trip count" in result.stderr, result.stderr
+    result = run_verify(ROOT / "Tests" / "oracle" / "data" / name, "--dump-outputs", tmp_path / "out.json", timeout=120)
+    if phrase is None:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 2 and phrase in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -50,6 +50,8 @@ enum ResizeOps {
         let x = try ctx.input(0)
         let plan = try self.plan(ctx, x)
         try TensorMath.checkShape(plan.outputShape, op: ctx.nodeLabel)
+        // An empty output reads nothing: no per-axis tables (whose size is each axis's).
+        if plan.outputShape.contains(0) { return [ShapeOps.select(x, shape: plan.outputShape, indices: [])] }
         // Per axis and output coordinate: the taps, or nil where tf_crop_and_resize extrapolates.
         var taps: [[[Tap]?]] = []
         for axis in 0..<x.rank {
