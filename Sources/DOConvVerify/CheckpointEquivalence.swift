@@ -206,19 +206,8 @@ public enum CheckpointEquivalence {
                 result.problems.append("FOLDED's kernel is \(tensor.dtype.rawValue) \(tensor.shape), expected \(layer.w.dtype.rawValue) (Cout, Cin/g, M, N) = \(expectedShape)")
                 return
             }
-            let reference: [Double]
-            let kernel: [Double]
-            do {
-                reference = try CheckpointLayerReading.kernel(of: layer)
-                kernel = try CheckpointLayerReading.values(of: tensor)
-            } catch {
-                result.problems.append("the kernels cannot be read: \(error)")
-                return
-            }
-            let tolerance = options.tolerance ?? type.defaultTolerance
-            result.kernel = ErrorStats.compare(expected: reference, actual: kernel, shape: expectedShape, tolerance: tolerance)
-            result.probe = NaiveFold.probe(reference: reference, kernel: kernel, shape: expectedShape, patches: options.probePatches,
-                                           seed: options.seed, tolerance: tolerance)
+            StoredKernelCheck.compare(&result, reference: { try CheckpointLayerReading.kernel(of: layer) },
+                                      kernel: { try CheckpointLayerReading.values(of: tensor) }, shape: expectedShape, type: type, options: options)
         }
 
         private mutating func differ(_ text: String) {

@@ -141,15 +141,7 @@ enum CheckpointLayerReading {
 
     /// A float tensor's values in its logical order, exactly, as float64.
     static func values(of tensor: TorchTensor) throws -> [Double] {
-        try tensor.withLogicalBytes { bytes -> [Double] in
-            let count = tensor.count
-            switch tensor.dtype {
-            case .float64: return (0..<count).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
-            case .float32: return (0..<count).map { Double(bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)) }
-            case .float16: return (0..<count).map { Double(ElementCodec.float(halfBits: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self), as: .float16)) }
-            case .bfloat16: return (0..<count).map { Double(ElementCodec.float(halfBits: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self), as: .bfloat16)) }
-            default: throw VerifyError("a \(tensor.dtype.rawValue) tensor is not a float kernel")
-            }
-        }
+        guard let type = tensor.dtype.elementType else { throw VerifyError("a \(tensor.dtype.rawValue) tensor is not a float kernel") }
+        return try tensor.withLogicalBytes { bytes in try StoredKernelCheck.doubles(bytes, count: tensor.count, type: type) }
     }
 }

@@ -91,15 +91,7 @@ enum GluonLayerReading {
 
     /// An array's values, exactly, as float64.
     static func values(of array: NDArrayList.Array) throws -> [Double] {
-        let bytes = array.data
-        let count = array.count
-        guard bytes.count >= count * array.dtype.byteWidth else { throw VerifyError("array '\(array.name)' holds fewer bytes than its shape needs") }
-        switch array.dtype {
-        case .float64: return (0..<count).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
-        case .float32: return (0..<count).map { Double(bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)) }
-        case .float16: return (0..<count).map { Double(ElementCodec.float(halfBits: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self), as: .float16)) }
-        case .bfloat16: return (0..<count).map { Double(ElementCodec.float(halfBits: bytes.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self), as: .bfloat16)) }
-        default: throw VerifyError("array '\(array.name)' is not a float array")
-        }
+        guard let type = array.dtype.elementType else { throw VerifyError("array '\(array.name)' is not a float array") }
+        return try StoredKernelCheck.doubles(array.data, count: array.count, type: type)
     }
 }

@@ -79,19 +79,8 @@ public enum MXNetEquivalence {
             result.problems.append("FOLDED's kernel '\(after.name)' is not a float array")
             return result
         }
-        let reference: [Double]
-        let kernel: [Double]
-        do {
-            reference = try GluonLayerReading.kernel(of: layer)
-            kernel = try GluonLayerReading.values(of: after)
-        } catch {
-            result.problems.append("the kernels cannot be read: \(error)")
-            return result
-        }
-        let tolerance = options.tolerance ?? type.defaultTolerance
-        result.kernel = ErrorStats.compare(expected: reference, actual: kernel, shape: after.shape, tolerance: tolerance)
-        result.probe = NaiveFold.probe(reference: reference, kernel: kernel, shape: after.shape, patches: options.probePatches,
-                                       seed: options.seed, tolerance: tolerance)
+        StoredKernelCheck.compare(&result, reference: { try GluonLayerReading.kernel(of: layer) },
+                                  kernel: { try GluonLayerReading.values(of: after) }, shape: after.shape, type: type, options: options)
         return result
     }
 
