@@ -82,7 +82,12 @@ struct OpContext {
     func invalid(_ reason: String) -> ExecutionError { .invalid(op: nodeLabel, reason: reason) }
     func unsupported(_ reason: String) -> ExecutionError { .unsupported(op: nodeLabel, reason: reason) }
 
-    var nodeLabel: String { node.name.isEmpty ? node.opType : "\(node.opType) '\(node.name)'" }
+    /// The node as error lines name it; control characters in a name are escaped, so that
+    /// an error stays one line whatever the model calls its nodes.
+    var nodeLabel: String {
+        let name = String(node.name.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
+        return name.isEmpty ? node.opType : "\(node.opType) '\(name)'"
+    }
 
     /// A float tensor input as doubles, with a check on the element type.
     func floatInput(_ k: Int) throws -> TensorValue {

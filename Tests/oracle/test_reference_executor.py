@@ -127,7 +127,9 @@ def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
     ("executor-loop-trip-count.onnx", "trip count"),          # a Loop of 67,108,869 iterations ran for minutes
     ("executor-resize-empty-huge.onnx", "too large"),         # an empty Resize output with a 2^40 dim: a 8 TB per-axis table
     ("executor-resize-empty-long-axis.onnx", None),           # an empty output with a 215M-long axis: minutes of tables
-], ids=["loop-trip-count", "resize-empty-huge", "resize-empty-long-axis"])
+    ("executor-roialign-empty-x.onnx", None),                 # RoiAlign over an X with no elements read past its data
+    ("executor-split-scalar.onnx", "cannot be split"),        # Split of a scalar read a dim it lacks; its name holds newlines
+], ids=["loop-trip-count", "resize-empty-huge", "resize-empty-long-axis", "roialign-empty-x", "split-scalar"])
 def test_fuzz_executor_findings_end_at_once(name, phrase, tmp_path):
     """Inputs fuzz-executor found: each ends in one error line (exit 2) or runs, at once."""
     from conftest import ROOT, run_verify

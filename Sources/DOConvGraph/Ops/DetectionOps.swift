@@ -104,6 +104,8 @@ enum DetectionOps {
         let boxes = rois.doubles
         let offset = transform == "half_pixel" ? 0.5 : 0
         var out = [Double](repeating: 0, count: shape.reduce(1, *))
+        // An empty X (a zero height or width) has nothing to sample: every bin is 0.
+        if data.isEmpty { return [TensorValue(x.type, shape: shape, floats: TensorMath.stored(out, as: x.type))] }
         for r in 0..<count {
             let b = Int(clamping: batchIndices[r])
             guard b >= 0, b < batch else { throw ctx.invalid("batch index \(batchIndices[r]) of roi \(r) is outside [0, \(batch))") }

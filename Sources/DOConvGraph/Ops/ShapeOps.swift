@@ -224,6 +224,7 @@ enum ShapeOps {
 
     static func split(_ ctx: OpContext) throws -> [TensorValue] {
         let x = try ctx.input(0)
+        guard x.rank > 0 else { throw ctx.invalid("a scalar cannot be split") }
         let axis = try TensorMath.axis(try ctx.int("axis", default: 0), rank: x.rank, op: ctx.nodeLabel)
         let outputs = ctx.node.outputs.count
         var sizes: [Int]
