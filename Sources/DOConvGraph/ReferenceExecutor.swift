@@ -249,12 +249,23 @@ public struct ReferenceExecutor {
         return result
     }
 
+    /// The ops that may take strings and complex numbers (opaque bytes): they pass values
+    /// through in their order, without computing on them or reordering them.
+    static let carriesOpaqueData: Set<String> = [
+        "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Shape", "Size", "If", "Loop", "Scan", "Constant",
+    ]
+
     /// Runs one node.
     static func run(_ node: Node, inputs: [TensorValue?], opset: Int64, captured: [String: TensorValue] = [:],
                     threads: Int = FastKernels.threads) throws(ExecutionError) -> [TensorValue] {
         guard node.isStandardDomain else { throw .unsupported(op: node.opType, reason: "custom domain '\(node.domain)'") }
         guard let kernel = kernels[node.opType] else { throw .unsupported(op: node.opType, reason: "no reference implementation") }
         let context = OpContext(node: node, inputs: inputs, opset: opset, captured: captured, threads: max(1, threads))
+        // Strings and complex numbers are carried as opaque bytes: only ops that move data
+        // without computing on it may take them.
+        if !carriesOpaqueData.contains(node.opType), let value = inputs.lazy.compactMap({ $0 }).first(where: { if case .opaque = $0.storage { true } else { false } }) {
+            throw context.unsupported("\(value.type) inputs")
+        }
         do {
             let outputs = try kernel(context)
             guard node.outputs.dropFirst(outputs.count).allSatisfy(\.isEmpty) else {

@@ -129,7 +129,8 @@ def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
     ("executor-resize-empty-long-axis.onnx", None),           # an empty output with a 215M-long axis: minutes of tables
     ("executor-roialign-empty-x.onnx", None),                 # RoiAlign over an X with no elements read past its data
     ("executor-split-scalar.onnx", "cannot be split"),        # Split of a scalar read a dim it lacks; its name holds newlines
-], ids=["loop-trip-count", "resize-empty-huge", "resize-empty-long-axis", "roialign-empty-x", "split-scalar"])
+    ("executor-compare-complex.onnx", "complex64 inputs"),    # LessOrEqual on complex64 read values it does not have
+], ids=["loop-trip-count", "resize-empty-huge", "resize-empty-long-axis", "roialign-empty-x", "split-scalar", "compare-complex"])
 def test_fuzz_executor_findings_end_at_once(name, phrase, tmp_path):
     """Inputs fuzz-executor found: each ends in one error line (exit 2) or runs, at once."""
     from conftest import ROOT, run_verify
