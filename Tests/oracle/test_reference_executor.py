@@ -130,7 +130,10 @@ def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
     ("executor-roialign-empty-x.onnx", None),                 # RoiAlign over an X with no elements read past its data
     ("executor-split-scalar.onnx", "cannot be split"),        # Split of a scalar read a dim it lacks; its name holds newlines
     ("executor-compare-complex.onnx", "complex64 inputs"),    # LessOrEqual on complex64 read values it does not have
-], ids=["loop-trip-count", "resize-empty-huge", "resize-empty-long-axis", "roialign-empty-x", "split-scalar", "compare-complex"])
+    ("executor-pad-int64-min.onnx", "do not fit"),            # abs(Int64.min) of a pad trapped
+    ("executor-convtranspose-short-pads.onnx", "out of range"),  # ConvTranspose read pads it was not given
+], ids=["loop-trip-count", "resize-empty-huge", "resize-empty-long-axis", "roialign-empty-x", "split-scalar", "compare-complex",
+        "pad-int64-min", "convtranspose-short-pads"])
 def test_fuzz_executor_findings_end_at_once(name, phrase, tmp_path):
     """Inputs fuzz-executor found: each ends in one error line (exit 2) or runs, at once."""
     from conftest import ROOT, run_verify

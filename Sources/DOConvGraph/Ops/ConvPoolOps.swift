@@ -186,6 +186,13 @@ enum ConvPoolOps {
         var output = [Int](repeating: 0, count: rank)
         let declared = try ctx.ints("output_shape").map { Array($0.suffix(rank)).map(Int.init) }
         let pads = try ctx.ints("pads").map { $0.map(Int.init) }
+        // Attributes from the model, bounded before any arithmetic on them.
+        let bound = 1 << 20
+        guard strides.allSatisfy({ (1...bound).contains($0) }), dilations.allSatisfy({ (1...bound).contains($0) }),
+              outputPadding.allSatisfy({ (0...bound).contains($0) }), pads.map({ $0.count == 2 * rank && $0.allSatisfy { (0...bound).contains($0) } }) ?? true,
+              declared.map({ $0.count == rank && $0.allSatisfy { (1...(1 << 28)).contains($0) } }) ?? true else {
+            throw ctx.invalid("strides, dilations, output_padding, pads or output_shape out of range")
+        }
         for axis in 0..<rank {
             let full = strides[axis] * (input[axis] - 1) + outputPadding[axis] + (kernel[axis] - 1) * dilations[axis] + 1
             if let declared {

@@ -354,7 +354,7 @@ enum ShapeOps {
             if let v = ctx.optionalInput(2), v.count > 0 { value = v.doubles[0] }
             if let a = ctx.optionalInput(3) { axes = try a.int64s.map { try TensorMath.axis($0, rank: x.rank, op: ctx.nodeLabel) } }
         }
-        guard pads.count == 2 * axes.count, pads.allSatisfy({ abs($0) < 1 << 40 }) else { throw ctx.invalid("pads \(pads) do not fit \(axes.count) axes") }
+        guard pads.count == 2 * axes.count, pads.allSatisfy({ $0 > -(1 << 40) && $0 < 1 << 40 }) else { throw ctx.invalid("pads \(pads) do not fit \(axes.count) axes") }
         var begin = [Int](repeating: 0, count: x.rank)
         var end = [Int](repeating: 0, count: x.rank)
         for (k, axis) in axes.enumerated() {
