@@ -78,15 +78,7 @@ enum GluonLayerReading {
                 }
             }
         }
-        var kernel = [Double](repeating: 0, count: weight.count)
-        for mm in 0..<m {
-            for nn in 0..<n {
-                for c in 0..<perGroup {
-                    for o in 0..<cout { kernel[((o * perGroup + c) * m + mm) * n + nn] = k[((mm * n + nn) * perGroup + c) * cout + o] }
-                }
-            }
-        }
-        return kernel
+        return NaiveFold.oihw(fromHWIO: k, height: m, width: n, inPerGroup: perGroup, out: cout)
     }
 
     /// An array's values, exactly, as float64.

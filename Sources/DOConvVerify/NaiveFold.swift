@@ -73,17 +73,21 @@ enum NaiveFold {
             return e // reshape to (Cout, Cin/g, M, N) keeps the flat order
         case .keras:
             // Reshape to HWIO (M, N, Cin/g, Cout) keeps the flat order; transpose [3, 2, 0, 1].
-            let (h, w, ci, co) = (g.kernelHeight, g.kernelWidth, g.inChannelsPerGroup, g.outChannels)
-            var k = [Double](repeating: 0, count: e.count)
-            for a in 0..<h {
-                for b in 0..<w {
-                    for c in 0..<ci {
-                        for o in 0..<co { k[((o * ci + c) * h + a) * w + b] = e[((a * w + b) * ci + c) * co + o] }
-                    }
+            return oihw(fromHWIO: e, height: g.kernelHeight, width: g.kernelWidth, inPerGroup: g.inChannelsPerGroup, out: g.outChannels)
+        }
+    }
+
+    /// A kernel laid out HWIO (M, N, Cin/g, Cout), transposed to OIHW (Cout, Cin/g, M, N).
+    static func oihw(fromHWIO e: [Double], height h: Int, width w: Int, inPerGroup ci: Int, out co: Int) -> [Double] {
+        var k = [Double](repeating: 0, count: e.count)
+        for a in 0..<h {
+            for b in 0..<w {
+                for c in 0..<ci {
+                    for o in 0..<co { k[((o * ci + c) * h + a) * w + b] = e[((a * w + b) * ci + c) * co + o] }
                 }
             }
-            return k
         }
+        return k
     }
 
     /// For output channel `o` and group-local input `c` of the conv: the einsum's (D channel,
