@@ -99,15 +99,15 @@ public enum KerasFolder {
             }
             if let configLayer, configLayer.className == "Conv2D" { convs[configLayer.name] = KerasConvWeights(plain: weights) }
             guard let found = try detector.detect(weights, config: configLayer, rejected: &summary.rejected) else { continue }
-            let (layer, record) = try detector.fold(found, options: options.fold)
+            let (kernel, record) = try detector.fold(found, options: options.fold)
             let removed = record.geometry.trainedParameterCount - record.geometry.kernelCount
             summary.parametersAfter -= removed
             summary.bytesAfter -= removed * found.kernel.elementSize
             summary.layers.append(record)
             foldedNames.insert(configLayer?.name ?? weights.name)
-            convs[found.name] = KerasConvWeights(layer: weights, kernel: found.kernel, kernelShape: layer.shape,
+            convs[found.name] = KerasConvWeights(layer: weights, kernel: found.kernel, kernelShape: kernel.shape,
                                                  bias: weights.weights.first { $0.role == .bias })
-            plan.replacedDatasets[found.kernel.path] = (layer.shape, layer.values)
+            plan.replacedDatasets[found.kernel.path] = kernel
             if let d = found.d { plan.dropped.insert(d.path) }
             if layout.format != .weightsH5 {
                 let group = try detector.group(at: weights.groupPath)

@@ -23,8 +23,9 @@ struct KerasRewritePlan {
         var template: String
     }
 
-    /// Dataset path -> the new shape and values (folded kernels).
-    var replacedDatasets: [String: (shape: [Int], values: [Float])] = [:]
+    /// Dataset path -> the new shape and values (folded kernels), in float64 so that a
+    /// float64 layer keeps its precision; libhdf5 rounds them to the dataset's type once.
+    var replacedDatasets: [String: (shape: [Int], values: [Double])] = [:]
     /// Group path (in the input) -> datasets to create in it.
     var addedDatasets: [String: [AddedDataset]] = [:]
     /// Paths of datasets and groups left out (D, optimizer state).

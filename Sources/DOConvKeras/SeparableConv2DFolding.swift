@@ -100,7 +100,7 @@ struct SeparableConv2DFolding {
             }
             // The depthwise dataset becomes the kernel (M, N, Cin, Cout); the pointwise one goes.
             var plan = KerasRewritePlan()
-            plan.replacedDatasets[depthwise.path] = ([m, n, cin, cout], try oihw.transposed([2, 3, 1, 0]).values)
+            plan.replacedDatasets[depthwise.path] = ([m, n, cin, cout], try oihw.transposed([2, 3, 1, 0]).values.map(Double.init))
             plan.dropped.insert(pointwise.path)
             if format == .weightsH5 {
                 if let bias = loaded.bias { plan.renamedGroups[bias.path] = "1" }

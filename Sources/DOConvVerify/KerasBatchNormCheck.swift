@@ -76,7 +76,7 @@ extension KerasEquivalence {
         /// The layer that took the BatchNormalization, and where its weights are.
         enum Target {
             case conv2D(kernel: Entry)
-            case doConv(kernelKey: String, layer: DetectedLayer)
+            case doConv(kernelKey: String, layer: KerasOriginalLayer)
             case separable(SeparablePair)
         }
 
@@ -104,7 +104,7 @@ extension KerasEquivalence {
         let original: [Entry]
         let folded: [Entry]
         /// ORIGINAL key of each DOConv2D's W -> the layer (those the fold folds).
-        let doKernels: [String: DetectedLayer]
+        let doKernels: [String: KerasOriginalLayer]
         let separable: [SeparablePair]
         /// ORIGINAL's D datasets, which FOLDED no longer holds.
         let dropped: Set<String>
@@ -311,7 +311,7 @@ extension KerasEquivalence {
                     throw FusionProblem("\(role) of BatchNormalization '\(batchNorm.name)' ('\(entry.path)') does not hold \(channels) float values, "
                         + "one per output channel of the conv before it")
                 }
-                values[role] = read.map(Double.init)
+                values[role] = read
             }
             return BatchNormParameters(gamma: values["gamma"] ?? [Double](repeating: 1, count: channels),
                                        beta: values["beta"] ?? [Double](repeating: 0, count: channels),
@@ -323,7 +323,7 @@ extension KerasEquivalence {
         private func channels(of target: BatchNormFusion.Target) -> Int {
             switch target {
             case .conv2D(let kernel): return kernel.shape.last ?? 0
-            case .doConv(_, let layer): return layer.layer.geometry.outChannels
+            case .doConv(_, let layer): return layer.outChannels
             case .separable(let pair): return pair.pointwise.shape.last ?? 0
             }
         }
@@ -349,31 +349,14 @@ extension KerasEquivalence {
         }, description: "Conv2D \(h)x\(w)", elementType: kernel.elementType)
     }
 
-    /// A DOConv2D: `NaiveFold.kernel`, and feature composition (each input channel's patch
-    /// mapped by its D row to Dmul features, combined by W) as the route.
-    static func doConvReference(_ detected: DetectedLayer) -> ConvReference {
-        let layer = detected.layer
-        let g = layer.geometry
-        let (mn, dmul, inPerGroup, outPerGroup) = (g.kernelArea, g.depthMultiplier, g.inChannelsPerGroup, g.outChannelsPerGroup)
-        let route: ([Double]) -> [Double] = { patch in
-            (0..<g.outChannels).map { o in
-                let group = o / outPerGroup
-                var sum = 0.0
-                for c in 0..<inPerGroup {
-                    let real = group * inPerGroup + c
-                    let (i, row) = NaiveFold.einsumPair(layer, output: o, localInput: c)
-                    for s in 0..<dmul {
-                        var feature = 0.0
-                        for m in 0..<mn { feature += NaiveFold.dValue(layer, channel: i, m: m, s: s) * patch[real * mn + m] }
-                        sum += NaiveFold.wrValue(layer, outGroup: row, channel: i, s: s) * feature
-                    }
-                }
-                return sum
-            }
-        }
-        return ConvReference(kernel: NaiveFold.kernel(layer), shape: [g.outChannels, inPerGroup, g.kernelHeight, g.kernelWidth], groups: g.groups,
-                             route: route, description: "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(dmul) (keras)",
-                             elementType: detected.elementType)
+    /// A DOConv2D: its kernel recomputed from ORIGINAL's D and W, and feature composition
+    /// (each input channel's patch mapped by its D row to Dmul features, combined by W) as
+    /// the route (KerasLayerReading.swift).
+    static func doConvReference(_ layer: KerasOriginalLayer) -> ConvReference {
+        ConvReference(kernel: KerasLayerReading.kernel(of: layer),
+                      shape: [layer.outChannels, layer.inChannels / layer.groups, layer.kernelHeight, layer.kernelWidth],
+                      groups: layer.groups, route: KerasLayerReading.route(layer), description: layer.description,
+                      elementType: layer.kernel.elementType)
     }
 
     /// A SeparableConv2D folded into a Conv2D: the composed kernel, and depthwise features
@@ -382,8 +365,8 @@ extension KerasEquivalence {
         let (h, w, cin, dmul) = (pair.depthwise.shape[0], pair.depthwise.shape[1], pair.depthwise.shape[2], pair.depthwise.shape[3])
         let cout = pair.pointwise.shape[3]
         let mn = h * w
-        let dw = (pair.depthwise.values ?? []).map(Double.init)
-        let pw = (pair.pointwise.values ?? []).map(Double.init)
+        let dw = pair.depthwise.values ?? []
+        let pw = pair.pointwise.values ?? []
         let route: ([Double]) -> [Double] = { patch in
             var features = [Double](repeating: 0, count: cin * dmul)
             for c in 0..<cin { for s in 0..<dmul { for m in 0..<mn { features[c * dmul + s] += dw[(m * cin + c) * dmul + s] * patch[c * mn + m] } } }
@@ -391,6 +374,24 @@ extension KerasEquivalence {
         }
         return ConvReference(kernel: separableComposition(pair), shape: [cout, cin, h, w], groups: 1, route: route,
                              description: separableDescription(pair), elementType: pair.depthwise.elementType)
+    }
+
+    /// Random patches (Cin, M, N) through ORIGINAL's layer as it computes (`reference.route`)
+    /// and through FOLDED's kernel `actual` (OIHW) as a grouped conv.
+    static func probe(_ reference: ConvReference, kernel actual: [Double], patches: Int, seed: UInt64, tolerance: Double) -> ErrorStats {
+        let (cout, row) = (reference.shape[0], reference.shape.dropFirst().reduce(1, *))
+        let outPerGroup = max(cout / max(reference.groups, 1), 1)
+        var random = SeededGenerator(seed: seed)
+        var stats = ErrorStats(tolerance: tolerance)
+        for p in 0..<max(1, patches) {
+            let patch = (0..<(reference.groups * row)).map { _ in Double.random(in: -1...1, using: &random) }
+            let viaFolded = (0..<cout).map { o in
+                let start = (o / outPerGroup) * row
+                return (0..<row).reduce(0.0) { $0 + actual[o * row + $1] * patch[start + $1] }
+            }
+            stats.add(expected: reference.route(patch), actual: viaFolded, shape: [cout], context: "patch \(p + 1)")
+        }
+        return stats
     }
 
     // MARK: - The check
@@ -432,13 +433,13 @@ extension KerasEquivalence {
                 result.problems.append("ORIGINAL's bias '\(bias.path)' of '\(fusion.conv.name)' does not hold \(cout) float values")
                 return result
             }
-            b = values.map(Double.init)
+            b = values
         }
         guard let foldedBias = fusion.foldedBias, let biasValues = foldedBias.values, biasValues.count == cout else {
             result.problems.append("FOLDED's '\(fusion.conv.name)' has no bias of \(cout) float values, which the fused BatchNormalization '\(fusion.batchNorm.name)' needs")
             return result
         }
-        let newBias = biasValues.map(Double.init)
+        let newBias = biasValues
         result.bias = ErrorStats.compare(expected: parameters.fusedBias(b), actual: newBias, shape: [cout], tolerance: tolerance)
 
         var random = SeededGenerator(seed: options.seed)
@@ -460,12 +461,12 @@ extension KerasEquivalence {
     }
 
     /// A Keras kernel (M, N, Cin/g, Cout) in OIHW (Cout, Cin/g, M, N), float64.
-    static func oihw(_ values: [Float], hwio shape: [Int]) -> [Double] {
+    static func oihw(_ values: [Double], hwio shape: [Int]) -> [Double] {
         guard shape.count == 4, values.count == shape.reduce(1, *) else { return [] }
         let (h, w, ci, co) = (shape[0], shape[1], shape[2], shape[3])
         var result = [Double](repeating: 0, count: values.count)
         for a in 0..<h { for b in 0..<w { for c in 0..<ci { for o in 0..<co {
-            result[((o * ci + c) * h + a) * w + b] = Double(values[((a * w + b) * ci + c) * co + o])
+            result[((o * ci + c) * h + a) * w + b] = values[((a * w + b) * ci + c) * co + o]
         } } } }
         return result
     }

@@ -16,7 +16,7 @@ public enum KerasEquivalence {
         var path: String
         var key: String
         var shape: [Int]
-        var values: [Float]?
+        var values: [Double]?
         var elementType: ElementType?
     }
 
@@ -55,42 +55,42 @@ public enum KerasEquivalence {
     static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions,
                        foldedConfigJSON: String?) throws(VerifyError) -> VerificationReport {
         var report = VerificationReport(original: originalPath, folded: foldedPath, format: "Keras HDF5")
-        var keras = KerasFoldOptions()
-        keras.configJSON = options.kerasConfigJSON
-        keras.kernelSizes = options.kernelSizes
-        keras.fold.selection = options.selection
-        let detection: Detection
         let original: [Entry]
         let folded: [Entry]
         let file: WeightFile
         do {
-            detection = try KerasFolder.detect(path: originalPath, options: keras)
             original = try entries(of: originalPath)
             folded = try entries(of: foldedPath)
             file = try WeightFile(path: originalPath)
         } catch {
             throw VerifyError("\(error)")
         }
+        // ORIGINAL's config (stored, else --config) names the layers, as for the fold.
+        var config: KerasModelConfig?
+        if let json = file.storedConfig ?? options.kerasConfigJSON {
+            do {
+                config = try KerasModelConfig(json: json, source: file.storedConfig != nil ? originalPath : "--config")
+            } catch {
+                throw VerifyError("\(error)")
+            }
+        }
         let tolerance = options.tolerance
         let foldedByKey = Dictionary(folded.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         let originalKeys = Set(original.map(\.key))
 
-        // Each detected layer: its W (kernel) dataset, matched by value, and D beside it.
-        var kernels: [String: DetectedLayer] = [:] // ORIGINAL key of W -> layer
+        // Each DOConv2D layer, read from ORIGINAL alone: its W dataset keeps its key and
+        // becomes the kernel, its D goes.
+        var kernels: [String: KerasOriginalLayer] = [:] // ORIGINAL key of W -> layer
         var dropped = Set<String>()
-        for layer in detection.layers where layer.form == .kernelComposition {
-            let g = layer.layer.geometry
-            let w = original.filter { $0.shape == [g.depthMultiplier, g.inChannelsPerGroup, g.outChannels] && $0.values == layer.layer.w.array && !isOptimizer($0.path) }
-            guard let kernel = w.first(where: { $0.path.contains(layer.name) }) ?? w.first else {
-                report.structure.append("cannot find the kernel dataset of DOConv2D layer '\(layer.name)' in ORIGINAL")
-                continue
+        do {
+            for layer in try KerasLayerReading.layers(of: original, format: file.format, config: config, options: options) {
+                kernels[layer.kernel.key] = layer
+                if let d = layer.d { dropped.insert(d.key) }
             }
-            kernels[kernel.key] = layer
-            let parent = parentPath(kernel.path)
-            if g.kernelArea > 1 || layer.layer.d != nil,
-               let d = original.first(where: { parentPath($0.path) == parent && $0.shape == [g.kernelArea, g.depthMultiplier, g.inChannels] && $0.path != kernel.path }) {
-                dropped.insert(d.key)
-            }
+        } catch let error as VerifyError {
+            throw error
+        } catch {
+            throw VerifyError("\(error)")
         }
 
         // SeparableConv2D layers folded into Conv2D (a depthwise + 1x1 pair: feature composition).
@@ -101,13 +101,7 @@ public enum KerasEquivalence {
         // BatchNormalization layers fused into the conv before them (--fuse-bn): only the
         // config tells which layer feeds which, as for the fold (stored first, as it reads it).
         var fusions: [BatchNormFusion] = []
-        if let format = file.format, let json = file.storedConfig ?? options.kerasConfigJSON {
-            let config: KerasModelConfig
-            do {
-                config = try KerasModelConfig(json: json, source: file.storedConfig != nil ? originalPath : "--config")
-            } catch {
-                throw VerifyError("\(error)")
-            }
+        if let format = file.format, let config {
             let found = FusionFinder(config: config, format: format, original: original, folded: folded, doKernels: kernels,
                                      separable: separable, dropped: dropped).find()
             fusions = found.fusions
@@ -180,31 +174,28 @@ public enum KerasEquivalence {
         }
 
         // Each folded kernel.
-        for (key, detected) in kernels.sorted(by: { $0.key < $1.key }) {
+        for (key, layer) in kernels.sorted(by: { $0.key < $1.key }) {
             if let fusion = fusedKernels[key] {
-                report.layers.append(checkFusion(fusion, reference: doConvReference(detected), options: options))
+                report.layers.append(checkFusion(fusion, reference: doConvReference(layer), options: options))
                 continue
             }
-            let g = detected.layer.geometry
-            var result = LayerResult(name: detected.name, conv: foldedByKey[key]?.path ?? key,
-                                     description: "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(g.depthMultiplier) (keras)")
+            var result = LayerResult(name: layer.name, conv: foldedByKey[key]?.path ?? key, description: layer.description)
             guard let after = foldedByKey[key], let values = after.values else {
                 result.problems.append("FOLDED has no float kernel at '\(key)'")
                 report.layers.append(result)
                 continue
             }
-            let hwio = [g.kernelHeight, g.kernelWidth, g.inChannelsPerGroup, g.outChannels]
-            guard after.shape == hwio else {
-                result.problems.append("FOLDED's kernel has shape \(after.shape), expected (M, N, Cin/g, Cout) = \(hwio)")
+            guard after.shape == layer.foldedShape else {
+                result.problems.append("FOLDED's kernel has shape \(after.shape), expected (M, N, Cin/g, Cout) = \(layer.foldedShape)")
                 report.layers.append(result)
                 continue
             }
-            let (h, w, ci, co) = (hwio[0], hwio[1], hwio[2], hwio[3])
-            let actual = oihw(values, hwio: hwio)
-            let tol = tolerance ?? detected.elementType.defaultTolerance
-            let reference = NaiveFold.kernel(detected.layer)
-            result.kernel = ErrorStats.compare(expected: reference, actual: actual, shape: [co, ci, h, w], tolerance: tol)
-            result.probe = NaiveFold.probe(detected.layer, kernel: actual, scale: nil, patches: options.probePatches, seed: options.seed, tolerance: tol)
+            let reference = doConvReference(layer)
+            let actual = oihw(values, hwio: after.shape)
+            let type = [layer.kernel.elementType, after.elementType].compactMap { $0 }.map(\.defaultTolerance).max()
+            let tol = tolerance ?? type ?? ElementType.float32.defaultTolerance
+            result.kernel = ErrorStats.compare(expected: reference.kernel, actual: actual, shape: reference.shape, tolerance: tol)
+            result.probe = probe(reference, kernel: actual, patches: options.probePatches, seed: options.seed, tolerance: tol)
             report.layers.append(result)
         }
         for fusion in fusedConv2Ds {
@@ -293,8 +284,8 @@ public enum KerasEquivalence {
         let cout = pair.pointwise.shape[3]
         let mn = h * w
         var result = LayerResult(name: pair.layerName, conv: pair.kernel.path, description: separableDescription(pair))
-        let dw = (pair.depthwise.values ?? []).map(Double.init)
-        let pw = (pair.pointwise.values ?? []).map(Double.init)
+        let dw = pair.depthwise.values ?? []
+        let pw = pair.pointwise.values ?? []
         // OIHW (Cout, Cin, M, N), both.
         let expected = separableComposition(pair)
         let actual = oihw(pair.kernel.values ?? [], hwio: pair.kernel.shape)
@@ -332,8 +323,8 @@ public enum KerasEquivalence {
         let (h, w, cin, dmul) = (pair.depthwise.shape[0], pair.depthwise.shape[1], pair.depthwise.shape[2], pair.depthwise.shape[3])
         let cout = pair.pointwise.shape[3]
         let mn = h * w
-        let dw = (pair.depthwise.values ?? []).map(Double.init)
-        let pw = (pair.pointwise.values ?? []).map(Double.init)
+        let dw = pair.depthwise.values ?? []
+        let pw = pair.pointwise.values ?? []
         guard dw.count == mn * cin * dmul, pw.count == cin * dmul * cout else { return [] }
         var kernel = [Double](repeating: 0, count: cout * cin * mn)
         for m in 0..<mn {
@@ -376,7 +367,7 @@ public enum KerasEquivalence {
                 case .dataset:
                     let dataset = try group.dataset(name)
                     let type = try dataset.elementType()
-                    let values = type != nil ? try dataset.floats() : nil
+                    let values = type != nil ? try dataset.doubles() : nil
                     result.append(Entry(path: dataset.path, key: (key == "/" ? "/" : key + "/") + name, shape: try dataset.shape(), values: values, elementType: type))
                 case .other:
                     continue

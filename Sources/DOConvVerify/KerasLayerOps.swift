@@ -42,7 +42,7 @@ struct KerasWeightSet {
         if let expected, expected != entry.shape {
             throw .invalid("\(role) of layer '\(layer)' ('\(entry.path)') has shape \(entry.shape), the config implies \(expected)")
         }
-        return (entry.shape, values.map(Double.init))
+        return (entry.shape, values)
     }
 }
 

@@ -74,11 +74,21 @@ public struct HDF5Dataset {
     /// All values converted to Float by libhdf5, after `checkClaimedSize`: a header that
     /// lies about the size cannot make us allocate more than the file could hold.
     public func floats() throws(HDF5Error) -> [Float] {
+        try read(as: Float.self, memoryType: doconv_h5t_native_float())
+    }
+
+    /// All values converted to Double by libhdf5 (exact for every float type it stores),
+    /// after `checkClaimedSize`.
+    public func doubles() throws(HDF5Error) -> [Double] {
+        try read(as: Double.self, memoryType: doconv_h5t_native_double())
+    }
+
+    private func read<T: BinaryFloatingPoint>(as: T.Type, memoryType: hid_t) throws(HDF5Error) -> [T] {
         try checkClaimedSize()
         let count = Tensor.elementCount(of: try shape()) ?? 0
         guard try elementType() != nil else { throw HDF5Error(file: fileName, message: "'\(path)' is not a float dataset") }
-        var values = [Float](repeating: 0, count: max(count, 1))
-        try check(H5Dread(handle.id, doconv_h5t_native_float(), h5All, h5All, h5Default, &values),
+        var values = [T](repeating: 0, count: max(count, 1))
+        try check(H5Dread(handle.id, memoryType, h5All, h5All, h5Default, &values),
                   file: fileName, "cannot read '\(path)'")
         return count == 0 ? [] : values
     }
@@ -86,6 +96,15 @@ public struct HDF5Dataset {
     /// Creates dataset `name` in `group` with this dataset's element type and creation
     /// properties (chunking, compression) but shape `shape`, holding `values`.
     public func createSibling(in target: HDF5Group, name: String, shape: [Int], values: [Float]) throws(HDF5Error) {
+        try createSibling(in: target, name: name, shape: shape, values: values, memoryType: doconv_h5t_native_float())
+    }
+
+    /// As above, from float64 values (libhdf5 rounds them to the dataset's type once).
+    public func createSibling(in target: HDF5Group, name: String, shape: [Int], values: [Double]) throws(HDF5Error) {
+        try createSibling(in: target, name: name, shape: shape, values: values, memoryType: doconv_h5t_native_double())
+    }
+
+    private func createSibling<T: BinaryFloatingPoint>(in target: HDF5Group, name: String, shape: [Int], values: [T], memoryType: hid_t) throws(HDF5Error) {
         let what = "'\(target.childPath(name))'"
         let type = try HDF5Handle(H5Dget_type(handle.id), file: fileName, "cannot read the type of '\(path)'")
         let properties = try HDF5Handle(H5Dget_create_plist(handle.id), file: fileName, "cannot read the layout of '\(path)'")
@@ -99,7 +118,7 @@ public struct HDF5Dataset {
         let dataset = try HDF5Handle(H5Dcreate2(target.handle.id, name, type.id, space.id, h5Default, properties.id, h5Default),
                                      file: target.fileName, "cannot create \(what)")
         var data = values
-        try check(H5Dwrite(dataset.id, doconv_h5t_native_float(), h5All, h5All, h5Default, &data),
+        try check(H5Dwrite(dataset.id, memoryType, h5All, h5All, h5Default, &data),
                   file: target.fileName, "cannot write \(what)")
     }
 }
