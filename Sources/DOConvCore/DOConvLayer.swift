@@ -125,25 +125,4 @@ public struct DOConvLayer: Sendable {
             return (c * g.outChannels + o) / g.outChannelsPerGroup
         }
     }
-
-    /// W[o, c, s] in the layer's own layout.
-    @inline(__always)
-    public func wValue(output o: Int, localInput c: Int, s: Int) -> Float {
-        let g = geometry
-        switch layout {
-        case .pytorch: return w[(o * g.inChannelsPerGroup + c) * g.depthMultiplier + s]
-        case .keras: return w[(s * g.inChannelsPerGroup + c) * g.outChannels + o]
-        }
-    }
-
-    /// (D + I)[i, m, s] in the layer's own layout; the identity when there is no D.
-    @inline(__always)
-    public func dValue(channel i: Int, m: Int, s: Int) -> Float {
-        guard let d else { return m == s ? 1 : 0 }
-        let g = geometry
-        switch layout {
-        case .pytorch: return d[(i * g.kernelArea + m) * g.depthMultiplier + s]
-        case .keras: return d[(m * g.depthMultiplier + s) * g.inChannels + i]
-        }
-    }
 }

@@ -118,6 +118,9 @@ public struct DetectedLayer: Sendable {
     /// Where the layer sits when not in the main graph: "function DOConv2d, call node
     /// /conv1/DOConv2d", or a subgraph path such as "If choose/then_branch".
     public var location: String?
+    /// A float64 layer's operands read exactly, when the format has them: the fold then
+    /// computes and probes in float64.
+    public var float64: Float64Layer?
 
     public init(name: String, form: DOConvForm, layer: DOConvLayer, elementType: ElementType, stride: [Int], dilation: [Int]) {
         self.name = name

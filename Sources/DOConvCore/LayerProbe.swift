@@ -40,6 +40,15 @@ public enum LayerProbe {
         return routes.report
     }
 
+    /// Probes a float64 layer in float64: `d` (D + I as its layout stores it; nil for a 1x1
+    /// layer) and `w` read exactly, against `kernel` (OIHW, as stored).
+    public static func compare(layout: DOConvLayout, geometry g: DOConvGeometry, d: [Double]?, w: [Double], kernel: [Double],
+                               patches: Int = 2, seed: UInt64 = 0x5EED) -> ProbeReport {
+        precondition(kernel.count == g.kernelCount && w.count == g.wCount, "kernel or W does not match the layer geometry")
+        let probe = ProbePatches(geometry: g, count: max(1, patches), seed: seed)
+        return ProbeRoutes.general(layout: layout, geometry: g, d: d.map { d in { d[$0] } }, w: { w[$0] }, kernel: { kernel[$0] }, patches: probe).report
+    }
+
     /// True when the D row the framework pairs with every (o, c) is the conv's real input
     /// channel, so each channel's features can be computed once per patch. Always so for
     /// groups = 1; reshapes that reinterpret memory (some grouped layers) break it.
@@ -48,7 +57,7 @@ public enum LayerProbe {
         if g.groups == 1 { return true }
         for o in 0..<g.outChannels {
             let first = (o / g.outChannelsPerGroup) * g.inChannelsPerGroup
-            for c in 0..<g.inChannelsPerGroup where layer.dChannel(output: o, localInput: c) != first + c { return false }
+            for c in 0..<g.inChannelsPerGroup where ProbeFormula(layout: layer.layout, geometry: g).pair(output: o, localInput: c).channel != first + c { return false }
         }
         return true
     }
@@ -149,31 +158,88 @@ struct ProbeRoutes {
     /// Features are computed per (o, c): as costly as a fold, but only grouped layers whose
     /// reshapes reinterpret memory need it, and those are small.
     static func general(layer: DOConvLayer, kernel: UnsafeBufferPointer<Float>, patches: ProbePatches) -> ProbeRoutes {
-        let g = layer.geometry
+        let (w, d) = (layer.w, layer.d)
+        return general(layout: layer.layout, geometry: layer.geometry, d: d.map { d in { Double(d[$0]) } }, w: { Double(w[$0]) },
+                       kernel: { Double(kernel[$0]) }, patches: patches)
+    }
+
+    /// The two routes by the framework's formula (`ProbeFormula`), reading D + I, W and the
+    /// kernel through their flat indexes; no D is the identity.
+    static func general(layout: DOConvLayout, geometry g: DOConvGeometry, d: ((Int) -> Double)?, w: (Int) -> Double,
+                        kernel: (Int) -> Double, patches: ProbePatches) -> ProbeRoutes {
         let (mn, dmul, inPerGroup) = (g.kernelArea, g.depthMultiplier, g.inChannelsPerGroup)
+        let formula = ProbeFormula(layout: layout, geometry: g)
         var routes = ProbeRoutes(outputs: g.outChannels, patches: patches.count)
         for p in 0..<patches.count {
-            let patch = patches.values[(p * patches.size)..<((p + 1) * patches.size)]
-            let base = patch.startIndex
+            let base = p * patches.size
             for o in 0..<g.outChannels {
                 var a = 0.0
                 var b = 0.0
                 for c in 0..<inPerGroup {
                     let channel = (o / g.outChannelsPerGroup) * inPerGroup + c
-                    let dRow = layer.dChannel(output: o, localInput: c)
+                    let (i, row) = formula.pair(output: o, localInput: c)
                     for s in 0..<dmul {
                         var feature = 0.0
-                        for m in 0..<mn { feature += Double(layer.dValue(channel: dRow, m: m, s: s)) * patch[base + channel * mn + m] }
-                        a += Double(layer.wValue(output: o, localInput: c, s: s)) * feature
+                        for m in 0..<mn {
+                            let dt = d.map { $0(formula.dIndex(channel: i, m: m, s: s)) } ?? (m == s ? 1 : 0)
+                            feature += dt * patches.values[base + channel * mn + m]
+                        }
+                        a += w(formula.wIndex(row: row, channel: i, s: s)) * feature
                     }
                     let k = (o * inPerGroup + c) * mn
-                    for m in 0..<mn { b += Double(kernel[k + m]) * patch[base + channel * mn + m] }
+                    for m in 0..<mn { b += kernel(k + m) * patches.values[base + channel * mn + m] }
                 }
                 routes.viaFeatures[p * g.outChannels + o] = a
                 routes.viaKernel[p * g.outChannels + o] = b
             }
         }
         return routes
+    }
+}
+
+/// The frameworks' composition written out for the probe, from FORMATS.md, apart from the
+/// fold's kernels and the layer type:
+/// - PyTorch: E = einsum('ims,ois->oim', D + I (Cin, MN, Dmul), W viewed as (Cout/g, Cin, Dmul)),
+///   viewed as the kernel (Cout, Cin/g, M, N);
+/// - Keras: E = einsum('msi,sio->mio', D + I (MN, Dmul, Cin), W viewed as (Dmul, Cin, Cout/g)),
+///   viewed as (M, N, Cin/g, Cout).
+/// The views only reinterpret memory, so kernel element (o, c, m) is the E element at the
+/// same flat position, which names its einsum channel i and W row o'.
+struct ProbeFormula {
+    let layout: DOConvLayout
+    let geometry: DOConvGeometry
+
+    /// (einsum channel i, W row o') of the conv's output o and group-local input c.
+    func pair(output o: Int, localInput c: Int) -> (channel: Int, row: Int) {
+        let g = geometry
+        switch layout {
+        case .pytorch:
+            // Kernel flat (o * Cin/g + c) * MN + m = E flat (o' * Cin + i) * MN + m.
+            let flat = o * g.inChannelsPerGroup + c
+            return (flat % g.inChannels, flat / g.inChannels)
+        case .keras:
+            // Kernel flat (m * Cin/g + c) * Cout + o = E flat (m * Cin + i) * Cout/g + o'.
+            let flat = c * g.outChannels + o
+            return (flat / g.outChannelsPerGroup, flat % g.outChannelsPerGroup)
+        }
+    }
+
+    /// W's flat index of (row o', channel i, s) in the einsum's view of W.
+    func wIndex(row: Int, channel i: Int, s: Int) -> Int {
+        let g = geometry
+        switch layout {
+        case .pytorch: return (row * g.inChannels + i) * g.depthMultiplier + s
+        case .keras: return (s * g.inChannels + i) * g.outChannelsPerGroup + row
+        }
+    }
+
+    /// D's flat index of (channel i, m, s).
+    func dIndex(channel i: Int, m: Int, s: Int) -> Int {
+        let g = geometry
+        switch layout {
+        case .pytorch: return (i * g.kernelArea + m) * g.depthMultiplier + s
+        case .keras: return (m * g.depthMultiplier + s) * g.inChannels + i
+        }
     }
 }
 

@@ -56,3 +56,31 @@ public enum ScalarFold {
         }
     }
 }
+
+/// A float64 layer's operands read exactly: D + I as its layout stores it (nil for a 1x1
+/// layer) and W. It folds and probes in float64, so a float64 model keeps its precision
+/// (the float32 `DOConvLayer` would round both to about 1e-7).
+public struct Float64Layer: Sendable {
+    public let layout: DOConvLayout
+    public let geometry: DOConvGeometry
+    public let d: [Double]?
+    public let w: [Double]
+
+    public init(layout: DOConvLayout, geometry: DOConvGeometry, d: [Double]?, w: [Double]) throws(TensorError) {
+        guard w.count == geometry.wCount, (d?.count ?? geometry.dCount) == geometry.dCount else {
+            throw .inconsistentLayer("float64 D and W hold \(d?.count ?? 0) and \(w.count) values, the layer needs \(geometry.dCount) and \(geometry.wCount)")
+        }
+        self.layout = layout
+        self.geometry = geometry
+        self.d = d
+        self.w = w
+    }
+
+    /// The composite kernel, OIHW, in float64.
+    public func foldedKernel() -> [Double] { ScalarFold.kernelValues(layout: layout, geometry: geometry, d: d, w: w) }
+
+    /// `kernel` (OIHW, as stored) probed against the layer in float64.
+    public func probe(kernel: [Double], patches: Int, seed: UInt64) -> ProbeReport {
+        LayerProbe.compare(layout: layout, geometry: geometry, d: d, w: w, kernel: kernel, patches: patches, seed: seed)
+    }
+}

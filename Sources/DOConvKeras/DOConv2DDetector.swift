@@ -118,39 +118,41 @@ struct DOConv2DDetector {
     }
 
     /// Folds one layer: the kernel as Keras stores it (M, N, Cin/g, Cout), and the report.
-    /// A float64 layer folds in float64, from its datasets read exactly.
+    /// A float64 layer folds and is probed in float64, from its datasets read exactly.
     func fold(_ found: Found, options: FoldOptions) throws(KerasError) -> (kernel: (shape: [Int], values: [Double]), record: FoldedLayer) {
         let detected = try load(found)
         let (layer, type) = (detected.layer, detected.elementType)
         do {
-            // Verify what will be stored: the kernel rounded to the file's element type.
-            var oihw = layer.foldedKernel()
-            let exact = type == .float64 ? try float64Kernel(found) : nil
-            if let exact {
-                oihw.values = exact.map(Float.init)
-            } else {
-                oihw.values = try ElementCodec.encode(oihw.values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
-                    try ElementCodec.decode(raw, as: type, count: oihw.count)
-                }
-            }
-            var record = FoldedLayer(name: found.name, layout: .keras, geometry: found.geometry, elementType: type,
+            let g = found.geometry
+            var record = FoldedLayer(name: found.name, layout: .keras, geometry: g, elementType: type,
                                      stride: found.stride, dilation: found.dilation,
                                      tolerance: options.tolerance ?? type.defaultTolerance)
+            let shape = [g.kernelHeight, g.kernelWidth, g.inChannelsPerGroup, g.outChannels]
+            if type == .float64 {
+                let exactLayer = try float64Layer(found)
+                let exact = exactLayer.foldedKernel()
+                if options.verify {
+                    record.relativeError = exactLayer.probe(kernel: exact, patches: options.probePatches, seed: options.seed).relativeError
+                }
+                // OIHW -> HWIO.
+                let (mn, perGroup, cout) = (g.kernelArea, g.inChannelsPerGroup, g.outChannels)
+                var hwio = [Double](repeating: 0, count: exact.count)
+                for o in 0..<cout {
+                    for c in 0..<perGroup {
+                        for q in 0..<mn { hwio[(q * perGroup + c) * cout + o] = exact[(o * perGroup + c) * mn + q] }
+                    }
+                }
+                return ((shape, hwio), record)
+            }
+            // Verify what will be stored: the kernel rounded to the file's element type.
+            var oihw = layer.foldedKernel()
+            oihw.values = try ElementCodec.encode(oihw.values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
+                try ElementCodec.decode(raw, as: type, count: oihw.count)
+            }
             if options.verify {
                 record.relativeError = LayerProbe.compare(layer: layer, kernel: oihw.values, patches: options.probePatches, seed: options.seed).relativeError
             }
-            let g = found.geometry
-            let shape = [g.kernelHeight, g.kernelWidth, g.inChannelsPerGroup, g.outChannels]
-            guard let exact else { return ((shape, try oihw.transposed([2, 3, 1, 0]).values.map(Double.init)), record) }
-            // OIHW -> HWIO.
-            let (mn, perGroup, cout) = (g.kernelArea, g.inChannelsPerGroup, g.outChannels)
-            var hwio = [Double](repeating: 0, count: exact.count)
-            for o in 0..<cout {
-                for c in 0..<perGroup {
-                    for q in 0..<mn { hwio[(q * perGroup + c) * cout + o] = exact[(o * perGroup + c) * mn + q] }
-                }
-            }
-            return ((shape, hwio), record)
+            return ((shape, try oihw.transposed([2, 3, 1, 0]).values.map(Double.init)), record)
         } catch let error as KerasError {
             throw error
         } catch {
@@ -158,14 +160,14 @@ struct DOConv2DDetector {
         }
     }
 
-    /// A float64 layer's kernel (OIHW) composed in float64 from W and D + I read exactly.
-    private func float64Kernel(_ found: Found) throws -> [Double] {
+    /// A float64 layer read exactly: W and D + I.
+    private func float64Layer(_ found: Found) throws -> Float64Layer {
         let w = try file.dataset(at: found.kernel.path).doubles()
         var d = try found.d.map { (weight) throws(HDF5Error) in try file.dataset(at: weight.path).doubles() }
         if var trained = d {
             IdentityOffset.add(to: &trained, layout: .keras, geometry: found.geometry)
             d = trained
         }
-        return ScalarFold.kernelValues(layout: .keras, geometry: found.geometry, d: d, w: w)
+        return try Float64Layer(layout: .keras, geometry: found.geometry, d: d, w: w)
     }
 }

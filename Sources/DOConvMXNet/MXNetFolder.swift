@@ -141,14 +141,20 @@ public enum MXNetFolder {
             let type = found.detected.elementType
             let kernel = layer.foldedKernel()
             // float64 layers fold in float64, from the arrays as stored.
-            let stored = type == .float64 ? try float64Kernel(found, list: list).withUnsafeBytes { Array($0) } : ElementCodec.encode(kernel.values, as: type)
+            let exactLayer = type == .float64 ? try float64Layer(found, list: list) : nil
+            let exact = exactLayer?.foldedKernel()
+            let stored = exact?.withUnsafeBytes { Array($0) } ?? ElementCodec.encode(kernel.values, as: type)
             var record = FoldedLayer(name: found.detected.name, layout: .keras, geometry: layer.geometry, elementType: type,
                                      stride: found.detected.stride, dilation: found.detected.dilation,
                                      tolerance: options.fold.tolerance ?? type.defaultTolerance)
             if options.fold.verify {
                 // Probe the kernel as stored (after rounding to the element type).
-                let values = (try? stored.withUnsafeBytes { (raw) throws(TensorError) in try ElementCodec.decode(raw, as: type, count: kernel.count) }) ?? []
-                record.relativeError = LayerProbe.compare(layer: layer, kernel: values, patches: options.fold.probePatches, seed: options.fold.seed).relativeError
+                if let exactLayer, let exact {
+                    record.relativeError = exactLayer.probe(kernel: exact, patches: options.fold.probePatches, seed: options.fold.seed).relativeError
+                } else {
+                    let values = (try? stored.withUnsafeBytes { (raw) throws(TensorError) in try ElementCodec.decode(raw, as: type, count: kernel.count) }) ?? []
+                    record.relativeError = LayerProbe.compare(layer: layer, kernel: values, patches: options.fold.probePatches, seed: options.fold.seed).relativeError
+                }
             }
             summary.layers.append(record)
             replaced[found.weightName] = stored
@@ -176,7 +182,7 @@ public enum MXNetFolder {
 
     /// A float64 layer's kernel (OIHW) in float64: the weight viewed as (M, N, Cin/g, Cout),
     /// D plus the identity, the Keras-layout arithmetic.
-    static func float64Kernel(_ found: GluonLayer, list: NDArrayList) throws(MXNetError) -> [Double] {
+    static func float64Layer(_ found: GluonLayer, list: NDArrayList) throws(MXNetError) -> Float64Layer {
         let g = found.detected.layer.geometry
         guard let weight = list.arrays.first(where: { $0.name == found.weightName }), let d = list.arrays.first(where: { $0.name == found.dName }),
               weight.dtype == .float64, d.dtype == .float64 else {
@@ -193,7 +199,9 @@ public enum MXNetFolder {
         }
         var composed = read(d)
         IdentityOffset.add(to: &composed, layout: .keras, geometry: g)
-        return ScalarFold.kernelValues(layout: .keras, geometry: g, d: composed, w: hwio)
+        do { return try Float64Layer(layout: .keras, geometry: g, d: composed, w: hwio) } catch {
+            throw .inconsistentLayer(path: list.path, layer: found.detected.name, reason: "\(error)")
+        }
     }
 
     /// Strides and dilations, which only the symbol records: from each layer's Convolution.

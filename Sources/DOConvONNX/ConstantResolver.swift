@@ -22,6 +22,9 @@ struct ConstantValue {
     var external = false
     /// The parameter's own initializer, when the value is one passed through shape-only ops.
     var parameterName: String?
+    /// The elements read exactly when the type is float64 (`storage` holds them rounded to
+    /// float32), so a float64 layer can fold in float64.
+    var exact: [Double]?
 
     init(type: ElementType, shape: [Int], storage: FloatValues, nodes: Set<Int> = [], initializers: Set<String> = [],
          external: Bool = false, parameterName: String? = nil) {
@@ -61,7 +64,9 @@ struct ConstantResolver {
             }
             do {
                 let (type, shape, values) = try codec.floatValues(of: tensor)
-                return ConstantValue(type: type, shape: shape, storage: values, initializers: [name], external: TensorCodec.isExternal(tensor), parameterName: name)
+                var value = ConstantValue(type: type, shape: shape, storage: values, initializers: [name], external: TensorCodec.isExternal(tensor), parameterName: name)
+                if type == .float64 { value.exact = try codec.doubles(of: tensor) }
+                return value
             } catch {
                 throw .invalid(error) // a float parameter whose data is broken: bad input
             }
@@ -88,6 +93,7 @@ struct ConstantResolver {
             do {
                 let (type, shape, values) = try codec.floats(of: tensor)
                 result = ConstantValue(type: type, shape: shape, values: values)
+                if type == .float64 { result.exact = try codec.doubles(of: tensor) }
             } catch {
                 throw .rejected("Constant '\(name)' is not a float tensor")
             }
@@ -117,6 +123,7 @@ struct ConstantResolver {
             }
             result = ConstantValue(type: value.type, shape: target, values: value.values.count == 1 ? [Float](repeating: value.values[0], count: count) : value.values,
                                    nodes: value.nodes.union(shape.nodes), initializers: value.initializers.union(shape.initializers), external: value.external)
+            result.exact = value.exact.map { $0.count == 1 ? [Double](repeating: $0[0], count: count) : $0 }
         case "CastLike" where inputs.count == 2:
             result = try float(inputs[0], depth: depth + 1)
             guard index.elementType(of: inputs[1]) == TensorCodec.dataType(of: result.type) else {
@@ -134,6 +141,7 @@ struct ConstantResolver {
             result = ConstantValue(type: a.type, shape: a.shape, storage: sum, nodes: a.nodes.union(b.nodes),
                                    initializers: a.initializers.union(b.initializers), external: a.external || b.external,
                                    parameterName: a.parameterName)
+            if let x = a.exact, let y = b.exact, x.count == y.count { result.exact = zip(x, y).map { $0 + $1 } }
         default:
             throw .rejected("'\(name)' is computed by \(node.opType), not from constants")
         }

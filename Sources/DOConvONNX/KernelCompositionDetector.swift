@@ -197,8 +197,10 @@ struct KernelCompositionDetector {
         if let d { initializers.formUnion(d.initializers); nodes.formUnion(d.nodes) }
         nodes.formUnion(w.nodes)
         let name = Self.layerName(parameter: w.parameterName, conv: conv, kernelValue: kernelValue)
+        // float64 operands, read exactly, fold in float64.
+        let float64 = w.exact.flatMap { exactW in try? Float64Layer(layout: layout, geometry: geometry, d: d?.exact, w: exactW) }
         return KernelCompositionMatch(
-            name: name, convNodes: convs, kernelValue: kernelValue, layer: layer, elementType: type,
+            name: name, convNodes: convs, kernelValue: kernelValue, layer: layer, float64: d == nil || d?.exact != nil ? float64 : nil, elementType: type,
             nodes: nodes, initializers: initializers, external: w.external || (d?.external ?? false),
             kernelName: Self.kernelName(parameter: w.parameterName, layerName: name),
             stride: (conv.intsAttribute("strides") ?? [1, 1]).map { Int(clamping: $0) },

@@ -10,6 +10,8 @@ struct KernelCompositionMatch {
     /// The value the Convs read as their weight.
     var kernelValue: String
     var layer: DOConvLayer
+    /// The same layer read exactly when it is float64 (see `ConstantValue.exact`).
+    var float64: Float64Layer?
     var elementType: ElementType
     /// Nodes of the composition (they are removed once nothing reads them).
     var nodes: Set<Int>
@@ -29,6 +31,7 @@ struct KernelCompositionMatch {
     var detected: DetectedLayer {
         var detected = DetectedLayer(name: name, form: .kernelComposition, layer: layer, elementType: elementType, stride: stride, dilation: dilation)
         detected.location = location
+        detected.float64 = float64
         return detected
     }
 }

@@ -200,12 +200,20 @@ public enum ONNXFolder {
     /// Folds one layer into `tensor` (a fresh, empty initializer that gets the kernel) and
     /// verifies the kernel as stored.
     static func fold(_ detected: DetectedLayer, into tensor: UnsafeMutablePointer<Onnx__TensorProto>, model: ONNXModel, options: FoldOptions) throws(ONNXError) -> FoldedLayer {
-        try TensorCodec.storeKernel(of: detected.layer, type: detected.elementType, in: tensor, path: model.path)
+        let exact = detected.elementType == .float64 ? detected.float64?.foldedKernel() : nil
+        if let exact {
+            let g = detected.layer.geometry
+            TensorCodec.store(exact, shape: [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth], in: tensor)
+        } else {
+            try TensorCodec.storeKernel(of: detected.layer, type: detected.elementType, in: tensor, path: model.path)
+        }
         var record = FoldedLayer(
             name: detected.name, layout: detected.layer.layout, geometry: detected.layer.geometry, elementType: detected.elementType,
             stride: detected.stride, dilation: detected.dilation, relativeError: nil,
             tolerance: options.tolerance ?? detected.elementType.defaultTolerance)
-        if options.verify {
+        if options.verify, let exact, let layer = detected.float64 {
+            record.relativeError = layer.probe(kernel: exact, patches: options.probePatches, seed: options.seed).relativeError
+        } else if options.verify {
             // Probe the kernel as stored (after rounding to the element type), not as computed.
             let stored = UnsafeRawBufferPointer(start: tensor.pointee.raw_data.data, count: tensor.pointee.raw_data.len)
             record.relativeError = KernelStorage.withStoredValues(stored, as: detected.elementType) { kernel in

@@ -48,6 +48,22 @@ package struct TensorCodec {
         }
     }
 
+    /// A float64 tensor's values, exactly (raw, external or double_data).
+    func doubles(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> [Double] {
+        let name = Self.name(tensor)
+        let count = Tensor.elementCount(of: try shape(of: tensor)) ?? 0
+        if let bytes = try storedBytes(of: tensor) {
+            guard count <= Int.max / 8, bytes.count == count * 8 else {
+                throw .malformed(path: path, reason: "tensor '\(name)' has \(bytes.count) data bytes where its shape needs \(count) DOUBLE values")
+            }
+            return (0..<count).map { Double(bitPattern: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self))) }
+        }
+        guard tensor.pointee.n_double_data == count else {
+            throw .malformed(path: path, reason: "tensor '\(name)' holds \(tensor.pointee.n_double_data) values where its shape needs \(count)")
+        }
+        return Array(Proto.elements(tensor.pointee.double_data, tensor.pointee.n_double_data))
+    }
+
     /// A float tensor's element type, shape and values. float32 bytes in a mapped file
     /// (external data, or raw_data left in the model file) are borrowed where they lie, with
     /// no decoding copy; anything else is decoded.
@@ -139,7 +155,15 @@ package struct TensorCodec {
 
     /// Replaces a tensor message's type, dims and data with `values` as `type` in raw_data.
     static func store(_ values: [Float], shape: [Int], type: ElementType, in tensor: UnsafeMutablePointer<Onnx__TensorProto>) {
-        let bytes = ElementCodec.encode(values, as: type)
+        store(bytes: ElementCodec.encode(values, as: type), shape: shape, type: type, in: tensor)
+    }
+
+    /// Replaces a tensor message's type, dims and data with float64 `values` in raw_data.
+    static func store(_ values: [Double], shape: [Int], in tensor: UnsafeMutablePointer<Onnx__TensorProto>) {
+        store(bytes: values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }, shape: shape, type: .float64, in: tensor)
+    }
+
+    private static func store(bytes: [UInt8], shape: [Int], type: ElementType, in tensor: UnsafeMutablePointer<Onnx__TensorProto>) {
         tensor.pointee.has_data_type = 1
         tensor.pointee.data_type = dataType(of: type)
         free(tensor.pointee.dims)

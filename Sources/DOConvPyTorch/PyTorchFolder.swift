@@ -144,7 +144,8 @@ public enum PyTorchFolder {
         let g = layer.geometry
         let type = found.detected.elementType
         // float64 layers fold in float64, from the tensors as stored.
-        let exact = type == .float64 ? try float64Kernel(found, files: files) : nil
+        let exactLayer = type == .float64 ? try float64Layer(found, files: files) : nil
+        let exact = exactLayer?.foldedKernel()
         let storage = TorchStorage(key: checkpoint.freshStorageKey(), dtype: found.dtype, count: g.kernelCount) { out in
             if let exact {
                 exact.withUnsafeBytes { out.copyMemory(from: $0) }
@@ -160,7 +161,9 @@ public enum PyTorchFolder {
         if options.verify {
             // Probe the kernel as stored (after rounding to the element type), not as computed.
             let report: ProbeReport
-            if type == .float32 {
+            if let exactLayer, let exact {
+                report = exactLayer.probe(kernel: exact, patches: options.probePatches, seed: options.seed)
+            } else if type == .float32 {
                 report = LayerProbe.compare(layer: layer, kernel: storage.bytes.bindMemory(to: Float.self), patches: options.probePatches, seed: options.seed)
             } else {
                 let stored = (try? ElementCodec.decode(storage.bytes, as: type, count: g.kernelCount)) ?? []
@@ -176,7 +179,7 @@ public enum PyTorchFolder {
 
     /// A float64 layer's kernel computed in float64: D plus its stored identity (or the
     /// identity offset), and W, read exactly.
-    private static func float64Kernel(_ found: CheckpointLayer, files: CheckpointSet) throws(PyTorchError) -> [Double] {
+    private static func float64Layer(_ found: CheckpointLayer, files: CheckpointSet) throws(PyTorchError) -> Float64Layer {
         let g = found.detected.layer.geometry
         func values(_ key: String?) throws(PyTorchError) -> [Double]? {
             guard let key, let node = found.dict.dictEntries?.first(where: { $0.key.string == key })?.value else { return nil }
@@ -195,7 +198,9 @@ public enum PyTorchFolder {
             }
             d = composed
         }
-        return ScalarFold.kernelValues(layout: .pytorch, geometry: g, d: d, w: w)
+        do { return try Float64Layer(layout: .pytorch, geometry: g, d: d, w: w) } catch {
+            throw .inconsistentLayer(path: files.path, layer: found.detected.name, reason: "\(error)")
+        }
     }
 
     /// Elements and bytes of every tensor in the checkpoint's dicts.

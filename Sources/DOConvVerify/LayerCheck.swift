@@ -143,10 +143,13 @@ struct LayerCheck {
         }
         var layer: DOConvLayer?
         var reference = graphKernel
+        // A float64 kernel: ORIGINAL's graph computed it from the float64 initializers; the
+        // detected layer holds D and W rounded to float32, so it only names the layer.
+        let exact = foldedKernel.type == .double
         if let best, best.error <= max(1e-4, tol) {
             let d = detected[best.index]
-            layer = d.layer
-            reference = best.kernel
+            layer = exact ? nil : d.layer
+            reference = exact ? graphKernel : best.kernel
             let g = d.layer.geometry
             result.name = d.name
             result.description = "\(g.kind.rawValue) \(g.kernelHeight)x\(g.kernelWidth), groups \(g.groups), Dmul \(g.depthMultiplier) (\(d.layer.layout.rawValue) \(d.form.rawValue))"
@@ -271,6 +274,7 @@ struct LayerCheck {
         switch type {
         case .float16: return ElementType.float16.defaultTolerance
         case .bfloat16: return ElementType.bfloat16.defaultTolerance
+        case .double: return ElementType.float64.defaultTolerance
         default: return ElementType.float32.defaultTolerance
         }
     }

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import run_fold
+from conftest import run_fold, run_verify
 from synthetic import do_conv_model
 
 
@@ -62,6 +62,25 @@ def test_element_types_are_kept(tmp_path, dtype, bf16, tolerance):
     stored = next(t for t in folded.graph.initializer if t.name == conv.input[1])
     assert stored.data_type == (TensorProto.BFLOAT16 if bf16 else {np.float64: TensorProto.DOUBLE, np.float16: TensorProto.FLOAT16}[dtype])
     assert relative(weight, kernel) < tolerance
+
+
+@pytest.mark.parametrize("layout", ["pytorch", "keras"])
+@pytest.mark.parametrize("d_constant", [False, True])
+def test_float64_layers_fold_in_float64(tmp_path, layout, d_constant):
+    """A float64 layer's kernel is composed in float64 (float32 arithmetic leaves about
+    1e-7), and verify-equivalence's float64 tolerance catches a kernel off by 1e-9."""
+    model, kernel = do_conv_model(layout, 4, 6, 2, 3, 3, 9, dtype=np.float64, d_constant=d_constant)
+    result, src, dst = fold(tmp_path, model)
+    assert result.returncode == 0, result.stderr
+    folded, weight = kernel_of(dst)
+    assert relative(weight, kernel) < 1e-12
+    assert run_verify(src, dst).returncode == 0
+    conv = next(n for n in folded.graph.node if n.op_type == "Conv")
+    stored = next(t for t in folded.graph.initializer if t.name == conv.input[1])
+    stored.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(stored) * (1 + 1e-9), stored.name))
+    onnx.save(folded, tmp_path / "bad.onnx")
+    result = run_verify(src, tmp_path / "bad.onnx")
+    assert result.returncode == 1, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("layout", ["pytorch", "keras"])
