@@ -6,6 +6,10 @@ import DOConvCore
 public struct GluonLayer {
     public let weightName: String
     public let dName: String
+    /// Positions of the weight and D in the list: the writer replaces and drops by
+    /// position, so no name lookup can pick the wrong array.
+    let weightIndex: Int
+    let dIndex: Int
     public let dtype: MXNetDType
     public internal(set) var detected: DetectedLayer
 }
@@ -18,12 +22,13 @@ struct GluonLayerDetector {
     var selection = LayerSelection()
 
     func detect() throws(MXNetError) -> (layers: [GluonLayer], rejected: [RejectedCandidate]) {
-        let byName = Dictionary(list.arrays.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let byName = Dictionary(list.arrays.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         var layers: [GluonLayer] = []
         var rejected: [RejectedCandidate] = []
-        for d in list.arrays where d.name.hasSuffix("D") {
+        for (dIndex, d) in list.arrays.enumerated() where d.name.hasSuffix("D") {
             let prefix = String(d.name.dropLast())
-            guard let weight = byName[prefix + "weight"] else { continue }
+            guard let weightIndex = byName[prefix + "weight"] else { continue }
+            let weight = list.arrays[weightIndex]
             let name = Self.layerName(prefix)
             if let reason = selection.refusal(of: name) {
                 rejected.append(.init(name: name, reason: reason, isDOConvLayer: true))
@@ -53,7 +58,7 @@ struct GluonLayerDetector {
                 IdentityOffset.add(to: &composed, layout: .keras, geometry: geometry)
                 let layer = try DOConvLayer(layout: .keras, geometry: geometry, d: composed, w: w)
                 let detected = DetectedLayer(name: name, form: .kernelComposition, layer: layer, elementType: type, stride: [], dilation: [])
-                layers.append(GluonLayer(weightName: weight.name, dName: d.name, dtype: weight.dtype, detected: detected))
+                layers.append(GluonLayer(weightName: weight.name, dName: d.name, weightIndex: weightIndex, dIndex: dIndex, dtype: weight.dtype, detected: detected))
             } catch {
                 throw .inconsistentLayer(path: list.path, layer: name, reason: "\(error)")
             }

@@ -87,8 +87,9 @@ public struct MXNetFoldResult {
     let input: MXNetInput
     let list: NDArrayList
     let symbol: SymbolGraph?
-    let replaced: [String: [UInt8]]
-    let removed: Set<String>
+    /// Array position -> its new data; positions of the arrays left out.
+    let replaced: [Int: [UInt8]]
+    let removed: Set<Int>
 
     /// Writes the folded params (and symbol) atomically; the pair's second file is named
     /// after the first.
@@ -131,8 +132,8 @@ public enum MXNetFolder {
             summary.parametersBefore += array.count
             summary.bytesBefore += array.count * array.dtype.byteWidth
         }
-        var replaced: [String: [UInt8]] = [:]
-        var removed = Set<String>()
+        var replaced: [Int: [UInt8]] = [:]
+        var removed = Set<Int>()
         var symbol = try input.symbol.map { (path) throws(MXNetError) in try SymbolGraph(path: path) }
         if let symbol { annotate(&layers, from: symbol) }
         let neededBefore = symbol?.neededNodes ?? []
@@ -157,8 +158,8 @@ public enum MXNetFolder {
                 }
             }
             summary.layers.append(record)
-            replaced[found.weightName] = stored
-            removed.insert(found.dName)
+            replaced[found.weightIndex] = stored
+            removed.insert(found.dIndex)
             let dCount = layer.geometry.dCount
             summary.parametersAfter -= dCount
             summary.bytesAfter -= dCount * found.dtype.byteWidth

@@ -114,25 +114,26 @@ public struct NDArrayList {
         return shape
     }
 
-    /// Writes the list into `file` with `replaced` data for some arrays (same size) and
-    /// without the arrays named in `removed`; every other byte as read.
-    func write(into file: AtomicFileWriter, replaced: [String: [UInt8]], removed: Set<String>) {
-        let kept = arrays.filter { !removed.contains($0.name) }
+    /// Writes the list into `file` with `replaced` data for the arrays at some positions
+    /// (same size) and without the arrays at the positions in `removed`; every other byte
+    /// as read. By position, not name: a name could not tell two arrays apart.
+    func write(into file: AtomicFileWriter, replaced: [Int: [UInt8]], removed: Set<Int>) {
+        let kept = arrays.indices.filter { !removed.contains($0) }
         var head = LittleEndianBytes()
         head.u64(Self.listMagic)
         head.u64(reserved)
         head.u64(UInt64(kept.count))
         file.write(head.bytes)
         withExtendedLifetime(self.file) {
-            for array in kept {
-                file.write(array.header)
-                if let data = replaced[array.name] { file.write(data) } else { file.write(array.data) }
+            for k in kept {
+                file.write(arrays[k].header)
+                if let data = replaced[k] { file.write(data) } else { file.write(arrays[k].data) }
             }
         }
         var names = LittleEndianBytes()
         names.u64(UInt64(kept.count))
-        for array in kept {
-            let bytes = Swift.Array(array.name.utf8)
+        for k in kept {
+            let bytes = Swift.Array(arrays[k].name.utf8)
             names.u64(UInt64(bytes.count))
             names.bytes += bytes
         }

@@ -1,5 +1,8 @@
 import CONNXProto
 import CProtobufC
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes a model atomically: the model (and its external data file, when it has one) go to
 /// temporary files in the destination folder and are renamed into place only when complete.
@@ -12,9 +15,19 @@ enum ModelWriter {
     /// Saves `model` to `path`. Tensors that were external stay external, in `path + ".data"`;
     /// so do tensors marked in `model.externalizeOnSave`, and all large ones when the model
     /// would exceed protobuf's 2 GiB limit.
+    ///
+    /// A pair must switch at once: renaming a new `.data` over an old one, then the model,
+    /// would let a reader (or a crash) pair the old model with the new data. So when
+    /// `path + ".data"` exists, the new data goes to a fresh name
+    /// (`path + ".<8 hex digits>.data"`) that the old model does not read; the model's rename
+    /// is the one step that switches both, and only then are the old model's data files of
+    /// either name removed. A failure before that step leaves the old pair as it was.
     static func save(_ model: ONNXModel, to path: String, protobufLimit: Int = ModelWriter.protobufLimit) throws(ONNXError) {
-        let dataName = FilePath.baseName(of: path) + ".data"
-        let dataPath = FilePath.join(FilePath.directory(of: path), dataName)
+        let directory = FilePath.directory(of: path)
+        let base = FilePath.baseName(of: path)
+        let canonicalName = base + ".data"
+        let dataName = FilePath.exists(FilePath.join(directory, canonicalName)) ? freshDataName(base: base, in: directory) : canonicalName
+        let dataPath = FilePath.join(directory, dataName)
         var oversize = onnx__model_proto__get_packed_size(model.proto) > protobufLimit
         let needsData = oversize || model.usesExternalData || !model.externalizeOnSave.isEmpty
 
@@ -45,8 +58,47 @@ enum ModelWriter {
         defer { modelFile.discard() }
         _ = onnx__model_proto__pack_to_buffer(model.proto, modelFile.sink.buffer)
         try modelFile.sink.check()
+        let replacesModel = FilePath.exists(path)
         try dataFile?.commit()
-        try modelFile.commit()
+        do throws(ONNXError) {
+            if ProcessInfoHook.failsBeforeModelCommit { throw ONNXError.cannotWrite(path: path, reason: "stopped before the model's rename (test hook)") }
+            try modelFile.commit()
+        } catch {
+            // The old model still reads its own data: the new data file would only be litter.
+            if dataFile != nil { unlink(dataPath) }
+            throw error
+        }
+        // The replaced model's data files by our two names, now read by nothing we wrote.
+        if replacesModel { removeStaleData(base: base, in: directory, keeping: needsData ? dataName : nil) }
+    }
+
+    /// `base + ".<8 hex digits>.data"`, a name no file in `directory` has.
+    static func freshDataName(base: String, in directory: String) -> String {
+        while true {
+            let name = base + "." + String(UInt32.random(in: 0...UInt32.max), radix: 16).leftPadded(to: 8) + ".data"
+            if !FilePath.exists(FilePath.join(directory, name)) { return name }
+        }
+    }
+
+    /// Removes `base.data` and `base.<8 hex>.data` from `directory`, except `keeping`.
+    static func removeStaleData(base: String, in directory: String, keeping: String?) {
+        guard let folder = opendir(directory) else { return }
+        defer { closedir(folder) }
+        var stale: [String] = []
+        while let entry = readdir(folder) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name != keeping, isDataName(name, base: base) else { continue }
+            stale.append(name)
+        }
+        for name in stale { unlink(FilePath.join(directory, name)) }
+    }
+
+    /// True for `base.data` and `base.<8 hex digits>.data`.
+    static func isDataName(_ name: String, base: String) -> Bool {
+        if name == base + ".data" { return true }
+        guard name.hasPrefix(base + "."), name.hasSuffix(".data") else { return false }
+        let middle = name.dropFirst(base.count + 1).dropLast(5)
+        return middle.count == 8 && middle.allSatisfy(\.isHexDigit)
     }
 
     /// Points `tensor` at (location, offset, length), dropping its inline data and any
@@ -69,4 +121,14 @@ enum ModelWriter {
             tensor.pointee.has_raw_data = 0
         }
     }
+}
+
+/// A test hook: `DOCONV_TEST_FAIL_BEFORE_MODEL_COMMIT=1` makes a save fail after its data
+/// file is in place and before the model's rename, the step a crash could interrupt.
+enum ProcessInfoHook {
+    static let failsBeforeModelCommit = getenv("DOCONV_TEST_FAIL_BEFORE_MODEL_COMMIT").map { String(cString: $0) == "1" } ?? false
+}
+
+private extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

@@ -59,9 +59,9 @@ public enum KerasEquivalence {
         let folded: [Entry]
         let file: WeightFile
         do {
+            file = try WeightFile(path: originalPath)
             original = try entries(of: originalPath)
             folded = try entries(of: foldedPath)
-            file = try WeightFile(path: originalPath)
         } catch {
             throw VerifyError("\(error)")
         }
@@ -88,7 +88,7 @@ public enum KerasEquivalence {
                 if let d = layer.d { dropped.insert(d.key) }
             }
         } catch let error as VerifyError {
-            throw error
+            throw VerifyError("\(originalPath): \(error.message)")
         } catch {
             throw VerifyError("\(error)")
         }
@@ -163,7 +163,18 @@ public enum KerasEquivalence {
         }
         if optimizerDropped { report.notes.append("optimizer state is not in FOLDED (the fold drops it: its slots were shaped for D and W)") }
         if original.contains(where: { $0.values == nil }) { report.notes.append("non-float datasets are compared by shape only") }
-        report.notes.append("HDF5 attributes (configs, weight_names) are not compared")
+        // Keras loads a legacy file by its layer_names and weight_names: FOLDED's must name
+        // exactly the datasets it holds.
+        do {
+            let unloadable = try weightNameProblems(path: originalPath, entries: original, side: "ORIGINAL")
+            if let first = unloadable.first { throw VerifyError("\(originalPath): \(first)") }
+            report.structure += try weightNameProblems(path: foldedPath, entries: folded, side: "FOLDED")
+        } catch let error as VerifyError {
+            throw error
+        } catch {
+            throw VerifyError("\(error)")
+        }
+        report.notes.append("HDF5 attributes other than layer_names and weight_names (configs) are not compared")
         report.structureSummary = "\(folded.count) datasets against ORIGINAL's \(original.count), \(kernels.count) kernel\(kernels.count == 1 ? "" : "s") folded, \(dropped.count) D removed"
             + (separable.isEmpty ? "" : ", \(separable.count) SeparableConv2D pair\(separable.count == 1 ? "" : "s") folded")
             + (fusions.isEmpty ? "" : ", \(fusions.count) BatchNormalization fused")
@@ -346,6 +357,42 @@ public enum KerasEquivalence {
     static func parentPath(_ path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "" }
         return String(path[..<slash])
+    }
+
+    /// Where a legacy file's `layer_names` / `weight_names` attributes, which Keras loads
+    /// it by, disagree with the datasets it holds: a listed layer group or weight that is not
+    /// there, or a dataset of a listed layer that no weight name lists.
+    static func weightNameProblems(path: String, entries: [Entry], side: String) throws -> [String] {
+        let root = try HDF5File.openReadOnly(path: path).root()
+        let container: HDF5Group
+        if root.hasAttribute("model_config"), root.hasChild("model_weights") {
+            container = try root.group("model_weights")
+        } else if root.hasAttribute("layer_names") {
+            container = root
+        } else {
+            return [] // .weights.h5 lists no names
+        }
+        var problems: [String] = []
+        for layer in try container.strings("layer_names").values {
+            guard container.hasChild(layer), try container.kind(of: layer) == .group else {
+                problems.append("layer_names of \(side) lists '\(layer)', which has no group")
+                continue
+            }
+            let group = try container.group(layer)
+            let listed = group.hasAttribute("weight_names") ? try group.strings("weight_names").values : []
+            var listedPaths = Set<String>()
+            for name in listed {
+                guard let dataset = try? group.dataset(name) else {
+                    problems.append("weight_names of \(side)'s layer '\(layer)' lists '\(name)', which is not a dataset")
+                    continue
+                }
+                listedPaths.insert(dataset.path)
+            }
+            for entry in entries where entry.path.hasPrefix(group.path + "/") && !listedPaths.contains(entry.path) {
+                problems.append("dataset '\(entry.path)' of \(side) is not in its layer's weight_names, so Keras does not load it")
+            }
+        }
+        return problems
     }
 
     /// Every dataset of the file, depth first.

@@ -192,6 +192,12 @@ def test_a_trap_of_our_own_in_the_keras_child_is_named_as_ours(tool, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def ending(tool):
+    """How a run on the looping file ends: the time limit, or for verify-equivalence, which
+    walks the file its own way from the root group, libhdf5's report of the damage there."""
+    return ("did not finish", "cannot list group") if tool == "verify" else ("did not finish",)
+
+
 @pytest.mark.parametrize("tool", ["inspect", "verify"])
 def test_inspect_and_verify_end_a_libhdf5_loop_at_the_time_limit(tmp_path, tool):
     src = tmp_path / "loops.h5"
@@ -201,7 +207,7 @@ def test_inspect_and_verify_end_a_libhdf5_loop_at_the_time_limit(tmp_path, tool)
         result = run_tool("DOCONV_INSPECT", "doconv-inspect", src, env=env)
     else:
         result = run_tool("DOCONV_VERIFY", "verify-equivalence", src, FIXTURES / "keras_h5" / "k3_net_a.h5", env=env)
-    assert result.returncode == 2 and "did not finish" in result.stderr, result.stderr
+    assert result.returncode == 2 and any(p in result.stderr for p in ending(tool)), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loops.h5"]
 
@@ -272,7 +278,7 @@ def test_a_keras_archive_whose_weights_crash_libhdf5_leaves_no_temporary_folder(
 def test_a_keras_archive_whose_weights_loop_libhdf5_leaves_no_temporary_folder(tmp_path, tool, clean_tmpdir):
     src = keras_archive_around(tmp_path, ROOT / "Tests/oracle/data/libhdf5-loops.h5")
     result = run_on_archive(tool, src, tmp_path, env=dict(os.environ, DOCONV_HDF5_TIME_LIMIT="4"))
-    assert result.returncode == 2 and "did not finish" in result.stderr, result.stderr
+    assert result.returncode == 2 and any(p in result.stderr for p in ending(tool)), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
     assert os.listdir(clean_tmpdir) == []
