@@ -1,27 +1,29 @@
 /// Folds an inference-mode BatchNormalization into the convolution before it:
 /// with k = gamma / sqrt(var + epsilon), K'[o] = K[o] * k[o] and b'[o] = (b[o] - mean[o]) * k[o] + beta[o].
+/// The parameters are kept in float64, as read (float32 values widen exactly); the kernel and
+/// bias are folded in the arithmetic of their own type's caller: float64 models in float64.
 public struct BatchNormFolding: Sendable {
-    public var gamma: [Float]
-    public var beta: [Float]
-    public var mean: [Float]
-    public var variance: [Float]
-    public var epsilon: Float
+    public var gamma: [Double]
+    public var beta: [Double]
+    public var mean: [Double]
+    public var variance: [Double]
+    public var epsilon: Double
 
-    public init(gamma: [Float], beta: [Float], mean: [Float], variance: [Float], epsilon: Float) throws(TensorError) {
+    public init<T: BinaryFloatingPoint>(gamma: [T], beta: [T], mean: [T], variance: [T], epsilon: Double) throws(TensorError) {
         let n = gamma.count
         guard beta.count == n, mean.count == n, variance.count == n else {
             throw .inconsistentLayer("BatchNormalization parameters have \(gamma.count), \(beta.count), \(mean.count) and \(variance.count) channels")
         }
-        self.gamma = gamma
-        self.beta = beta
-        self.mean = mean
-        self.variance = variance
+        self.gamma = gamma.map(Double.init)
+        self.beta = beta.map(Double.init)
+        self.mean = mean.map(Double.init)
+        self.variance = variance.map(Double.init)
         self.epsilon = epsilon
     }
 
     /// Channel scales k = gamma / sqrt(var + epsilon), in float64.
     private var scales: [Double] {
-        (0..<gamma.count).map { Double(gamma[$0]) / (Double(variance[$0]) + Double(epsilon)).squareRoot() }
+        (0..<gamma.count).map { gamma[$0] / (variance[$0] + epsilon).squareRoot() }
     }
 
     /// Where a conv kernel keeps its output channel, the axis the BatchNormalization scales.
@@ -41,8 +43,9 @@ public struct BatchNormFolding: Sendable {
     }
 
     /// The fused kernel and bias of a conv with `kernel` (one output channel per BatchNorm
-    /// channel, along `outputAxis`) and optional `bias`; the kernel keeps its layout.
-    public func fold(kernel: [Float], bias: [Float]?, outputAxis: OutputChannelAxis = .first) throws(TensorError) -> (kernel: [Float], bias: [Float]) {
+    /// channel, along `outputAxis`) and optional `bias`; the kernel keeps its layout. Each
+    /// value is computed in float64 and rounded once to `T`.
+    public func fold<T: BinaryFloatingPoint>(kernel: [T], bias: [T]?, outputAxis: OutputChannelAxis = .first) throws(TensorError) -> (kernel: [T], bias: [T]) {
         let channels = gamma.count
         guard channels > 0, kernel.count % channels == 0, (bias?.count ?? channels) == channels else {
             throw .inconsistentLayer("a conv with \(kernel.count) kernel values cannot take a \(channels)-channel BatchNormalization")
@@ -50,13 +53,13 @@ public struct BatchNormFolding: Sendable {
         let row = kernel.count / channels
         let k = scales
         var fusedKernel = kernel
-        var fusedBias = [Float](repeating: 0, count: channels)
+        var fusedBias = [T](repeating: 0, count: channels)
         for o in 0..<channels {
             for j in 0..<row {
                 let at = Self.offset(o, j, row: row, channels: channels, axis: outputAxis)
-                fusedKernel[at] = Float(Double(kernel[at]) * k[o])
+                fusedKernel[at] = T(Double(kernel[at]) * k[o])
             }
-            fusedBias[o] = Float((Double(bias?[o] ?? 0) - Double(mean[o])) * k[o] + Double(beta[o]))
+            fusedBias[o] = T((Double(bias?[o] ?? 0) - mean[o]) * k[o] + beta[o])
         }
         return (fusedKernel, fusedBias)
     }
@@ -64,8 +67,8 @@ public struct BatchNormFolding: Sendable {
     /// Worst relative difference between BN(conv(patch)) and the fused conv on random
     /// patches (each output channel sees `row` inputs), computed in float64. Both kernels
     /// are laid out along `outputAxis`.
-    public func probe(kernel: [Float], bias: [Float]?, fused: (kernel: [Float], bias: [Float]), outputAxis: OutputChannelAxis = .first,
-                      patches: Int = 2, seed: UInt64 = 0x5EED) -> Double {
+    public func probe<T: BinaryFloatingPoint>(kernel: [T], bias: [T]?, fused: (kernel: [T], bias: [T]), outputAxis: OutputChannelAxis = .first,
+                                              patches: Int = 2, seed: UInt64 = 0x5EED) -> Double {
         let channels = gamma.count
         let row = kernel.count / max(channels, 1)
         var random = SeededGenerator(seed: seed)
@@ -82,7 +85,7 @@ public struct BatchNormFolding: Sendable {
                     conv += Double(kernel[at]) * patch[j]
                     folded += Double(fused.kernel[at]) * patch[j]
                 }
-                let reference = (conv - Double(mean[o])) / (Double(variance[o]) + Double(epsilon)).squareRoot() * Double(gamma[o]) + Double(beta[o])
+                let reference = (conv - mean[o]) / (variance[o] + epsilon).squareRoot() * gamma[o] + beta[o]
                 let delta = abs(reference - folded)
                 if delta.isNaN { return .nan }
                 scale = max(scale, abs(reference))

@@ -134,15 +134,7 @@ struct DOConv2DDetector {
                 if options.verify {
                     record.relativeError = exactLayer.probe(kernel: exact, patches: options.probePatches, seed: options.seed).relativeError
                 }
-                // OIHW -> HWIO.
-                let (mn, perGroup, cout) = (g.kernelArea, g.inChannelsPerGroup, g.outChannels)
-                var hwio = [Double](repeating: 0, count: exact.count)
-                for o in 0..<cout {
-                    for c in 0..<perGroup {
-                        for q in 0..<mn { hwio[(q * perGroup + c) * cout + o] = exact[(o * perGroup + c) * mn + q] }
-                    }
-                }
-                return ((shape, hwio), record)
+                return ((shape, SeparableConv2DFolding.hwio(oihw: exact, geometry: g)), record)
             }
             // Verify what will be stored: the kernel rounded to the file's element type.
             var oihw = layer.foldedKernel()

@@ -55,19 +55,19 @@ struct KerasBatchNormFuser {
             let kernelSet = try file.dataset(at: conv.kernel.path)
             let kernelType = try kernelSet.elementType() ?? .float32
             // A folded layer's kernel is in the plan already (rounded to its type); a plain one is read.
-            let kernel = try plan.replacedDatasets[conv.kernel.path]?.values.map(Float.init) ?? kernelSet.floats()
+            let kernel = try plan.replacedDatasets[conv.kernel.path]?.values ?? kernelSet.doubles()
             guard kernel.count == Tensor.elementCount(of: conv.kernelShape) else {
                 throw inconsistent("the kernel of '\(pair.conv.name)' does not hold \(conv.kernelShape)")
             }
-            var bias: [Float]?
+            var bias: [Double]?
             var biasType = kernelType
             if let weight = conv.bias {
                 let biasSet = try file.dataset(at: weight.path)
                 biasType = try biasSet.elementType() ?? kernelType
-                bias = try plan.replacedDatasets[weight.path]?.values.map(Float.init) ?? biasSet.floats()
+                bias = try plan.replacedDatasets[weight.path]?.values ?? biasSet.doubles()
             }
             let folding = try parameters(of: batchNorm, config: pair.batchNorm, channels: channels)
-            let fused: (kernel: [Float], bias: [Float])
+            let fused: (kernel: [Double], bias: [Double])
             do {
                 let exact = try folding.fold(kernel: kernel, bias: bias, outputAxis: .last)
                 // Verify what will be stored: both rounded to their datasets' element types.
@@ -80,11 +80,11 @@ struct KerasBatchNormFuser {
                 : nil
             let tolerance = options.tolerance ?? max(kernelType.defaultTolerance, biasType.defaultTolerance)
 
-            plan.replacedDatasets[conv.kernel.path] = (conv.kernelShape, fused.kernel.map(Double.init))
+            plan.replacedDatasets[conv.kernel.path] = (conv.kernelShape, fused.kernel)
             var parameterChange = 0
             var byteChange = 0
             if let weight = conv.bias {
-                plan.replacedDatasets[weight.path] = ([channels], fused.bias.map(Double.init))
+                plan.replacedDatasets[weight.path] = ([channels], fused.bias)
             } else {
                 try addBias(fused.bias, to: conv, plan: &plan)
                 parameterChange += channels
@@ -119,25 +119,25 @@ struct KerasBatchNormFuser {
         }
         let named = roles.map { role in batchNorm.weights.first { KerasWeightsLayout.baseName(of: $0.name) == role } }
         let ordered = named.allSatisfy { $0 != nil } ? named.compactMap { $0 } : batchNorm.weights
-        var values: [String: [Float]] = [:]
+        var values: [String: [Double]] = [:]
         for (role, weight) in zip(roles, ordered) {
-            let read = try file.dataset(at: weight.path).floats()
+            let read = try file.dataset(at: weight.path).doubles()
             guard read.count == channels else {
                 throw inconsistent("\(role) has \(read.count) values for the \(channels) output channels of the conv before it")
             }
             values[role] = read
         }
         return try BatchNormFolding(
-            gamma: values["gamma"] ?? [Float](repeating: 1, count: channels),
-            beta: values["beta"] ?? [Float](repeating: 0, count: channels),
+            gamma: values["gamma"] ?? [Double](repeating: 1, count: channels),
+            beta: values["beta"] ?? [Double](repeating: 0, count: channels),
             mean: values["moving_mean"] ?? [], variance: values["moving_variance"] ?? [],
-            epsilon: Float(config.epsilon ?? 1e-3))
+            epsilon: config.epsilon ?? 1e-3)
     }
 
     /// Gives a Conv2D that had no bias one, where a plain Keras Conv2D with `use_bias`
     /// expects it: `vars/1` in `.weights.h5` (creation order: kernel, bias), else a dataset
     /// next to the kernel named like it, listed right after it in `weight_names`.
-    private func addBias(_ values: [Float], to conv: KerasConvWeights, plan: inout KerasRewritePlan) throws {
+    private func addBias(_ values: [Double], to conv: KerasConvWeights, plan: inout KerasRewritePlan) throws {
         let parent = Self.parent(of: conv.kernel.path)
         guard format != .weightsH5 else {
             plan.addedDatasets[parent, default: []].append(.init(name: "1", shape: [values.count], values: values, template: conv.kernel.path))
@@ -160,11 +160,13 @@ struct KerasBatchNormFuser {
         plan.addedDatasets[parent, default: []].append(.init(name: biasName, shape: [values.count], values: values, template: conv.kernel.path))
     }
 
-    /// `values` as `type` stores them.
-    private static func rounded(_ values: [Float], to type: ElementType) throws -> [Float] {
-        try ElementCodec.encode(values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
+    /// `values` as `type` stores them (float64 as they are; other types through float32,
+    /// as libhdf5 then writes them exactly).
+    private static func rounded(_ values: [Double], to type: ElementType) throws -> [Double] {
+        guard type != .float64 else { return values }
+        return try ElementCodec.encode(values.map(Float.init), as: type).withUnsafeBytes { (raw) throws(TensorError) in
             try ElementCodec.decode(raw, as: type, count: values.count)
-        }
+        }.map(Double.init)
     }
 
     /// "/a/b/c" -> "/a/b"; "/c" -> "/".

@@ -18,7 +18,7 @@ struct KerasRewritePlan {
         /// Its name in the group.
         var name: String
         var shape: [Int]
-        var values: [Float]
+        var values: [Double]
         /// An input dataset whose element type and storage (chunking, compression) it takes.
         var template: String
     }

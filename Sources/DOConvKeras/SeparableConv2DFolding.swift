@@ -53,25 +53,14 @@ struct SeparableConv2DFolding {
         do {
             let depthwiseSet = try file.dataset(at: depthwise.path)
             let type = try depthwiseSet.elementType() ?? .float32
-            let dw = try depthwiseSet.floats()
-            let pw = try file.dataset(at: pointwise.path).floats()
-            // As a DO-Conv (PyTorch layout, one group): D[c, m, s] = dw[m, c, s], W[o, c, s] = pw[c * dm + s, o].
-            var d = [Float](repeating: 0, count: geometry.dCount)
-            var w = [Float](repeating: 0, count: geometry.wCount)
-            let mn = m * n
-            for position in 0..<mn {
-                for c in 0..<cin {
-                    for s in 0..<multiplier { d[(c * mn + position) * multiplier + s] = dw[(position * cin + c) * multiplier + s] }
-                }
-            }
-            for c in 0..<cin {
-                for s in 0..<multiplier {
-                    for o in 0..<cout { w[(o * cin + c) * multiplier + s] = pw[(c * multiplier + s) * cout + o] }
-                }
-            }
-            let layer = try DOConvLayer(layout: .pytorch, geometry: geometry, d: d, w: w)
-            let detected = DetectedLayer(name: config.name, form: .featureComposition, layer: layer, elementType: type,
+            let dw = try depthwiseSet.doubles()
+            let pw = try file.dataset(at: pointwise.path).doubles()
+            let (d, w) = Self.operands(geometry: geometry, depthwise: dw, pointwise: pw)
+            let layer = try DOConvLayer(layout: .pytorch, geometry: geometry, d: d.map(Float.init), w: w.map(Float.init))
+            var detected = DetectedLayer(name: config.name, form: .featureComposition, layer: layer, elementType: type,
                                          stride: config.strides ?? [1, 1], dilation: config.dilation ?? [1, 1])
+            // float64 layers fold in float64, from the values read exactly.
+            if type == .float64 { detected.float64 = try Float64Layer(layout: .pytorch, geometry: geometry, d: d, w: w) }
             return Loaded(detected: detected, depthwise: depthwise, pointwise: pointwise, bias: bias)
         } catch let error as HDF5Error {
             throw .hdf5(error)
@@ -88,19 +77,27 @@ struct SeparableConv2DFolding {
         let (m, n, cin, cout) = (geometry.kernelHeight, geometry.kernelWidth, geometry.inChannels, geometry.outChannels)
         do {
             var oihw = layer.foldedKernel()
-            oihw.values = try ElementCodec.encode(oihw.values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
-                try ElementCodec.decode(raw, as: type, count: oihw.count)
+            let exact = loaded.detected.float64.map { ($0, $0.foldedKernel()) }
+            if let exact {
+                oihw.values = exact.1.map(Float.init)
+            } else {
+                oihw.values = try ElementCodec.encode(oihw.values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
+                    try ElementCodec.decode(raw, as: type, count: oihw.count)
+                }
             }
             var record = FoldedLayer(name: config.name, layout: .pytorch, geometry: geometry, elementType: type,
                                      stride: loaded.detected.stride, dilation: loaded.detected.dilation,
                                      tolerance: options.tolerance ?? type.defaultTolerance)
             record.form = .featureComposition
-            if options.verify {
+            if options.verify, let (exactLayer, kernel) = exact {
+                record.relativeError = exactLayer.probe(kernel: kernel, patches: options.probePatches, seed: options.seed).relativeError
+            } else if options.verify {
                 record.relativeError = LayerProbe.compare(layer: layer, kernel: oihw.values, patches: options.probePatches, seed: options.seed).relativeError
             }
             // The depthwise dataset becomes the kernel (M, N, Cin, Cout); the pointwise one goes.
             var plan = KerasRewritePlan()
-            plan.replacedDatasets[depthwise.path] = ([m, n, cin, cout], try oihw.transposed([2, 3, 1, 0]).values.map(Double.init))
+            let hwio = try exact.map { Self.hwio(oihw: $0.1, geometry: geometry) } ?? oihw.transposed([2, 3, 1, 0]).values.map(Double.init)
+            plan.replacedDatasets[depthwise.path] = ([m, n, cin, cout], hwio)
             plan.dropped.insert(pointwise.path)
             if format == .weightsH5 {
                 if let bias = loaded.bias { plan.renamedGroups[bias.path] = "1" }
@@ -119,6 +116,37 @@ struct SeparableConv2DFolding {
         } catch {
             throw .inconsistentLayer(path: path, layer: config.name, reason: "\(error)")
         }
+    }
+
+    /// The pair as a DO-Conv (PyTorch layout, one group): D[c, m, s] = dw[m, c, s],
+    /// W[o, c, s] = pw[c * dm + s, o].
+    static func operands(geometry g: DOConvGeometry, depthwise dw: [Double], pointwise pw: [Double]) -> (d: [Double], w: [Double]) {
+        let (mn, cin, cout, multiplier) = (g.kernelArea, g.inChannels, g.outChannels, g.depthMultiplier)
+        var d = [Double](repeating: 0, count: g.dCount)
+        var w = [Double](repeating: 0, count: g.wCount)
+        for position in 0..<mn {
+            for c in 0..<cin {
+                for s in 0..<multiplier { d[(c * mn + position) * multiplier + s] = dw[(position * cin + c) * multiplier + s] }
+            }
+        }
+        for c in 0..<cin {
+            for s in 0..<multiplier {
+                for o in 0..<cout { w[(o * cin + c) * multiplier + s] = pw[(c * multiplier + s) * cout + o] }
+            }
+        }
+        return (d, w)
+    }
+
+    /// An OIHW kernel (Cout, Cin/g, M, N) as Keras stores it, (M, N, Cin/g, Cout).
+    static func hwio(oihw: [Double], geometry g: DOConvGeometry) -> [Double] {
+        let (mn, perGroup, cout) = (g.kernelArea, g.inChannelsPerGroup, g.outChannels)
+        var hwio = [Double](repeating: 0, count: oihw.count)
+        for o in 0..<cout {
+            for c in 0..<perGroup {
+                for q in 0..<mn { hwio[(q * perGroup + c) * cout + o] = oihw[(o * perGroup + c) * mn + q] }
+            }
+        }
+        return hwio
     }
 
     /// The last component of `path` with `old` replaced by `new` ("depthwise_kernel:0" -> "kernel:0").

@@ -31,20 +31,31 @@ struct BatchNormFuser {
                 guard let value = try? constants.float(conv.inputs[2]) else { continue }
                 bias = value
             }
-            let epsilon = bn.floatAttribute("epsilon") ?? 1e-5
+            let epsilon = Double(bn.floatAttribute("epsilon") ?? 1e-5)
+            // float64 convs fuse in float64, from the values read exactly.
+            let all = parameters + [weight] + (bias.map { [$0] } ?? [])
+            let exact = weight.type == .float64 && all.allSatisfy { $0.exact != nil }
             let folding: BatchNormFolding
-            let result: (kernel: [Float], bias: [Float])
+            let result: (kernel: [Double], bias: [Double])
+            let relativeError: Double
             do {
-                folding = try BatchNormFolding(gamma: parameters[0].values, beta: parameters[1].values,
-                                               mean: parameters[2].values, variance: parameters[3].values, epsilon: epsilon)
-                result = try folding.fold(kernel: weight.values, bias: bias?.values)
+                if exact {
+                    let p = parameters.map { $0.exact ?? [] }
+                    folding = try BatchNormFolding(gamma: p[0], beta: p[1], mean: p[2], variance: p[3], epsilon: epsilon)
+                    result = try folding.fold(kernel: weight.exact ?? [], bias: bias?.exact)
+                    relativeError = folding.probe(kernel: weight.exact ?? [], bias: bias?.exact, fused: result)
+                } else {
+                    folding = try BatchNormFolding(gamma: parameters[0].values, beta: parameters[1].values,
+                                                   mean: parameters[2].values, variance: parameters[3].values, epsilon: epsilon)
+                    let rounded = try folding.fold(kernel: weight.values, bias: bias?.values)
+                    relativeError = folding.probe(kernel: weight.values, bias: bias?.values, fused: rounded)
+                    result = (rounded.kernel.map(Double.init), rounded.bias.map(Double.init))
+                }
             } catch {
                 continue // channel counts that do not fit: not a BN of this conv's output
             }
             let name = bn.name.isEmpty ? conv.name : bn.name
-            fused.append(FusedBatchNorm(
-                name: name, relativeError: folding.probe(kernel: weight.values, bias: bias?.values, fused: result),
-                tolerance: tolerance ?? weight.type.defaultTolerance))
+            fused.append(FusedBatchNorm(name: name, relativeError: relativeError, tolerance: tolerance ?? weight.type.defaultTolerance))
 
             let base = conv.inputs[1]
             let kernelName = GraphRewrite.freshName(base + ".bn_fused", taken: &taken)

@@ -45,6 +45,8 @@ struct ConstantValue {
 
     /// The elements as an array (a copy).
     var values: [Float] { storage.array }
+    /// The elements in float64: exact for float64 values, widened from float32 otherwise.
+    var doubles: [Double] { exact ?? storage.array.map(Double.init) }
 }
 
 /// Evaluates constant subexpressions: initializers, Constant nodes, Identity, same-type Cast,

@@ -10,8 +10,10 @@ struct FeatureCompositionMatch {
     /// D[c, m, s] = Wd[c * Dmul + s, m] and W[o, c, s] = Wp[o, c * Dmul + s], in a layout
     /// whose D rows meet the conv's real input channels.
     var layer: DOConvLayer
-    /// b' = Wp * bd + bp, nil when neither conv has a bias.
-    var bias: [Float]?
+    /// The same layer read exactly, for float64 pairs.
+    var float64: Float64Layer?
+    /// b' = Wp * bd + bp in float64, nil when neither conv has a bias.
+    var bias: [Double]?
     var elementType: ElementType
     var initializers: Set<String>
     var external: Bool
@@ -19,7 +21,9 @@ struct FeatureCompositionMatch {
     var dilation: [Int]
 
     var detected: DetectedLayer {
-        DetectedLayer(name: name, form: .featureComposition, layer: layer, elementType: elementType, stride: stride, dilation: dilation)
+        var detected = DetectedLayer(name: name, form: .featureComposition, layer: layer, elementType: elementType, stride: stride, dilation: dilation)
+        detected.float64 = float64
+        return detected
     }
 }
 
@@ -111,11 +115,16 @@ struct FeatureCompositionDetector {
         }
         let geometry = DOConvGeometry(inChannels: cin, outChannels: cout, groups: groups, kernelHeight: m, kernelWidth: n, depthMultiplier: dmul)
         let layer = try Self.layer(geometry: geometry, depthwise: wd.values, pointwise: wp.values)
+        var float64: Float64Layer?
+        if wd.type == .float64, let exactD = wd.exact, let exactW = wp.exact {
+            let (d, w) = Self.operands(layout: layer.layout, geometry: geometry, depthwise: exactD, pointwise: exactW)
+            float64 = try? Float64Layer(layout: layer.layout, geometry: geometry, d: d, w: w)
+        }
         var initializers = wd.initializers.union(wp.initializers)
         for bias in [bd, bp].compactMap({ $0 }) { initializers.formUnion(bias.initializers) }
         return FeatureCompositionMatch(
-            name: dw.name.isEmpty ? pw.name : dw.name, depthwise: d, pointwise: p, layer: layer,
-            bias: Self.foldedBias(geometry: geometry, pointwise: wp.values, depthwiseBias: bd?.values, pointwiseBias: bp?.values),
+            name: dw.name.isEmpty ? pw.name : dw.name, depthwise: d, pointwise: p, layer: layer, float64: float64,
+            bias: Self.foldedBias(geometry: geometry, pointwise: wp.doubles, depthwiseBias: bd?.doubles, pointwiseBias: bp?.doubles),
             elementType: wd.type, initializers: initializers, external: wd.external || wp.external,
             stride: (dw.intsAttribute("strides") ?? [1, 1]).map { Int(clamping: $0) },
             dilation: (dw.intsAttribute("dilations") ?? [1, 1]).map { Int(clamping: $0) })
@@ -129,32 +138,9 @@ struct FeatureCompositionDetector {
     /// The pair as a DOConvLayer in whichever layout pairs each output with its real input
     /// channels (the frameworks' reshapes reinterpret memory; a pair does not).
     static func layer(geometry g: DOConvGeometry, depthwise wd: [Float], pointwise wp: [Float]) throws(MatchFailure) -> DOConvLayer {
-        let (mn, dmul, cin, cout, inPerGroup) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannels, g.inChannelsPerGroup)
+        let (cout, inPerGroup) = (g.outChannels, g.inChannelsPerGroup)
         for layout in [DOConvLayout.pytorch, .keras] {
-            var d = [Float](repeating: 0, count: g.dCount)
-            var w = [Float](repeating: 0, count: g.wCount)
-            for c in 0..<cin {
-                for s in 0..<dmul {
-                    for m in 0..<mn {
-                        let value = wd[(c * dmul + s) * mn + m]
-                        switch layout {
-                        case .pytorch: d[(c * mn + m) * dmul + s] = value
-                        case .keras: d[(m * dmul + s) * cin + c] = value
-                        }
-                    }
-                }
-            }
-            for o in 0..<cout {
-                for c in 0..<inPerGroup {
-                    for s in 0..<dmul {
-                        let value = wp[o * inPerGroup * dmul + c * dmul + s]
-                        switch layout {
-                        case .pytorch: w[(o * inPerGroup + c) * dmul + s] = value
-                        case .keras: w[(s * inPerGroup + c) * cout + o] = value
-                        }
-                    }
-                }
-            }
+            let (d, w) = operands(layout: layout, geometry: g, depthwise: wd, pointwise: wp)
             let layer: DOConvLayer
             do { layer = try DOConvLayer(layout: layout, geometry: g, d: d, w: w) } catch { throw .rejected("\(error)") }
             let real = { (o: Int, c: Int) in (o / g.outChannelsPerGroup) * inPerGroup + c }
@@ -164,17 +150,48 @@ struct FeatureCompositionDetector {
         throw .rejected("\(g.groups) groups over \(g.inChannels) channels: no DO-Conv layout pairs every output with its own input channels")
     }
 
-    /// b'[o] = bp[o] + sum over the group's features j of Wp[o, j] * bd[j].
-    static func foldedBias(geometry g: DOConvGeometry, pointwise wp: [Float], depthwiseBias bd: [Float]?, pointwiseBias bp: [Float]?) -> [Float]? {
+    /// The pair's depthwise and 1x1 weights as D and W of `layout`:
+    /// D[c, m, s] = Wd[c * Dmul + s, m] and W[o, c, s] = Wp[o, c * Dmul + s].
+    static func operands<T: BinaryFloatingPoint>(layout: DOConvLayout, geometry g: DOConvGeometry, depthwise wd: [T], pointwise wp: [T]) -> (d: [T], w: [T]) {
+        let (mn, dmul, cin, cout, inPerGroup) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannels, g.inChannelsPerGroup)
+        var d = [T](repeating: 0, count: g.dCount)
+        var w = [T](repeating: 0, count: g.wCount)
+        for c in 0..<cin {
+            for s in 0..<dmul {
+                for m in 0..<mn {
+                    let value = wd[(c * dmul + s) * mn + m]
+                    switch layout {
+                    case .pytorch: d[(c * mn + m) * dmul + s] = value
+                    case .keras: d[(m * dmul + s) * cin + c] = value
+                    }
+                }
+            }
+        }
+        for o in 0..<cout {
+            for c in 0..<inPerGroup {
+                for s in 0..<dmul {
+                    let value = wp[o * inPerGroup * dmul + c * dmul + s]
+                    switch layout {
+                    case .pytorch: w[(o * inPerGroup + c) * dmul + s] = value
+                    case .keras: w[(s * inPerGroup + c) * cout + o] = value
+                    }
+                }
+            }
+        }
+        return (d, w)
+    }
+
+    /// b'[o] = bp[o] + sum over the group's features j of Wp[o, j] * bd[j], in float64.
+    static func foldedBias(geometry g: DOConvGeometry, pointwise wp: [Double], depthwiseBias bd: [Double]?, pointwiseBias bp: [Double]?) -> [Double]? {
         guard bd != nil || bp != nil else { return nil }
         let features = g.inChannelsPerGroup * g.depthMultiplier
         return (0..<g.outChannels).map { o in
-            var sum = Double(bp?[o] ?? 0)
+            var sum = bp?[o] ?? 0
             if let bd {
                 let first = (o / g.outChannelsPerGroup) * features
-                for j in 0..<features { sum += Double(wp[o * features + j]) * Double(bd[first + j]) }
+                for j in 0..<features { sum += wp[o * features + j] * bd[first + j] }
             }
-            return Float(sum)
+            return sum
         }
     }
 }

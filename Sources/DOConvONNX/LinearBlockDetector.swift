@@ -326,7 +326,7 @@ struct LinearBlockDetector {
         do {
             let conv = try AffineConv(outChannels: weight.shape[0], inChannels: weight.shape[1] * max(groups, 1), groups: groups, kernelSize: kernelSize,
                                       stride: pair(node, "strides"), dilation: pair(node, "dilations"), pads: padding,
-                                      kernel: weight.values.map(Double.init), bias: bias.map { $0.values.map(Double.init) })
+                                      kernel: weight.doubles, bias: bias?.doubles)
             return .success(StageRead(stage: .conv(conv), type: weight.type, nodes: weight.nodes.union(bias?.nodes ?? []),
                                       initializers: weight.initializers.union(bias?.initializers ?? []), external: weight.external,
                                       description: "Conv \(kernelSize[0])x\(kernelSize[1])"))
@@ -351,9 +351,9 @@ struct LinearBlockDetector {
         let count = parameters[0].values.count
         guard parameters.allSatisfy({ $0.values.count == count }) else { return .failure(ReparamRefusal("parameters of different lengths")) }
         let epsilon = Double(node.floatAttribute("epsilon") ?? 1e-5)
-        let (gamma, beta, mean, variance) = (parameters[0].values, parameters[1].values, parameters[2].values, parameters[3].values)
-        let scale = (0..<count).map { Double(gamma[$0]) / (Double(variance[$0]) + epsilon).squareRoot() }
-        let shift = (0..<count).map { Double(beta[$0]) - Double(mean[$0]) * scale[$0] }
+        let (gamma, beta, mean, variance) = (parameters[0].doubles, parameters[1].doubles, parameters[2].doubles, parameters[3].doubles)
+        let scale = (0..<count).map { gamma[$0] / (variance[$0] + epsilon).squareRoot() }
+        let shift = (0..<count).map { beta[$0] - mean[$0] * scale[$0] }
         do {
             return .success(StageRead(stage: .conv(try .channelAffine(scale: scale, shift: shift)), type: parameters[0].type,
                                       nodes: parameters.reduce(into: Set<Int>()) { $0.formUnion($1.nodes) },

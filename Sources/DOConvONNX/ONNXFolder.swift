@@ -116,7 +116,7 @@ public enum ONNXFolder {
             // the folded kernel and bias, and the 1x1 conv's groups.
             let pointwise = index.nodes[pair.pointwise]
             let base = pointwise.inputs[1]
-            let kernel = TensorCodec.makeTensor(name: GraphRewrite.freshName(base + ".folded", taken: &taken), shape: [], type: pair.elementType, values: [])
+            let kernel = TensorCodec.makeTensor(name: GraphRewrite.freshName(base + ".folded", taken: &taken), shape: [], type: pair.elementType, values: [Float]())
             summary.layers.append(try fold(pair.detected, into: kernel, model: model, options: options))
             var layerRecord = summary.layers.removeLast()
             layerRecord.form = .featureComposition
@@ -172,7 +172,7 @@ public enum ONNXFolder {
                                  taken: inout Set<String>, edit: inout GraphEdit) throws(ONNXError) -> [FoldedLayer] {
         var layers: [FoldedLayer] = []
         for match in compositions {
-            let tensor = TensorCodec.makeTensor(name: GraphRewrite.freshName(match.kernelName, taken: &taken), shape: [], type: match.elementType, values: [])
+            let tensor = TensorCodec.makeTensor(name: GraphRewrite.freshName(match.kernelName, taken: &taken), shape: [], type: match.elementType, values: [Float]())
             layers.append(try fold(match.detected, into: tensor, model: model, options: options))
             // D and W were read for the last time (unless shared): their pages of the input
             // file need not stay in this process while the rest is folded.

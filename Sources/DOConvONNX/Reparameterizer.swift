@@ -62,8 +62,8 @@ struct Reparameterizer {
         let shape = [conv.outChannels, conv.inChannelsPerGroup, conv.kernelSize[0], conv.kernelSize[1]]
         let kernelName = GraphRewrite.freshName(base + ".weight", taken: &taken)
         let biasName = GraphRewrite.freshName(base + ".bias", taken: &taken)
-        let kernel = TensorCodec.makeTensor(name: kernelName, shape: shape, type: block.elementType, values: conv.kernel.map { Float($0) })
-        let bias = TensorCodec.makeTensor(name: biasName, shape: [conv.outChannels], type: block.elementType, values: conv.bias.map { Float($0) })
+        let kernel = TensorCodec.makeTensor(name: kernelName, shape: shape, type: block.elementType, values: conv.kernel)
+        let bias = TensorCodec.makeTensor(name: biasName, shape: [conv.outChannels], type: block.elementType, values: conv.bias)
 
         var relativeError: Double?
         if options.verify {
@@ -111,6 +111,7 @@ struct Reparameterizer {
     /// A new tensor's values as written (after rounding to its element type).
     static func storedValues(_ tensor: UnsafeMutablePointer<Onnx__TensorProto>, _ type: ElementType) -> [Double] {
         let raw = UnsafeRawBufferPointer(start: tensor.pointee.raw_data.data, count: tensor.pointee.raw_data.len)
+        if type == .float64 { return (0..<raw.count / 8).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self))) } }
         return KernelStorage.withStoredValues(raw, as: type) { $0.map(Double.init) }
     }
 }

@@ -153,6 +153,14 @@ package struct TensorCodec {
         return tensor
     }
 
+    /// A new initializer holding float64-computed `values` as `type`: exactly for float64,
+    /// else rounded once through float32 as the Float version stores them.
+    static func makeTensor(name: String, shape: [Int], type: ElementType, values: [Double]) -> UnsafeMutablePointer<Onnx__TensorProto> {
+        let tensor = makeTensor(name: name, shape: shape, type: type, values: type == .float64 ? [] : values.map(Float.init))
+        if type == .float64 { store(values, shape: shape, in: tensor) }
+        return tensor
+    }
+
     /// Replaces a tensor message's type, dims and data with `values` as `type` in raw_data.
     static func store(_ values: [Float], shape: [Int], type: ElementType, in tensor: UnsafeMutablePointer<Onnx__TensorProto>) {
         store(bytes: ElementCodec.encode(values, as: type), shape: shape, type: type, in: tensor)

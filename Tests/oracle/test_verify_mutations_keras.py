@@ -199,3 +199,35 @@ def test_keras3_mutated_fold_is_not_equivalent(keras3_pair, tmp_path, mutation):
     assert result.returncode == 1, f"{mutation}: exit {result.returncode}\n{result.stdout}{result.stderr}"
     failing = [line for line in result.stdout.splitlines() if line.lstrip().startswith(("-", "FAIL"))]
     assert any(named in line for line in failing), f"{mutation}: {named} not named in\n{result.stdout}"
+
+
+def test_float64_separable_and_batchnorm_fold_in_float64(tmp_path):
+    """tf_keras's k2_net_sep.h5 with every float dataset made float64, folded with --fuse-bn:
+    sep_do (a SeparableConv2D) with bn fused in is numpy's float64 composition within 1e-12,
+    and verify-equivalence (float64 tolerance 1e-10) finds the pair EQUIVALENT."""
+    src = tmp_path / "double.h5"
+    shutil.copy(K3 / "k2_net_sep.h5", src)
+    with h5py.File(src, "r+") as f:
+        paths = []
+        f.visititems(lambda name, obj: paths.append(name) if isinstance(obj, h5py.Dataset) and obj.dtype == np.float32 else None)
+        for name in paths:
+            values = f[name][()].astype(np.float64)
+            del f[name]
+            f.create_dataset(name, data=values)
+    out = tmp_path / "folded.h5"
+    result = run_fold(src, out, "--fuse-bn")
+    assert result.returncode == 0 and "bn into sep_do" in result.stdout, result.stdout + result.stderr
+    with h5py.File(src, "r") as f:
+        layer = {k: f["model_weights/sep_do/sep_do"][k][()] for k in ("depthwise_kernel:0", "pointwise_kernel:0", "bias:0")}
+        bn = {k: f["model_weights/bn/bn"][k][()] for k in ("gamma:0", "beta:0", "moving_mean:0", "moving_variance:0")}
+    with h5py.File(out, "r") as f:
+        kernel, bias = f["model_weights/sep_do/sep_do/kernel:0"][()], f["model_weights/sep_do/sep_do/bias:0"][()]
+    dw, pw = layer["depthwise_kernel:0"], layer["pointwise_kernel:0"]
+    m, n, cin, dmul = dw.shape
+    s = bn["gamma:0"] / np.sqrt(bn["moving_variance:0"] + 0.001)
+    expected = np.einsum("mncs,cso->mnco", dw, pw[0, 0].reshape(cin, dmul, -1)) * s
+    assert kernel.dtype == np.float64 and bias.dtype == np.float64
+    np.testing.assert_allclose(kernel, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(bias, (layer["bias:0"] - bn["moving_mean:0"]) * s + bn["beta:0"], rtol=1e-12)
+    verdict = run_verify(src, out)
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
