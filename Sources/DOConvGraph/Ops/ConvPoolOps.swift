@@ -24,10 +24,12 @@ enum ConvPoolOps {
 
         /// For each output position and kernel position (both flat), the flat input position,
         /// or -1 where the window reads padding.
-        func offsets() -> [[Int]] {
-            let outCount = output.reduce(1, *)
-            let kernelCount = kernel.reduce(1, *)
-            let inStrides = TensorValue.strides(of: input)
+        func offsets(op: String) throws -> [[Int]] {
+            let outCount = try TensorMath.elementCount(output, op: op)
+            let kernelCount = try TensorMath.elementCount(kernel, op: op)
+            let inStrides = try TensorMath.strides(of: input, op: op)
+            // Every flat input position below is less than the input's element count.
+            _ = try TensorMath.elementCount(input, op: op)
             var table = [[Int]](repeating: [Int](repeating: -1, count: kernelCount), count: outCount)
             for o in 0..<outCount {
                 let oi = TensorValue.index(of: o, in: output)
@@ -110,13 +112,17 @@ enum ConvPoolOps {
             throw ctx.invalid("kernel_shape \(declared) differs from the weight's \(kernel)")
         }
         let win = try window(ctx, input: Array(x.shape.dropFirst(2)), kernel: kernel)
-        if x.rank == 4 { return [conv2D(x: x, w: w, bias: bias, groups: groups, window: win, threads: ctx.threads)] }
-        let table = win.offsets()
-        let (inSpatial, outSpatial, kSpatial) = (win.input.reduce(1, *), win.output.reduce(1, *), kernel.reduce(1, *))
+        let outShape = [n, cout] + win.output
+        let outCount = try TensorMath.elementCount(outShape, op: ctx.nodeLabel)
+        if x.rank == 4 { return [conv2D(x: x, w: w, bias: bias, groups: groups, window: win, count: outCount, threads: ctx.threads)] }
+        let table = try win.offsets(op: ctx.nodeLabel)
+        let (inSpatial, outSpatial, kSpatial) = (try TensorMath.elementCount(win.input, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(win.output, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(kernel, op: ctx.nodeLabel))
         let (inPerGroup, outPerGroup) = (cin / groups, cout / groups)
         let xs = x.doubles
         let ws = w.doubles
-        var out = [Double](repeating: 0, count: n * cout * outSpatial)
+        var out = [Double](repeating: 0, count: outCount)
         for b in 0..<n {
             for oc in 0..<cout {
                 let g = oc / outPerGroup
@@ -136,18 +142,19 @@ enum ConvPoolOps {
                 }
             }
         }
-        return [TensorValue(x.type, shape: [n, cout] + win.output, floats: TensorMath.stored(out, as: x.type))]
+        return [TensorValue(x.type, shape: outShape, floats: TensorMath.stored(out, as: x.type))]
     }
 
-    /// The 2-D case on the optimized kernels (im2col + GEMM, or direct depthwise).
-    static func conv2D(x: TensorValue, w: TensorValue, bias: [Double]?, groups: Int, window win: Window, threads: Int) -> TensorValue {
+    /// The 2-D case on the optimized kernels (im2col + GEMM, or direct depthwise); `count`
+    /// is the output's element count, checked by the caller.
+    static func conv2D(x: TensorValue, w: TensorValue, bias: [Double]?, groups: Int, window win: Window, count: Int, threads: Int) -> TensorValue {
         let (n, cin, cout) = (x.shape[0], x.shape[1], w.shape[0])
         let convolution = Convolution2D(batch: n, inChannels: cin, height: win.input[0], width: win.input[1], outChannels: cout, groups: groups,
                                         kernel: (win.kernel[0], win.kernel[1]), stride: (win.strides[0], win.strides[1]),
                                         dilation: (win.dilations[0], win.dilations[1]), padBegin: (win.padsBegin[0], win.padsBegin[1]),
                                         output: (win.output[0], win.output[1]))
         let xs = x.doubles, ws = w.doubles
-        var out = [Double](repeating: 0, count: n * cout * win.output[0] * win.output[1])
+        var out = [Double](repeating: 0, count: count)
         guard !xs.isEmpty, !ws.isEmpty, !out.isEmpty else { return TensorValue(x.type, shape: [n, cout] + win.output, floats: out) }
         xs.withUnsafeBufferPointer { xp in
             ws.withUnsafeBufferPointer { wp in
@@ -173,7 +180,7 @@ enum ConvPoolOps {
         let (n, cin) = (x.shape[0], x.shape[1])
         guard groups > 0, w.shape[0] == cin, cin % groups == 0 else { throw ctx.invalid("weight \(w.shape) does not fit \(cin) input channels") }
         let outPerGroup = w.shape[1]
-        let cout = outPerGroup * groups
+        let cout = try TensorMath.checkedProduct(outPerGroup, groups, op: ctx.nodeLabel)
         if let bias, bias.count != cout { throw ctx.invalid("bias has \(bias.count) values for \(cout) channels") }
         let kernel = Array(w.shape.dropFirst(2))
         let input = Array(x.shape.dropFirst(2))
@@ -213,12 +220,14 @@ enum ConvPoolOps {
             }
             guard output[axis] > 0 else { throw ctx.invalid("the output would be empty") }
         }
-        let (inSpatial, outSpatial, kSpatial) = (input.reduce(1, *), output.reduce(1, *), kernel.reduce(1, *))
-        let outStrides = TensorValue.strides(of: output)
+        let (inSpatial, outSpatial, kSpatial) = (try TensorMath.elementCount(input, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(output, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(kernel, op: ctx.nodeLabel))
+        let outStrides = try TensorMath.strides(of: output, op: ctx.nodeLabel)
         let inPerGroup = cin / groups
         let xs = x.doubles
         let ws = w.doubles
-        var out = [Double](repeating: 0, count: n * cout * outSpatial)
+        var out = [Double](repeating: 0, count: try TensorMath.elementCount([n, cout, outSpatial], op: ctx.nodeLabel))
         // Target output position of (input position, kernel position), or -1.
         var target = [[Int]](repeating: [Int](repeating: -1, count: kSpatial), count: inSpatial)
         for i in 0..<inSpatial {
@@ -264,8 +273,10 @@ enum ConvPoolOps {
         let includePad = try ctx.int("count_include_pad", default: 0) != 0
         let wantsIndices = ctx.node.outputs.count > 1 && !ctx.node.outputs[1].isEmpty
         if wantsIndices, try ctx.int("storage_order", default: 0) != 0 { throw ctx.unsupported("storage_order=1 indices") }
-        let table = win.offsets()
-        let (inSpatial, outSpatial, kSpatial) = (win.input.reduce(1, *), win.output.reduce(1, *), kernel.reduce(1, *))
+        let table = try win.offsets(op: ctx.nodeLabel)
+        let (inSpatial, outSpatial, kSpatial) = (try TensorMath.elementCount(win.input, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(win.output, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(kernel, op: ctx.nodeLabel))
         // For count_include_pad: window positions inside the padded extent (not the ceil_mode overhang).
         var paddedCounts = [Int](repeating: 0, count: outSpatial)
         if !isMax, includePad {
@@ -283,10 +294,11 @@ enum ConvPoolOps {
                 paddedCounts[o] = count
             }
         }
-        let planes = x.shape[0] * x.shape[1]
+        let planes = try TensorMath.elementCount(x.shape.prefix(2), op: ctx.nodeLabel)
+        let outCount = try TensorMath.elementCount([planes, outSpatial], op: ctx.nodeLabel)
         let xs = x.doubles
-        var out = [Double](repeating: 0, count: planes * outSpatial)
-        var indices = [Int64](repeating: 0, count: wantsIndices ? planes * outSpatial : 0)
+        var out = [Double](repeating: 0, count: outCount)
+        var indices = [Int64](repeating: 0, count: wantsIndices ? outCount : 0)
         for plane in 0..<planes {
             let base = plane * inSpatial
             for o in 0..<outSpatial {
@@ -321,8 +333,8 @@ enum ConvPoolOps {
     static func globalPool(_ ctx: OpContext, max isMax: Bool) throws -> [TensorValue] {
         let x = try ctx.floatInput(0)
         guard x.rank >= 3 else { throw ctx.invalid("input rank \(x.rank) < 3") }
-        let planes = x.shape[0] * x.shape[1]
-        let inner = x.shape.dropFirst(2).reduce(1, *)
+        let planes = try TensorMath.elementCount(x.shape.prefix(2), op: ctx.nodeLabel)
+        let inner = try TensorMath.elementCount(x.shape.dropFirst(2), op: ctx.nodeLabel)
         let xs = x.doubles
         var out = [Double](repeating: 0, count: planes)
         for p in 0..<planes {

@@ -57,14 +57,14 @@ enum ResizeOps {
         for axis in 0..<x.rank {
             taps.append(try axisTaps(ctx, plan, axis: axis, inSize: x.shape[axis]))
         }
-        if case .nearest = plan.mode { return [nearest(x, plan, taps)] }
+        if case .nearest = plan.mode { return [try nearest(x, plan, taps, op: ctx.nodeLabel)] }
         guard case .floats(let values) = x.storage else {
             throw ctx.unsupported("\(plan.mode == .linear ? "linear" : "cubic") interpolation of \(x.type) tensors")
         }
         var data = values
         var shape = x.shape
         for axis in 0..<x.rank where !isIdentity(taps[axis], inSize: x.shape[axis]) {
-            (data, shape) = apply(data, shape: shape, axis: axis, taps: taps[axis])
+            (data, shape) = try apply(data, shape: shape, axis: axis, taps: taps[axis], op: ctx.nodeLabel)
         }
         // Any coordinate outside the roi's source range makes the output the extrapolation value.
         let outside = taps.map { $0.map { $0 == nil } }
@@ -246,6 +246,8 @@ enum ResizeOps {
         case "legacy": value = downsampling ? source.rounded(.up) : source.rounded(.towardZero)
         default: throw ctx.unsupported("nearest_mode '\(rounding)'")
         }
+        // A position, not a size (it may be negative, and is clamped after): axisTaps has
+        // bounded the source coordinate below 1e15.
         return Int(value)
     }
 
@@ -287,11 +289,11 @@ enum ResizeOps {
     }
 
     /// Interpolates `data` (of `shape`) along `axis` by `taps`.
-    static func apply(_ data: [Double], shape: [Int], axis: Int, taps: [[Tap]?]) -> ([Double], [Int]) {
-        let outer = shape.prefix(axis).reduce(1, *)
-        let inner = shape.dropFirst(axis + 1).reduce(1, *)
+    static func apply(_ data: [Double], shape: [Int], axis: Int, taps: [[Tap]?], op: String) throws -> ([Double], [Int]) {
+        let outer = try TensorMath.elementCount(shape.prefix(axis), op: op)
+        let inner = try TensorMath.elementCount(shape.dropFirst(axis + 1), op: op)
         let (n, m) = (shape[axis], taps.count)
-        var out = [Double](repeating: 0, count: outer * m * inner)
+        var out = [Double](repeating: 0, count: try TensorMath.elementCount([outer, m, inner], op: op))
         for o in 0..<outer {
             for j in 0..<m {
                 let target = (o * m + j) * inner
@@ -307,10 +309,10 @@ enum ResizeOps {
     }
 
     /// Nearest: a selection of input elements (any element type), extrapolated positions filled.
-    static func nearest(_ x: TensorValue, _ plan: Plan, _ taps: [[[Tap]?]]) -> TensorValue {
+    static func nearest(_ x: TensorValue, _ plan: Plan, _ taps: [[[Tap]?]], op: String) throws -> TensorValue {
         let shape = plan.outputShape
-        let strides = x.strides
-        let total = shape.reduce(1, *)
+        let strides = try TensorMath.strides(of: x.shape, op: op)
+        let total = try TensorMath.elementCount(shape, op: op)
         var indices = [Int](repeating: 0, count: total)
         for flat in 0..<total {
             var source = 0
