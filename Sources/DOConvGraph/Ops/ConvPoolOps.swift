@@ -60,6 +60,12 @@ enum ConvPoolOps {
         guard strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), kernel.allSatisfy({ $0 > 0 }) else {
             throw ctx.invalid("non-positive stride, dilation or kernel size")
         }
+        // Dims and attributes from the model, bounded before any arithmetic on them (as
+        // ConvTranspose's): a dim past 2^40 can only be an empty tensor's.
+        guard input.allSatisfy({ $0 <= spatialBound }), kernel.allSatisfy({ $0 <= spatialBound }),
+              strides.allSatisfy({ $0 <= attributeBound }), dilations.allSatisfy({ $0 <= attributeBound }) else {
+            throw ctx.invalid("spatial dims \(input), kernel \(kernel), strides \(strides) or dilations \(dilations) out of range")
+        }
         var begin = [Int](repeating: 0, count: rank)
         var end = [Int](repeating: 0, count: rank)
         var output = [Int](repeating: 0, count: rank)
@@ -77,6 +83,8 @@ enum ConvPoolOps {
             case "NOTSET", "":
                 if let pads = try ctx.ints("pads") {
                     guard pads.count == 2 * rank else { throw ctx.invalid("pads \(pads) do not have \(2 * rank) values") }
+                    let bound = Int64(attributeBound)
+                    guard pads.allSatisfy({ (-bound...bound).contains($0) }) else { throw ctx.invalid("pads \(pads) out of range") }
                     begin[axis] = Int(pads[axis])
                     end[axis] = Int(pads[axis + rank])
                 }
@@ -95,6 +103,13 @@ enum ConvPoolOps {
         }
         return Window(input: input, kernel: kernel, strides: strides, dilations: dilations, padsBegin: begin, padsEnd: end, output: output)
     }
+
+    /// The largest spatial dim (input or kernel) the window arithmetic takes: larger ones
+    /// belong only to empty tensors (a tensor holding 2^40 values would be 8 TB).
+    static let spatialBound = 1 << 40
+    /// The largest stride, dilation, pad or output padding it takes. With `spatialBound`,
+    /// no sum or product of the window arithmetic leaves Int's range.
+    static let attributeBound = 1 << 20
 
     static func conv(_ ctx: OpContext) throws -> [TensorValue] {
         let x = try ctx.floatInput(0)
@@ -193,12 +208,13 @@ enum ConvPoolOps {
         var output = [Int](repeating: 0, count: rank)
         let declared = try ctx.ints("output_shape").map { Array($0.suffix(rank)).map(Int.init) }
         let pads = try ctx.ints("pads").map { $0.map(Int.init) }
-        // Attributes from the model, bounded before any arithmetic on them.
-        let bound = 1 << 20
-        guard strides.allSatisfy({ (1...bound).contains($0) }), dilations.allSatisfy({ (1...bound).contains($0) }),
+        // Dims and attributes from the model, bounded before any arithmetic on them.
+        let bound = attributeBound
+        guard input.allSatisfy({ $0 <= spatialBound }), kernel.allSatisfy({ $0 <= spatialBound }),
+              strides.allSatisfy({ (1...bound).contains($0) }), dilations.allSatisfy({ (1...bound).contains($0) }),
               outputPadding.allSatisfy({ (0...bound).contains($0) }), pads.map({ $0.count == 2 * rank && $0.allSatisfy { (0...bound).contains($0) } }) ?? true,
               declared.map({ $0.count == rank && $0.allSatisfy { (1...(1 << 28)).contains($0) } }) ?? true else {
-            throw ctx.invalid("strides, dilations, output_padding, pads or output_shape out of range")
+            throw ctx.invalid("spatial dims, kernel, strides, dilations, output_padding, pads or output_shape out of range")
         }
         for axis in 0..<rank {
             let full = strides[axis] * (input[axis] - 1) + outputPadding[axis] + (kernel[axis] - 1) * dilations[axis] + 1

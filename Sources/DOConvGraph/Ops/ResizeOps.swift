@@ -52,6 +52,10 @@ enum ResizeOps {
         try TensorMath.checkShape(plan.outputShape, op: ctx.nodeLabel)
         // An empty output reads nothing: no per-axis tables (whose size is each axis's).
         if plan.outputShape.contains(0) { return [ShapeOps.select(x, shape: plan.outputShape, indices: [])] }
+        // Every output dim is positive now, so an empty input axis has nothing to resize from.
+        // Refused before any axis's taps: only an input holding values bounds the filter reach
+        // (1 / scale) of its other axes, whose dims an empty tensor may make anything.
+        if let axis = x.shape.firstIndex(of: 0) { throw ctx.invalid("axis \(axis) of size 0 cannot resize to \(plan.outputShape[axis])") }
         // Per axis and output coordinate: the taps, or nil where tf_crop_and_resize extrapolates.
         var taps: [[[Tap]?]] = []
         for axis in 0..<x.rank {
@@ -267,6 +271,8 @@ enum ResizeOps {
                            _ filter: (Double) -> Double) -> [Tap] {
         let stretch = plan.antialias ? min(scale, 1) : 1
         let reach = support / stretch
+        // Positions, not sizes, so not checkedSize's: the source is below 1e15 (axisTaps) and
+        // the reach at most 4 x the axis's dim of an input holding values (resize), so both fit.
         let first = Int((source - reach).rounded(.down)) + 1
         let last = Int((source + reach).rounded(.down))
         var taps: [Tap] = []
