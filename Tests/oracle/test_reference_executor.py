@@ -117,7 +117,8 @@ def empty(name, dims, dtype=onnx.TensorProto.FLOAT):
 def hostile_dims():
     """Single-op models over empty constants whose other dims are huge, or whose attributes
     overflow the size arithmetic: each trapped (SIGILL or SIGSEGV) before every size went
-    through one checked element count."""
+    through one checked element count. Also Pad filling an empty axis from its own elements
+    (reflect read past the data, wrap divided by 0; onnxruntime refuses these too)."""
     x = np.ones((2, 3), np.float32)
     img = np.ones((1, 1, 2, 2), np.float32)
     big, top = 2**40, 2**63 - 1
@@ -142,7 +143,9 @@ def hostile_dims():
         ("resize-antialias-empty-axis", one_node("Resize", {"x": x}, [empty("e", [top, 0]), ("s", np.array([1, 1], np.int64))],
                                                  ["e", "", "", "s"],
                                                  {"mode": "cubic", "antialias": 1, "coordinate_transformation_mode": "align_corners"})),
-    ]
+    ] + [(f"pad-{mode}-empty-axis", one_node("Pad", {"x": x}, [empty("e", [0, 2]), ("p", np.array([1, 0, 1, 0], np.int64))], ["e", "p"],
+                                             {"mode": mode}))
+         for mode in ("reflect", "wrap", "edge")]
 
 
 HOSTILE = hostile_sizes() + hostile_dims()
@@ -160,7 +163,7 @@ def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
     assert result.returncode == 2, f"exit {result.returncode} (a signal is negative): {result.stderr}"
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and any(p in lines[0] for p in ("overflow", "output dim", "too large", "cannot reshape", "out of range",
-                                                         "cannot resize")), result.stderr
+                                                         "cannot resize", "cannot pad")), result.stderr
 
 
 @pytest.mark.parametrize("name, phrase", [

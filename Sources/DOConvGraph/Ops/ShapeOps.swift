@@ -367,6 +367,11 @@ enum ShapeOps {
         try TensorMath.checkShape(shape, op: ctx.nodeLabel)
         let strides = try TensorMath.strides(of: x.shape, op: ctx.nodeLabel)
         var indices = [Int](repeating: -1, count: try TensorMath.elementCount(shape, op: ctx.nodeLabel))
+        // Edge, reflect and wrap fill a padded axis from its own elements: an empty one has
+        // none to read (numpy's pad refuses it too); only a constant can fill it.
+        if ["edge", "reflect", "wrap"].contains(mode), !indices.isEmpty, let axis = x.shape.firstIndex(of: 0) {
+            throw ctx.invalid("mode '\(mode)' cannot pad axis \(axis), which is empty")
+        }
         for flat in indices.indices {
             var source = 0
             var inside = true
