@@ -91,8 +91,9 @@ public struct TensorValue: Equatable, Sendable {
     public static func scalar(_ value: Double, type: DataType = .float) -> TensorValue { TensorValue(type, shape: [], floats: [value]) }
     public static func scalar(_ value: Int64, type: DataType = .int64) -> TensorValue { TensorValue(type, shape: [], ints: [value]) }
 
-    /// Number of elements (the product of `shape`).
-    public var count: Int { shape.reduce(1, *) }
+    /// Number of elements (the product of `shape`). The executor holds only shapes whose
+    /// product was checked: a file tensor's dims at import, an op output's in ReferenceExecutor.run.
+    public var count: Int { shape.reduce(1, *) } // checked shapes only (see above): cannot overflow
     public var rank: Int { shape.count }
 
     /// Values as Double (integers converted); empty for opaque data.

@@ -272,6 +272,10 @@ public struct ReferenceExecutor {
                 throw context.unsupported("output \(outputs.count) and beyond")
             }
             for output in outputs {
+                // Checked for every output, opaque ones too: a shape an op built from a file's
+                // dims (a transpose moving an empty tensor's 0 last) may not have a count, and
+                // the ops reading it take its `count` as checked here.
+                let count = try TensorMath.elementCount(output.shape, op: context.nodeLabel)
                 let expected: Int? = {
                     switch output.storage {
                     case .floats(let v): return v.count
@@ -279,7 +283,7 @@ public struct ReferenceExecutor {
                     case .opaque: return nil
                     }
                 }()
-                if let expected, expected != output.count {
+                if let expected, expected != count {
                     throw context.invalid("internal: produced \(expected) values for shape \(output.shape)")
                 }
             }

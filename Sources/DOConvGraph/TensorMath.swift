@@ -13,19 +13,19 @@ enum TensorMath {
     }
 
     /// For each flat index of `outShape`, the flat index of a tensor of `shape` broadcast to it.
-    static func broadcastIndices(from shape: [Int], to outShape: [Int]) -> [Int] {
-        let total = outShape.reduce(1, *)
+    static func broadcastIndices(from shape: [Int], to outShape: [Int], op: String) throws -> [Int] {
+        let total = try elementCount(outShape, op: op)
         if shape == outShape { return Array(0..<total) }
         let rank = outShape.count
         let padded = [Int](repeating: 1, count: rank - shape.count) + shape
-        let strides = TensorValue.strides(of: padded).enumerated().map { padded[$0.offset] == 1 ? 0 : $0.element }
-        return offsets(of: outShape, strides: strides)
+        let strides = try self.strides(of: padded, op: op).enumerated().map { padded[$0.offset] == 1 ? 0 : $0.element }
+        return try offsets(of: outShape, strides: strides, op: op)
     }
 
     /// For each flat index of `shape` (row-major), the sum of its index times `strides` per
     /// axis: where a strided view (a transpose, a broadcast) reads each element from.
-    static func offsets(of shape: [Int], strides: [Int]) -> [Int] {
-        let total = shape.reduce(1, *)
+    static func offsets(of shape: [Int], strides: [Int], op: String) throws -> [Int] {
+        let total = try elementCount(shape, op: op)
         var result = [Int](repeating: 0, count: total)
         var index = [Int](repeating: 0, count: shape.count)
         var offset = 0
@@ -47,12 +47,40 @@ enum TensorMath {
     /// The most elements one tensor may have: a hostile shape must not exhaust memory.
     static var maxElements: Int { ExecutorLimits.maxElements }
 
-    /// Checks that `shape` is valid and not larger than `maxElements`.
+    /// The number of elements of a tensor of `shape` (or of a run of its dims: the `outer` or
+    /// `inner` of an axis). Every size the executor derives from a graph's dims goes through
+    /// here: dims come from a file, where an empty tensor may claim any others (0 x 2^40 x
+    /// 2^40), so a product past Int's range must be a one-line error, never a trap.
+    static func elementCount<Dims: Sequence<Int>>(_ shape: Dims, op: String) throws -> Int {
+        var total = 1
+        for dim in shape {
+            guard dim >= 0 else { throw ExecutionError.invalid(op: op, reason: "negative dim in \(Array(shape))") }
+            let (product, overflow) = total.multipliedReportingOverflow(by: dim)
+            guard !overflow else { throw ExecutionError.unsupported(op: op, reason: "the element count of dims \(Array(shape)) overflows") }
+            total = product
+        }
+        return total
+    }
+
+    /// Row-major strides of `shape`: each axis's stride is the element count of the dims after
+    /// it, checked as `elementCount` checks (an empty tensor's trailing dims may be huge).
+    static func strides(of shape: [Int], op: String) throws -> [Int] {
+        try shape.indices.map { try elementCount(shape[($0 + 1)...], op: op) }
+    }
+
     /// `a * b` for sizes read from a model (repeats, pads, scales): an error, never a trap.
     static func checkedProduct(_ a: Int, _ b: Int, op: String) throws -> Int {
         let (product, overflow) = a.multipliedReportingOverflow(by: b)
         guard !overflow else { throw ExecutionError.unsupported(op: op, reason: "a size of \(a) x \(b) overflows") }
         return product
+    }
+
+    /// `a + b` for sizes read from a model (pads added to a dim, dims concatenated): an
+    /// error, never a trap.
+    static func checkedSum(_ a: Int, _ b: Int, op: String) throws -> Int {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        guard !overflow else { throw ExecutionError.unsupported(op: op, reason: "a size of \(a) + \(b) overflows") }
+        return sum
     }
 
     /// `Int(value)` for a size computed in floating point (Resize's output dims): an error
@@ -64,6 +92,7 @@ enum TensorMath {
         return Int(value)
     }
 
+    /// Checks that `shape` is valid and not larger than `maxElements`.
     static func checkShape(_ shape: [Int], op: String) throws {
         var total = 1
         for dim in shape {

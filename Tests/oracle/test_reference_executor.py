@@ -89,7 +89,7 @@ def one_node(op, inputs, consts, node_inputs, attrs=None, opset=18):
     graph = helper.make_graph([node], op.lower(),
                               [helper.make_tensor_value_info(k, onnx.TensorProto.FLOAT, list(v.shape)) for k, v in inputs.items()],
                               [helper.make_value_info("y", onnx.TypeProto())],
-                              [numpy_helper.from_array(v, k) for k, v in consts])
+                              [c if isinstance(c, onnx.TensorProto) else numpy_helper.from_array(c[1], c[0]) for c in consts])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
@@ -109,7 +109,49 @@ def hostile_sizes():
     ]
 
 
-@pytest.mark.parametrize("name, model", hostile_sizes(), ids=[c[0] for c in hostile_sizes()])
+def empty(name, dims, dtype=onnx.TensorProto.FLOAT):
+    """An initializer with no elements: a 0 dim lets its other dims be anything."""
+    return onnx.helper.make_tensor(name, dtype, dims, [])
+
+
+def hostile_dims():
+    """Single-op models over empty constants whose other dims are huge, or whose attributes
+    overflow the size arithmetic: each trapped (SIGILL or SIGSEGV) before every size went
+    through one checked element count. Also Pad filling an empty axis from its own elements
+    (reflect read past the data, wrap divided by 0; onnxruntime refuses these too)."""
+    x = np.ones((2, 3), np.float32)
+    img = np.ones((1, 1, 2, 2), np.float32)
+    big, top = 2**40, 2**63 - 1
+    return [
+        ("flatten-empty-huge", one_node("Flatten", {"x": x}, [empty("e", [0, big, big])], ["e"])),
+        ("transpose-empty-huge", one_node("Transpose", {"x": x}, [empty("e", [0, big, big])], ["e"], {"perm": [1, 2, 0]})),
+        ("softmax-empty-huge", one_node("Softmax", {"x": x}, [empty("e", [0, big, big])], ["e"], {"axis": 0})),
+        ("add-broadcast-huge", one_node("Add", {"x": x}, [empty("a", [big, 1, 0]), empty("b", [1, big, 0])], ["a", "b"])),
+        ("matmul-huge-output", one_node("MatMul", {"x": x}, [empty("a", [big, 0]), empty("b", [0, big])], ["a", "b"])),
+        ("einsum-huge-stride", one_node("Einsum", {"x": x}, [empty("a", [0, 1, 2]), empty("b", [0, 2**62, 2])], ["a", "b"],
+                                        {"equation": "bik,bjk->bij"})),
+        ("concat-axis-overflow", one_node("Concat", {"x": x}, [empty("e", [0, 2**62])], ["e", "e", "e"], {"axis": 1})),
+        ("pad-dim-overflow", one_node("Pad", {"x": x}, [empty("e", [0, top]), ("p", np.array([0, 0, 0, 2**39], np.int64))], ["e", "p"])),
+        ("convtranspose-groups-overflow", one_node("ConvTranspose", {"x": x}, [empty("e", [1, 0, 4]), empty("w", [0, 2, 3])], ["e", "w"],
+                                                   {"group": 2**62})),
+        ("roialign-sampling-overflow", one_node("RoiAlign", {"x": img}, [("r", np.array([[0, 0, 1, 1]], np.float32)),
+                                                                          ("i", np.array([0], np.int64))],
+                                                ["x", "r", "i"], {"sampling_ratio": 2**40}, opset=16)),
+        ("maxpool-pads-overflow", one_node("MaxPool", {"x": img}, [], ["x"], {"kernel_shape": [1, 1], "pads": [2**62] * 4})),
+        ("maxpool-dilations-overflow", one_node("MaxPool", {"x": img}, [], ["x"], {"kernel_shape": [3, 3], "dilations": [2**62] * 2})),
+        ("conv-empty-huge-kernel", one_node("Conv", {"x": x}, [empty("e", [1, 0, 2**62]), empty("w", [1, 0, 2**62])], ["e", "w"])),
+        ("resize-antialias-empty-axis", one_node("Resize", {"x": x}, [empty("e", [top, 0]), ("s", np.array([1, 1], np.int64))],
+                                                 ["e", "", "", "s"],
+                                                 {"mode": "cubic", "antialias": 1, "coordinate_transformation_mode": "align_corners"})),
+    ] + [(f"pad-{mode}-empty-axis", one_node("Pad", {"x": x}, [empty("e", [0, 2]), ("p", np.array([1, 0, 1, 0], np.int64))], ["e", "p"],
+                                             {"mode": mode}))
+         for mode in ("reflect", "wrap", "edge")]
+
+
+HOSTILE = hostile_sizes() + hostile_dims()
+
+
+@pytest.mark.parametrize("name, model", HOSTILE, ids=[c[0] for c in HOSTILE])
 def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
     from conftest import run_verify
     from verify_support import write_tensors
@@ -120,7 +162,8 @@ def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
     result = run_verify(path, "--input-json", inputs, "--dump-outputs", tmp_path / "out.json")
     assert result.returncode == 2, f"exit {result.returncode} (a signal is negative): {result.stderr}"
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and any(p in lines[0] for p in ("overflow", "output dim", "too large", "cannot reshape")), result.stderr
+    assert len(lines) == 1 and any(p in lines[0] for p in ("overflow", "output dim", "too large", "cannot reshape", "out of range",
+                                                         "cannot resize", "cannot pad")), result.stderr
 
 
 @pytest.mark.parametrize("name, phrase", [

@@ -102,8 +102,8 @@ enum ControlFlow {
         }
         var collected = [[TensorValue]](repeating: [], count: scanOutputs)
         for step in 0..<length {
-            let slices = sequences.enumerated().map { k, sequence in
-                slice(sequence, axis: inputAxes[k], at: inputReversed[k] ? length - 1 - step : step)
+            let slices = try sequences.enumerated().map { k, sequence in
+                try slice(sequence, axis: inputAxes[k], at: inputReversed[k] ? length - 1 - step : step, op: ctx.nodeLabel)
             }
             let outputs = try ctx.runSubgraph(body, label: "body", inputs: state + slices)
             state = Array(outputs.prefix(state.count))
@@ -120,8 +120,8 @@ enum ControlFlow {
     }
 
     /// The slice of `x` at `index` along `axis`, that axis removed.
-    static func slice(_ x: TensorValue, axis: Int, at index: Int) -> TensorValue {
-        let part = ShapeOps.range(x, axis: axis, start: index, end: index + 1)
+    static func slice(_ x: TensorValue, axis: Int, at index: Int, op: String) throws -> TensorValue {
+        let part = try ShapeOps.range(x, axis: axis, start: index, end: index + 1, op: op)
         var shape = part.shape
         shape.remove(at: axis)
         return ShapeOps.with(part, shape: shape)
@@ -134,10 +134,13 @@ enum ControlFlow {
             var shape = [0]
             if let dims = declared.shape {
                 for dim in dims {
-                    guard case .fixed(let n) = dim else { shape = [0]; break }
+                    // A negative dim (an exporter's -1) is as good as unknown.
+                    guard case .fixed(let n) = dim, n >= 0 else { shape = [0]; break }
                     shape.append(n)
                 }
             }
+            // The declared dims are the file's: their product checked like any shape's.
+            _ = try TensorMath.elementCount(shape, op: ctx.nodeLabel)
             let type = declared.type ?? .float
             return type.isFloat ? TensorValue(type, shape: shape, floats: []) : TensorValue(type.isInteger ? type : .int64, shape: shape, ints: [])
         }

@@ -24,10 +24,12 @@ enum ConvPoolOps {
 
         /// For each output position and kernel position (both flat), the flat input position,
         /// or -1 where the window reads padding.
-        func offsets() -> [[Int]] {
-            let outCount = output.reduce(1, *)
-            let kernelCount = kernel.reduce(1, *)
-            let inStrides = TensorValue.strides(of: input)
+        func offsets(op: String) throws -> [[Int]] {
+            let outCount = try TensorMath.elementCount(output, op: op)
+            let kernelCount = try TensorMath.elementCount(kernel, op: op)
+            let inStrides = try TensorMath.strides(of: input, op: op)
+            // Every flat input position below is less than the input's element count.
+            _ = try TensorMath.elementCount(input, op: op)
             var table = [[Int]](repeating: [Int](repeating: -1, count: kernelCount), count: outCount)
             for o in 0..<outCount {
                 let oi = TensorValue.index(of: o, in: output)
@@ -58,6 +60,12 @@ enum ConvPoolOps {
         guard strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }), kernel.allSatisfy({ $0 > 0 }) else {
             throw ctx.invalid("non-positive stride, dilation or kernel size")
         }
+        // Dims and attributes from the model, bounded before any arithmetic on them (as
+        // ConvTranspose's): a dim past 2^40 can only be an empty tensor's.
+        guard input.allSatisfy({ $0 <= spatialBound }), kernel.allSatisfy({ $0 <= spatialBound }),
+              strides.allSatisfy({ $0 <= attributeBound }), dilations.allSatisfy({ $0 <= attributeBound }) else {
+            throw ctx.invalid("spatial dims \(input), kernel \(kernel), strides \(strides) or dilations \(dilations) out of range")
+        }
         var begin = [Int](repeating: 0, count: rank)
         var end = [Int](repeating: 0, count: rank)
         var output = [Int](repeating: 0, count: rank)
@@ -75,6 +83,8 @@ enum ConvPoolOps {
             case "NOTSET", "":
                 if let pads = try ctx.ints("pads") {
                     guard pads.count == 2 * rank else { throw ctx.invalid("pads \(pads) do not have \(2 * rank) values") }
+                    let bound = Int64(attributeBound)
+                    guard pads.allSatisfy({ (-bound...bound).contains($0) }) else { throw ctx.invalid("pads \(pads) out of range") }
                     begin[axis] = Int(pads[axis])
                     end[axis] = Int(pads[axis + rank])
                 }
@@ -94,6 +104,13 @@ enum ConvPoolOps {
         return Window(input: input, kernel: kernel, strides: strides, dilations: dilations, padsBegin: begin, padsEnd: end, output: output)
     }
 
+    /// The largest spatial dim (input or kernel) the window arithmetic takes: larger ones
+    /// belong only to empty tensors (a tensor holding 2^40 values would be 8 TB).
+    static let spatialBound = 1 << 40
+    /// The largest stride, dilation, pad or output padding it takes. With `spatialBound`,
+    /// no sum or product of the window arithmetic leaves Int's range.
+    static let attributeBound = 1 << 20
+
     static func conv(_ ctx: OpContext) throws -> [TensorValue] {
         let x = try ctx.floatInput(0)
         let w = try ctx.floatInput(1)
@@ -110,13 +127,17 @@ enum ConvPoolOps {
             throw ctx.invalid("kernel_shape \(declared) differs from the weight's \(kernel)")
         }
         let win = try window(ctx, input: Array(x.shape.dropFirst(2)), kernel: kernel)
-        if x.rank == 4 { return [conv2D(x: x, w: w, bias: bias, groups: groups, window: win, threads: ctx.threads)] }
-        let table = win.offsets()
-        let (inSpatial, outSpatial, kSpatial) = (win.input.reduce(1, *), win.output.reduce(1, *), kernel.reduce(1, *))
+        let outShape = [n, cout] + win.output
+        let outCount = try TensorMath.elementCount(outShape, op: ctx.nodeLabel)
+        if x.rank == 4 { return [conv2D(x: x, w: w, bias: bias, groups: groups, window: win, count: outCount, threads: ctx.threads)] }
+        let table = try win.offsets(op: ctx.nodeLabel)
+        let (inSpatial, outSpatial, kSpatial) = (try TensorMath.elementCount(win.input, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(win.output, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(kernel, op: ctx.nodeLabel))
         let (inPerGroup, outPerGroup) = (cin / groups, cout / groups)
         let xs = x.doubles
         let ws = w.doubles
-        var out = [Double](repeating: 0, count: n * cout * outSpatial)
+        var out = [Double](repeating: 0, count: outCount)
         for b in 0..<n {
             for oc in 0..<cout {
                 let g = oc / outPerGroup
@@ -136,18 +157,19 @@ enum ConvPoolOps {
                 }
             }
         }
-        return [TensorValue(x.type, shape: [n, cout] + win.output, floats: TensorMath.stored(out, as: x.type))]
+        return [TensorValue(x.type, shape: outShape, floats: TensorMath.stored(out, as: x.type))]
     }
 
-    /// The 2-D case on the optimized kernels (im2col + GEMM, or direct depthwise).
-    static func conv2D(x: TensorValue, w: TensorValue, bias: [Double]?, groups: Int, window win: Window, threads: Int) -> TensorValue {
+    /// The 2-D case on the optimized kernels (im2col + GEMM, or direct depthwise); `count`
+    /// is the output's element count, checked by the caller.
+    static func conv2D(x: TensorValue, w: TensorValue, bias: [Double]?, groups: Int, window win: Window, count: Int, threads: Int) -> TensorValue {
         let (n, cin, cout) = (x.shape[0], x.shape[1], w.shape[0])
         let convolution = Convolution2D(batch: n, inChannels: cin, height: win.input[0], width: win.input[1], outChannels: cout, groups: groups,
                                         kernel: (win.kernel[0], win.kernel[1]), stride: (win.strides[0], win.strides[1]),
                                         dilation: (win.dilations[0], win.dilations[1]), padBegin: (win.padsBegin[0], win.padsBegin[1]),
                                         output: (win.output[0], win.output[1]))
         let xs = x.doubles, ws = w.doubles
-        var out = [Double](repeating: 0, count: n * cout * win.output[0] * win.output[1])
+        var out = [Double](repeating: 0, count: count)
         guard !xs.isEmpty, !ws.isEmpty, !out.isEmpty else { return TensorValue(x.type, shape: [n, cout] + win.output, floats: out) }
         xs.withUnsafeBufferPointer { xp in
             ws.withUnsafeBufferPointer { wp in
@@ -173,7 +195,7 @@ enum ConvPoolOps {
         let (n, cin) = (x.shape[0], x.shape[1])
         guard groups > 0, w.shape[0] == cin, cin % groups == 0 else { throw ctx.invalid("weight \(w.shape) does not fit \(cin) input channels") }
         let outPerGroup = w.shape[1]
-        let cout = outPerGroup * groups
+        let cout = try TensorMath.checkedProduct(outPerGroup, groups, op: ctx.nodeLabel)
         if let bias, bias.count != cout { throw ctx.invalid("bias has \(bias.count) values for \(cout) channels") }
         let kernel = Array(w.shape.dropFirst(2))
         let input = Array(x.shape.dropFirst(2))
@@ -186,12 +208,13 @@ enum ConvPoolOps {
         var output = [Int](repeating: 0, count: rank)
         let declared = try ctx.ints("output_shape").map { Array($0.suffix(rank)).map(Int.init) }
         let pads = try ctx.ints("pads").map { $0.map(Int.init) }
-        // Attributes from the model, bounded before any arithmetic on them.
-        let bound = 1 << 20
-        guard strides.allSatisfy({ (1...bound).contains($0) }), dilations.allSatisfy({ (1...bound).contains($0) }),
+        // Dims and attributes from the model, bounded before any arithmetic on them.
+        let bound = attributeBound
+        guard input.allSatisfy({ $0 <= spatialBound }), kernel.allSatisfy({ $0 <= spatialBound }),
+              strides.allSatisfy({ (1...bound).contains($0) }), dilations.allSatisfy({ (1...bound).contains($0) }),
               outputPadding.allSatisfy({ (0...bound).contains($0) }), pads.map({ $0.count == 2 * rank && $0.allSatisfy { (0...bound).contains($0) } }) ?? true,
               declared.map({ $0.count == rank && $0.allSatisfy { (1...(1 << 28)).contains($0) } }) ?? true else {
-            throw ctx.invalid("strides, dilations, output_padding, pads or output_shape out of range")
+            throw ctx.invalid("spatial dims, kernel, strides, dilations, output_padding, pads or output_shape out of range")
         }
         for axis in 0..<rank {
             let full = strides[axis] * (input[axis] - 1) + outputPadding[axis] + (kernel[axis] - 1) * dilations[axis] + 1
@@ -213,12 +236,14 @@ enum ConvPoolOps {
             }
             guard output[axis] > 0 else { throw ctx.invalid("the output would be empty") }
         }
-        let (inSpatial, outSpatial, kSpatial) = (input.reduce(1, *), output.reduce(1, *), kernel.reduce(1, *))
-        let outStrides = TensorValue.strides(of: output)
+        let (inSpatial, outSpatial, kSpatial) = (try TensorMath.elementCount(input, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(output, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(kernel, op: ctx.nodeLabel))
+        let outStrides = try TensorMath.strides(of: output, op: ctx.nodeLabel)
         let inPerGroup = cin / groups
         let xs = x.doubles
         let ws = w.doubles
-        var out = [Double](repeating: 0, count: n * cout * outSpatial)
+        var out = [Double](repeating: 0, count: try TensorMath.elementCount([n, cout, outSpatial], op: ctx.nodeLabel))
         // Target output position of (input position, kernel position), or -1.
         var target = [[Int]](repeating: [Int](repeating: -1, count: kSpatial), count: inSpatial)
         for i in 0..<inSpatial {
@@ -264,8 +289,10 @@ enum ConvPoolOps {
         let includePad = try ctx.int("count_include_pad", default: 0) != 0
         let wantsIndices = ctx.node.outputs.count > 1 && !ctx.node.outputs[1].isEmpty
         if wantsIndices, try ctx.int("storage_order", default: 0) != 0 { throw ctx.unsupported("storage_order=1 indices") }
-        let table = win.offsets()
-        let (inSpatial, outSpatial, kSpatial) = (win.input.reduce(1, *), win.output.reduce(1, *), kernel.reduce(1, *))
+        let table = try win.offsets(op: ctx.nodeLabel)
+        let (inSpatial, outSpatial, kSpatial) = (try TensorMath.elementCount(win.input, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(win.output, op: ctx.nodeLabel),
+                                                 try TensorMath.elementCount(kernel, op: ctx.nodeLabel))
         // For count_include_pad: window positions inside the padded extent (not the ceil_mode overhang).
         var paddedCounts = [Int](repeating: 0, count: outSpatial)
         if !isMax, includePad {
@@ -283,10 +310,11 @@ enum ConvPoolOps {
                 paddedCounts[o] = count
             }
         }
-        let planes = x.shape[0] * x.shape[1]
+        let planes = try TensorMath.elementCount(x.shape.prefix(2), op: ctx.nodeLabel)
+        let outCount = try TensorMath.elementCount([planes, outSpatial], op: ctx.nodeLabel)
         let xs = x.doubles
-        var out = [Double](repeating: 0, count: planes * outSpatial)
-        var indices = [Int64](repeating: 0, count: wantsIndices ? planes * outSpatial : 0)
+        var out = [Double](repeating: 0, count: outCount)
+        var indices = [Int64](repeating: 0, count: wantsIndices ? outCount : 0)
         for plane in 0..<planes {
             let base = plane * inSpatial
             for o in 0..<outSpatial {
@@ -321,8 +349,8 @@ enum ConvPoolOps {
     static func globalPool(_ ctx: OpContext, max isMax: Bool) throws -> [TensorValue] {
         let x = try ctx.floatInput(0)
         guard x.rank >= 3 else { throw ctx.invalid("input rank \(x.rank) < 3") }
-        let planes = x.shape[0] * x.shape[1]
-        let inner = x.shape.dropFirst(2).reduce(1, *)
+        let planes = try TensorMath.elementCount(x.shape.prefix(2), op: ctx.nodeLabel)
+        let inner = try TensorMath.elementCount(x.shape.dropFirst(2), op: ctx.nodeLabel)
         let xs = x.doubles
         var out = [Double](repeating: 0, count: planes)
         for p in 0..<planes {

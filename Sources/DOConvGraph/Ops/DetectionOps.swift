@@ -21,7 +21,7 @@ enum DetectionOps {
         case .opaque: throw ctx.unsupported("non-numeric input")
         }
         let positions = flags.indices.filter { flags[$0] }
-        var out = [Int64](repeating: 0, count: shape.count * positions.count)
+        var out = [Int64](repeating: 0, count: try TensorMath.elementCount([shape.count, positions.count], op: ctx.nodeLabel))
         for (column, flat) in positions.enumerated() {
             for (axis, i) in TensorValue.index(of: flat, in: shape).enumerated() { out[axis * positions.count + column] = Int64(i) }
         }
@@ -46,12 +46,13 @@ enum DetectionOps {
         let size = x.shape[axis]
         guard k >= 0, k <= Int64(size) else { throw ctx.invalid("k \(k) is outside [0, \(size)] on axis \(axis) of \(x.shape)") }
         let largest = try ctx.int("largest", default: 1) != 0
-        let (outer, inner) = (x.shape.prefix(axis).reduce(1, *), x.shape.dropFirst(axis + 1).reduce(1, *))
+        let (outer, inner) = (try TensorMath.elementCount(x.shape.prefix(axis), op: ctx.nodeLabel),
+                              try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel))
         let values = x.doubles
         guard values.count == x.count else { throw ctx.unsupported("non-numeric input") }
         var shape = x.shape
         shape[axis] = Int(k)
-        var picks = [Int](repeating: 0, count: shape.reduce(1, *))
+        var picks = [Int](repeating: 0, count: try TensorMath.elementCount(shape, op: ctx.nodeLabel))
         var indices = [Int64](repeating: 0, count: picks.count)
         for o in 0..<outer {
             for i in 0..<inner {
@@ -103,7 +104,7 @@ enum DetectionOps {
         let data = x.doubles
         let boxes = rois.doubles
         let offset = transform == "half_pixel" ? 0.5 : 0
-        var out = [Double](repeating: 0, count: shape.reduce(1, *))
+        var out = [Double](repeating: 0, count: try TensorMath.elementCount(shape, op: ctx.nodeLabel))
         // An empty X (a zero height or width) has nothing to sample: every bin is 0.
         if data.isEmpty { return [TensorValue(x.type, shape: shape, floats: TensorMath.stored(out, as: x.type))] }
         for r in 0..<count {
@@ -123,9 +124,12 @@ enum DetectionOps {
             }
             let (binH, binW) = (roiH / Double(pooledH), roiW / Double(pooledW))
             // An inverted roi (possible with half_pixel) samples nothing: its bins are 0.
-            let gridH = samplingRatio > 0 ? samplingRatio : max(0, Int((roiH / Double(pooledH)).rounded(.up)))
-            let gridW = samplingRatio > 0 ? samplingRatio : max(0, Int((roiW / Double(pooledW)).rounded(.up)))
-            guard gridH * gridW <= 1 << 20 else { throw ctx.invalid("roi \(r) needs a \(gridH)x\(gridW) sampling grid") }
+            let gridH = samplingRatio > 0 ? samplingRatio : try TensorMath.checkedSize(max(0, (roiH / Double(pooledH)).rounded(.up)), op: ctx.nodeLabel)
+            let gridW = samplingRatio > 0 ? samplingRatio : try TensorMath.checkedSize(max(0, (roiW / Double(pooledW)).rounded(.up)), op: ctx.nodeLabel)
+            // sampling_ratio is the model's: the grid's size is checked before it is compared.
+            guard try TensorMath.checkedProduct(gridH, gridW, op: ctx.nodeLabel) <= 1 << 20 else {
+                throw ctx.invalid("roi \(r) needs a \(gridH)x\(gridW) sampling grid")
+            }
             let samples = Double(max(gridH * gridW, 1))
             for ph in 0..<pooledH {
                 for pw in 0..<pooledW {

@@ -8,7 +8,7 @@ import DOConvGraphKernels
 /// Anything else takes the general loop.
 enum EinsumContraction {
     /// The result, or nil when the equation is not such a contraction.
-    static func contract(_ equation: String, _ operands: [TensorValue], threads: Int) -> TensorValue? {
+    static func contract(_ equation: String, _ operands: [TensorValue], op: String = "Einsum", threads: Int) throws -> TensorValue? {
         guard operands.count == 2, operands.allSatisfy({ $0.type.isFloat }) else { return nil }
         let text = equation.filter { !$0.isWhitespace }
         let sides = text.components(separatedBy: "->")
@@ -31,16 +31,19 @@ enum EinsumContraction {
         let left = out.filter { inA.contains($0) && !inB.contains($0) }
         let right = out.filter { inB.contains($0) && !inA.contains($0) }
         let summed = inA.intersection(inB).subtracting(inOut).sorted()
-        func count(_ labels: [Character]) -> Int { labels.reduce(1) { $0 * size[$1]! } }
-        let (nb, nl, nr, nk) = (count(batch), count(left), count(right), count(summed))
+        func count(_ labels: [Character]) throws -> Int { try TensorMath.elementCount(labels.map { size[$0]! }, op: op) }
+        let (nb, nl, nr, nk) = (try count(batch), try count(left), try count(right), try count(summed))
+        // The output's labels are batch, left and right, in another order: the same count.
+        let total = try TensorMath.elementCount([nb, nl, nr], op: op)
         if summed.count == 1, nk <= directDepth {
-            let values = direct(out: out, size: size, a: (a, operands[0]), b: (b, operands[1]), summed: summed[0], threads: threads)
+            let values = try direct(out: out, size: size, a: (a, operands[0]), b: (b, operands[1]), summed: summed[0], total: total,
+                                    op: op, threads: threads)
             let type = operands[0].type
             return TensorValue(type, shape: out.map { size[$0]! }, floats: TensorMath.stored(values, as: type))
         }
         let pa = permute(operands[0].doubles, labels: a, shape: operands[0].shape, to: batch + left + summed)
         let pb = permute(operands[1].doubles, labels: b, shape: operands[1].shape, to: batch + summed + right)
-        var product = [Double](repeating: 0, count: nb * nl * nr)
+        var product = [Double](repeating: 0, count: total)
         if nl > 0, nr > 0, nb > 0 {
             pa.withUnsafeBufferPointer { ap in
                 pb.withUnsafeBufferPointer { bp in
@@ -69,18 +72,18 @@ enum EinsumContraction {
     /// composition's operands (Cout x Cin x Dmul and Cin x MN x Dmul) are read along their
     /// rows and the kernel written in order, where permuting 20 MB operands for a GEMM is
     /// bound by TLB misses. Output slices along the first axis run on `threads` cores.
+    /// `total` is the output's element count, checked by the caller.
     static func direct(out: [Character], size: [Character: Int], a: ([Character], TensorValue), b: ([Character], TensorValue),
-                       summed: Character, threads: Int) -> [Double] {
+                       summed: Character, total: Int, op: String, threads: Int) throws -> [Double] {
         let dims = out.map { size[$0]! }
-        func strides(_ operand: ([Character], TensorValue)) -> (outer: [Int], summed: Int) {
-            let own = operand.1.strides
+        func strides(_ operand: ([Character], TensorValue)) throws -> (outer: [Int], summed: Int) {
+            let own = try TensorMath.strides(of: operand.1.shape, op: op)
             let outer = out.map { label in operand.0.firstIndex(of: label).map { own[$0] } ?? 0 }
             return (outer, operand.0.firstIndex(of: summed).map { own[$0] } ?? 0)
         }
-        let (sa, ka) = strides(a)
-        let (sb, kb) = strides(b)
+        let (sa, ka) = try strides(a)
+        let (sb, kb) = try strides(b)
         let depth = size[summed]!
-        let total = dims.reduce(1, *)
         let (x, y) = (a.1.doubles, b.1.doubles)
         return [Double](unsafeUninitializedCapacity: total) { result, initialized in
             x.withUnsafeBufferPointer { x in
@@ -116,6 +119,7 @@ enum EinsumContraction {
     /// stepped by an odometer.
     static func permute(_ data: [Double], labels: [Character], shape: [Int], to target: [Character]) -> [Double] {
         guard labels != target, !data.isEmpty else { return data }
+        // `data` holds values, so `shape`'s dims multiply to its count: no stride overflows.
         let sourceStrides = TensorValue.strides(of: shape)
         let dims = target.map { label in shape[labels.firstIndex(of: label)!] }
         let from = target.map { label in sourceStrides[labels.firstIndex(of: label)!] }

@@ -149,8 +149,8 @@ enum ElementwiseOps {
                 let a = try ctx.input(0)
                 let b = try ctx.input(1)
                 guard let shape = TensorMath.broadcast(a.shape, b.shape) else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not broadcast") }
-                let ia = TensorMath.broadcastIndices(from: a.shape, to: shape)
-                let ib = TensorMath.broadcastIndices(from: b.shape, to: shape)
+                let ia = try TensorMath.broadcastIndices(from: a.shape, to: shape, op: ctx.nodeLabel)
+                let ib = try TensorMath.broadcastIndices(from: b.shape, to: shape, op: ctx.nodeLabel)
                 if case .ints(let x) = a.storage, case .ints(let y) = b.storage {
                     // Exact integer comparison (int64 values beyond 2^53 must not collapse).
                     let g: (Int64, Int64) -> Bool
@@ -177,9 +177,9 @@ enum ElementwiseOps {
             guard let ab = TensorMath.broadcast(a.shape, b.shape), let shape = TensorMath.broadcast(condition.shape, ab) else {
                 throw ctx.invalid("shapes do not broadcast")
             }
-            let ic = TensorMath.broadcastIndices(from: condition.shape, to: shape)
-            let ia = TensorMath.broadcastIndices(from: a.shape, to: shape)
-            let ib = TensorMath.broadcastIndices(from: b.shape, to: shape)
+            let ic = try TensorMath.broadcastIndices(from: condition.shape, to: shape, op: ctx.nodeLabel)
+            let ia = try TensorMath.broadcastIndices(from: a.shape, to: shape, op: ctx.nodeLabel)
+            let ib = try TensorMath.broadcastIndices(from: b.shape, to: shape, op: ctx.nodeLabel)
             let c = condition.int64s
             switch (a.storage, b.storage) {
             case (.floats(let x), .floats(let y)):
@@ -215,8 +215,8 @@ enum ElementwiseOps {
         }
         guard let shape = TensorMath.broadcast(a.shape, b.shape) else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not broadcast") }
         let same = a.shape == b.shape
-        let ia = same ? [] : TensorMath.broadcastIndices(from: a.shape, to: shape)
-        let ib = same ? [] : TensorMath.broadcastIndices(from: b.shape, to: shape)
+        let ia = same ? [] : try TensorMath.broadcastIndices(from: a.shape, to: shape, op: ctx.nodeLabel)
+        let ib = same ? [] : try TensorMath.broadcastIndices(from: b.shape, to: shape, op: ctx.nodeLabel)
         switch (a.storage, b.storage) {
         case (.floats(let x), .floats(let y)) where same:
             // Same shapes (a residual Add): element by element, no index arrays.
@@ -278,7 +278,7 @@ enum ElementwiseOps {
         guard [scale, bias, mean, variance].allSatisfy({ $0.count == channels }) else {
             throw ctx.invalid("parameters do not have \(channels) elements")
         }
-        let inner = x.shape.dropFirst(2).reduce(1, *)
+        let inner = try TensorMath.elementCount(x.shape.dropFirst(2), op: ctx.nodeLabel)
         let values = x.doubles
         // Plane by plane, each channel's square root once (the same arithmetic per element).
         let out = [Double](unsafeUninitializedCapacity: values.count) { buffer, count in

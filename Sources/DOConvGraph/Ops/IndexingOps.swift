@@ -25,8 +25,8 @@ enum IndexingOps {
         if !values.isEmpty, let a = indices.shape.indices.first(where: { $0 != axis && indices.shape[$0] > data.shape[$0] }) {
             throw ctx.invalid("indices \(indices.shape) exceed data \(data.shape) on axis \(a)")
         }
-        let strides = data.strides
-        var offsets = TensorMath.offsets(of: indices.shape, strides: strides.indices.map { $0 == axis ? 0 : strides[$0] })
+        let strides = try TensorMath.strides(of: data.shape, op: ctx.nodeLabel)
+        var offsets = try TensorMath.offsets(of: indices.shape, strides: strides.indices.map { $0 == axis ? 0 : strides[$0] }, op: ctx.nodeLabel)
         for k in offsets.indices { offsets[k] += try position(ctx, values[k], size: data.shape[axis]) * strides[axis] }
         return offsets
     }
@@ -54,15 +54,15 @@ enum IndexingOps {
         guard let depth = indices.shape.last, depth <= data.rank - batchDims else {
             throw ctx.invalid("index tuples of \(indices.shape.last ?? 0) elements for data \(data.shape) past \(batchDims) batch dims")
         }
-        let batches = data.shape.prefix(batchDims).reduce(1, *)
+        let batches = try TensorMath.elementCount(data.shape.prefix(batchDims), op: ctx.nodeLabel)
         let sliceShape = Array(data.shape.dropFirst(batchDims + depth))
-        let sliceSize = sliceShape.reduce(1, *)
-        let perBatchData = data.shape.dropFirst(batchDims).reduce(1, *)
-        let tuplesPerBatch = indices.shape.dropFirst(batchDims).dropLast().reduce(1, *)
-        let strides = TensorValue.strides(of: Array(data.shape.dropFirst(batchDims)))
+        let sliceSize = try TensorMath.elementCount(sliceShape, op: ctx.nodeLabel)
+        let perBatchData = try TensorMath.elementCount(data.shape.dropFirst(batchDims), op: ctx.nodeLabel)
+        let tuplesPerBatch = try TensorMath.elementCount(indices.shape.dropFirst(batchDims).dropLast(), op: ctx.nodeLabel)
+        let strides = try TensorMath.strides(of: Array(data.shape.dropFirst(batchDims)), op: ctx.nodeLabel)
         let values = indices.int64s
         var picks: [Int] = []
-        picks.reserveCapacity(batches * tuplesPerBatch * sliceSize)
+        picks.reserveCapacity(try TensorMath.elementCount([batches, tuplesPerBatch, sliceSize], op: ctx.nodeLabel))
         for batch in 0..<batches {
             for t in 0..<tuplesPerBatch {
                 var start = batch * perBatchData
@@ -131,12 +131,12 @@ enum IndexingOps {
         guard updates.shape == Array(indices.shape.dropLast()) + sliceShape else {
             throw ctx.invalid("updates \(updates.shape) are not indices \(indices.shape) without the last dim, then \(sliceShape)")
         }
-        let sliceSize = sliceShape.reduce(1, *)
-        let strides = data.strides
+        let sliceSize = try TensorMath.elementCount(sliceShape, op: ctx.nodeLabel)
+        let strides = try TensorMath.strides(of: data.shape, op: ctx.nodeLabel)
         let values = indices.int64s
-        let tuples = indices.shape.dropLast().reduce(1, *)
+        let tuples = try TensorMath.elementCount(indices.shape.dropLast(), op: ctx.nodeLabel)
         var targets: [Int] = []
-        targets.reserveCapacity(tuples * sliceSize)
+        targets.reserveCapacity(try TensorMath.elementCount([tuples, sliceSize], op: ctx.nodeLabel))
         for t in 0..<tuples {
             var start = 0
             for d in 0..<depth { start += try position(ctx, values[t * depth + d], size: data.shape[d]) * strides[d] }
@@ -155,7 +155,8 @@ enum IndexingOps {
         let axis = try TensorMath.axis(given, rank: x.rank, op: ctx.nodeLabel)
         let exclusive = try ctx.int("exclusive", default: 0) != 0
         let reverse = try ctx.int("reverse", default: 0) != 0
-        let (outer, size, inner) = (x.shape.prefix(axis).reduce(1, *), x.shape[axis], x.shape.dropFirst(axis + 1).reduce(1, *))
+        let (outer, size, inner) = (try TensorMath.elementCount(x.shape.prefix(axis), op: ctx.nodeLabel), x.shape[axis],
+                                    try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel))
         let order = reverse ? Array((0..<size).reversed()) : Array(0..<size)
         func run<T>(_ v: [T], zero: T, add: (T, T) -> T) -> [T] {
             var out = v

@@ -41,7 +41,7 @@ enum LinearAlgebraOps {
 
     /// numpy's einsum, computed by a plain loop over every label combination, in Float64.
     static func einsum(_ equation: String, _ operands: [TensorValue], op: String = "Einsum", threads: Int = FastKernels.threads) throws -> TensorValue {
-        if let contracted = EinsumContraction.contract(equation, operands, threads: threads) { return contracted }
+        if let contracted = try EinsumContraction.contract(equation, operands, op: op, threads: threads) { return contracted }
         func fail(_ reason: String) -> ExecutionError { .invalid(op: op, reason: "'\(equation)': \(reason)") }
         let text = equation.filter { !$0.isWhitespace }
         let sides = text.components(separatedBy: "->")
@@ -98,15 +98,15 @@ enum LinearAlgebraOps {
         // Per operand, its stride for each label (0 where broadcast; repeated labels add up).
         var strides = [[Int]](repeating: [Int](repeating: 0, count: all.count), count: operands.count)
         for (k, (labels, x)) in zip(expanded, operands).enumerated() {
-            let s = x.strides
+            let s = try TensorMath.strides(of: x.shape, op: op)
             for (axis, label) in labels.enumerated() where x.shape[axis] != 1 {
                 strides[k][position[label]!] += s[axis]
             }
         }
         let dims = all.map { sizes[$0]! }
         let outShape = output.map { sizes[$0]! }
-        let outCount = outShape.reduce(1, *)
-        let sumCount = summed.map { sizes[$0]! }.reduce(1, *)
+        let outCount = try TensorMath.elementCount(outShape, op: op)
+        let sumCount = try TensorMath.elementCount(summed.map { sizes[$0]! }, op: op)
         let data = operands.map(\.doubles)
         var result = [Double](repeating: 0, count: outCount)
         guard outCount > 0, sumCount > 0 else {
@@ -153,10 +153,10 @@ enum LinearAlgebraOps {
         let batchA = Array(a.shape.dropLast(2))
         let batchB = Array(b.shape.dropLast(2))
         guard let batch = TensorMath.broadcast(batchA, batchB) else { throw ctx.invalid("batch dims \(batchA) and \(batchB) do not broadcast") }
-        let ia = TensorMath.broadcastIndices(from: batchA, to: batch)
-        let ib = TensorMath.broadcastIndices(from: batchB, to: batch)
+        let ia = try TensorMath.broadcastIndices(from: batchA, to: batch, op: ctx.nodeLabel)
+        let ib = try TensorMath.broadcastIndices(from: batchB, to: batch, op: ctx.nodeLabel)
         let (xs, ys) = (a.doubles, b.doubles)
-        var out = [Double](repeating: 0, count: ia.count * n * m)
+        var out = [Double](repeating: 0, count: try TensorMath.elementCount([ia.count, n, m], op: ctx.nodeLabel))
         if n > 0, m > 0, k > 0 {
             xs.withUnsafeBufferPointer { ap in
                 ys.withUnsafeBufferPointer { bp in
@@ -192,7 +192,7 @@ enum LinearAlgebraOps {
         // is read as it is by the GEMM's packing.
         let xs = transA ? EinsumContraction.permute(a.doubles, labels: ["k", "m"], shape: a.shape, to: ["m", "k"]) : a.doubles
         let ys = b.doubles
-        var out = [Double](repeating: 0, count: m * n)
+        var out = [Double](repeating: 0, count: try TensorMath.elementCount([m, n], op: ctx.nodeLabel))
         if m > 0, n > 0, k > 0 {
             xs.withUnsafeBufferPointer { ap in
                 ys.withUnsafeBufferPointer { bp in
@@ -206,7 +206,7 @@ enum LinearAlgebraOps {
         if alpha != 1 { for p in out.indices { out[p] *= alpha } }
         if let c = ctx.optionalInput(2) {
             guard let shape = TensorMath.broadcast(c.shape, [m, n]), shape == [m, n] else { throw ctx.invalid("C \(c.shape) does not broadcast to \([m, n])") }
-            let ic = TensorMath.broadcastIndices(from: c.shape, to: [m, n])
+            let ic = try TensorMath.broadcastIndices(from: c.shape, to: [m, n], op: ctx.nodeLabel)
             let cs = c.doubles
             for p in out.indices { out[p] += beta * cs[ic[p]] }
         }

@@ -40,9 +40,9 @@ enum ReductionOps {
         let reduced = try axes(ctx, rank: x.rank)
         let keep = try ctx.int("keepdims", default: 1) != 0
         let keptShape = x.shape.enumerated().map { reduced.contains($0.offset) ? 1 : $0.element }
-        let count = x.shape.enumerated().filter { reduced.contains($0.offset) }.map(\.element).reduce(1, *)
-        let outStrides = TensorValue.strides(of: keptShape)
-        var acc = [Double](repeating: start, count: keptShape.reduce(1, *))
+        let count = try TensorMath.elementCount(x.shape.enumerated().filter { reduced.contains($0.offset) }.map(\.element), op: ctx.nodeLabel)
+        let outStrides = try TensorMath.strides(of: keptShape, op: ctx.nodeLabel)
+        var acc = [Double](repeating: start, count: try TensorMath.elementCount(keptShape, op: ctx.nodeLabel))
         let xs = x.doubles
         for flat in 0..<x.count {
             var target = 0
@@ -63,11 +63,12 @@ enum ReductionOps {
         let x = try ctx.floatInput(0)
         let legacy = ctx.opset < 13
         let axis = try TensorMath.axis(try ctx.int("axis", default: legacy ? 1 : -1), rank: x.rank, op: ctx.nodeLabel)
-        let (outer, size, inner): (Int, Int, Int)
+        let outer = try TensorMath.elementCount(x.shape.prefix(axis), op: ctx.nodeLabel)
+        let (size, inner): (Int, Int)
         if legacy {
-            (outer, size, inner) = (x.shape.prefix(axis).reduce(1, *), x.shape.dropFirst(axis).reduce(1, *), 1)
+            (size, inner) = (try TensorMath.elementCount(x.shape.dropFirst(axis), op: ctx.nodeLabel), 1)
         } else {
-            (outer, size, inner) = (x.shape.prefix(axis).reduce(1, *), x.shape[axis], x.shape.dropFirst(axis + 1).reduce(1, *))
+            (size, inner) = (x.shape[axis], try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel))
         }
         var out = x.doubles
         for o in 0..<outer {
@@ -88,7 +89,8 @@ enum ReductionOps {
         let axis = try TensorMath.axis(try ctx.int("axis", default: 0), rank: x.rank, op: ctx.nodeLabel)
         let keep = try ctx.int("keepdims", default: 1) != 0
         let last = try ctx.int("select_last_index", default: 0) != 0
-        let (outer, size, inner) = (x.shape.prefix(axis).reduce(1, *), x.shape[axis], x.shape.dropFirst(axis + 1).reduce(1, *))
+        let (outer, size, inner) = (try TensorMath.elementCount(x.shape.prefix(axis), op: ctx.nodeLabel), x.shape[axis],
+                                    try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel))
         let xs = x.doubles
         var out: [Int64] = []
         for o in 0..<outer {

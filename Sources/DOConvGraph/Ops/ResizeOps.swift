@@ -52,19 +52,23 @@ enum ResizeOps {
         try TensorMath.checkShape(plan.outputShape, op: ctx.nodeLabel)
         // An empty output reads nothing: no per-axis tables (whose size is each axis's).
         if plan.outputShape.contains(0) { return [ShapeOps.select(x, shape: plan.outputShape, indices: [])] }
+        // Every output dim is positive now, so an empty input axis has nothing to resize from.
+        // Refused before any axis's taps: only an input holding values bounds the filter reach
+        // (1 / scale) of its other axes, whose dims an empty tensor may make anything.
+        if let axis = x.shape.firstIndex(of: 0) { throw ctx.invalid("axis \(axis) of size 0 cannot resize to \(plan.outputShape[axis])") }
         // Per axis and output coordinate: the taps, or nil where tf_crop_and_resize extrapolates.
         var taps: [[[Tap]?]] = []
         for axis in 0..<x.rank {
             taps.append(try axisTaps(ctx, plan, axis: axis, inSize: x.shape[axis]))
         }
-        if case .nearest = plan.mode { return [nearest(x, plan, taps)] }
+        if case .nearest = plan.mode { return [try nearest(x, plan, taps, op: ctx.nodeLabel)] }
         guard case .floats(let values) = x.storage else {
             throw ctx.unsupported("\(plan.mode == .linear ? "linear" : "cubic") interpolation of \(x.type) tensors")
         }
         var data = values
         var shape = x.shape
         for axis in 0..<x.rank where !isIdentity(taps[axis], inSize: x.shape[axis]) {
-            (data, shape) = apply(data, shape: shape, axis: axis, taps: taps[axis])
+            (data, shape) = try apply(data, shape: shape, axis: axis, taps: taps[axis], op: ctx.nodeLabel)
         }
         // Any coordinate outside the roi's source range makes the output the extrapolation value.
         let outside = taps.map { $0.map { $0 == nil } }
@@ -246,6 +250,8 @@ enum ResizeOps {
         case "legacy": value = downsampling ? source.rounded(.up) : source.rounded(.towardZero)
         default: throw ctx.unsupported("nearest_mode '\(rounding)'")
         }
+        // A position, not a size (it may be negative, and is clamped after): axisTaps has
+        // bounded the source coordinate below 1e15.
         return Int(value)
     }
 
@@ -265,6 +271,8 @@ enum ResizeOps {
                            _ filter: (Double) -> Double) -> [Tap] {
         let stretch = plan.antialias ? min(scale, 1) : 1
         let reach = support / stretch
+        // Positions, not sizes, so not checkedSize's: the source is below 1e15 (axisTaps) and
+        // the reach at most 4 x the axis's dim of an input holding values (resize), so both fit.
         let first = Int((source - reach).rounded(.down)) + 1
         let last = Int((source + reach).rounded(.down))
         var taps: [Tap] = []
@@ -287,11 +295,11 @@ enum ResizeOps {
     }
 
     /// Interpolates `data` (of `shape`) along `axis` by `taps`.
-    static func apply(_ data: [Double], shape: [Int], axis: Int, taps: [[Tap]?]) -> ([Double], [Int]) {
-        let outer = shape.prefix(axis).reduce(1, *)
-        let inner = shape.dropFirst(axis + 1).reduce(1, *)
+    static func apply(_ data: [Double], shape: [Int], axis: Int, taps: [[Tap]?], op: String) throws -> ([Double], [Int]) {
+        let outer = try TensorMath.elementCount(shape.prefix(axis), op: op)
+        let inner = try TensorMath.elementCount(shape.dropFirst(axis + 1), op: op)
         let (n, m) = (shape[axis], taps.count)
-        var out = [Double](repeating: 0, count: outer * m * inner)
+        var out = [Double](repeating: 0, count: try TensorMath.elementCount([outer, m, inner], op: op))
         for o in 0..<outer {
             for j in 0..<m {
                 let target = (o * m + j) * inner
@@ -307,10 +315,10 @@ enum ResizeOps {
     }
 
     /// Nearest: a selection of input elements (any element type), extrapolated positions filled.
-    static func nearest(_ x: TensorValue, _ plan: Plan, _ taps: [[[Tap]?]]) -> TensorValue {
+    static func nearest(_ x: TensorValue, _ plan: Plan, _ taps: [[[Tap]?]], op: String) throws -> TensorValue {
         let shape = plan.outputShape
-        let strides = x.strides
-        let total = shape.reduce(1, *)
+        let strides = try TensorMath.strides(of: x.shape, op: op)
+        let total = try TensorMath.elementCount(shape, op: op)
         var indices = [Int](repeating: 0, count: total)
         for flat in 0..<total {
             var source = 0

@@ -15,7 +15,8 @@ enum ShapeOps {
             let axis = try ctx.int("axis", default: 1)
             let a = Int(axis) < 0 ? Int(axis) + x.rank : Int(axis)
             guard a >= 0, a <= x.rank else { throw ctx.invalid("axis \(axis) out of range") }
-            return [with(x, shape: [x.shape.prefix(a).reduce(1, *), x.shape.dropFirst(a).reduce(1, *)])]
+            return [with(x, shape: [try TensorMath.elementCount(x.shape.prefix(a), op: ctx.nodeLabel),
+                                    try TensorMath.elementCount(x.shape.dropFirst(a), op: ctx.nodeLabel)])]
         },
         "Transpose": { ctx in
             let x = try ctx.input(0)
@@ -44,7 +45,7 @@ enum ShapeOps {
             let target = try ctx.input(1).int64s.map(Int.init)
             guard let shape = TensorMath.broadcast(x.shape, target) else { throw ctx.invalid("\(x.shape) does not expand to \(target)") }
             try TensorMath.checkShape(shape, op: ctx.nodeLabel)
-            return [select(x, shape: shape, indices: TensorMath.broadcastIndices(from: x.shape, to: shape))]
+            return [select(x, shape: shape, indices: try TensorMath.broadcastIndices(from: x.shape, to: shape, op: ctx.nodeLabel))]
         },
         "Tile": { ctx in
             let x = try ctx.input(0)
@@ -52,8 +53,8 @@ enum ShapeOps {
             guard repeats.count == x.rank, repeats.allSatisfy({ $0 >= 0 }) else { throw ctx.invalid("repeats \(repeats) do not fit rank \(x.rank)") }
             let shape = try zip(x.shape, repeats).map { try TensorMath.checkedProduct($0, $1, op: ctx.nodeLabel) }
             try TensorMath.checkShape(shape, op: ctx.nodeLabel)
-            let strides = x.strides
-            let indices = (0..<shape.reduce(1, *)).map { flat in
+            let strides = try TensorMath.strides(of: x.shape, op: ctx.nodeLabel)
+            let indices = (0..<(try TensorMath.elementCount(shape, op: ctx.nodeLabel))).map { flat in
                 zip(TensorValue.index(of: flat, in: shape).enumerated(), strides).reduce(0) { $0 + ($1.0.element % x.shape[$1.0.offset]) * $1.1 }
             }
             return [select(x, shape: shape, indices: indices)]
@@ -68,7 +69,7 @@ enum ShapeOps {
             default: throw ctx.invalid("value is not a tensor")
             }
             guard value.count == 1 else { throw ctx.invalid("value has \(value.count) elements") }
-            return [select(value, shape: shape, indices: [Int](repeating: 0, count: shape.reduce(1, *)))]
+            return [select(value, shape: shape, indices: [Int](repeating: 0, count: try TensorMath.elementCount(shape, op: ctx.nodeLabel)))]
         },
         "Range": { ctx in
             let start = try ctx.input(0)
@@ -149,12 +150,12 @@ enum ShapeOps {
             }
         }
         // The target's dims come from the model: multiplied with overflow checks.
-        let known = try shape.reduce(1) { try TensorMath.checkedProduct($0, $1, op: ctx.nodeLabel) }
+        let known = try TensorMath.elementCount(shape, op: ctx.nodeLabel)
         if let inferred {
             guard known > 0, x.count % known == 0 else { throw ctx.invalid("cannot reshape \(x.shape) to \(target)") }
             shape[inferred] = x.count / known
         }
-        guard try shape.reduce(1, { try TensorMath.checkedProduct($0, $1, op: ctx.nodeLabel) }) == x.count else {
+        guard try TensorMath.elementCount(shape, op: ctx.nodeLabel) == x.count else {
             throw ctx.invalid("cannot reshape \(x.shape) to \(target)")
         }
         return [with(x, shape: shape)]
@@ -163,9 +164,9 @@ enum ShapeOps {
     static func transpose(_ ctx: OpContext, _ x: TensorValue, _ perm: [Int]) throws -> TensorValue {
         guard perm.count == x.rank, Set(perm) == Set(0..<x.rank) else { throw ctx.invalid("perm \(perm) does not fit rank \(x.rank)") }
         let shape = perm.map { x.shape[$0] }
-        let strides = x.strides
+        let strides = try TensorMath.strides(of: x.shape, op: ctx.nodeLabel)
         let permStrides = perm.map { strides[$0] }
-        return select(x, shape: shape, indices: TensorMath.offsets(of: shape, strides: permStrides))
+        return select(x, shape: shape, indices: try TensorMath.offsets(of: shape, strides: permStrides, op: ctx.nodeLabel))
     }
 
     static func concat(_ ctx: OpContext) throws -> [TensorValue] {
@@ -179,15 +180,15 @@ enum ShapeOps {
             }
         }
         var shape = first.shape
-        shape[axis] = parts.map { $0.shape[axis] }.reduce(0, +)
-        let outer = first.shape.prefix(axis).reduce(1, *)
+        shape[axis] = try parts.reduce(0) { try TensorMath.checkedSum($0, $1.shape[axis], op: ctx.nodeLabel) }
+        let outer = try TensorMath.elementCount(first.shape.prefix(axis), op: ctx.nodeLabel)
+        let chunks = try parts.map { try TensorMath.elementCount($0.shape.dropFirst(axis), op: ctx.nodeLabel) }
         switch first.storage {
         case .floats:
             var out: [Double] = []
-            out.reserveCapacity(shape.reduce(1, *))
+            out.reserveCapacity(try TensorMath.elementCount(shape, op: ctx.nodeLabel))
             for o in 0..<outer {
-                for part in parts {
-                    let chunk = part.shape.dropFirst(axis).reduce(1, *)
+                for (part, chunk) in zip(parts, chunks) {
                     out += part.doubles[(o * chunk)..<((o + 1) * chunk)]
                 }
             }
@@ -195,8 +196,7 @@ enum ShapeOps {
         case .ints:
             var out: [Int64] = []
             for o in 0..<outer {
-                for part in parts {
-                    let chunk = part.shape.dropFirst(axis).reduce(1, *)
+                for (part, chunk) in zip(parts, chunks) {
                     out += part.int64s[(o * chunk)..<((o + 1) * chunk)]
                 }
             }
@@ -207,13 +207,13 @@ enum ShapeOps {
     }
 
     /// The part of `x` from `start` (inclusive) to `end` along `axis`.
-    static func range(_ x: TensorValue, axis: Int, start: Int, end: Int) -> TensorValue {
+    static func range(_ x: TensorValue, axis: Int, start: Int, end: Int, op: String) throws -> TensorValue {
         var shape = x.shape
         shape[axis] = end - start
-        let inner = x.shape.dropFirst(axis + 1).reduce(1, *)
-        let outer = x.shape.prefix(axis).reduce(1, *)
+        let inner = try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: op)
+        let outer = try TensorMath.elementCount(x.shape.prefix(axis), op: op)
         var indices: [Int] = []
-        indices.reserveCapacity(shape.reduce(1, *))
+        indices.reserveCapacity(try TensorMath.elementCount(shape, op: op))
         for o in 0..<outer {
             for a in start..<end {
                 for i in 0..<inner { indices.append((o * x.shape[axis] + a) * inner + i) }
@@ -235,9 +235,9 @@ enum ShapeOps {
         }
         guard sizes.reduce(0, +) == x.shape[axis], sizes.allSatisfy({ $0 >= 0 }) else { throw ctx.invalid("split \(sizes) does not cover \(x.shape[axis])") }
         var start = 0
-        return sizes.map { size in
+        return try sizes.map { size in
             defer { start += size }
-            return range(x, axis: axis, start: start, end: start + size)
+            return try range(x, axis: axis, start: start, end: start + size, op: ctx.nodeLabel)
         }
     }
 
@@ -283,8 +283,8 @@ enum ShapeOps {
             guard j >= 0, j < size else { throw ctx.invalid("index \(i) out of range for size \(size)") }
             return j
         }
-        let outer = x.shape.prefix(axis).reduce(1, *)
-        let inner = x.shape.dropFirst(axis + 1).reduce(1, *)
+        let outer = try TensorMath.elementCount(x.shape.prefix(axis), op: ctx.nodeLabel)
+        let inner = try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel)
         var indices: [Int] = []
         for o in 0..<outer {
             for p in picks {
@@ -332,8 +332,8 @@ enum ShapeOps {
             }
         }
         let shape = picks.map(\.count)
-        let strides = x.strides
-        let indices = (0..<shape.reduce(1, *)).map { flat in
+        let strides = try TensorMath.strides(of: x.shape, op: ctx.nodeLabel)
+        let indices = (0..<(try TensorMath.elementCount(shape, op: ctx.nodeLabel))).map { flat in
             TensorValue.index(of: flat, in: shape).enumerated().reduce(0) { $0 + picks[$1.offset][$1.element] * strides[$1.offset] }
         }
         return [select(x, shape: shape, indices: indices)]
@@ -361,11 +361,17 @@ enum ShapeOps {
             begin[axis] = Int(pads[k])
             end[axis] = Int(pads[k + axes.count])
         }
-        let shape = (0..<x.rank).map { x.shape[$0] + begin[$0] + end[$0] }
+        // The pads are bounded above, a dim is not (an empty tensor's may be anything).
+        let shape = try (0..<x.rank).map { try TensorMath.checkedSum(x.shape[$0], begin[$0] + end[$0], op: ctx.nodeLabel) }
         guard shape.allSatisfy({ $0 >= 0 }) else { throw ctx.invalid("pads \(pads) remove more than \(x.shape)") }
         try TensorMath.checkShape(shape, op: ctx.nodeLabel)
-        let strides = x.strides
-        var indices = [Int](repeating: -1, count: shape.reduce(1, *))
+        let strides = try TensorMath.strides(of: x.shape, op: ctx.nodeLabel)
+        var indices = [Int](repeating: -1, count: try TensorMath.elementCount(shape, op: ctx.nodeLabel))
+        // Edge, reflect and wrap fill a padded axis from its own elements: an empty one has
+        // none to read (numpy's pad refuses it too); only a constant can fill it.
+        if ["edge", "reflect", "wrap"].contains(mode), !indices.isEmpty, let axis = x.shape.firstIndex(of: 0) {
+            throw ctx.invalid("mode '\(mode)' cannot pad axis \(axis), which is empty")
+        }
         for flat in indices.indices {
             var source = 0
             var inside = true
