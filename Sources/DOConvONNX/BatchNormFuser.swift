@@ -60,9 +60,9 @@ struct BatchNormFuser {
             let base = conv.inputs[1]
             let kernelName = GraphRewrite.freshName(base + ".bn_fused", taken: &taken)
             let biasName = GraphRewrite.freshName(base + ".bn_fused_bias", taken: &taken)
-            edit.newInitializers.append((TensorCodec.makeTensor(name: kernelName, shape: weight.shape, type: weight.type, values: result.kernel),
+            edit.newInitializers.append((TensorCodec.makeTensor(name: kernelName, shape: weight.shape, type: weight.type, doubles: result.kernel),
                                          TensorCodec.isExternal(weightTensor)))
-            edit.newInitializers.append((TensorCodec.makeTensor(name: biasName, shape: [result.bias.count], type: weight.type, values: result.bias), false))
+            edit.newInitializers.append((TensorCodec.makeTensor(name: biasName, shape: [result.bias.count], type: weight.type, doubles: result.bias), false))
             let output = bn.outputs[0]
             edit.nodeChanges.append((c, { node in
                 NodeEdit.setInput(node, 1, to: kernelName)

@@ -116,7 +116,7 @@ public enum ONNXFolder {
             // the folded kernel and bias, and the 1x1 conv's groups.
             let pointwise = index.nodes[pair.pointwise]
             let base = pointwise.inputs[1]
-            let kernel = TensorCodec.makeTensor(name: GraphRewrite.freshName(base + ".folded", taken: &taken), shape: [], type: pair.elementType, values: [Float]())
+            let kernel = TensorCodec.makeTensor(name: GraphRewrite.freshName(base + ".folded", taken: &taken), shape: [], type: pair.elementType, values: [])
             summary.layers.append(try fold(pair.detected, into: kernel, model: model, options: options))
             var layerRecord = summary.layers.removeLast()
             layerRecord.form = .featureComposition
@@ -126,7 +126,7 @@ public enum ONNXFolder {
             var biasName: String?
             if let bias = pair.bias {
                 let name = GraphRewrite.freshName(base + ".folded_bias", taken: &taken)
-                edit.newInitializers.append((TensorCodec.makeTensor(name: name, shape: [bias.count], type: pair.elementType, values: bias), false))
+                edit.newInitializers.append((TensorCodec.makeTensor(name: name, shape: [bias.count], type: pair.elementType, doubles: bias), false))
                 biasName = name
             }
             let output = pointwise.outputs[0]
@@ -172,7 +172,7 @@ public enum ONNXFolder {
                                  taken: inout Set<String>, edit: inout GraphEdit) throws(ONNXError) -> [FoldedLayer] {
         var layers: [FoldedLayer] = []
         for match in compositions {
-            let tensor = TensorCodec.makeTensor(name: GraphRewrite.freshName(match.kernelName, taken: &taken), shape: [], type: match.elementType, values: [Float]())
+            let tensor = TensorCodec.makeTensor(name: GraphRewrite.freshName(match.kernelName, taken: &taken), shape: [], type: match.elementType, values: [])
             layers.append(try fold(match.detected, into: tensor, model: model, options: options))
             // D and W were read for the last time (unless shared): their pages of the input
             // file need not stay in this process while the rest is folded.

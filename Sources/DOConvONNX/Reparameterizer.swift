@@ -62,8 +62,8 @@ struct Reparameterizer {
         let shape = [conv.outChannels, conv.inChannelsPerGroup, conv.kernelSize[0], conv.kernelSize[1]]
         let kernelName = GraphRewrite.freshName(base + ".weight", taken: &taken)
         let biasName = GraphRewrite.freshName(base + ".bias", taken: &taken)
-        let kernel = TensorCodec.makeTensor(name: kernelName, shape: shape, type: block.elementType, values: conv.kernel)
-        let bias = TensorCodec.makeTensor(name: biasName, shape: [conv.outChannels], type: block.elementType, values: conv.bias)
+        let kernel = TensorCodec.makeTensor(name: kernelName, shape: shape, type: block.elementType, doubles: conv.kernel)
+        let bias = TensorCodec.makeTensor(name: biasName, shape: [conv.outChannels], type: block.elementType, doubles: conv.bias)
 
         var relativeError: Double?
         if options.verify {

@@ -155,7 +155,7 @@ package struct TensorCodec {
 
     /// A new initializer holding float64-computed `values` as `type`: exactly for float64,
     /// else rounded once through float32 as the Float version stores them.
-    static func makeTensor(name: String, shape: [Int], type: ElementType, values: [Double]) -> UnsafeMutablePointer<Onnx__TensorProto> {
+    static func makeTensor(name: String, shape: [Int], type: ElementType, doubles values: [Double]) -> UnsafeMutablePointer<Onnx__TensorProto> {
         let tensor = makeTensor(name: name, shape: shape, type: type, values: type == .float64 ? [] : values.map(Float.init))
         if type == .float64 { store(values, shape: shape, in: tensor) }
         return tensor
