@@ -90,18 +90,8 @@ enum CheckpointLayerReading {
             let tails = options.kernelSizes.keys.filter { prefix.hasSuffix("." + $0) }.sorted { $0.count > $1.count }
             given = tails.first.flatMap { options.kernelSizes[$0] }
         }
-        if let given {
-            guard given.count == 2, given[0] > 0, given[1] > 0, given[0].multipliedReportingOverflow(by: given[1]) == (area, false) else {
-                throw VerifyError("layer '\(prefix)': --kernel-size \(given.map(String.init).joined(separator: "x")) does not give D's M*N = \(area)")
-            }
-            return (given[0], given[1])
-        }
-        var root = 1
-        while root * root < area { root += 1 }
-        guard root * root == area else {
-            throw VerifyError("layer '\(prefix)': M x N = \(area) is not a square; pass --kernel-size \(prefix)=MxN as to doconv-fold")
-        }
-        return (root, root)
+        return try KernelSizeReading.size(layer: "layer '\(prefix)'", area: area, given: given, given: "--kernel-size",
+                                          otherwise: "pass --kernel-size \(prefix)=MxN as to doconv-fold")
     }
 
     /// The layer's kernel in float64, in (Cout, Cin/g, M, N) order, by the DOConv2d module's

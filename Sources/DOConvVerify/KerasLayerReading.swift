@@ -125,18 +125,9 @@ enum KerasLayerReading {
 
     /// M x N: the config's kernel_size, else `--kernel-size`, else the square root of M*N.
     static func kernelSize(name: String, area: Int, declared: [Int]?, options: VerifyOptions) throws -> (Int, Int) {
-        if let given = declared ?? options.kernelSizes[name] {
-            guard given.count == 2, given[0] > 0, given[1] > 0, given[0].multipliedReportingOverflow(by: given[1]) == (area, false) else {
-                throw VerifyError("DOConv2D layer '\(name)': kernel size \(given.map(String.init).joined(separator: "x")) does not give D's M*N = \(area)")
-            }
-            return (given[0], given[1])
-        }
-        var root = 1
-        while root * root < area { root += 1 }
-        guard root * root == area else {
-            throw VerifyError("DOConv2D layer '\(name)': M x N = \(area) is not a square; pass --kernel-size \(name)=MxN or --config")
-        }
-        return (root, root)
+        try KernelSizeReading.size(layer: "DOConv2D layer '\(name)'", area: area, given: declared ?? options.kernelSizes[name],
+                                   given: declared != nil ? "the config's kernel_size" : "--kernel-size",
+                                   otherwise: "pass --kernel-size \(name)=MxN or --config")
     }
 
     /// D + I as stored, (M*N, Dmul, Cin), float64: I[m, s, i] = 1 where s < M*N*floor(Dmul/(M*N))
