@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CProtobufC
+import Synchronization
 
 /// Who owns the memory of a model's message tree.
 ///
@@ -30,33 +31,28 @@ enum ProtoMemory {
 
 /// The address ranges of mapped files whose bytes message trees point into, for as long as
 /// the mappings live. A handful at a time (one per loaded model), so a list will do.
-final class BorrowedFiles: @unchecked Sendable {
-    // @unchecked: every access holds `lock`.
+final class BorrowedFiles: Sendable {
     static let shared = BorrowedFiles()
 
-    private var ranges: [(start: UInt, end: UInt)] = []
-    private var lock = pthread_mutex_t()
+    /// [start, end) of each borrowed mapping.
+    private let ranges = Mutex<[(start: UInt, end: UInt)]>([])
 
-    private init() { pthread_mutex_init(&lock, nil) }
+    private init() {}
 
     func add(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
-        pthread_mutex_lock(&lock)
-        ranges.append((UInt(bitPattern: base), UInt(bitPattern: base) + UInt(bytes.count)))
-        pthread_mutex_unlock(&lock)
+        ranges.withLock { $0.append((UInt(bitPattern: base), UInt(bitPattern: base) + UInt(bytes.count))) }
     }
 
     func remove(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
-        pthread_mutex_lock(&lock)
-        if let k = ranges.firstIndex(where: { $0.start == UInt(bitPattern: base) }) { ranges.remove(at: k) }
-        pthread_mutex_unlock(&lock)
+        ranges.withLock { ranges in
+            if let k = ranges.firstIndex(where: { $0.start == UInt(bitPattern: base) }) { ranges.remove(at: k) }
+        }
     }
 
     func contains(_ pointer: UnsafeRawPointer) -> Bool {
         let address = UInt(bitPattern: pointer)
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return ranges.contains { $0.start <= address && address < $0.end }
+        return ranges.withLock { $0.contains { $0.start <= address && address < $0.end } }
     }
 }
