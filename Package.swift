@@ -77,7 +77,7 @@ let package = Package(
         // ONNX format adapter: load/save, external data, graph edits, pattern detection.
         .target(
             name: "DOConvONNX",
-            dependencies: ["DOConvCore", "CONNXProto", "CProtobufC"]
+            dependencies: ["DOConvCore", "DOConvFileIO", "CONNXProto", "CProtobufC"]
         ),
         // Mapped input files and atomic output files (no format knowledge).
         .target(name: "DOConvFileIO"),
@@ -113,7 +113,7 @@ let package = Package(
         // What the command lines share: exit status 2 for usage errors, option parsing.
         .target(
             name: "CommandLineSupport",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DOConvFileIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "doconv-fold",

@@ -1,3 +1,4 @@
+import DOConvFileIO
 import Foundation
 
 /// Runs this executable again, as a child process, on the same work. libhdf5 is not
@@ -126,13 +127,13 @@ public enum IsolatedRun {
         if let output {
             let destination = URL(fileURLWithPath: output)
             let folder = destination.deletingLastPathComponent()
-            let prefix = ".\(destination.lastPathComponent).tmp-\(pid)-"
+            let prefix = TemporaryFiles.prefix(besideDestinationNamed: destination.lastPathComponent, pid: pid)
             for name in (try? manager.contentsOfDirectory(atPath: folder.path)) ?? [] where name.hasPrefix(prefix) {
                 try? manager.removeItem(at: folder.appendingPathComponent(name))
             }
         }
         let scratch = manager.temporaryDirectory
-        for name in (try? manager.contentsOfDirectory(atPath: scratch.path)) ?? [] where name.hasPrefix("doconv-\(pid)-") {
+        for name in (try? manager.contentsOfDirectory(atPath: scratch.path)) ?? [] where name.hasPrefix(TemporaryFiles.scratchPrefix(pid: pid)) {
             try? manager.removeItem(at: scratch.appendingPathComponent(name))
         }
     }

@@ -22,24 +22,10 @@ public final class AtomicFileWriter {
 
     public init(destination: String) throws(FileIOError) {
         self.destination = destination
-        let slash = destination.lastIndex(of: "/")
-        let directory = slash.map { String(destination[..<$0]) } ?? "."
-        let name = slash.map { String(destination[destination.index(after: $0)...]) } ?? destination
-        var template = Array(((directory.isEmpty ? "/" : directory) + "/." + name + ".tmp-XXXXXX").utf8CString)
-        let descriptor = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard descriptor >= 0 else { throw FileIOError(path: destination, reason: String(cString: strerror(errno))) }
-        // An existing destination keeps its mode; a new file gets the usual 0644 less the umask.
-        var existing = stat()
-        if stat(destination, &existing) == 0 {
-            fchmod(descriptor, existing.st_mode & 0o7777)
-        } else {
-            let mask = umask(0o022)
-            umask(mask)
-            fchmod(descriptor, 0o644 & ~mask)
-        }
-        fd = descriptor
-        temporaryPath = String(cString: template)
-        folder = directory.isEmpty ? "/" : directory
+        let created = try TemporaryFiles.create(beside: destination)
+        fd = created.descriptor
+        temporaryPath = created.path
+        folder = TemporaryFiles.split(destination).folder
     }
 
     deinit { discard() }

@@ -26,7 +26,7 @@ public final class KerasArchiveContents {
     /// `KerasError` naming it, and leaves no temporary folder.
     public init(path: String) throws(KerasError) {
         self.path = path
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("doconv-\(getpid())-\(UUID().uuidString)")
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent(TemporaryFiles.scratchPrefix(pid: getpid()) + UUID().uuidString)
         let weights = folder.appendingPathComponent(Self.weightsEntry)
         weightsPath = weights.path
         do {
@@ -84,7 +84,7 @@ public struct KerasArchiveFoldResult {
         let foldedWeights = URL(fileURLWithPath: contents.weightsPath).deletingLastPathComponent().appendingPathComponent("folded.weights.h5")
         try weights.write(to: foldedWeights.path)
         let destination = URL(fileURLWithPath: path)
-        let temporary = destination.deletingLastPathComponent().appendingPathComponent(".\(destination.lastPathComponent).tmp-\(getpid())-\(UUID().uuidString)")
+        let temporary = URL(fileURLWithPath: TemporaryFiles.path(beside: path))
         do {
             try writeArchive(to: temporary, weights: foldedWeights)
             try AtomicFileWriter.replace(path, with: temporary.path)

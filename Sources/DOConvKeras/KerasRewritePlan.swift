@@ -48,9 +48,7 @@ struct KerasRewritePlan {
     /// Writes `source` with the plan applied to `path`, atomically: a temporary file in the
     /// destination folder, renamed into place only once complete.
     func write(_ source: HDF5File, to path: String) throws(KerasError) {
-        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        let base = path.split(separator: "/").last.map(String.init) ?? path
-        let temporary = "\(directory)/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let temporary = TemporaryFiles.path(beside: path)
         do {
             let target = try HDF5File.create(path: temporary)
             try copyGroup(try source.root(), into: try target.root())
