@@ -1,7 +1,8 @@
 /// The model formats all three tools know, and how a file's format is found.
 public enum FormatRegistry {
-    /// Every format, in the order they are asked; ONNX, which has no signature of its own
-    /// (a protobuf message), comes last and takes what no other format recognizes.
+    /// Every format, in the order they are asked. Content decides: a suffix only picks the
+    /// reader of a file no format recognizes by content, and ONNX, whose files have no magic
+    /// number, reads what is left, so that its reader says what is wrong with it.
     public static let formats: [any ModelFormat] = [
         KerasHDF5Format(),
         KerasArchiveFormat(),
@@ -16,6 +17,8 @@ public enum FormatRegistry {
     public static func format(of path: String) throws(FormatError) -> any ModelFormat {
         let signature = try ModelFileSignature(path: path)
         if let format = formats.first(where: { $0.recognizes(signature) }) { return format }
+        if let format = formats.first(where: { $0.claimsBySuffix(signature) }) { return format }
+        if !signature.isFolder, signature.zipEntries == nil { return ONNXFormat() }
         if signature.isFolder { throw FormatError("\(path): is a folder without a sharded checkpoint's index (*.index.json)") }
         if signature.zipEntries != nil {
             let names = formats.compactMap { $0 as? any ZipModelFormat }.map(\.zipContents).joined(separator: ", or ")

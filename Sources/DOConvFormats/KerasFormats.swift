@@ -1,5 +1,6 @@
 import DOConvCore
 import DOConvKeras
+import Foundation
 
 extension FormatOptions {
     /// The Keras adapter's view of these options.
@@ -24,13 +25,22 @@ public struct KerasHDF5Format: ModelFormat {
     public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable] }
     public var runsInChildProcess: Bool { true }
 
-    /// The HDF5 signature; a damaged file with an HDF5 suffix still goes to the HDF5 reader,
-    /// which says what is wrong with it.
+    /// The HDF5 signature, at offset 0 or, after a user block, at 512, 1024, 2048, ... (the
+    /// offsets HDF5 allows for its superblock).
     public func recognizes(_ file: ModelFileSignature) -> Bool {
         if file.head.starts(with: Self.signature) { return true }
-        let lowered = file.path.lowercased()
-        return file.zipEntries == nil && !file.isFolder && (lowered.hasSuffix(".h5") || lowered.hasSuffix(".hdf5"))
+        guard file.zipEntries == nil, !file.isFolder, file.size > 512, let handle = FileHandle(forReadingAtPath: file.path) else { return false }
+        defer { try? handle.close() }
+        var offset = 512
+        while offset <= file.size - Self.signature.count {
+            guard (try? handle.seek(toOffset: UInt64(offset))) != nil, let bytes = try? handle.read(upToCount: Self.signature.count) else { return false }
+            if [UInt8](bytes) == Self.signature { return true }
+            offset *= 2
+        }
+        return false
     }
+
+    public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { file.isPlainFile(endingWith: [".h5", ".hdf5"]) }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {
         try KerasFolder.detect(path: path, options: options.keras)
@@ -52,12 +62,15 @@ public struct KerasArchiveFormat: ZipModelFormat {
     public var runsInChildProcess: Bool { true }
     public var zipContents: String { "\(KerasArchiveContents.configEntry) and \(KerasArchiveContents.weightsEntry) (Keras)" }
 
-    /// A zip holding the config and the weights; a zip named `.keras` goes to the archive
-    /// reader too, which says what it lacks.
+    /// A zip holding the config and the weights.
     public func recognizes(_ file: ModelFileSignature) -> Bool {
         guard let entries = file.zipEntries else { return false }
-        if entries.contains(KerasArchiveContents.configEntry) && entries.contains(KerasArchiveContents.weightsEntry) { return true }
-        return file.path.lowercased().hasSuffix(".keras") && !entries.contains(where: { $0.hasSuffix("/data.pkl") })
+        return entries.contains(KerasArchiveContents.configEntry) && entries.contains(KerasArchiveContents.weightsEntry)
+    }
+
+    /// A zip named `.keras` that nothing recognizes: the archive reader says what it lacks.
+    public func claimsBySuffix(_ file: ModelFileSignature) -> Bool {
+        file.zipEntries != nil && file.path.lowercased().hasSuffix(".keras")
     }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {

@@ -20,13 +20,13 @@ public struct MXNetFormat: ModelFormat {
     public var options: Set<FormatOption> { [.params] }
     public var runsInChildProcess: Bool { false }
 
-    /// The NDArray list's magic, or a symbol JSON; a `.params` file goes to the MXNet reader
-    /// too, which says what is wrong with it.
+    /// The NDArray list's magic, or a symbol JSON (an object with "nodes").
     public func recognizes(_ file: ModelFileSignature) -> Bool {
         guard file.zipEntries == nil, !file.isFolder else { return false }
-        return NDArrayList.looksLikeParams(head: file.head) || SymbolGraph.looksLikeSymbol(head: file.head, path: file.path)
-            || file.path.lowercased().hasSuffix(".params")
+        return NDArrayList.looksLikeParams(head: file.head) || SymbolGraph.looksLikeSymbol(head: file.head)
     }
+
+    public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { file.isPlainFile(endingWith: [".params", "-symbol.json"]) }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {
         try MXNetFolder.detect(path: path, options: options.mxnet)

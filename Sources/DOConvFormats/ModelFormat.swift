@@ -18,8 +18,13 @@ public protocol ModelFormat: Sendable {
     /// hostile files (libhdf5) may crash or loop, and that must end as one error line.
     var runsInChildProcess: Bool { get }
 
-    /// Whether the file is in this format, judged by its content.
+    /// Whether the file is in this format, judged by its content only: a signature, a magic
+    /// number, the entries of a zip, the shape of its first bytes.
     func recognizes(_ file: ModelFileSignature) -> Bool
+    /// Whether a file no format recognizes by content carries this format's suffix (a
+    /// damaged `.h5`): its reader then says what is wrong with it. A suffix never outranks
+    /// content (see `FormatRegistry.format(of:)`).
+    func claimsBySuffix(_ file: ModelFileSignature) -> Bool
     /// Finds the DO-Conv layers and the look-alikes, writing nothing.
     func detect(path: String, options: FormatOptions) throws -> Detection
     /// Folds and verifies every layer; nothing is written until the result's `write(to:)`.
@@ -49,4 +54,16 @@ public struct FoldedModel {
     /// on what was written, for the summary.
     @discardableResult
     public func write(to path: String) throws -> [String] { try writer(path) }
+}
+
+extension ModelFormat {
+    public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { false }
+}
+
+extension ModelFileSignature {
+    /// True for a plain file (not a folder, not a zip) whose name ends with one of `suffixes`.
+    func isPlainFile(endingWith suffixes: [String]) -> Bool {
+        let lowered = path.lowercased()
+        return zipEntries == nil && !isFolder && suffixes.contains { lowered.hasSuffix($0) }
+    }
 }

@@ -9,9 +9,28 @@ public struct ONNXFormat: ModelFormat {
     public var options: Set<FormatOption> { [.fuseBatchNorm, .foldSeparable, .reparameterize] }
     public var runsInChildProcess: Bool { false }
 
-    /// A protobuf message has no signature: ONNX takes every file that is not a zip and
-    /// that no format before it recognized, and its loader says when it is not ONNX.
-    public func recognizes(_ file: ModelFileSignature) -> Bool { file.zipEntries == nil && !file.isFolder }
+    /// A protobuf message has no signature, but its first field must be one of ModelProto's
+    /// with that field's wire type (exporters start with ir_version, a varint). Files no
+    /// format recognizes come to the ONNX reader last (`FormatRegistry`).
+    public func recognizes(_ file: ModelFileSignature) -> Bool {
+        guard file.zipEntries == nil, !file.isFolder else { return false }
+        // The first tag, a varint: field number << 3 | wire type.
+        var tag = 0
+        var shift = 0
+        for byte in file.head.prefix(3) {
+            tag |= Int(byte & 0x7F) << shift
+            shift += 7
+            guard byte & 0x80 != 0 else {
+                let varints: Set<Int> = [1, 5]                      // ir_version, model_version
+                let lengths: Set<Int> = [2, 3, 4, 6, 7, 8, 14, 20, 25, 26] // strings, graph, opsets, ...
+                let (field, wire) = (tag >> 3, tag & 7)
+                return (wire == 0 && varints.contains(field)) || (wire == 2 && lengths.contains(field))
+            }
+        }
+        return false
+    }
+
+    public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { file.isPlainFile(endingWith: [".onnx"]) }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {
         var detection = try ONNXFolder.detect(try ONNXModel.load(path: path), options: options.fold)

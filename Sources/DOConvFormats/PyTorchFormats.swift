@@ -23,16 +23,13 @@ public struct PyTorchFormat: ZipModelFormat {
     public var runsInChildProcess: Bool { false }
     public var zipContents: String { "<root>/data.pkl (PyTorch)" }
 
-    /// A zip holding `<root>/data.pkl`, or the legacy stream's magic number; a file with a
-    /// checkpoint suffix goes to the checkpoint reader too, which says what is wrong with it.
+    /// A zip holding `<root>/data.pkl`, or the legacy stream's magic number.
     public func recognizes(_ file: ModelFileSignature) -> Bool {
         if let entries = file.zipEntries { return Checkpoint.zipRoot(entries: entries) != nil }
-        if Checkpoint.looksLikeLegacy(head: file.head) { return true }
-        guard !file.isFolder else { return false }
-        let lowered = file.path.lowercased()
-        return !Checkpoint.looksLikeSafetensors(head: file.head, size: file.size)
-            && [".pth", ".pt", ".pth.tar", ".ckpt"].contains { lowered.hasSuffix($0) }
+        return !file.isFolder && Checkpoint.looksLikeLegacy(head: file.head)
     }
+
+    public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { file.isPlainFile(endingWith: [".pth", ".pt", ".pth.tar", ".ckpt"]) }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {
         try PyTorchFolder.detect(path: path, options: options.pytorch)
@@ -53,11 +50,12 @@ public struct SafetensorsFormat: ModelFormat {
     public var options: Set<FormatOption> { [.kernelSize, .keepNames] }
     public var runsInChildProcess: Bool { false }
 
-    /// A header length that fits the file, then `{`; a file with the suffix goes to the
-    /// safetensors reader too, which says what is wrong with it.
+    /// A header length that fits the file, then `{`.
     public func recognizes(_ file: ModelFileSignature) -> Bool {
-        file.zipEntries == nil && !file.isFolder && (Checkpoint.looksLikeSafetensors(head: file.head, size: file.size) || file.path.lowercased().hasSuffix(".safetensors"))
+        file.zipEntries == nil && !file.isFolder && Checkpoint.looksLikeSafetensors(head: file.head, size: file.size)
     }
+
+    public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { file.isPlainFile(endingWith: [".safetensors"]) }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {
         try PyTorchFolder.detect(path: path, options: options.pytorch)

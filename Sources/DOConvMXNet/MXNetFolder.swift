@@ -23,7 +23,7 @@ public struct MXNetInput {
         let url = URL(fileURLWithPath: path)
         let folder = url.deletingLastPathComponent()
         let name = url.lastPathComponent
-        if let head = FileHandle(forReadingAtPath: path)?.readData(ofLength: 64), SymbolGraph.looksLikeSymbol(head: [UInt8](head), path: path) {
+        if let head = FileHandle(forReadingAtPath: path)?.readData(ofLength: 64), SymbolGraph.looksLikeSymbol(head: [UInt8](head)) || path.hasSuffix("-symbol.json") {
             guard name.hasSuffix("-symbol.json") else { throw .pair(path: path, reason: "an MXNet symbol must be named NAME-symbol.json to find its NAME-NNNN.params") }
             let stem = String(name.dropLast("-symbol.json".count))
             symbol = path

@@ -14,9 +14,9 @@ public struct SymbolGraph {
     var outputCounts: [Int]
 
     /// Whether a file's first bytes look like a symbol file.
-    public static func looksLikeSymbol(head: [UInt8], path: String) -> Bool {
+    public static func looksLikeSymbol(head: [UInt8]) -> Bool {
         let text = String(decoding: head, as: UTF8.self)
-        return (text.drop { $0.isWhitespace }.first == "{" && text.contains("\"nodes\"")) || path.hasSuffix("-symbol.json")
+        return text.drop { $0.isWhitespace }.first == "{" && text.contains("\"nodes\"")
     }
 
     public init(path: String) throws(MXNetError) {

@@ -61,6 +61,38 @@ def test_formats_are_told_by_content_not_by_suffix(tmp_path):
     assert '"format" : "pytorch"' in inspect.stdout or '"format":"pytorch"' in inspect.stdout.replace(" ", "")
 
 
+@pytest.mark.parametrize("src, name, fmt", [
+    (ONNX, "model.h5", "onnx"), (ONNX, "model.pth", "onnx"), (ONNX, "model.params", "onnx"),
+    (CHECKPOINT, "weights.params", "pytorch"), (CHECKPOINT, "weights.h5", "pytorch"),
+    (FIXTURES / "torch" / "model.safetensors", "weights.pth", "safetensors"),
+], ids=["onnx-as-h5", "onnx-as-pth", "onnx-as-params", "pytorch-as-params", "pytorch-as-h5", "safetensors-as-pth"])
+def test_content_outranks_every_suffix(tmp_path, src, name, fmt):
+    """A suffix only picks the reader of a file nothing recognizes by content: any model
+    under another format's suffix is read as what it is."""
+    renamed = tmp_path / name
+    shutil.copy(src, renamed)
+    inspect = run_tool("DOCONV_INSPECT", "doconv-inspect", renamed, "--json")
+    assert inspect.returncode == 0, inspect.stderr
+    assert f'"format":"{fmt}"' in inspect.stdout.replace(" ", ""), inspect.stdout[:300]
+
+
+def test_hdf5_after_a_user_block_is_keras(tmp_path):
+    """HDF5 allows a user block before its superblock (signature at 512, 1024, ...): such a
+    Keras file, with no suffix, is still read as Keras HDF5."""
+    h5py = pytest.importorskip("h5py")
+    plain = FIXTURES / "keras_h5" / "k2_net_a_weights.h5"
+    shifted = tmp_path / "weights-with-user-block"
+    with h5py.File(plain, "r") as src, h5py.File(shifted, "w", userblock_size=1024) as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+        for name in src:
+            src.copy(src[name], dst, name=name)
+    assert shifted.read_bytes()[:4] != b"\x89HDF"
+    inspect = run_tool("DOCONV_INSPECT", "doconv-inspect", shifted, "--json", "--kernel-size", "do_wide=1x3")
+    assert inspect.returncode == 0, inspect.stderr
+    assert '"format":"keras-h5"' in inspect.stdout.replace(" ", ""), inspect.stdout[:300]
+
+
 def test_a_zip_that_is_no_model_archive_is_named_as_such(tmp_path):
     import zipfile
     src = tmp_path / "notes.pth"
