@@ -13,9 +13,25 @@ extension FormatOptions {
     }
 }
 
+/// The checkpoint formats (torch.save files, safetensors, sharded checkpoints) share one
+/// reader, PyTorchFolder, which tells them apart again by content.
+public protocol CheckpointModelFormat: ModelFormat {}
+
+extension CheckpointModelFormat {
+    public func detect(path: String, options: FormatOptions) throws -> Detection {
+        try PyTorchFolder.detect(path: path, options: options.pytorch)
+    }
+
+    /// The files written (a sharded checkpoint's shards and index) become summary notes.
+    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
+        let result = try PyTorchFolder.fold(path: path, options: options.pytorch)
+        return FoldedModel(summary: result.summary, writeWithNotes: { try result.write(to: $0) })
+    }
+}
+
 /// PyTorch checkpoints written by torch.save: the zip format (torch >= 1.6) and the legacy
 /// stream, whatever the suffix (.pth, .pt, .pth.tar, .ckpt, .bin).
-public struct PyTorchFormat: ZipModelFormat {
+public struct PyTorchFormat: ZipModelFormat, CheckpointModelFormat {
     public init() {}
     public var name: String { "pytorch" }
     public var displayName: String { "PyTorch checkpoint" }
@@ -30,20 +46,10 @@ public struct PyTorchFormat: ZipModelFormat {
     }
 
     public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { file.isPlainFile(endingWith: [".pth", ".pt", ".pth.tar", ".ckpt"]) }
-
-    public func detect(path: String, options: FormatOptions) throws -> Detection {
-        try PyTorchFolder.detect(path: path, options: options.pytorch)
-    }
-
-    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
-        let result = try PyTorchFolder.fold(path: path, options: options.pytorch)
-        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
-    }
-
 }
 
 /// `.safetensors` files: a JSON header and raw tensors, flat names.
-public struct SafetensorsFormat: ModelFormat {
+public struct SafetensorsFormat: CheckpointModelFormat {
     public init() {}
     public var name: String { "safetensors" }
     public var displayName: String { "safetensors" }
@@ -56,22 +62,12 @@ public struct SafetensorsFormat: ModelFormat {
     }
 
     public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { file.isPlainFile(endingWith: [".safetensors"]) }
-
-    public func detect(path: String, options: FormatOptions) throws -> Detection {
-        try PyTorchFolder.detect(path: path, options: options.pytorch)
-    }
-
-    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
-        let result = try PyTorchFolder.fold(path: path, options: options.pytorch)
-        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
-    }
-
 }
 
 /// Sharded checkpoints (transformers `save_pretrained(max_shard_size=...)`, huggingface_hub,
 /// accelerate): an index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`)
 /// naming safetensors or torch.save shards beside it, given as the index or its folder.
-public struct ShardedCheckpointFormat: ModelFormat {
+public struct ShardedCheckpointFormat: CheckpointModelFormat {
     public init() {}
     public var name: String { "sharded" }
     public var displayName: String { "sharded checkpoint" }
@@ -83,14 +79,5 @@ public struct ShardedCheckpointFormat: ModelFormat {
     public func recognizes(_ file: ModelFileSignature) -> Bool {
         if file.isFolder { return !ShardIndex.indexFiles(inFolder: file.path).isEmpty }
         return file.zipEntries == nil && ShardIndex.looksLikeIndex(head: file.head)
-    }
-
-    public func detect(path: String, options: FormatOptions) throws -> Detection {
-        try PyTorchFolder.detect(path: path, options: options.pytorch)
-    }
-
-    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
-        let result = try PyTorchFolder.fold(path: path, options: options.pytorch)
-        return FoldedModel(summary: result.summary, writeWithNotes: { try result.write(to: $0) })
     }
 }

@@ -1,5 +1,4 @@
 import DOConvCore
-import DOConvONNX
 import Foundation
 
 /// Formats the human-readable fold summary.
