@@ -113,7 +113,7 @@ let package = Package(
         // What the command lines share: exit status 2 for usage errors, option parsing.
         .target(
             name: "CommandLineSupport",
-            dependencies: ["DOConvFileIO", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["DOConvCore", "DOConvFileIO", "DOConvFormats", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "doconv-fold",

@@ -1,8 +1,8 @@
 import ArgumentParser
+import DOConvCore
 
-/// The options all three tools take alike: which layers to fold (`--exclude`, `--only`)
-/// and whether pickled Python objects are refused (`--strict-pickle`), declared once so
-/// that the tools cannot drift apart.
+/// The options all three tools take alike, whatever the format: which layers to fold
+/// (`--exclude`, `--only`), declared once so that the tools cannot drift apart.
 public struct LayerPickOptions: ParsableArguments {
     @Option(name: .customLong("exclude"), help: ArgumentHelp("Leave the layers whose name matches this glob unfolded (repeatable; * also crosses dots and slashes).", valueName: "glob"))
     public var excluded: [String] = []
@@ -10,13 +10,13 @@ public struct LayerPickOptions: ParsableArguments {
     @Option(name: .customLong("only"), help: ArgumentHelp("Fold only the layers whose name matches one of these globs (repeatable).", valueName: "glob"))
     public var only: [String] = []
 
-    @Flag(name: .customLong("strict-pickle"), help: "PyTorch: refuse checkpoints that pickle Python objects (as torch.load(weights_only=True) does) instead of carrying them through unexecuted.")
-    public var strictPickle = false
-
     public init() {}
+
+    /// The picks as the format adapters take them.
+    public var selection: LayerSelection { LayerSelection(only: only, exclude: excluded) }
 
     /// The same options as command-line arguments (for a child process).
     public var arguments: [String] {
-        excluded.flatMap { ["--exclude", $0] } + only.flatMap { ["--only", $0] } + (strictPickle ? ["--strict-pickle"] : [])
+        excluded.flatMap { ["--exclude", $0] } + only.flatMap { ["--only", $0] }
     }
 }

@@ -1,7 +1,10 @@
 import DOConvCore
 import Foundation
 
-/// A command-line option that only some formats read.
+/// A command-line option that only some formats read. Declared once, here and in
+/// `FormatOptionDeclarations.swift`: the three tools' shared option group, their help and
+/// completions, and the Python API's keywords all come from these declarations, and which
+/// formats read an option comes from each format's `options`.
 public enum FormatOption: String, CaseIterable, Sendable {
     case config = "--config"
     case kernelSize = "--kernel-size"

@@ -22,6 +22,8 @@ public struct KerasHDF5Format: ModelFormat {
     public init() {}
     public var name: String { "keras-h5" }
     public var displayName: String { "Keras HDF5" }
+    public var family: String { "Keras" }
+    public var summary: String { "Keras HDF5 (.h5, .hdf5: Keras 2 and 3 full models and weights; Keras 3 .weights.h5)" }
     public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable] }
     public var runsInChildProcess: Bool { true }
 
@@ -58,6 +60,8 @@ public struct KerasArchiveFormat: ZipModelFormat {
     public init() {}
     public var name: String { "keras-archive" }
     public var displayName: String { "Keras archive" }
+    public var family: String { "Keras" }
+    public var summary: String { "Keras 3 archives (.keras)" }
     public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable] }
     public var runsInChildProcess: Bool { true }
     public var zipContents: String { "\(KerasArchiveContents.configEntry) and \(KerasArchiveContents.weightsEntry) (Keras)" }

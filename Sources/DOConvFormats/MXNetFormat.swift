@@ -17,6 +17,7 @@ public struct MXNetFormat: ModelFormat {
     public init() {}
     public var name: String { "mxnet" }
     public var displayName: String { "MXNet" }
+    public var summary: String { "MXNet/Gluon .params files and export pairs (NAME-symbol.json with NAME-NNNN.params, given by either half)" }
     public var options: Set<FormatOption> { [.params] }
     public var runsInChildProcess: Bool { false }
 

@@ -12,6 +12,11 @@ public protocol ModelFormat: Sendable {
     var name: String { get }
     /// How reports name the format ("ONNX", "Keras HDF5", ...).
     var displayName: String { get }
+    /// The framework family the format belongs to, for help that names formats ("Keras",
+    /// "PyTorch"); the display name unless several formats share a family.
+    var family: String { get }
+    /// The format in a list of what the tools read ("Keras HDF5 (.h5: full models and weights)").
+    var summary: String { get }
     /// The format-specific options it reads; the tools refuse the others for its files.
     var options: Set<FormatOption> { get }
     /// Whether its reader runs in a child process: a library that is not hardened against
@@ -58,6 +63,8 @@ public struct FoldedModel {
 
 extension ModelFormat {
     public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { false }
+    public var family: String { displayName }
+    public var summary: String { displayName }
 }
 
 extension ModelFileSignature {

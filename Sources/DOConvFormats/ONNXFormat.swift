@@ -6,6 +6,7 @@ public struct ONNXFormat: ModelFormat {
     public init() {}
     public var name: String { "onnx" }
     public var displayName: String { "ONNX" }
+    public var summary: String { "ONNX (.onnx, with external data)" }
     public var options: Set<FormatOption> { [.fuseBatchNorm, .foldSeparable, .reparameterize] }
     public var runsInChildProcess: Bool { false }
 

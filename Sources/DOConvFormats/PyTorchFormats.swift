@@ -35,6 +35,8 @@ public struct PyTorchFormat: ZipModelFormat, CheckpointModelFormat {
     public init() {}
     public var name: String { "pytorch" }
     public var displayName: String { "PyTorch checkpoint" }
+    public var family: String { "PyTorch" }
+    public var summary: String { "PyTorch checkpoints (.pth, .pt, .pth.tar, .ckpt, .bin: torch.save zip and legacy formats; Python objects pickled besides the tensors are carried through unexecuted)" }
     public var options: Set<FormatOption> { [.kernelSize, .keepNames, .strictPickle] }
     public var runsInChildProcess: Bool { false }
     public var zipContents: String { "<root>/data.pkl (PyTorch)" }
@@ -53,6 +55,8 @@ public struct SafetensorsFormat: CheckpointModelFormat {
     public init() {}
     public var name: String { "safetensors" }
     public var displayName: String { "safetensors" }
+    public var family: String { "PyTorch" }
+    public var summary: String { ".safetensors files" }
     public var options: Set<FormatOption> { [.kernelSize, .keepNames] }
     public var runsInChildProcess: Bool { false }
 
@@ -71,6 +75,8 @@ public struct ShardedCheckpointFormat: CheckpointModelFormat {
     public init() {}
     public var name: String { "sharded" }
     public var displayName: String { "sharded checkpoint" }
+    public var family: String { "PyTorch" }
+    public var summary: String { "sharded checkpoints (given by their index, model.safetensors.index.json or pytorch_model.bin.index.json, or its folder; OUTPUT names the output index or folder)" }
     public var options: Set<FormatOption> { [.kernelSize, .keepNames, .strictPickle] }
     public var runsInChildProcess: Bool { false }
 

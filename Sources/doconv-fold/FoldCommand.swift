@@ -13,18 +13,9 @@ struct FoldCommand: ToolCommand {
         doconv-fold INPUT OUTPUT          fold one model (OUTPUT may be INPUT)
         doconv-fold IN... -o DIR          fold many models into DIR
 
-        Models, told apart by their content: ONNX (.onnx, with external data); Keras HDF5 (.h5:
-        Keras 2 and 3 full models and weights; Keras 3 .weights.h5 with --config); Keras 3 .keras
-        archives; PyTorch checkpoints (.pth, .pt, .pth.tar, .ckpt, .bin: torch.save zip and legacy
-        formats) and .safetensors; MXNet/Gluon .params files and export pairs (NAME-symbol.json
-        with NAME-NNNN.params, given by either half; both are written).
+        Models, told apart by their content: \(FormatList.summaries).
 
-        PyTorch: sharded checkpoints are given by their index (model.safetensors.index.json,
-        pytorch_model.bin.index.json) or its folder; OUTPUT names the output index or folder.
-        Python objects a checkpoint pickles besides its tensors are carried through unexecuted
-        (--strict-pickle refuses them).
-
-        Format options (--config, --kernel-size, --fuse-bn, --fold-separable, --reparam, --keep-names, --params, --strict-pickle) are
+        Format options (\(FormatOption.allCases.filter { $0.tools.contains(.fold) }.map(\.rawValue).joined(separator: ", "))) are
         refused for a file whose format does not read them; with -o DIR each applies to the files
         it fits.
 
@@ -43,7 +34,7 @@ struct FoldCommand: ToolCommand {
     @Option(name: [.customShort("o"), .customLong("output-dir")], help: "Write each folded model into this folder, under its own name.")
     var outputDirectory: String?
 
-    @Option(help: "Largest accepted relative error per layer (default: 1e-5 for float32/float64, 5e-3 for float16, 3e-2 for bfloat16).")
+    @Option(help: "Largest accepted relative error per layer (default: 1e-5 for float32, 1e-10 for float64, 5e-3 for float16, 3e-2 for bfloat16).")
     var tolerance: Double?
 
     @Flag(name: .customLong("no-verify"), help: "Skip the per-layer numerical verification.")
@@ -55,15 +46,6 @@ struct FoldCommand: ToolCommand {
     @Flag(help: "Print one JSON document with every input's result instead of the summaries.")
     var json = false
 
-    @Flag(name: .customLong("fuse-bn"), help: "ONNX and Keras: also fold each inference-mode BatchNormalization into the Conv before it.")
-    var fuseBatchNorm = false
-
-    @Flag(name: .customLong("reparam"), help: "ONNX: also merge linear over-parameterizations (RepVGG, ACNet, MobileOne, DBB branches summed; ExpandNets chains; Conv + BatchNormalization) into single Convs.")
-    var reparameterize = false
-
-    @Flag(name: .customLong("fold-separable"), help: "Also fold depthwise + 1x1 pairs and Keras SeparableConv2D with Dmul < M*N (raises their MACs).")
-    var foldSeparable = false
-
     @Option(name: .customLong("progress-prefix"), help: .hidden)
     var progressPrefix = ""
 
@@ -71,22 +53,9 @@ struct FoldCommand: ToolCommand {
     @Flag(name: .customLong("lenient-options"), help: .hidden)
     var lenientOptions = false
 
-    @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for files that carry no config.", valueName: "file"))
-    var configFile: String?
-
-    @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras and PyTorch: a layer's kernel size when nothing else gives it (repeatable).", valueName: "layer=MxN"))
-    var kernelSizes: [String] = []
-
-    @Flag(name: .customLong("keep-names"), help: "PyTorch: keep the key P.W for the folded kernel instead of nn.Conv2d's P.weight.")
-    var keepNames = false
-
-    @Option(name: .customLong("params"), help: ArgumentHelp("MXNet: the export's params file, when several NAME-NNNN.params sit beside NAME-symbol.json.", valueName: "file"))
-    var paramsFile: String?
+    @OptionGroup var formats: FormatOptionGroup<FoldTool>
 
     @OptionGroup var picks: LayerPickOptions
-
-
-
 
     func validate() throws {
         if let tolerance, !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
@@ -94,7 +63,6 @@ struct FoldCommand: ToolCommand {
             throw ValidationError("expected INPUT OUTPUT, or inputs with -o DIR")
         }
         if outputDirectory != nil, paths.isEmpty { throw ValidationError("no input models given") }
-        _ = try parsedKernelSizes()
     }
 
     /// This command's options for one job in a child process.
@@ -103,38 +71,18 @@ struct FoldCommand: ToolCommand {
         if let tolerance { arguments += ["--tolerance", String(tolerance)] }
         if noVerify { arguments.append("--no-verify") }
         if quiet { arguments.append("--quiet") }
-        if fuseBatchNorm { arguments.append("--fuse-bn") }
-        if reparameterize { arguments.append("--reparam") }
-        if foldSeparable { arguments.append("--fold-separable") }
-        if keepNames { arguments.append("--keep-names") }
-        if let paramsFile { arguments += ["--params", paramsFile] }
-        arguments += picks.arguments
-        if let configFile { arguments += ["--config", configFile] }
-        for size in kernelSizes { arguments += ["--kernel-size", size] }
+        arguments += formats.arguments + picks.arguments
         if outputDirectory != nil { arguments.append("--lenient-options") }
         if json { arguments.append("--json") }
         // The paths last, after "--": a path that begins with '-' is still a path.
         return arguments + ["--", input, output]
     }
 
-    /// `--kernel-size conv1=3x1` as ["conv1": [3, 1]].
-    func parsedKernelSizes() throws -> [String: [Int]] { try KernelSizeOption.parse(kernelSizes) }
-
-
     /// The format options, read once for every job.
     func formatOptions() throws(FormatError) -> FormatOptions {
-        var options = FormatOptions()
-        options.fold = FoldOptions(verify: !noVerify, tolerance: tolerance)
-        options.fold.foldSeparable = foldSeparable
-        options.fold.selection = LayerSelection(only: picks.only, exclude: picks.excluded)
-        options.strictPickle = picks.strictPickle
-        options.fuseBatchNorm = fuseBatchNorm
-        options.reparameterize = reparameterize
-        options.keepNames = keepNames
-        options.paramsFile = paramsFile
-        options.kernelSizes = (try? parsedKernelSizes()) ?? [:] // validated by validate()
-        if let configFile { try options.readConfig(file: configFile) }
-        return options
+        var fold = FoldOptions(verify: !noVerify, tolerance: tolerance)
+        fold.selection = picks.selection
+        return try formats.formatOptions(fold: fold)
     }
 
     func run() throws {

@@ -17,7 +17,7 @@ struct InspectCommand: ToolCommand {
 
         MACs are per output position (Cout x Cin/g x M x N): weight files carry no feature-map sizes. Folding leaves them unchanged for kernel composition; a feature-composition pair (depthwise conv, then 1x1 conv) runs Cin x Dmul x M x N + Cout x Cin/g x Dmul before folding.
 
-        Models, told apart by their content: ONNX (.onnx), Keras HDF5 (.h5, .hdf5; --config and --kernel-size as for doconv-fold), Keras 3 archives (.keras), PyTorch checkpoints (.pth, .pt, .ckpt, ...; --kernel-size), .safetensors, sharded checkpoints (their *.index.json or its folder), and MXNet .params files and export pairs (NAME-symbol.json). --exclude and --only list the layers they leave under "not folded". The JSON document follows schemas/inspect-report.schema.json.
+        Models, told apart by their content: \(FormatList.summaries). --exclude and --only list the layers they leave under "not folded". The JSON document follows schemas/inspect-report.schema.json.
 
         Exit status: 0 success (also when the model has no DO-Conv layer), 2 bad input or usage.
         """,
@@ -35,45 +35,21 @@ struct InspectCommand: ToolCommand {
     @Flag(help: "Print each layer's H map as text under its row (the JSON document always has them, as h_map).")
     var maps = false
 
-    @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for files that carry no config.", valueName: "file"))
-    var configFile: String?
-
-    @Option(name: .customLong("kernel-size"), help: ArgumentHelp("Keras and PyTorch: a layer's kernel size when nothing else gives it (repeatable).", valueName: "layer=MxN"))
-    var kernelSizes: [String] = []
-
-    @Option(name: .customLong("params"), help: ArgumentHelp("MXNet: the export's params file, when several sit beside the symbol.", valueName: "file"))
-    var paramsFile: String?
-
-    @Flag(name: .customLong("reparam"), help: "ONNX: also list the blocks doconv-fold --reparam would merge into one Conv each, and the look-alikes it would leave.")
-    var reparameterize = false
+    @OptionGroup var formats: FormatOptionGroup<InspectTool>
 
     @OptionGroup var picks: LayerPickOptions
-
-
-
-
-    func validate() throws {
-        _ = try parsedKernelSizes()
-    }
-
-    /// `--kernel-size conv1=3x1` as ["conv1": [3, 1]].
-    func parsedKernelSizes() throws -> [String: [Int]] { try KernelSizeOption.parse(kernelSizes) }
-
 
     static func printError(_ line: String) {
         FileHandle.standardError.write(Data("doconv-inspect: error: \(line)\n".utf8))
     }
 
     func run() throws {
-        var options = FormatOptions()
+        var fold = FoldOptions()
+        fold.selection = picks.selection
+        let options: FormatOptions
         let format: any ModelFormat
         do {
-            options.kernelSizes = try parsedKernelSizes()
-            options.paramsFile = paramsFile
-            options.reparameterize = reparameterize
-            options.strictPickle = picks.strictPickle
-            options.fold.selection = LayerSelection(only: picks.only, exclude: picks.excluded)
-            if let configFile { try options.readConfig(file: configFile) }
+            options = try formats.formatOptions(fold: fold)
             format = try FormatRegistry.format(of: model)
             try options.check(appliesTo: format, path: model)
         } catch {

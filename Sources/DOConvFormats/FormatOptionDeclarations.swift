@@ -1,0 +1,61 @@
+/// The three tools, as the format options name the ones that read them.
+public enum Tool: String, CaseIterable, Sendable {
+    case fold = "doconv-fold"
+    case inspect = "doconv-inspect"
+    case verify = "verify-equivalence"
+}
+
+extension FormatOption {
+    /// The tools that read the option; the others hide it and refuse it.
+    public var tools: Set<Tool> {
+        switch self {
+        case .fuseBatchNorm, .foldSeparable, .keepNames: return [.fold]
+        case .reparameterize: return [.fold, .inspect]
+        case .config, .kernelSize, .params, .strictPickle: return Set(Tool.allCases)
+        }
+    }
+
+    /// The option's name without its dashes ("kernel-size").
+    public var longName: String { String(rawValue.dropFirst(2)) }
+
+    /// The name of its value in help ("file", "layer=MxN"); nil for a flag.
+    public var valueName: String? {
+        switch self {
+        case .config, .params: return "file"
+        case .kernelSize: return "layer=MxN"
+        case .fuseBatchNorm, .foldSeparable, .reparameterize, .keepNames, .strictPickle: return nil
+        }
+    }
+
+    /// What the option does for `tool`.
+    func purpose(for tool: Tool) -> String {
+        switch self {
+        case .config: return "the model's JSON (model.to_json()), for files that carry no config."
+        case .kernelSize:
+            return "a layer's kernel size when nothing else gives it (repeatable)" + (tool == .verify ? ", as given to doconv-fold." : ".")
+        case .fuseBatchNorm: return "also fold each inference-mode BatchNormalization into the conv before it."
+        case .foldSeparable: return "also fold depthwise + 1x1 pairs and SeparableConv2D with Dmul < M*N (raises their MACs)."
+        case .reparameterize:
+            return tool == .inspect
+                ? "also list the blocks doconv-fold --reparam would merge into one Conv each, and the look-alikes it would leave."
+                : "also merge linear over-parameterizations (RepVGG, ACNet, MobileOne, DBB branches summed; ExpandNets chains; Conv + BatchNormalization) into single Convs."
+        case .keepNames: return "keep the key P.W for the folded kernel instead of nn.Conv2d's P.weight."
+        case .params:
+            return tool == .verify
+                ? "ORIGINAL's params file, when several NAME-NNNN.params sit beside NAME-symbol.json (FOLDED's of the same epoch is used)."
+                : "the export's params file, when several NAME-NNNN.params sit beside NAME-symbol.json."
+        case .strictPickle:
+            return "refuse checkpoints that pickle Python objects (as torch.load(weights_only=True) does) instead of carrying them through unexecuted."
+        }
+    }
+
+    /// The help line for `tool`: the families of the formats that read the option (from the
+    /// registry), then what it does. "Keras, PyTorch: a layer's kernel size ...".
+    public func help(for tool: Tool) -> String {
+        var families: [String] = []
+        for format in FormatRegistry.formats where format.options.contains(self) && !families.contains(format.family) {
+            families.append(format.family)
+        }
+        return families.joined(separator: ", ") + ": " + purpose(for: tool)
+    }
+}
