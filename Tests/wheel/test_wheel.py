@@ -23,7 +23,7 @@ import pytest
 
 import doconv
 from doconv import DOConvError
-from doconv._options import FOLD_OPTIONS, VERIFY_OPTIONS, arguments
+from doconv._options import arguments, table, table_from_help
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
@@ -329,18 +329,34 @@ def test_api_unknown_keyword_raises_type_error(tmp_path):
 
 
 def test_options_spelled_as_flags():
-    args: List[str] = arguments("fold", FOLD_OPTIONS, {
+    args: List[str] = arguments("fold", table("doconv-fold"), {
         "fuse_bn": True, "reparam": False, "tolerance": 1e-5, "kernel_size": {"conv1": (3, 3), "row": [1, 3]},
         "config": pathlib.Path("m.json"), "params": None,
     })
     assert args == ["--fuse-bn", "--tolerance", "1e-05", "--kernel-size", "conv1=3x3", "--kernel-size", "row=1x3",
                     "--config", "m.json"]
-    assert arguments("verify", VERIFY_OPTIONS, {"dim": {"batch": 2, "seq": 7}, "inputs": 3}) == [
+    assert arguments("verify", table("verify-equivalence"), {"dim": {"batch": 2, "seq": 7}, "inputs": 3}) == [
         "--dim", "batch=2", "--dim", "seq=7", "--inputs", "3"]
-    assert arguments("fold", FOLD_OPTIONS, {"exclude": "attn", "only": ["layer1.*", "stem"], "strict_pickle": True}) == [
+    assert arguments("fold", table("doconv-fold"), {"exclude": "attn", "only": ["layer1.*", "stem"], "strict_pickle": True}) == [
         "--exclude", "attn", "--only", "layer1.*", "--only", "stem", "--strict-pickle"]
     with pytest.raises(TypeError, match="exclude must be a glob or a list of globs"):
-        arguments("fold", FOLD_OPTIONS, {"exclude": 3})
+        arguments("fold", table("doconv-fold"), {"exclude": 3})
+
+
+def test_keywords_come_from_the_tools_declarations():
+    """The keyword tables are the tools' own options (their --experimental-dump-help): every
+    option a tool shows, named with _ for -, except those the API sets itself."""
+    assert set(table("doconv-fold")) == {"tolerance", "no_verify", "config", "kernel_size", "params", "fuse_bn",
+                                         "fold_separable", "reparam", "keep_names", "strict_pickle", "exclude", "only"}
+    assert set(table("doconv-inspect")) == {"svg", "config", "kernel_size", "params", "reparam", "strict_pickle", "exclude", "only"}
+    assert set(table("verify-equivalence")) == {"tolerance", "inputs", "seed", "dim", "config", "kernel_size", "params",
+                                                "strict_pickle", "exclude", "only"}
+    # A format option a tool starts to declare is a keyword with no edit to the package.
+    document = {"command": {"arguments": [
+        {"kind": "option", "names": [{"kind": "long", "name": "saved-model-tag"}], "valueName": "tag", "shouldDisplay": True},
+        {"kind": "flag", "names": [{"kind": "long", "name": "hidden-hook"}], "shouldDisplay": False},
+        {"kind": "flag", "names": [{"kind": "long", "name": "json"}], "shouldDisplay": True}]}}
+    assert table_from_help(document) == {"saved_model_tag": ("--saved-model-tag", "value")}
 
 
 def test_api_paths_that_begin_with_a_dash(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:

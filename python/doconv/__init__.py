@@ -22,7 +22,7 @@ import os
 from typing import Any, Dict, Optional, Sequence, Union
 
 from ._binaries import TOOLS, binary_path
-from ._options import FOLD_OPTIONS, INSPECT_OPTIONS, VERIFY_OPTIONS, arguments
+from ._options import arguments, table
 from ._runner import DOConvError, PathLike, run_json
 
 __all__ = ["fold", "inspect", "verify", "DOConvError", "binary_path", "TOOLS", "__version__"]
@@ -84,7 +84,7 @@ def fold(
             one with ``status`` "error") are in the exception's ``document``.
         TypeError: an unknown keyword or a value of the wrong type.
     """
-    flags = arguments("fold", FOLD_OPTIONS, options)
+    flags = arguments("fold", table("doconv-fold"), options)
     if isinstance(input, (str, os.PathLike)):
         args = flags + ["--", os.fspath(input), _path(output, "output")]
     else:
@@ -109,7 +109,7 @@ def inspect(path: PathLike, *, timeout: Optional[float] = None, **options: Any) 
         DOConvError: bad input or usage (exit status 2), with the tool's error line.
         TypeError: an unknown keyword or a value of the wrong type.
     """
-    flags = arguments("inspect", INSPECT_OPTIONS, options)
+    flags = arguments("inspect", table("doconv-inspect"), options)
     return run_json("doconv-inspect", [*flags, "--", _path(path, "path")], timeout=timeout)
 
 
@@ -141,6 +141,6 @@ def verify(
         DOConvError: bad input or usage (exit status 2), with the tool's error line.
         TypeError: an unknown keyword or a value of the wrong type.
     """
-    flags = arguments("verify", VERIFY_OPTIONS, options)
+    flags = arguments("verify", table("verify-equivalence"), options)
     positional = [_path(original, "original"), _path(folded, "folded")]
     return run_json("verify-equivalence", [*flags, "--", *positional], documented_statuses=(0, 1), timeout=timeout)

@@ -5,63 +5,65 @@ Each tool accepts a fixed set of keywords; a keyword maps to one flag of the too
 the repeatable ones, to one flag per item (``kernel_size={"conv1": (3, 3)}`` ->
 ``--kernel-size conv1=3x3``, ``dim={"batch": 2}`` -> ``--dim batch=2``). Nothing here
 interprets a value beyond spelling it: the tools check them and report bad ones.
+
+The keywords are not listed here: they are read from each tool's own declarations
+(``TOOL --experimental-dump-help``, swift-argument-parser's description of its options),
+so a format option added to the tools is a keyword here with no edit. Every option a tool
+shows in its help is a keyword, named by its long name with ``_`` for ``-``, except the
+few the API sets itself (:data:`RESERVED`).
 """
+import functools
+import json
 import os
+import subprocess
 from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Tuple
+
+from ._binaries import binary_path
 
 
 class Option(NamedTuple):
     """One keyword: the flag it becomes and how its value is spelled."""
 
     flag: str
-    kind: str  # "flag", "number", "int", "path", "globs", "kernel_sizes" or "dims"
+    kind: str  # "flag", "value", "path", "globs", "kernel_sizes" or "dims"
 
 
-def _flag(name: str) -> Option:
-    return Option(name, "flag")
+#: Options the API passes itself (``--json``, ``-o`` for a list of inputs) or that only
+#: change the text output it does not read.
+RESERVED = frozenset({"help", "version", "json", "output-dir", "quiet", "maps"})
+
+#: How a value is spelled, by the value name the tool declares for it.
+_KINDS = {"file": "path", "glob": "globs", "layer=MxN": "kernel_sizes", "name=value": "dims"}
 
 
-#: The keywords of :func:`doconv.fold` (``doconv-fold``).
-FOLD_OPTIONS: Dict[str, Option] = {
-    "tolerance": Option("--tolerance", "number"),
-    "no_verify": _flag("--no-verify"),
-    "fuse_bn": _flag("--fuse-bn"),
-    "reparam": _flag("--reparam"),
-    "fold_separable": _flag("--fold-separable"),
-    "config": Option("--config", "path"),
-    "kernel_size": Option("--kernel-size", "kernel_sizes"),
-    "keep_names": _flag("--keep-names"),
-    "params": Option("--params", "path"),
-    "strict_pickle": _flag("--strict-pickle"),
-    "exclude": Option("--exclude", "globs"),
-    "only": Option("--only", "globs"),
-}
+def _option(argument: Mapping[str, Any]) -> Tuple[str, Option]:
+    """The keyword and option of one argument of a tool's dump-help."""
+    long = next(n["name"] for n in argument["names"] if n["kind"] == "long")
+    if argument["kind"] == "flag":
+        return long.replace("-", "_"), Option("--" + long, "flag")
+    return long.replace("-", "_"), Option("--" + long, _KINDS.get(argument.get("valueName", ""), "value"))
 
-#: The keywords of :func:`doconv.inspect` (``doconv-inspect``).
-INSPECT_OPTIONS: Dict[str, Option] = {
-    "config": Option("--config", "path"),
-    "kernel_size": Option("--kernel-size", "kernel_sizes"),
-    "params": Option("--params", "path"),
-    "reparam": _flag("--reparam"),
-    "svg": Option("--svg", "path"),
-    "strict_pickle": _flag("--strict-pickle"),
-    "exclude": Option("--exclude", "globs"),
-    "only": Option("--only", "globs"),
-}
 
-#: The keywords of :func:`doconv.verify` (``verify-equivalence``).
-VERIFY_OPTIONS: Dict[str, Option] = {
-    "tolerance": Option("--tolerance", "number"),
-    "inputs": Option("--inputs", "int"),
-    "seed": Option("--seed", "int"),
-    "dim": Option("--dim", "dims"),
-    "config": Option("--config", "path"),
-    "kernel_size": Option("--kernel-size", "kernel_sizes"),
-    "params": Option("--params", "path"),
-    "strict_pickle": _flag("--strict-pickle"),
-    "exclude": Option("--exclude", "globs"),
-    "only": Option("--only", "globs"),
-}
+def table_from_help(document: Mapping[str, Any]) -> Dict[str, Option]:
+    """The keyword table of a tool, from its ``--experimental-dump-help`` document."""
+    table: Dict[str, Option] = {}
+    for argument in document["command"].get("arguments", []):
+        names = argument.get("names") or []
+        if argument["kind"] == "positional" or not argument.get("shouldDisplay", True):
+            continue
+        if not any(n["kind"] == "long" for n in names) or any(n["name"] in RESERVED for n in names if n["kind"] == "long"):
+            continue
+        keyword, option = _option(argument)
+        table[keyword] = option
+    return table
+
+
+@functools.lru_cache(maxsize=None)
+def table(tool: str) -> Dict[str, Option]:
+    """The keywords of ``tool`` (``doconv-fold``, ``doconv-inspect`` or
+    ``verify-equivalence``), read once per process from the tool itself."""
+    result = subprocess.run([binary_path(tool), "--experimental-dump-help"], capture_output=True, text=True, check=True)
+    return table_from_help(json.loads(result.stdout))
 
 
 def _is_int(value: Any) -> bool:
@@ -132,13 +134,9 @@ def arguments(function: str, table: Mapping[str, Option], options: Mapping[str, 
                 raise TypeError(f"{keyword} must be True or False, not {value!r}")
             if value:
                 args.append(flag)
-        elif kind == "number":
+        elif kind == "value":
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise TypeError(f"{keyword} must be a number, not {value!r}")
-            args += [flag, str(value)]
-        elif kind == "int":
-            if not _is_int(value):
-                raise TypeError(f"{keyword} must be an int, not {value!r}")
+                raise TypeError(f"{keyword} must be a number or a string, not {value!r}")
             args += [flag, str(value)]
         elif kind == "path":
             if not isinstance(value, (str, os.PathLike)):
