@@ -54,171 +54,18 @@ public enum KerasEquivalence {
     /// beside the weights (a `.keras` archive's `config.json`).
     static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions,
                        foldedConfigJSON: String?) throws(VerifyError) -> VerificationReport {
-        var report = VerificationReport(original: originalPath, folded: foldedPath, format: "Keras HDF5")
-        let original: [Entry]
-        let folded: [Entry]
-        let file: WeightFile
-        do {
-            file = try WeightFile(path: originalPath)
-            original = try entries(of: originalPath)
-            folded = try entries(of: foldedPath)
-        } catch {
-            throw VerifyError("\(error)")
-        }
-        // ORIGINAL's config (stored, else --config) names the layers, as for the fold.
-        var config: KerasModelConfig?
-        if let json = file.storedConfig ?? options.kerasConfigJSON {
-            do {
-                config = try KerasModelConfig(json: json, source: file.storedConfig != nil ? originalPath : "--config")
-            } catch {
-                throw VerifyError("\(error)")
-            }
-        }
-        let tolerance = options.tolerance
-        let foldedByKey = Dictionary(folded.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
-        let originalKeys = Set(original.map(\.key))
-
-        // Each DOConv2D layer, read from ORIGINAL alone: its W dataset keeps its key and
-        // becomes the kernel, its D goes.
-        var kernels: [String: KerasOriginalLayer] = [:] // ORIGINAL key of W -> layer
-        var dropped = Set<String>()
-        do {
-            for layer in try KerasLayerReading.layers(of: original, format: file.format, config: config, options: options) {
-                kernels[layer.kernel.key] = layer
-                if let d = layer.d { dropped.insert(d.key) }
-            }
-        } catch let error as VerifyError {
-            throw VerifyError("\(originalPath): \(error.message)")
-        } catch {
-            throw VerifyError("\(error)")
-        }
-
-        // SeparableConv2D layers folded into Conv2D (a depthwise + 1x1 pair: feature composition).
-        let separable = separablePairs(original: original, folded: folded)
-        var handledOriginal = Set<String>()
-        var handledFolded = Set<String>()
-
-        // BatchNormalization layers fused into the conv before them (--fuse-bn): only the
-        // config tells which layer feeds which, as for the fold (stored first, as it reads it).
-        var fusions: [BatchNormFusion] = []
-        if let format = file.format, let config {
-            let found = FusionFinder(config: config, format: format, original: original, folded: folded, doKernels: kernels,
-                                     separable: separable, dropped: dropped).find()
-            fusions = found.fusions
-            report.structure += found.structure
-            handledOriginal.formUnion(found.handled)
-            for fusion in fusions {
-                handledOriginal.formUnion(fusion.originalKeys)
-                handledFolded.formUnion(fusion.foldedKeys)
-            }
-        }
-        var fusedKernels: [String: BatchNormFusion] = [:] // DOConv2D: ORIGINAL key of W -> fusion
-        var fusedPairs: [String: BatchNormFusion] = [:]   // SeparableConv2D: group key -> fusion
-        var fusedConv2Ds: [BatchNormFusion] = []
-        for fusion in fusions {
-            switch fusion.target {
-            case .doConv(let key, _): fusedKernels[key] = fusion
-            case .separable(let pair): fusedPairs[pair.group] = fusion
-            case .conv2D: fusedConv2Ds.append(fusion)
-            }
-        }
-
-        for pair in separable {
-            handledOriginal.formUnion(pair.originalKeys)
-            handledFolded.formUnion(pair.foldedKeys)
-            let fusion = fusedPairs[pair.group]
-            // A fused BatchNormalization changes (or creates) the pair's bias: checked with it.
-            report.structure += pair.differences(leavingOut: fusion?.originalBias?.key, folded: fusion?.foldedBias?.key)
-            if let fusion {
-                report.layers.append(checkFusion(fusion, reference: separableReference(pair), options: options))
-            } else {
-                report.layers.append(checkSeparable(pair, tolerance: tolerance, options: options))
-            }
-        }
-
-        // Structure.
-        var optimizerDropped = false
-        for entry in original where !handledOriginal.contains(entry.key) {
-            guard let after = foldedByKey[entry.key] else {
-                if dropped.contains(entry.key) { continue }
-                if isOptimizer(entry.path) { optimizerDropped = true; continue }
-                report.structure.append("dataset '\(entry.path)' of ORIGINAL is missing from FOLDED")
-                continue
-            }
-            if dropped.contains(entry.key) {
-                report.structure.append("D dataset '\(entry.path)' is still in FOLDED")
-                continue
-            }
-            if kernels[entry.key] != nil { continue } // checked numerically below
-            if entry.shape != after.shape {
-                report.structure.append("dataset '\(entry.path)' changed shape \(entry.shape) -> \(after.shape)")
-            } else if let a = entry.values, let b = after.values, let k = a.indices.first(where: { a[$0] != b[$0] && !(a[$0].isNaN && b[$0].isNaN) }) {
-                report.structure.append("dataset '\(entry.path)' changed: value at \(TensorIndex.of(k, in: entry.shape)) \(a[k]) -> \(b[k])")
-            } else if (entry.values == nil) != (after.values == nil) {
-                report.structure.append("dataset '\(entry.path)' changed element type")
-            }
-        }
-        for entry in folded where !originalKeys.contains(entry.key) && !handledFolded.contains(entry.key) {
-            report.structure.append("dataset '\(entry.path)' of FOLDED does not exist in ORIGINAL")
-        }
-        if optimizerDropped { report.notes.append("optimizer state is not in FOLDED (the fold drops it: its slots were shaped for D and W)") }
-        if original.contains(where: { $0.values == nil }) { report.notes.append("non-float datasets are compared by shape only") }
-        // Keras loads a legacy file by its layer_names and weight_names: FOLDED's must name
-        // exactly the datasets it holds.
-        do {
-            let unloadable = try weightNameProblems(path: originalPath, entries: original, side: "ORIGINAL")
-            if let first = unloadable.first { throw VerifyError("\(originalPath): \(first)") }
-            report.structure += try weightNameProblems(path: foldedPath, entries: folded, side: "FOLDED")
-        } catch let error as VerifyError {
-            throw error
-        } catch {
-            throw VerifyError("\(error)")
-        }
-        report.notes.append("HDF5 attributes other than layer_names and weight_names (configs) are not compared")
-        report.structureSummary = "\(folded.count) datasets against ORIGINAL's \(original.count), \(kernels.count) kernel\(kernels.count == 1 ? "" : "s") folded, \(dropped.count) D removed"
-            + (separable.isEmpty ? "" : ", \(separable.count) SeparableConv2D pair\(separable.count == 1 ? "" : "s") folded")
-            + (fusions.isEmpty ? "" : ", \(fusions.count) BatchNormalization fused")
-        if !fusions.isEmpty {
-            let list = fusions.map { "\($0.batchNorm.name) into \($0.conv.name)" }.joined(separator: ", ")
-            report.notes.append("found \(fusions.count) BatchNormalization layer\(fusions.count == 1 ? "" : "s") fused into the conv before it "
-                + "(weights gone from FOLDED, the conv's kernel and bias checked with it): \(list)")
-        }
-
-        // Each folded kernel.
-        for (key, layer) in kernels.sorted(by: { $0.key < $1.key }) {
-            if let fusion = fusedKernels[key] {
-                report.layers.append(checkFusion(fusion, reference: doConvReference(layer), options: options))
-                continue
-            }
-            var result = LayerResult(name: layer.name, conv: foldedByKey[key]?.path ?? key, description: layer.description)
-            guard let after = foldedByKey[key], let values = after.values else {
-                result.problems.append("FOLDED has no float kernel at '\(key)'")
-                report.layers.append(result)
-                continue
-            }
-            guard after.shape == layer.foldedShape else {
-                result.problems.append("FOLDED's kernel has shape \(after.shape), expected (M, N, Cin/g, Cout) = \(layer.foldedShape)")
-                report.layers.append(result)
-                continue
-            }
-            let reference = doConvReference(layer)
-            let actual = oihw(values, hwio: after.shape)
-            let type = [layer.kernel.elementType, after.elementType].compactMap { $0 }.map(\.defaultTolerance).max()
-            let tol = tolerance ?? type ?? ElementType.float32.defaultTolerance
-            result.kernel = ErrorStats.compare(expected: reference.kernel, actual: actual, shape: reference.shape, tolerance: tol)
-            result.probe = probe(reference, kernel: actual, patches: options.probePatches, seed: options.seed, tolerance: tol)
-            report.layers.append(result)
-        }
-        for fusion in fusedConv2Ds {
-            guard case .conv2D(let kernel) = fusion.target else { continue }
-            report.layers.append(checkFusion(fusion, reference: plainReference(kernel), options: options))
-        }
-
+        var check = try PairCheck(original: originalPath, folded: foldedPath, options: options)
+        try check.readLayers()
+        check.findFusions()
+        check.checkSeparablePairs()
+        try check.checkStructure()
+        check.checkKernels()
         // End to end: both models, each from its own config when it has one.
+        let file = check.file
         let originalConfig = file.storedConfig.map { (json: $0, source: originalPath) } ?? options.kerasConfigJSON.map { (json: $0, source: "--config") }
-        try runEndToEnd(&report, original: KerasModelSource(path: originalPath, format: file.format, entries: original, config: originalConfig),
-                        folded: foldedPath, foldedEntries: folded, foldedConfigJSON: foldedConfigJSON, options: options)
-        return report
+        try runEndToEnd(&check.report, original: KerasModelSource(path: originalPath, format: file.format, entries: check.original, config: originalConfig),
+                        folded: foldedPath, foldedEntries: check.folded, foldedConfigJSON: foldedConfigJSON, options: options)
+        return check.report
     }
 
     /// A SeparableConv2D layer group of ORIGINAL (depthwise (M, N, Cin, Dmul) and pointwise

@@ -1,0 +1,186 @@
+import DOConvCore
+import DOConvKeras
+
+extension KerasEquivalence {
+    /// One Keras pair being checked, in named steps: what both files hold, ORIGINAL's
+    /// DOConv2D layers (read by verify-equivalence itself), the datasets each step has
+    /// accounted for, and the report the steps fill.
+    struct PairCheck {
+        let originalPath: String
+        let foldedPath: String
+        let options: VerifyOptions
+        let file: WeightFile
+        let original: [Entry]
+        let folded: [Entry]
+        /// ORIGINAL's config (stored, else --config), which names the layers as for the fold.
+        let config: KerasModelConfig?
+        let foldedByKey: [String: Entry]
+        var report: VerificationReport
+
+        /// ORIGINAL key of each DOConv2D's W -> the layer; its kernel keeps that key.
+        var kernels: [String: KerasOriginalLayer] = [:]
+        /// ORIGINAL's D datasets, which FOLDED must not hold.
+        var dropped = Set<String>()
+        var separable: [SeparablePair] = []
+        var fusions: [BatchNormFusion] = []
+        /// Datasets a step has checked, which the structure step then leaves alone.
+        var handledOriginal = Set<String>()
+        var handledFolded = Set<String>()
+
+        init(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) {
+            self.originalPath = originalPath
+            self.foldedPath = foldedPath
+            self.options = options
+            report = VerificationReport(original: originalPath, folded: foldedPath, format: "Keras HDF5")
+            do {
+                let file = try WeightFile(path: originalPath)
+                self.file = file
+                original = try entries(of: originalPath)
+                folded = try entries(of: foldedPath)
+                let source = file.storedConfig != nil ? originalPath : "--config"
+                config = try (file.storedConfig ?? options.kerasConfigJSON).map { try KerasModelConfig(json: $0, source: source) }
+            } catch {
+                throw VerifyError("\(error)")
+            }
+            foldedByKey = Dictionary(folded.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        }
+
+        /// Each DOConv2D layer, read from ORIGINAL alone: its W dataset keeps its key and
+        /// becomes the kernel, its D goes.
+        mutating func readLayers() throws(VerifyError) {
+            do {
+                for layer in try KerasLayerReading.layers(of: original, format: file.format, config: config, options: options) {
+                    kernels[layer.kernel.key] = layer
+                    if let d = layer.d { dropped.insert(d.key) }
+                }
+            } catch let error as VerifyError {
+                throw VerifyError("\(originalPath): \(error.message)")
+            } catch {
+                throw VerifyError("\(error)")
+            }
+            separable = separablePairs(original: original, folded: folded)
+        }
+
+        /// BatchNormalization layers fused into the conv before them (--fuse-bn): only the
+        /// config tells which layer feeds which, as for the fold.
+        mutating func findFusions() {
+            guard let format = file.format, let config else { return }
+            let found = FusionFinder(config: config, format: format, original: original, folded: folded, doKernels: kernels,
+                                     separable: separable, dropped: dropped).find()
+            fusions = found.fusions
+            report.structure += found.structure
+            handledOriginal.formUnion(found.handled)
+            for fusion in fusions {
+                handledOriginal.formUnion(fusion.originalKeys)
+                handledFolded.formUnion(fusion.foldedKeys)
+            }
+        }
+
+        /// SeparableConv2D layers folded into one Conv2D kernel (a depthwise + 1x1 pair).
+        mutating func checkSeparablePairs() {
+            for pair in separable {
+                handledOriginal.formUnion(pair.originalKeys)
+                handledFolded.formUnion(pair.foldedKeys)
+                let fusion = fusions.first { if case .separable(let fused) = $0.target { return fused.group == pair.group } else { return false } }
+                // A fused BatchNormalization changes (or creates) the pair's bias: checked with it.
+                report.structure += pair.differences(leavingOut: fusion?.originalBias?.key, folded: fusion?.foldedBias?.key)
+                if let fusion {
+                    report.layers.append(checkFusion(fusion, reference: separableReference(pair), options: options))
+                } else {
+                    report.layers.append(checkSeparable(pair, tolerance: options.tolerance, options: options))
+                }
+            }
+        }
+
+        /// Every dataset no other step accounts for: in FOLDED unchanged, and nothing added;
+        /// D gone; and, in legacy files, weight_names naming exactly the datasets held.
+        mutating func checkStructure() throws(VerifyError) {
+            var optimizerDropped = false
+            for entry in original where !handledOriginal.contains(entry.key) {
+                guard let after = foldedByKey[entry.key] else {
+                    if dropped.contains(entry.key) { continue }
+                    if isOptimizer(entry.path) { optimizerDropped = true; continue }
+                    report.structure.append("dataset '\(entry.path)' of ORIGINAL is missing from FOLDED")
+                    continue
+                }
+                if dropped.contains(entry.key) {
+                    report.structure.append("D dataset '\(entry.path)' is still in FOLDED")
+                    continue
+                }
+                if kernels[entry.key] != nil { continue } // checked numerically by checkKernels
+                if let difference = Self.difference(entry, after) { report.structure.append(difference) }
+            }
+            let originalKeys = Set(original.map(\.key))
+            for entry in folded where !originalKeys.contains(entry.key) && !handledFolded.contains(entry.key) {
+                report.structure.append("dataset '\(entry.path)' of FOLDED does not exist in ORIGINAL")
+            }
+            if optimizerDropped { report.notes.append("optimizer state is not in FOLDED (the fold drops it: its slots were shaped for D and W)") }
+            if original.contains(where: { $0.values == nil }) { report.notes.append("non-float datasets are compared by shape only") }
+            // Keras loads a legacy file by its layer_names and weight_names: FOLDED's must name
+            // exactly the datasets it holds.
+            do {
+                let unloadable = try weightNameProblems(path: originalPath, entries: original, side: "ORIGINAL")
+                if let first = unloadable.first { throw VerifyError("\(originalPath): \(first)") }
+                report.structure += try weightNameProblems(path: foldedPath, entries: folded, side: "FOLDED")
+            } catch let error as VerifyError {
+                throw error
+            } catch {
+                throw VerifyError("\(error)")
+            }
+            report.notes.append("HDF5 attributes other than layer_names and weight_names (configs) are not compared")
+            report.structureSummary = "\(folded.count) datasets against ORIGINAL's \(original.count), \(kernels.count) kernel\(kernels.count == 1 ? "" : "s") folded, \(dropped.count) D removed"
+                + (separable.isEmpty ? "" : ", \(separable.count) SeparableConv2D pair\(separable.count == 1 ? "" : "s") folded")
+                + (fusions.isEmpty ? "" : ", \(fusions.count) BatchNormalization fused")
+            if !fusions.isEmpty {
+                let list = fusions.map { "\($0.batchNorm.name) into \($0.conv.name)" }.joined(separator: ", ")
+                report.notes.append("found \(fusions.count) BatchNormalization layer\(fusions.count == 1 ? "" : "s") fused into the conv before it "
+                    + "(weights gone from FOLDED, the conv's kernel and bias checked with it): \(list)")
+            }
+        }
+
+        /// How an untouched dataset differs between the files, if it does.
+        static func difference(_ entry: Entry, _ after: Entry) -> String? {
+            if entry.shape != after.shape { return "dataset '\(entry.path)' changed shape \(entry.shape) -> \(after.shape)" }
+            if let a = entry.values, let b = after.values, let k = a.indices.first(where: { a[$0] != b[$0] && !(a[$0].isNaN && b[$0].isNaN) }) {
+                return "dataset '\(entry.path)' changed: value at \(TensorIndex.of(k, in: entry.shape)) \(a[k]) -> \(b[k])"
+            }
+            if (entry.values == nil) != (after.values == nil) { return "dataset '\(entry.path)' changed element type" }
+            return nil
+        }
+
+        /// Each folded kernel (and each fused plain Conv2D) against its float64 recomputation.
+        mutating func checkKernels() {
+            for (key, layer) in kernels.sorted(by: { $0.key < $1.key }) {
+                if let fusion = fusions.first(where: { if case .doConv(let fused, _) = $0.target { return fused == key } else { return false } }) {
+                    report.layers.append(checkFusion(fusion, reference: doConvReference(layer), options: options))
+                } else {
+                    report.layers.append(checkKernel(of: layer, at: key))
+                }
+            }
+            for fusion in fusions {
+                guard case .conv2D(let kernel) = fusion.target else { continue }
+                report.layers.append(checkFusion(fusion, reference: plainReference(kernel), options: options))
+            }
+        }
+
+        /// One DOConv2D's folded kernel: its shape, the recomputation, and the probe.
+        func checkKernel(of layer: KerasOriginalLayer, at key: String) -> LayerResult {
+            var result = LayerResult(name: layer.name, conv: foldedByKey[key]?.path ?? key, description: layer.description)
+            guard let after = foldedByKey[key], let values = after.values else {
+                result.problems.append("FOLDED has no float kernel at '\(key)'")
+                return result
+            }
+            guard after.shape == layer.foldedShape else {
+                result.problems.append("FOLDED's kernel has shape \(after.shape), expected (M, N, Cin/g, Cout) = \(layer.foldedShape)")
+                return result
+            }
+            let reference = doConvReference(layer)
+            let actual = oihw(values, hwio: after.shape)
+            let type = [layer.kernel.elementType, after.elementType].compactMap { $0 }.map(\.defaultTolerance).max()
+            let tolerance = options.tolerance ?? type ?? ElementType.float32.defaultTolerance
+            result.kernel = ErrorStats.compare(expected: reference.kernel, actual: actual, shape: reference.shape, tolerance: tolerance)
+            result.probe = probe(reference, kernel: actual, patches: options.probePatches, seed: options.seed, tolerance: tolerance)
+            return result
+        }
+    }
+}
