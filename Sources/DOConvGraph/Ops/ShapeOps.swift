@@ -313,8 +313,11 @@ enum ShapeOps {
         guard ends.count == starts.count, axisList.count == starts.count, stepList.count == starts.count else {
             throw ctx.invalid("starts, ends, axes and steps differ in length")
         }
-        // Per axis: the selected positions.
-        var picks = x.shape.map { Array(0..<$0) }
+        // Per axis: the first selected position, the step and the count (the output's dim).
+        // No table of positions: an empty tensor's other axes may be 2^33 long.
+        var first = [Int](repeating: 0, count: x.rank)
+        var stepOf = [Int](repeating: 1, count: x.rank)
+        var shape = x.shape
         for (k, axis) in axisList.enumerated() {
             let dim = Int64(x.shape[axis])
             let step = stepList[k]
@@ -324,17 +327,21 @@ enum ShapeOps {
             if step > 0 {
                 start = min(max(start, 0), dim)
                 end = min(max(end, 0), dim)
-                picks[axis] = start < end ? stride(from: Int(start), to: Int(end), by: Int(step)).map { $0 } : []
             } else {
                 start = min(max(start, 0), dim - 1)
                 end = min(max(end, -1), dim - 1)
-                picks[axis] = start > end ? stride(from: Int(start), to: Int(end), by: Int(step)).map { $0 } : []
             }
+            // The positions start, start + step, ... short of end (the magnitude: a step of
+            // Int64.min has no negation).
+            let span = step > 0 ? end - start : start - end
+            (first[axis], stepOf[axis]) = (Int(start), Int(step))
+            shape[axis] = span > 0 ? Int(UInt64(span - 1) / step.magnitude) + 1 : 0
         }
-        let shape = picks.map(\.count)
+        // An output checked as other ops' built from a file's sizes (Expand, Pad).
+        try TensorMath.checkShape(shape, op: ctx.nodeLabel)
         let strides = try TensorMath.strides(of: x.shape, op: ctx.nodeLabel)
         let indices = (0..<(try TensorMath.elementCount(shape, op: ctx.nodeLabel))).map { flat in
-            TensorValue.index(of: flat, in: shape).enumerated().reduce(0) { $0 + picks[$1.offset][$1.element] * strides[$1.offset] }
+            TensorValue.index(of: flat, in: shape).enumerated().reduce(0) { $0 + (first[$1.offset] + $1.element * stepOf[$1.offset]) * strides[$1.offset] }
         }
         return [select(x, shape: shape, indices: indices)]
     }
