@@ -71,7 +71,8 @@ enum ReductionOps {
             (size, inner) = (x.shape[axis], try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel))
         }
         var out = x.doubles
-        for o in 0..<outer {
+        // An empty x has nothing to normalize: no loop over an outer run that may be 2^40 long.
+        for o in 0..<(out.isEmpty ? 0 : outer) {
             for i in 0..<inner {
                 let positions = (0..<size).map { (o * size + $0) * inner + i }
                 let peak = positions.map { out[$0] }.max() ?? 0

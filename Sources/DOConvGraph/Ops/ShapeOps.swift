@@ -183,11 +183,14 @@ enum ShapeOps {
         shape[axis] = try parts.reduce(0) { try TensorMath.checkedSum($0, $1.shape[axis], op: ctx.nodeLabel) }
         let outer = try TensorMath.elementCount(first.shape.prefix(axis), op: ctx.nodeLabel)
         let chunks = try parts.map { try TensorMath.elementCount($0.shape.dropFirst(axis), op: ctx.nodeLabel) }
+        let count = try TensorMath.allocationCount(shape, op: ctx.nodeLabel)
+        // An empty output copies nothing: no loop over an outer run that may be 2^40 long.
+        let rows = count == 0 ? 0 : outer
         switch first.storage {
         case .floats:
             var out: [Double] = []
-            out.reserveCapacity(try TensorMath.elementCount(shape, op: ctx.nodeLabel))
-            for o in 0..<outer {
+            out.reserveCapacity(count)
+            for o in 0..<rows {
                 for (part, chunk) in zip(parts, chunks) {
                     out += part.doubles[(o * chunk)..<((o + 1) * chunk)]
                 }
@@ -195,7 +198,7 @@ enum ShapeOps {
             return [TensorValue(first.type, shape: shape, floats: out)]
         case .ints:
             var out: [Int64] = []
-            for o in 0..<outer {
+            for o in 0..<rows {
                 for (part, chunk) in zip(parts, chunks) {
                     out += part.int64s[(o * chunk)..<((o + 1) * chunk)]
                 }
@@ -212,9 +215,11 @@ enum ShapeOps {
         shape[axis] = end - start
         let inner = try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: op)
         let outer = try TensorMath.elementCount(x.shape.prefix(axis), op: op)
+        let count = try TensorMath.allocationCount(shape, op: op)
         var indices: [Int] = []
-        indices.reserveCapacity(try TensorMath.elementCount(shape, op: op))
-        for o in 0..<outer {
+        indices.reserveCapacity(count)
+        // An empty part selects nothing: no loop over an axis that may be 2^40 long.
+        for o in 0..<(count == 0 ? 0 : outer) {
             for a in start..<end {
                 for i in 0..<inner { indices.append((o * x.shape[axis] + a) * inner + i) }
             }
@@ -285,13 +290,16 @@ enum ShapeOps {
         }
         let outer = try TensorMath.elementCount(x.shape.prefix(axis), op: ctx.nodeLabel)
         let inner = try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel)
+        let shape = Array(x.shape.prefix(axis)) + indicesTensor.shape + Array(x.shape.dropFirst(axis + 1))
+        let count = try TensorMath.allocationCount(shape, op: ctx.nodeLabel)
         var indices: [Int] = []
-        for o in 0..<outer {
+        indices.reserveCapacity(count)
+        // An empty output selects nothing: no loop over an outer run that may be 2^40 long.
+        for o in 0..<(count == 0 ? 0 : outer) {
             for p in picks {
                 for i in 0..<inner { indices.append((o * size + p) * inner + i) }
             }
         }
-        let shape = Array(x.shape.prefix(axis)) + indicesTensor.shape + Array(x.shape.dropFirst(axis + 1))
         return [select(x, shape: shape, indices: indices)]
     }
 
