@@ -234,11 +234,18 @@ enum ShapeOps {
         let outputs = ctx.node.outputs.count
         var sizes: [Int]
         if let given = ctx.optionalInput(1) { sizes = given.int64s.map(Int.init) } else if let given = try ctx.ints("split") { sizes = given.map(Int.init) } else {
-            let n = Int(try ctx.int("num_outputs", default: Int64(outputs)))
-            let chunk = (x.shape[axis] + n - 1) / n
-            sizes = (0..<n).map { min(chunk, max(0, x.shape[axis] - $0 * chunk)) }
+            // At most one part per output of the node (a count from the file sizes a table).
+            let n = try ctx.int("num_outputs", default: Int64(outputs))
+            guard n > 0, n <= max(outputs, 1) else { throw ctx.invalid("num_outputs \(n) is out of range for \(outputs) outputs") }
+            // The ceiling of dim / n, without dim + n - 1 (an empty tensor's dim may be Int.max).
+            let dim = x.shape[axis]
+            let chunk = dim / Int(n) + (dim % Int(n) == 0 ? 0 : 1)
+            sizes = (0..<Int(n)).map { min(chunk, max(0, dim - $0 * chunk)) }
         }
-        guard sizes.reduce(0, +) == x.shape[axis], sizes.allSatisfy({ $0 >= 0 }) else { throw ctx.invalid("split \(sizes) does not cover \(x.shape[axis])") }
+        // The sizes are the file's: summed with overflow checks.
+        guard try sizes.reduce(0, { try TensorMath.checkedSum($0, $1, op: ctx.nodeLabel) }) == x.shape[axis], sizes.allSatisfy({ $0 >= 0 }) else {
+            throw ctx.invalid("split \(sizes) does not cover \(x.shape[axis])")
+        }
         var start = 0
         return try sizes.map { size in
             defer { start += size }
