@@ -14,7 +14,7 @@ enum TensorMath {
 
     /// For each flat index of `outShape`, the flat index of a tensor of `shape` broadcast to it.
     static func broadcastIndices(from shape: [Int], to outShape: [Int], op: String) throws -> [Int] {
-        let total = try elementCount(outShape, op: op)
+        let total = try allocationCount(outShape, op: op)
         if shape == outShape { return Array(0..<total) }
         let rank = outShape.count
         let padded = [Int](repeating: 1, count: rank - shape.count) + shape
@@ -25,7 +25,7 @@ enum TensorMath {
     /// For each flat index of `shape` (row-major), the sum of its index times `strides` per
     /// axis: where a strided view (a transpose, a broadcast) reads each element from.
     static func offsets(of shape: [Int], strides: [Int], op: String) throws -> [Int] {
-        let total = try elementCount(shape, op: op)
+        let total = try allocationCount(shape, op: op)
         var result = [Int](repeating: 0, count: total)
         var index = [Int](repeating: 0, count: shape.count)
         var offset = 0
@@ -60,6 +60,28 @@ enum TensorMath {
             total = product
         }
         return total
+    }
+
+    /// `elementCount` of a tensor or index table about to be allocated (an op's output, a
+    /// broadcast's indices): also an error past `maxElements`, checked before allocating, as
+    /// an empty input's dims may multiply to 2^60 in another op's output.
+    static func allocationCount<Dims: Sequence<Int>>(_ shape: Dims, op: String) throws -> Int {
+        let count = try elementCount(shape, op: op)
+        guard count <= maxElements else {
+            throw ExecutionError.unsupported(op: op, reason: "a tensor of shape \(Array(shape)) is too large for the reference executor")
+        }
+        return count
+    }
+
+    /// The entries of a `rows` x `columns` index table (a conv or pool window's offsets),
+    /// checked against `maxElements` before it is built: pads or dims from a file may ask for
+    /// 2^40 of them.
+    static func tableSize(_ rows: Int, _ columns: Int, op: String) throws -> Int {
+        let count = try checkedProduct(rows, columns, op: op)
+        guard count <= maxElements else {
+            throw ExecutionError.unsupported(op: op, reason: "an index table of \(rows) x \(columns) entries is too large for the reference executor")
+        }
+        return count
     }
 
     /// Row-major strides of `shape`: each axis's stride is the element count of the dims after

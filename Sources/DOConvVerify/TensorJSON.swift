@@ -13,8 +13,22 @@ public enum TensorJSON {
         var result: [String: TensorValue] = [:]
         for (name, value) in object {
             guard let entry = value as? [String: Any], let typeName = entry["dtype"] as? String, let type = DataType(name: typeName),
-                  let shape = (entry["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }), let items = entry["data"] as? [Any],
-                  shape.reduce(1, *) == items.count else {
+                  let dims = entry["shape"] as? [Any], let items = entry["data"] as? [Any] else {
+                throw VerifyError("\(path): tensor '\(name)' needs dtype, shape and data of matching size")
+            }
+            let shape = dims.compactMap(wholeNumber)
+            guard shape.count == dims.count, shape.allSatisfy({ $0 >= 0 }) else {
+                throw VerifyError("\(path): tensor '\(name)' has a shape whose dims are not all non-negative integers")
+            }
+            // The file's dims, multiplied with overflow checks (an empty tensor may claim any
+            // others): a product past Int's range is an error, not a trap.
+            var count = 1
+            for dim in shape {
+                let (product, overflow) = count.multipliedReportingOverflow(by: dim)
+                guard !overflow else { throw VerifyError("\(path): tensor '\(name)': the element count of shape \(shape) overflows") }
+                count = product
+            }
+            guard count == items.count else {
                 throw VerifyError("\(path): tensor '\(name)' needs dtype, shape and data of matching size")
             }
             let numbers: [Double] = items.map { item in
@@ -34,6 +48,13 @@ public enum TensorJSON {
             }
         }
         return result
+    }
+
+    /// A dim of a JSON shape: a whole number in Int's range, or nil (`intValue` would turn
+    /// 1e30 or 2^64 - 1 into a negative dim, 2.5 into 2).
+    static func wholeNumber(_ item: Any) -> Int? {
+        guard let number = item as? NSNumber else { return nil }
+        return Int(number.stringValue) ?? Int(exactly: number.doubleValue)
     }
 
     public static func write(_ tensors: [String: TensorValue], to path: String) throws(VerifyError) {

@@ -13,7 +13,7 @@ final class ModelValidationTests: XCTestCase {
 
     /// A float32 tensor [2, 3] in raw_data, changed by `edit`.
     func withTensor(_ edit: (UnsafeMutablePointer<Onnx__TensorProto>) -> Void, _ body: (UnsafeMutablePointer<Onnx__TensorProto>) -> Void) {
-        let tensor = TensorCodec.makeTensor(name: "t", shape: [2, 3], type: .float32, values: [1, 2, 3, 4, 5, 6])
+        let tensor = TensorCodec.makeTensor(name: "t", shape: [2, 3], type: .float32, values: [Float]([1, 2, 3, 4, 5, 6]))
         defer { Proto.free(tensor) }
         edit(tensor)
         body(tensor)

@@ -143,12 +143,64 @@ def hostile_dims():
         ("resize-antialias-empty-axis", one_node("Resize", {"x": x}, [empty("e", [top, 0]), ("s", np.array([1, 1], np.int64))],
                                                  ["e", "", "", "s"],
                                                  {"mode": "cubic", "antialias": 1, "coordinate_transformation_mode": "align_corners"})),
+        # Split divided by num_outputs 0, and summed split sizes with wrapping arithmetic.
+        ("split-num-outputs-0", one_node("Split", {"x": x}, [], ["x"], {"axis": 1, "num_outputs": 0})),
+        ("split-sizes-overflow", one_node("Split", {"x": x}, [("s", np.array([2**62] * 3 + [2**62 + 3], np.int64))], ["x", "s"], {"axis": 1})),
     ] + [(f"pad-{mode}-empty-axis", one_node("Pad", {"x": x}, [empty("e", [0, 2]), ("p", np.array([1, 0, 1, 0], np.int64))], ["e", "p"],
                                              {"mode": mode}))
          for mode in ("reflect", "wrap", "edge")]
 
 
-HOSTILE = hostile_sizes() + hostile_dims()
+def subgraph(nodes, inputs, outputs, initializers=()):
+    """A control-flow body: untyped inputs and outputs (the executor takes any)."""
+    from onnx import helper, numpy_helper
+    return helper.make_graph(nodes, "body", [helper.make_value_info(n, onnx.TypeProto()) for n in inputs],
+                             [helper.make_value_info(n, onnx.TypeProto()) for n in outputs],
+                             [numpy_helper.from_array(a, n) for n, a in initializers])
+
+
+def hostile_memory():
+    """Single-op models whose sizes fit an Int but not memory: each aborted (SIGABRT on an
+    allocation of 2^32 to 2^60 values), grew until memory ran out or (Scan) ran for hours,
+    before every table and output was checked against ExecutorLimits.maxElements before its
+    allocation."""
+    from onnx import helper
+    x = np.ones((2, 3), np.float32)
+    img = np.ones((1, 1, 2, 2), np.float32)
+    big = 2**30
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    # A Loop whose scan output grows by 2^24 values an iteration, for up to 65,536 iterations.
+    grow = subgraph([helper.make_node("Identity", ["cond"], ["cond_out"]), helper.make_node("ConstantOfShape", ["shape"], ["slab"])],
+                    ["i", "cond"], ["cond_out", "slab"], [("shape", i64(2**24))])
+    return [
+        # Slice built a table of each axis's positions: 2^33 of them for an empty input.
+        ("slice-empty-huge-axis", one_node("Slice", {"x": x}, [empty("e", [0, 2**33]), ("s", i64(0)), ("n", i64(1)), ("a", i64(0))],
+                                           ["e", "s", "n", "a"])),
+        # Conv and pool window tables: 2^42 rows (pads of 2^20), 2^20 rows of 1,024 taps.
+        ("maxpool-pads-huge-table", one_node("MaxPool", {"x": img}, [], ["x"], {"kernel_shape": [1, 1], "pads": [2**20] * 4})),
+        ("conv1d-pads-huge-table", one_node("Conv", {"x": x}, [("c", np.ones((1, 1, 1), np.float32)), ("w", np.ones((1, 1, 1024), np.float32))],
+                                            ["c", "w"], {"pads": [2**19, 2**19]})),
+        # Outputs of 2^60 (or 2^32) values from operands holding none (or 2^16).
+        ("matmul-2^60-output", one_node("MatMul", {"x": x}, [empty("a", [big, 0]), empty("b", [0, big])], ["a", "b"])),
+        ("gemm-2^60-output", one_node("Gemm", {"x": x}, [empty("a", [big, 0]), empty("b", [0, big])], ["a", "b"])),
+        ("einsum-2^60-output", one_node("Einsum", {"x": x}, [empty("a", [big, 0]), empty("b", [0, big])], ["a", "b"], {"equation": "ij,jk->ik"})),
+        ("add-broadcast-2^32-output", one_node("Add", {"x": x}, [("a", np.ones((2**16, 1), np.float32)), ("b", np.ones((1, 2**16), np.float32))],
+                                               ["a", "b"])),
+        # Linear Resize, axis by axis: [1, 2^16] grew to [2^14, 2^16] before shrinking to [2^14, 1].
+        ("resize-huge-intermediate", one_node("Resize", {"x": x}, [("r", np.ones((1, 2**16), np.float32)), ("z", i64(2**14, 1))],
+                                              ["r", "", "", "z"], {"mode": "linear"})),
+        ("reducesum-empty-huge-output", one_node("ReduceSum", {"x": x}, [empty("e", [0, 2**40]), ("a", i64(0))], ["e", "a"])),
+        ("globalaveragepool-empty-huge-planes", one_node("GlobalAveragePool", {"x": x}, [empty("e", [2**40, 1, 0])], ["e"])),
+        ("argmax-empty-axis-huge-output", one_node("ArgMax", {"x": x}, [empty("e", [2**40, 0])], ["e"], {"axis": 1})),
+        # Loop's scan output grew by 2^24 values an iteration; Scan ran 2^40 steps over an empty input.
+        ("loop-scan-output-huge", one_node("Loop", {"x": x}, [("m", i64(2**16))], ["m", ""], {"body": grow})),
+        ("scan-empty-huge-axis", one_node("Scan", {"x": x}, [empty("e", [0, 2**40])], ["e"],
+                                          {"body": subgraph([helper.make_node("Identity", ["s"], ["t"])], ["s"], ["t"]),
+                                           "num_scan_inputs": 1, "scan_input_axes": [1]})),
+    ]
+
+
+HOSTILE = hostile_sizes() + hostile_dims() + hostile_memory()
 
 
 @pytest.mark.parametrize("name, model", HOSTILE, ids=[c[0] for c in HOSTILE])
@@ -163,7 +215,64 @@ def test_hostile_sizes_are_an_error_line_not_a_trap(name, model, tmp_path):
     assert result.returncode == 2, f"exit {result.returncode} (a signal is negative): {result.stderr}"
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and any(p in lines[0] for p in ("overflow", "output dim", "too large", "cannot reshape", "out of range",
-                                                         "cannot resize", "cannot pad")), result.stderr
+                                                         "cannot resize", "cannot pad", "iterations")), result.stderr
+
+
+def with_outputs(model, *names):
+    """`model` with more outputs of its one node (untyped, as one_node's "y")."""
+    model.graph.node[0].output.extend(names)
+    model.graph.output.extend(onnx.helper.make_value_info(n, onnx.TypeProto()) for n in names)
+    return model
+
+
+def empty_outputs():
+    """Single-op models over empty tensors whose other dims are huge: each ran a loop over a
+    2^40-long outer run (or axis) doing nothing, for hours, or (Slice, ConvTranspose) built a
+    table of 2^33 or 2^40 entries and aborted. An empty result needs no iteration: each runs
+    at once, with the empty output onnx's shapes give."""
+    x = np.ones((2, 3), np.float32)
+    big = 2**40
+    i64 = lambda *v: np.array(v, np.int64)  # noqa: E731
+    return [
+        ("slice-empty-huge-axis-sliced", one_node("Slice", {"x": x}, [empty("e", [0, 2**33]), ("s", i64(0)), ("n", i64(4)), ("a", i64(1))],
+                                                  ["e", "s", "n", "a"]), [0, 4]),
+        ("concat-empty-long-outer", one_node("Concat", {"x": x}, [empty("e", [big, 0])], ["e", "e"], {"axis": 1}), [big, 0]),
+        ("gather-empty-long-outer", one_node("Gather", {"x": x}, [empty("e", [big, 0]), ("i", i64())], ["e", "i"], {"axis": 1}), [big, 0]),
+        ("split-empty-long-axis", one_node("Split", {"x": x}, [empty("e", [big, 0]), ("s", i64(big))], ["e", "s"]), [big, 0]),
+        ("softmax-empty-long-outer", one_node("Softmax", {"x": x}, [empty("e", [big, 0])], ["e"]), [big, 0]),
+        ("cumsum-empty-huge-axis", one_node("CumSum", {"x": x}, [empty("e", [0, big]), ("a", i64(1))], ["e", "a"]), [0, big]),
+        ("cumsum-empty-long-outer", one_node("CumSum", {"x": x}, [empty("e", [big, 0]), ("a", i64(1))], ["e", "a"]), [big, 0]),
+        ("topk-empty-long-outer", one_node("TopK", {"x": x}, [empty("e", [big, 0]), ("k", i64(0))], ["e", "k"]), [big, 0]),
+        ("gathernd-empty-tuples", one_node("GatherND", {"x": x}, [empty("d", [0]), empty("i", [big, 0], onnx.TensorProto.INT64)],
+                                           ["d", "i"]), [big, 0]),
+        ("scatternd-empty-tuples", one_node("ScatterND", {"x": x}, [empty("d", [0]), empty("i", [big, 0], onnx.TensorProto.INT64),
+                                                                     empty("u", [big, 0])], ["d", "i", "u"]), [0]),
+        ("nonmaxsuppression-empty-batches", one_node("NonMaxSuppression", {"x": x}, [empty("b", [big, 0, 4]), empty("s", [big, 1, 0]),
+                                                                                    ("m", i64(1))], ["b", "s", "m"]), [0, 3]),
+        ("conv1d-empty-long-batch", one_node("Conv", {"x": x}, [empty("c", [big, 0, 2]), empty("w", [0, 0, 1])], ["c", "w"]), [big, 0, 2]),
+        ("split-empty-top-dim-halves", with_outputs(one_node("Split", {"x": x}, [empty("e", [0, 2**63 - 1])], ["e"], {"axis": 1, "num_outputs": 2}),
+                                                    "z"), [0, 2**62]),  # rounding up dim / 2 overflowed
+        ("convtranspose-empty-huge-input", one_node("ConvTranspose", {"x": x}, [empty("c", [1, 0, 2**20, 2**20]), empty("w", [0, 0, 1, 1])],
+                                                    ["c", "w"]), [1, 0, 2**20, 2**20]),
+    ]
+
+
+EMPTY = empty_outputs()
+
+
+@pytest.mark.parametrize("name, model, shape", EMPTY, ids=[c[0] for c in EMPTY])
+def test_empty_outputs_with_huge_dims_run_at_once(name, model, shape, tmp_path):
+    import json
+    from conftest import run_verify
+    from verify_support import write_tensors
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(model, str(path))
+    inputs = tmp_path / "inputs.json"
+    write_tensors({"x": np.ones((2, 3), np.float32)}, inputs)
+    result = run_verify(path, "--input-json", inputs, "--dump-outputs", tmp_path / "out.json", timeout=60)
+    assert result.returncode == 0, f"exit {result.returncode} (a signal is negative): {result.stderr}"
+    y = json.loads((tmp_path / "out.json").read_text())["y"]
+    assert y["shape"] == shape and y["data"] == [], y
 
 
 @pytest.mark.parametrize("name, phrase", [
@@ -186,3 +295,22 @@ def test_fuzz_executor_findings_end_at_once(name, phrase, tmp_path):
         return
     assert result.returncode == 2 and phrase in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("shape, data, phrase", [
+    ([-1, -2], [1.0, 2.0], "non-negative integers"),  # was accepted: two negative dims multiply to 2
+    ([1e30], [], "non-negative integers"),            # was read as a dim of Int.min
+    ([2**62, 4, 0], [], "overflows"),                 # trapped (SIGILL) multiplying the dims
+], ids=["negative-dims", "dim-past-int", "dims-overflow"])
+def test_input_json_shapes_are_checked(shape, data, phrase, tmp_path):
+    """--input-json's dims: non-negative integers whose product is checked, or one error line."""
+    import json
+    from conftest import run_verify
+    path = tmp_path / "relu.onnx"
+    onnx.save(one_node("Relu", {"x": np.ones((2, 3), np.float32)}, [], ["x"]), str(path))
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"x": {"dtype": "float32", "shape": shape, "data": data}}))
+    result = run_verify(path, "--input-json", inputs, "--dump-outputs", tmp_path / "out.json")
+    assert result.returncode == 2, f"exit {result.returncode} (a signal is negative): {result.stderr}"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(inputs) in lines[0] and phrase in lines[0], result.stderr

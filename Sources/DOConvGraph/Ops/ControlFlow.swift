@@ -52,6 +52,7 @@ enum ControlFlow {
         let scanCount = body.outputs.count - 1 - carried.count
         guard scanCount >= 0 else { throw ctx.invalid("the body has \(body.outputs.count) outputs for \(carried.count) loop-carried values") }
         var scans = [[TensorValue]](repeating: [], count: scanCount)
+        var scanTotals = [Int](repeating: 0, count: scanCount)
         var iteration: Int64 = 0
         while running, tripCount.map({ iteration < $0 }) ?? true {
             guard iteration < maxIterations else { throw ctx.unsupported("more than \(maxIterations) iterations") }
@@ -62,7 +63,7 @@ enum ControlFlow {
             }
             running = next != 0
             carried = Array(outputs[1..<(1 + carried.count)])
-            for k in 0..<scanCount { scans[k].append(outputs[1 + carried.count + k]) }
+            for k in 0..<scanCount { try collect(ctx, outputs[1 + carried.count + k], into: &scans[k], total: &scanTotals[k]) }
             iteration += 1
         }
         var results = carried
@@ -100,14 +101,20 @@ enum ControlFlow {
         for (k, sequence) in sequences.enumerated() where sequence.shape[inputAxes[k]] != length {
             throw ctx.invalid("scan input \(k) has \(sequence.shape[inputAxes[k]]) steps, the first \(length)")
         }
+        // An empty scan input's steps hold no values, so nothing in the file bounds their
+        // number (the 2^40-long axis of a [0, 2^40] input): no more than a Loop's iterations.
+        if sequences.allSatisfy({ $0.count == 0 }), Int64(length) > maxIterations {
+            throw ctx.unsupported("\(length) steps over empty scan inputs, more than the \(maxIterations) iterations the reference executor runs")
+        }
         var collected = [[TensorValue]](repeating: [], count: scanOutputs)
+        var totals = [Int](repeating: 0, count: scanOutputs)
         for step in 0..<length {
             let slices = try sequences.enumerated().map { k, sequence in
                 try slice(sequence, axis: inputAxes[k], at: inputReversed[k] ? length - 1 - step : step, op: ctx.nodeLabel)
             }
             let outputs = try ctx.runSubgraph(body, label: "body", inputs: state + slices)
             state = Array(outputs.prefix(state.count))
-            for k in 0..<scanOutputs { collected[k].append(outputs[state.count + k]) }
+            for k in 0..<scanOutputs { try collect(ctx, outputs[state.count + k], into: &collected[k], total: &totals[k]) }
         }
         var results = state
         for k in 0..<scanOutputs {
@@ -117,6 +124,17 @@ enum ControlFlow {
             results.append(try stack(ctx, collected[k], declared: declared, axis: axis, reversed: outputReversed[k]))
         }
         return results
+    }
+
+    /// Appends one iteration's scan output to `parts` (which `stack` joins into one tensor),
+    /// `total` counting their elements: a body's output times a trip count from the file may
+    /// pass `maxElements` long before the last iteration, so it is checked as it grows.
+    static func collect(_ ctx: OpContext, _ value: TensorValue, into parts: inout [TensorValue], total: inout Int) throws {
+        total += value.count
+        guard total <= TensorMath.maxElements else {
+            throw ctx.unsupported("scan outputs of more than \(TensorMath.maxElements) elements are too large for the reference executor")
+        }
+        parts.append(value)
     }
 
     /// The slice of `x` at `index` along `axis`, that axis removed.

@@ -23,14 +23,16 @@ enum ConvPoolOps {
         var output: [Int]
 
         /// For each output position and kernel position (both flat), the flat input position,
-        /// or -1 where the window reads padding.
-        func offsets(op: String) throws -> [[Int]] {
+        /// or -1 where the window reads padding: one row of the kernel's element count per
+        /// output position, in one array (entry `o * kernelCount + k`).
+        func offsets(op: String) throws -> [Int] {
             let outCount = try TensorMath.elementCount(output, op: op)
             let kernelCount = try TensorMath.elementCount(kernel, op: op)
             let inStrides = try TensorMath.strides(of: input, op: op)
             // Every flat input position below is less than the input's element count.
             _ = try TensorMath.elementCount(input, op: op)
-            var table = [[Int]](repeating: [Int](repeating: -1, count: kernelCount), count: outCount)
+            // Pads from a file may ask for 2^40 output positions: the size is checked first.
+            var table = [Int](repeating: -1, count: try TensorMath.tableSize(outCount, kernelCount, op: op))
             for o in 0..<outCount {
                 let oi = TensorValue.index(of: o, in: output)
                 for k in 0..<kernelCount {
@@ -42,7 +44,7 @@ enum ConvPoolOps {
                         if position < 0 || position >= input[axis] { inside = false; break }
                         flat += position * inStrides[axis]
                     }
-                    if inside { table[o][k] = flat }
+                    if inside { table[o * kernelCount + k] = flat }
                 }
             }
             return table
@@ -128,8 +130,10 @@ enum ConvPoolOps {
         }
         let win = try window(ctx, input: Array(x.shape.dropFirst(2)), kernel: kernel)
         let outShape = [n, cout] + win.output
-        let outCount = try TensorMath.elementCount(outShape, op: ctx.nodeLabel)
+        let outCount = try TensorMath.allocationCount(outShape, op: ctx.nodeLabel)
         if x.rank == 4 { return [conv2D(x: x, w: w, bias: bias, groups: groups, window: win, count: outCount, threads: ctx.threads)] }
+        // An empty output needs no table and no loop (over a batch that may be 2^40 long).
+        guard outCount > 0 else { return [TensorValue(x.type, shape: outShape, floats: [])] }
         let table = try win.offsets(op: ctx.nodeLabel)
         let (inSpatial, outSpatial, kSpatial) = (try TensorMath.elementCount(win.input, op: ctx.nodeLabel),
                                                  try TensorMath.elementCount(win.output, op: ctx.nodeLabel),
@@ -145,12 +149,12 @@ enum ConvPoolOps {
                 let initial = bias?[oc] ?? 0
                 for o in 0..<outSpatial {
                     var sum = initial
-                    let row = table[o]
+                    let row = o * kSpatial
                     for ic in 0..<inPerGroup {
                         let xBase = (b * cin + g * inPerGroup + ic) * inSpatial
                         let wBase = (oc * inPerGroup + ic) * kSpatial
-                        for k in 0..<kSpatial where row[k] >= 0 {
-                            sum += xs[xBase + row[k]] * ws[wBase + k]
+                        for k in 0..<kSpatial where table[row + k] >= 0 {
+                            sum += xs[xBase + table[row + k]] * ws[wBase + k]
                         }
                     }
                     out[base + o] = sum
@@ -243,10 +247,14 @@ enum ConvPoolOps {
         let inPerGroup = cin / groups
         let xs = x.doubles
         let ws = w.doubles
-        var out = [Double](repeating: 0, count: try TensorMath.elementCount([n, cout, outSpatial], op: ctx.nodeLabel))
-        // Target output position of (input position, kernel position), or -1.
-        var target = [[Int]](repeating: [Int](repeating: -1, count: kSpatial), count: inSpatial)
-        for i in 0..<inSpatial {
+        var out = [Double](repeating: 0, count: try TensorMath.allocationCount([n, cout, outSpatial], op: ctx.nodeLabel))
+        // An empty x or output scatters nothing: no table, and no loop over a batch that may
+        // be 2^40 long.
+        let scatters = !xs.isEmpty && !out.isEmpty
+        let rows = scatters ? inSpatial : 0
+        // Target output position of (input position, kernel position), or -1 (entry i * kSpatial + k).
+        var target = [Int](repeating: -1, count: try TensorMath.tableSize(rows, kSpatial, op: ctx.nodeLabel))
+        for i in 0..<rows {
             let ii = TensorValue.index(of: i, in: input)
             for k in 0..<kSpatial {
                 let ki = TensorValue.index(of: k, in: kernel)
@@ -257,10 +265,10 @@ enum ConvPoolOps {
                     if p < 0 || p >= output[axis] { inside = false; break }
                     flat += p * outStrides[axis]
                 }
-                if inside { target[i][k] = flat }
+                if inside { target[i * kSpatial + k] = flat }
             }
         }
-        for b in 0..<n {
+        for b in 0..<(scatters ? n : 0) {
             for ic in 0..<cin {
                 let g = ic / inPerGroup
                 for oc in 0..<outPerGroup {
@@ -268,8 +276,8 @@ enum ConvPoolOps {
                     let wBase = (ic * outPerGroup + oc) * kSpatial
                     for i in 0..<inSpatial {
                         let v = xs[(b * cin + ic) * inSpatial + i]
-                        for k in 0..<kSpatial where target[i][k] >= 0 {
-                            out[outBase + target[i][k]] += v * ws[wBase + k]
+                        for k in 0..<kSpatial where target[i * kSpatial + k] >= 0 {
+                            out[outBase + target[i * kSpatial + k]] += v * ws[wBase + k]
                         }
                     }
                 }
@@ -311,28 +319,28 @@ enum ConvPoolOps {
             }
         }
         let planes = try TensorMath.elementCount(x.shape.prefix(2), op: ctx.nodeLabel)
-        let outCount = try TensorMath.elementCount([planes, outSpatial], op: ctx.nodeLabel)
+        let outCount = try TensorMath.allocationCount([planes, outSpatial], op: ctx.nodeLabel)
         let xs = x.doubles
         var out = [Double](repeating: 0, count: outCount)
         var indices = [Int64](repeating: 0, count: wantsIndices ? outCount : 0)
         for plane in 0..<planes {
             let base = plane * inSpatial
             for o in 0..<outSpatial {
-                let row = table[o]
+                let row = table[(o * kSpatial)..<((o + 1) * kSpatial)]
                 if isMax {
                     var best = -Double.infinity
                     var bestIndex = -1
-                    for k in 0..<kSpatial where row[k] >= 0 {
-                        let v = xs[base + row[k]]
-                        if v > best || bestIndex < 0 || v.isNaN { best = v; bestIndex = row[k] }
+                    for offset in row where offset >= 0 {
+                        let v = xs[base + offset]
+                        if v > best || bestIndex < 0 || v.isNaN { best = v; bestIndex = offset }
                     }
                     out[plane * outSpatial + o] = best
                     if wantsIndices { indices[plane * outSpatial + o] = Int64(base + max(bestIndex, 0)) }
                 } else {
                     var sum = 0.0
                     var count = 0
-                    for k in 0..<kSpatial where row[k] >= 0 {
-                        sum += xs[base + row[k]]
+                    for offset in row where offset >= 0 {
+                        sum += xs[base + offset]
                         count += 1
                     }
                     let divisor = includePad ? paddedCounts[o] : count
@@ -352,7 +360,8 @@ enum ConvPoolOps {
         let planes = try TensorMath.elementCount(x.shape.prefix(2), op: ctx.nodeLabel)
         let inner = try TensorMath.elementCount(x.shape.dropFirst(2), op: ctx.nodeLabel)
         let xs = x.doubles
-        var out = [Double](repeating: 0, count: planes)
+        // One value per plane, even of an empty x: its planes may be 2^40.
+        var out = [Double](repeating: 0, count: try TensorMath.allocationCount([planes], op: ctx.nodeLabel))
         for p in 0..<planes {
             let slice = xs[(p * inner)..<((p + 1) * inner)]
             out[p] = isMax ? (slice.max() ?? .nan) : slice.reduce(0, +) / Double(inner)

@@ -52,9 +52,10 @@ enum DetectionOps {
         guard values.count == x.count else { throw ctx.unsupported("non-numeric input") }
         var shape = x.shape
         shape[axis] = Int(k)
-        var picks = [Int](repeating: 0, count: try TensorMath.elementCount(shape, op: ctx.nodeLabel))
+        var picks = [Int](repeating: 0, count: try TensorMath.allocationCount(shape, op: ctx.nodeLabel))
         var indices = [Int64](repeating: 0, count: picks.count)
-        for o in 0..<outer {
+        // An empty x has nothing to sort: no loop over an outer run that may be 2^40 long.
+        for o in 0..<(values.isEmpty ? 0 : outer) {
             for i in 0..<inner {
                 let position = { (j: Int) in (o * size + j) * inner + i }
                 let order = (0..<size).sorted { a, b in
@@ -212,7 +213,8 @@ enum DetectionOps {
         let b = boxes.doubles
         let s = scores.doubles
         var selected: [Int64] = []
-        guard maxPerClass > 0 else { return [TensorValue(.int64, shape: [0, 3], ints: [])] }
+        // No scores, no box to select: no loop over batches or classes that may be 2^40.
+        guard maxPerClass > 0, !s.isEmpty else { return [TensorValue(.int64, shape: [0, 3], ints: [])] }
         for batch in 0..<batches {
             // Corners (x_min, y_min, x_max, y_max) of each box of this batch.
             let corners = (0..<count).map { i -> [Double] in

@@ -33,8 +33,9 @@ enum EinsumContraction {
         let summed = inA.intersection(inB).subtracting(inOut).sorted()
         func count(_ labels: [Character]) throws -> Int { try TensorMath.elementCount(labels.map { size[$0]! }, op: op) }
         let (nb, nl, nr, nk) = (try count(batch), try count(left), try count(right), try count(summed))
-        // The output's labels are batch, left and right, in another order: the same count.
-        let total = try TensorMath.elementCount([nb, nl, nr], op: op)
+        // The output's labels are batch, left and right, in another order: the same count,
+        // checked before allocating (empty operands may ask for 2^60).
+        let total = try TensorMath.allocationCount([nb, nl, nr], op: op)
         if summed.count == 1, nk <= directDepth {
             let values = try direct(out: out, size: size, a: (a, operands[0]), b: (b, operands[1]), summed: summed[0], total: total,
                                     op: op, threads: threads)

@@ -61,9 +61,12 @@ enum IndexingOps {
         let tuplesPerBatch = try TensorMath.elementCount(indices.shape.dropFirst(batchDims).dropLast(), op: ctx.nodeLabel)
         let strides = try TensorMath.strides(of: Array(data.shape.dropFirst(batchDims)), op: ctx.nodeLabel)
         let values = indices.int64s
+        let count = try TensorMath.allocationCount([batches, tuplesPerBatch, sliceSize], op: ctx.nodeLabel)
         var picks: [Int] = []
-        picks.reserveCapacity(try TensorMath.elementCount([batches, tuplesPerBatch, sliceSize], op: ctx.nodeLabel))
-        for batch in 0..<batches {
+        picks.reserveCapacity(count)
+        // With no index to check and nothing to pick, no loop: index tuples of 0 elements
+        // (an empty indices tensor) may number 2^40.
+        for batch in 0..<(values.isEmpty && count == 0 ? 0 : batches) {
             for t in 0..<tuplesPerBatch {
                 var start = batch * perBatchData
                 for d in 0..<depth {
@@ -135,9 +138,12 @@ enum IndexingOps {
         let strides = try TensorMath.strides(of: data.shape, op: ctx.nodeLabel)
         let values = indices.int64s
         let tuples = try TensorMath.elementCount(indices.shape.dropLast(), op: ctx.nodeLabel)
+        let count = try TensorMath.allocationCount([tuples, sliceSize], op: ctx.nodeLabel)
         var targets: [Int] = []
-        targets.reserveCapacity(try TensorMath.elementCount([tuples, sliceSize], op: ctx.nodeLabel))
-        for t in 0..<tuples {
+        targets.reserveCapacity(count)
+        // With no index to check and nothing to write, no loop: index tuples of 0 elements
+        // (an empty indices tensor) may number 2^40.
+        for t in 0..<(values.isEmpty && count == 0 ? 0 : tuples) {
             var start = 0
             for d in 0..<depth { start += try position(ctx, values[t * depth + d], size: data.shape[d]) * strides[d] }
             for i in 0..<sliceSize { targets.append(start + i) }
@@ -157,10 +163,13 @@ enum IndexingOps {
         let reverse = try ctx.int("reverse", default: 0) != 0
         let (outer, size, inner) = (try TensorMath.elementCount(x.shape.prefix(axis), op: ctx.nodeLabel), x.shape[axis],
                                     try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel))
-        let order = reverse ? Array((0..<size).reversed()) : Array(0..<size)
+        // An empty x has no sums: no table of its axis's positions and no loop over an outer
+        // run, either of which may be 2^40 long.
+        let steps = x.count == 0 ? 0 : size
+        let order = reverse ? Array((0..<steps).reversed()) : Array(0..<steps)
         func run<T>(_ v: [T], zero: T, add: (T, T) -> T) -> [T] {
             var out = v
-            for o in 0..<outer {
+            for o in 0..<(v.isEmpty ? 0 : outer) {
                 for i in 0..<inner {
                     var sum = zero
                     for j in order {

@@ -105,7 +105,7 @@ enum LinearAlgebraOps {
         }
         let dims = all.map { sizes[$0]! }
         let outShape = output.map { sizes[$0]! }
-        let outCount = try TensorMath.elementCount(outShape, op: op)
+        let outCount = try TensorMath.allocationCount(outShape, op: op)
         let sumCount = try TensorMath.elementCount(summed.map { sizes[$0]! }, op: op)
         let data = operands.map(\.doubles)
         var result = [Double](repeating: 0, count: outCount)
@@ -156,7 +156,8 @@ enum LinearAlgebraOps {
         let ia = try TensorMath.broadcastIndices(from: batchA, to: batch, op: ctx.nodeLabel)
         let ib = try TensorMath.broadcastIndices(from: batchB, to: batch, op: ctx.nodeLabel)
         let (xs, ys) = (a.doubles, b.doubles)
-        var out = [Double](repeating: 0, count: try TensorMath.elementCount([ia.count, n, m], op: ctx.nodeLabel))
+        // [2^30, 0] x [0, 2^30] holds no values but asks for 2^60: checked before allocating.
+        var out = [Double](repeating: 0, count: try TensorMath.allocationCount([ia.count, n, m], op: ctx.nodeLabel))
         if n > 0, m > 0, k > 0 {
             xs.withUnsafeBufferPointer { ap in
                 ys.withUnsafeBufferPointer { bp in
@@ -192,7 +193,7 @@ enum LinearAlgebraOps {
         // is read as it is by the GEMM's packing.
         let xs = transA ? EinsumContraction.permute(a.doubles, labels: ["k", "m"], shape: a.shape, to: ["m", "k"]) : a.doubles
         let ys = b.doubles
-        var out = [Double](repeating: 0, count: try TensorMath.elementCount([m, n], op: ctx.nodeLabel))
+        var out = [Double](repeating: 0, count: try TensorMath.allocationCount([m, n], op: ctx.nodeLabel))
         if m > 0, n > 0, k > 0 {
             xs.withUnsafeBufferPointer { ap in
                 ys.withUnsafeBufferPointer { bp in

@@ -42,7 +42,7 @@ enum ReductionOps {
         let keptShape = x.shape.enumerated().map { reduced.contains($0.offset) ? 1 : $0.element }
         let count = try TensorMath.elementCount(x.shape.enumerated().filter { reduced.contains($0.offset) }.map(\.element), op: ctx.nodeLabel)
         let outStrides = try TensorMath.strides(of: keptShape, op: ctx.nodeLabel)
-        var acc = [Double](repeating: start, count: try TensorMath.elementCount(keptShape, op: ctx.nodeLabel))
+        var acc = [Double](repeating: start, count: try TensorMath.allocationCount(keptShape, op: ctx.nodeLabel))
         let xs = x.doubles
         for flat in 0..<x.count {
             var target = 0
@@ -71,7 +71,8 @@ enum ReductionOps {
             (size, inner) = (x.shape[axis], try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel))
         }
         var out = x.doubles
-        for o in 0..<outer {
+        // An empty x has nothing to normalize: no loop over an outer run that may be 2^40 long.
+        for o in 0..<(out.isEmpty ? 0 : outer) {
             for i in 0..<inner {
                 let positions = (0..<size).map { (o * size + $0) * inner + i }
                 let peak = positions.map { out[$0] }.max() ?? 0
@@ -92,8 +93,12 @@ enum ReductionOps {
         let (outer, size, inner) = (try TensorMath.elementCount(x.shape.prefix(axis), op: ctx.nodeLabel), x.shape[axis],
                                     try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel))
         let xs = x.doubles
+        // One index per (outer, inner) pair, even over an empty axis: checked before the loop,
+        // which an empty output skips (its outer run may be 2^40 long).
+        let count = try TensorMath.allocationCount([outer, inner], op: ctx.nodeLabel)
         var out: [Int64] = []
-        for o in 0..<outer {
+        out.reserveCapacity(count)
+        for o in 0..<(count == 0 ? 0 : outer) {
             for i in 0..<inner {
                 var best = 0
                 for k in 1..<max(size, 1) {

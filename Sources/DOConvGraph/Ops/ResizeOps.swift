@@ -299,7 +299,9 @@ enum ResizeOps {
         let outer = try TensorMath.elementCount(shape.prefix(axis), op: op)
         let inner = try TensorMath.elementCount(shape.dropFirst(axis + 1), op: op)
         let (n, m) = (shape[axis], taps.count)
-        var out = [Double](repeating: 0, count: try TensorMath.elementCount([outer, m, inner], op: op))
+        // Axis by axis, an intermediate (upsampled along one axis before another shrinks) may
+        // be larger than both the input and the output: checked before allocating.
+        var out = [Double](repeating: 0, count: try TensorMath.allocationCount([outer, m, inner], op: op))
         for o in 0..<outer {
             for j in 0..<m {
                 let target = (o * m + j) * inner

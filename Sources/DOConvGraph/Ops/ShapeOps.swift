@@ -183,11 +183,14 @@ enum ShapeOps {
         shape[axis] = try parts.reduce(0) { try TensorMath.checkedSum($0, $1.shape[axis], op: ctx.nodeLabel) }
         let outer = try TensorMath.elementCount(first.shape.prefix(axis), op: ctx.nodeLabel)
         let chunks = try parts.map { try TensorMath.elementCount($0.shape.dropFirst(axis), op: ctx.nodeLabel) }
+        let count = try TensorMath.allocationCount(shape, op: ctx.nodeLabel)
+        // An empty output copies nothing: no loop over an outer run that may be 2^40 long.
+        let rows = count == 0 ? 0 : outer
         switch first.storage {
         case .floats:
             var out: [Double] = []
-            out.reserveCapacity(try TensorMath.elementCount(shape, op: ctx.nodeLabel))
-            for o in 0..<outer {
+            out.reserveCapacity(count)
+            for o in 0..<rows {
                 for (part, chunk) in zip(parts, chunks) {
                     out += part.doubles[(o * chunk)..<((o + 1) * chunk)]
                 }
@@ -195,7 +198,7 @@ enum ShapeOps {
             return [TensorValue(first.type, shape: shape, floats: out)]
         case .ints:
             var out: [Int64] = []
-            for o in 0..<outer {
+            for o in 0..<rows {
                 for (part, chunk) in zip(parts, chunks) {
                     out += part.int64s[(o * chunk)..<((o + 1) * chunk)]
                 }
@@ -212,9 +215,11 @@ enum ShapeOps {
         shape[axis] = end - start
         let inner = try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: op)
         let outer = try TensorMath.elementCount(x.shape.prefix(axis), op: op)
+        let count = try TensorMath.allocationCount(shape, op: op)
         var indices: [Int] = []
-        indices.reserveCapacity(try TensorMath.elementCount(shape, op: op))
-        for o in 0..<outer {
+        indices.reserveCapacity(count)
+        // An empty part selects nothing: no loop over an axis that may be 2^40 long.
+        for o in 0..<(count == 0 ? 0 : outer) {
             for a in start..<end {
                 for i in 0..<inner { indices.append((o * x.shape[axis] + a) * inner + i) }
             }
@@ -229,11 +234,18 @@ enum ShapeOps {
         let outputs = ctx.node.outputs.count
         var sizes: [Int]
         if let given = ctx.optionalInput(1) { sizes = given.int64s.map(Int.init) } else if let given = try ctx.ints("split") { sizes = given.map(Int.init) } else {
-            let n = Int(try ctx.int("num_outputs", default: Int64(outputs)))
-            let chunk = (x.shape[axis] + n - 1) / n
-            sizes = (0..<n).map { min(chunk, max(0, x.shape[axis] - $0 * chunk)) }
+            // At most one part per output of the node (a count from the file sizes a table).
+            let n = try ctx.int("num_outputs", default: Int64(outputs))
+            guard n > 0, n <= max(outputs, 1) else { throw ctx.invalid("num_outputs \(n) is out of range for \(outputs) outputs") }
+            // The ceiling of dim / n, without dim + n - 1 (an empty tensor's dim may be Int.max).
+            let dim = x.shape[axis]
+            let chunk = dim / Int(n) + (dim % Int(n) == 0 ? 0 : 1)
+            sizes = (0..<Int(n)).map { min(chunk, max(0, dim - $0 * chunk)) }
         }
-        guard sizes.reduce(0, +) == x.shape[axis], sizes.allSatisfy({ $0 >= 0 }) else { throw ctx.invalid("split \(sizes) does not cover \(x.shape[axis])") }
+        // The sizes are the file's: summed with overflow checks.
+        guard try sizes.reduce(0, { try TensorMath.checkedSum($0, $1, op: ctx.nodeLabel) }) == x.shape[axis], sizes.allSatisfy({ $0 >= 0 }) else {
+            throw ctx.invalid("split \(sizes) does not cover \(x.shape[axis])")
+        }
         var start = 0
         return try sizes.map { size in
             defer { start += size }
@@ -285,13 +297,16 @@ enum ShapeOps {
         }
         let outer = try TensorMath.elementCount(x.shape.prefix(axis), op: ctx.nodeLabel)
         let inner = try TensorMath.elementCount(x.shape.dropFirst(axis + 1), op: ctx.nodeLabel)
+        let shape = Array(x.shape.prefix(axis)) + indicesTensor.shape + Array(x.shape.dropFirst(axis + 1))
+        let count = try TensorMath.allocationCount(shape, op: ctx.nodeLabel)
         var indices: [Int] = []
-        for o in 0..<outer {
+        indices.reserveCapacity(count)
+        // An empty output selects nothing: no loop over an outer run that may be 2^40 long.
+        for o in 0..<(count == 0 ? 0 : outer) {
             for p in picks {
                 for i in 0..<inner { indices.append((o * size + p) * inner + i) }
             }
         }
-        let shape = Array(x.shape.prefix(axis)) + indicesTensor.shape + Array(x.shape.dropFirst(axis + 1))
         return [select(x, shape: shape, indices: indices)]
     }
 
@@ -313,8 +328,11 @@ enum ShapeOps {
         guard ends.count == starts.count, axisList.count == starts.count, stepList.count == starts.count else {
             throw ctx.invalid("starts, ends, axes and steps differ in length")
         }
-        // Per axis: the selected positions.
-        var picks = x.shape.map { Array(0..<$0) }
+        // Per axis: the first selected position, the step and the count (the output's dim).
+        // No table of positions: an empty tensor's other axes may be 2^33 long.
+        var first = [Int](repeating: 0, count: x.rank)
+        var stepOf = [Int](repeating: 1, count: x.rank)
+        var shape = x.shape
         for (k, axis) in axisList.enumerated() {
             let dim = Int64(x.shape[axis])
             let step = stepList[k]
@@ -324,17 +342,21 @@ enum ShapeOps {
             if step > 0 {
                 start = min(max(start, 0), dim)
                 end = min(max(end, 0), dim)
-                picks[axis] = start < end ? stride(from: Int(start), to: Int(end), by: Int(step)).map { $0 } : []
             } else {
                 start = min(max(start, 0), dim - 1)
                 end = min(max(end, -1), dim - 1)
-                picks[axis] = start > end ? stride(from: Int(start), to: Int(end), by: Int(step)).map { $0 } : []
             }
+            // The positions start, start + step, ... short of end (the magnitude: a step of
+            // Int64.min has no negation).
+            let span = step > 0 ? end - start : start - end
+            (first[axis], stepOf[axis]) = (Int(start), Int(step))
+            shape[axis] = span > 0 ? Int(UInt64(span - 1) / step.magnitude) + 1 : 0
         }
-        let shape = picks.map(\.count)
+        // An output checked as other ops' built from a file's sizes (Expand, Pad).
+        try TensorMath.checkShape(shape, op: ctx.nodeLabel)
         let strides = try TensorMath.strides(of: x.shape, op: ctx.nodeLabel)
         let indices = (0..<(try TensorMath.elementCount(shape, op: ctx.nodeLabel))).map { flat in
-            TensorValue.index(of: flat, in: shape).enumerated().reduce(0) { $0 + picks[$1.offset][$1.element] * strides[$1.offset] }
+            TensorValue.index(of: flat, in: shape).enumerated().reduce(0) { $0 + (first[$1.offset] + $1.element * stepOf[$1.offset]) * strides[$1.offset] }
         }
         return [select(x, shape: shape, indices: indices)]
     }
