@@ -77,20 +77,24 @@ let package = Package(
         // ONNX format adapter: load/save, external data, graph edits, pattern detection.
         .target(
             name: "DOConvONNX",
-            dependencies: ["DOConvCore", "DOConvFileIO", "CONNXProto", "CProtobufC"]
+            dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO", "CONNXProto", "CProtobufC"]
         ),
         // Mapped input files and atomic output files (no format knowledge).
         .target(name: "DOConvFileIO"),
+        // The format seam: the ModelFormat protocol each format module conforms to (sniff by
+        // content, detect, fold + write, the options it reads, whether it runs in a child
+        // process), the format options' declarations and a file's signature.
+        .target(name: "DOConvSeam", dependencies: ["DOConvCore", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // zlib, a system library: the CRC-32 of zip entries.
         .systemLibrary(name: "CDOConvZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // PyTorch checkpoint adapter: torch.save zip and legacy files and safetensors, a
         // restricted unpickler and a pickler, state-dict detection and folding.
         .target(
             name: "DOConvPyTorch",
-            dependencies: ["DOConvCore", "DOConvFileIO", "CDOConvZlib"]
+            dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO", "CDOConvZlib"]
         ),
         // MXNet/Gluon adapter: .params NDArray lists, export symbols, Gluon DO-Conv layers.
-        .target(name: "DOConvMXNet", dependencies: ["DOConvCore", "DOConvFileIO"]),
+        .target(name: "DOConvMXNet", dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO"]),
         // libhdf5, a system library, and a tiny C shim for the macros Swift cannot import.
         .systemLibrary(
             name: "CHDF5",
@@ -101,14 +105,12 @@ let package = Package(
         // Keras HDF5 format adapter: HDF5 access, Keras file layouts and configs, DOConv2D folding.
         .target(
             name: "DOConvKeras",
-            dependencies: ["DOConvCore", "DOConvFileIO", "CHDF5", "CHDF5Shim", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO", "CHDF5", "CHDF5Shim", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
-        // The one format seam: a ModelFormat per file format (sniff by content, detect, fold +
-        // write, the options it reads, whether it runs in a child process) and the registry
-        // the three tools use; DOConvVerify adds each format's equivalence check.
+        // The registry: every format the three tools know, one line each (re-exports the seam).
         .target(
             name: "DOConvFormats",
-            dependencies: ["DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvMXNet", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: ["DOConvCore", "DOConvSeam", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvMXNet"]
         ),
         // What the command lines share: exit status 2 for usage errors, option parsing.
         .target(
@@ -155,21 +157,29 @@ let package = Package(
         .target(name: "DOConvGraphKernels", swiftSettings: checkedKernelOptimization),
         .target(name: "DOConvGraphKernelsAVX2", dependencies: ["DOConvGraphKernels"],
                 swiftSettings: checkedKernelOptimization + avx2CodeGeneration + [.define("DOCONV_FMA")]),
-        .target(
-            name: "DOConvVerify",
-            dependencies: ["DOConvGraph", "DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvMXNet", "DOConvFormats", "CONNXProto", "CProtobufC"]
-        ),
+        // What every format's verification shares: options, the report, error statistics,
+        // the plain float64 kernel loops, the end-to-end comparison; the VerifiableFormat
+        // protocol each format's verification module conforms its format to.
+        .target(name: "DOConvVerify", dependencies: ["DOConvGraph", "DOConvCore", "DOConvSeam"]),
+        // Each format's verification, reading the format through its adapter's public API.
+        .target(name: "DOConvVerifyONNX", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvONNX", "CONNXProto", "CProtobufC"]),
+        .target(name: "DOConvVerifyKeras", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvKeras"]),
+        .target(name: "DOConvVerifyPyTorch", dependencies: ["DOConvVerify", "DOConvCore", "DOConvPyTorch"]),
+        .target(name: "DOConvVerifyMXNet", dependencies: ["DOConvVerify", "DOConvCore", "DOConvMXNet"]),
         .executableTarget(
             name: "verify-equivalence",
             dependencies: [
                 "CommandLineSupport",
                 "DOConvCore", "DOConvVerify", "DOConvGraph", "DOConvFormats",
+                "DOConvVerifyONNX", "DOConvVerifyKeras", "DOConvVerifyPyTorch", "DOConvVerifyMXNet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph", "DOConvGraphKernels", "DOConvGraphKernelsAVX2"]),
         .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvFileIO", "DOConvCore"]),
-        .testTarget(name: "DOConvVerifyTests", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvONNX", "CONNXProto"]),
+        // A toy format added through the seam alone (ModelFormat + VerifiableFormat).
+        .testTarget(name: "ToyFormatTests", dependencies: ["DOConvFormats", "DOConvVerify", "DOConvGraph", "DOConvCore"]),
+        .testTarget(name: "DOConvVerifyTests", dependencies: ["DOConvVerify", "DOConvVerifyONNX", "DOConvGraph", "DOConvCore", "DOConvONNX", "CONNXProto"]),
     ],
     swiftLanguageModes: [.v5]
 )
@@ -184,7 +194,7 @@ if Context.environment["DOCONV_FUZZ"] != nil {
         .executableTarget(name: "fuzz-pytorch", dependencies: ["FuzzDriver", "DOConvPyTorch", "DOConvCore"], path: "Fuzz/PyTorch"),
         .executableTarget(name: "fuzz-safetensors", dependencies: ["FuzzDriver", "DOConvPyTorch", "DOConvCore"], path: "Fuzz/Safetensors"),
         .executableTarget(name: "fuzz-mxnet", dependencies: ["FuzzDriver", "DOConvMXNet", "DOConvCore"], path: "Fuzz/MXNet"),
-        .executableTarget(name: "fuzz-executor", dependencies: ["FuzzDriver", "DOConvVerify", "DOConvGraph"], path: "Fuzz/Executor"),
+        .executableTarget(name: "fuzz-executor", dependencies: ["FuzzDriver", "DOConvVerify", "DOConvVerifyONNX", "DOConvGraph"], path: "Fuzz/Executor"),
     ]
     package.products += [
         .executable(name: "fuzz-onnx", targets: ["fuzz-onnx"]),

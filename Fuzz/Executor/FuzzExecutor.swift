@@ -1,5 +1,6 @@
 import DOConvGraph
 import DOConvVerify
+import DOConvVerifyONNX
 import Foundation
 import FuzzDriver
 

@@ -1,3 +1,9 @@
+@_exported import DOConvSeam
+import DOConvKeras
+import DOConvMXNet
+import DOConvONNX
+import DOConvPyTorch
+
 /// The model formats all three tools know, and how a file's format is found.
 public enum FormatRegistry {
     /// Every format, in the order they are asked. Content decides: a suffix only picks the
@@ -13,8 +19,8 @@ public enum FormatRegistry {
         ONNXFormat(),
     ]
 
-    /// The format of the file at `path`, by its content.
-    public static func format(of path: String) throws(FormatError) -> any ModelFormat {
+    /// The format of the file at `path`, by its content, among `formats` (the registry's).
+    public static func format(of path: String, among formats: [any ModelFormat] = formats) throws(FormatError) -> any ModelFormat {
         let signature = try ModelFileSignature(path: path)
         if let format = formats.first(where: { $0.recognizes(signature) }) { return format }
         if let format = formats.first(where: { $0.claimsBySuffix(signature) }) { return format }
@@ -28,8 +34,14 @@ public enum FormatRegistry {
     }
 }
 
-/// A format whose files are zip archives, recognized by the entries they hold.
-public protocol ZipModelFormat: ModelFormat {
-    /// What the archive holds, for messages ("config.json and model.weights.h5").
-    var zipContents: String { get }
+extension FormatOption {
+    /// The help line for `tool`: the families of the formats that read the option (from the
+    /// registry), then what it does. "Keras, PyTorch: a layer's kernel size ...".
+    public func help(for tool: Tool) -> String {
+        var families: [String] = []
+        for format in FormatRegistry.formats where format.options.contains(self) && !families.contains(format.family) {
+            families.append(format.family)
+        }
+        return families.joined(separator: ", ") + ": " + purpose(for: tool)
+    }
 }

@@ -18,14 +18,14 @@ public struct OutputResult: Sendable {
 
 /// Runs ORIGINAL and FOLDED on the same seeded random inputs with the reference executor
 /// and compares every graph output.
-enum EndToEnd {
+package enum EndToEnd {
     /// Dim names taken for a batch when no --dim gives them (and any dim 0).
-    static func isBatchLike(_ name: String, axis: Int) -> Bool {
+    package static func isBatchLike(_ name: String, axis: Int) -> Bool {
         axis == 0 || name.lowercased().contains("batch") || ["n", "b", "bs"].contains(name.lowercased())
     }
 
     /// The concrete shape of every input ORIGINAL must be fed.
-    static func shapes(of graph: Graph, dims: [String: Int]) throws(VerifyError) -> [(ValueInfo, [Int])] {
+    package static func shapes(of graph: Graph, dims: [String: Int]) throws(VerifyError) -> [(ValueInfo, [Int])] {
         var result: [(ValueInfo, [Int])] = []
         for input in graph.feedInputs {
             guard let declared = input.shape else {
@@ -58,7 +58,7 @@ enum EndToEnd {
 
     /// `count` seeded random feeds: floats uniform in [-1, 1] (rounded to the input's
     /// type), integers in [0, 4), booleans.
-    static func feeds(for graph: Graph, dims: [String: Int], count: Int, seed: UInt64) throws(VerifyError) -> [[String: TensorValue]] {
+    package static func feeds(for graph: Graph, dims: [String: Int], count: Int, seed: UInt64) throws(VerifyError) -> [[String: TensorValue]] {
         let shapes = try shapes(of: graph, dims: dims)
         var random = SeededGenerator(seed: seed)
         return (0..<count).map { _ in
@@ -85,7 +85,7 @@ enum EndToEnd {
     /// Activations that runs side by side may hold in all: small models run several at once,
     /// one core each (no per-layer hand-offs between cores); large ones one at a time on all
     /// cores, so memory stays that of one run.
-    static let sideBySideBytes = 128 << 20
+    package static let sideBySideBytes = 128 << 20
 
     /// Compares every output of ORIGINAL with FOLDED's over all feeds.
     /// `skipped` says why ORIGINAL could not be run (then nothing is compared); `problems`
@@ -95,7 +95,7 @@ enum EndToEnd {
     /// measures its activations; if several runs fit in `sideBySideBytes`, the rest run that
     /// many at a time. Outputs are compared a feed at a time, in feed order, as soon as both
     /// of a feed's runs are done, so the report does not depend on which run ends first.
-    static func compare(original: Graph, folded: Graph, feeds: [[String: TensorValue]], tolerance: Double?, threads: Int = ReferenceExecutor.defaultThreads) -> (outputs: [OutputResult], skipped: String?, problems: [String]) {
+    package static func compare(original: Graph, folded: Graph, feeds: [[String: TensorValue]], tolerance: Double?, threads: Int = ReferenceExecutor.defaultThreads) -> (outputs: [OutputResult], skipped: String?, problems: [String]) {
         // The callers pass graphs with their constant work done (`precomputingConstants`), so
         // kernels composed from D and W are not recomputed for every input.
         var comparison = Comparison(names: original.outputs.map(\.name), feeds: feeds.count, tolerance: tolerance)
@@ -146,7 +146,7 @@ enum EndToEnd {
     }
 
     /// The outcomes of ORIGINAL's and FOLDED's runs, compared a feed at a time in feed order.
-    struct Comparison {
+    package struct Comparison {
         let names: [String]
         let feeds: Int
         let tolerance: Double?
@@ -211,7 +211,7 @@ enum EndToEnd {
                     problems.append("output '\(name)' is \(f.type) \(f.shape) in FOLDED, \(e.type) \(e.shape) in ORIGINAL")
                     continue
                 }
-                let tol = tolerance ?? (e.type.isFloat ? LayerCheck.defaultTolerance(e.type) : 0)
+                let tol = tolerance ?? (e.type.isFloat ? e.type.defaultTolerance : 0)
                 var result = results[name] ?? OutputResult(name: name, stats: ErrorStats(tolerance: tol))
                 result.stats.add(expected: e.doubles, actual: f.doubles, shape: e.shape, context: context)
                 results[name] = result

@@ -75,8 +75,8 @@ public struct ErrorStats: Equatable, Sendable {
     }
 }
 
-enum TensorIndex {
-    static func of(_ flat: Int, in shape: [Int]) -> [Int] {
+package enum TensorIndex {
+    package static func of(_ flat: Int, in shape: [Int]) -> [Int] {
         var rest = flat
         var index = [Int](repeating: 0, count: shape.count)
         for axis in stride(from: shape.count - 1, through: 0, by: -1) where shape[axis] > 0 {

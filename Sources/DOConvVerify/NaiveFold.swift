@@ -4,9 +4,9 @@ import DOConvCore
 /// framework's einsum, then its reshape (a reinterpretation of the flat memory), then for
 /// Keras the transpose HWIO -> OIHW. Written apart from the fold's kernels (ScalarFold,
 /// VectorizedFold) so that a mistake there is not repeated here.
-enum NaiveFold {
+package enum NaiveFold {
     /// D + I, element (channel, m, s) as the layout stores it; the identity when D is absent.
-    static func dValue(_ layer: DOConvLayer, channel i: Int, m: Int, s: Int) -> Double {
+    package static func dValue(_ layer: DOConvLayer, channel i: Int, m: Int, s: Int) -> Double {
         let g = layer.geometry
         guard let d = layer.d else { return m == s ? 1 : 0 }
         switch layer.layout {
@@ -16,7 +16,7 @@ enum NaiveFold {
     }
 
     /// W viewed as the einsum operand: PyTorch (Cout/g, Cin, Dmul), Keras (Dmul, Cin, Cout/g).
-    static func wrValue(_ layer: DOConvLayer, outGroup o: Int, channel i: Int, s: Int) -> Double {
+    package static func wrValue(_ layer: DOConvLayer, outGroup o: Int, channel i: Int, s: Int) -> Double {
         let g = layer.geometry
         switch layer.layout {
         case .pytorch: return Double(layer.w[(o * g.inChannels + i) * g.depthMultiplier + s])
@@ -26,7 +26,7 @@ enum NaiveFold {
 
     /// D + I as (Cin, MN, Dmul) in float64, whatever the layout stores (small: W, the large
     /// operand, is read in place through its layout).
-    static func dOperand(_ layer: DOConvLayer) -> [Double] {
+    package static func dOperand(_ layer: DOConvLayer) -> [Double] {
         let g = layer.geometry
         let (mn, dmul, cin) = (g.kernelArea, g.depthMultiplier, g.inChannels)
         var d = [Double](repeating: 0, count: cin * mn * dmul)
@@ -36,7 +36,7 @@ enum NaiveFold {
 
     /// The einsum result E, flat: PyTorch 'ims,ois->oim' as (Cout/g, Cin, MN); Keras
     /// 'msi,sio->mio' as (MN, Cin, Cout/g).
-    static func einsum(_ layer: DOConvLayer) -> [Double] {
+    package static func einsum(_ layer: DOConvLayer) -> [Double] {
         let g = layer.geometry
         let (mn, dmul, cin, og) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannelsPerGroup)
         let d = dOperand(layer)
@@ -65,7 +65,7 @@ enum NaiveFold {
     }
 
     /// The composite kernel in OIHW (Cout, Cin/g, M, N), float64.
-    static func kernel(_ layer: DOConvLayer) -> [Double] {
+    package static func kernel(_ layer: DOConvLayer) -> [Double] {
         let g = layer.geometry
         let e = einsum(layer)
         switch layer.layout {
@@ -78,7 +78,7 @@ enum NaiveFold {
     }
 
     /// A kernel laid out HWIO (M, N, Cin/g, Cout), transposed to OIHW (Cout, Cin/g, M, N).
-    static func oihw(fromHWIO e: [Double], height h: Int, width w: Int, inPerGroup ci: Int, out co: Int) -> [Double] {
+    package static func oihw(fromHWIO e: [Double], height h: Int, width w: Int, inPerGroup ci: Int, out co: Int) -> [Double] {
         var k = [Double](repeating: 0, count: e.count)
         for a in 0..<h {
             for b in 0..<w {
@@ -92,7 +92,7 @@ enum NaiveFold {
 
     /// For output channel `o` and group-local input `c` of the conv: the einsum's (D channel,
     /// W output row) that the reshapes pair with it, derived from the flat positions.
-    static func einsumPair(_ layer: DOConvLayer, output o: Int, localInput c: Int) -> (channel: Int, outGroup: Int) {
+    package static func einsumPair(_ layer: DOConvLayer, output o: Int, localInput c: Int) -> (channel: Int, outGroup: Int) {
         let g = layer.geometry
         switch layer.layout {
         case .pytorch:
@@ -110,7 +110,7 @@ enum NaiveFold {
     /// input channel's patch mapped by its D row to Dmul features, then combined by W), and a
     /// direct convolution of the patch by `kernel` (OIHW). `scale` multiplies each output
     /// channel (a fused BatchNormalization), applied to the feature route.
-    static func probe(_ layer: DOConvLayer, kernel: [Double], scale: [Double]?, patches: Int, seed: UInt64, tolerance: Double) -> ErrorStats {
+    package static func probe(_ layer: DOConvLayer, kernel: [Double], scale: [Double]?, patches: Int, seed: UInt64, tolerance: Double) -> ErrorStats {
         let g = layer.geometry
         let (mn, dmul, inPerGroup, outPerGroup, cin) = (g.kernelArea, g.depthMultiplier, g.inChannelsPerGroup, g.outChannelsPerGroup, g.inChannels)
         // D + I in float64 (small); W is read in place, through its layout.
@@ -171,7 +171,7 @@ enum NaiveFold {
     /// `probe`'s two routes for one patch of an ungrouped layer, where the reshapes pair
     /// output o and input c with W's row o and D's channel c in both layouts: the features of
     /// every channel once, then one dot product per output channel and route.
-    static func ungroupedRoutes(_ layer: DOConvLayer, d: [Double], kernel: [Double], scale: [Double]?, patch: [Double]) -> (features: [Double], kernel: [Double]) {
+    package static func ungroupedRoutes(_ layer: DOConvLayer, d: [Double], kernel: [Double], scale: [Double]?, patch: [Double]) -> (features: [Double], kernel: [Double]) {
         let g = layer.geometry
         let (mn, dmul, cin, cout) = (g.kernelArea, g.depthMultiplier, g.inChannels, g.outChannels)
         var viaFeatures = [Double](repeating: 0, count: cout)
@@ -227,7 +227,7 @@ enum NaiveFold {
 
     /// sum of a[j] * b[j] over n elements, in four running sums.
     @inline(__always)
-    static func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) -> Double {
+    package static func dot(_ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>, _ n: Int) -> Double {
         var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
         var j = 0
         while j + 4 <= n {
@@ -241,7 +241,7 @@ enum NaiveFold {
 
     /// Random patches through two OIHW kernels of the same shape (a reference kernel and the
     /// folded one), for replacements with no DO-Conv layer to compose features from.
-    static func probe(reference: [Double], kernel: [Double], shape: [Int], patches: Int, seed: UInt64, tolerance: Double) -> ErrorStats {
+    package static func probe(reference: [Double], kernel: [Double], shape: [Int], patches: Int, seed: UInt64, tolerance: Double) -> ErrorStats {
         let outChannels = shape.first ?? 1
         let row = reference.count / max(outChannels, 1)
         var random = SeededGenerator(seed: seed)

@@ -6,7 +6,7 @@ import Foundation
 /// A progress line on standard error, for runs longer than a second, and only when standard
 /// error is a terminal: redrawn in place at most ten times a second, erased when done. Runs
 /// on several threads may share one.
-final class ProgressLine: @unchecked Sendable {
+package final class ProgressLine: @unchecked Sendable {
     // @unchecked: the mutable fields are read and written under `lock` only.
     private let lock = NSLock()
     private let enabled: Bool
@@ -14,10 +14,10 @@ final class ProgressLine: @unchecked Sendable {
     private var lastDraw = Date.distantPast
     private var drawn = false
 
-    init() { enabled = isatty(STDERR_FILENO) != 0 }
+    package init() { enabled = isatty(STDERR_FILENO) != 0 }
 
     /// Shows `text` if the run has lasted a second and the last draw is 0.1 s old.
-    func update(_ text: @autoclosure () -> String) {
+    package func update(_ text: @autoclosure () -> String) {
         guard enabled else { return }
         lock.lock()
         defer { lock.unlock() }
@@ -29,7 +29,7 @@ final class ProgressLine: @unchecked Sendable {
     }
 
     /// Erases the line, if one was drawn.
-    func finish() {
+    package func finish() {
         lock.lock()
         defer { lock.unlock() }
         guard drawn else { return }

@@ -2,9 +2,9 @@ import DOConvCore
 
 /// What the checkpoint and MXNet checks share: stored floats read exactly, and a folded
 /// kernel held against its float64 recomputation.
-enum StoredKernelCheck {
+package enum StoredKernelCheck {
     /// `count` stored elements of `type`, exactly, as float64 (little-endian bytes).
-    static func doubles(_ bytes: UnsafeRawBufferPointer, count: Int, type: ElementType) throws -> [Double] {
+    package static func doubles(_ bytes: UnsafeRawBufferPointer, count: Int, type: ElementType) throws -> [Double] {
         guard bytes.count >= count * type.byteWidth else { throw VerifyError("\(bytes.count) bytes do not hold \(count) \(type) elements") }
         switch type {
         case .float64: return (0..<count).map { bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
@@ -16,7 +16,7 @@ enum StoredKernelCheck {
 
     /// FOLDED's kernel against the recomputation `reference` (both computed by the caller,
     /// which reports a failure to read them as a problem), and random patches through both.
-    static func compare(_ result: inout LayerResult, reference: () throws -> [Double], kernel: () throws -> [Double], shape: [Int],
+    package static func compare(_ result: inout LayerResult, reference: () throws -> [Double], kernel: () throws -> [Double], shape: [Int],
                         type: ElementType, options: VerifyOptions) {
         let expected: [Double]
         let actual: [Double]

@@ -52,7 +52,7 @@ public enum TensorJSON {
 
     /// A dim of a JSON shape: a whole number in Int's range, or nil (`intValue` would turn
     /// 1e30 or 2^64 - 1 into a negative dim, 2.5 into 2).
-    static func wholeNumber(_ item: Any) -> Int? {
+    package static func wholeNumber(_ item: Any) -> Int? {
         guard let number = item as? NSNumber else { return nil }
         return Int(number.stringValue) ?? Int(exactly: number.doubleValue)
     }

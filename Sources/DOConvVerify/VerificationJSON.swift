@@ -62,14 +62,14 @@ public struct VerificationFailure: Equatable, Sendable {
     public var disagreement: Disagreement?
     public var tolerance: Double?
 
-    init(where place: Place, name: String? = nil, check: String? = nil, message: String) {
+    package init(where place: Place, name: String? = nil, check: String? = nil, message: String) {
         self.place = place
         self.name = name
         self.check = check
         self.message = message
     }
 
-    init(where place: Place, name: String, check: String, disagreement first: Disagreement, tolerance: Double) {
+    package init(where place: Place, name: String, check: String, disagreement first: Disagreement, tolerance: Double) {
         let index = "[" + first.index.map(String.init).joined(separator: ", ") + "]"
         let message = "\(check == "output" ? "output '\(name)'" : "\(name) \(check)")\(index)\(first.context.map { " (\($0))" } ?? ""): "
             + "expected \(Report.format(first.expected, digits: 9)), FOLDED \(Report.format(first.actual, digits: 9)) (tolerance \(Report.format(tolerance)))"
@@ -81,21 +81,21 @@ public struct VerificationFailure: Equatable, Sendable {
 
 /// The JSON document's layout; every optional is written as null, never left out.
 private struct VerificationDocument: Encodable {
-    var formatVersion = VerificationReport.jsonFormatVersion
-    var tool = "verify-equivalence"
-    var version: String
-    var original: String
-    var folded: String
-    var format: String
-    var structure: Structure
-    var layers: [Layer]
-    var endToEnd: EndToEndPart
-    var notes: [String]
+    package var formatVersion = VerificationReport.jsonFormatVersion
+    package var tool = "verify-equivalence"
+    package var version: String
+    package var original: String
+    package var folded: String
+    package var format: String
+    package var structure: Structure
+    package var layers: [Layer]
+    package var endToEnd: EndToEndPart
+    package var notes: [String]
     @JSONNull var firstDisagreement: FirstFailure?
-    var equivalent: Bool
-    var verdict: String
+    package var equivalent: Bool
+    package var verdict: String
 
-    init(_ report: VerificationReport, formatName: String, version: String) {
+    package init(_ report: VerificationReport, formatName: String, version: String) {
         self.version = version
         original = report.original
         folded = report.folded
@@ -109,20 +109,20 @@ private struct VerificationDocument: Encodable {
         verdict = report.verdictLine
     }
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case tool, version, original, folded, format, structure, layers, notes, equivalent, verdict
         case formatVersion = "format_version"
         case endToEnd = "end_to_end"
         case firstDisagreement = "first_disagreement"
     }
 
-    struct Structure: Encodable {
+    package struct Structure: Encodable {
         var ok: Bool
         var summary: String
         var differences: [String]
     }
 
-    struct Layer: Encodable {
+    package struct Layer: Encodable {
         var name: String
         var conv: String
         var description: String
@@ -154,7 +154,7 @@ private struct VerificationDocument: Encodable {
         }
     }
 
-    struct EndToEndPart: Encodable {
+    package struct EndToEndPart: Encodable {
         var ran: Bool
         @JSONNull var skippedReason: String?
         @JSONNull var inputs: String?
@@ -176,7 +176,7 @@ private struct VerificationDocument: Encodable {
     }
 
     /// Error statistics of one comparison.
-    struct Stats: Encodable {
+    package struct Stats: Encodable {
         var worstAbsolute: Double
         var worstRelative: Double
         var tolerance: Double
@@ -218,7 +218,7 @@ private struct VerificationDocument: Encodable {
     }
 
     /// A graph output's comparison: its name beside the statistics' fields.
-    struct Output: Encodable {
+    package struct Output: Encodable {
         var name: String
         var stats: Stats
 
@@ -235,7 +235,7 @@ private struct VerificationDocument: Encodable {
     }
 
     /// Where two tensors first disagree.
-    struct Values: Encodable {
+    package struct Values: Encodable {
         var index: [Int]
         @JSONNull var context: String?
         var expected: Double
@@ -249,7 +249,7 @@ private struct VerificationDocument: Encodable {
         }
     }
 
-    struct FirstFailure: Encodable {
+    package struct FirstFailure: Encodable {
         var place: String
         @JSONNull var name: String?
         @JSONNull var check: String?
@@ -283,13 +283,13 @@ private struct VerificationDocument: Encodable {
 /// keys), so every key the schema requires is always there.
 @propertyWrapper
 private struct JSONNull<Value: Encodable>: Encodable {
-    var wrappedValue: Value?
+    package var wrappedValue: Value?
 
-    init(wrappedValue: Value?) {
+    package init(wrappedValue: Value?) {
         self.wrappedValue = wrappedValue
     }
 
-    func encode(to encoder: Encoder) throws {
+    package func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         if let wrappedValue { try c.encode(wrappedValue) } else { try c.encodeNil() }
     }

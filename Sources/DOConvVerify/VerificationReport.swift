@@ -93,17 +93,17 @@ public struct VerificationReport: Sendable {
         return "verdict: NOT EQUIVALENT (" + reasons.joined(separator: ", ") + ")"
     }
 
-    static func errors(_ s: ErrorStats) -> String {
+    package static func errors(_ s: ErrorStats) -> String {
         "abs \(Report.format(s.worstAbsolute)) rel \(Report.format(s.worstRelative))"
     }
 
-    static func index(_ index: [Int]) -> String { "[" + index.map(String.init).joined(separator: ", ") + "]" }
+    package static func index(_ index: [Int]) -> String { "[" + index.map(String.init).joined(separator: ", ") + "]" }
 }
 
 /// Number formatting for the report.
-enum Report {
+package enum Report {
     /// Scientific ("1.30e-07"), or plain for 0, inf and nan.
-    static func format(_ value: Double, digits: Int = 2) -> String {
+    package static func format(_ value: Double, digits: Int = 2) -> String {
         if value == 0 { return "0" }
         if value.isNaN { return "nan" }
         if value.isInfinite { return value < 0 ? "-inf" : "inf" }

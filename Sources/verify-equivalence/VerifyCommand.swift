@@ -3,6 +3,10 @@ import CommandLineSupport
 import DOConvCore
 import DOConvFormats
 import DOConvVerify
+import DOConvVerifyKeras
+import DOConvVerifyMXNet
+import DOConvVerifyONNX
+import DOConvVerifyPyTorch
 import Foundation
 
 @main
@@ -13,7 +17,7 @@ struct VerifyCommand: ToolCommand {
         discussion: """
         Three checks: 1. structure: FOLDED holds everything ORIGINAL holds, unchanged, except each DO-Conv layer (or depthwise + 1x1 pair, or fused BatchNormalization) replaced by one conv with constant weights; 2. each folded kernel against a float64 recomputation from ORIGINAL's D and W, read by verify-equivalence itself with the flags alone (the format options, --exclude and --only, as given to doconv-fold), and a probe of the layer both ways; 3. both models run by a reference executor on seeded random inputs, every output compared.
 
-        By format: \(VerifiableFormats.checksByFormat).
+        By format: \(FormatRegistry.formats.compactMap { $0 as? any VerifiableFormat }.map { "\($0.displayName): \($0.checks)" }.joined(separator: "; ")).
 
         --json prints the report as one JSON document on standard output instead (schemas/verify-result.schema.json): every section's findings with its numbers, the first disagreement, and the verdict. Bad input still ends with one error line on standard error and no document.
 

@@ -2,6 +2,7 @@ import DOConvCore
 import XCTest
 import DOConvGraph
 @testable import DOConvVerify
+@testable import DOConvVerifyONNX
 
 /// The structural comparison on hand-built graphs, and the naive float64 fold against the
 /// project's scalar fold.

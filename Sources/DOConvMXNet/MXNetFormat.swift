@@ -1,5 +1,5 @@
 import DOConvCore
-import DOConvMXNet
+import DOConvSeam
 
 extension FormatOptions {
     /// The MXNet adapter's view of these options.

@@ -69,8 +69,14 @@ extension ModelFormat {
 
 extension ModelFileSignature {
     /// True for a plain file (not a folder, not a zip) whose name ends with one of `suffixes`.
-    func isPlainFile(endingWith suffixes: [String]) -> Bool {
+    public func isPlainFile(endingWith suffixes: [String]) -> Bool {
         let lowered = path.lowercased()
         return zipEntries == nil && !isFolder && suffixes.contains { lowered.hasSuffix($0) }
     }
+}
+
+/// A format whose files are zip archives, recognized by the entries they hold.
+public protocol ZipModelFormat: ModelFormat {
+    /// What the archive holds, for messages ("config.json and model.weights.h5").
+    var zipContents: String { get }
 }

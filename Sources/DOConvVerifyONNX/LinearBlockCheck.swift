@@ -1,5 +1,6 @@
 import DOConvCore
 import DOConvGraph
+import DOConvVerify
 
 /// Checks a Conv that stands for a block merged by `--reparam`: seeded random images go
 /// through ORIGINAL's block (every branch and Add, run by the reference executor from the
@@ -34,7 +35,7 @@ struct LinearBlockCheck {
         let channels = kernel.shape[1] * groups
         let height = 3 * stride[0] + dilation[0] * (kernel.shape[2] - 1) + 2
         let width = 3 * stride[1] + dilation[1] * (kernel.shape[3] - 1) + 2
-        let tol = tolerance ?? LayerCheck.defaultTolerance(kernel.type)
+        let tol = tolerance ?? kernel.type.defaultTolerance
         let (source, output) = (conv.inputs[0], conv.outputs[0])
         var generator = SeededGenerator(seed: seed ^ 0xB10C)
         var expected: [Double] = [], actual: [Double] = []

@@ -1,5 +1,5 @@
 import DOConvCore
-import DOConvKeras
+import DOConvSeam
 import Foundation
 
 extension FormatOptions {

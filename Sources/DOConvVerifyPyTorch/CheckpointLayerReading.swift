@@ -1,5 +1,6 @@
 import DOConvCore
 import DOConvPyTorch
+import DOConvVerify
 
 /// A DO-Conv layer of one of ORIGINAL's dicts, as verify-equivalence reads it itself: from
 /// the DOConv2d module's parameters (FORMATS.md) and the user's flags, never from the

@@ -1,5 +1,6 @@
 import DOConvCore
 import DOConvKeras
+import DOConvVerify
 
 /// `--fuse-bn` on Keras files: a BatchNormalization of ORIGINAL whose weights FOLDED no
 /// longer holds was fused into the layer that feeds it. Checked from ORIGINAL's config and

@@ -3,6 +3,7 @@ import CProtobufC
 import DOConvGraph
 import Dispatch
 import DOConvONNX
+import DOConvVerify
 
 /// Converts a loaded ONNX model into DOConvGraph's IR: nodes with typed attributes,
 /// initializers decoded (every element type; raw, typed-field or external data), graph

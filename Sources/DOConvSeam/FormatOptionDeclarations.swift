@@ -28,7 +28,7 @@ extension FormatOption {
     }
 
     /// What the option does for `tool`.
-    func purpose(for tool: Tool) -> String {
+    public func purpose(for tool: Tool) -> String {
         switch self {
         case .config: return "the model's JSON (model.to_json()), for files that carry no config."
         case .kernelSize:
@@ -47,15 +47,5 @@ extension FormatOption {
         case .strictPickle:
             return "refuse checkpoints that pickle Python objects (as torch.load(weights_only=True) does) instead of carrying them through unexecuted."
         }
-    }
-
-    /// The help line for `tool`: the families of the formats that read the option (from the
-    /// registry), then what it does. "Keras, PyTorch: a layer's kernel size ...".
-    public func help(for tool: Tool) -> String {
-        var families: [String] = []
-        for format in FormatRegistry.formats where format.options.contains(self) && !families.contains(format.family) {
-            families.append(format.family)
-        }
-        return families.joined(separator: ", ") + ": " + purpose(for: tool)
     }
 }

@@ -1,34 +1,7 @@
 import DOConvCore
 import DOConvGraph
 import Dispatch
-
-/// The per-layer verdict for one replaced Conv.
-public struct LayerResult: Sendable {
-    /// The DO-Conv layer's name (from detection), else the Conv's.
-    public var name: String
-    /// The FOLDED Conv node.
-    public var conv: String
-    /// "DO-Conv 3x3, groups 1, Dmul 9 (pytorch kernel composition)", "Conv + BatchNormalization", ...
-    public var description: String
-    /// FOLDED's kernel against the float64 recomputation from D and W (or, without a
-    /// detected layer, from ORIGINAL's own kernel computation).
-    public var kernel: ErrorStats?
-    /// FOLDED's kernel against ORIGINAL's kernel as its graph computes it (reference executor),
-    /// a second reference that also checks detection picked the right D and W.
-    public var graphKernel: ErrorStats?
-    /// Random patches through the layer two ways.
-    public var probe: ErrorStats?
-    /// FOLDED's bias against the expected one (pairs and fused BatchNormalization).
-    public var bias: ErrorStats?
-    /// Problems that are not numbers (shapes, missing tensors).
-    public var problems: [String] = []
-    /// A block merged by `--reparam`: checked by the probe alone (no kernel to recompute).
-    public var isLinearBlock = false
-
-    public var passed: Bool {
-        problems.isEmpty && [kernel, graphKernel, probe, bias].allSatisfy { $0?.passed ?? true } && (kernel != nil || (isLinearBlock && probe != nil))
-    }
-}
+import DOConvVerify
 
 /// Checks each replaced Conv's kernel (and bias) numerically.
 struct LayerCheck {
@@ -75,7 +48,7 @@ struct LayerCheck {
             result.problems.append("FOLDED's kernel '\(r.foldedWeight)' is not a float initializer")
             return result
         }
-        let tol = tolerance ?? Self.defaultTolerance(foldedKernel.type)
+        let tol = tolerance ?? foldedKernel.type.defaultTolerance
         let f = foldedKernel.doubles
         guard var graph = graphKernel(of: r, into: &result) else { return result }
         var expected = reference(for: r, graph: graph, foldedNode: fNode, foldedType: foldedKernel.type, tolerance: tol, into: &result)
@@ -288,13 +261,4 @@ struct LayerCheck {
         }
     }
 
-    /// The default tolerance of the kernel's element type (the fold's own defaults).
-    static func defaultTolerance(_ type: DataType) -> Double {
-        switch type {
-        case .float16: return ElementType.float16.defaultTolerance
-        case .bfloat16: return ElementType.bfloat16.defaultTolerance
-        case .double: return ElementType.float64.defaultTolerance
-        default: return ElementType.float32.defaultTolerance
-        }
-    }
 }

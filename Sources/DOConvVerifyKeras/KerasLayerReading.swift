@@ -1,5 +1,6 @@
 import DOConvCore
 import DOConvKeras
+import DOConvVerify
 
 /// A DOConv2D layer of ORIGINAL's Keras weights, as verify-equivalence reads it itself
 /// (FORMATS.md), from ORIGINAL, its config and the user's flags; never through the fold's

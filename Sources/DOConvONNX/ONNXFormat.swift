@@ -1,5 +1,5 @@
 import DOConvCore
-import DOConvONNX
+import DOConvSeam
 
 /// ONNX models (`.onnx`, with external data beside them).
 public struct ONNXFormat: ModelFormat {

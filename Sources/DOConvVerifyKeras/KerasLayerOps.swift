@@ -1,6 +1,7 @@
 import DOConvGraph
 import DOConvKeras
 import Foundation
+import DOConvVerify
 
 /// A layer's float datasets, found by name (legacy files: `kernel:0`, `D`, `gamma`, ...) or,
 /// in `.weights.h5` files that number them, by Keras' creation order.

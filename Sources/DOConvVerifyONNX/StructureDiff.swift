@@ -1,4 +1,5 @@
 import DOConvGraph
+import DOConvVerify
 
 /// One Conv of FOLDED that stands for a piece of ORIGINAL: a DO-Conv layer whose kernel the
 /// original composed (only the weight changed), a depthwise + 1x1 pair, or a Conv followed

@@ -1,6 +1,7 @@
 import DOConvCore
 import Foundation
 import DOConvMXNet
+import DOConvVerify
 
 /// MXNet pairs (`.params` files, or export pairs given by either half): the same arrays in
 /// the same order except each DO-Conv layer's D removed and its weight holding the folded

@@ -1,5 +1,6 @@
 import DOConvCore
 import DOConvKeras
+import DOConvVerify
 
 extension KerasEquivalence {
     /// One Keras pair being checked, in named steps: what both files hold, ORIGINAL's

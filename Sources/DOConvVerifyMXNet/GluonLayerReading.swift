@@ -1,5 +1,6 @@
 import DOConvCore
 import DOConvMXNet
+import DOConvVerify
 
 /// A Gluon DO-Conv layer of ORIGINAL's `.params` list, as verify-equivalence reads it
 /// itself (FORMATS.md), never through the fold's detector: `<p>weight` (Cout, Cin/g, M, N)

@@ -1,5 +1,5 @@
 import DOConvCore
-import DOConvPyTorch
+import DOConvSeam
 
 extension FormatOptions {
     /// The PyTorch adapter's view of these options.

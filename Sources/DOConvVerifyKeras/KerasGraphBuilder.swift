@@ -1,6 +1,7 @@
 import DOConvGraph
 import DOConvKeras
 import Foundation
+import DOConvVerify
 
 /// Why a Keras model could not be turned into a graph.
 enum KerasGraphError: Error, CustomStringConvertible {

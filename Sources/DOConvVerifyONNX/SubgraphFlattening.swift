@@ -1,4 +1,5 @@
 import DOConvGraph
+import DOConvVerify
 
 /// A view of a graph for the structure and per-layer checks in which the nodes of control-flow
 /// subgraphs (If branches, Loop and Scan bodies) sit in the main node list, just before the

@@ -1,6 +1,7 @@
 import DOConvCore
 import DOConvGraph
 import DOConvKeras
+import DOConvVerify
 
 /// Keras HDF5 pairs (ORIGINAL with DOConv2D layers, FOLDED with plain Conv2D kernels):
 /// structure (the same datasets, except each D removed and each kernel reshaped to

@@ -1,5 +1,6 @@
 import DOConvCore
 import DOConvPyTorch
+import DOConvVerify
 
 /// PyTorch checkpoint pairs (ORIGINAL with DOConv2d state dicts, FOLDED with plain kernels),
 /// pickled, safetensors or sharded: structure (the same objects and keys in the same order,

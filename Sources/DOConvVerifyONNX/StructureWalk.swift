@@ -1,4 +1,5 @@
 import DOConvGraph
+import DOConvVerify
 
 /// `StructureDiff.compare` in named steps: the state the steps share (which ORIGINAL nodes
 /// FOLDED's match, what the replacements explain and absorb) and the comparison they fill.
