@@ -15,6 +15,8 @@ public enum ParallelWork {
     static func forEachSlice(of total: Int, count: Int, _ body: (Range<Int>) -> Void) {
         let count = Swift.max(1, Swift.min(count, total))
         if count == 1 { body(0..<total); return }
+        // Each worker gets its own slice; the callers' bodies write disjoint ranges.
+        nonisolated(unsafe) let body = body
         DispatchQueue.concurrentPerform(iterations: count) { k in
             body((total * k / count)..<(total * (k + 1) / count))
         }

@@ -98,7 +98,7 @@ struct OpContext {
 }
 
 /// Computes one node's outputs from its inputs.
-typealias OpKernel = (OpContext) throws -> [TensorValue]
+typealias OpKernel = @Sendable (OpContext) throws -> [TensorValue]
 
 /// A small reference interpreter for the ONNX ops of common CNNs.
 ///

@@ -119,7 +119,9 @@ public struct Convolution2D: Sendable {
                 row += workers
             }
         }
-        if workers == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
+        // Each worker takes every workers-th row or tile: their writes never meet.
+        nonisolated(unsafe) let perform = body
+        if workers == 1 { perform(0) } else { DispatchQueue.concurrentPerform(iterations: workers) { perform($0) } }
     }
 
     /// Each output channel from its group's single input channel, tap by tap over whole rows.
@@ -153,6 +155,8 @@ public struct Convolution2D: Sendable {
                 plane += workers
             }
         }
-        if workers == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: body) }
+        // Each worker takes every workers-th row or tile: their writes never meet.
+        nonisolated(unsafe) let perform = body
+        if workers == 1 { perform(0) } else { DispatchQueue.concurrentPerform(iterations: workers) { perform($0) } }
     }
 }

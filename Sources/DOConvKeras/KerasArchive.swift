@@ -83,7 +83,6 @@ public struct KerasArchiveFoldResult {
     public func write(to path: String) throws(KerasError) {
         let foldedWeights = URL(fileURLWithPath: contents.weightsPath).deletingLastPathComponent().appendingPathComponent("folded.weights.h5")
         try weights.write(to: foldedWeights.path)
-        let destination = URL(fileURLWithPath: path)
         let temporary = URL(fileURLWithPath: TemporaryFiles.path(beside: path))
         do {
             try writeArchive(to: temporary, weights: foldedWeights)

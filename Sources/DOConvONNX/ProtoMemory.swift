@@ -13,7 +13,8 @@ import Synchronization
 /// includes protobuf-c's own frees, through `allocator`.
 enum ProtoMemory {
     /// malloc, and the borrow-aware free: for protobuf-c's unpack and free_unpacked.
-    static let allocator: UnsafeMutablePointer<ProtobufCAllocator> = {
+    // Written once, then only read by protobuf-c.
+    nonisolated(unsafe) static let allocator: UnsafeMutablePointer<ProtobufCAllocator> = {
         let allocator = UnsafeMutablePointer<ProtobufCAllocator>.allocate(capacity: 1)
         allocator.initialize(to: ProtobufCAllocator(
             alloc: { _, size in malloc(max(size, 1)) },

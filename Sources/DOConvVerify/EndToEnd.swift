@@ -2,6 +2,7 @@ import DOConvCore
 import DOConvGraph
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Why verification could not start: bad files or arguments (exit status 2).
 public struct VerifyError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -123,22 +124,22 @@ package enum EndToEnd {
         let rest = runs.count - 1
         let workers = max(1, min(rest, threads, sideBySideBytes / max(peak, 1)))
         let sideBySide = workers > 1 ? rest / workers * workers : 0
-        let lock = NSLock()
-        var next = 1
+        // The next job and the comparison are shared by the workers, behind one lock; `run`
+        // reads only the graphs and feeds.
+        let shared = Mutex((next: 1, comparison: comparison))
+        nonisolated(unsafe) let runJob = run
         DispatchQueue.concurrentPerform(iterations: workers > 1 ? workers : 0) { _ in
             while true {
-                lock.lock()
-                let job = next
-                next += 1
-                let stop = comparison.finished
-                lock.unlock()
+                let (job, stop) = shared.withLock { state -> (Int, Bool) in
+                    defer { state.next += 1 }
+                    return (state.next, state.comparison.finished)
+                }
                 guard job <= sideBySide, !stop else { return }
-                let (outcome, _) = run(job, threads: max(1, threads / workers))
-                lock.lock()
-                comparison.record(outcome, of: job)
-                lock.unlock()
+                let (outcome, _) = runJob(job, max(1, threads / workers))
+                shared.withLock { $0.comparison.record(outcome, of: job) }
             }
         }
+        comparison = shared.withLock { $0.comparison }
         for job in (sideBySide + 1)..<max(sideBySide + 1, runs.count) where !comparison.finished {
             comparison.record(run(job, threads: threads).0, of: job)
         }

@@ -27,7 +27,9 @@ struct LayerCheck {
         defer { results.deallocate() }
         // One work item per layer: the pool hands them out as cores free up, so a few large
         // layers (ResNet's last stage) do not all land on one core.
-        DispatchQueue.concurrentPerform(iterations: replacements.count) { k in results[k] = check(replacements[k]) }
+        // Each check reads the graphs only and writes its own slot.
+        nonisolated(unsafe) let (slots, checker) = (results, self)
+        DispatchQueue.concurrentPerform(iterations: replacements.count) { k in slots[k] = checker.check(replacements[k]) }
         return results.compactMap { $0 }
     }
 

@@ -223,12 +223,13 @@ private struct Importer {
                 // tensors in slices on all cores (the pass is mostly page faults and stores).
                 let values = [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
                     guard let target = buffer.baseAddress else { initialized = 0; return }
-                    let source = UnsafeRawBufferPointer(stored)
+                    // Each slice writes its own range of `target`.
+                    nonisolated(unsafe) let (destination, source) = (target, UnsafeRawBufferPointer(stored))
                     let slices = count >= 1 << 19 ? ReferenceExecutor.defaultThreads : 1
                     let slice = (count + slices - 1) / slices
                     DispatchQueue.concurrentPerform(iterations: slices) { s in
                         for k in (s * slice)..<min(count, (s + 1) * slice) {
-                            target[k] = Double(Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self))))
+                            destination[k] = Double(Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * k, as: UInt32.self))))
                         }
                     }
                     initialized = count

@@ -92,6 +92,8 @@ enum EinsumContraction {
                     let slices = dims.isEmpty ? 1 : dims[0]
                     let sliceCount = dims.isEmpty ? 1 : total / max(slices, 1)
                     let workers = max(1, min(threads, slices, total * depth / 1_000_000 + 1))
+                    // Each worker writes its own slices of `result`; x and y are only read.
+                    nonisolated(unsafe) let (x, y, result) = (x, y, result)
                     DispatchQueue.concurrentPerform(iterations: workers) { worker in
                         var slice = worker
                         while slice < slices, total > 0 {

@@ -88,8 +88,8 @@ public struct HDF5Dataset {
         let count = Tensor.elementCount(of: try shape()) ?? 0
         guard try elementType() != nil else { throw HDF5Error(file: fileName, message: "'\(path)' is not a float dataset") }
         var values = [T](repeating: 0, count: max(count, 1))
-        try check(H5Dread(handle.id, memoryType, h5All, h5All, h5Default, &values),
-                  file: fileName, "cannot read '\(path)'")
+        let status = values.withUnsafeMutableBytes { H5Dread(handle.id, memoryType, h5All, h5All, h5Default, $0.baseAddress) }
+        try check(status, file: fileName, "cannot read '\(path)'")
         return count == 0 ? [] : values
     }
 
@@ -117,8 +117,7 @@ public struct HDF5Dataset {
         let space = try HDF5Handle(H5Screate_simple(Int32(dims.count), &dims, nil), file: target.fileName, "cannot shape \(what)")
         let dataset = try HDF5Handle(H5Dcreate2(target.handle.id, name, type.id, space.id, h5Default, properties.id, h5Default),
                                      file: target.fileName, "cannot create \(what)")
-        var data = values
-        try check(H5Dwrite(dataset.id, memoryType, h5All, h5All, h5Default, &data),
-                  file: target.fileName, "cannot write \(what)")
+        let status = values.withUnsafeBytes { H5Dwrite(dataset.id, memoryType, h5All, h5All, h5Default, $0.baseAddress) }
+        try check(status, file: target.fileName, "cannot write \(what)")
     }
 }
