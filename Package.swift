@@ -181,7 +181,7 @@ let package = Package(
         .testTarget(name: "ToyFormatTests", dependencies: ["DOConvFormats", "DOConvVerify", "DOConvGraph", "DOConvCore"]),
         .testTarget(name: "DOConvVerifyTests", dependencies: ["DOConvVerify", "DOConvVerifyONNX", "DOConvGraph", "DOConvCore", "DOConvONNX", "CONNXProto"]),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )
 
 // libFuzzer targets, built only by scripts/fuzz (with coverage instrumentation and libFuzzer

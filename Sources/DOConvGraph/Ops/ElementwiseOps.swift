@@ -6,7 +6,7 @@ enum ElementwiseOps {
     static let kernels: [String: OpKernel] = {
         var table: [String: OpKernel] = [:]
         // Unary float functions.
-        let unary: [String: (Double) -> Double] = [
+        let unary: [String: @Sendable (Double) -> Double] = [
             "Sigmoid": { 1 / (1 + Foundation.exp(-$0)) },
             "Tanh": { Foundation.tanh($0) },
             "Exp": { Foundation.exp($0) },
@@ -31,7 +31,7 @@ enum ElementwiseOps {
             }
         }
         // Unary ops defined on integers too.
-        let signed: [String: (Double) -> Double] = ["Neg": { -$0 }, "Abs": { abs($0) }, "Sign": { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }]
+        let signed: [String: @Sendable (Double) -> Double] = ["Neg": { -$0 }, "Abs": { abs($0) }, "Sign": { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }]
         for (op, f) in signed {
             table[op] = { ctx in
                 let x = try ctx.input(0)
@@ -121,7 +121,7 @@ enum ElementwiseOps {
             [try binary(ctx, try ctx.input(0), try ctx.input(1), { $0 >= 0 ? $0 : $0 * $1 }, { $0 >= 0 ? $0 : $0 &* $1 })]
         }
         // Variadic.
-        let variadic: [String: ((Double, Double) -> Double, ((Int64, Int64) throws -> Int64)?)] = [
+        let variadic: [String: (@Sendable (Double, Double) -> Double, (@Sendable (Int64, Int64) throws -> Int64)?)] = [
             "Max": ({ ($0.isNaN || $1.isNaN) ? .nan : max($0, $1) }, { max($0, $1) }),
             "Min": ({ ($0.isNaN || $1.isNaN) ? .nan : min($0, $1) }, { min($0, $1) }),
             "Sum": ({ $0 + $1 }, { $0 &+ $1 }),
@@ -139,7 +139,7 @@ enum ElementwiseOps {
             }
         }
         // Comparisons and logic: bool results.
-        let comparisons: [String: (Double, Double) -> Bool] = [
+        let comparisons: [String: @Sendable (Double, Double) -> Bool] = [
             "Equal": { $0 == $1 }, "Less": { $0 < $1 }, "Greater": { $0 > $1 },
             "LessOrEqual": { $0 <= $1 }, "GreaterOrEqual": { $0 >= $1 },
             "And": { $0 != 0 && $1 != 0 }, "Or": { $0 != 0 || $1 != 0 }, "Xor": { ($0 != 0) != ($1 != 0) },

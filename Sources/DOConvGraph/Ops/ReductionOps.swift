@@ -5,7 +5,7 @@ import Foundation
 enum ReductionOps {
     static let kernels: [String: OpKernel] = {
         var table: [String: OpKernel] = [:]
-        let reductions: [String: (start: Double, combine: (Double, Double) -> Double, finish: (Double, Int) -> Double)] = [
+        let reductions: [String: (start: Double, combine: @Sendable (Double, Double) -> Double, finish: @Sendable (Double, Int) -> Double)] = [
             "ReduceMean": (0, { $0 + $1 }, { $0 / Double($1) }),
             "ReduceSum": (0, { $0 + $1 }, { s, _ in s }),
             "ReduceMax": (-.infinity, { max($0, $1) }, { s, _ in s }),
