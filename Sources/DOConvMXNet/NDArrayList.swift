@@ -146,24 +146,28 @@ public enum MXNetDType: Int32, Sendable {
     case float32 = 0, float64 = 1, float16 = 2, uint8 = 3, int32 = 4, int8 = 5, int64 = 6, bool = 7, int16 = 8
     case uint16 = 9, uint32 = 10, uint64 = 11, bfloat16 = 12
 
-    public var byteWidth: Int {
-        switch self {
-        case .float32, .int32, .uint32: return 4
-        case .float64, .int64, .uint64: return 8
-        case .float16, .int16, .uint16, .bfloat16: return 2
-        case .uint8, .int8, .bool: return 1
-        }
-    }
-
-    public var elementType: ElementType? {
+    /// The element type in doconv's one table (widths, foldable types).
+    public var scalar: ScalarType {
         switch self {
         case .float32: return .float32
         case .float64: return .float64
         case .float16: return .float16
+        case .uint8: return .uint8
+        case .int32: return .int32
+        case .int8: return .int8
+        case .int64: return .int64
+        case .bool: return .bool
+        case .int16: return .int16
+        case .uint16: return .uint16
+        case .uint32: return .uint32
+        case .uint64: return .uint64
         case .bfloat16: return .bfloat16
-        default: return nil
         }
     }
+
+    public var byteWidth: Int { scalar.byteWidth }
+
+    public var elementType: ElementType? { scalar.elementType }
 }
 
 /// Bounds-checked little-endian reads: a read past the end is a corrupt-file error.

@@ -8,27 +8,31 @@ public enum TorchDType: String, CaseIterable, Sendable {
     case complex64, complex128
     case float8e4m3fn, float8e5m2
 
-    /// Bytes per element.
-    public var byteWidth: Int {
-        switch self {
-        case .float64, .int64, .complex64: return 8
-        case .float32, .int32: return 4
-        case .float16, .bfloat16, .int16: return 2
-        case .int8, .uint8, .bool, .float8e4m3fn, .float8e5m2: return 1
-        case .complex128: return 16
-        }
-    }
-
-    /// The floating-point types a DO-Conv layer can be folded in.
-    public var elementType: ElementType? {
+    /// The element type in doconv's one table (widths, foldable types).
+    public var scalar: ScalarType {
         switch self {
         case .float32: return .float32
         case .float64: return .float64
         case .float16: return .float16
         case .bfloat16: return .bfloat16
-        default: return nil
+        case .int64: return .int64
+        case .int32: return .int32
+        case .int16: return .int16
+        case .int8: return .int8
+        case .uint8: return .uint8
+        case .bool: return .bool
+        case .complex64: return .complex64
+        case .complex128: return .complex128
+        case .float8e4m3fn: return .float8e4m3fn
+        case .float8e5m2: return .float8e5m2
         }
     }
+
+    /// Bytes per element.
+    public var byteWidth: Int { scalar.byteWidth }
+
+    /// The floating-point types a DO-Conv layer can be folded in.
+    public var elementType: ElementType? { scalar.elementType }
 
     private static let storageClasses: [String: TorchDType] = [
         "FloatStorage": .float32, "DoubleStorage": .float64, "HalfStorage": .float16, "BFloat16Storage": .bfloat16,
