@@ -11,6 +11,7 @@ extension VerificationReport {
     public func json(formatName: String, version: String) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         let document = VerificationDocument(self, formatName: formatName, version: version)
         return String(decoding: try encoder.encode(document), as: UTF8.self) + "\n"
@@ -111,9 +112,9 @@ private struct VerificationDocument: Encodable {
 
     package enum CodingKeys: String, CodingKey {
         case tool, version, original, folded, format, structure, layers, notes, equivalent, verdict
-        case formatVersion = "format_version"
-        case endToEnd = "end_to_end"
-        case firstDisagreement = "first_disagreement"
+        case formatVersion
+        case endToEnd
+        case firstDisagreement
     }
 
     package struct Structure: Encodable {
@@ -149,8 +150,8 @@ private struct VerificationDocument: Encodable {
 
         enum CodingKeys: String, CodingKey {
             case name, conv, description, passed, kernel, probe, bias, problems
-            case linearBlock = "linear_block"
-            case graphKernel = "graph_kernel"
+            case linearBlock
+            case graphKernel
         }
     }
 
@@ -171,7 +172,7 @@ private struct VerificationDocument: Encodable {
 
         enum CodingKeys: String, CodingKey {
             case ran, inputs, outputs, problems
-            case skippedReason = "skipped_reason"
+            case skippedReason
         }
     }
 
@@ -196,10 +197,10 @@ private struct VerificationDocument: Encodable {
         /// Its keys, and `name` for an output, which carries the same fields beside its name.
         enum CodingKeys: String, CodingKey {
             case tolerance, passed, name
-            case worstAbsolute = "worst_absolute"
-            case worstRelative = "worst_relative"
-            case elementCount = "element_count"
-            case firstDisagreement = "first_disagreement"
+            case worstAbsolute
+            case worstRelative
+            case elementCount
+            case firstDisagreement
         }
 
         func encode(to encoder: Encoder) throws {

@@ -20,7 +20,7 @@ struct FoldDocument: Codable {
 
     enum CodingKeys: String, CodingKey {
         case tool, version, results
-        case formatVersion = "format_version"
+        case formatVersion
     }
 
     /// Keys sorted, two-space indentation, like `doconv-inspect --json`. Infinite and NaN
@@ -28,6 +28,7 @@ struct FoldDocument: Codable {
     func rendered() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
     }
@@ -35,6 +36,7 @@ struct FoldDocument: Codable {
     /// A document as `rendered()` writes it (a child's standard output).
     static func decode(_ data: Data) throws -> FoldDocument {
         let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
         decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         return try decoder.decode(FoldDocument.self, from: data)
     }
@@ -76,12 +78,12 @@ struct FoldResult: Codable {
 
     enum CodingKeys: String, CodingKey {
         case input, output, format, status, error, layers, reparameterized, parameters, bytes, verified, notes
-        case exitStatus = "exit_status"
-        case layersFolded = "layers_folded"
-        case batchNormsFused = "batch_norms_fused"
-        case worstRelativeError = "worst_relative_error"
-        case notFolded = "not_folded"
-        case timeMs = "time_ms"
+        case exitStatus
+        case layersFolded
+        case batchNormsFused
+        case worstRelativeError
+        case notFolded
+        case timeMs
     }
 
     /// A result that carries no fold data: the input was refused, failed to fold or write,
@@ -149,8 +151,8 @@ struct FoldResult: Codable {
 
         enum CodingKeys: String, CodingKey {
             case total
-            case byKind = "by_kind"
-            case fromDepthwisePairs = "from_depthwise_pairs"
+            case byKind
+            case fromDepthwisePairs
         }
     }
 
@@ -195,11 +197,11 @@ struct FoldResult: Codable {
 
         enum CodingKeys: String, CodingKey {
             case name, kind, form, layout, kernel, groups, stride, dilation, tolerance, verified
-            case elementType = "element_type"
-            case inChannels = "in_channels"
-            case outChannels = "out_channels"
-            case dMul = "d_mul"
-            case relativeError = "relative_error"
+            case elementType
+            case inChannels
+            case outChannels
+            case dMul
+            case relativeError
         }
     }
 
@@ -212,7 +214,7 @@ struct FoldResult: Codable {
 
         enum CodingKeys: String, CodingKey {
             case name, tolerance, verified
-            case relativeError = "relative_error"
+            case relativeError
         }
     }
 
@@ -240,8 +242,8 @@ struct FoldResult: Codable {
 
         enum CodingKeys: String, CodingKey {
             case name, branches, kernel, groups, tolerance, verified
-            case nodesReplaced = "nodes_replaced"
-            case relativeError = "relative_error"
+            case nodesReplaced
+            case relativeError
         }
     }
 
@@ -258,7 +260,7 @@ struct FoldResult: Codable {
 
         enum CodingKeys: String, CodingKey {
             case name, reason
-            case isDOConvLayer = "is_doconv_layer"
+            case isDOConvLayer = "isDoconvLayer" // "is_doconv_layer" in the document, not is_do_conv_layer
         }
     }
 }
