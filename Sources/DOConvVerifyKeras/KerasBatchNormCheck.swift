@@ -114,8 +114,8 @@ extension KerasEquivalence {
         /// with nothing to take them; and the ORIGINAL datasets those lines account for.
         func find() -> (fusions: [BatchNormFusion], structure: [String], handled: Set<String>) {
             let foldedKeys = Set(folded.map(\.key))
-            let groupNames = KerasNaming.weightPaths(classNames: config.layers.map(\.className))
-            let byLayer = Dictionary(grouping: original.filter { !isOptimizer($0.path) }, by: { layerName(ofKey: $0.key, groupNames: groupNames) ?? "" })
+            let naming = KerasLayerNaming(format: format, config: config)
+            let byLayer = Dictionary(grouping: original.filter { !isOptimizer($0.path) }, by: { naming.layerName(ofKey: $0.key) ?? "" })
             let readers = readerCounts()
             var fusions: [BatchNormFusion] = []
             var structure: [String] = []
@@ -144,23 +144,6 @@ extension KerasEquivalence {
                 }
             }
             return (fusions, structure, handled)
-        }
-
-        /// The config layer whose datasets `key` names: `.weights.h5` groups by the layer name
-        /// recorded in `vars/@name` (the `@` keys of `entries(of:)`), else by class and position
-        /// (`groupNames`, ORIGINAL's group of each config layer); legacy files by the group's name.
-        func layerName(ofKey key: String, groupNames: [String]) -> String? {
-            let parts = key.split(separator: "/").map(String.init)
-            switch format {
-            case .legacyFullModel:
-                return parts.count > 1 && parts[0] == "model_weights" ? parts[1] : nil
-            case .legacyWeights:
-                return parts.first
-            case .weightsH5:
-                guard parts.count > 1, parts[0] == "layers" else { return nil }
-                if parts[1].hasPrefix("@") { return String(parts[1].dropFirst()) }
-                return groupNames.firstIndex(of: parts[1]).map { config.layers[$0].name }
-            }
         }
 
         /// The layer whose output the BatchNormalization at position `k` reads: the one before

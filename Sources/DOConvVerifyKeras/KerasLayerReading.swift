@@ -27,11 +27,22 @@ struct KerasOriginalLayer {
     }
 }
 
-enum KerasLayerReading {
-    /// The layer a dataset belongs to: the group under the weights root (legacy files), or
-    /// the name recorded in `vars/@name` (`.weights.h5`, keyed "@name" by `entries(of:)`),
-    /// else the config's layer at that class-named position.
-    static func layerName(ofKey key: String, format: KerasFileFormat?, config: KerasModelConfig?) -> String? {
+/// Which layer a dataset belongs to, in one file layout: the group under the weights root
+/// (legacy files), or the name recorded in `vars/@name` (`.weights.h5`, keyed "@name" by
+/// `entries(of:)`), else the config's layer at that class-named position.
+struct KerasLayerNaming {
+    let format: KerasFileFormat?
+    let config: KerasModelConfig?
+    /// The `layers/...` group name of each config layer, worked out once.
+    let groupNames: [String]
+
+    init(format: KerasFileFormat?, config: KerasModelConfig?) {
+        self.format = format
+        self.config = config
+        groupNames = config.map { KerasNaming.weightPaths(classNames: $0.layers.map(\.className)) } ?? []
+    }
+
+    func layerName(ofKey key: String) -> String? {
         let parts = key.split(separator: "/").map(String.init)
         switch format {
         case .legacyFullModel?:
@@ -42,11 +53,14 @@ enum KerasLayerReading {
             guard parts.count > 2, parts[0] == "layers" else { return nil }
             if parts[1].hasPrefix("@") { return String(parts[1].dropFirst()) }
             guard let config else { return parts[1] }
-            return KerasNaming.weightPaths(classNames: config.layers.map(\.className)).firstIndex(of: parts[1]).map { config.layers[$0].name }
+            return groupNames.firstIndex(of: parts[1]).map { config.layers[$0].name }
         case nil:
             return nil
         }
     }
+}
+
+enum KerasLayerReading {
 
     /// Every DOConv2D layer of ORIGINAL that `options` selects. A layer group is one when the
     /// config calls it DOConv2D, or (no config) when it holds a 3-D `kernel` and a 3-D `D`
@@ -63,11 +77,12 @@ enum KerasLayerReading {
             if groups[group] == nil { order.append(group) }
             groups[group, default: []].append(entry)
         }
+        let naming = KerasLayerNaming(format: format, config: config)
         var layers: [KerasOriginalLayer] = []
         var seen = Set<String>()
         for group in order {
             let members = groups[group] ?? []
-            guard let name = members.first.flatMap({ layerName(ofKey: $0.key, format: format, config: config) }) else { continue }
+            guard let name = members.first.flatMap({ naming.layerName(ofKey: $0.key) }) else { continue }
             let layerConfig = declared[name]
             if let layerConfig, !layerConfig.isDOConv { continue }
             let (kernel, d) = doConvDatasets(members, vars: format == .weightsH5)
