@@ -130,7 +130,7 @@ let package = Package(
         .testTarget(name: "DOConvCoreTests", dependencies: ["DOConvCore", "DOConvFoldKernels"]),
         .testTarget(
             name: "DOConvONNXTests",
-            dependencies: ["DOConvONNX", "DOConvCore", "CONNXProto", "DOConvTestSupport"]
+            dependencies: ["DOConvONNX", "DOConvCore", "DOConvFileIO", "CONNXProto", "DOConvTestSupport"]
         ),
         .testTarget(name: "DOConvKerasTests", dependencies: ["DOConvKeras", "DOConvCore"]),
         // doconv-inspect: the report model and its computations (pure Swift, no I/O), and

@@ -4,45 +4,69 @@ import Glibc
 
 /// Writes a file next to its destination and renames it into place only on `commit()`, so
 /// a failed run never leaves a partial output, and the destination may be the input (whose
-/// mapping keeps reading the old file). Small writes are buffered; large ones go straight
-/// to the file.
+/// mapping keeps reading the old file).
+///
+/// Small writes are staged in one buffer; large ones go straight to the file, and large ones
+/// whose bytes lie in one of the `sources` (mapped inputs: tensors that pass through
+/// unchanged) are copied file to file by the kernel (`sendfile`), so those bytes are never
+/// touched by this process: a model's untouched tensors cost what `cp` costs.
 public final class AtomicFileWriter {
     public let destination: String
     private let temporaryPath: String
-    /// The destination's folder, synced after the rename.
-    private let folder: String
     private var fd: Int32
-    private var buffer: [UInt8] = []
-    /// Bytes written so far (buffered included): the offset of the next byte.
+    private let sources: [MappedFile]
+    private let staging: UnsafeMutableRawBufferPointer
+    private var staged = 0
+    /// Bytes written so far (staged included): the offset of the next byte.
     public private(set) var offset = 0
     private var failure: String?
     /// Set once the temporary file has become the destination.
     private var renamed = false
-    private static let bufferLimit = 1 << 20
+    private static let stagingSize = 1 << 20
+    /// Below this a kernel copy costs more (a system call) than copying through the staging buffer.
+    public static let kernelCopySize = 64 << 10
 
-    public init(destination: String) throws(FileIOError) {
+    /// `sources`: mapped files whose bytes, when written here, the kernel may copy itself.
+    public init(destination: String, sources: [MappedFile] = []) throws(FileIOError) {
         self.destination = destination
+        self.sources = sources
         let created = try TemporaryFiles.create(beside: destination)
         fd = created.descriptor
         temporaryPath = created.path
-        folder = TemporaryFiles.split(destination).folder
+        staging = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.stagingSize, alignment: 64)
     }
 
-    deinit { discard() }
+    deinit {
+        discard()
+        staging.deallocate()
+    }
 
     public func write(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { write($0) }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) {
+        guard failure == nil, bytes.count > 0, let source = bytes.baseAddress else { return }
         offset += bytes.count
-        if bytes.count >= Self.bufferLimit {
-            flush()
+        if staged + bytes.count <= staging.count {
+            (staging.baseAddress! + staged).copyMemory(from: source, byteCount: bytes.count)
+            staged += bytes.count
+            return
+        }
+        flush()
+        if bytes.count >= Self.kernelCopySize, let file = sources.first(where: { $0.offset(of: bytes) != nil }) {
+            copy(bytes, from: file)
+        } else if bytes.count >= staging.count / 2 {
             writeAll(bytes)
         } else {
-            buffer.append(contentsOf: bytes)
-            if buffer.count >= Self.bufferLimit { flush() }
+            staging.baseAddress!.copyMemory(from: source, byteCount: bytes.count)
+            staged = bytes.count
         }
+    }
+
+    /// Throws if a write so far has failed (every later write is dropped).
+    public func check() throws(FileIOError) {
+        if let failure { throw .cannotWrite(path: destination, reason: failure) }
     }
 
     /// Flushes, closes and renames the file into place.
@@ -63,33 +87,14 @@ public final class AtomicFileWriter {
         var folders = Set<String>()
         for (k, file) in files.enumerated() {
             guard rename(file.temporaryPath, file.destination) == 0 else {
-                let reason = String(cString: strerror(errno))
+                let reason = FileIOError.systemReason
                 for other in files[k...] { unlink(other.temporaryPath) }
-                throw FileIOError(path: file.destination, reason: reason)
+                throw .cannotWrite(path: file.destination, reason: reason)
             }
             file.renamed = true
-            folders.insert(file.folder)
+            folders.insert(FilePath.directory(of: file.destination))
         }
-        // The renames themselves reach the disk with their folders.
-        for folder in folders {
-            let descriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if descriptor >= 0 {
-                fsync(descriptor)
-                close(descriptor)
-            }
-        }
-    }
-
-    /// Flushes, syncs and closes the temporary file, which waits for its rename.
-    private func finish() throws(FileIOError) {
-        flush()
-        if failure == nil, fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
-        if let failure {
-            discard()
-            throw FileIOError(path: destination, reason: failure)
-        }
-        close(fd)
-        fd = -1
+        for folder in folders { syncFolder(folder) }
     }
 
     /// Removes the temporary file unless it was committed.
@@ -103,10 +108,43 @@ public final class AtomicFileWriter {
         }
     }
 
+    /// Flushes, syncs and closes the temporary file, which waits for its rename.
+    private func finish() throws(FileIOError) {
+        flush()
+        if failure == nil, fsync(fd) != 0 { failure = FileIOError.systemReason }
+        let closed = close(fd) == 0
+        if failure == nil, !closed { failure = FileIOError.systemReason }
+        fd = -1
+        if let failure {
+            unlink(temporaryPath)
+            throw .cannotWrite(path: destination, reason: failure)
+        }
+    }
+
     private func flush() {
-        guard !buffer.isEmpty else { return }
-        buffer.withUnsafeBytes { writeAll($0) }
-        buffer.removeAll(keepingCapacity: true)
+        guard staged > 0 else { return }
+        writeAll(UnsafeRawBufferPointer(start: staging.baseAddress, count: staged))
+        staged = 0
+    }
+
+    /// Copies `bytes`, which lie in `file`'s mapping, from the file itself. Falls back to
+    /// writing from the mapping where the kernel cannot copy between these two files.
+    private func copy(_ bytes: UnsafeRawBufferPointer, from file: MappedFile) {
+        guard var position = file.offset(of: bytes) else { writeAll(bytes); return }
+        let end = position + bytes.count
+        while position < end && failure == nil {
+            // sendfile moves at most about 2 GiB per call.
+            let n = sendfile(fd, file.descriptor, &position, min(end - position, 1 << 30))
+            if n > 0 { continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && ![EINVAL, ENOSYS, EOPNOTSUPP, EXDEV, EBADF].contains(errno) {
+                failure = FileIOError.systemReason
+                return
+            }
+            break // unsupported here (or the file shrank): write the rest from the mapping
+        }
+        guard position < end, failure == nil, let base = file.bytes.baseAddress else { return }
+        writeAll(UnsafeRawBufferPointer(start: base + position, count: end - position))
     }
 
     private func writeAll(_ bytes: UnsafeRawBufferPointer) {
@@ -116,11 +154,20 @@ public final class AtomicFileWriter {
             let n = Glibc.write(fd, start, left)
             if n < 0 {
                 if errno == EINTR { continue }
-                failure = String(cString: strerror(errno))
+                failure = FileIOError.systemReason
                 return
             }
             start += n
             left -= n
+        }
+    }
+
+    /// Makes a rename durable: the folder's entry reaches the disk with it.
+    static func syncFolder(_ folder: String) {
+        let descriptor = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if descriptor >= 0 {
+            fsync(descriptor)
+            close(descriptor)
         }
     }
 }
@@ -133,23 +180,17 @@ extension AtomicFileWriter {
     public static func replace(_ destination: String, with temporary: String) throws(FileIOError) {
         func fail(_ reason: String) -> FileIOError {
             unlink(temporary)
-            return FileIOError(path: destination, reason: reason)
+            return .cannotWrite(path: destination, reason: reason)
         }
         var existing = stat()
         if stat(destination, &existing) == 0 { chmod(temporary, existing.st_mode & 0o7777) }
         let fd = open(temporary, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw fail(String(cString: strerror(errno))) }
+        guard fd >= 0 else { throw fail(FileIOError.systemReason) }
         let synced = fsync(fd) == 0
-        let syncError = String(cString: strerror(errno))
+        let syncError = FileIOError.systemReason
         close(fd)
         guard synced else { throw fail(syncError) }
-        guard rename(temporary, destination) == 0 else { throw fail(String(cString: strerror(errno))) }
-        let slash = destination.lastIndex(of: "/")
-        let folder = slash.map { String(destination[..<$0]) } ?? "."
-        let descriptor = open(folder.isEmpty ? "/" : folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if descriptor >= 0 {
-            fsync(descriptor)
-            close(descriptor)
-        }
+        guard rename(temporary, destination) == 0 else { throw fail(FileIOError.systemReason) }
+        syncFolder(FilePath.directory(of: destination))
     }
 }

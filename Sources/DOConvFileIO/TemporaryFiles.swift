@@ -18,7 +18,7 @@ public enum TemporaryFiles {
 
     /// A fresh path beside `destination`: its folder, `prefix(...)`, 16 random hex digits.
     public static func path(beside destination: String) -> String {
-        let (folder, name) = split(destination)
+        let folder = FilePath.directory(of: destination), name = FilePath.baseName(of: destination)
         let random = String(UInt64.random(in: 0...UInt64.max), radix: 16)
         return folder + "/" + prefix(besideDestinationNamed: name, pid: getpid()) + random
     }
@@ -35,18 +35,11 @@ public enum TemporaryFiles {
             let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
             if descriptor < 0 {
                 if errno == EEXIST { continue }
-                throw FileIOError(path: destination, reason: String(cString: strerror(errno)))
+                throw .cannotWrite(path: destination, reason: FileIOError.systemReason)
             }
             if keeps { fchmod(descriptor, existing.st_mode & 0o7777) }
             return (descriptor, path)
         }
-        throw FileIOError(path: destination, reason: "no free temporary name beside it")
-    }
-
-    /// The destination's folder ("." when it names none) and its last component.
-    static func split(_ destination: String) -> (folder: String, name: String) {
-        guard let slash = destination.lastIndex(of: "/") else { return (".", destination) }
-        let folder = String(destination[..<slash])
-        return (folder.isEmpty ? "/" : folder, String(destination[destination.index(after: slash)...]))
+        throw .cannotWrite(path: destination, reason: "no free temporary name beside it")
     }
 }

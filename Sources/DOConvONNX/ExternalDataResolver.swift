@@ -1,9 +1,11 @@
+import DOConvFileIO
+
 /// Resolves ONNX external-data references (`location`, `offset`, `length`) against the
 /// model's folder, and refuses any reference that would read outside it.
 final class ExternalDataResolver {
     let modelPath: String
     private let modelDirectory: String
-    private var mappings: [String: FileMapping] = [:]
+    private var mappings: [String: MappedFile] = [:]
 
     init(modelPath: String) {
         self.modelPath = modelPath
@@ -11,7 +13,7 @@ final class ExternalDataResolver {
     }
 
     /// The data files mapped so far.
-    var openMappings: [FileMapping] { Array(mappings.values) }
+    var openMappings: [MappedFile] { Array(mappings.values) }
 
     /// The bytes of one external tensor. `length` nil means "to the end of the file".
     func bytes(location: String, offset: Int, length: Int?) throws(ONNXError) -> UnsafeRawBufferPointer {
@@ -19,7 +21,7 @@ final class ExternalDataResolver {
     }
 
     /// The bytes of one external tensor and the mapping that holds them.
-    func region(location: String, offset: Int, length: Int?) throws(ONNXError) -> (bytes: UnsafeRawBufferPointer, mapping: FileMapping) {
+    func region(location: String, offset: Int, length: Int?) throws(ONNXError) -> (bytes: UnsafeRawBufferPointer, mapping: MappedFile) {
         let mapping = try mapping(for: location)
         let size = mapping.bytes.count
         guard offset >= 0, offset <= size else {
@@ -33,10 +35,11 @@ final class ExternalDataResolver {
         return (UnsafeRawBufferPointer(start: base + offset, count: count), mapping)
     }
 
-    private func mapping(for location: String) throws(ONNXError) -> FileMapping {
+    private func mapping(for location: String) throws(ONNXError) -> MappedFile {
         if let known = mappings[location] { return known }
         let path = try checkedPath(for: location)
-        let mapping = try FileMapping(path: path)
+        let mapping: MappedFile
+        do { mapping = try MappedFile(path: path) } catch { throw .file(error) }
         mappings[location] = mapping
         return mapping
     }

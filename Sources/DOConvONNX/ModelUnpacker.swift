@@ -1,3 +1,4 @@
+import DOConvFileIO
 import CONNXProto
 import CProtobufC
 
@@ -11,15 +12,17 @@ enum ModelUnpacker {
     static let borrowedPayloadSize = 16 << 10
 
     /// The unpacked model, and whether its raw_data points into `mapping` (which must then
-    /// outlive it); nil when the bytes are not a ModelProto. Free the tree with `Proto.free`.
-    static func unpack(_ mapping: FileMapping, borrowedPayloadSize: Int = borrowedPayloadSize) -> (proto: UnsafeMutablePointer<Onnx__ModelProto>, borrows: Bool)? {
+    /// outlive it, and be given back with `BorrowedFiles.shared.remove` once the tree is
+    /// freed); nil when the bytes are not a ModelProto. Free the tree with `Proto.free`.
+    static func unpack(_ mapping: MappedFile, borrowedPayloadSize: Int = borrowedPayloadSize) -> (proto: UnsafeMutablePointer<Onnx__ModelProto>, borrows: Bool)? {
         let file = mapping.bytes
         if let skeleton = WireSkeleton(model: file, minimumPayload: borrowedPayloadSize) {
             let unpacked = skeleton.bytes.withUnsafeBufferPointer { onnx__model_proto__unpack(ProtoMemory.allocator, $0.count, $0.baseAddress) }
             if let proto = unpacked {
-                mapping.lendToMessages()
+                BorrowedFiles.shared.add(file)
                 if attach(skeleton.payloads, in: file, to: proto) { return (proto, true) }
                 Proto.free(proto)
+                BorrowedFiles.shared.remove(file)
             }
         }
         guard let base = file.baseAddress,

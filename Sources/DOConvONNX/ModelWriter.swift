@@ -1,3 +1,4 @@
+import DOConvFileIO
 import CONNXProto
 import CProtobufC
 #if canImport(Glibc)
@@ -33,19 +34,20 @@ enum ModelWriter {
 
         // Bytes that come unchanged from a mapped input file are copied by the kernel.
         let sources = model.sourceFiles
-        var dataFile: TemporaryFile?
+        var dataFile: AtomicFileWriter?
         defer { dataFile?.discard() }
         if needsData {
-            let file = try TemporaryFile(destination: dataPath, sources: sources)
+            let file: AtomicFileWriter
+            do { file = try AtomicFileWriter(destination: dataPath, sources: sources) } catch { throw .file(error) }
             dataFile = file
             try TensorWalk.forEachTensor(in: model.proto) { tensor throws(ONNXError) in
                 let inline = tensor.pointee.has_raw_data != 0 ? tensor.pointee.raw_data.len : 0
                 let moveOut = model.externalizeOnSave.contains(UnsafeMutableRawPointer(tensor)) || (oversize && inline >= externalThreshold)
                 guard TensorCodec.isExternal(tensor) || moveOut else { return }
                 guard let bytes = try model.codec.storedBytes(of: tensor) else { return } // typed-field data stays inline
-                let offset = file.sink.bytesWritten
-                file.sink.append(bytes)
-                try file.sink.check()
+                let offset = file.offset
+                file.write(bytes)
+                do throws(FileIOError) { try file.check() } catch { throw .file(error) }
                 setExternal(tensor, location: dataName, offset: offset, length: bytes.count)
             }
             oversize = onnx__model_proto__get_packed_size(model.proto) > protobufLimit
@@ -54,15 +56,17 @@ enum ModelWriter {
             }
         }
 
-        let modelFile = try TemporaryFile(destination: path, sources: sources)
+        let modelFile: AtomicFileWriter
+        do { modelFile = try AtomicFileWriter(destination: path, sources: sources) } catch { throw .file(error) }
         defer { modelFile.discard() }
-        _ = onnx__model_proto__pack_to_buffer(model.proto, modelFile.sink.buffer)
-        try modelFile.sink.check()
+        let sink = ProtoFileSink(file: modelFile)
+        withExtendedLifetime(sink) { _ = onnx__model_proto__pack_to_buffer(model.proto, sink.buffer) }
+        do { try modelFile.check() } catch { throw .file(error) }
         let replacesModel = FilePath.exists(path)
-        try dataFile?.commit()
+        do { try dataFile?.commit() } catch { throw .file(error) }
         do throws(ONNXError) {
             if ProcessInfoHook.failsBeforeModelCommit { throw ONNXError.cannotWrite(path: path, reason: "stopped before the model's rename (test hook)") }
-            try modelFile.commit()
+            do { try modelFile.commit() } catch { throw .file(error) }
         } catch {
             // The old model still reads its own data: the new data file would only be litter.
             if dataFile != nil { unlink(dataPath) }

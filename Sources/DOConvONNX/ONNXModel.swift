@@ -1,3 +1,4 @@
+import DOConvFileIO
 import CONNXProto
 import CProtobufC
 import DOConvCore
@@ -13,7 +14,7 @@ public final class ONNXModel {
     package let graph: UnsafeMutablePointer<Onnx__GraphProto>
     let resolver: ExternalDataResolver
     /// The model file, while tensors' raw_data points into it (see `ModelUnpacker`).
-    let mapping: FileMapping?
+    let mapping: MappedFile?
     package var codec: TensorCodec { TensorCodec(resolver: resolver, mapping: mapping) }
     /// Tensors (by address) that saving must put in the external data file.
     var externalizeOnSave: Set<UnsafeMutableRawPointer> = []
@@ -21,13 +22,15 @@ public final class ONNXModel {
     /// Reads and parses the model at `path`. Tensor data is not copied: large raw_data stays
     /// in the mapped file, and external data is mapped lazily, relative to the model's folder.
     public static func load(path: String) throws(ONNXError) -> ONNXModel {
-        let mapping = try FileMapping(path: path)
+        let mapping: MappedFile
+        do { mapping = try MappedFile(path: path) } catch { throw .file(error) }
         guard mapping.bytes.count > 0 else { throw .emptyFile(path: path) }
         guard let (proto, borrows) = ModelUnpacker.unpack(mapping) else {
             throw .notAModel(path: path, reason: "the bytes are not a valid ModelProto message")
         }
         guard let graph = proto.pointee.graph else {
             Proto.free(proto)
+            if borrows { BorrowedFiles.shared.remove(mapping.bytes) }
             throw .notAModel(path: path, reason: "it has no graph")
         }
         let model = ONNXModel(path: path, fileSize: mapping.bytes.count, proto: proto, graph: graph, mapping: borrows ? mapping : nil)
@@ -47,7 +50,7 @@ public final class ONNXModel {
     }
 
     private init(path: String, fileSize: Int, proto: UnsafeMutablePointer<Onnx__ModelProto>, graph: UnsafeMutablePointer<Onnx__GraphProto>,
-                 mapping: FileMapping?) {
+                 mapping: MappedFile?) {
         self.path = path
         self.fileSize = fileSize
         self.proto = proto
@@ -56,11 +59,14 @@ public final class ONNXModel {
         self.resolver = ExternalDataResolver(modelPath: path)
     }
 
-    // The tree goes first: the mapping its raw_data may point into is released after.
-    deinit { Proto.free(proto) }
+    // The tree goes first: the mapping its raw_data may point into is given back after.
+    deinit {
+        Proto.free(proto)
+        if let mapping { BorrowedFiles.shared.remove(mapping.bytes) }
+    }
 
     /// Files whose mapped bytes the tree may point into: what a save can copy in the kernel.
-    var sourceFiles: [FileMapping] {
+    var sourceFiles: [MappedFile] {
         (mapping.map { [$0] } ?? []) + resolver.openMappings
     }
 

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import DOConvFileIO
 import Glibc
 #endif
 import CONNXProto
@@ -10,7 +11,7 @@ import DOConvCore
 package struct TensorCodec {
     let resolver: ExternalDataResolver
     /// The model file, when raw_data may point into it.
-    var mapping: FileMapping? = nil
+    var mapping: MappedFile? = nil
     private var path: String { resolver.modelPath }
 
     /// The element type of an ONNX data type code, for the float types the fold handles.
@@ -133,7 +134,7 @@ package struct TensorCodec {
 
     /// The tensor's bytes and the mapped file holding them, when they are in one (external
     /// data, or raw_data left in the model file); nil otherwise.
-    func mappedRegion(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> (bytes: UnsafeRawBufferPointer, mapping: FileMapping)? {
+    func mappedRegion(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) throws(ONNXError) -> (bytes: UnsafeRawBufferPointer, mapping: MappedFile)? {
         if Self.isExternal(tensor) {
             let reference = try ExternalReference(tensor: tensor, modelPath: path)
             return try resolver.region(location: reference.location, offset: reference.offset, length: reference.length)

@@ -1,6 +1,7 @@
 import CONNXProto
 import CProtobufC
 import Foundation
+import DOConvFileIO
 import XCTest
 @testable import DOConvONNX
 
@@ -21,7 +22,7 @@ final class ZeroCopyTests: XCTestCase {
         var borrowed = 0
         for entry in try TestSupport.manifest() {
             let name = try XCTUnwrap(entry["file"] as? String)
-            let mapping = try FileMapping(path: TestSupport.fixture(name))
+            let mapping = try MappedFile(path: TestSupport.fixture(name))
             let (proto, borrows) = try XCTUnwrap(ModelUnpacker.unpack(mapping, borrowedPayloadSize: 16), name)
             if borrows { borrowed += 1 }
             XCTAssertEqual(packed(proto), Array(mapping.bytes), name)
@@ -72,9 +73,10 @@ final class ZeroCopyTests: XCTestCase {
 
     /// Freeing trees and tensor data skips the bytes of lent mappings and frees the rest.
     func testFreeingLeavesBorrowedBytesAlone() throws {
-        let mapping = try FileMapping(path: TestSupport.fixture("wide_dmul.ts.onnx"))
+        let mapping = try MappedFile(path: TestSupport.fixture("wide_dmul.ts.onnx"))
         let base = try XCTUnwrap(mapping.bytes.baseAddress)
-        mapping.lendToMessages()
+        BorrowedFiles.shared.add(mapping.bytes)
+        defer { BorrowedFiles.shared.remove(mapping.bytes) }
         XCTAssertTrue(BorrowedFiles.shared.contains(base + 10))
         ProtoMemory.free(UnsafeMutableRawPointer(mutating: base + 10)) // would abort if it reached free()
         ProtoMemory.free(malloc(100))
@@ -104,20 +106,19 @@ final class ZeroCopyTests: XCTestCase {
         var generator = SystemRandomNumberGenerator()
         let content = (0..<(1 << 20) + 3).map { _ in UInt8.random(in: 0...255, using: &generator) }
         try Data(content).write(to: URL(fileURLWithPath: sourcePath))
-        let mapping = try FileMapping(path: sourcePath)
+        let mapping = try MappedFile(path: sourcePath)
         let base = try XCTUnwrap(mapping.bytes.baseAddress)
         for sources in [[mapping], []] {
             let target = folder.appendingPathComponent("target-\(sources.count).bin").path
-            let file = try TemporaryFile(destination: target, sources: sources)
-            let head: [UInt8] = [1, 2, 3]
-            head.withUnsafeBytes { file.sink.append($0) }
+            let file = try AtomicFileWriter(destination: target, sources: sources)
+            file.write([1, 2, 3])
             // Large and unaligned (kernel copy), then small (staged), then the rest.
-            file.sink.append(UnsafeRawBufferPointer(start: base + 5, count: 300_001))
-            file.sink.append(UnsafeRawBufferPointer(start: base + 7, count: 10))
-            file.sink.append(UnsafeRawBufferPointer(start: base + 300_006, count: content.count - 300_006))
-            XCTAssertEqual(file.sink.bytesWritten, 3 + 300_001 + 10 + content.count - 300_006)
+            file.write(UnsafeRawBufferPointer(start: base + 5, count: 300_001))
+            file.write(UnsafeRawBufferPointer(start: base + 7, count: 10))
+            file.write(UnsafeRawBufferPointer(start: base + 300_006, count: content.count - 300_006))
+            XCTAssertEqual(file.offset, 3 + 300_001 + 10 + content.count - 300_006)
             try file.commit()
-            let expected = head + content[5..<300_006] + content[7..<17] + content[300_006...]
+            let expected = [1, 2, 3] + content[5..<300_006] + content[7..<17] + content[300_006...]
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: target)), Data(expected))
         }
     }
