@@ -88,7 +88,7 @@ public struct KerasArchiveFoldResult {
             try writeArchive(to: temporary, weights: foldedWeights)
             try AtomicFileWriter.replace(path, with: temporary.path)
         } catch let error as FileIOError {
-            throw .cannotWrite(path: path, reason: error.reason)
+            throw .file(error)
         } catch {
             try? FileManager.default.removeItem(at: temporary)
             throw .cannotWrite(path: path, reason: "\(error)")

@@ -1,5 +1,8 @@
+import DOConvCore
+import DOConvFileIO
+
 /// Why a Keras file could not be folded, as one line naming the file and the problem.
-public enum KerasError: Error, Equatable, Sendable, CustomStringConvertible {
+public enum KerasError: CarriesFileErrors, CarriesLayerErrors, Equatable, Sendable, CustomStringConvertible {
     case hdf5(HDF5Error)
     /// The file is HDF5 but not a Keras weights layout we know.
     case notKeras(path: String, reason: String)
@@ -7,9 +10,9 @@ public enum KerasError: Error, Equatable, Sendable, CustomStringConvertible {
     case config(path: String, reason: String)
     /// A DOConv2D layer's kernel size cannot be told from what we have.
     case ambiguousKernelSize(path: String, layer: String, area: Int)
+    case file(FileIOError)
     /// A layer's weights disagree with each other or with the config.
-    case inconsistentLayer(path: String, layer: String, reason: String)
-    case cannotWrite(path: String, reason: String)
+    case layer(InconsistentLayer)
 
     public var description: String {
         switch self {
@@ -18,8 +21,8 @@ public enum KerasError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .config(path, reason): return "\(path): model config: \(reason)"
         case let .ambiguousKernelSize(path, layer, area):
             return "\(path): layer '\(layer)': kernel size unknown (M x N = \(area)); pass --config MODEL.json or --kernel-size \(layer)=MxN"
-        case let .inconsistentLayer(path, layer, reason): return "\(path): layer '\(layer)': \(reason)"
-        case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
+        case let .file(error): return error.description
+        case let .layer(error): return error.description
         }
     }
 }

@@ -57,7 +57,7 @@ struct KerasRewritePlan {
             unlink(temporary)
             throw .hdf5(error)
         }
-        do { try AtomicFileWriter.replace(path, with: temporary) } catch { throw .cannotWrite(path: path, reason: error.reason) }
+        do { try AtomicFileWriter.replace(path, with: temporary) } catch { throw .file(error) }
     }
 
     private func copyGroup(_ source: HDF5Group, into target: HDF5Group) throws(HDF5Error) {

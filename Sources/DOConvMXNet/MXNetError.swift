@@ -1,21 +1,21 @@
+import DOConvCore
+import DOConvFileIO
+
 /// Why an MXNet file could not be read, folded or written: one line naming the file.
-public enum MXNetError: Error, Equatable, Sendable, CustomStringConvertible {
-    case cannotOpen(path: String, reason: String)
+public enum MXNetError: CarriesFileErrors, CarriesLayerErrors, Equatable, Sendable, CustomStringConvertible {
+    case file(FileIOError)
     /// The .params container or the symbol JSON is damaged, or not MXNet's.
     case corrupt(path: String, reason: String)
-    /// A DO-Conv layer's arrays disagree with each other.
-    case inconsistentLayer(path: String, layer: String, reason: String)
+    case layer(InconsistentLayer)
     /// An export pair whose other half cannot be found or named.
     case pair(path: String, reason: String)
-    case cannotWrite(path: String, reason: String)
 
     public var description: String {
         switch self {
-        case let .cannotOpen(path, reason): return "\(path): cannot open: \(reason)"
+        case let .file(error): return error.description
         case let .corrupt(path, reason): return "\(path): corrupt MXNet file: \(reason)"
-        case let .inconsistentLayer(path, layer, reason): return "\(path): layer '\(layer)': \(reason)"
+        case let .layer(error): return error.description
         case let .pair(path, reason): return "\(path): \(reason)"
-        case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
         }
     }
 }

@@ -96,18 +96,18 @@ public struct MXNetFoldResult {
     public func write(to output: String) throws(MXNetError) {
         let (paramsPath, symbolPath) = try input.outputs(for: output)
         let paramsFile: AtomicFileWriter
-        do { paramsFile = try AtomicFileWriter(destination: paramsPath) } catch { throw .cannotWrite(path: paramsPath, reason: error.reason) }
+        do { paramsFile = try AtomicFileWriter(destination: paramsPath) } catch { throw .file(error) }
         list.write(into: paramsFile, replaced: replaced, removed: removed)
         var symbolFile: AtomicFileWriter?
         if let symbol, let symbolPath {
-            do { symbolFile = try AtomicFileWriter(destination: symbolPath) } catch { throw .cannotWrite(path: symbolPath, reason: error.reason) }
+            do { symbolFile = try AtomicFileWriter(destination: symbolPath) } catch { throw .file(error) }
             symbolFile?.write(Array(try symbol.json()))
         }
         // Both are written and synced before either is renamed into place.
         do {
             try AtomicFileWriter.commit([paramsFile] + (symbolFile.map { [$0] } ?? []))
         } catch {
-            throw .cannotWrite(path: error.path, reason: error.reason)
+            throw .file(error)
         }
     }
 }

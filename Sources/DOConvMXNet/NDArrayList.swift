@@ -39,7 +39,7 @@ public struct NDArrayList {
 
     public init(path: String) throws(MXNetError) {
         self.path = path
-        do { file = try MappedFile(path: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
+        do { file = try MappedFile(path: path) } catch { throw .file(error) }
         var reader = Reader(bytes: file.bytes, path: path)
         guard try reader.u64() == Self.listMagic else { throw .corrupt(path: path, reason: "not an MXNet .params file (bad list magic)") }
         reserved = try reader.u64()

@@ -72,7 +72,7 @@ public final class Checkpoint {
     /// `strictPickle` refuses them.
     public init(path: String, strictPickle: Bool = false) throws(PyTorchError) {
         self.path = path
-        do { file = try MappedFile(path: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
+        do { file = try MappedFile(path: path) } catch { throw .file(error) }
         let bytes = file.bytes
         guard bytes.count > 0 else { throw .corrupt(path: path, reason: "the file is empty") }
         let head = Array(bytes.prefix(64))

@@ -129,10 +129,10 @@ extension CheckpointSet {
             }
             if !copies.isEmpty { notes.append("copied beside the shards: \(copies.joined(separator: ", "))") }
             let indexFile: AtomicFileWriter
-            do { indexFile = try AtomicFileWriter(destination: indexPath) } catch { throw .cannotWrite(path: indexPath, reason: error.reason) }
+            do { indexFile = try AtomicFileWriter(destination: indexPath) } catch { throw .file(error) }
             indexFile.write(try index.rewritten(for: Array(zip(index.shardNames, files)), parameterDelta: parameterDelta, byteDelta: byteDelta))
             writers.append(indexFile)
-            do { try AtomicFileWriter.commit(writers) } catch { throw .cannotWrite(path: error.path, reason: error.reason) }
+            do { try AtomicFileWriter.commit(writers) } catch { throw .file(error) }
         } catch {
             for writer in writers { writer.discard() }
             if madeFolder { rmdir(output) }
@@ -162,9 +162,9 @@ extension CheckpointSet {
 
     private static func copy(_ source: String, to destination: String) throws(PyTorchError) -> AtomicFileWriter {
         let input: MappedFile
-        do { input = try MappedFile(path: source) } catch { throw .cannotOpen(path: source, reason: error.reason) }
+        do { input = try MappedFile(path: source) } catch { throw .file(error) }
         let file: AtomicFileWriter
-        do { file = try AtomicFileWriter(destination: destination) } catch { throw .cannotWrite(path: destination, reason: error.reason) }
+        do { file = try AtomicFileWriter(destination: destination) } catch { throw .file(error) }
         file.write(input.bytes)
         return file
     }

@@ -8,14 +8,14 @@ import Foundation
 enum CheckpointWriter {
     static func write(_ checkpoint: Checkpoint, to path: String) throws(PyTorchError) {
         let file = try prepare(checkpoint, to: path)
-        do { try file.commit() } catch { throw .cannotWrite(path: path, reason: error.reason) }
+        do { try file.commit() } catch { throw .file(error) }
     }
 
     /// Writes the checkpoint into a temporary file beside `path`, which `commit()` renames
     /// into place (with the other files of a multi-file result).
     static func prepare(_ checkpoint: Checkpoint, to path: String) throws(PyTorchError) -> AtomicFileWriter {
         let file: AtomicFileWriter
-        do { file = try AtomicFileWriter(destination: path) } catch { throw .cannotWrite(path: path, reason: error.reason) }
+        do { file = try AtomicFileWriter(destination: path) } catch { throw .file(error) }
         do throws(PyTorchError) {
             switch checkpoint.container {
             case let .zip(root): try writeZip(checkpoint, root: root, to: file)

@@ -1,8 +1,11 @@
+import DOConvCore
+import DOConvFileIO
+
 /// Why a PyTorch checkpoint could not be read, folded or written: one line naming the file.
-public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
+public enum PyTorchError: CarriesFileErrors, CarriesLayerErrors, Equatable, Sendable, CustomStringConvertible {
     public static func == (a: PyTorchError, b: PyTorchError) -> Bool { a.description == b.description }
 
-    case cannotOpen(path: String, reason: String)
+    case file(FileIOError)
     /// The zip container, legacy stream or safetensors header is damaged, or the file is
     /// not a checkpoint.
     case corrupt(path: String, reason: String)
@@ -12,11 +15,9 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
     case disallowedGlobal(path: String, global: String)
     /// A tensor's view does not fit its storage, or a storage is missing.
     case tensor(path: String, key: String, reason: String)
-    /// A DO-Conv layer's tensors disagree with each other.
-    case inconsistentLayer(path: String, layer: String, reason: String)
+    case layer(InconsistentLayer)
     /// M x N is not a perfect square and no --kernel-size was given, for these layers.
     case ambiguousKernelSize(path: String, layers: [(name: String, area: Int)])
-    case cannotWrite(path: String, reason: String)
     /// A TorchScript archive: code, not a state dict.
     case torchScript(path: String)
     /// A DO-Conv layer inside a pickled object (a whole `nn.Module`), whose own code reads W and D.
@@ -28,18 +29,17 @@ public enum PyTorchError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .cannotOpen(path, reason): return "\(path): cannot open: \(reason)"
+        case let .file(error): return error.description
         case let .corrupt(path, reason): return "\(path): corrupt checkpoint: \(reason)"
         case let .pickle(path, reason): return "\(path): cannot read the checkpoint's pickle: \(reason)"
         case let .disallowedGlobal(path, global):
             return "\(path): the checkpoint pickles Python objects (global '\(global)', refused by --strict-pickle as by torch.load(weights_only=True)); without --strict-pickle doconv carries them through unexecuted"
         case let .tensor(path, key, reason): return "\(path): tensor '\(key)': \(reason)"
-        case let .inconsistentLayer(path, layer, reason): return "\(path): layer '\(layer)': \(reason)"
+        case let .layer(error): return error.description
         case let .ambiguousKernelSize(path, layers):
             let names = layers.map { "'\($0.name)' (M x N = \($0.area))" }.joined(separator: ", ")
             let flags = layers.map { "--kernel-size \($0.name)=MxN" }.joined(separator: " ")
             return "\(path): kernel size unknown for \(layers.count == 1 ? "layer" : "layers") \(names): M x N is not a square; pass \(flags)"
-        case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
         case let .torchScript(path):
             return "\(path): a TorchScript archive (torch.jit.save) holds code, not a state dict: fold torch.save(model.state_dict()) or an ONNX export (torch.onnx.export) instead"
         case let .layerInsideObject(path, className, layer, advice):

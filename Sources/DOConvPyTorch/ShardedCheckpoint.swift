@@ -50,7 +50,7 @@ public struct ShardIndex {
         folder = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
         fileName = (path as NSString).lastPathComponent
         let file: MappedFile
-        do { file = try MappedFile(path: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
+        do { file = try MappedFile(path: path) } catch { throw .file(error) }
         guard file.bytes.count <= Self.maxSize else { throw .shards(path: path, reason: "the index is larger than \(Self.maxSize) bytes") }
         let document: [String: JSONValue]
         do { document = try JSONDecoder().decode([String: JSONValue].self, from: Data(file.bytes)) } catch {
