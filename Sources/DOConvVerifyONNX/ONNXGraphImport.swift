@@ -206,15 +206,8 @@ private struct Importer {
         let p = t.pointee
         func mismatch(_ actual: Int) -> ONNXError { malformed("tensor '\(name)' holds \(actual) values where its shape \(shape) needs \(count)") }
         if let stored = try codec.storedBytes(of: t) {
-            let width: Int
-            switch type {
-            case .bool, .int8, .uint8: width = 1
-            case .int16, .uint16, .float16, .bfloat16: width = 2
-            case .int32, .uint32, .float: width = 4
-            case .int64, .uint64, .double, .complex64: width = 8
-            case .complex128: width = 16
-            case .string: throw malformed("tensor '\(name)' is a string tensor with raw data")
-            }
+            // Widths come from the format's one table of codes.
+            guard let width = ONNXDataType.table[code]?.byteWidth else { throw malformed("tensor '\(name)' is a string tensor with raw data") }
             guard stored.count == count * width else { throw mismatch(stored.count / max(width, 1)) }
             func load<T: FixedWidthInteger>(_: T.Type, _ k: Int) -> T { T(littleEndian: stored.loadUnaligned(fromByteOffset: k * width, as: T.self)) }
             switch type {
