@@ -110,13 +110,6 @@ private struct VerificationDocument: Encodable {
         verdict = report.verdictLine
     }
 
-    package enum CodingKeys: String, CodingKey {
-        case tool, version, original, folded, format, structure, layers, notes, equivalent, verdict
-        case formatVersion
-        case endToEnd
-        case firstDisagreement
-    }
-
     package struct Structure: Encodable {
         var ok: Bool
         var summary: String
@@ -147,12 +140,6 @@ private struct VerificationDocument: Encodable {
             bias = layer.bias.map(Stats.init)
             problems = layer.problems
         }
-
-        enum CodingKeys: String, CodingKey {
-            case name, conv, description, passed, kernel, probe, bias, problems
-            case linearBlock
-            case graphKernel
-        }
     }
 
     package struct EndToEndPart: Encodable {
@@ -168,11 +155,6 @@ private struct VerificationDocument: Encodable {
             inputs = ran && !report.inputsDescription.isEmpty ? report.inputsDescription : nil
             outputs = report.outputs.map(Output.init)
             problems = report.endToEndProblems
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case ran, inputs, outputs, problems
-            case skippedReason
         }
     }
 
@@ -273,6 +255,7 @@ private struct VerificationDocument: Encodable {
             tolerance = f.tolerance
         }
 
+        /// `place` is written as "where", a Swift keyword.
         enum CodingKeys: String, CodingKey {
             case name, check, message, index, context, expected, actual, tolerance
             case place = "where"

@@ -18,11 +18,6 @@ struct FoldDocument: Codable {
         self.results = results
     }
 
-    enum CodingKeys: String, CodingKey {
-        case tool, version, results
-        case formatVersion
-    }
-
     /// Keys sorted, two-space indentation, like `doconv-inspect --json`. Infinite and NaN
     /// errors (weights holding NaN) become the strings "inf", "-inf" and "nan".
     func rendered() throws -> String {
@@ -75,16 +70,6 @@ struct FoldResult: Codable {
     var notFolded: [NotFolded] = []
     var notes: [String] = []
     var timeMs = 0.0
-
-    enum CodingKeys: String, CodingKey {
-        case input, output, format, status, error, layers, reparameterized, parameters, bytes, verified, notes
-        case exitStatus
-        case layersFolded
-        case batchNormsFused
-        case worstRelativeError
-        case notFolded
-        case timeMs
-    }
 
     /// A result that carries no fold data: the input was refused, failed to fold or write,
     /// or its worker died.
@@ -148,12 +133,6 @@ struct FoldResult: Codable {
             byKind = Dictionary(uniqueKeysWithValues: DOConvKind.allCases.map { kind in (kind.rawValue, layers.filter { $0.kind == kind }.count) })
             fromDepthwisePairs = layers.filter { $0.form == .featureComposition }.count
         }
-
-        enum CodingKeys: String, CodingKey {
-            case total
-            case byKind
-            case fromDepthwisePairs
-        }
     }
 
     /// One folded DO-Conv layer.
@@ -194,15 +173,6 @@ struct FoldResult: Codable {
             tolerance = layer.tolerance
             verified = layer.verified
         }
-
-        enum CodingKeys: String, CodingKey {
-            case name, kind, form, layout, kernel, groups, stride, dilation, tolerance, verified
-            case elementType
-            case inChannels
-            case outChannels
-            case dMul
-            case relativeError
-        }
     }
 
     /// A fused BatchNormalization's probe.
@@ -211,11 +181,6 @@ struct FoldResult: Codable {
         @Nullable var relativeError: Double?
         var tolerance: Double
         var verified: Bool
-
-        enum CodingKeys: String, CodingKey {
-            case name, tolerance, verified
-            case relativeError
-        }
     }
 
     /// A block of linear branches merged into one Conv (`--reparam`).
@@ -238,12 +203,6 @@ struct FoldResult: Codable {
             relativeError = block.relativeError
             tolerance = block.tolerance
             verified = block.verified
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case name, branches, kernel, groups, tolerance, verified
-            case nodesReplaced
-            case relativeError
         }
     }
 
