@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from conftest import FIXTURES, manifest, run_fold  # noqa: E402
+from verify_support import float16_copy  # noqa: E402
 
 FOLDER = FIXTURES / "keras_h5"
 ENTRIES = manifest(FOLDER / "MANIFEST.json")
@@ -112,18 +113,7 @@ def identity_tiled(mn, dmul, channels):
 def test_float16_chunked_gzip_weights_keep_their_storage(tmp_path):
     """Weights stored as float16 in gzip-compressed chunks stay so; the kernel equals numpy's
     composition of the stored D and W."""
-    src = tmp_path / "f16.h5"
-    with h5py.File(FOLDER / "k2_net_a.h5", "r") as original, h5py.File(src, "w") as f:
-        for key, value in original.attrs.items():
-            f.attrs[key] = value
-        def copy(name, obj):
-            if isinstance(obj, h5py.Group):
-                group = f.require_group(name)
-                for key, value in obj.attrs.items():
-                    group.attrs[key] = value
-            elif name.startswith("model_weights"):
-                f.create_dataset(name, data=obj[()].astype(np.float16), chunks=True, compression="gzip")
-        original.visititems(copy)
+    src = float16_copy(FOLDER / "k2_net_a.h5", tmp_path / "f16.h5", chunks=True, compression="gzip")
     out = tmp_path / "out.h5"
     result = run_fold(src, out)
     assert result.returncode == 0, result.stderr

@@ -14,7 +14,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from conftest import FIXTURES, manifest, run_fold
-from verify_support import edit_keras_weights, run_verify
+from verify_support import edit_keras_weights, float16_copy, run_verify
 
 ENTRIES = manifest()
 DO_ENTRIES = [e for e in ENTRIES if e["do_layers"]]
@@ -429,19 +429,7 @@ def test_nudged_fused_keras_pair_is_rejected(entry, what, tmp_path):
 def test_float16_fused_pair_uses_the_float16_tolerance(tmp_path):
     """A float16 copy of net_sep: the fused kernel and bias are off by float16 rounding, within
     the float16 default and beyond the float32 one; a nudge is still caught."""
-    src = tmp_path / "f16.h5"
-    with h5py.File(KERAS / "k3_net_sep.h5", "r") as original, h5py.File(src, "w") as f:
-        for key, value in original.attrs.items():
-            f.attrs[key] = value
-
-        def copy(name, obj):
-            if isinstance(obj, h5py.Group):
-                group = f.require_group(name)
-                for key, value in obj.attrs.items():
-                    group.attrs[key] = value
-            elif name.startswith("model_weights"):
-                f.create_dataset(name, data=obj[()].astype(np.float16))
-        original.visititems(copy)
+    src = float16_copy(KERAS / "k3_net_sep.h5", tmp_path / "f16.h5")
     for extra in ([], ["--fuse-bn"]):
         out = fold(src, tmp_path / f"out{len(extra)}.h5", *extra)
         assert_equivalent(run_verify(src, out))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, run_fold, run_verify
+from verify_support import assert_mutation_named
 
 # name -> (M, N, Cin, Cout, groups, Dmul): two layers of one geometry (a, b), a non-square
 # one whose Dmul exceeds M*N (r), a grouped one (g).
@@ -118,10 +119,7 @@ def test_rewritten_fold_is_equivalent(pair, tmp_path):
 def test_mutated_fold_is_not_equivalent(pair, tmp_path, mutation):
     src, orig, folded = pair
     mutate, named = MUTATIONS[mutation]
-    result = verify(src, write(tmp_path / "bad.h5", mutate(folded, orig)))
-    assert result.returncode == 1, f"{mutation}: exit {result.returncode}\n{result.stdout}{result.stderr}"
-    failing = [line for line in result.stdout.splitlines() if line.lstrip().startswith(("-", "FAIL"))]
-    assert any(named in line for line in failing), f"{mutation}: {named} not named in\n{result.stdout}"
+    assert_mutation_named(verify(src, write(tmp_path / "bad.h5", mutate(folded, orig))), mutation, named)
 
 
 def test_verify_does_not_take_the_layers_from_folded(pair, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 
 import mxnet_params as mp
 from conftest import run_fold, run_verify
+from verify_support import assert_mutation_named
 
 
 def original_arrays(seed=5):
@@ -79,10 +80,7 @@ def test_rewritten_fold_is_equivalent(pair, tmp_path):
 def test_mutated_fold_is_not_equivalent(pair, tmp_path, mutation):
     src, orig, items = pair
     mutate, named = MUTATIONS[mutation]
-    result = run_verify(src, write(tmp_path / "bad.params", mutate(items, orig)))
-    assert result.returncode == 1, f"{mutation}: exit {result.returncode}\n{result.stdout}{result.stderr}"
-    failing = [line for line in result.stdout.splitlines() if line.lstrip().startswith(("-", "FAIL"))]
-    assert any(named in line for line in failing), f"{mutation}: '{named}' not named in\n{result.stdout}"
+    assert_mutation_named(run_verify(src, write(tmp_path / "bad.params", mutate(items, orig))), mutation, named)
 
 
 def test_duplicated_array_name_is_refused(pair, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import torch_checkpoint as tc
 from conftest import run_fold, run_verify
 from test_pytorch_hostile import state_dict_pickle, tensor
+from verify_support import assert_mutation_named
 
 
 def identity(cin, mn, d_mul):
@@ -109,11 +110,7 @@ def test_mutated_fold_is_not_equivalent(pair, tmp_path, mutation):
     mutate, named = MUTATIONS[mutation]
     write, suffix = WRITERS[container]
     bad = write(tmp_path / ("bad" + suffix), mutate(items, orig))
-    result = run_verify(src, bad, "--kernel-size", "r=1x3")
-    assert result.returncode == 1, f"{mutation}: exit {result.returncode}\n{result.stdout}{result.stderr}"
-    assert "NOT EQUIVALENT" in result.stdout
-    failing = [line for line in result.stdout.splitlines() if line.lstrip().startswith(("-", "FAIL")) or "differ" in line]
-    assert any(named in line for line in failing), f"{mutation}: '{named}' not named in\n{result.stdout}"
+    assert_mutation_named(run_verify(src, bad, "--kernel-size", "r=1x3"), mutation, named)
 
 
 @pytest.mark.parametrize("container", sorted(WRITERS))

@@ -92,3 +92,30 @@ def edit_keras_weights(path, out, edit):
         for name, data in entries.items():
             archive.writestr(name, data)
     return out
+
+
+def assert_mutation_named(result, mutation, named):
+    """verify-equivalence said NOT EQUIVALENT (exit 1) and one of its failing lines (a
+    structure difference or a failed check) names what the mutation changed."""
+    assert result.returncode == 1, f"{mutation}: exit {result.returncode}\n{result.stdout}{result.stderr}"
+    assert "NOT EQUIVALENT" in result.stdout
+    failing = [line for line in result.stdout.splitlines() if line.lstrip().startswith(("-", "FAIL")) or "differ" in line]
+    assert any(named in line for line in failing), f"{mutation}: '{named}' not named in\n{result.stdout}"
+
+
+def float16_copy(source, target, **dataset_options):
+    """A copy of the Keras HDF5 file `source` at `target` whose model weights are float16
+    (created with `dataset_options`, e.g. chunks and compression); attributes kept."""
+    with h5py.File(source, "r") as original, h5py.File(target, "w") as f:
+        for key, value in original.attrs.items():
+            f.attrs[key] = value
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Group):
+                group = f.require_group(name)
+                for key, value in obj.attrs.items():
+                    group.attrs[key] = value
+            elif name.startswith("model_weights"):
+                f.create_dataset(name, data=obj[()].astype(np.float16), **dataset_options)
+        original.visititems(copy)
+    return target
