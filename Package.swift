@@ -101,6 +101,9 @@ let package = Package(
         ),
         // MXNet/Gluon adapter: .params NDArray lists, export symbols, Gluon DO-Conv layers.
         .target(name: "DOConvMXNet", dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO"]),
+        // TensorFlow checkpoints (tensor bundles): the LevelDB-format .index table, the data
+        // shards, CRC32C, the object graph (reading; not registered as a format yet).
+        .target(name: "DOConvTensorFlow", dependencies: ["DOConvCore", "DOConvFileIO", "CTFProto", "CProtobufC"]),
         // libhdf5, a system library, and a tiny C shim for the macros Swift cannot import.
         .systemLibrary(
             name: "CHDF5",
@@ -183,6 +186,7 @@ let package = Package(
         ),
         .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph", "DOConvGraphKernels", "DOConvGraphKernelsAVX2"]),
         .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvFileIO", "DOConvCore"]),
+        .testTarget(name: "TensorFlowTests", dependencies: ["DOConvTensorFlow", "DOConvFileIO", "DOConvCore", "DOConvTestSupport"]),
         // A toy format added through the seam alone (ModelFormat + VerifiableFormat).
         .testTarget(name: "ToyFormatTests", dependencies: ["DOConvFormats", "DOConvVerify", "DOConvGraph", "DOConvCore"]),
         .testTarget(name: "DOConvVerifyTests", dependencies: ["DOConvVerify", "DOConvVerifyONNX", "DOConvGraph", "DOConvCore", "DOConvONNX", "CONNXProto"]),
