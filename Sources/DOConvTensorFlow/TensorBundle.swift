@@ -83,7 +83,8 @@ public final class TensorBundle {
         guard entry.shardID < shards.count else {
             throw corrupt("shard \(entry.shardID), but the bundle has \(shards.count)")
         }
-        if let expected = entry.rawByteCount {
+        if entry.dtype.byteWidth != nil {
+            guard let expected = entry.rawByteCount else { throw corrupt("\(entry.dtype.name) \(entry.shape) takes more bytes than an Int counts") }
             guard entry.size == expected else {
                 throw corrupt("\(entry.size) bytes, but \(entry.dtype.name) \(entry.shape) takes \(expected)")
             }
