@@ -89,8 +89,9 @@ public final class TensorBundle {
                 throw corrupt("\(entry.size) bytes, but \(entry.dtype.name) \(entry.shape) takes \(expected)")
             }
         } else if entry.dtype == .string {
-            // A length varint per element and a 4-byte checksum at least.
-            guard entry.size == 0 || (entry.elementCount <= entry.size && entry.size - entry.elementCount >= 4) else {
+            // A length varint per element and the 4-byte checksum at least (TensorFlow writes
+            // the checksum even for no strings), which also bounds the element count.
+            guard entry.elementCount <= entry.size, entry.size - entry.elementCount >= 4 else {
                 throw corrupt("\(entry.size) bytes cannot hold \(entry.elementCount) strings")
             }
         }
@@ -169,7 +170,6 @@ public final class TensorBundle {
             throw .unsupported(path: Self.indexPath(prefix: prefix), reason: "tensor '\(key)' is \(entry.isSliced ? "sliced" : entry.dtype.name), not a string tensor in one piece")
         }
         let stored = try storedBytes(entry)
-        if entry.size == 0 { return [[UInt8]](repeating: [], count: entry.elementCount) }
         let path = stored.file.path
         var cursor = ByteCursor(stored.bytes, context: "string tensor '\(key)': ") { .corruptData(path: path, reason: $0) }
         var lengths: [Int] = []

@@ -294,6 +294,13 @@ final class HostileTests: XCTestCase {
         expect("corruptIndex", "a dim of -1", path: second + ".index") { _ = try TensorBundle(prefix: second) }
     }
 
+    func testStringCountPastItsBytes() throws {
+        let prefix = try copyOfCheckpoint()
+        // A billion strings in the object graph's few bytes.
+        try rewriteEntry(prefix, TensorBundle.objectGraphKey) { $0.shape = [1 << 30] }
+        expect("corruptIndex", "cannot hold 1073741824 strings", path: prefix + ".index") { _ = try TensorBundle(prefix: prefix) }
+    }
+
     func testOffsetPastTheShard() throws {
         let prefix = try copyOfCheckpoint()
         try rewriteEntry(prefix, kernelKey) { $0.offset = Int(Int64.max) }
