@@ -47,8 +47,13 @@ public final class TensorBundle {
         guard header.endianness == .little else {
             throw .unsupported(path: indexPath, reason: "the tensor bytes are big-endian")
         }
-        guard header.minConsumer <= BundleHeader.readerVersion, !header.badConsumers.contains(BundleHeader.readerVersion), header.producer >= 0 else {
+        // TensorFlow's CheckVersions: a reader older than min_consumer, or one the writer
+        // named bad, must not read the bundle.
+        guard header.minConsumer <= BundleHeader.readerVersion, header.producer >= 0 else {
             throw .unsupported(path: indexPath, reason: "bundle format version \(header.producer) needs a reader of version \(header.minConsumer) or newer (this one is \(BundleHeader.readerVersion))")
+        }
+        guard !header.badConsumers.contains(BundleHeader.readerVersion) else {
+            throw .unsupported(path: indexPath, reason: "bundle format version \(header.producer) names readers of version \(BundleHeader.readerVersion) (this one) as bad")
         }
         guard header.numShards >= 1, header.numShards <= Self.maxShards else {
             throw .corruptIndex(path: indexPath, reason: "the header claims \(header.numShards) data shards")

@@ -228,7 +228,7 @@ final class HostileTests: XCTestCase {
             (BundleHeader(numShards: 1 << 30), "corruptIndex", "claims 1073741824 data shards"),
             (BundleHeader(numShards: 1, endianness: .big), "unsupported", "big-endian"),
             (BundleHeader(numShards: 1, minConsumer: 5), "unsupported", "bundle format version"),
-            (BundleHeader(numShards: 1, badConsumers: [1]), "unsupported", "bundle format version"),
+            (BundleHeader(numShards: 1, badConsumers: [1]), "unsupported", "as bad"),
         ]
         for (header, kind, text) in cases {
             let prefix = try copyOfCheckpoint()

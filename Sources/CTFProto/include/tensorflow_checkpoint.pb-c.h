@@ -196,7 +196,8 @@ struct  Tensorflow__BundleEntryProto
   int64_t offset;
   int64_t size;
   /*
-   * Masked CRC32C of those bytes (for strings: of the decoded lengths, see the reader).
+   * Masked CRC32C of those bytes; for strings, of each length as a little-endian uint32,
+   * the lengths' 4-byte checksum and the string bytes (not of the varints as stored).
    */
   uint32_t crc32c;
   /*
