@@ -103,7 +103,7 @@ let package = Package(
         .target(name: "DOConvMXNet", dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO"]),
         // TensorFlow checkpoints (tensor bundles): the LevelDB-format .index table, the data
         // shards, CRC32C, the object graph (reading; not registered as a format yet).
-        .target(name: "DOConvTensorFlow", dependencies: ["DOConvCore", "DOConvFileIO", "CTFProto", "CProtobufC"]),
+        .target(name: "DOConvTensorFlow", dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO", "DOConvKeras", "CTFProto", "CProtobufC"]),
         // libhdf5, a system library, and a tiny C shim for the macros Swift cannot import.
         .systemLibrary(
             name: "CHDF5",
@@ -119,7 +119,7 @@ let package = Package(
         // The registry: every format the three tools know, one line each (re-exports the seam).
         .target(
             name: "DOConvFormats",
-            dependencies: ["DOConvCore", "DOConvSeam", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvMXNet"]
+            dependencies: ["DOConvCore", "DOConvSeam", "DOConvONNX", "DOConvKeras", "DOConvPyTorch", "DOConvMXNet", "DOConvTensorFlow"]
         ),
         // What the command lines share: exit status 2 for usage errors, option parsing.
         .target(

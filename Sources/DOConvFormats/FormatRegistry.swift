@@ -3,6 +3,8 @@ import DOConvKeras
 import DOConvMXNet
 import DOConvONNX
 import DOConvPyTorch
+import DOConvTensorFlow
+import Foundation
 
 /// The model formats all three tools know, and how a file's format is found.
 public enum FormatRegistry {
@@ -16,11 +18,13 @@ public enum FormatRegistry {
         SafetensorsFormat(),
         ShardedCheckpointFormat(),
         MXNetFormat(),
+        TensorFlowCheckpointFormat(),
         ONNXFormat(),
     ]
 
     /// The format of the file at `path`, by its content, among `formats` (the registry's).
     public static func format(of path: String, among formats: [any ModelFormat] = formats) throws(FormatError) -> any ModelFormat {
+        if !FileManager.default.fileExists(atPath: path), let format = formats.first(where: { $0.recognizesPrefix(path) }) { return format }
         let signature = try ModelFileSignature(path: path)
         if let format = formats.first(where: { $0.recognizes(signature) }) { return format }
         if let format = formats.first(where: { $0.claimsBySuffix(signature) }) { return format }

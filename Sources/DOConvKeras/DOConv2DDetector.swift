@@ -134,7 +134,7 @@ struct DOConv2DDetector {
                 if options.verify {
                     record.relativeError = exactLayer.probe(kernel: exact, patches: options.probePatches, seed: options.seed).relativeError
                 }
-                return ((shape, SeparableConv2DFolding.hwio(oihw: exact, geometry: g)), record)
+                return ((shape, g.hwio(oihw: exact)), record)
             }
             // Verify what will be stored: the kernel rounded to the file's element type.
             var oihw = layer.foldedKernel()

@@ -96,7 +96,7 @@ struct SeparableConv2DFolding {
             }
             // The depthwise dataset becomes the kernel (M, N, Cin, Cout); the pointwise one goes.
             var plan = KerasRewritePlan()
-            let hwio = try exact.map { Self.hwio(oihw: $0.1, geometry: geometry) } ?? oihw.transposed([2, 3, 1, 0]).values.map(Double.init)
+            let hwio = try exact.map { geometry.hwio(oihw: $0.1) } ?? oihw.transposed([2, 3, 1, 0]).values.map(Double.init)
             plan.replacedDatasets[depthwise.path] = ([m, n, cin, cout], hwio)
             plan.dropped.insert(pointwise.path)
             if format == .weightsH5 {
@@ -135,18 +135,6 @@ struct SeparableConv2DFolding {
             }
         }
         return (d, w)
-    }
-
-    /// An OIHW kernel (Cout, Cin/g, M, N) as Keras stores it, (M, N, Cin/g, Cout).
-    static func hwio(oihw: [Double], geometry g: DOConvGeometry) -> [Double] {
-        let (mn, perGroup, cout) = (g.kernelArea, g.inChannelsPerGroup, g.outChannels)
-        var hwio = [Double](repeating: 0, count: oihw.count)
-        for o in 0..<cout {
-            for c in 0..<perGroup {
-                for q in 0..<mn { hwio[(q * perGroup + c) * cout + o] = oihw[(o * perGroup + c) * mn + q] }
-            }
-        }
-        return hwio
     }
 
     /// The last component of `path` with `old` replaced by `new` ("depthwise_kernel:0" -> "kernel:0").

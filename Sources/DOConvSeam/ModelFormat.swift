@@ -30,6 +30,10 @@ public protocol ModelFormat: Sendable {
     /// damaged `.h5`): its reader then says what is wrong with it. A suffix never outranks
     /// content (see `FormatRegistry.format(of:)`).
     func claimsBySuffix(_ file: ModelFileSignature) -> Bool
+    /// Whether `path`, which is no file, names a model of this format by the prefix its
+    /// files share (a TensorFlow checkpoint's `ckpt` for `ckpt.index` and `ckpt.data-*`),
+    /// judged by the content of those files.
+    func recognizesPrefix(_ path: String) -> Bool
     /// Finds the DO-Conv layers and the look-alikes, writing nothing.
     func detect(path: String, options: FormatOptions) throws -> Detection
     /// Folds and verifies every layer; nothing is written until the result's `write(to:)`.
@@ -63,6 +67,7 @@ public struct FoldedModel {
 
 extension ModelFormat {
     public func claimsBySuffix(_ file: ModelFileSignature) -> Bool { false }
+    public func recognizesPrefix(_ path: String) -> Bool { false }
     public var family: String { displayName }
     public var summary: String { displayName }
 }

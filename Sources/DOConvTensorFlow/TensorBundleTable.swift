@@ -27,7 +27,7 @@ public struct TensorBundleTable: Sendable {
     /// Reads the table at `path`.
     public init(path: String) throws(TensorFlowError) {
         let file: MappedFile
-        do { file = try MappedFile(path: path) } catch { throw .cannotOpen(path: path, reason: error.reason) }
+        do { file = try MappedFile(path: path) } catch { throw .file(error) }
         try self.init(bytes: file.bytes, path: path)
     }
 

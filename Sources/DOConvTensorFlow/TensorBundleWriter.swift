@@ -85,9 +85,9 @@ public final class TensorBundleWriter {
             table.append(TensorBundleTable.Entry(key: key, value: entry.encode()))
         }
         let index: AtomicFileWriter
-        do { index = try AtomicFileWriter(destination: indexPath) } catch { throw .cannotWrite(path: indexPath, reason: error.reason) }
+        do { index = try AtomicFileWriter(destination: indexPath) } catch { throw .file(error) }
         index.write(TableWriter.encode(table))
-        do { try AtomicFileWriter.commit(shards + [index]) } catch { throw .cannotWrite(path: error.path, reason: error.reason) }
+        do { try AtomicFileWriter.commit(shards + [index]) } catch { throw .file(error) }
     }
 
     /// Drops everything written so far (also what happens when the writer is released

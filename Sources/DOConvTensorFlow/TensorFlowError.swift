@@ -1,6 +1,11 @@
-/// Why a TensorFlow checkpoint could not be read or written: one line naming the file.
-public enum TensorFlowError: Error, Equatable, Sendable, CustomStringConvertible {
-    case cannotOpen(path: String, reason: String)
+import DOConvCore
+import DOConvFileIO
+
+/// Why a TensorFlow checkpoint could not be read, folded or written: one line naming the file.
+public enum TensorFlowError: CarriesFileErrors, CarriesLayerErrors, Equatable, Sendable, CustomStringConvertible {
+    case file(FileIOError)
+    /// A DO-Conv layer's variables disagree with each other or with the config.
+    case layer(InconsistentLayer)
     /// The `.index` file is damaged or not a TensorFlow table: its footer, blocks, block
     /// checksums, entries or the protos they hold.
     case corruptIndex(path: String, reason: String)
@@ -12,19 +17,28 @@ public enum TensorFlowError: Error, Equatable, Sendable, CustomStringConvertible
     /// Valid TensorFlow, but not something this reader handles (compressed blocks,
     /// big-endian tensor bytes, sliced tensors, resource and variant tensors).
     case unsupported(path: String, reason: String)
+    /// A layer that may be a DO-Conv layer and cannot be folded or left as it is without
+    /// what only the user knows (a kernel size, the model config).
+    case undecidableLayer(path: String, layer: String, reason: String)
+    /// The model config given (`--config`) cannot be read.
+    case config(path: String, reason: String)
+    /// A data shard was named instead of its checkpoint.
+    case dataShard(path: String, prefix: String)
     /// The bundle has no entry of this key.
     case missingKey(path: String, key: String)
-    case cannotWrite(path: String, reason: String)
 
     public var description: String {
         switch self {
-        case let .cannotOpen(path, reason): return "\(path): cannot open: \(reason)"
+        case let .file(error): return error.description
+        case let .layer(error): return error.description
         case let .corruptIndex(path, reason): return "\(path): corrupt TensorFlow checkpoint index: \(reason)"
         case let .corruptData(path, reason): return "\(path): corrupt TensorFlow checkpoint data: \(reason)"
         case let .corruptObjectGraph(path, reason): return "\(path): corrupt TensorFlow object graph: \(reason)"
         case let .unsupported(path, reason): return "\(path): not supported: \(reason)"
+        case let .undecidableLayer(path, layer, reason): return "\(path): layer '\(layer)': \(reason)"
+        case let .config(_, reason): return reason
+        case let .dataShard(path, prefix): return "\(path): a data shard of the TensorFlow checkpoint '\(prefix)': pass the checkpoint's prefix '\(prefix)' (or '\(prefix).index')"
         case let .missingKey(path, key): return "\(path): no tensor named '\(key)' in the checkpoint"
-        case let .cannotWrite(path, reason): return "\(path): cannot write: \(reason)"
         }
     }
 }

@@ -28,17 +28,28 @@ public struct TrackableObjectGraph: Sendable, Equatable {
         public var slotVariableNodeID: Int
     }
 
+    /// A saver registered with `tf.saved_model.register_checkpoint_saver`.
+    public struct RegisteredSaver: Sendable, Equatable {
+        public var name: String
+        public var objectName: String
+    }
+
     public struct Node: Sendable, Equatable {
         public var children: [Child] = []
         public var attributes: [Attribute] = []
         public var slotVariables: [SlotVariable] = []
         /// The registered saver an object saves itself with, if any.
-        public var registeredSaver: String?
+        public var registeredSaver: RegisteredSaver?
         /// Whether the object or its descendants hold saved values; nil when not recorded.
         public var hasCheckpointValues: Bool?
     }
 
     public var nodes: [Node]
+
+    /// A graph of these nodes (ids are positions; node 0 is the root).
+    public init(nodes: [Node]) {
+        self.nodes = nodes
+    }
 
     /// Decodes a serialized graph; every node id it names must be a node of it. `path` names
     /// the file in errors.
@@ -61,7 +72,7 @@ public struct TrackableObjectGraph: Sendable, Equatable {
                         SlotVariable(originalVariableNodeID: Int($0.pointee.original_variable_node_id), slotName: text($0.pointee.slot_name), slotVariableNodeID: Int($0.pointee.slot_variable_node_id))
                     }
                 }
-                out.registeredSaver = node.registered_saver.map { text($0.pointee.name) }
+                out.registeredSaver = node.registered_saver.map { RegisteredSaver(name: text($0.pointee.name), objectName: text($0.pointee.object_name)) }
                 out.hasCheckpointValues = node.has_checkpoint_values.map { $0.pointee.value != 0 }
                 return out
             }

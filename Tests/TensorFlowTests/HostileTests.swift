@@ -481,13 +481,17 @@ extension TensorFlowError {
     /// The case's name, for tests that expect a kind of error.
     var kind: String {
         switch self {
-        case .cannotOpen: return "cannotOpen"
+        case .file(.cannotOpen): return "cannotOpen"
         case .corruptIndex: return "corruptIndex"
         case .corruptData: return "corruptData"
         case .corruptObjectGraph: return "corruptObjectGraph"
         case .unsupported: return "unsupported"
         case .missingKey: return "missingKey"
-        case .cannotWrite: return "cannotWrite"
+        case .file(.cannotWrite): return "cannotWrite"
+        case .layer: return "layer"
+        case .undecidableLayer: return "undecidableLayer"
+        case .config: return "config"
+        case .dataShard: return "dataShard"
         }
     }
 }

@@ -60,7 +60,7 @@ final class WriterTests: XCTestCase {
         ]
         for (text, body) in refused {
             XCTAssertThrowsError(try body(), text) { error in
-                guard case .cannotWrite = error as? TensorFlowError else { return XCTFail("\(error)") }
+                guard case .file(.cannotWrite) = error as? TensorFlowError else { return XCTFail("\(error)") }
                 XCTAssertTrue("\(error)".contains(text), "\(error)")
             }
         }

@@ -1,0 +1,183 @@
+"""TensorFlow checkpoints (issue 24): doconv-fold turns a tf.keras checkpoint of a DO-Conv
+model into one that a plain model (Conv2D where DOConv2D was, built with no custom class)
+loads with `assert_consumed()` and that predicts what the DO-Conv model did.
+
+TensorFlow (tensorflow-cpu 2.21 with tf_keras) runs in its own venv as a subprocess:
+DOCONV_TF_PYTHON, or the venv scripts/install-tensorflow makes (CI runs it). Every fixture
+checkpoint (fixtures/tf, made by fixtures/make_tf_fixtures.py with the real savers:
+save_weights, ModelCheckpoint, tf.train.Checkpoint save and write, three shards) is folded
+and all are checked in one TensorFlow run; the unfolded originals go through the same check
+and must fail it, so the check is known to be able to fail.
+"""
+import functools
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+from conftest import FIXTURES, manifest, run_fold, run_inspect
+
+TF = FIXTURES / "tf"
+ORACLE = pathlib.Path(__file__).with_name("tf_oracle.py")
+ENTRIES = [e for e in manifest(TF / "MANIFEST.json") if e["kind"] == "checkpoint"]
+FOLDABLE = [e for e in ENTRIES if not e["sliced"]]
+# What a weights-only fold (no --config) must be told: the non-square and 1x1 layers.
+KERNEL_SIZES = {"net_a": ["do_wide=1x3", "do_point=1x1"], "net_dw": ["do_dil=3x2"]}
+
+
+@functools.lru_cache(maxsize=None)
+def tf_python():
+    """The venv python that imports tensorflow 2.21 and tf_keras, or a failed test saying how."""
+    configured = os.environ.get("DOCONV_TF_PYTHON")
+    venv = pathlib.Path(os.environ.get("DOCONV_TF_VENV", pathlib.Path.home() / ".cache" / "doconv-tensorflow"))
+    python = pathlib.Path(configured) if configured else venv / "bin" / "python"
+    how = "run scripts/install-tensorflow (CI does) or set DOCONV_TF_PYTHON to a python with tensorflow 2.21 and tf_keras"
+    if not python.exists():
+        pytest.fail(f"TensorFlow is not installed: {python} does not exist; {how}", pytrace=False)
+    return str(python)
+
+
+def style(entry):
+    saver = entry["saver"]
+    if saver.startswith("tf.train.Checkpoint.save"):
+        return "tf.train.Checkpoint.save"
+    return "tf.train.Checkpoint.write" if saver.startswith("tf.train.Checkpoint") else "keras"
+
+
+def job(entry, checkpoint):
+    return {"config": str(TF / entry["config"]), "checkpoint": str(checkpoint), "expected": str(TF / entry["expected"]),
+            "style": style(entry)}
+
+
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory):
+    """Folds every checkpoint (with --config, and weights-only with --kernel-size), then
+    runs TensorFlow once over the folded ones and the originals."""
+    out = tmp_path_factory.mktemp("tf")
+    jobs, names = [], []
+    for entry in FOLDABLE:
+        name = entry["file"].replace("/", "_")
+        variants = {"config": ["--config", str(TF / entry["config"])],
+                    "flags": [a for size in KERNEL_SIZES[entry["net"]] for a in ("--kernel-size", size)]}
+        for variant, args in variants.items():
+            folded = out / f"{name}.{variant}"
+            result = run_fold(*args, TF / entry["file"], folded)
+            assert result.returncode == 0, f"{entry['file']} ({variant}): {result.stderr}"
+            jobs.append(job(entry, folded))
+            names.append((entry["file"], variant))
+        jobs.append(job(entry, TF / entry["file"]))
+        names.append((entry["file"], "original"))
+    listing = out / "jobs.json"
+    listing.write_text(json.dumps(jobs))
+    done = subprocess.run([tf_python(), str(ORACLE), str(listing)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(zip(names, json.loads(done.stdout.strip().splitlines()[-1])))
+
+
+@pytest.mark.parametrize("variant", ["config", "flags"])
+@pytest.mark.parametrize("entry", FOLDABLE, ids=lambda e: e["file"])
+def test_plain_twin_loads_the_folded_checkpoint_and_predicts_the_same(verdicts, entry, variant):
+    verdict = verdicts[(entry["file"], variant)]
+    assert "error" not in verdict, verdict.get("error")
+    assert verdict["consumed"]
+    assert verdict["relative_error"] < 1e-5
+
+
+@pytest.mark.parametrize("entry", FOLDABLE, ids=lambda e: e["file"])
+def test_the_unfolded_original_fails_the_same_check(verdicts, entry):
+    """The check can fail: D and the 3-D kernels do not fit the plain twin."""
+    assert "error" in verdicts[(entry["file"], "original")]
+
+
+@pytest.mark.parametrize("entry", [e for e in FOLDABLE if e["key_prefix"] == ""], ids=lambda e: e["file"])
+def test_folded_keys_are_the_plain_twins_own(verdicts, entry):
+    """A Keras checkpoint folded holds exactly what the plain twin's save_weights writes:
+    the same keys with the same shapes (no D, no optimizer state)."""
+    twin = {k["key"]: k["shape"] for k in entry["plain_twin_keys"]}
+    assert verdicts[(entry["file"], "config")]["variables"] == twin
+
+
+@pytest.mark.parametrize("entry", FOLDABLE, ids=lambda e: e["file"])
+def test_the_folded_checkpoint_keeps_the_shards(tmp_path, entry):
+    folded = tmp_path / "folded"
+    assert run_fold("--config", TF / entry["config"], TF / entry["file"], folded).returncode == 0
+    shards = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("folded.data-"))
+    count = entry["num_shards"]
+    assert shards == [f"folded.data-{k:05d}-of-{count:05d}" for k in range(count)]
+
+
+def test_the_index_names_the_checkpoint_too(tmp_path):
+    entry = FOLDABLE[0]
+    index = TF / (entry["file"] + ".index")
+    result = run_fold("--json", "--config", TF / entry["config"], index, tmp_path / "out.index")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["results"][0]["format"] == "tf-checkpoint"
+    assert (tmp_path / "out.index").exists() and (tmp_path / "out.data-00000-of-00001").exists()
+
+
+def test_inspect_lists_the_layers():
+    entry = next(e for e in FOLDABLE if e["net"] == "net_a")
+    result = run_inspect("--json", "--config", TF / entry["config"], TF / entry["file"])
+    assert result.returncode == 0, result.stderr
+    layers = json.loads(result.stdout)["layers"]
+    assert sorted(layer["name"] for layer in layers) == sorted(layer["name"] for layer in entry["do_layers"])
+
+
+def refused(result, *phrases):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+def test_a_data_shard_alone_names_the_prefix(tmp_path, clean_tmpdir):
+    shard = TF / "net_a_weights" / "ckpt.data-00000-of-00001"
+    refused(run_fold(shard, tmp_path / "out"), "data shard", str(TF / "net_a_weights" / "ckpt"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_weights_only_checkpoint_with_an_undecidable_layer_is_refused(tmp_path, clean_tmpdir):
+    """A 1x1 DOConv2D has no D: without the config it cannot be told from a Conv1D, and
+    leaving it unfolded would make a checkpoint neither model loads."""
+    src = TF / "net_a_weights" / "ckpt"
+    refused(run_fold("--kernel-size", "do_wide=1x3", src, tmp_path / "out"), "do_point", "--kernel-size do_point=1x1", "--config")
+    assert not list(tmp_path.iterdir())
+
+
+def test_sliced_tensors_are_refused_cleanly(tmp_path, clean_tmpdir):
+    entry = next(e for e in ENTRIES if e["sliced"])
+    refused(run_fold("--config", TF / entry["config"], TF / entry["file"], tmp_path / "out"), "slices")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("damage", ["truncated index", "bad magic", "missing shard", "flipped data bits"])
+def test_damaged_checkpoints_fail_cleanly(tmp_path, clean_tmpdir, damage):
+    source = TF / "net_a_weights"
+    copy = tmp_path / "in"
+    copy.mkdir()
+    for file in source.iterdir():
+        (copy / file.name).write_bytes(file.read_bytes())
+    index, data = copy / "ckpt.index", copy / "ckpt.data-00000-of-00001"
+    if damage == "truncated index":
+        index.write_bytes(index.read_bytes()[:-20])
+    elif damage == "bad magic":
+        raw = bytearray(index.read_bytes())
+        raw[-1] ^= 0xFF
+        index.write_bytes(bytes(raw))
+    elif damage == "missing shard":
+        data.unlink()
+    else:  # one bit in every 64 bytes, so the tensors the fold reads are hit too
+        raw = bytearray(data.read_bytes())
+        for k in range(0, len(raw), 64):
+            raw[k] ^= 0x01
+        data.write_bytes(bytes(raw))
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    out = tmp_path / "out"
+    out.mkdir()
+    refused(run_fold("--config", TF / "net_a.json", copy / "ckpt", out / "folded"))
+    assert not list(out.iterdir())
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before

@@ -1,0 +1,71 @@
+"""The TensorFlow side of the TensorFlow oracle tests (test_tensorflow_oracles.py). Runs under
+the tensorflow-cpu + tf_keras venv (scripts/install-tensorflow), never under the test's own
+Python. Nothing here composes a kernel: the plain twin only loads what doconv-fold wrote.
+
+    python tf_oracle.py JOBS.json
+        JOBS is a list of {"config": MODEL.json (model.to_json() of the DO-Conv model),
+        "checkpoint": PREFIX, "expected": NPZ, "style": "keras" | "tf.train.Checkpoint.save" |
+        "tf.train.Checkpoint.write"}.
+        For each: the plain twin is the config with every DOConv2D made a Conv2D (same name,
+        filters, kernel size, strides, dilation, groups, bias; D_mul dropped), built with no
+        custom class; PREFIX is loaded into it (model.load_weights, or
+        tf.train.Checkpoint(model=twin).restore / .read) and must pass assert_consumed(); the npz's
+        `input` is run. Prints one JSON list: {"relative_error": max|out - output| /
+        max|output|, "consumed": true, "variables": {key: shape} (tf.train.list_variables)}
+        or {"error": "..."} per job.
+"""
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
+
+CONV2D_KEYS = {"name", "trainable", "dtype", "filters", "kernel_size", "strides", "padding", "data_format",
+               "dilation_rate", "groups", "activation", "use_bias", "kernel_initializer", "bias_initializer",
+               "kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"}
+
+
+def plain_twin(config_path):
+    model = json.loads(open(config_path).read())
+    for layer in model["config"]["layers"]:
+        if layer["class_name"] == "DOConv2D":
+            layer["class_name"] = "Conv2D"
+            layer["config"] = {k: v for k, v in layer["config"].items() if k in CONV2D_KEYS}
+            layer.pop("module", None)
+            layer.pop("registered_name", None)
+    return tf_keras.models.model_from_json(json.dumps(model))
+
+
+def run(job):
+    twin = plain_twin(job["config"])
+    if job.get("style") == "tf.train.Checkpoint.save":
+        tf.train.Checkpoint(model=twin).restore(job["checkpoint"]).assert_consumed()
+    elif job.get("style") == "tf.train.Checkpoint.write":
+        # read, not restore: restore makes a save_counter, which Checkpoint.write never saves.
+        tf.train.Checkpoint(model=twin).read(job["checkpoint"]).assert_consumed()
+    else:
+        twin.load_weights(job["checkpoint"]).assert_consumed()
+    expected = np.load(job["expected"])
+    out = np.asarray(twin(expected["input"], training=False))
+    reference = expected["output"]
+    return {"relative_error": float(np.abs(out - reference).max() / max(np.abs(reference).max(), 1e-30)), "consumed": True,
+            "variables": {key: list(shape) for key, shape in tf.train.list_variables(job["checkpoint"])}}
+
+
+def main():
+    results = []
+    for job in json.loads(open(sys.argv[1]).read()):
+        try:
+            results.append(run(job))
+        except Exception as error:  # reported per job, so one bad file does not hide the rest
+            results.append({"error": f"{type(error).__name__}: {error}".splitlines()[0][:2000]})
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
