@@ -40,6 +40,9 @@ public struct FormatOptionGroup<Tool: ToolIdentity>: ParsableArguments {
     @Flag(name: .customLong(FormatOption.strictPickle.longName), help: Self.help(.strictPickle))
     public var strictPickle = false
 
+    @Flag(name: .customLong(FormatOption.allowPartial.longName), help: Self.help(.allowPartial))
+    public var allowPartial = false
+
     public init() {}
 
     /// An option's help for this tool, hidden where the tool does not read it.
@@ -59,6 +62,7 @@ public struct FormatOptionGroup<Tool: ToolIdentity>: ParsableArguments {
         if reparameterize { given.insert(.reparameterize) }
         if keepNames { given.insert(.keepNames) }
         if strictPickle { given.insert(.strictPickle) }
+        if allowPartial { given.insert(.allowPartial) }
         return given
     }
 
@@ -80,6 +84,7 @@ public struct FormatOptionGroup<Tool: ToolIdentity>: ParsableArguments {
         options.keepNames = keepNames
         options.paramsFile = paramsFile
         options.strictPickle = strictPickle
+        options.allowPartial = allowPartial
         do { options.kernelSizes = try KernelSizeOption.parse(kernelSizes) } catch { throw FormatError("\(error)") }
         if let configFile { try options.readConfig(file: configFile) }
         return options
@@ -92,7 +97,7 @@ public struct FormatOptionGroup<Tool: ToolIdentity>: ParsableArguments {
         for size in kernelSizes { arguments += [FormatOption.kernelSize.rawValue, size] }
         if let paramsFile { arguments += [FormatOption.params.rawValue, paramsFile] }
         let flags: [(Bool, FormatOption)] = [(fuseBatchNorm, .fuseBatchNorm), (foldSeparable, .foldSeparable), (reparameterize, .reparameterize),
-                                             (keepNames, .keepNames), (strictPickle, .strictPickle)]
+                                             (keepNames, .keepNames), (strictPickle, .strictPickle), (allowPartial, .allowPartial)]
         arguments += flags.filter(\.0).map(\.1.rawValue)
         return arguments
     }

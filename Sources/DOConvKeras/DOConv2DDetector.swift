@@ -27,66 +27,23 @@ struct DOConv2DDetector {
     func detect(_ layer: KerasLayerWeights, config: KerasModelConfig.Layer?, rejected: inout [RejectedCandidate]) throws(KerasError) -> Found? {
         let kernel = layer.weights.first { $0.role == .kernel }
         let d = layer.weights.first { $0.role == .d }
-        // Without a config, an explicit 1x1 kernel size is what tells a 1x1 DOConv2D
-        // (no D) from a Conv1D.
-        let declared = (config?.isDOConv ?? false) || (config == nil && d == nil && options.kernelSizes[layer.name] == [1, 1])
-        if config == nil, !declared, d == nil, let kernel, kernel.shape.count == 3, kernel.shape[0] == 1 {
-            rejected.append(RejectedCandidate(name: layer.name, reason: "a 3-D kernel without D is a 1x1 DOConv2D or a Conv1D; pass --config MODEL.json or --kernel-size \(layer.name)=1x1 to tell"))
-            return nil
-        }
-        guard declared || (kernel != nil && d != nil && config == nil) else { return nil }
-        if let reason = options.fold.selection.refusal(of: layer.name) {
-            rejected.append(RejectedCandidate(name: layer.name, reason: reason, isDOConvLayer: true))
-            return nil
-        }
-        func inconsistent(_ reason: String) -> KerasError { .inconsistentLayer(path: path, layer: layer.name, reason: reason) }
-        guard let kernel, kernel.shape.count == 3 else {
-            if declared { throw inconsistent("a DOConv2D layer needs a kernel of shape (Dmul, Cin/g, Cout)") }
-            return nil
-        }
-        let (dmul, inPerGroup, cout) = (kernel.shape[0], kernel.shape[1], kernel.shape[2])
-        var groups = config?.groups ?? 1
-        var inChannels = inPerGroup * groups
-        var area = 1
-        if let d {
-            guard d.shape.count == 3, d.shape[1] == dmul, inPerGroup > 0, d.shape[2] % inPerGroup == 0 else {
-                let reason = "D \(d.shape) does not fit kernel \(kernel.shape)"
-                if declared { throw inconsistent(reason) }
-                rejected.append(RejectedCandidate(name: layer.name, reason: reason))
-                return nil
+        let rules = DOConv2DWeightRules(kernelSizes: options.kernelSizes, selection: options.fold.selection, allowPartial: options.allowPartial)
+        let finding: DOConv2DWeightRules.Finding
+        do { finding = try rules.judge(name: layer.name, kernel: kernel?.shape, d: d?.shape, config: config) } catch {
+            switch error {
+            case let .inconsistent(reason): throw .inconsistentLayer(path: path, layer: layer.name, reason: reason)
+            case let .undecidable(reason): throw .undecidableLayer(path: path, layer: layer.name, reason: reason)
             }
-            area = d.shape[0]
-            inChannels = d.shape[2]
-            groups = inChannels / inPerGroup
-            if let declaredGroups = config?.groups, declaredGroups != groups {
-                throw inconsistent("the config says \(declaredGroups) groups, the weights \(groups)")
-            }
-        } else if dmul != 1 {
-            throw inconsistent("no D, so the kernel must be (1, Cin/g, Cout), not \(kernel.shape)")
         }
-        if let filters = config?.filters, filters != cout { throw inconsistent("the config says \(filters) filters, the kernel \(cout)") }
-        if let declared = config?.depthMultiplier, d != nil, declared != dmul {
-            throw inconsistent("the config says D_mul \(declared), the weights \(dmul)")
+        switch finding {
+        case .other: return nil
+        case let .leftAlone(candidate):
+            rejected.append(candidate)
+            return nil
+        case let .doConv(geometry, stride, dilation):
+            guard let kernel else { return nil } // judged a layer only with a kernel
+            return Found(name: config?.name ?? layer.name, kernel: kernel, d: d, geometry: geometry, stride: stride, dilation: dilation)
         }
-        let (m, n) = try kernelSize(layer: layer.name, config: config, area: area)
-        let geometry = DOConvGeometry(inChannels: inChannels, outChannels: cout, groups: groups, kernelHeight: m, kernelWidth: n, depthMultiplier: dmul)
-        return Found(name: config?.name ?? layer.name, kernel: kernel, d: d, geometry: geometry,
-                     stride: config?.strides ?? [1, 1], dilation: config?.dilation ?? [1, 1])
-    }
-
-    /// (M, N): the config's kernel_size, else --kernel-size, else the square root of MN.
-    private func kernelSize(layer: String, config: KerasModelConfig.Layer?, area: Int) throws(KerasError) -> (Int, Int) {
-        let candidates = [config?.kernelSize, config.flatMap { options.kernelSizes[$0.name] }, options.kernelSizes[layer]]
-        for case let size? in candidates {
-            guard size.count == 2, size[0].multipliedReportingOverflow(by: size[1]) == (area, false) else {
-                throw .inconsistentLayer(path: path, layer: layer, reason: "kernel size \(size) does not match D's M x N = \(area)")
-            }
-            return (size[0], size[1])
-        }
-        var root = 1
-        while (root + 1) * (root + 1) <= area { root += 1 }
-        guard root * root == area else { throw .ambiguousKernelSize(path: path, layer: layer, area: area) }
-        return (root, root)
     }
 
     /// Reads the layer's D (adding the identity offset the layer adds) and W.

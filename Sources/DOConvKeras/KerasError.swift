@@ -8,8 +8,9 @@ public enum KerasError: CarriesFileErrors, CarriesLayerErrors, Equatable, Sendab
     case notKeras(path: String, reason: String)
     /// The model config (in the file or from --config) is missing or unreadable.
     case config(path: String, reason: String)
-    /// A DOConv2D layer's kernel size cannot be told from what we have.
-    case ambiguousKernelSize(path: String, layer: String, area: Int)
+    /// A layer that may be a DOConv2D and cannot be folded or left as it is without what
+    /// only the user knows (a kernel size, the model config).
+    case undecidableLayer(path: String, layer: String, reason: String)
     case file(FileIOError)
     /// A layer's weights disagree with each other or with the config.
     case layer(InconsistentLayer)
@@ -19,8 +20,7 @@ public enum KerasError: CarriesFileErrors, CarriesLayerErrors, Equatable, Sendab
         case let .hdf5(error): return error.description
         case let .notKeras(path, reason): return "\(path): not a Keras weights file: \(reason)"
         case let .config(path, reason): return "\(path): model config: \(reason)"
-        case let .ambiguousKernelSize(path, layer, area):
-            return "\(path): layer '\(layer)': kernel size unknown (M x N = \(area)); pass --config MODEL.json or --kernel-size \(layer)=MxN"
+        case let .undecidableLayer(path, layer, reason): return "\(path): layer '\(layer)': \(reason)"
         case let .file(error): return error.description
         case let .layer(error): return error.description
         }

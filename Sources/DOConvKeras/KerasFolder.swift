@@ -11,6 +11,8 @@ public struct KerasFoldOptions: Sendable {
     public var kernelSizes: [String: [Int]] = [:]
     /// Also fold each BatchNormalization into the Conv2D before it (`--fuse-bn`).
     public var fuseBatchNorm = false
+    /// Leave a layer that cannot be told apart unfolded instead of refusing (`--allow-partial`).
+    public var allowPartial = false
 
     public init() {}
 
@@ -43,8 +45,12 @@ public struct KerasFoldResult {
 
 /// Folds every DOConv2D layer of a Keras HDF5 file into a Conv2D kernel (M, N, Cin/g, Cout).
 public enum KerasFolder {
-    /// Finds every DOConv2D layer without writing anything (for reports).
-    public static func detect(path: String, options: KerasFoldOptions = KerasFoldOptions()) throws(KerasError) -> Detection {
+    /// Finds every DOConv2D layer without writing anything (for reports). A layer that cannot
+    /// be told apart is reported as not folded, with what would settle it: a report writes
+    /// no half-folded file.
+    public static func detect(path: String, options given: KerasFoldOptions = KerasFoldOptions()) throws(KerasError) -> Detection {
+        var options = given
+        options.allowPartial = true
         let opened = try OpenedKerasFile(path: path, options: options)
         let detector = DOConv2DDetector(path: path, file: opened.file, options: options)
         var detection = Detection()

@@ -11,6 +11,7 @@ extension FormatOptions {
         keras.configSource = configSource
         keras.kernelSizes = kernelSizes
         keras.fuseBatchNorm = fuseBatchNorm
+        keras.allowPartial = allowPartial
         return keras
     }
 }
@@ -24,7 +25,7 @@ public struct KerasHDF5Format: ModelFormat {
     public var displayName: String { "Keras HDF5" }
     public var family: String { "Keras" }
     public var summary: String { "Keras HDF5 (.h5, .hdf5: Keras 2 and 3 full models and weights; Keras 3 .weights.h5)" }
-    public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable] }
+    public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable, .allowPartial] }
     public var runsInChildProcess: Bool { true }
 
     /// The HDF5 signature, at offset 0 or, after a user block, at 512, 1024, 2048, ... (the

@@ -14,6 +14,7 @@ public enum FormatOption: String, CaseIterable, Sendable {
     case keepNames = "--keep-names"
     case params = "--params"
     case strictPickle = "--strict-pickle"
+    case allowPartial = "--allow-partial"
 }
 
 /// Everything the command lines hand to a format adapter.
@@ -35,6 +36,8 @@ public struct FormatOptions: Sendable {
     public var paramsFile: String?
     /// PyTorch: refuse pickled Python objects instead of carrying them (`--strict-pickle`).
     public var strictPickle = false
+    /// Keras, TensorFlow: leave a layer that cannot be told apart unfolded (`--allow-partial`).
+    public var allowPartial = false
 
     public init() {}
 
@@ -49,6 +52,7 @@ public struct FormatOptions: Sendable {
         if keepNames { given.insert(.keepNames) }
         if paramsFile != nil { given.insert(.params) }
         if strictPickle { given.insert(.strictPickle) }
+        if allowPartial { given.insert(.allowPartial) }
         return given
     }
 
@@ -88,5 +92,6 @@ extension FormatOptions {
         if foreign.contains(.keepNames) { keepNames = false }
         if foreign.contains(.params) { paramsFile = nil }
         if foreign.contains(.strictPickle) { strictPickle = false }
+        if foreign.contains(.allowPartial) { allowPartial = false }
     }
 }

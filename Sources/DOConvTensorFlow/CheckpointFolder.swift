@@ -11,6 +11,8 @@ public struct TensorFlowFoldOptions: Sendable {
     public var configSource = "--config"
     /// Kernel sizes by Keras layer name (`--kernel-size NAME=MxN`).
     public var kernelSizes: [String: [Int]] = [:]
+    /// Leave a layer that cannot be told apart unfolded instead of refusing (`--allow-partial`).
+    public var allowPartial = false
     public init() {}
 }
 
@@ -57,7 +59,11 @@ public struct TensorFlowFoldResult {
 /// layer's `kernel` becomes the plain (M, N, Cin/g, Cout) kernel, its `D` leaves the bundle
 /// and the object graph, and so does the optimizer, whose state was shaped for D and W.
 public enum TensorFlowCheckpointFolder {
-    public static func detect(path: String, options: TensorFlowFoldOptions = TensorFlowFoldOptions()) throws(TensorFlowError) -> Detection {
+    /// Finds the DOConv2D layers, writing nothing; a layer that cannot be told apart is
+    /// reported as not folded, with what would settle it.
+    public static func detect(path: String, options given: TensorFlowFoldOptions = TensorFlowFoldOptions()) throws(TensorFlowError) -> Detection {
+        var options = given
+        options.allowPartial = true
         let (bundle, variables) = try open(path)
         let (layers, rejected) = try detector(bundle, options).detect(variables)
         var detected: [DetectedLayer] = []

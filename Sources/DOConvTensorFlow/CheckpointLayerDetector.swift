@@ -60,69 +60,24 @@ struct CheckpointLayerDetector {
         guard let kernel = weights["kernel"] else { return nil }
         let d = weights["D"]
         let name = Self.layerName(of: kernel)
-        let declaredByConfig = config?.layers.first { $0.name == name }
-        let layerConfig = declaredByConfig?.isDOConv == true ? declaredByConfig : nil
-        if config != nil, layerConfig == nil { return nil }
-        let declared = layerConfig != nil || (d == nil && options.kernelSizes[name] == [1, 1])
-        func inconsistent(_ reason: String) -> TensorFlowError { .inconsistentLayer(path: path, layer: name, reason: reason) }
-        if config == nil, !declared, d == nil {
-            // A weights-only checkpoint cannot tell a 1x1 DOConv2D (no D) from a Conv1D:
-            // leaving it unfolded would make a checkpoint no model loads.
-            if kernel.shape.count == 3, kernel.shape[0] == 1 {
-                throw .undecidableLayer(path: path, layer: name, reason: "a 3-D kernel \(kernel.shape) without D is a 1x1 DOConv2D or a Conv1D; pass --config MODEL.json (model.to_json()) or --kernel-size \(name)=1x1")
+        let rules = DOConv2DWeightRules(kernelSizes: options.kernelSizes, selection: options.fold.selection, allowPartial: options.allowPartial)
+        let finding: DOConv2DWeightRules.Finding
+        do { finding = try rules.judge(name: name, kernel: kernel.shape, d: d?.shape, config: config?.layers.first { $0.name == name }) } catch {
+            switch error {
+            case let .inconsistent(reason): throw .inconsistentLayer(path: path, layer: name, reason: reason)
+            case let .undecidable(reason): throw .undecidableLayer(path: path, layer: name, reason: reason)
             }
+        }
+        switch finding {
+        case .other: return nil
+        case let .leftAlone(candidate):
+            rejected.append(candidate)
             return nil
-        }
-        if let reason = options.fold.selection.refusal(of: name) {
-            rejected.append(RejectedCandidate(name: name, reason: reason, isDOConvLayer: true))
-            return nil
-        }
-        guard kernel.shape.count == 3 else {
-            if declared { throw inconsistent("a DOConv2D layer needs a kernel of shape (Dmul, Cin/g, Cout), not \(kernel.shape)") }
-            rejected.append(RejectedCandidate(name: name, reason: "kernel \(kernel.shape) beside a D is not (Dmul, Cin/g, Cout)"))
-            return nil
-        }
-        let (dmul, inPerGroup, cout) = (kernel.shape[0], kernel.shape[1], kernel.shape[2])
-        var groups = layerConfig?.groups ?? 1
-        var inChannels = inPerGroup * groups
-        var area = 1
-        if let d {
-            guard d.shape.count == 3, d.shape[1] == dmul, inPerGroup > 0, d.shape[2] % inPerGroup == 0, d.dtype == kernel.dtype else {
-                let reason = "D \(d.dtype.name) \(d.shape) does not fit kernel \(kernel.dtype.name) \(kernel.shape)"
-                if declared { throw inconsistent(reason) }
-                rejected.append(RejectedCandidate(name: name, reason: reason))
-                return nil
+        case let .doConv(geometry, stride, dilation):
+            guard kernel.dtype.elementType != nil, d.map({ $0.dtype == kernel.dtype }) ?? true else {
+                throw .inconsistentLayer(path: path, layer: name, reason: "kernel \(kernel.dtype.name) and D \(d?.dtype.name ?? "-"): not one floating-point type")
             }
-            area = d.shape[0]
-            inChannels = d.shape[2]
-            groups = inChannels / inPerGroup
-            if let declaredGroups = layerConfig?.groups, declaredGroups != groups {
-                throw inconsistent("the config says \(declaredGroups) groups, the variables \(groups)")
-            }
-        } else if dmul != 1 {
-            throw inconsistent("no D, so the kernel must be (1, Cin/g, Cout), not \(kernel.shape)")
+            return CheckpointLayer(name: name, kernel: kernel, d: d, geometry: geometry, stride: stride, dilation: dilation)
         }
-        guard kernel.dtype.elementType != nil else { throw inconsistent("its kernel is \(kernel.dtype.name), not a floating-point type") }
-        if let filters = layerConfig?.filters, filters != cout { throw inconsistent("the config says \(filters) filters, the kernel \(cout)") }
-        let (m, n) = try kernelSize(layer: name, config: layerConfig, area: area)
-        let geometry = DOConvGeometry(inChannels: inChannels, outChannels: cout, groups: groups, kernelHeight: m, kernelWidth: n, depthMultiplier: dmul)
-        return CheckpointLayer(name: name, kernel: kernel, d: d, geometry: geometry,
-                               stride: layerConfig?.strides ?? [1, 1], dilation: layerConfig?.dilation ?? [1, 1])
-    }
-
-    /// (M, N): the config's kernel_size, else --kernel-size, else the square root of M*N.
-    private func kernelSize(layer: String, config: KerasModelConfig.Layer?, area: Int) throws(TensorFlowError) -> (Int, Int) {
-        for case let size? in [config?.kernelSize, options.kernelSizes[layer]] {
-            guard size.count == 2, size[0].multipliedReportingOverflow(by: size[1]) == (area, false) else {
-                throw .inconsistentLayer(path: path, layer: layer, reason: "kernel size \(size) does not match D's M x N = \(area)")
-            }
-            return (size[0], size[1])
-        }
-        var root = 1
-        while (root + 1) * (root + 1) <= area { root += 1 }
-        guard root * root == area else {
-            throw .undecidableLayer(path: path, layer: layer, reason: "kernel size unknown (M x N = \(area)); pass --config MODEL.json or --kernel-size \(layer)=MxN")
-        }
-        return (root, root)
     }
 }

@@ -10,6 +10,7 @@ extension FormatOptions {
         tensorflow.configJSON = configJSON
         tensorflow.configSource = configSource
         tensorflow.kernelSizes = kernelSizes
+        tensorflow.allowPartial = allowPartial
         return tensorflow
     }
 }
@@ -23,7 +24,7 @@ public struct TensorFlowCheckpointFormat: ModelFormat {
     public var displayName: String { "TensorFlow checkpoint" }
     public var family: String { "TensorFlow" }
     public var summary: String { "TensorFlow checkpoints of tf.keras models (PREFIX or PREFIX.index with PREFIX.data-*: save_weights in the TF format, ModelCheckpoint, tf.train.Checkpoint)" }
-    public var options: Set<FormatOption> { [.config, .kernelSize] }
+    public var options: Set<FormatOption> { [.config, .kernelSize, .allowPartial] }
     public var runsInChildProcess: Bool { false }
 
     /// A table ending in the LevelDB magic (an `.index`), or a data shard whose `.index`

@@ -95,7 +95,7 @@ final class KerasFoldTests: XCTestCase {
     func testKernelSizeResolution() throws {
         // Weights only, no config: 3x3 follows from MN = 9, but MN = 3 could be 1x3 or 3x1.
         XCTAssertThrowsError(try KerasFolder.fold(path: path("k2_net_a_weights.h5"))) { error in
-            XCTAssertEqual(error as? KerasError, .ambiguousKernelSize(path: path("k2_net_a_weights.h5"), layer: "do_wide", area: 3))
+            XCTAssertEqual(error as? KerasError, .undecidableLayer(path: path("k2_net_a_weights.h5"), layer: "do_wide", reason: "kernel size unknown (M x N = 3); pass --config MODEL.json or --kernel-size do_wide=MxN"))
             XCTAssertTrue("\(error)".contains("--kernel-size do_wide=MxN"))
         }
         var options = KerasFoldOptions()

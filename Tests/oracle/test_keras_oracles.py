@@ -139,13 +139,20 @@ def test_output_may_be_the_input(tmp_path, name):
     assert again.returncode == 0 and "no DO-Conv layer found" in again.stdout
 
 
-def test_an_explicit_1x1_kernel_size_folds_a_1x1_layer_without_a_config(tmp_path):
+def test_an_explicit_1x1_kernel_size_folds_a_1x1_layer_without_a_config(tmp_path, clean_tmpdir):
     """Issue 14, item 2: in a Keras 2 weights-only file (no config), a 3-D kernel without D
     is a 1x1 DOConv2D or a Conv1D; `--kernel-size do_point=1x1` settles it, and plain Keras
-    then loads the weights (with the model's own config, given to Keras, not to doconv)."""
+    then loads the weights (with the model's own config, given to Keras, not to doconv).
+    Issue 24, item 5: unsettled, the fold is refused (a file with that layer left unfolded
+    fits neither model), unless --allow-partial asks for it."""
     src = FOLDER / "k2_net_a_weights.h5"
     out = tmp_path / "out.h5"
     result = run_fold(src, out, "--kernel-size", "do_wide=1x3")
+    assert result.returncode == 2 and not out.exists(), result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "layer 'do_point'" in result.stderr and "--config MODEL.json or --kernel-size do_point=1x1" in result.stderr
+    assert "--allow-partial" in result.stderr
+    result = run_fold(src, out, "--kernel-size", "do_wide=1x3", "--allow-partial")
     assert result.returncode == 0, result.stderr
     assert "not folded: do_point" in result.stdout
     assert "--config MODEL.json or --kernel-size do_point=1x1" in result.stdout

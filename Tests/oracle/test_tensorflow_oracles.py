@@ -181,3 +181,10 @@ def test_damaged_checkpoints_fail_cleanly(tmp_path, clean_tmpdir, damage):
     refused(run_fold("--config", TF / "net_a.json", copy / "ckpt", out / "folded"))
     assert not list(out.iterdir())
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+
+
+def test_allow_partial_leaves_the_undecidable_layer_and_says_so(tmp_path):
+    src = TF / "net_a_weights" / "ckpt"
+    result = run_fold("--kernel-size", "do_wide=1x3", "--allow-partial", src, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "folded 3 layers" in result.stdout and "not folded: do_point" in result.stdout, result.stdout
