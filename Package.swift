@@ -175,12 +175,13 @@ let package = Package(
         .target(name: "DOConvVerifyKeras", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvKeras"]),
         .target(name: "DOConvVerifyPyTorch", dependencies: ["DOConvVerify", "DOConvCore", "DOConvPyTorch"]),
         .target(name: "DOConvVerifyMXNet", dependencies: ["DOConvVerify", "DOConvCore", "DOConvMXNet"]),
+        .target(name: "DOConvVerifyTensorFlow", dependencies: ["DOConvVerify", "DOConvVerifyKeras", "DOConvCore", "DOConvKeras", "DOConvTensorFlow"]),
         .executableTarget(
             name: "verify-equivalence",
             dependencies: [
                 "CommandLineSupport",
                 "DOConvCore", "DOConvVerify", "DOConvGraph", "DOConvFormats",
-                "DOConvVerifyONNX", "DOConvVerifyKeras", "DOConvVerifyPyTorch", "DOConvVerifyMXNet",
+                "DOConvVerifyONNX", "DOConvVerifyKeras", "DOConvVerifyPyTorch", "DOConvVerifyMXNet", "DOConvVerifyTensorFlow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

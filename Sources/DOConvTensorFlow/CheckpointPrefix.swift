@@ -1,3 +1,11 @@
+extension TensorBundle {
+    /// Opens the checkpoint `path` names: its prefix or its `.index` (a data shard is
+    /// refused with the prefix to pass instead).
+    public convenience init(checkpoint path: String) throws(TensorFlowError) {
+        try self.init(prefix: try CheckpointPrefix.input(path))
+    }
+}
+
 /// How a checkpoint is named: TensorFlow names one by the prefix its files share (`ckpt`
 /// for `ckpt.index` and `ckpt.data-00000-of-00001`); doconv also takes the `.index`.
 enum CheckpointPrefix {

@@ -13,12 +13,17 @@ import DOConvVerify
 public enum KerasEquivalence {
     /// One dataset: its path, a path that survives the fold's renaming of `.weights.h5`
     /// layer groups, its shape, and its values and element type when it is a float dataset.
-    struct Entry {
+    /// A weight as verification reads it: where it is, its shape, its values in float64.
+    package struct Entry {
         var path: String
         var key: String
         var shape: [Int]
         var values: [Double]?
         var elementType: ElementType?
+
+        package init(path: String, key: String, shape: [Int], values: [Double]?, elementType: ElementType?) {
+            (self.path, self.key, self.shape, self.values, self.elementType) = (path, key, shape, values, elementType)
+        }
     }
 
     /// A pair of `.keras` archives: the weights inside, checked as a pair; the archive's own

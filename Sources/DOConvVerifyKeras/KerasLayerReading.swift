@@ -5,8 +5,8 @@ import DOConvVerify
 /// A DOConv2D layer of ORIGINAL's Keras weights, as verify-equivalence reads it itself
 /// (FORMATS.md), from ORIGINAL, its config and the user's flags; never through the fold's
 /// detector or layout code, so that a detection or layout bug in the fold cannot hide itself.
-struct KerasOriginalLayer {
-    let name: String
+package struct KerasOriginalLayer {
+    package let name: String
     /// W, (Dmul, Cin/g, Cout).
     let kernel: KerasEquivalence.Entry
     /// D, (M*N, Dmul, Cin); absent for a 1x1 layer (Dmul 1).
@@ -60,7 +60,7 @@ struct KerasLayerNaming {
     }
 }
 
-enum KerasLayerReading {
+package enum KerasLayerReading {
 
     /// Every DOConv2D layer of ORIGINAL that `options` selects. A layer group is one when the
     /// config calls it DOConv2D, or (no config) when it holds a 3-D `kernel` and a 3-D `D`
@@ -115,7 +115,7 @@ enum KerasLayerReading {
     }
 
     /// One layer's geometry, from W's and D's shapes, the config and `--kernel-size`.
-    static func layer(name: String, kernel: KerasEquivalence.Entry, d: KerasEquivalence.Entry?, config: KerasModelConfig.Layer?,
+    package static func layer(name: String, kernel: KerasEquivalence.Entry, d: KerasEquivalence.Entry?, config: KerasModelConfig.Layer?,
                       options: VerifyOptions) throws -> KerasOriginalLayer {
         func disagree(_ reason: String) -> VerifyError { VerifyError("DOConv2D layer '\(name)': \(reason)") }
         let (dmul, perGroup, cout) = (kernel.shape[0], kernel.shape[1], kernel.shape[2])

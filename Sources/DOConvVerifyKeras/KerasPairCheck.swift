@@ -166,22 +166,7 @@ extension KerasEquivalence {
 
         /// One DOConv2D's folded kernel: its shape, the recomputation, and the probe.
         func checkKernel(of layer: KerasOriginalLayer, at key: String) -> LayerResult {
-            var result = LayerResult(name: layer.name, conv: foldedByKey[key]?.path ?? key, description: layer.description)
-            guard let after = foldedByKey[key], let values = after.values else {
-                result.problems.append("FOLDED has no float kernel at '\(key)'")
-                return result
-            }
-            guard after.shape == layer.foldedShape else {
-                result.problems.append("FOLDED's kernel has shape \(after.shape), expected (M, N, Cin/g, Cout) = \(layer.foldedShape)")
-                return result
-            }
-            let reference = doConvReference(layer)
-            let actual = oihw(values, hwio: after.shape)
-            let type = [layer.kernel.elementType, after.elementType].compactMap { $0 }.map(\.defaultTolerance).max()
-            let tolerance = options.tolerance ?? type ?? ElementType.float32.defaultTolerance
-            result.kernel = ErrorStats.compare(expected: reference.kernel, actual: actual, shape: reference.shape, tolerance: tolerance)
-            result.probe = probe(reference, kernel: actual, patches: options.probePatches, seed: options.seed, tolerance: tolerance)
-            return result
+            KerasEquivalence.checkFoldedKernel(of: layer, folded: foldedByKey[key], conv: foldedByKey[key]?.path ?? key, key: key, options: options)
         }
     }
 }

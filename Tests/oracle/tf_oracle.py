@@ -13,6 +13,10 @@ Python. Nothing here composes a kernel: the plain twin only loads what doconv-fo
         `input` is run. Prints one JSON list: {"relative_error": max|out - output| /
         max|output|, "consumed": true, "variables": {key: shape} (tf.train.list_variables)}
         or {"error": "..."} per job.
+    python tf_oracle.py tamper PREFIX OUT KEY SCALE
+        Rewrites PREFIX at OUT with TensorFlow's own bundle writer (tf.raw_ops.SaveV2): every
+        tensor as tf.train.load_checkpoint reads it, the object graph included, KEY's values
+        multiplied by SCALE (SCALE "ulp": its first element moved by one float32 ulp).
 """
 import json
 import os
@@ -57,7 +61,27 @@ def run(job):
             "variables": {key: list(shape) for key, shape in tf.train.list_variables(job["checkpoint"])}}
 
 
+def tamper(prefix, out, key, scale):
+    reader = tf.train.load_checkpoint(prefix)
+    names = sorted(reader.get_variable_to_dtype_map())
+    tensors = []
+    for name in names:
+        value = reader.get_tensor(name)
+        if name == key:
+            if scale == "ulp":
+                flat = value.reshape(-1).copy()
+                flat[0] = np.nextafter(flat[0], np.float32(np.inf))
+                value = flat.reshape(value.shape)
+            else:
+                value = (value * np.asarray(float(scale), dtype=value.dtype)).astype(value.dtype)
+        tensors.append(tf.constant(value))
+    tf.raw_ops.SaveV2(prefix=out, tensor_names=names, shape_and_slices=[""] * len(names), tensors=tensors)
+
+
 def main():
+    if sys.argv[1] == "tamper":
+        tamper(*sys.argv[2:6])
+        return
     results = []
     for job in json.loads(open(sys.argv[1]).read()):
         try:

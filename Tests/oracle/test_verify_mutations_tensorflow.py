@@ -1,0 +1,64 @@
+"""verify-equivalence on TensorFlow checkpoints: a folded checkpoint rewritten by TensorFlow's
+own bundle writer (tf.raw_ops.SaveV2, through tf_oracle.py tamper) is EQUIVALENT unchanged,
+and NOT EQUIVALENT (exit 1), naming what differs, after each mutation."""
+import subprocess
+
+import pytest
+
+from conftest import run_fold, run_verify
+from test_tensorflow_oracles import ORACLE, TF, tf_python
+from verify_support import assert_mutation_named
+
+SOURCE = TF / "net_a_weights" / "ckpt"
+CONFIG = ["--config", str(TF / "net_a.json")]
+KEY = "{}/.ATTRIBUTES/VARIABLE_VALUE".format
+# key -> (scale, what the failing line names)
+MUTATIONS = {
+    "folded kernel x(1+1e-3)": (KEY("layer_with_weights-0/kernel"), "1.001", "do_stem"),
+    "folded 1x1 kernel negated": (KEY("layer_with_weights-5/kernel"), "-1", "do_point"),
+    "bias +1 ulp": (KEY("layer_with_weights-2/bias"), "ulp", "layer_with_weights-2/bias"),
+    "BatchNormalization gamma x2": (KEY("layer_with_weights-1/gamma"), "2", "layer_with_weights-1/gamma"),
+    "plain Conv2D kernel +1 ulp": (KEY("layer_with_weights-4/kernel"), "ulp", "layer_with_weights-4/kernel"),
+}
+
+
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tfverify") / "folded"
+    result = run_fold(*CONFIG, SOURCE, out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def tamper(folded, out, key, scale):
+    done = subprocess.run([tf_python(), str(ORACLE), "tamper", str(folded), str(out), key, scale], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def test_tensorflows_own_rewrite_is_equivalent(folded, tmp_path):
+    same = tamper(folded, tmp_path / "same", KEY("layer_with_weights-0/kernel"), "1")
+    result = run_verify(*CONFIG, SOURCE, same)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verdict: EQUIVALENT" in result.stdout
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_mutated_fold_is_not_equivalent(folded, tmp_path, mutation):
+    key, scale, named = MUTATIONS[mutation]
+    assert_mutation_named(run_verify(*CONFIG, SOURCE, tamper(folded, tmp_path / "bad", key, scale)), mutation, named)
+
+
+def test_the_unfolded_original_is_not_its_own_fold():
+    result = run_verify(*CONFIG, SOURCE, SOURCE)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "D) is still in FOLDED" in result.stdout
+
+
+def test_kernel_sizes_come_from_original_and_the_flags_not_from_folded(folded):
+    """Weights only and no flag: the 1x3 layer's size cannot be had from ORIGINAL, and is
+    not taken from FOLDED's kernel."""
+    result = run_verify(SOURCE, folded)
+    assert result.returncode == 2 and "do_wide" in result.stderr, result.stdout + result.stderr
+    result = run_verify("--kernel-size", "do_wide=1x3", "--kernel-size", "do_point=1x1", SOURCE, folded)
+    assert result.returncode == 0, result.stdout + result.stderr
