@@ -100,9 +100,14 @@ final class KerasFoldTests: XCTestCase {
         }
         var options = KerasFoldOptions()
         options.kernelSizes = ["do_wide": [1, 3]]
+        // A 1x1 layer without config is not guessed: refused, or left and reported on request.
+        XCTAssertThrowsError(try KerasFolder.fold(path: path("k2_net_a_weights.h5"), options: options)) { error in
+            guard case .undecidableLayer(_, "do_point", _) = error as? KerasError else { return XCTFail("\(error)") }
+        }
+        options.allowPartial = true
         let result = try KerasFolder.fold(path: path("k2_net_a_weights.h5"), options: options)
         XCTAssertEqual(result.summary.layers.map(\.name), ["do_stem", "do_wide", "do_group"])
-        XCTAssertEqual(result.summary.rejected.map(\.name), ["do_point"], "a 1x1 layer without config is reported, not guessed")
+        XCTAssertEqual(result.summary.rejected.map(\.name), ["do_point"])
         options.kernelSizes = ["do_wide": [3, 3]]
         XCTAssertThrowsError(try KerasFolder.fold(path: path("k2_net_a_weights.h5"), options: options))
     }
