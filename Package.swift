@@ -206,6 +206,7 @@ if Context.environment["DOCONV_FUZZ"] != nil {
         .executableTarget(name: "fuzz-safetensors", dependencies: ["FuzzDriver", "DOConvPyTorch", "DOConvCore"], path: "Fuzz/Safetensors"),
         .executableTarget(name: "fuzz-mxnet", dependencies: ["FuzzDriver", "DOConvMXNet", "DOConvCore"], path: "Fuzz/MXNet"),
         .executableTarget(name: "fuzz-executor", dependencies: ["FuzzDriver", "DOConvVerify", "DOConvVerifyONNX", "DOConvGraph"], path: "Fuzz/Executor"),
+        .executableTarget(name: "fuzz-tensorflow", dependencies: ["FuzzDriver", "DOConvTensorFlow", "DOConvCore"], path: "Fuzz/TensorFlow"),
     ]
     package.products += [
         .executable(name: "fuzz-onnx", targets: ["fuzz-onnx"]),
@@ -214,6 +215,7 @@ if Context.environment["DOCONV_FUZZ"] != nil {
         .executable(name: "fuzz-safetensors", targets: ["fuzz-safetensors"]),
         .executable(name: "fuzz-mxnet", targets: ["fuzz-mxnet"]),
         .executable(name: "fuzz-executor", targets: ["fuzz-executor"]),
+        .executable(name: "fuzz-tensorflow", targets: ["fuzz-tensorflow"]),
     ]
 }
 
