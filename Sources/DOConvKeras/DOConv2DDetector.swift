@@ -28,22 +28,13 @@ struct DOConv2DDetector {
         let kernel = layer.weights.first { $0.role == .kernel }
         let d = layer.weights.first { $0.role == .d }
         let rules = DOConv2DWeightRules(kernelSizes: options.kernelSizes, selection: options.fold.selection, allowPartial: options.allowPartial)
-        let finding: DOConv2DWeightRules.Finding
-        do { finding = try rules.judge(name: layer.name, kernel: kernel?.shape, d: d?.shape, config: config) } catch {
-            switch error {
-            case let .inconsistent(reason): throw .inconsistentLayer(path: path, layer: layer.name, reason: reason)
-            case let .undecidable(reason): throw .undecidableLayer(path: path, layer: layer.name, reason: reason)
-            }
+        let found: (geometry: DOConvGeometry, stride: [Int], dilation: [Int])?
+        do { found = try rules.doConvLayer(name: layer.name, kernel: kernel?.shape, d: d?.shape, config: config, rejected: &rejected) } catch {
+            if case .undecidable = error { throw .undecidableLayer(path: path, layer: layer.name, reason: error.reason) }
+            throw .inconsistentLayer(path: path, layer: layer.name, reason: error.reason)
         }
-        switch finding {
-        case .other: return nil
-        case let .leftAlone(candidate):
-            rejected.append(candidate)
-            return nil
-        case let .doConv(geometry, stride, dilation):
-            guard let kernel else { return nil } // judged a layer only with a kernel
-            return Found(name: config?.name ?? layer.name, kernel: kernel, d: d, geometry: geometry, stride: stride, dilation: dilation)
-        }
+        guard let found, let kernel else { return nil } // judged a layer only with a kernel
+        return Found(name: config?.name ?? layer.name, kernel: kernel, d: d, geometry: found.geometry, stride: found.stride, dilation: found.dilation)
     }
 
     /// Reads the layer's D (adding the identity offset the layer adds) and W.

@@ -21,7 +21,7 @@ public struct DOConv2DWeightRules: Sendable {
     }
 
     /// What a layer turned out to be.
-    public enum Finding: Sendable {
+    private enum Finding {
         case doConv(geometry: DOConvGeometry, stride: [Int], dilation: [Int])
         /// Not a DOConv2D layer (no kernel, a plain layer, a layer the config names otherwise).
         case other
@@ -32,6 +32,13 @@ public struct DOConv2DWeightRules: Sendable {
 
     /// Why a layer's weights cannot be folded, as the rest of its line after the layer name.
     public enum Problem: Error, Sendable {
+        /// The line's text after the layer's name.
+        public var reason: String {
+            switch self {
+            case let .inconsistent(reason), let .undecidable(reason): return reason
+            }
+        }
+
         /// The weights disagree with each other or with the config.
         case inconsistent(String)
         /// The weights could be a DOConv2D layer's and nothing says which: a kernel size or
@@ -39,9 +46,22 @@ public struct DOConv2DWeightRules: Sendable {
         case undecidable(String)
     }
 
+    /// The layer's geometry when it is a DOConv2D to fold; nil for another layer, or one left
+    /// alone (then added to `rejected`).
+    public func doConvLayer(name: String, kernel: [Int]?, d: [Int]?, config: KerasModelConfig.Layer?,
+                            rejected: inout [RejectedCandidate]) throws(Problem) -> (geometry: DOConvGeometry, stride: [Int], dilation: [Int])? {
+        switch try judge(name: name, kernel: kernel, d: d, config: config) {
+        case .other: return nil
+        case let .leftAlone(candidate):
+            rejected.append(candidate)
+            return nil
+        case let .doConv(geometry, stride, dilation): return (geometry, stride, dilation)
+        }
+    }
+
     /// Judges one layer by its weights' shapes and its config entry (nil when the file has
     /// no config).
-    public func judge(name: String, kernel: [Int]?, d: [Int]?, config: KerasModelConfig.Layer?) throws(Problem) -> Finding {
+    private func judge(name: String, kernel: [Int]?, d: [Int]?, config: KerasModelConfig.Layer?) throws(Problem) -> Finding {
         let declared = (config?.isDOConv ?? false) || (config == nil && d == nil && kernelSizes[name] == [1, 1])
         if config == nil, !declared, d == nil, let kernel, kernel.count == 3, kernel[0] == 1 {
             let reason = "a 3-D kernel \(kernel) without D is a 1x1 DOConv2D or a Conv1D; pass --config MODEL.json or --kernel-size \(name)=1x1"

@@ -61,23 +61,17 @@ struct CheckpointLayerDetector {
         let d = weights["D"]
         let name = Self.layerName(of: kernel)
         let rules = DOConv2DWeightRules(kernelSizes: options.kernelSizes, selection: options.fold.selection, allowPartial: options.allowPartial)
-        let finding: DOConv2DWeightRules.Finding
-        do { finding = try rules.judge(name: name, kernel: kernel.shape, d: d?.shape, config: config?.layers.first { $0.name == name }) } catch {
-            switch error {
-            case let .inconsistent(reason): throw .inconsistentLayer(path: path, layer: name, reason: reason)
-            case let .undecidable(reason): throw .undecidableLayer(path: path, layer: name, reason: reason)
-            }
+        let found: (geometry: DOConvGeometry, stride: [Int], dilation: [Int])?
+        do {
+            found = try rules.doConvLayer(name: name, kernel: kernel.shape, d: d?.shape, config: config?.layers.first { $0.name == name }, rejected: &rejected)
+        } catch {
+            if case .undecidable = error { throw .undecidableLayer(path: path, layer: name, reason: error.reason) }
+            throw .inconsistentLayer(path: path, layer: name, reason: error.reason)
         }
-        switch finding {
-        case .other: return nil
-        case let .leftAlone(candidate):
-            rejected.append(candidate)
-            return nil
-        case let .doConv(geometry, stride, dilation):
-            guard kernel.dtype.elementType != nil, d.map({ $0.dtype == kernel.dtype }) ?? true else {
-                throw .inconsistentLayer(path: path, layer: name, reason: "kernel \(kernel.dtype.name) and D \(d?.dtype.name ?? "-"): not one floating-point type")
-            }
-            return CheckpointLayer(name: name, kernel: kernel, d: d, geometry: geometry, stride: stride, dilation: dilation)
+        guard let found else { return nil }
+        guard kernel.dtype.elementType != nil, d.map({ $0.dtype == kernel.dtype }) ?? true else {
+            throw .inconsistentLayer(path: path, layer: name, reason: "kernel \(kernel.dtype.name) and D \(d?.dtype.name ?? "-"): not one floating-point type")
         }
+        return CheckpointLayer(name: name, kernel: kernel, d: d, geometry: found.geometry, stride: found.stride, dilation: found.dilation)
     }
 }
