@@ -19,6 +19,8 @@ public enum FormatRegistry {
         ShardedCheckpointFormat(),
         MXNetFormat(),
         TensorFlowCheckpointFormat(),
+        TensorFlowSavedModelFormat(),
+        TFLiteFormat(),
         ONNXFormat(),
     ]
 

@@ -84,22 +84,21 @@ public enum TensorFlowCheckpointFolder {
             summary.layers.append(record)
         }
         let graph = try bundle.objectGraph()
-        if !layers.isEmpty {
-            // The optimizer's state was shaped for D and W: it cannot follow the fold.
-            for node in graph.nodes {
-                for child in node.children where child.localName == "optimizer" { removedNodes.insert(child.nodeID) }
-            }
-        }
+        if !layers.isEmpty { removedNodes.formUnion(trainingState(in: graph)) }
         let (pruned, kept) = graph.removing(removedNodes)
         let dropped = Set(variables.filter { kept[$0.nodeID] == nil }.map(\.key))
         let optimizerState = variables.filter { kept[$0.nodeID] == nil && $0.isOptimizerState }.count
         if optimizerState > 0 {
             summary.notes.append("optimizer state dropped: \(optimizerState) variables (slots shaped for D and W, and the step count); the folded checkpoint is for inference or a fresh optimizer")
         }
+        let metricState = variables.filter { kept[$0.nodeID] == nil && $0.isMetricState }.count
+        if metricState > 0 {
+            summary.notes.append("metric state dropped: \(metricState) variables (running totals of training metrics, which a plain model has not compiled)")
+        }
         for variable in variables {
             let count = Tensor.elementCount(of: variable.shape) ?? 0
             let width = variable.dtype.byteWidth ?? 0
-            guard !variable.isOptimizerState else { continue }
+            guard !variable.isTrainingState else { continue }
             summary.parametersBefore += count
             summary.bytesBefore += count * width
             guard !dropped.contains(variable.key) else { continue }
@@ -108,6 +107,19 @@ public enum TensorFlowCheckpointFolder {
             summary.bytesAfter += after * width
         }
         return TensorFlowFoldResult(summary: summary, bundle: bundle, graph: pruned, replaced: replaced, dropped: dropped)
+    }
+
+    /// The objects that hold training state rather than the model: the optimizer (its slots
+    /// were shaped for D and W) and a SavedModel's compiled metrics.
+    static func trainingState(in graph: TrackableObjectGraph) -> Set<Int> {
+        var state = Set<Int>()
+        for node in graph.nodes {
+            for child in node.children where child.localName == "optimizer" { state.insert(child.nodeID) }
+        }
+        for child in graph.nodes[0].children where child.localName == "keras_api" {
+            for metrics in graph.nodes[child.nodeID].children where metrics.localName == "metrics" { state.insert(metrics.nodeID) }
+        }
+        return state
     }
 
     static func open(_ path: String) throws(TensorFlowError) -> (TensorBundle, [CheckpointVariable]) {

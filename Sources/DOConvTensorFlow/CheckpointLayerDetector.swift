@@ -37,7 +37,7 @@ struct CheckpointLayerDetector {
     static func byLayer(_ variables: [CheckpointVariable]) -> [(path: [String], weights: [String: CheckpointVariable])] {
         var groups: [(path: [String], weights: [String: CheckpointVariable])] = []
         var index: [[String]: Int] = [:]
-        for variable in variables where !variable.isOptimizerState {
+        for variable in variables where !variable.isTrainingState {
             guard let weight = variable.objectPath.last else { continue }
             let owner = Array(variable.objectPath.dropLast())
             if let k = index[owner] {

@@ -33,6 +33,12 @@ public struct CheckpointVariable: Sendable, Equatable {
     /// named `optimizer` (what Keras and `tf.train.Checkpoint(optimizer=...)` call it; the
     /// new Keras optimizers hold m and v as children, `optimizer/_variables/N`).
     public var isOptimizerState: Bool { slot != nil || objectPath.contains("optimizer") }
+
+    /// A compiled metric's running state (a SavedModel's `keras_api/metrics/N/total`).
+    public var isMetricState: Bool { objectPath.starts(with: ["keras_api", "metrics"]) }
+
+    /// Training state rather than the model: what a folded checkpoint leaves out.
+    public var isTrainingState: Bool { isOptimizerState || isMetricState }
 }
 
 extension TensorBundle {

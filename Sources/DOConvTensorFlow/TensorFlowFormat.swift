@@ -1,4 +1,5 @@
 import DOConvCore
+import DOConvFileIO
 import DOConvSeam
 import Foundation
 
@@ -56,5 +57,98 @@ public struct TensorFlowCheckpointFormat: ModelFormat {
         guard let size = try? handle.seekToEnd(), size >= UInt64(TableFormat.footerLength),
               (try? handle.seek(toOffset: size - 8)) != nil, let tail = try? handle.read(upToCount: 8), tail.count == 8 else { return false }
         return UInt64(littleEndian: tail.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }) == TableFormat.magic
+    }
+}
+
+/// TensorFlow SavedModel folders (`model.save('dir')` in tf_keras, `tf.saved_model.save`),
+/// given as the folder or its `saved_model.pb`: the weights in `variables/variables` are a
+/// TensorFlow checkpoint, folded as one and written as a checkpoint the plain model loads.
+public struct TensorFlowSavedModelFormat: ModelFormat {
+    public init() {}
+    public var name: String { "tf-savedmodel" }
+    public var displayName: String { "TensorFlow SavedModel" }
+    public var family: String { "TensorFlow" }
+    public var summary: String { "TensorFlow SavedModel folders (their variables/ checkpoint, folded into a TensorFlow checkpoint)" }
+    public var options: Set<FormatOption> { [.config, .kernelSize, .allowPartial] }
+    public var runsInChildProcess: Bool { false }
+
+    /// A folder holding `saved_model.pb` and a `variables/variables.index` table, or that
+    /// `saved_model.pb` itself.
+    public func recognizes(_ file: ModelFileSignature) -> Bool {
+        Self.variablesPrefix(of: file.path, isFolder: file.isFolder) != nil
+    }
+
+    public func detect(path: String, options: FormatOptions) throws -> Detection {
+        try TensorFlowCheckpointFolder.detect(path: try Self.variables(of: path), options: options.tensorflow)
+    }
+
+    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
+        let result = try TensorFlowCheckpointFolder.fold(path: try Self.variables(of: path), options: options.tensorflow)
+        var summary = result.summary
+        summary.notes.append("a SavedModel: its weights are written as a TensorFlow checkpoint (OUTPUT.index, OUTPUT.data-*), which the plain model loads with load_weights(OUTPUT)")
+        return FoldedModel(summary: summary, write: { (output: String) throws -> Void in
+            guard !Self.kerasSuffixes.contains(where: { output.hasSuffix($0) }) else {
+                throw TensorFlowError.unsupported(path: output, reason: "a SavedModel's folded model is not written as a Keras file yet; give OUTPUT as a checkpoint prefix, and load it into the plain model with load_weights")
+            }
+            try result.write(to: output)
+        })
+    }
+
+    static let kerasSuffixes = [".h5", ".hdf5", ".keras"]
+
+    /// The prefix of the SavedModel's weights, or a one-line error.
+    public static func variables(of path: String) throws(TensorFlowError) -> String {
+        guard let prefix = variablesPrefix(of: path, isFolder: FilePath.isFolder(path)) else {
+            throw .unsupported(path: path, reason: "not a SavedModel with a variables/variables checkpoint")
+        }
+        return prefix
+    }
+
+    /// `DIR/variables/variables` when `path` is a SavedModel folder or its `saved_model.pb`
+    /// and that checkpoint's `.index` is a table.
+    static func variablesPrefix(of path: String, isFolder: Bool) -> String? {
+        let folder: String
+        if isFolder {
+            guard FileManager.default.fileExists(atPath: FilePath.join(path, "saved_model.pb")) else { return nil }
+            folder = path
+        } else {
+            guard FilePath.baseName(of: path) == "saved_model.pb" else { return nil }
+            folder = FilePath.directory(of: path)
+        }
+        let prefix = FilePath.join(FilePath.join(folder, "variables"), "variables")
+        return TensorFlowCheckpointFormat.isTable(TensorBundle.indexPath(prefix: prefix)) ? prefix : nil
+    }
+}
+
+/// TensorFlow Lite flatbuffers (`.tflite`): the converter has already folded each DOConv2D's
+/// D and W into one constant kernel, so there is nothing to fold.
+public struct TFLiteFormat: ModelFormat {
+    public init() {}
+    public var name: String { "tflite" }
+    public var displayName: String { "TensorFlow Lite" }
+    public var family: String { "TensorFlow" }
+    public var summary: String { "TensorFlow Lite files (already folded by the converter: copied as they are)" }
+    public var options: Set<FormatOption> { [] }
+    public var runsInChildProcess: Bool { false }
+
+    /// The flatbuffer file identifier "TFL3" at bytes 4 to 8.
+    public func recognizes(_ file: ModelFileSignature) -> Bool {
+        file.zipEntries == nil && !file.isFolder && file.head.count >= 8 && Array(file.head[4..<8]) == Array("TFL3".utf8)
+    }
+
+    public func detect(path: String, options: FormatOptions) throws -> Detection { Detection() }
+
+    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
+        let input: MappedFile
+        do { input = try MappedFile(path: path) } catch { throw TensorFlowError.file(error) }
+        var summary = FoldSummary()
+        summary.notes.append("TensorFlow Lite: the converter has already folded each DOConv2D's D and W into one kernel; nothing to fold, OUTPUT is a copy")
+        return FoldedModel(summary: summary, write: { (output: String) throws -> Void in
+            guard output != path else { return }
+            let copy: AtomicFileWriter
+            do throws(FileIOError) { copy = try AtomicFileWriter(destination: output, sources: [input]) } catch { throw TensorFlowError.file(error) }
+            copy.write(input.bytes)
+            do throws(FileIOError) { try copy.commit() } catch { throw TensorFlowError.file(error) }
+        })
     }
 }

@@ -50,12 +50,12 @@ public enum TensorFlowCheckpointEquivalence {
         for variable in folded.model where !kept.contains(variable.key) {
             report.structure.append("FOLDED holds '\(variable.key)', which ORIGINAL does not")
         }
-        let droppedState = original.optimizerState.filter { folded.byKey[$0.key] == nil }
+        let droppedState = original.trainingState.filter { folded.byKey[$0.key] == nil }
         if !droppedState.isEmpty {
             if layers.isEmpty {
-                report.structure.append("\(droppedState.count) optimizer variables are missing from FOLDED, though ORIGINAL has no DO-Conv layer to fold")
+                report.structure.append("\(droppedState.count) optimizer or metric variables are missing from FOLDED, though ORIGINAL has no DO-Conv layer to fold")
             } else {
-                report.notes.append("optimizer state is not in FOLDED (the fold drops it: its slots were shaped for D and W)")
+                report.notes.append("optimizer and metric state is not in FOLDED (the fold drops it: the optimizer's slots were shaped for D and W)")
             }
         }
         report.structureSummary = "\(compared) tensors equal, \(layers.count) kernel\(layers.count == 1 ? "" : "s") folded, \(removed.count) D tensors removed"

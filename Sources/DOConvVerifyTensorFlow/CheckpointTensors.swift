@@ -10,14 +10,15 @@ struct CheckpointTensors {
     let byKey: [String: CheckpointVariable]
     /// The model's variables, in key order.
     let model: [CheckpointVariable]
-    let optimizerState: [CheckpointVariable]
+    /// The optimizer's and the compiled metrics' state.
+    let trainingState: [CheckpointVariable]
 
     init(path: String) throws(TensorFlowError) {
         bundle = try TensorBundle(checkpoint: path)
         let variables = try bundle.variables()
         byKey = Dictionary(variables.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
-        model = variables.filter { !$0.isOptimizerState }
-        optimizerState = variables.filter(\.isOptimizerState)
+        model = variables.filter { !$0.isTrainingState }
+        trainingState = variables.filter(\.isTrainingState)
     }
 
     /// The variable's stored bytes, checksum checked.

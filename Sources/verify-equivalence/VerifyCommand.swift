@@ -133,11 +133,11 @@ struct VerifyCommand: ToolCommand {
         do { return try FormatRegistry.format(of: path) } catch { throw VerifyError("\(error)") }
     }
 
-    /// The one format both files are in, by content.
+    /// ORIGINAL's format, by content; FOLDED must be in the format its folds are written in.
     private func formatOfPair(original: String, folded: String) throws(VerifyError) -> any ModelFormat {
         do {
             let formats = (try FormatRegistry.format(of: original), try FormatRegistry.format(of: folded))
-            guard formats.0.name == formats.1.name else {
+            guard ((formats.0 as? any VerifiableFormat)?.foldedFormatName ?? formats.0.name) == formats.1.name else {
                 throw VerifyError("\(original) is \(formats.0.displayName) but \(folded) is \(formats.1.displayName)")
             }
             return formats.0

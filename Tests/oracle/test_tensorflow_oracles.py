@@ -23,6 +23,7 @@ TF = FIXTURES / "tf"
 ORACLE = pathlib.Path(__file__).with_name("tf_oracle.py")
 ENTRIES = [e for e in manifest(TF / "MANIFEST.json") if e["kind"] == "checkpoint"]
 FOLDABLE = [e for e in ENTRIES if not e["sliced"]]
+SAVED_MODELS = [e for e in manifest(TF / "MANIFEST.json") if e["kind"].startswith("saved_model")]
 # What a weights-only fold (no --config) must be told: the non-square and 1x1 layers.
 KERNEL_SIZES = {"net_a": ["do_wide=1x3", "do_point=1x1"], "net_dw": ["do_dil=3x2"]}
 
@@ -69,6 +70,12 @@ def verdicts(tmp_path_factory):
             names.append((entry["file"], variant))
         jobs.append(job(entry, TF / entry["file"]))
         names.append((entry["file"], "original"))
+    for entry in SAVED_MODELS:
+        folded = out / entry["file"]
+        result = run_fold("--config", TF / entry["config"], TF / entry["file"], folded)
+        assert result.returncode == 0, f"{entry['file']}: {result.stderr}"
+        jobs.append({"config": str(TF / entry["config"]), "checkpoint": str(folded), "expected": str(TF / entry["expected"]), "style": "keras"})
+        names.append((entry["file"], "saved model"))
     listing = out / "jobs.json"
     listing.write_text(json.dumps(jobs))
     done = subprocess.run([tf_python(), str(ORACLE), str(listing)], capture_output=True, text=True, timeout=600)
@@ -83,6 +90,30 @@ def test_plain_twin_loads_the_folded_checkpoint_and_predicts_the_same(verdicts, 
     assert "error" not in verdict, verdict.get("error")
     assert verdict["consumed"]
     assert verdict["relative_error"] < 1e-5
+
+
+@pytest.mark.parametrize("entry", SAVED_MODELS, ids=lambda e: e["file"])
+def test_a_saved_models_weights_fold_into_a_checkpoint_the_plain_twin_loads(verdicts, entry):
+    verdict = verdicts[(entry["file"], "saved model")]
+    assert "error" not in verdict, verdict.get("error")
+    assert verdict["relative_error"] < 1e-5
+
+
+def test_a_saved_model_is_not_written_as_a_keras_file_yet(tmp_path, clean_tmpdir):
+    entry = SAVED_MODELS[0]
+    out = tmp_path / "plain.h5"
+    refused(run_fold("--config", TF / entry["config"], TF / entry["file"] / "saved_model.pb", out), "checkpoint prefix", "load_weights")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_tflite_file_is_already_folded(tmp_path):
+    out = tmp_path / "copy.tflite"
+    result = run_fold(TF / "net_a.tflite", out)
+    assert result.returncode == 0, result.stderr
+    assert "already folded" in result.stdout
+    assert out.read_bytes() == (TF / "net_a.tflite").read_bytes()
+    report = run_inspect("--json", TF / "net_a.tflite")
+    assert report.returncode == 0 and json.loads(report.stdout)["layers"] == []
 
 
 @pytest.mark.parametrize("entry", FOLDABLE, ids=lambda e: e["file"])

@@ -62,3 +62,13 @@ def test_kernel_sizes_come_from_original_and_the_flags_not_from_folded(folded):
     assert result.returncode == 2 and "do_wide" in result.stderr, result.stdout + result.stderr
     result = run_verify("--kernel-size", "do_wide=1x3", "--kernel-size", "do_point=1x1", SOURCE, folded)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_saved_model_and_its_folded_checkpoint(tmp_path):
+    saved = TF / "net_a_savedmodel"
+    out = tmp_path / "plain"
+    assert run_fold(*CONFIG, saved, out).returncode == 0
+    result = run_verify(*CONFIG, saved, out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bad = tamper(out, tmp_path / "bad", KEY("layer_with_weights-0/kernel"), "1.001")
+    assert_mutation_named(run_verify(*CONFIG, saved, bad), "SavedModel kernel x(1+1e-3)", "do_stem")
