@@ -35,6 +35,8 @@ public struct TensorFlowFoldResult {
         defer { writer.discard() }
         let inOrder = bundle.entries.sorted { ($0.shardID, $0.offset) < ($1.shardID, $1.offset) }
         for entry in inOrder {
+            // A slice is written with its tensor, which is written whole.
+            guard entry.sliceOf == nil else { continue }
             let key = String(decoding: entry.keyBytes, as: UTF8.self)
             guard !dropped.contains(key) else { continue }
             if key == TensorBundle.objectGraphKey {
@@ -45,7 +47,7 @@ public struct TensorFlowFoldResult {
                 try writer.addStrings(key, shape: entry.shape, strings: try bundle.strings(key), shard: entry.shardID)
             } else {
                 let stored = try bundle.tensorBytes(of: entry)
-                try withExtendedLifetime(stored.file) { () throws(TensorFlowError) in
+                try withExtendedLifetime(stored.owner) { () throws(TensorFlowError) in
                     try writer.add(key, dtype: entry.dtype, shape: entry.shape, bytes: stored.bytes, shard: entry.shardID)
                 }
             }
@@ -191,7 +193,7 @@ public enum TensorFlowCheckpointFolder {
     static func float64Layer(_ layer: CheckpointLayer, from bundle: TensorBundle) throws(TensorFlowError) -> Float64Layer {
         func doubles(_ key: String) throws(TensorFlowError) -> [Double] {
             let stored = try bundle.tensorBytes(key)
-            return withExtendedLifetime(stored.file) {
+            return withExtendedLifetime(stored.owner) {
                 (0..<stored.entry.elementCount).map { stored.bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) }
             }
         }

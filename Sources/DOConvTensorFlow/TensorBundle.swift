@@ -16,6 +16,8 @@ public final class TensorBundle {
     public let entries: [BundleEntry]
     private let entryIndex: [[UInt8]: Int]
     private let shards: [MappedFile]
+    /// A sliced tensor's key -> its slices' entries (positions in `entries`, in key order).
+    private let sliceEntries: [String: [Int]]
 
     /// Key of the serialized TrackableObjectGraph in object-based checkpoints.
     public static let objectGraphKey = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -80,6 +82,11 @@ public final class TensorBundle {
         }
         self.entries = entries
         self.entryIndex = entryIndex
+        var sliceEntries: [String: [Int]] = [:]
+        for (k, entry) in entries.enumerated() {
+            if let whole = entry.sliceOf { sliceEntries[whole, default: []].append(k) }
+        }
+        self.sliceEntries = sliceEntries
     }
 
     /// The entry's bytes must be what its type and shape take, in a shard that has them.
@@ -133,16 +140,14 @@ public final class TensorBundle {
         let entry = try entry(keyBytes: given.keyBytes)
         let key = printable(entry.keyBytes)
         let indexPath = Self.indexPath(prefix: prefix)
-        guard !entry.isSliced else {
-            throw .unsupported(path: indexPath, reason: "tensor '\(key)' is saved in \(entry.slices.count) slices (a partitioned variable, or a sharding policy that split it); sliced tensors are not read")
-        }
         guard entry.dtype.byteWidth != nil else {
             throw .unsupported(path: indexPath, reason: "tensor '\(key)' is a \(entry.dtype.name) tensor, not stored as raw elements")
         }
+        if entry.isSliced { return try assembled(entry, slices: slices(of: entry)) }
         let stored = try storedBytes(entry)
         let actual = CRC32C.checksum(stored.bytes)
         guard CRC32C.mask(actual) == entry.maskedCRC32C else {
-            throw .corruptData(path: stored.file.path, reason: "tensor '\(key)' (\(entry.size) bytes at byte \(entry.offset)) fails its checksum (index \(hex(CRC32C.unmask(entry.maskedCRC32C))), data \(hex(actual)))")
+            throw .corruptData(path: stored.path, reason: "tensor '\(key)' (\(entry.size) bytes at byte \(entry.offset)) fails its checksum (index \(hex(CRC32C.unmask(entry.maskedCRC32C))), data \(hex(actual)))")
         }
         return stored
     }
@@ -153,13 +158,13 @@ public final class TensorBundle {
         guard let type = bytes.entry.dtype.elementType else {
             throw .unsupported(path: Self.indexPath(prefix: prefix), reason: "tensor '\(key)' is \(bytes.entry.dtype.name), not a floating-point type")
         }
-        defer { withExtendedLifetime(bytes.file) {} }
+        defer { withExtendedLifetime(bytes.owner) {} }
         // Sizes were checked against the shape when the bundle was opened.
         do throws(TensorError) {
             let values = try ElementCodec.decode(bytes.bytes, as: type, count: bytes.entry.elementCount)
             return try Tensor(shape: bytes.entry.shape, values: values)
         } catch {
-            throw .corruptData(path: bytes.file.path, reason: "tensor '\(key)': \(error)")
+            throw .corruptData(path: bytes.path, reason: "tensor '\(key)': \(error)")
         }
     }
 
@@ -175,7 +180,7 @@ public final class TensorBundle {
             throw .unsupported(path: Self.indexPath(prefix: prefix), reason: "tensor '\(key)' is \(entry.isSliced ? "sliced" : entry.dtype.name), not a string tensor in one piece")
         }
         let stored = try storedBytes(entry)
-        let path = stored.file.path
+        let path = stored.path
         var cursor = ByteCursor(stored.bytes, context: "string tensor '\(key)': ") { .corruptData(path: path, reason: $0) }
         var lengths: [Int] = []
         var crc: UInt32 = 0
@@ -207,20 +212,28 @@ public final class TensorBundle {
         return strings
     }
 
+    /// The entries holding a sliced tensor's slices, in key order.
+    func slices(of entry: BundleEntry) -> [BundleEntry] {
+        (sliceEntries[printable(entry.keyBytes)] ?? []).map { entries[$0] }
+    }
+
     /// The entry's byte range in its shard (checked at open).
-    private func storedBytes(_ entry: BundleEntry) throws(TensorFlowError) -> TensorBytes {
+    func storedBytes(_ entry: BundleEntry) throws(TensorFlowError) -> TensorBytes {
         let file = shards[entry.shardID]
-        return TensorBytes(entry: entry, file: file, bytes: UnsafeRawBufferPointer(rebasing: file.bytes[entry.offset..<(entry.offset + entry.size)]))
+        return TensorBytes(entry: entry, owner: file, path: file.path, bytes: UnsafeRawBufferPointer(rebasing: file.bytes[entry.offset..<(entry.offset + entry.size)]))
     }
 }
 
-/// A tensor's stored bytes, in place in the mapped shard this value keeps alive.
+/// A tensor's bytes: in place in the mapped shard, or put together from a sliced tensor's
+/// slices; `owner` keeps them alive.
 public struct TensorBytes {
     public let entry: BundleEntry
-    /// The mapped shard; `bytes` is valid while it lives.
-    public let file: MappedFile
+    /// What holds `bytes` (the mapped shard, or the assembled copy): they are valid while it lives.
+    public let owner: AnyObject
+    /// The file they come from, for messages.
+    public let path: String
     public let bytes: UnsafeRawBufferPointer
 
     /// The bytes copied out.
-    public var array: [UInt8] { withExtendedLifetime(file) { Array(bytes) } }
+    public var array: [UInt8] { withExtendedLifetime(owner) { Array(bytes) } }
 }

@@ -39,7 +39,7 @@ struct CheckpointTensors {
         let values: [Double]
         do {
             let stored = try bundle.tensorBytes(variable.key)
-            values = try withExtendedLifetime(stored.file) { () throws(TensorError) -> [Double] in
+            values = try withExtendedLifetime(stored.owner) { () throws(TensorError) -> [Double] in
                 let count = stored.entry.elementCount
                 if type == .float64 { return (0..<count).map { stored.bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Double.self) } }
                 return try ElementCodec.decode(stored.bytes, as: type, count: count).map(Double.init)
