@@ -403,6 +403,96 @@ void   tensorflow__trackable_object_graph__free_unpacked
   assert(message->base.descriptor == &tensorflow__trackable_object_graph__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tensorflow__saved_object__init
+                     (Tensorflow__SavedObject         *message)
+{
+  static const Tensorflow__SavedObject init_value = TENSORFLOW__SAVED_OBJECT__INIT;
+  *message = init_value;
+}
+size_t tensorflow__saved_object__get_packed_size
+                     (const Tensorflow__SavedObject *message)
+{
+  assert(message->base.descriptor == &tensorflow__saved_object__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tensorflow__saved_object__pack
+                     (const Tensorflow__SavedObject *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tensorflow__saved_object__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tensorflow__saved_object__pack_to_buffer
+                     (const Tensorflow__SavedObject *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tensorflow__saved_object__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tensorflow__SavedObject *
+       tensorflow__saved_object__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tensorflow__SavedObject *)
+     protobuf_c_message_unpack (&tensorflow__saved_object__descriptor,
+                                allocator, len, data);
+}
+void   tensorflow__saved_object__free_unpacked
+                     (Tensorflow__SavedObject *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tensorflow__saved_object__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tensorflow__saved_metadata__init
+                     (Tensorflow__SavedMetadata         *message)
+{
+  static const Tensorflow__SavedMetadata init_value = TENSORFLOW__SAVED_METADATA__INIT;
+  *message = init_value;
+}
+size_t tensorflow__saved_metadata__get_packed_size
+                     (const Tensorflow__SavedMetadata *message)
+{
+  assert(message->base.descriptor == &tensorflow__saved_metadata__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tensorflow__saved_metadata__pack
+                     (const Tensorflow__SavedMetadata *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tensorflow__saved_metadata__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tensorflow__saved_metadata__pack_to_buffer
+                     (const Tensorflow__SavedMetadata *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tensorflow__saved_metadata__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tensorflow__SavedMetadata *
+       tensorflow__saved_metadata__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tensorflow__SavedMetadata *)
+     protobuf_c_message_unpack (&tensorflow__saved_metadata__descriptor,
+                                allocator, len, data);
+}
+void   tensorflow__saved_metadata__free_unpacked
+                     (Tensorflow__SavedMetadata *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tensorflow__saved_metadata__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor tensorflow__version_def__field_descriptors[3] =
 {
   {
@@ -1260,6 +1350,134 @@ const ProtobufCMessageDescriptor tensorflow__trackable_object_graph__descriptor 
   tensorflow__trackable_object_graph__field_indices_by_name,
   1,  tensorflow__trackable_object_graph__number_ranges,
   (ProtobufCMessageInit) tensorflow__trackable_object_graph__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tensorflow__saved_object__field_descriptors[5] =
+{
+  {
+    "node_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Tensorflow__SavedObject, node_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "node_path",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tensorflow__SavedObject, node_path),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "identifier",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tensorflow__SavedObject, identifier),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "metadata",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tensorflow__SavedObject, metadata),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "version",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tensorflow__SavedObject, version),
+    &tensorflow__version_def__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tensorflow__saved_object__field_indices_by_name[] = {
+  2,   /* field[2] = identifier */
+  3,   /* field[3] = metadata */
+  0,   /* field[0] = node_id */
+  1,   /* field[1] = node_path */
+  4,   /* field[4] = version */
+};
+static const ProtobufCIntRange tensorflow__saved_object__number_ranges[1 + 1] =
+{
+  { 2, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor tensorflow__saved_object__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tensorflow.SavedObject",
+  "SavedObject",
+  "Tensorflow__SavedObject",
+  "tensorflow",
+  sizeof(Tensorflow__SavedObject),
+  5,
+  tensorflow__saved_object__field_descriptors,
+  tensorflow__saved_object__field_indices_by_name,
+  1,  tensorflow__saved_object__number_ranges,
+  (ProtobufCMessageInit) tensorflow__saved_object__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tensorflow__saved_metadata__field_descriptors[1] =
+{
+  {
+    "nodes",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tensorflow__SavedMetadata, n_nodes),
+    offsetof(Tensorflow__SavedMetadata, nodes),
+    &tensorflow__saved_object__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tensorflow__saved_metadata__field_indices_by_name[] = {
+  0,   /* field[0] = nodes */
+};
+static const ProtobufCIntRange tensorflow__saved_metadata__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tensorflow__saved_metadata__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tensorflow.SavedMetadata",
+  "SavedMetadata",
+  "Tensorflow__SavedMetadata",
+  "tensorflow",
+  sizeof(Tensorflow__SavedMetadata),
+  1,
+  tensorflow__saved_metadata__field_descriptors,
+  tensorflow__saved_metadata__field_indices_by_name,
+  1,  tensorflow__saved_metadata__number_ranges,
+  (ProtobufCMessageInit) tensorflow__saved_metadata__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue tensorflow__data_type__enum_values_by_number[34] =

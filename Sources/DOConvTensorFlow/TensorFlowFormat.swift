@@ -79,22 +79,40 @@ public struct TensorFlowSavedModelFormat: ModelFormat {
     }
 
     public func detect(path: String, options: FormatOptions) throws -> Detection {
-        try TensorFlowCheckpointFolder.detect(path: try Self.variables(of: path), options: options.tensorflow)
+        try TensorFlowCheckpointFolder.detect(path: try Self.variables(of: path), options: try Self.options(options, savedModel: path))
     }
 
-    public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
-        let result = try TensorFlowCheckpointFolder.fold(path: try Self.variables(of: path), options: options.tensorflow)
+    public func fold(path: String, options given: FormatOptions) throws -> FoldedModel {
+        let options = try Self.options(given, savedModel: path)
+        let result = try TensorFlowCheckpointFolder.fold(path: try Self.variables(of: path), options: options)
         var summary = result.summary
-        summary.notes.append("a SavedModel: its weights are written as a TensorFlow checkpoint (OUTPUT.index, OUTPUT.data-*), which the plain model loads with load_weights(OUTPUT)")
+        summary.notes.append("a SavedModel: OUTPUT.h5 is the plain model (tf_keras.models.load_model, no custom class); any other OUTPUT is a TensorFlow checkpoint (OUTPUT.index, OUTPUT.data-*) for load_weights")
         return FoldedModel(summary: summary, write: { (output: String) throws -> Void in
-            guard !Self.kerasSuffixes.contains(where: { output.hasSuffix($0) }) else {
-                throw TensorFlowError.unsupported(path: output, reason: "a SavedModel's folded model is not written as a Keras file yet; give OUTPUT as a checkpoint prefix, and load it into the plain model with load_weights")
+            if output.hasSuffix(".keras") {
+                throw TensorFlowError.unsupported(path: output, reason: "a SavedModel's folded model is written as a legacy .h5 (tf_keras's format), not .keras")
             }
-            try result.write(to: output)
+            guard Self.kerasSuffixes.contains(where: { output.hasSuffix($0) }) else { return try result.write(to: output) }
+            guard let json = options.configJSON else {
+                throw TensorFlowError.unsupported(path: output, reason: "the SavedModel has no keras_metadata.pb (tf.saved_model.save): pass the model's JSON with --config to write a Keras file")
+            }
+            try result.kerasModelFile(configJSON: json, configSource: options.configSource).write(to: output)
         })
     }
 
-    static let kerasSuffixes = [".h5", ".hdf5", ".keras"]
+    static let kerasSuffixes = [".h5", ".hdf5"]
+
+    /// The options, with the model config from `keras_metadata.pb` (tf_keras `model.save`)
+    /// when `--config` gives none.
+    static func options(_ given: FormatOptions, savedModel path: String) throws(TensorFlowError) -> TensorFlowFoldOptions {
+        var options = given.tensorflow
+        let folder = FilePath.isFolder(path) ? path : FilePath.directory(of: path)
+        let metadata = FilePath.join(folder, "keras_metadata.pb")
+        if options.configJSON == nil, FilePath.exists(metadata) {
+            options.configJSON = try KerasMetadata(path: metadata).modelJSON
+            options.configSource = metadata
+        }
+        return options
+    }
 
     /// The prefix of the SavedModel's weights, or a one-line error.
     public static func variables(of path: String) throws(TensorFlowError) -> String {

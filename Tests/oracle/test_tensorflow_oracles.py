@@ -76,6 +76,13 @@ def verdicts(tmp_path_factory):
         assert result.returncode == 0, f"{entry['file']}: {result.stderr}"
         jobs.append({"config": str(TF / entry["config"]), "checkpoint": str(folded), "expected": str(TF / entry["expected"]), "style": "keras"})
         names.append((entry["file"], "saved model"))
+        # The whole plain model as .h5; tf_keras's own SavedModel needs no --config (its
+        # keras_metadata.pb holds the config).
+        config = [] if entry["kind"] == "saved_model_keras" else ["--config", TF / entry["config"]]
+        result = run_fold(*config, TF / entry["file"], out / (entry["file"] + ".h5"))
+        assert result.returncode == 0, f"{entry['file']} -> .h5: {result.stderr}"
+        jobs.append({"model": str(out / (entry["file"] + ".h5")), "expected": str(TF / entry["expected"])})
+        names.append((entry["file"], "keras model"))
     listing = out / "jobs.json"
     listing.write_text(json.dumps(jobs))
     done = subprocess.run([tf_python(), str(ORACLE), str(listing)], capture_output=True, text=True, timeout=600)
@@ -99,10 +106,20 @@ def test_a_saved_models_weights_fold_into_a_checkpoint_the_plain_twin_loads(verd
     assert verdict["relative_error"] < 1e-5
 
 
-def test_a_saved_model_is_not_written_as_a_keras_file_yet(tmp_path, clean_tmpdir):
-    entry = SAVED_MODELS[0]
-    out = tmp_path / "plain.h5"
-    refused(run_fold("--config", TF / entry["config"], TF / entry["file"] / "saved_model.pb", out), "checkpoint prefix", "load_weights")
+@pytest.mark.parametrize("entry", SAVED_MODELS, ids=lambda e: e["file"])
+def test_a_saved_model_folds_into_a_plain_keras_model(verdicts, entry):
+    """doconv-fold saved_model_dir plain.h5: tf_keras.models.load_model loads it with no
+    custom class (every DOConv2D now a Conv2D) and it predicts the same."""
+    verdict = verdicts[(entry["file"], "keras model")]
+    assert "error" not in verdict, verdict.get("error")
+    assert "DOConv2D" not in verdict["classes"] and "Conv2D" in verdict["classes"]
+    assert verdict["relative_error"] < 1e-5
+
+
+def test_a_saved_model_without_metadata_needs_the_config_for_a_keras_file(tmp_path, clean_tmpdir):
+    entry = next(e for e in SAVED_MODELS if e["kind"] == "saved_model")
+    refused(run_fold("--kernel-size", "do_wide=1x3", "--kernel-size", "do_point=1x1", TF / entry["file"] / "saved_model.pb", tmp_path / "plain.h5"),
+            "keras_metadata.pb", "--config")
     assert not list(tmp_path.iterdir())
 
 

@@ -12,7 +12,8 @@ Python. Nothing here composes a kernel: the plain twin only loads what doconv-fo
         tf.train.Checkpoint(model=twin).restore / .read) and must pass assert_consumed(); the npz's
         `input` is run. Prints one JSON list: {"relative_error": max|out - output| /
         max|output|, "consumed": true, "variables": {key: shape} (tf.train.list_variables)}
-        or {"error": "..."} per job.
+        or {"error": "..."} per job. A job {"model": FILE.h5, "expected": NPZ} instead loads
+        FILE with tf_keras.models.load_model and no custom object, and runs it the same way.
     python tf_oracle.py tamper PREFIX OUT KEY SCALE
         Rewrites PREFIX at OUT with TensorFlow's own bundle writer (tf.raw_ops.SaveV2): every
         tensor as tf.train.load_checkpoint reads it, the object graph included, KEY's values
@@ -46,6 +47,13 @@ def plain_twin(config_path):
 
 
 def run(job):
+    if "model" in job:
+        model = tf_keras.models.load_model(job["model"], compile=False)
+        expected = np.load(job["expected"])
+        out = np.asarray(model(expected["input"], training=False))
+        reference = expected["output"]
+        return {"relative_error": float(np.abs(out - reference).max() / max(np.abs(reference).max(), 1e-30)),
+                "classes": [layer.__class__.__name__ for layer in model.layers]}
     twin = plain_twin(job["config"])
     if job.get("style") == "tf.train.Checkpoint.save":
         tf.train.Checkpoint(model=twin).restore(job["checkpoint"]).assert_consumed()

@@ -29,6 +29,8 @@ typedef struct Tensorflow__TrackableObjectGraph__TrackableObject Tensorflow__Tra
 typedef struct Tensorflow__TrackableObjectGraph__TrackableObject__ObjectReference Tensorflow__TrackableObjectGraph__TrackableObject__ObjectReference;
 typedef struct Tensorflow__TrackableObjectGraph__TrackableObject__SerializedTensor Tensorflow__TrackableObjectGraph__TrackableObject__SerializedTensor;
 typedef struct Tensorflow__TrackableObjectGraph__TrackableObject__SlotVariableReference Tensorflow__TrackableObjectGraph__TrackableObject__SlotVariableReference;
+typedef struct Tensorflow__SavedObject Tensorflow__SavedObject;
+typedef struct Tensorflow__SavedMetadata Tensorflow__SavedMetadata;
 
 
 /* --- enums --- */
@@ -316,6 +318,35 @@ struct  Tensorflow__TrackableObjectGraph
     , 0,NULL }
 
 
+/*
+ * A tf_keras SavedModel's keras_metadata.pb: one entry per Keras object, node_path "root"
+ * for the model, whose metadata is JSON holding its class_name and config.
+ */
+struct  Tensorflow__SavedObject
+{
+  ProtobufCMessage base;
+  int32_t node_id;
+  char *node_path;
+  char *identifier;
+  char *metadata;
+  Tensorflow__VersionDef *version;
+};
+#define TENSORFLOW__SAVED_OBJECT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tensorflow__saved_object__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL }
+
+
+struct  Tensorflow__SavedMetadata
+{
+  ProtobufCMessage base;
+  size_t n_nodes;
+  Tensorflow__SavedObject **nodes;
+};
+#define TENSORFLOW__SAVED_METADATA__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tensorflow__saved_metadata__descriptor) \
+    , 0,NULL }
+
+
 /* Tensorflow__VersionDef methods */
 void   tensorflow__version_def__init
                      (Tensorflow__VersionDef         *message);
@@ -486,6 +517,44 @@ Tensorflow__TrackableObjectGraph *
 void   tensorflow__trackable_object_graph__free_unpacked
                      (Tensorflow__TrackableObjectGraph *message,
                       ProtobufCAllocator *allocator);
+/* Tensorflow__SavedObject methods */
+void   tensorflow__saved_object__init
+                     (Tensorflow__SavedObject         *message);
+size_t tensorflow__saved_object__get_packed_size
+                     (const Tensorflow__SavedObject   *message);
+size_t tensorflow__saved_object__pack
+                     (const Tensorflow__SavedObject   *message,
+                      uint8_t             *out);
+size_t tensorflow__saved_object__pack_to_buffer
+                     (const Tensorflow__SavedObject   *message,
+                      ProtobufCBuffer     *buffer);
+Tensorflow__SavedObject *
+       tensorflow__saved_object__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tensorflow__saved_object__free_unpacked
+                     (Tensorflow__SavedObject *message,
+                      ProtobufCAllocator *allocator);
+/* Tensorflow__SavedMetadata methods */
+void   tensorflow__saved_metadata__init
+                     (Tensorflow__SavedMetadata         *message);
+size_t tensorflow__saved_metadata__get_packed_size
+                     (const Tensorflow__SavedMetadata   *message);
+size_t tensorflow__saved_metadata__pack
+                     (const Tensorflow__SavedMetadata   *message,
+                      uint8_t             *out);
+size_t tensorflow__saved_metadata__pack_to_buffer
+                     (const Tensorflow__SavedMetadata   *message,
+                      ProtobufCBuffer     *buffer);
+Tensorflow__SavedMetadata *
+       tensorflow__saved_metadata__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tensorflow__saved_metadata__free_unpacked
+                     (Tensorflow__SavedMetadata *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Tensorflow__VersionDef_Closure)
@@ -530,6 +599,12 @@ typedef void (*Tensorflow__TrackableObjectGraph__TrackableObject_Closure)
 typedef void (*Tensorflow__TrackableObjectGraph_Closure)
                  (const Tensorflow__TrackableObjectGraph *message,
                   void *closure_data);
+typedef void (*Tensorflow__SavedObject_Closure)
+                 (const Tensorflow__SavedObject *message,
+                  void *closure_data);
+typedef void (*Tensorflow__SavedMetadata_Closure)
+                 (const Tensorflow__SavedMetadata *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -552,6 +627,8 @@ extern const ProtobufCMessageDescriptor tensorflow__trackable_object_graph__trac
 extern const ProtobufCMessageDescriptor tensorflow__trackable_object_graph__trackable_object__object_reference__descriptor;
 extern const ProtobufCMessageDescriptor tensorflow__trackable_object_graph__trackable_object__serialized_tensor__descriptor;
 extern const ProtobufCMessageDescriptor tensorflow__trackable_object_graph__trackable_object__slot_variable_reference__descriptor;
+extern const ProtobufCMessageDescriptor tensorflow__saved_object__descriptor;
+extern const ProtobufCMessageDescriptor tensorflow__saved_metadata__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -15,6 +15,9 @@ public struct HDF5StringStyle: Equatable, Sendable {
 
     /// A variable-length UTF-8 scalar, the style of h5py's `str` attributes.
     public static let utf8Scalar = HDF5StringStyle(variableLength: true, scalar: true, characterSet: H5T_CSET_UTF8, padding: H5T_STR_NULLTERM)
+    /// A fixed-length byte-string array, the style of numpy `S<n>` arrays (Keras's
+    /// `layer_names` and `weight_names`).
+    public static let bytesArray = HDF5StringStyle(variableLength: false, scalar: false, characterSet: H5T_CSET_ASCII, padding: H5T_STR_NULLPAD)
 }
 
 extension HDF5Group {

@@ -121,3 +121,25 @@ public struct HDF5Dataset {
         try check(status, file: target.fileName, "cannot write \(what)")
     }
 }
+
+extension HDF5Group {
+    /// Creates dataset `name` (contiguous, native float32 or float64, as h5py writes numpy
+    /// arrays) of shape `shape` holding `values`.
+    public func createDataset(_ name: String, shape: [Int], values: [Float]) throws(HDF5Error) {
+        try createDataset(name, shape: shape, values: values, type: doconv_h5t_native_float())
+    }
+
+    public func createDataset(_ name: String, shape: [Int], values: [Double]) throws(HDF5Error) {
+        try createDataset(name, shape: shape, values: values, type: doconv_h5t_native_double())
+    }
+
+    private func createDataset<T: BinaryFloatingPoint>(_ name: String, shape: [Int], values: [T], type: hid_t) throws(HDF5Error) {
+        let what = "'\(childPath(name))'"
+        var dims = shape.map { hsize_t($0) }
+        let space = try HDF5Handle(dims.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(dims.count), &dims, nil), file: fileName, "cannot shape \(what)")
+        let dataset = try HDF5Handle(H5Dcreate2(handle.id, name, type, space.id, h5Default, h5Default, h5Default), file: fileName, "cannot create \(what)")
+        let status = values.withUnsafeBytes { H5Dwrite(dataset.id, type, h5All, h5All, h5Default, $0.baseAddress) }
+        try check(status, file: fileName, "cannot write \(what)")
+    }
+}
+
