@@ -31,7 +31,7 @@ public struct TensorFlowFoldResult {
     /// is renamed into place only when all are written.
     public func write(to output: String) throws(TensorFlowError) {
         let prefix = CheckpointPrefix.output(output)
-        let writer = try TensorBundleWriter(prefix: prefix, numShards: bundle.header.numShards)
+        let writer = try TensorBundleWriter(prefix: prefix, numShards: bundle.header.numShards, sources: bundle.mappedShards)
         defer { writer.discard() }
         let inOrder = bundle.entries.sorted { ($0.shardID, $0.offset) < ($1.shardID, $1.offset) }
         for entry in inOrder {

@@ -212,6 +212,9 @@ public final class TensorBundle {
         return strings
     }
 
+    /// The mapped data shards (what a writer may copy from in the kernel).
+    public var mappedShards: [MappedFile] { shards }
+
     /// The entries holding a sliced tensor's slices, in key order.
     func slices(of entry: BundleEntry) -> [BundleEntry] {
         (sliceEntries[printable(entry.keyBytes)] ?? []).map { entries[$0] }

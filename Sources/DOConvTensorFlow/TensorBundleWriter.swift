@@ -15,8 +15,9 @@ public final class TensorBundleWriter {
     private var shards: [AtomicFileWriter] = []
     private var entries: [[UInt8]: BundleEntry] = [:]
 
-    /// Starts a bundle of `numShards` data files at `prefix`.
-    public init(prefix: String, numShards: Int = 1) throws(TensorFlowError) {
+    /// Starts a bundle of `numShards` data files at `prefix`. Tensors added from the mapped
+    /// `sources` (another bundle's shards) are copied file to file by the kernel.
+    public init(prefix: String, numShards: Int = 1, sources: [MappedFile] = []) throws(TensorFlowError) {
         guard numShards >= 1, numShards <= TensorBundle.maxShards else {
             throw .cannotWrite(path: TensorBundle.indexPath(prefix: prefix), reason: "\(numShards) shards (1 to \(TensorBundle.maxShards))")
         }
@@ -24,7 +25,7 @@ public final class TensorBundleWriter {
         self.numShards = numShards
         for shard in 0..<numShards {
             let path = TensorBundle.dataPath(prefix: prefix, shard: shard, of: numShards)
-            do { shards.append(try AtomicFileWriter(destination: path)) } catch {
+            do { shards.append(try AtomicFileWriter(destination: path, sources: sources)) } catch {
                 for writer in shards { writer.discard() }
                 throw .cannotWrite(path: path, reason: error.reason)
             }
