@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from conftest import FIXTURES, manifest, run_fold, run_inspect
+from conftest import FIXTURES, manifest, run_fold, run_inspect, run_verify
 
 TF = FIXTURES / "tf"
 ORACLE = pathlib.Path(__file__).with_name("tf_oracle.py")
@@ -230,3 +230,27 @@ def test_allow_partial_leaves_the_undecidable_layer_and_says_so(tmp_path):
     result = run_fold("--kernel-size", "do_wide=1x3", "--allow-partial", src, tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "folded 3 layers" in result.stdout and "not folded: do_point" in result.stdout, result.stdout
+
+
+def test_json_documents_fit_the_schemas(tmp_path):
+    """fold, inspect and verify --json on each TensorFlow format are valid against the
+    committed schemas, which name these formats."""
+    import jsonschema
+    schemas = {name: json.loads((FIXTURES.parent / "schemas" / f"{name}.schema.json").read_text())
+               for name in ("fold-result", "inspect-report", "verify-result")}
+    checkpoint, saved = TF / "net_a_weights" / "ckpt", TF / "net_a_savedmodel"
+    config = ["--config", str(TF / "net_a.json")]
+    for source, name, out in [(checkpoint, "tf-checkpoint", tmp_path / "a"), (saved, "tf-savedmodel", tmp_path / "b"),
+                              (TF / "net_a.tflite", "tflite", tmp_path / "c.tflite")]:
+        extra = [] if name == "tflite" else config
+        fold = run_fold("--json", *extra, source, out)
+        assert fold.returncode == 0, fold.stderr
+        document = json.loads(fold.stdout)
+        jsonschema.Draft202012Validator(schemas["fold-result"]).validate(document)
+        assert document["results"][0]["format"] == name
+        report = run_inspect("--json", *extra, source)
+        jsonschema.Draft202012Validator(schemas["inspect-report"]).validate(json.loads(report.stdout))
+        if name != "tflite":
+            verdict = run_verify("--json", *config, source, out)
+            assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+            jsonschema.Draft202012Validator(schemas["verify-result"]).validate(json.loads(verdict.stdout))
