@@ -16,6 +16,19 @@ public struct Tensor: Equatable, Sendable {
     /// Number of elements.
     public var count: Int { values.count }
 
+    /// Steps a multi-index to the next element in row-major order of `shape` (the last dim
+    /// fastest); false, with the index back at zero, after the last element.
+    public static func advance(_ index: inout [Int], within shape: [Int]) -> Bool {
+        var d = index.count - 1
+        while d >= 0 {
+            index[d] += 1
+            if index[d] < shape[d] { return true }
+            index[d] = 0
+            d -= 1
+        }
+        return false
+    }
+
     /// The element count of `shape`, or nil when a dimension is negative or the product overflows.
     public static func elementCount(of shape: [Int]) -> Int? {
         var total = 1

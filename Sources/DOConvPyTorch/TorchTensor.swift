@@ -118,13 +118,7 @@ public struct TorchTensor {
                     var element = offset
                     for d in shape.indices { element += index[d] * strides[d] }
                     out.baseAddress!.advanced(by: k * width).copyMemory(from: storage.bytes.baseAddress!.advanced(by: element * width), byteCount: width)
-                    var d = shape.count - 1
-                    while d >= 0 {
-                        index[d] += 1
-                        if index[d] < shape[d] { break }
-                        index[d] = 0
-                        d -= 1
-                    }
+                    _ = Tensor.advance(&index, within: shape)
                 }
             }
         }

@@ -1,3 +1,5 @@
+import DOConvCore
+
 /// A tensor TensorFlow saved in slices (a partitioned variable, or a sharding policy that
 /// cut it to fit its shards): the full entry lists each slice's extents and holds no bytes;
 /// each slice has an entry of its own, keyed by the full key and its extents.
@@ -62,6 +64,7 @@ extension TensorBundle {
                 let rows = lengths.dropLast().reduce(1, *)
                 // Each row of the slice (all dims but the last) is one contiguous run.
                 var index = [Int](repeating: 0, count: max(shape.count - 1, 0))
+                let rowShape = Array(lengths.dropLast())
                 for row in 0..<rows {
                     var offset = ranges.last?.lowerBound ?? 0
                     for d in index.indices { offset += (ranges[d].lowerBound + index[d]) * strides[d] }
@@ -71,13 +74,7 @@ extension TensorBundle {
                         seen[word] |= bit
                     }
                     (target + offset * width).copyMemory(from: source + row * run, byteCount: run)
-                    var d = index.count - 1
-                    while d >= 0 {
-                        index[d] += 1
-                        if index[d] < lengths[d] { break }
-                        index[d] = 0
-                        d -= 1
-                    }
+                    _ = Tensor.advance(&index, within: rowShape)
                 }
             }
         }
