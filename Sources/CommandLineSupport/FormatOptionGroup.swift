@@ -43,6 +43,9 @@ public struct FormatOptionGroup<Tool: ToolIdentity>: ParsableArguments {
     @Flag(name: .customLong(FormatOption.allowPartial.longName), help: Self.help(.allowPartial))
     public var allowPartial = false
 
+    @Flag(name: .customLong(FormatOption.keepGrouped.longName), help: Self.help(.keepGrouped))
+    public var keepGrouped = false
+
     public init() {}
 
     /// An option's help for this tool, hidden where the tool does not read it.
@@ -63,6 +66,7 @@ public struct FormatOptionGroup<Tool: ToolIdentity>: ParsableArguments {
         if keepNames { given.insert(.keepNames) }
         if strictPickle { given.insert(.strictPickle) }
         if allowPartial { given.insert(.allowPartial) }
+        if keepGrouped { given.insert(.keepGrouped) }
         return given
     }
 
@@ -85,6 +89,7 @@ public struct FormatOptionGroup<Tool: ToolIdentity>: ParsableArguments {
         options.paramsFile = paramsFile
         options.strictPickle = strictPickle
         options.allowPartial = allowPartial
+        options.keepGrouped = keepGrouped
         do { options.kernelSizes = try KernelSizeOption.parse(kernelSizes) } catch { throw FormatError("\(error)") }
         if let configFile { try options.readConfig(file: configFile) }
         return options
@@ -97,7 +102,8 @@ public struct FormatOptionGroup<Tool: ToolIdentity>: ParsableArguments {
         for size in kernelSizes { arguments += [FormatOption.kernelSize.rawValue, size] }
         if let paramsFile { arguments += [FormatOption.params.rawValue, paramsFile] }
         let flags: [(Bool, FormatOption)] = [(fuseBatchNorm, .fuseBatchNorm), (foldSeparable, .foldSeparable), (reparameterize, .reparameterize),
-                                             (keepNames, .keepNames), (strictPickle, .strictPickle), (allowPartial, .allowPartial)]
+                                             (keepNames, .keepNames), (strictPickle, .strictPickle), (allowPartial, .allowPartial),
+                                             (keepGrouped, .keepGrouped)]
         arguments += flags.filter(\.0).map(\.1.rawValue)
         return arguments
     }

@@ -13,6 +13,9 @@ public struct KerasFoldOptions: Sendable {
     public var fuseBatchNorm = false
     /// Leave a layer that cannot be told apart unfolded instead of refusing (`--allow-partial`).
     public var allowPartial = false
+    /// Write a folded DO-DConv (groups = Cin) as Conv2D(groups=Cin) instead of
+    /// DepthwiseConv2D (`--keep-grouped`).
+    public var keepGrouped = false
 
     public init() {}
 
@@ -82,6 +85,8 @@ public enum KerasFolder {
         let detector = DOConv2DDetector(path: path, file: file, options: options)
         var summary = FoldSummary()
         var foldedNames = Set<String>()
+        // Folded DO-DConv layers written as DepthwiseConv2D: layer name -> its kernel dataset and group.
+        var depthwise: [String: (kernel: KerasWeight, groupPath: String, geometry: DOConvGeometry)] = [:]
         // Every layer that is a Conv2D after the fold, for --fuse-bn.
         var convs: [String: KerasConvWeights] = [:]
         for weights in layout.layers {
@@ -115,6 +120,9 @@ public enum KerasFolder {
                                                  bias: weights.weights.first { $0.role == .bias })
             plan.replacedDatasets[found.kernel.path] = kernel
             if let d = found.d { plan.dropped.insert(d.path) }
+            if !options.keepGrouped, DepthwiseForm.applies(to: record.geometry) {
+                depthwise[configLayer?.name ?? weights.name] = (found.kernel, weights.groupPath, record.geometry)
+            }
             if layout.format != .weightsH5 {
                 let group = try detector.group(at: weights.groupPath)
                 let style = (try? group.strings("weight_names").style) ?? .utf8Scalar
@@ -134,7 +142,11 @@ public enum KerasFolder {
                 summary.notes.append("the weights now fit the model without the fused BatchNormalization layers and with use_bias=True on \(biased)")
             }
         }
-        plan.renamedGroups.merge(opened.groupRenames(removing: Set(edit.fusedBatchNorms.keys), folded: foldedNames)) { $1 }
+        // Last, after any fusion has scaled the kernels: DO-DConv layers become DepthwiseConv2D.
+        for (name, layer) in depthwise {
+            edit.depthwise[name] = DepthwiseForm.write(layer.kernel, groupPath: layer.groupPath, geometry: layer.geometry, format: layout.format, plan: &plan)
+        }
+        plan.renamedGroups.merge(opened.groupRenames(removing: Set(edit.fusedBatchNorms.keys), folded: foldedNames, depthwise: Set(edit.depthwise.keys))) { $1 }
 
         if !summary.layers.isEmpty || !edit.fusedBatchNorms.isEmpty {
             if let config, layout.format == .legacyFullModel {
@@ -243,12 +255,13 @@ struct OpenedKerasFile {
     /// layers (fused BatchNormalization) are gone, which renumbers the rest of their class;
     /// a DOConv2D left unfolded (--exclude) keeps its class.
     /// Empty for the other layouts, which name groups after the layers.
-    func groupRenames(removing removed: Set<String>, folded: Set<String>) -> [String: String] {
+    func groupRenames(removing removed: Set<String>, folded: Set<String>, depthwise: Set<String> = []) -> [String: String] {
         guard layout.format == .weightsH5, let config else { return [:] }
         let before = KerasNaming.weightPaths(classNames: config.layers.map(\.className))
         let kept = config.layers.indices.filter { !removed.contains(config.layers[$0].name) }
         let after = KerasNaming.weightPaths(classNames: kept.map { k in
             let layer = config.layers[k]
+            if depthwise.contains(layer.name) { return "DepthwiseConv2D" }
             return folded.contains(layer.name) ? "Conv2D" : layer.className
         })
         var renames: [String: String] = [:]

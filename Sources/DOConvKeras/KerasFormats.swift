@@ -12,6 +12,7 @@ extension FormatOptions {
         keras.kernelSizes = kernelSizes
         keras.fuseBatchNorm = fuseBatchNorm
         keras.allowPartial = allowPartial
+        keras.keepGrouped = keepGrouped
         return keras
     }
 }
@@ -25,7 +26,7 @@ public struct KerasHDF5Format: ModelFormat {
     public var displayName: String { "Keras HDF5" }
     public var family: String { "Keras" }
     public var summary: String { "Keras HDF5 (.h5, .hdf5: Keras 2 and 3 full models and weights; Keras 3 .weights.h5)" }
-    public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable, .allowPartial] }
+    public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable, .allowPartial, .keepGrouped] }
     public var runsInChildProcess: Bool { true }
 
     /// The HDF5 signature, at offset 0 or, after a user block, at 512, 1024, 2048, ... (the
@@ -63,7 +64,7 @@ public struct KerasArchiveFormat: ZipModelFormat {
     public var displayName: String { "Keras archive" }
     public var family: String { "Keras" }
     public var summary: String { "Keras 3 archives (.keras)" }
-    public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable] }
+    public var options: Set<FormatOption> { [.config, .kernelSize, .fuseBatchNorm, .foldSeparable, .keepGrouped] }
     public var runsInChildProcess: Bool { true }
     public var zipContents: String { "\(KerasArchiveContents.configEntry) and \(KerasArchiveContents.weightsEntry) (Keras)" }
 

@@ -171,6 +171,13 @@ public struct KerasModelConfig {
                     list[k]["config"] = layerConfig
                 }
                 guard edit.folded.contains(name) else { continue }
+                if let multiplier = edit.depthwise[name] {
+                    list[k]["config"] = Self.depthwiseConfig(layerConfig, depthMultiplier: multiplier)
+                    list[k]["class_name"] = "DepthwiseConv2D"
+                    if list[k]["module"] != nil { list[k]["module"] = "keras.layers" }
+                    if list[k]["registered_name"] != nil { list[k]["registered_name"] = NSNull() }
+                    continue
+                }
                 layerConfig.removeValue(forKey: "D_mul")
                 // A folded SeparableConv2D keeps only what Conv2D takes.
                 for key in layerConfig.keys where key == "depth_multiplier" || key.hasPrefix("depthwise_") || key.hasPrefix("pointwise_") {
@@ -202,6 +209,19 @@ public struct KerasModelConfig {
         return String(decoding: data, as: UTF8.self)
     }
 
+    /// A folded DO-DConv's config as a DepthwiseConv2D's: `depth_multiplier` for `filters`,
+    /// `groups` and `D_mul`, and the kernel's initializer, regularizer and constraint under
+    /// their depthwise names.
+    static func depthwiseConfig(_ config: [String: Any], depthMultiplier: Int) -> [String: Any] {
+        var depthwise = config
+        for key in ["filters", "groups", "D_mul"] { depthwise.removeValue(forKey: key) }
+        for part in ["initializer", "regularizer", "constraint"] {
+            if let value = depthwise.removeValue(forKey: "kernel_" + part) { depthwise["depthwise_" + part] = value }
+        }
+        depthwise["depth_multiplier"] = depthMultiplier
+        return depthwise
+    }
+
     /// `value` (an inbound node or a list of model outputs) with every reference to a layer
     /// in `names` pointing at the layer it maps to; the node and tensor indices stay, since
     /// a fused layer and its Conv2D are each called once with one output.
@@ -229,6 +249,9 @@ public struct KerasConfigEdit: Sendable {
     public var folded: Set<String>
     /// Each fused BatchNormalization's name -> the Conv2D it was folded into.
     public var fusedBatchNorms: [String: String]
+    /// Folded DO-DConv layers (groups = Cin) that became DepthwiseConv2D, with their depth
+    /// multiplier (Cout / Cin); the other folded layers become Conv2D.
+    public var depthwise: [String: Int] = [:]
 
     public init(folded: Set<String> = [], fusedBatchNorms: [String: String] = [:]) {
         self.folded = folded

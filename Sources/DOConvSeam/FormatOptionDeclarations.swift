@@ -9,7 +9,7 @@ extension FormatOption {
     /// The tools that read the option; the others hide it and refuse it.
     public var tools: Set<Tool> {
         switch self {
-        case .fuseBatchNorm, .foldSeparable, .keepNames, .allowPartial: return [.fold]
+        case .fuseBatchNorm, .foldSeparable, .keepNames, .allowPartial, .keepGrouped: return [.fold]
         case .reparameterize: return [.fold, .inspect]
         case .config, .kernelSize, .params, .strictPickle: return Set(Tool.allCases)
         }
@@ -23,7 +23,7 @@ extension FormatOption {
         switch self {
         case .config, .params: return "file"
         case .kernelSize: return "layer=MxN"
-        case .fuseBatchNorm, .foldSeparable, .reparameterize, .keepNames, .strictPickle, .allowPartial: return nil
+        case .fuseBatchNorm, .foldSeparable, .reparameterize, .keepNames, .strictPickle, .allowPartial, .keepGrouped: return nil
         }
     }
 
@@ -46,6 +46,8 @@ extension FormatOption {
                 : "the export's params file, when several NAME-NNNN.params sit beside NAME-symbol.json."
         case .strictPickle:
             return "refuse checkpoints that pickle Python objects (as torch.load(weights_only=True) does) instead of carrying them through unexecuted."
+        case .keepGrouped:
+            return "write a folded DO-DConv (groups = Cin) as Conv2D(groups=Cin) instead of DepthwiseConv2D (which tf2onnx exports; grouped Conv2D it does not)."
         case .allowPartial:
             return "without a config, fold what can be told and leave a layer that may be a 1x1 DOConv2D or a Conv1D unfolded (the result then fits neither model until that layer is dealt with)."
         }

@@ -15,6 +15,7 @@ public enum FormatOption: String, CaseIterable, Sendable {
     case params = "--params"
     case strictPickle = "--strict-pickle"
     case allowPartial = "--allow-partial"
+    case keepGrouped = "--keep-grouped"
 }
 
 /// Everything the command lines hand to a format adapter.
@@ -38,6 +39,8 @@ public struct FormatOptions: Sendable {
     public var strictPickle = false
     /// Keras, TensorFlow: leave a layer that cannot be told apart unfolded (`--allow-partial`).
     public var allowPartial = false
+    /// Keras, TensorFlow: write a folded DO-DConv as Conv2D(groups=Cin), not DepthwiseConv2D.
+    public var keepGrouped = false
 
     public init() {}
 
@@ -53,6 +56,7 @@ public struct FormatOptions: Sendable {
         if paramsFile != nil { given.insert(.params) }
         if strictPickle { given.insert(.strictPickle) }
         if allowPartial { given.insert(.allowPartial) }
+        if keepGrouped { given.insert(.keepGrouped) }
         return given
     }
 
@@ -93,5 +97,6 @@ extension FormatOptions {
         if foreign.contains(.params) { paramsFile = nil }
         if foreign.contains(.strictPickle) { strictPickle = false }
         if foreign.contains(.allowPartial) { allowPartial = false }
+        if foreign.contains(.keepGrouped) { keepGrouped = false }
     }
 }

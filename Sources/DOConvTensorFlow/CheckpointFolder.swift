@@ -13,6 +13,9 @@ public struct TensorFlowFoldOptions: Sendable {
     public var kernelSizes: [String: [Int]] = [:]
     /// Leave a layer that cannot be told apart unfolded instead of refusing (`--allow-partial`).
     public var allowPartial = false
+    /// In a Keras file written from a SavedModel: a folded DO-DConv stays Conv2D(groups=Cin)
+    /// rather than DepthwiseConv2D (`--keep-grouped`).
+    public var keepGrouped = false
     public init() {}
 }
 

@@ -7,7 +7,9 @@ extension TensorFlowFoldResult {
     /// Conv2D, and every layer's weights from the folded checkpoint, in the order the layer
     /// created them (its children's order in the object graph), so that
     /// `tf_keras.models.load_model` needs no custom class.
-    func kerasModelFile(configJSON: String, configSource: String) throws(TensorFlowError) -> KerasModelFile {
+    /// A folded DO-DConv becomes a DepthwiseConv2D (its kernel `depthwise_kernel`, (M, N,
+    /// Cin, Cout/Cin)) unless `keepGrouped`.
+    func kerasModelFile(configJSON: String, configSource: String, keepGrouped: Bool) throws(TensorFlowError) -> KerasModelFile {
         let indexPath = TensorBundle.indexPath(prefix: bundle.prefix)
         let config: KerasModelConfig
         do { config = try KerasModelConfig(json: configJSON, source: configSource) } catch {
@@ -23,13 +25,26 @@ extension TensorFlowFoldResult {
         for variable in try bundle.variables() where !variable.isTrainingState && !dropped.contains(variable.key) {
             byLayer[CheckpointLayerDetector.layerName(of: variable), default: []].append(variable)
         }
+        var edit = KerasConfigEdit(folded: Set(summary.layers.map(\.name)))
+        var depthwiseKernels: [String: [Int]] = [:]
+        for layer in summary.layers where !keepGrouped && DepthwiseForm.applies(to: layer.geometry) {
+            edit.depthwise[layer.name] = layer.geometry.outChannels / layer.geometry.inChannels
+            depthwiseKernels[layer.name] = DepthwiseForm.shape(of: layer.geometry)
+        }
         var layers: [(name: String, weights: [KerasModelFile.Weight])] = []
         var placed = 0
         for layer in config.layers {
             let variables = (byLayer[layer.name] ?? []).sorted { (place[$0.nodeID] ?? 0) < (place[$1.nodeID] ?? 0) }
             placed += variables.count
             var weights: [KerasModelFile.Weight] = []
-            for variable in variables { weights.append(try weight(variable)) }
+            for variable in variables {
+                var weight = try weight(variable)
+                if let shape = depthwiseKernels[layer.name], replaced[variable.key] != nil {
+                    weight.name = DepthwiseForm.renamed(weight.name)
+                    weight.shape = shape
+                }
+                weights.append(weight)
+            }
             layers.append((layer.name, weights))
         }
         let held = byLayer.values.map(\.count).reduce(0, +)
@@ -37,8 +52,7 @@ extension TensorFlowFoldResult {
             let orphans = byLayer.keys.filter { name in !config.layers.contains { $0.name == name } }.sorted()
             throw .unsupported(path: indexPath, reason: "the checkpoint holds weights of layers the model config does not list (\(orphans.prefix(5).joined(separator: ", "))): nested models are not written as Keras files")
         }
-        let folded = Set(summary.layers.map(\.name))
-        return KerasModelFile(modelConfigJSON: config.foldedJSON(layers: folded), layers: layers)
+        return KerasModelFile(modelConfigJSON: config.rewrittenJSON(edit), layers: layers)
     }
 
     /// A variable's Keras weight: `full_name:0`, its folded shape and values.

@@ -12,6 +12,7 @@ extension FormatOptions {
         tensorflow.configSource = configSource
         tensorflow.kernelSizes = kernelSizes
         tensorflow.allowPartial = allowPartial
+        tensorflow.keepGrouped = keepGrouped
         return tensorflow
     }
 }
@@ -69,7 +70,7 @@ public struct TensorFlowSavedModelFormat: ModelFormat {
     public var displayName: String { "TensorFlow SavedModel" }
     public var family: String { "TensorFlow" }
     public var summary: String { "TensorFlow SavedModel folders (their variables/ checkpoint, folded into a TensorFlow checkpoint)" }
-    public var options: Set<FormatOption> { [.config, .kernelSize, .allowPartial] }
+    public var options: Set<FormatOption> { [.config, .kernelSize, .allowPartial, .keepGrouped] }
     public var runsInChildProcess: Bool { false }
 
     /// A folder holding `saved_model.pb` and a `variables/variables.index` table, or that
@@ -95,7 +96,7 @@ public struct TensorFlowSavedModelFormat: ModelFormat {
             guard let json = options.configJSON else {
                 throw TensorFlowError.unsupported(path: output, reason: "the SavedModel has no keras_metadata.pb (tf.saved_model.save): pass the model's JSON with --config to write a Keras file")
             }
-            try result.kerasModelFile(configJSON: json, configSource: options.configSource).write(to: output)
+            try result.kerasModelFile(configJSON: json, configSource: options.configSource, keepGrouped: options.keepGrouped).write(to: output)
         })
     }
 

@@ -11,12 +11,17 @@ extension KerasEquivalence {
             result.problems.append("FOLDED has no float kernel at '\(key)'")
             return result
         }
-        guard after.shape == layer.foldedShape else {
-            result.problems.append("FOLDED's kernel has shape \(after.shape), expected (M, N, Cin/g, Cout) = \(layer.foldedShape)")
+        // A DO-DConv may be written as a DepthwiseConv2D: (M, N, Cin, Cout/Cin), the same
+        // memory as Conv2D(groups=Cin)'s (M, N, 1, Cout).
+        let depthwise = layer.groups == layer.inChannels && layer.inChannels > 1 && layer.outChannels % layer.inChannels == 0
+            ? [layer.kernelHeight, layer.kernelWidth, layer.inChannels, layer.outChannels / layer.inChannels] : nil
+        guard after.shape == layer.foldedShape || after.shape == depthwise else {
+            result.problems.append("FOLDED's kernel has shape \(after.shape), expected (M, N, Cin/g, Cout) = \(layer.foldedShape)"
+                + (depthwise.map { " or, as a DepthwiseConv2D, \($0)" } ?? ""))
             return result
         }
         let reference = doConvReference(layer)
-        let actual = oihw(values, hwio: after.shape)
+        let actual = oihw(values, hwio: layer.foldedShape)
         let type = [layer.kernel.elementType, after.elementType].compactMap { $0 }.map(\.defaultTolerance).max()
         let tolerance = options.tolerance ?? type ?? ElementType.float32.defaultTolerance
         result.kernel = ErrorStats.compare(expected: reference.kernel, actual: actual, shape: reference.shape, tolerance: tolerance)

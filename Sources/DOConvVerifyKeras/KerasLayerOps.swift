@@ -188,9 +188,13 @@ struct KerasLayerOps {
     /// (MN, Dmul, Cin), Wr = reshape(W, (Dmul, Cin, Cout/g)), K = reshape(einsum('msi,sio->mio',
     /// Dt, Wr), (M, N, Cin/g, Cout)); a layer with M*N = 1 has no D and K = reshape(W).
     /// A layer whose file holds a 4-D kernel instead is a Conv2D already (a weights-only
-    /// FOLDED read with ORIGINAL's config).
+    /// FOLDED read with ORIGINAL's config), or a DepthwiseConv2D: a DO-DConv folded so, its
+    /// kernel (M, N, Cin, Cout/Cin) with Cin = groups.
     private func doConv2D(_ x: KerasTensor, _ e: inout GraphEmitter) throws(KerasGraphError) -> KerasTensor {
-        if !weights.of(rank: 4).isEmpty { return try conv2D(x, e: &e) }
+        if let kernel = weights.of(rank: 4).first {
+            if let groups = layer.groups, groups > 1, kernel.shape[2] == groups { return try depthwise(x, &e) }
+            return try conv2D(x, e: &e)
+        }
         guard let size = layer.kernelSize, size.count == 2 else { throw .invalid("DOConv2D layer '\(layer.name)' has no kernel_size") }
         let (m, n) = (size[0], size[1])
         // Bounded before any product of them is formed (a hostile config must not overflow).

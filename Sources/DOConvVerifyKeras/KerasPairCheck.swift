@@ -15,7 +15,7 @@ extension KerasEquivalence {
         let folded: [Entry]
         /// ORIGINAL's config (stored, else --config), which names the layers as for the fold.
         let config: KerasModelConfig?
-        let foldedByKey: [String: Entry]
+        var foldedByKey: [String: Entry]
         var report: VerificationReport
 
         /// ORIGINAL key of each DOConv2D's W -> the layer; its kernel keeps that key.
@@ -53,6 +53,12 @@ extension KerasEquivalence {
                 for layer in try KerasLayerReading.layers(of: original, format: file.format, config: config, options: options) {
                     kernels[layer.kernel.key] = layer
                     if let d = layer.d { dropped.insert(d.key) }
+                    // A DO-DConv written as a DepthwiseConv2D: its kernel may be named so.
+                    let depthwiseKey = DepthwiseForm.renamed(layer.kernel.key)
+                    if foldedByKey[layer.kernel.key] == nil, depthwiseKey != layer.kernel.key, let after = foldedByKey[depthwiseKey] {
+                        foldedByKey[layer.kernel.key] = after
+                        handledFolded.insert(depthwiseKey)
+                    }
                 }
             } catch let error as VerifyError {
                 throw VerifyError("\(originalPath): \(error.message)")

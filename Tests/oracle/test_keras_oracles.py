@@ -19,7 +19,8 @@ ENTRIES = manifest(FOLDER / "MANIFEST.json")
 
 
 def plain_twin(net):
-    """The net with Conv2D in place of every DOConv2D, built by Keras from its Keras 3 JSON
+    """The net with Conv2D in place of every DOConv2D, and DepthwiseConv2D in place of every
+    DO-DConv (groups = Cin, by the fixture manifest), built by Keras from its Keras 3 JSON
     (the test's own rewrite of the config, independent of doconv's)."""
     config = json.loads((FOLDER / f"k3_{net}.json").read_text())
     config.pop("compile_config", None)
@@ -27,6 +28,7 @@ def plain_twin(net):
         if layer["class_name"] == "DOConv2D" or layer.get("registered_name") == "doconv>DOConv2D":
             layer.update(class_name="Conv2D", module="keras.layers", registered_name=None)
             layer["config"].pop("D_mul")
+            as_depthwise_if_dodconv(layer)
         elif layer["class_name"] == "SeparableConv2D":
             c = layer["config"]
             if c["depth_multiplier"] >= c["kernel_size"][0] * c["kernel_size"][1]:
@@ -34,6 +36,21 @@ def plain_twin(net):
                 for key in [k for k in c if k == "depth_multiplier" or k.startswith(("depthwise_", "pointwise_"))]:
                     del c[key]
     return keras.models.model_from_json(json.dumps(config))
+
+
+# The fixtures' DO-Conv layers' input channels (layer names are unique across the nets).
+IN_CHANNELS = {layer["name"]: layer["in_channels"] for e in ENTRIES for layer in e["do_layers"]}
+
+
+def as_depthwise_if_dodconv(layer):
+    """A plain Conv2D entry of a folded DO-DConv (groups = Cin) made the DepthwiseConv2D
+    doconv writes by default."""
+    c = layer["config"]
+    if c.get("groups", 1) > 1 and c["groups"] == IN_CHANNELS.get(c["name"]):
+        layer["class_name"] = "DepthwiseConv2D"
+        c["depth_multiplier"] = c.pop("filters") // c.pop("groups")
+        for part in ("initializer", "regularizer", "constraint"):
+            c["depthwise_" + part] = c.pop("kernel_" + part, None)
 
 
 def relative_error(a, b):
@@ -96,10 +113,13 @@ def test_no_d_is_left(folded, tmp_path):
     if entry["format"] in ("weights_h5", "keras_zip"):
         assert not any(n.startswith("layers/do_conv2d") for n in names)
     assert not any(n.split("/")[-1].startswith("pointwise_kernel") for n in names if "sep_do" in n)
-    # Every folded layer's kernel is 4-D (M, N, Cin/g, Cout).
+    # Every folded layer's kernel is 4-D: (M, N, Cin/g, Cout), or a DO-DConv's
+    # DepthwiseConv2D kernel (M, N, Cin, Cout/Cin).
     for layer in entry["do_layers"]:
-        matches = [shape for name, shape in kernels.items() if len(shape) == 4 and shape[-1] == layer["filters"]
-                   and list(shape[:2]) == layer["kernel"]]
+        depthwise = layer["groups"] == layer["in_channels"] > 1
+        last = layer["filters"] // layer["in_channels"] if depthwise else layer["filters"]
+        third = layer["in_channels"] if depthwise else layer["in_channels"] // layer["groups"]
+        matches = [shape for name, shape in kernels.items() if len(shape) == 4 and list(shape) == layer["kernel"] + [third, last]]
         assert matches, layer["name"]
 
 
@@ -232,6 +252,7 @@ def plain_config(config):
         layer.update(class_name="Conv2D", module="keras.layers", registered_name=None)
         for key in [k for k in c if k in ("D_mul", "depth_multiplier") or k.startswith(("depthwise_", "pointwise_"))]:
             del c[key]
+        as_depthwise_if_dodconv(layer)
     return config
 
 

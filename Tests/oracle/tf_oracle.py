@@ -13,7 +13,9 @@ Python. Nothing here composes a kernel: the plain twin only loads what doconv-fo
         `input` is run. Prints one JSON list: {"relative_error": max|out - output| /
         max|output|, "consumed": true, "variables": {key: shape} (tf.train.list_variables)}
         or {"error": "..."} per job. A job {"model": FILE.h5, "expected": NPZ} instead loads
-        FILE with tf_keras.models.load_model and no custom object, and runs it the same way.
+        FILE with tf_keras.models.load_model and no custom object, and runs it the same way;
+        with "onnx": true it also exports the model with tf2onnx and runs the ONNX file in
+        onnxruntime ("onnx_relative_error", or "onnx_error" when either step fails).
     python tf_oracle.py tamper PREFIX OUT KEY SCALE
         Rewrites PREFIX at OUT with TensorFlow's own bundle writer (tf.raw_ops.SaveV2): every
         tensor as tf.train.load_checkpoint reads it, the object graph included, KEY's values
@@ -52,8 +54,19 @@ def run(job):
         expected = np.load(job["expected"])
         out = np.asarray(model(expected["input"], training=False))
         reference = expected["output"]
-        return {"relative_error": float(np.abs(out - reference).max() / max(np.abs(reference).max(), 1e-30)),
-                "classes": [layer.__class__.__name__ for layer in model.layers]}
+        result = {"relative_error": float(np.abs(out - reference).max() / max(np.abs(reference).max(), 1e-30)),
+                  "classes": [layer.__class__.__name__ for layer in model.layers]}
+        if job.get("onnx"):
+            import onnxruntime
+            import tf2onnx
+            spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name="x"),)
+            try:
+                proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+                onnx_out = onnxruntime.InferenceSession(proto.SerializeToString()).run(None, {"x": expected["input"]})[0]
+                result["onnx_relative_error"] = float(np.abs(onnx_out - reference).max() / max(np.abs(reference).max(), 1e-30))
+            except Exception as error:
+                result["onnx_error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+        return result
     twin = plain_twin(job["config"])
     if job.get("style") == "tf.train.Checkpoint.save":
         tf.train.Checkpoint(model=twin).restore(job["checkpoint"]).assert_consumed()

@@ -347,7 +347,7 @@ def test_keywords_come_from_the_tools_declarations():
     """The keyword tables are the tools' own options (their --experimental-dump-help): every
     option a tool shows, named with _ for -, except those the API sets itself."""
     assert set(table("doconv-fold")) == {"tolerance", "no_verify", "config", "kernel_size", "params", "fuse_bn",
-                                         "fold_separable", "reparam", "keep_names", "strict_pickle", "allow_partial", "exclude", "only"}
+                                         "fold_separable", "reparam", "keep_names", "strict_pickle", "allow_partial", "keep_grouped", "exclude", "only"}
     assert set(table("doconv-inspect")) == {"svg", "config", "kernel_size", "params", "reparam", "strict_pickle", "exclude", "only"}
     assert set(table("verify-equivalence")) == {"tolerance", "inputs", "seed", "dim", "config", "kernel_size", "params",
                                                 "strict_pickle", "exclude", "only"}

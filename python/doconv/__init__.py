@@ -68,7 +68,7 @@ def fold(
         output: the folded model's path (may be ``input``), or the folder for a list.
         timeout: seconds to wait for the tool (subprocess.TimeoutExpired after).
         **options: ``tolerance`` (float), ``no_verify``, ``fuse_bn``, ``reparam``,
-            ``fold_separable``, ``keep_names``, ``strict_pickle``, ``allow_partial`` (bools), ``config``,
+            ``fold_separable``, ``keep_names``, ``strict_pickle``, ``allow_partial``, ``keep_grouped`` (bools), ``config``,
             ``params`` (paths), ``kernel_size`` ({layer: (M, N)} or ["layer=MxN", ...]),
             ``exclude``, ``only`` (a glob or a list of globs).
 
