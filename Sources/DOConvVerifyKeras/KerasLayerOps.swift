@@ -189,10 +189,15 @@ struct KerasLayerOps {
     /// Dt, Wr), (M, N, Cin/g, Cout)); a layer with M*N = 1 has no D and K = reshape(W).
     /// A layer whose file holds a 4-D kernel instead is a Conv2D already (a weights-only
     /// FOLDED read with ORIGINAL's config), or a DepthwiseConv2D: a DO-DConv folded so, its
-    /// kernel (M, N, Cin, Cout/Cin) with Cin = groups.
+    /// kernel (M, N, Cin, Cout/Cin) with Cin = groups. The last dim tells them apart: a
+    /// Conv2D's is Cout, a depthwise kernel's Cout/Cin (a grouped kernel with Cin/g = g has
+    /// groups in its third dim too).
     private func doConv2D(_ x: KerasTensor, _ e: inout GraphEmitter) throws(KerasGraphError) -> KerasTensor {
         if let kernel = weights.of(rank: 4).first {
-            if let groups = layer.groups, groups > 1, kernel.shape[2] == groups { return try depthwise(x, &e) }
+            if let groups = layer.groups, let filters = layer.filters, groups > 1, kernel.shape[2] == groups,
+               kernel.shape[3] != filters, kernel.shape[2] * kernel.shape[3] == filters {
+                return try depthwise(x, &e)
+            }
             return try conv2D(x, e: &e)
         }
         guard let size = layer.kernelSize, size.count == 2 else { throw .invalid("DOConv2D layer '\(layer.name)' has no kernel_size") }

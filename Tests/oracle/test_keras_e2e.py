@@ -6,7 +6,9 @@ The executor's ORIGINAL is checked against the outputs Keras itself computed for
 (`*.expected.npz`, inputs included), so the converter (NHWC -> NCHW, TF 'same' padding, the
 DOConv2D kernel composed from D and W, SeparableConv2D, BatchNormalization, Dense...) is
 checked by an oracle outside doconv."""
+import json
 import os
+import shutil
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports keras (the layer zoo below)
 
@@ -215,3 +217,32 @@ def test_layer_zoo_pair_is_equivalent_end_to_end(layer_zoo):
         head, rest = end_to_end_lines(result.stdout)
         assert "not run" not in head, result.stdout
         assert len(rest) == len(expected) and all(line.startswith("  ok   output '") for line in rest), result.stdout
+
+
+def test_a_grouped_kernel_whose_cin_per_group_equals_its_groups_is_not_read_as_depthwise(tmp_path):
+    """A weights-only DO-GConv with Cin/g = g (Cin 4, groups 2) folds to a Conv2D kernel
+    (M, N, 2, Cout) whose third dim equals its groups, like a DepthwiseConv2D kernel's: the
+    end-to-end check must still read it as the grouped Conv2D it is (its last dim is Cout)."""
+    import h5py
+    config = json.loads((KERAS / "k2_net_dw.json").read_text())
+    layers = config["config"]["layers"]
+    layers[0]["config"]["batch_input_shape"][-1] = 4
+    layers[1]["config"]["groups"] = 2
+    config_path = tmp_path / "model.json"
+    config_path.write_text(json.dumps(config))
+    src = tmp_path / "weights.h5"
+    shutil.copy(KERAS / "k2_net_dw_weights.h5", src)
+    rng = np.random.default_rng(3)
+    with h5py.File(src, "r+") as f:
+        group = f["do_dw/do_dw"]
+        for name, shape in [("kernel:0", (9, 2, 8)), ("D:0", (9, 9, 4))]:
+            del group[name]
+            group.create_dataset(name, data=(rng.standard_normal(shape) * 0.1).astype(np.float32))
+    out = tmp_path / "folded.h5"
+    result = run_fold(src, out, "--config", config_path)
+    assert result.returncode == 0, result.stderr
+    with h5py.File(out, "r") as f:
+        assert f["do_dw/do_dw/kernel:0"].shape == (3, 3, 2, 8)
+    verdict = run_verify(src, out, "--config", config_path)
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    assert "end to end: 3 seeded random inputs" in verdict.stdout
