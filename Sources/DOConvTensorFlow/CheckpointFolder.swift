@@ -72,7 +72,7 @@ public enum TensorFlowCheckpointFolder {
         let (bundle, variables) = try open(path)
         let (layers, rejected) = try detector(bundle, options).detect(variables)
         var detected: [DetectedLayer] = []
-        for layer in layers { detected.append(try load(layer, from: bundle).detected) }
+        for layer in layers { detected.append(try load(layer, from: bundle)) }
         return Detection(layers: detected, rejected: rejected)
     }
 
@@ -144,7 +144,7 @@ public enum TensorFlowCheckpointFolder {
     }
 
     /// The layer as the core describes it: D plus the identity the layer adds, and W.
-    static func load(_ layer: CheckpointLayer, from bundle: TensorBundle) throws(TensorFlowError) -> (detected: DetectedLayer, type: ElementType) {
+    static func load(_ layer: CheckpointLayer, from bundle: TensorBundle) throws(TensorFlowError) -> DetectedLayer {
         let indexPath = TensorBundle.indexPath(prefix: bundle.prefix)
         let w = try bundle.tensor(layer.kernel.key)
         var d = try layer.d.map { (variable) throws(TensorFlowError) in try bundle.tensor(variable.key).values }
@@ -155,8 +155,7 @@ public enum TensorFlowCheckpointFolder {
         let type = layer.kernel.dtype.elementType ?? .float32
         do {
             let core = try DOConvLayer(layout: .keras, geometry: layer.geometry, d: d, w: w.values)
-            let detected = DetectedLayer(name: layer.name, form: .kernelComposition, layer: core, elementType: type, stride: layer.stride, dilation: layer.dilation)
-            return (detected, type)
+            return DetectedLayer(name: layer.name, form: .kernelComposition, layer: core, elementType: type, stride: layer.stride, dilation: layer.dilation)
         } catch {
             throw .inconsistentLayer(path: indexPath, layer: layer.name, reason: "\(error)")
         }
@@ -166,7 +165,8 @@ public enum TensorFlowCheckpointFolder {
     /// type, and its report. A float64 layer folds and is probed in float64.
     static func fold(_ layer: CheckpointLayer, from bundle: TensorBundle, options: FoldOptions) throws(TensorFlowError) -> (kernel: (shape: [Int], bytes: [UInt8]), record: FoldedLayer) {
         let g = layer.geometry
-        let (detected, type) = try load(layer, from: bundle)
+        // A float64 layer is read once, exactly; the others through the core's float layer.
+        let type = layer.kernel.dtype.elementType ?? .float32
         var record = FoldedLayer(name: layer.name, layout: .keras, geometry: g, elementType: type, stride: layer.stride, dilation: layer.dilation,
                                  tolerance: options.tolerance ?? type.defaultTolerance)
         let shape = [g.kernelHeight, g.kernelWidth, g.inChannelsPerGroup, g.outChannels]
@@ -178,6 +178,7 @@ public enum TensorFlowCheckpointFolder {
             }
             return ((shape, g.hwio(oihw: exact).withUnsafeBytes { Array($0) }), record)
         }
+        let detected = try load(layer, from: bundle)
         let oihw = detected.layer.foldedKernel()
         // Verify what will be stored: the kernel rounded to the variable's type.
         let stored = ElementCodec.encode(oihw.values, as: type)

@@ -67,7 +67,9 @@ extension TensorFlowFoldResult {
         let count = Tensor.elementCount(of: shape) ?? 0
         switch variable.dtype {
         case .float:
-            let values = bytes.withUnsafeBytes { raw in (0..<count).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) } }
+            guard let values = try? bytes.withUnsafeBytes({ (raw) throws(TensorError) in try ElementCodec.decode(raw, as: .float32, count: count) }) else {
+                throw .corruptData(path: TensorBundle.indexPath(prefix: bundle.prefix), reason: "variable '\(variable.fullName)': \(bytes.count) bytes for \(count) float32 values")
+            }
             return .init(name: name, shape: shape, values: .float32(values))
         case .double:
             let values = bytes.withUnsafeBytes { raw in (0..<count).map { Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self))) } }
