@@ -15,6 +15,17 @@ public enum DepthwiseForm {
         geometry.inChannels > 1 && geometry.groups == geometry.inChannels && geometry.outChannels % geometry.inChannels == 0
     }
 
+    /// What DepthwiseConv2D calls its kernel.
+    public static let kernelName = "depthwise_kernel"
+
+    /// The summary's note naming the layers written as DepthwiseConv2D, which a plain model
+    /// must build so to load the weights; nil when there are none.
+    public static func note(_ layers: [(name: String, multiplier: Int)]) -> String? {
+        guard !layers.isEmpty else { return nil }
+        let listed = layers.map { "'\($0.name)' (depth_multiplier \($0.multiplier))" }.joined(separator: ", ")
+        return "written as DepthwiseConv2D (depthwise_kernel (M, N, Cin, Cout/Cin)), which tf2onnx exports: \(listed); --keep-grouped keeps Conv2D(groups=Cin)"
+    }
+
     /// The kernel's DepthwiseConv2D shape, (M, N, Cin, Cout/Cin).
     public static func shape(of geometry: DOConvGeometry) -> [Int] {
         [geometry.kernelHeight, geometry.kernelWidth, geometry.inChannels, geometry.outChannels / geometry.inChannels]

@@ -146,6 +146,7 @@ public enum KerasFolder {
         for (name, layer) in depthwise {
             edit.depthwise[name] = DepthwiseForm.write(layer.kernel, groupPath: layer.groupPath, geometry: layer.geometry, format: layout.format, plan: &plan)
         }
+        if let note = DepthwiseForm.note(edit.depthwise.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }) { summary.notes.append(note) }
         plan.renamedGroups.merge(opened.groupRenames(removing: Set(edit.fusedBatchNorms.keys), folded: foldedNames, depthwise: Set(edit.depthwise.keys))) { $1 }
 
         if !summary.layers.isEmpty || !edit.fusedBatchNorms.isEmpty {

@@ -13,8 +13,8 @@ public struct TensorFlowFoldOptions: Sendable {
     public var kernelSizes: [String: [Int]] = [:]
     /// Leave a layer that cannot be told apart unfolded instead of refusing (`--allow-partial`).
     public var allowPartial = false
-    /// In a Keras file written from a SavedModel: a folded DO-DConv stays Conv2D(groups=Cin)
-    /// rather than DepthwiseConv2D (`--keep-grouped`).
+    /// A folded DO-DConv stays Conv2D(groups=Cin) (its kernel `kernel`, (M, N, 1, Cout))
+    /// rather than becoming DepthwiseConv2D's `depthwise_kernel` (`--keep-grouped`).
     public var keepGrouped = false
     public init() {}
 }
@@ -23,9 +23,16 @@ public struct TensorFlowFoldOptions: Sendable {
 public struct TensorFlowFoldResult {
     public let summary: FoldSummary
     let bundle: TensorBundle
+    /// The input's object graph and variables, as the fold read them.
+    let variables: [CheckpointVariable]
+    let inputGraph: TrackableObjectGraph
+    /// What the output's object graph is: pruned, depthwise kernels renamed.
     let graph: TrackableObjectGraph
     /// Kernel key -> its folded shape and bytes.
     let replaced: [String: (shape: [Int], bytes: [UInt8])]
+    /// Kernel key -> the key it is written under, for a DO-DConv written as a
+    /// DepthwiseConv2D's `depthwise_kernel`.
+    let renamed: [String: String]
     /// Keys whose variables are gone (D, the optimizer's state).
     let dropped: Set<String>
 
@@ -45,7 +52,7 @@ public struct TensorFlowFoldResult {
             if key == TensorBundle.objectGraphKey {
                 try writer.addStrings(key, shape: entry.shape, strings: [graph.serialized()], shard: entry.shardID)
             } else if let folded = replaced[key] {
-                try writer.add(key, dtype: entry.dtype, shape: folded.shape, bytes: folded.bytes, shard: entry.shardID)
+                try writer.add(renamed[key] ?? key, dtype: entry.dtype, shape: folded.shape, bytes: folded.bytes, shard: entry.shardID)
             } else if entry.dtype == .string {
                 try writer.addStrings(key, shape: entry.shape, strings: try bundle.strings(key), shard: entry.shardID)
             } else {
@@ -81,14 +88,24 @@ public enum TensorFlowCheckpointFolder {
         let (layers, rejected) = try detector(bundle, options).detect(variables)
         var summary = FoldSummary(rejected: rejected)
         var replaced: [String: (shape: [Int], bytes: [UInt8])] = [:]
+        var renamed: [String: String] = [:]
         var removedNodes = Set<Int>()
+        var graph = try bundle.objectGraph()
+        var depthwise: [(name: String, multiplier: Int)] = []
         for layer in layers {
-            let (kernel, record) = try fold(layer, from: bundle, options: options.fold)
+            var (kernel, record) = try fold(layer, from: bundle, options: options.fold)
+            // The same bytes: DepthwiseConv2D's [m, n, c, k] is Conv2D(groups=Cin)'s [m, n, 0, c*(Cout/Cin)+k].
+            if !options.keepGrouped, DepthwiseForm.applies(to: layer.geometry), let key = graph.renameVariable(layer.kernel, to: DepthwiseForm.kernelName) {
+                kernel.shape = DepthwiseForm.shape(of: layer.geometry)
+                renamed[layer.kernel.key] = key
+                depthwise.append((layer.name, layer.geometry.outChannels / layer.geometry.inChannels))
+            }
             replaced[layer.kernel.key] = kernel
             if let d = layer.d { removedNodes.insert(d.nodeID) }
             summary.layers.append(record)
         }
-        let graph = try bundle.objectGraph()
+        if let note = DepthwiseForm.note(depthwise) { summary.notes.append(note) }
+        let inputGraph = try bundle.objectGraph()
         if !layers.isEmpty { removedNodes.formUnion(trainingState(in: graph)) }
         let (pruned, kept) = graph.removing(removedNodes)
         let dropped = Set(variables.filter { kept[$0.nodeID] == nil }.map(\.key))
@@ -111,7 +128,8 @@ public enum TensorFlowCheckpointFolder {
             summary.parametersAfter += after
             summary.bytesAfter += after * width
         }
-        return TensorFlowFoldResult(summary: summary, bundle: bundle, graph: pruned, replaced: replaced, dropped: dropped)
+        return TensorFlowFoldResult(summary: summary, bundle: bundle, variables: variables, inputGraph: inputGraph, graph: pruned,
+                                    replaced: replaced, renamed: renamed, dropped: dropped)
     }
 
     /// The objects that hold training state rather than the model: the optimizer (its slots
@@ -210,5 +228,28 @@ public enum TensorFlowCheckpointFolder {
         do { return try Float64Layer(layout: .keras, geometry: layer.geometry, d: d, w: w) } catch {
             throw .inconsistentLayer(path: TensorBundle.indexPath(prefix: bundle.prefix), layer: layer.name, reason: "\(error)")
         }
+    }
+}
+
+extension TrackableObjectGraph {
+    /// Renames a variable's object as another layer class names it (a DO-DConv's `kernel`
+    /// as DepthwiseConv2D's `depthwise_kernel`): the edges that hold it, its checkpoint key
+    /// and its full name (`do_dw/kernel` -> `do_dw/depthwise_kernel`). Returns the new key,
+    /// nil (nothing renamed) when the key is not the variable's path as TensorFlow spells it.
+    mutating func renameVariable(_ variable: CheckpointVariable, to localName: String) -> String? {
+        guard let old = variable.objectPath.last, variable.key.hasPrefix(variable.keyPath + "/") else { return nil }
+        let path = Self.keyPath(variable.objectPath.dropLast() + [localName])
+        let key = path + variable.key.dropFirst(variable.keyPath.count)
+        for n in nodes.indices {
+            for c in nodes[n].children.indices where nodes[n].children[c].nodeID == variable.nodeID && nodes[n].children[c].localName == old {
+                nodes[n].children[c].localName = localName
+            }
+        }
+        for a in nodes[variable.nodeID].attributes.indices where nodes[variable.nodeID].attributes[a].checkpointKey == variable.key {
+            nodes[variable.nodeID].attributes[a].checkpointKey = key
+            let fullName = nodes[variable.nodeID].attributes[a].fullName
+            if fullName.hasSuffix("/" + old) { nodes[variable.nodeID].attributes[a].fullName = fullName.dropLast(old.count) + localName }
+        }
+        return key
     }
 }

@@ -7,29 +7,29 @@ extension TensorFlowFoldResult {
     /// Conv2D, and every layer's weights from the folded checkpoint, in the order the layer
     /// created them (its children's order in the object graph), so that
     /// `tf_keras.models.load_model` needs no custom class.
-    /// A folded DO-DConv becomes a DepthwiseConv2D (its kernel `depthwise_kernel`, (M, N,
-    /// Cin, Cout/Cin)) unless `keepGrouped`.
-    func kerasModelFile(configJSON: String, configSource: String, keepGrouped: Bool) throws(TensorFlowError) -> KerasModelFile {
+    /// A DO-DConv the fold wrote as a DepthwiseConv2D (its kernel `depthwise_kernel`, (M, N,
+    /// Cin, Cout/Cin)) is one here too.
+    func kerasModelFile(configJSON: String, configSource: String) throws(TensorFlowError) -> KerasModelFile {
         let indexPath = TensorBundle.indexPath(prefix: bundle.prefix)
         let config: KerasModelConfig
         do { config = try KerasModelConfig(json: configJSON, source: configSource) } catch {
             throw .config(path: configSource, reason: error.description)
         }
-        let graph = try bundle.objectGraph()
         // Each variable's place among its owner's children: the order the layer made them.
         var place: [Int: Int] = [:]
-        for node in graph.nodes {
+        for node in inputGraph.nodes {
             for (k, child) in node.children.enumerated() where place[child.nodeID] == nil { place[child.nodeID] = k }
         }
         var byLayer: [String: [CheckpointVariable]] = [:]
-        for variable in try bundle.variables() where !variable.isTrainingState && !dropped.contains(variable.key) {
+        for variable in variables where !variable.isTrainingState && !dropped.contains(variable.key) {
             byLayer[CheckpointLayerDetector.layerName(of: variable), default: []].append(variable)
         }
         var edit = KerasConfigEdit(folded: Set(summary.layers.map(\.name)))
-        var depthwiseKernels: [String: [Int]] = [:]
-        for layer in summary.layers where !keepGrouped && DepthwiseForm.applies(to: layer.geometry) {
+        var depthwiseKernels = Set<String>()
+        for layer in summary.layers where DepthwiseForm.applies(to: layer.geometry) {
+            guard let kernel = byLayer[layer.name]?.first(where: { renamed[$0.key] != nil }) else { continue }
             edit.depthwise[layer.name] = layer.geometry.outChannels / layer.geometry.inChannels
-            depthwiseKernels[layer.name] = DepthwiseForm.shape(of: layer.geometry)
+            depthwiseKernels.insert(kernel.key)
         }
         var layers: [(name: String, weights: [KerasModelFile.Weight])] = []
         var placed = 0
@@ -39,10 +39,7 @@ extension TensorFlowFoldResult {
             var weights: [KerasModelFile.Weight] = []
             for variable in variables {
                 var weight = try weight(variable)
-                if let shape = depthwiseKernels[layer.name], replaced[variable.key] != nil {
-                    weight.name = DepthwiseForm.renamed(weight.name)
-                    weight.shape = shape
-                }
+                if depthwiseKernels.contains(variable.key) { weight.name = DepthwiseForm.renamed(weight.name) }
                 weights.append(weight)
             }
             layers.append((layer.name, weights))

@@ -26,7 +26,7 @@ public struct TensorFlowCheckpointFormat: ModelFormat {
     public var displayName: String { "TensorFlow checkpoint" }
     public var family: String { "TensorFlow" }
     public var summary: String { "TensorFlow checkpoints of tf.keras models (PREFIX or PREFIX.index with PREFIX.data-*: save_weights in the TF format, ModelCheckpoint, tf.train.Checkpoint)" }
-    public var options: Set<FormatOption> { [.config, .kernelSize, .allowPartial] }
+    public var options: Set<FormatOption> { [.config, .kernelSize, .allowPartial, .keepGrouped] }
     public var runsInChildProcess: Bool { false }
 
     /// A table ending in the LevelDB magic (an `.index`), or a data shard whose `.index`
@@ -96,7 +96,7 @@ public struct TensorFlowSavedModelFormat: ModelFormat {
             guard let json = options.configJSON else {
                 throw TensorFlowError.unsupported(path: output, reason: "the SavedModel has no keras_metadata.pb (tf.saved_model.save): pass the model's JSON with --config to write a Keras file")
             }
-            try result.kerasModelFile(configJSON: json, configSource: options.configSource, keepGrouped: options.keepGrouped).write(to: output)
+            try result.kerasModelFile(configJSON: json, configSource: options.configSource).write(to: output)
         })
     }
 

@@ -13,8 +13,7 @@ extension KerasEquivalence {
         }
         // A DO-DConv may be written as a DepthwiseConv2D: (M, N, Cin, Cout/Cin), the same
         // memory as Conv2D(groups=Cin)'s (M, N, 1, Cout).
-        let depthwise = layer.groups == layer.inChannels && layer.inChannels > 1 && layer.outChannels % layer.inChannels == 0
-            ? [layer.kernelHeight, layer.kernelWidth, layer.inChannels, layer.outChannels / layer.inChannels] : nil
+        let depthwise = layer.depthwiseShape
         guard after.shape == layer.foldedShape || after.shape == depthwise else {
             result.problems.append("FOLDED's kernel has shape \(after.shape), expected (M, N, Cin/g, Cout) = \(layer.foldedShape)"
                 + (depthwise.map { " or, as a DepthwiseConv2D, \($0)" } ?? ""))

@@ -19,7 +19,14 @@ package struct KerasOriginalLayer {
     let kernelWidth: Int
 
     /// The folded kernel as Keras stores a Conv2D's: (M, N, Cin/g, Cout).
-    var foldedShape: [Int] { [kernelHeight, kernelWidth, inChannels / groups, outChannels] }
+    package var foldedShape: [Int] { [kernelHeight, kernelWidth, inChannels / groups, outChannels] }
+
+    /// A DO-DConv's folded kernel as a DepthwiseConv2D stores it, (M, N, Cin, Cout/Cin): the
+    /// same memory as Conv2D(groups=Cin)'s (M, N, 1, Cout). Nil for other layers.
+    package var depthwiseShape: [Int]? {
+        guard groups == inChannels, inChannels > 1, outChannels % inChannels == 0 else { return nil }
+        return [kernelHeight, kernelWidth, inChannels, outChannels / inChannels]
+    }
 
     var description: String {
         let kind = groups == 1 ? "DO-Conv" : (groups == inChannels ? "DO-DConv" : "DO-GConv")

@@ -28,17 +28,22 @@ public enum TensorFlowCheckpointEquivalence {
         let kernels = Dictionary(layers.map { ($0.kernel, $0) }, uniquingKeysWith: { a, _ in a })
 
         var compared = 0
+        var depthwiseKeys = Set<String>()
         for variable in original.model where !removed.contains(variable.key) {
+            if let layer = kernels[variable.key] {
+                let (after, problem) = foldedKernel(of: layer, variable, in: folded)
+                if let problem { report.structure.append(problem) }
+                if let after, after.key != variable.key { depthwiseKeys.insert(after.key) }
+                report.layers.append(KerasEquivalence.checkFoldedKernel(of: layer.reading, folded: try after.map { (v) throws(VerifyError) in try folded.entry(v) },
+                                                                        conv: variable.key, key: after?.key ?? variable.key, options: options))
+                continue
+            }
             guard let after = folded.byKey[variable.key] else {
                 report.structure.append("'\(variable.key)' is missing from FOLDED")
                 continue
             }
             if after.objectPath != variable.objectPath {
                 report.structure.append("'\(variable.key)' sits at \(after.objectPath.joined(separator: "/")) in FOLDED, \(variable.objectPath.joined(separator: "/")) in ORIGINAL")
-            }
-            if let layer = kernels[variable.key] {
-                report.layers.append(KerasEquivalence.checkFoldedKernel(of: layer.reading, folded: try folded.entry(after), conv: variable.key, key: variable.key, options: options))
-                continue
             }
             compared += 1
             if let difference = try difference(variable, original, after, folded) { report.structure.append(difference) }
@@ -47,7 +52,7 @@ public enum TensorFlowCheckpointEquivalence {
             report.structure.append("'\(key)' (a DOConv2D's D) is still in FOLDED")
         }
         let kept = Set(original.model.map(\.key))
-        for variable in folded.model where !kept.contains(variable.key) {
+        for variable in folded.model where !kept.contains(variable.key) && !depthwiseKeys.contains(variable.key) {
             report.structure.append("FOLDED holds '\(variable.key)', which ORIGINAL does not")
         }
         let droppedState = original.trainingState.filter { folded.byKey[$0.key] == nil }
@@ -60,6 +65,36 @@ public enum TensorFlowCheckpointEquivalence {
         }
         report.structureSummary = "\(compared) tensors equal, \(layers.count) kernel\(layers.count == 1 ? "" : "s") folded, \(removed.count) D tensors removed"
         return report
+    }
+
+    /// FOLDED's kernel of a layer, with what is wrong with where it sits: under the
+    /// kernel's own key and path as Conv2D (groups=Cin for a DO-DConv), or, for a DO-DConv,
+    /// as a DepthwiseConv2D's `depthwise_kernel` beside it; the name must fit the shape,
+    /// since each class loads only its own.
+    static func foldedKernel(of layer: Layer, _ variable: CheckpointVariable, in folded: CheckpointTensors) -> (CheckpointVariable?, String?) {
+        let grouped = layer.reading.foldedShape
+        let depthwiseShape = layer.reading.depthwiseShape
+        let path = variable.objectPath.dropLast() + [DepthwiseForm.kernelName]
+        let depthwiseKey = TrackableObjectGraph.keyPath(Array(path)) + variable.key.dropFirst(variable.keyPath.count)
+        if let after = folded.byKey[variable.key] {
+            if after.objectPath != variable.objectPath {
+                return (after, "'\(variable.key)' sits at \(after.objectPath.joined(separator: "/")) in FOLDED, \(variable.objectPath.joined(separator: "/")) in ORIGINAL")
+            }
+            if let depthwiseShape, after.shape == depthwiseShape, after.shape != grouped {
+                return (after, "'\(variable.key)' holds a DepthwiseConv2D's kernel \(after.shape) under a Conv2D's name; DepthwiseConv2D loads it as '\(depthwiseKey)'")
+            }
+            return (after, nil)
+        }
+        guard let depthwiseShape, variable.key.hasPrefix(variable.keyPath + "/"), let after = folded.byKey[depthwiseKey] else {
+            return (nil, "'\(variable.key)' is missing from FOLDED")
+        }
+        if after.objectPath != Array(path) {
+            return (after, "'\(depthwiseKey)' sits at \(after.objectPath.joined(separator: "/")) in FOLDED, \(path.joined(separator: "/")) expected")
+        }
+        if after.shape != depthwiseShape {
+            return (after, "'\(depthwiseKey)' is a DepthwiseConv2D's kernel but has shape \(after.shape), not (M, N, Cin, Cout/Cin) = \(depthwiseShape)")
+        }
+        return (after, nil)
     }
 
     /// A DOConv2D layer of ORIGINAL: its kernel's and D's keys, read as Keras weights.

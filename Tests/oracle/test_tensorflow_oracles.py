@@ -47,9 +47,14 @@ def style(entry):
     return "tf.train.Checkpoint.write" if saver.startswith("tf.train.Checkpoint") else "keras"
 
 
-def job(entry, checkpoint):
+def depthwise_layers(entry):
+    """The DO-DConv layers (groups = Cin), which the fold writes as DepthwiseConv2D."""
+    return [layer["name"] for layer in entry["do_layers"] if layer["groups"] == layer["in_channels"] > 1]
+
+
+def job(entry, checkpoint, depthwise=True):
     return {"config": str(TF / entry["config"]), "checkpoint": str(checkpoint), "expected": str(TF / entry["expected"]),
-            "style": style(entry)}
+            "style": style(entry), "depthwise": depthwise_layers(entry) if depthwise else []}
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +75,18 @@ def verdicts(tmp_path_factory):
             names.append((entry["file"], variant))
         jobs.append(job(entry, TF / entry["file"]))
         names.append((entry["file"], "original"))
+        if depthwise_layers(entry):
+            folded = out / f"{name}.grouped"
+            result = run_fold("--keep-grouped", "--config", str(TF / entry["config"]), TF / entry["file"], folded)
+            assert result.returncode == 0, f"{entry['file']} (--keep-grouped): {result.stderr}"
+            jobs.append(job(entry, folded, depthwise=False))
+            names.append((entry["file"], "grouped"))
     for entry in SAVED_MODELS:
         folded = out / entry["file"]
         result = run_fold("--config", TF / entry["config"], TF / entry["file"], folded)
         assert result.returncode == 0, f"{entry['file']}: {result.stderr}"
-        jobs.append({"config": str(TF / entry["config"]), "checkpoint": str(folded), "expected": str(TF / entry["expected"]), "style": "keras"})
+        jobs.append({"config": str(TF / entry["config"]), "checkpoint": str(folded), "expected": str(TF / entry["expected"]), "style": "keras",
+                     "depthwise": depthwise_layers(entry)})
         names.append((entry["file"], "saved model"))
         # The whole plain model as .h5; tf_keras's own SavedModel needs no --config (its
         # keras_metadata.pb holds the config).
@@ -106,6 +118,23 @@ def test_plain_twin_loads_the_folded_checkpoint_and_predicts_the_same(verdicts, 
     assert "error" not in verdict, verdict.get("error")
     assert verdict["consumed"]
     assert verdict["relative_error"] < 1e-5
+
+
+@pytest.mark.parametrize("entry", [e for e in FOLDABLE if depthwise_layers(e)], ids=lambda e: e["file"])
+def test_a_folded_dodconv_is_a_depthwise_conv_unless_kept_grouped(verdicts, entry):
+    """By default a DO-DConv's kernel is DepthwiseConv2D's depthwise_kernel (M, N, Cin,
+    Cout/Cin); with --keep-grouped it stays Conv2D(groups=Cin)'s kernel, and the
+    Conv2D twin loads that one instead."""
+    for layer in depthwise_layers(entry):
+        key = next(k for k in json.loads((TF / entry["variables"]).read_text())["variables"]
+                   if k.get("full_name") == f"{layer}/kernel")["key"]
+        depthwise_key = key.replace("/kernel/", "/depthwise_kernel/")
+        assert depthwise_key in verdicts[(entry["file"], "config")]["variables"]
+        assert key not in verdicts[(entry["file"], "config")]["variables"]
+        assert key in verdicts[(entry["file"], "grouped")]["variables"]
+    grouped = verdicts[(entry["file"], "grouped")]
+    assert "error" not in grouped, grouped.get("error")
+    assert grouped["consumed"] and grouped["relative_error"] < 1e-5
 
 
 @pytest.mark.parametrize("entry", SAVED_MODELS, ids=lambda e: e["file"])

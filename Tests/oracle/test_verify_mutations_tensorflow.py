@@ -72,3 +72,29 @@ def test_a_saved_model_and_its_folded_checkpoint(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     bad = tamper(out, tmp_path / "bad", KEY("layer_with_weights-0/kernel"), "1.001")
     assert_mutation_named(run_verify(*CONFIG, saved, bad), "SavedModel kernel x(1+1e-3)", "do_stem")
+
+
+DW_SOURCE = TF / "net_dw_weights" / "ckpt"
+DW_CONFIG = ["--config", str(TF / "net_dw.json")]
+
+
+@pytest.mark.parametrize("form", ["depthwise", "grouped"])
+def test_a_dodconv_as_depthwise_or_grouped_conv(tmp_path, form):
+    """A DO-DConv's folded kernel is checked under either name, and the name must fit the
+    shape: a DepthwiseConv2D's (M, N, Cin, Cout/Cin) under Conv2D's `kernel`, or the
+    grouped (M, N, 1, Cout) under `depthwise_kernel`, is a structural difference (each class
+    loads only its own), though the bytes are the same."""
+    out = tmp_path / "folded"
+    flags = [] if form == "depthwise" else ["--keep-grouped"]
+    assert run_fold(*flags, *DW_CONFIG, DW_SOURCE, out).returncode == 0
+    result = run_verify(*DW_CONFIG, DW_SOURCE, out)
+    assert result.returncode == 0 and "verdict: EQUIVALENT" in result.stdout, result.stdout + result.stderr
+    key = KEY("layer_with_weights-0/depthwise_kernel" if form == "depthwise" else "layer_with_weights-0/kernel")
+    scaled = tamper(out, tmp_path / "scaled", key, "1.001")
+    assert_mutation_named(run_verify(*DW_CONFIG, DW_SOURCE, scaled), f"{form} kernel x(1+1e-3)", "do_dw")
+    other = "3,3,1,8" if form == "depthwise" else "3,3,8,1"
+    reshaped = tamper(out, tmp_path / "reshaped", key, "shape=" + other)
+    result = run_verify(*DW_CONFIG, DW_SOURCE, reshaped)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("under a Conv2D's name" if form == "grouped" else "is a DepthwiseConv2D's kernel but has shape") in result.stdout
+

@@ -7,8 +7,9 @@ Python. Nothing here composes a kernel: the plain twin only loads what doconv-fo
         "checkpoint": PREFIX, "expected": NPZ, "style": "keras" | "tf.train.Checkpoint.save" |
         "tf.train.Checkpoint.write"}.
         For each: the plain twin is the config with every DOConv2D made a Conv2D (same name,
-        filters, kernel size, strides, dilation, groups, bias; D_mul dropped), built with no
-        custom class; PREFIX is loaded into it (model.load_weights, or
+        filters, kernel size, strides, dilation, groups, bias; D_mul dropped), or a
+        DepthwiseConv2D (depth_multiplier filters/groups) for the layers the job's
+        "depthwise" lists, built with no custom class; PREFIX is loaded into it (model.load_weights, or
         tf.train.Checkpoint(model=twin).restore / .read) and must pass assert_consumed(); the npz's
         `input` is run. Prints one JSON list: {"relative_error": max|out - output| /
         max|output|, "consumed": true, "variables": {key: shape} (tf.train.list_variables)}
@@ -19,7 +20,8 @@ Python. Nothing here composes a kernel: the plain twin only loads what doconv-fo
     python tf_oracle.py tamper PREFIX OUT KEY SCALE
         Rewrites PREFIX at OUT with TensorFlow's own bundle writer (tf.raw_ops.SaveV2): every
         tensor as tf.train.load_checkpoint reads it, the object graph included, KEY's values
-        multiplied by SCALE (SCALE "ulp": its first element moved by one float32 ulp).
+        multiplied by SCALE (SCALE "ulp": its first element moved by one float32 ulp; "shape=A,B,..":
+        the same values reshaped, the object graph unchanged).
 """
 import json
 import os
@@ -37,12 +39,17 @@ CONV2D_KEYS = {"name", "trainable", "dtype", "filters", "kernel_size", "strides"
                "kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint"}
 
 
-def plain_twin(config_path):
+def plain_twin(config_path, depthwise=()):
     model = json.loads(open(config_path).read())
     for layer in model["config"]["layers"]:
         if layer["class_name"] == "DOConv2D":
+            config = {k: v for k, v in layer["config"].items() if k in CONV2D_KEYS}
             layer["class_name"] = "Conv2D"
-            layer["config"] = {k: v for k, v in layer["config"].items() if k in CONV2D_KEYS}
+            if layer["config"]["name"] in depthwise:
+                layer["class_name"] = "DepthwiseConv2D"
+                config["depth_multiplier"] = config.pop("filters") // config.pop("groups")
+                config = {k if k == "kernel_size" else k.replace("kernel_", "depthwise_"): v for k, v in config.items()}
+            layer["config"] = config
             layer.pop("module", None)
             layer.pop("registered_name", None)
     return tf_keras.models.model_from_json(json.dumps(model))
@@ -67,7 +74,7 @@ def run(job):
             except Exception as error:
                 result["onnx_error"] = f"{type(error).__name__}: {error}".splitlines()[0][:500]
         return result
-    twin = plain_twin(job["config"])
+    twin = plain_twin(job["config"], job.get("depthwise", ()))
     if job.get("style") == "tf.train.Checkpoint.save":
         tf.train.Checkpoint(model=twin).restore(job["checkpoint"]).assert_consumed()
     elif job.get("style") == "tf.train.Checkpoint.write":
@@ -89,7 +96,9 @@ def tamper(prefix, out, key, scale):
     for name in names:
         value = reader.get_tensor(name)
         if name == key:
-            if scale == "ulp":
+            if scale.startswith("shape="):
+                value = value.reshape([int(d) for d in scale[6:].split(",")])
+            elif scale == "ulp":
                 flat = value.reshape(-1).copy()
                 flat[0] = np.nextafter(flat[0], np.float32(np.inf))
                 value = flat.reshape(value.shape)
