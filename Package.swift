@@ -175,7 +175,7 @@ let package = Package(
         .target(name: "DOConvVerifyKeras", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvKeras"]),
         .target(name: "DOConvVerifyPyTorch", dependencies: ["DOConvVerify", "DOConvCore", "DOConvPyTorch"]),
         .target(name: "DOConvVerifyMXNet", dependencies: ["DOConvVerify", "DOConvCore", "DOConvMXNet"]),
-        .target(name: "DOConvVerifyTensorFlow", dependencies: ["DOConvVerify", "DOConvVerifyKeras", "DOConvCore", "DOConvKeras", "DOConvTensorFlow"]),
+        .target(name: "DOConvVerifyTensorFlow", dependencies: ["DOConvVerify", "DOConvVerifyKeras", "DOConvCore", "DOConvKeras", "DOConvTensorFlow", "DOConvFileIO"]),
         .executableTarget(
             name: "verify-equivalence",
             dependencies: [

@@ -27,7 +27,8 @@ public struct TensorFlowCheckpointFormat: ModelFormat {
     public var family: String { "TensorFlow" }
     public var summary: String { "TensorFlow checkpoints of tf.keras models (PREFIX or PREFIX.index with PREFIX.data-*: save_weights in the TF format, ModelCheckpoint, tf.train.Checkpoint)" }
     public var options: Set<FormatOption> { [.config, .kernelSize, .allowPartial, .keepGrouped] }
-    public var runsInChildProcess: Bool { false }
+    /// libhdf5 writes its `.h5` and, in verify-equivalence, reads the one given as FOLDED.
+    public var runsInChildProcess: Bool { true }
 
     /// A table ending in the LevelDB magic (an `.index`), or a data shard whose `.index`
     /// is one (refused later with the prefix to pass).
@@ -71,7 +72,8 @@ public struct TensorFlowSavedModelFormat: ModelFormat {
     public var family: String { "TensorFlow" }
     public var summary: String { "TensorFlow SavedModel folders (their variables/ checkpoint, folded into a TensorFlow checkpoint)" }
     public var options: Set<FormatOption> { [.config, .kernelSize, .allowPartial, .keepGrouped] }
-    public var runsInChildProcess: Bool { false }
+    /// libhdf5 writes its `.h5` and, in verify-equivalence, reads the one given as FOLDED.
+    public var runsInChildProcess: Bool { true }
 
     /// A folder holding `saved_model.pb` and a `variables/variables.index` table, or that
     /// `saved_model.pb` itself.

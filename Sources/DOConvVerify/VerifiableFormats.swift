@@ -10,9 +10,9 @@ public protocol VerifiableFormat: ModelFormat {
     func verify(original: String, folded: String, options: VerifyOptions) throws(VerifyError) -> VerificationReport
     /// Which of verify-equivalence's checks its pairs get, for the help ("1, 2 and 3").
     var checks: String { get }
-    /// The name of the format its folds are written in (its own, but for a SavedModel,
-    /// whose fold is a checkpoint).
-    var foldedFormatName: String { get }
+    /// The names of the formats its folds are written in: its own, but for a SavedModel,
+    /// whose fold is a checkpoint or a Keras file.
+    var foldedFormatNames: [String] { get }
     /// Runs one model with the reference executor on `feeds` (inputs not given are made as
     /// in the end-to-end check): the oracle tests' `--dump-outputs` hook.
     func run(model: String, feeds: [String: TensorValue], options: VerifyOptions) throws(VerifyError) -> [String: TensorValue]
@@ -20,7 +20,7 @@ public protocol VerifiableFormat: ModelFormat {
 
 extension VerifiableFormat {
     public var checks: String { "1 and 2" }
-    public var foldedFormatName: String { name }
+    public var foldedFormatNames: [String] { [name] }
 
     public func run(model: String, feeds: [String: TensorValue], options: VerifyOptions) throws(VerifyError) -> [String: TensorValue] {
         throw VerifyError("\(model): the reference executor does not run \(displayName) files")

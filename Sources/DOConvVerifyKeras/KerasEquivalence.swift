@@ -15,11 +15,11 @@ public enum KerasEquivalence {
     /// layer groups, its shape, and its values and element type when it is a float dataset.
     /// A weight as verification reads it: where it is, its shape, its values in float64.
     package struct Entry {
-        var path: String
-        var key: String
-        var shape: [Int]
-        var values: [Double]?
-        var elementType: ElementType?
+        package var path: String
+        package var key: String
+        package var shape: [Int]
+        package var values: [Double]?
+        package var elementType: ElementType?
 
         package init(path: String, key: String, shape: [Int], values: [Double]?, elementType: ElementType?) {
             (self.path, self.key, self.shape, self.values, self.elementType) = (path, key, shape, values, elementType)
@@ -60,16 +60,23 @@ public enum KerasEquivalence {
     /// beside the weights (a `.keras` archive's `config.json`).
     static func verify(original originalPath: String, folded foldedPath: String, options: VerifyOptions,
                        foldedConfigJSON: String?) throws(VerifyError) -> VerificationReport {
-        var check = try PairCheck(original: originalPath, folded: foldedPath, options: options)
+        let original: OriginalWeights
+        do { original = try OriginalWeights(file: originalPath) } catch { throw VerifyError("\(error)") }
+        return try verify(original: original, folded: foldedPath, options: options, foldedConfigJSON: foldedConfigJSON)
+    }
+
+    /// ORIGINAL's weights, however read, against a Keras HDF5 file FOLDED.
+    package static func verify(original: OriginalWeights, folded foldedPath: String, options: VerifyOptions,
+                               foldedConfigJSON: String? = nil) throws(VerifyError) -> VerificationReport {
+        var check = try PairCheck(original: original, folded: foldedPath, options: options)
         try check.readLayers()
         check.findFusions()
         check.checkSeparablePairs()
         try check.checkStructure()
         check.checkKernels()
         // End to end: both models, each from its own config when it has one.
-        let file = check.file
-        let originalConfig = file.storedConfig.map { (json: $0, source: originalPath) } ?? options.kerasConfigJSON.map { (json: $0, source: "--config") }
-        try runEndToEnd(&check.report, original: KerasModelSource(path: originalPath, format: file.format, entries: check.original, config: originalConfig),
+        let originalConfig = original.storedConfig.map { (json: $0, source: original.path) } ?? options.kerasConfigJSON.map { (json: $0, source: "--config") }
+        try runEndToEnd(&check.report, original: KerasModelSource(path: original.path, format: original.format, entries: original.entries, config: originalConfig),
                         folded: foldedPath, foldedEntries: check.folded, foldedConfigJSON: foldedConfigJSON, options: options)
         return check.report
     }

@@ -3,15 +3,39 @@ import DOConvKeras
 import DOConvVerify
 
 extension KerasEquivalence {
+    /// ORIGINAL's weights as a pair check reads them: every dataset of a Keras file, or
+    /// weights read from another container laid out as a Keras file's datasets would be (a
+    /// SavedModel's checkpoint as a legacy full model's `model_weights/LAYER/LAYER/W:0`).
+    package struct OriginalWeights {
+        package var path: String
+        package var format: KerasFileFormat?
+        /// The model config the container holds (a full model's, a SavedModel's metadata).
+        package var storedConfig: String?
+        package var entries: [Entry]
+        /// Whether `path` is an HDF5 file, whose layer_names and weight_names are checked.
+        var isHDF5: Bool
+
+        /// Weights given as entries, read from something that is not an HDF5 file.
+        package init(path: String, format: KerasFileFormat, storedConfig: String?, entries: [Entry]) {
+            (self.path, self.format, self.storedConfig, self.entries, isHDF5) = (path, format, storedConfig, entries, false)
+        }
+
+        /// Every dataset of a Keras HDF5 file.
+        init(file path: String) throws {
+            let file = try WeightFile(path: path)
+            (self.path, format, storedConfig, entries, isHDF5) = (path, file.format, file.storedConfig, try KerasEquivalence.entries(of: path), true)
+        }
+    }
+
     /// One Keras pair being checked, in named steps: what both files hold, ORIGINAL's
     /// DOConv2D layers (read by verify-equivalence itself), the datasets each step has
     /// accounted for, and the report the steps fill.
     struct PairCheck {
-        let originalPath: String
+        let originalWeights: OriginalWeights
         let foldedPath: String
         let options: VerifyOptions
-        let file: WeightFile
-        let original: [Entry]
+        var originalPath: String { originalWeights.path }
+        var original: [Entry] { originalWeights.entries }
         let folded: [Entry]
         /// ORIGINAL's config (stored, else --config), which names the layers as for the fold.
         let config: KerasModelConfig?
@@ -28,18 +52,15 @@ extension KerasEquivalence {
         var handledOriginal = Set<String>()
         var handledFolded = Set<String>()
 
-        init(original originalPath: String, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) {
-            self.originalPath = originalPath
+        init(original: OriginalWeights, folded foldedPath: String, options: VerifyOptions) throws(VerifyError) {
+            originalWeights = original
             self.foldedPath = foldedPath
             self.options = options
-            report = VerificationReport(original: originalPath, folded: foldedPath, format: "Keras HDF5")
+            report = VerificationReport(original: original.path, folded: foldedPath, format: "Keras HDF5")
             do {
-                let file = try WeightFile(path: originalPath)
-                self.file = file
-                original = try entries(of: originalPath)
                 folded = try entries(of: foldedPath)
-                let source = file.storedConfig != nil ? originalPath : "--config"
-                config = try (file.storedConfig ?? options.kerasConfigJSON).map { try KerasModelConfig(json: $0, source: source) }
+                let source = original.storedConfig != nil ? original.path : "--config"
+                config = try (original.storedConfig ?? options.kerasConfigJSON).map { try KerasModelConfig(json: $0, source: source) }
             } catch {
                 throw VerifyError("\(error)")
             }
@@ -50,7 +71,7 @@ extension KerasEquivalence {
         /// becomes the kernel, its D goes.
         mutating func readLayers() throws(VerifyError) {
             do {
-                for layer in try KerasLayerReading.layers(of: original, format: file.format, config: config, options: options) {
+                for layer in try KerasLayerReading.layers(of: original, format: originalWeights.format, config: config, options: options) {
                     kernels[layer.kernel.key] = layer
                     if let d = layer.d { dropped.insert(d.key) }
                     // A DO-DConv written as a DepthwiseConv2D: its kernel may be named so.
@@ -71,7 +92,7 @@ extension KerasEquivalence {
         /// BatchNormalization layers fused into the conv before them (--fuse-bn): only the
         /// config tells which layer feeds which, as for the fold.
         mutating func findFusions() {
-            guard let format = file.format, let config else { return }
+            guard let format = originalWeights.format, let config else { return }
             let found = FusionFinder(config: config, format: format, original: original, folded: folded, doKernels: kernels,
                                      separable: separable, dropped: dropped).find()
             fusions = found.fusions
@@ -126,8 +147,10 @@ extension KerasEquivalence {
             // Keras loads a legacy file by its layer_names and weight_names: FOLDED's must name
             // exactly the datasets it holds.
             do {
-                let unloadable = try weightNameProblems(path: originalPath, entries: original, side: "ORIGINAL")
-                if let first = unloadable.first { throw VerifyError("\(originalPath): \(first)") }
+                if originalWeights.isHDF5 {
+                    let unloadable = try weightNameProblems(path: originalPath, entries: original, side: "ORIGINAL")
+                    if let first = unloadable.first { throw VerifyError("\(originalPath): \(first)") }
+                }
                 report.structure += try weightNameProblems(path: foldedPath, entries: folded, side: "FOLDED")
             } catch let error as VerifyError {
                 throw error

@@ -137,7 +137,7 @@ struct VerifyCommand: ToolCommand {
     private func formatOfPair(original: String, folded: String) throws(VerifyError) -> any ModelFormat {
         do {
             let formats = (try FormatRegistry.format(of: original), try FormatRegistry.format(of: folded))
-            guard ((formats.0 as? any VerifiableFormat)?.foldedFormatName ?? formats.0.name) == formats.1.name else {
+            guard ((formats.0 as? any VerifiableFormat)?.foldedFormatNames ?? [formats.0.name]).contains(formats.1.name) else {
                 throw VerifyError("\(original) is \(formats.0.displayName) but \(folded) is \(formats.1.displayName)")
             }
             return formats.0

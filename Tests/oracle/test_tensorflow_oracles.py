@@ -306,3 +306,11 @@ def test_json_documents_fit_the_schemas(tmp_path):
             verdict = run_verify("--json", *config, source, out)
             assert verdict.returncode == 0, verdict.stdout + verdict.stderr
             jsonschema.Draft202012Validator(schemas["verify-result"]).validate(json.loads(verdict.stdout))
+    # A SavedModel against the .h5 written from it (checked as a Keras pair, named by ORIGINAL's format).
+    h5 = tmp_path / "plain.h5"
+    assert run_fold(saved, h5).returncode == 0
+    verdict = run_verify("--json", saved, h5)
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    document = json.loads(verdict.stdout)
+    jsonschema.Draft202012Validator(schemas["verify-result"]).validate(document)
+    assert document["format"] == "tf-savedmodel" and document["end_to_end"]["outputs"]

@@ -98,3 +98,34 @@ def test_a_dodconv_as_depthwise_or_grouped_conv(tmp_path, form):
     assert result.returncode == 1, result.stdout + result.stderr
     assert ("under a Conv2D's name" if form == "grouped" else "is a DepthwiseConv2D's kernel but has shape") in result.stdout
 
+
+def test_a_saved_model_and_its_folded_keras_model(tmp_path):
+    """doconv-fold DIR plain.h5, then verify-equivalence DIR plain.h5: the SavedModel's
+    weights against the .h5's, kernel by kernel, and both models run end to end (ORIGINAL
+    from keras_metadata.pb's config, FOLDED from its own); a changed kernel or weight in the
+    .h5 is named."""
+    import h5py
+    import numpy as np
+    saved = TF / "net_a_savedmodel"
+    out = tmp_path / "plain.h5"
+    assert run_fold(saved, out).returncode == 0
+    result = run_verify(saved, out)
+    assert result.returncode == 0 and "verdict: EQUIVALENT" in result.stdout, result.stdout + result.stderr
+    assert "end to end: not run" not in result.stdout and "end to end" in result.stdout, result.stdout
+    for dataset, scale, named in [("/model_weights/do_stem/do_stem/kernel:0", 1.001, "do_stem"),
+                                  ("/model_weights/plain_conv/plain_conv/bias:0", 2.0, "plain_conv")]:
+        bad = tmp_path / f"bad_{named}.h5"
+        bad.write_bytes(out.read_bytes())
+        with h5py.File(bad, "r+") as f:
+            f[dataset][...] = np.asarray(f[dataset]) * scale
+        assert_mutation_named(run_verify(saved, bad), f"{dataset} x{scale}", named)
+
+
+def test_a_saved_model_without_metadata_is_verified_with_the_config(tmp_path):
+    saved = TF / "net_a_tf_savedmodel"
+    out = tmp_path / "plain.h5"
+    assert run_fold(*CONFIG, saved, out).returncode == 0
+    result = run_verify(saved, out)
+    assert result.returncode == 2 and "--config" in result.stderr, result.stdout + result.stderr
+    result = run_verify(*CONFIG, saved, out)
+    assert result.returncode == 0 and "verdict: EQUIVALENT" in result.stdout, result.stdout + result.stderr
