@@ -165,35 +165,43 @@ public struct BundleEntry: Sendable, Equatable {
     }
 
     /// The entry's wire bytes, as TensorFlow writes them (the shape always present, zero
-    /// fields left out). Sliced entries are not written.
+    /// fields left out, a sliced tensor's slices listed).
     func encode() -> [UInt8] {
-        precondition(slices.isEmpty, "sliced entries are not written")
-        var dims = shape.map { size -> Tensorflow__TensorShapeProto__Dim in
-            var dim = Tensorflow__TensorShapeProto__Dim()
-            tensorflow__tensor_shape_proto__dim__init(&dim)
-            dim.size = Int64(size)
-            return dim
+        // protobuf-c packs C structs that point at each other: made here, freed once packed.
+        let arena = CArena()
+        defer { arena.freeAll() }
+        let dims = arena.pointers(shape) { (size, dim: UnsafeMutablePointer<Tensorflow__TensorShapeProto__Dim>) in
+            tensorflow__tensor_shape_proto__dim__init(dim)
+            dim.pointee.size = Int64(size)
         }
-        return dims.withUnsafeMutableBufferPointer { dimBuffer in
-            var pointers: [UnsafeMutablePointer<Tensorflow__TensorShapeProto__Dim>?] = dimBuffer.indices.map { k in dimBuffer.baseAddress.map { $0 + k } }
-            return pointers.withUnsafeMutableBufferPointer { pointerBuffer in
-                var shapeProto = Tensorflow__TensorShapeProto()
-                tensorflow__tensor_shape_proto__init(&shapeProto)
-                shapeProto.n_dim = pointerBuffer.count
-                shapeProto.dim = pointerBuffer.baseAddress
-                return withUnsafeMutablePointer(to: &shapeProto) { shapePointer in
-                    var proto = Tensorflow__BundleEntryProto()
-                    tensorflow__bundle_entry_proto__init(&proto)
-                    proto.dtype = Tensorflow__DataType(UInt32(dtype.rawValue))
-                    proto.shape = shapePointer
-                    proto.shard_id = Int32(clamping: shardID)
-                    proto.offset = Int64(offset)
-                    proto.size = Int64(size)
-                    proto.crc32c = maskedCRC32C
-                    return packedBytes(tensorflow__bundle_entry_proto__get_packed_size(&proto)) { tensorflow__bundle_entry_proto__pack(&proto, $0) }
+        let shapeProto = arena.message(Tensorflow__TensorShapeProto.self) {
+            tensorflow__tensor_shape_proto__init($0)
+            $0.pointee.n_dim = shape.count
+            $0.pointee.dim = dims
+        }
+        let sliceProtos = arena.pointers(slices) { (given, slice: UnsafeMutablePointer<Tensorflow__TensorSliceProto>) in
+            tensorflow__tensor_slice_proto__init(slice)
+            slice.pointee.n_extent = given.extents.count
+            slice.pointee.extent = arena.pointers(given.extents) { (range, extent: UnsafeMutablePointer<Tensorflow__TensorSliceProto__Extent>) in
+                tensorflow__tensor_slice_proto__extent__init(extent)
+                extent.pointee.start = range.start
+                if let length = range.length {
+                    extent.pointee.has_length_case = TENSORFLOW__TENSOR_SLICE_PROTO__EXTENT__HAS_LENGTH_LENGTH
+                    extent.pointee.length = length
                 }
             }
         }
+        var proto = Tensorflow__BundleEntryProto()
+        tensorflow__bundle_entry_proto__init(&proto)
+        proto.dtype = Tensorflow__DataType(UInt32(dtype.rawValue))
+        proto.shape = shapeProto
+        proto.shard_id = Int32(clamping: shardID)
+        proto.offset = Int64(offset)
+        proto.size = Int64(size)
+        proto.crc32c = maskedCRC32C
+        proto.n_slices = slices.count
+        proto.slices = sliceProtos
+        return packedBytes(tensorflow__bundle_entry_proto__get_packed_size(&proto)) { tensorflow__bundle_entry_proto__pack(&proto, $0) }
     }
 }
 

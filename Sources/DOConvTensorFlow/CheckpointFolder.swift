@@ -45,11 +45,19 @@ public struct TensorFlowFoldResult {
         defer { writer.discard() }
         let inOrder = bundle.entries.sorted { ($0.shardID, $0.offset) < ($1.shardID, $1.offset) }
         for entry in inOrder {
-            // A slice is written with its tensor, which is written whole.
-            guard entry.sliceOf == nil else { continue }
+            // Slices stay as the saver cut them, but a folded kernel's shape changed: it is
+            // written whole.
+            if let whole = entry.sliceOf {
+                guard !dropped.contains(whole), replaced[whole] == nil else { continue }
+                let stored = try bundle.tensorBytes(of: entry)
+                try withExtendedLifetime(stored.owner) { () throws(TensorFlowError) in try writer.addSlice(entry, bytes: stored.bytes) }
+                continue
+            }
             let key = String(decoding: entry.keyBytes, as: UTF8.self)
             guard !dropped.contains(key) else { continue }
-            if key == TensorBundle.objectGraphKey {
+            if entry.isSliced, replaced[key] == nil {
+                try writer.addSlicedTensor(entry)
+            } else if key == TensorBundle.objectGraphKey {
                 try writer.addStrings(key, shape: entry.shape, strings: [graph.serialized()], shard: entry.shardID)
             } else if let folded = replaced[key] {
                 try writer.add(renamed[key] ?? key, dtype: entry.dtype, shape: folded.shape, bytes: folded.bytes, shard: entry.shardID)

@@ -79,8 +79,35 @@ public final class TensorBundleWriter {
         encoded.withUnsafeBytes { append(entry, [$0], crc: crc) }
     }
 
+    /// Adds a sliced tensor's own entry as the input held it: its type, shape and slice
+    /// extents, no bytes (each slice is added with `addSlice`).
+    public func addSlicedTensor(_ whole: BundleEntry) throws(TensorFlowError) {
+        guard whole.isSliced else { throw .cannotWrite(path: indexPath, reason: "tensor '\(whole.key)' lists no slices") }
+        // TensorFlow records a shard here too, though nothing is read from it.
+        var entry = try newEntry(whole.keyBytes, printable: whole.key, dtype: whole.dtype, shape: whole.shape, shard: whole.shardID)
+        (entry.offset, entry.slices) = (0, whole.slices)
+        entries[entry.keyBytes] = entry
+    }
+
+    /// Adds one slice of a sliced tensor under its binary key, its bytes appended to its
+    /// shard: the input's slicing kept, so each shard stays the size the saver chose.
+    public func addSlice(_ slice: BundleEntry, bytes: UnsafeRawBufferPointer) throws(TensorFlowError) {
+        guard let whole = slice.sliceOf else { throw .cannotWrite(path: indexPath, reason: "'\(slice.key)' is not a slice's key") }
+        let entry = try newEntry(slice.keyBytes, printable: "slice of \(whole)", dtype: slice.dtype, shape: slice.shape, shard: slice.shardID)
+        guard bytes.count == entry.rawByteCount else {
+            throw .cannotWrite(path: indexPath, reason: "a slice of '\(whole)': \(bytes.count) bytes for \(slice.dtype.name) \(slice.shape)")
+        }
+        append(entry, [bytes], crc: CRC32C.checksum(bytes))
+    }
+
     /// Writes the index and renames every file into place.
     public func commit() throws(TensorFlowError) {
+        // A sliced tensor with slices missing would load as garbage: refuse it.
+        var written: [String: Int] = [:]
+        for entry in entries.values { if let whole = entry.sliceOf { written[whole, default: 0] += 1 } }
+        for entry in entries.values where entry.isSliced && written[entry.key] != entry.slices.count {
+            throw .cannotWrite(path: indexPath, reason: "tensor '\(entry.key)' lists \(entry.slices.count) slices but \(written[entry.key] ?? 0) were added")
+        }
         var table = [TensorBundleTable.Entry(key: [], value: BundleHeader(numShards: numShards).encode())]
         for (key, entry) in entries.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
             table.append(TensorBundleTable.Entry(key: key, value: entry.encode()))
@@ -100,7 +127,10 @@ public final class TensorBundleWriter {
     private var indexPath: String { TensorBundle.indexPath(prefix: prefix) }
 
     private func newEntry(_ key: String, dtype: TensorFlowDataType, shape: [Int], shard: Int) throws(TensorFlowError) -> BundleEntry {
-        let bytes = Array(key.utf8)
+        try newEntry(Array(key.utf8), printable: key, dtype: dtype, shape: shape, shard: shard)
+    }
+
+    private func newEntry(_ bytes: [UInt8], printable key: String, dtype: TensorFlowDataType, shape: [Int], shard: Int) throws(TensorFlowError) -> BundleEntry {
         guard !bytes.isEmpty else { throw .cannotWrite(path: indexPath, reason: "the empty key is the header's") }
         guard entries[bytes] == nil else { throw .cannotWrite(path: indexPath, reason: "tensor '\(key)' added twice") }
         guard shard >= 0, shard < numShards else { throw .cannotWrite(path: indexPath, reason: "tensor '\(key)': shard \(shard) of \(numShards)") }

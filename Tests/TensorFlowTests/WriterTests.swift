@@ -12,7 +12,12 @@ final class WriterTests: XCTestCase {
         let writer = try TensorBundleWriter(prefix: prefix, numShards: numShards ?? bundle.header.numShards)
         for entry in bundle.entries.sorted(by: { ($0.shardID, $0.offset) < ($1.shardID, $1.offset) }) {
             let target = shard?(entry) ?? entry.shardID
-            if entry.dtype == .string {
+            if entry.sliceOf != nil {
+                let stored = try bundle.tensorBytes(of: entry)
+                try withExtendedLifetime(stored.owner) { try writer.addSlice(entry, bytes: stored.bytes) }
+            } else if entry.isSliced {
+                try writer.addSlicedTensor(entry)
+            } else if entry.dtype == .string {
                 try writer.addStrings(entry.key, shape: entry.shape, strings: try bundle.strings(entry.key), shard: target)
             } else if let bytes = replace[entry.key] {
                 try writer.add(entry.key, dtype: entry.dtype, shape: entry.shape, bytes: bytes, shard: target)
@@ -23,10 +28,11 @@ final class WriterTests: XCTestCase {
         try writer.commit()
     }
 
-    /// Every unsliced bundle TensorFlow wrote, copied tensor by tensor, comes out as the same
-    /// files, byte for byte: offsets, CRCs, entries, index blocks, header.
+    /// Every bundle TensorFlow wrote, copied tensor by tensor (a sliced one slice by slice),
+    /// comes out as the same files, byte for byte: offsets, CRCs, entries with their slice
+    /// lists, index blocks, header.
     func testCopiesAreTensorFlowsFilesByteForByte() throws {
-        let prefixes = try FixtureTests.checkpoints().filter { !$0.sliced }.map(\.prefix)
+        let prefixes = try FixtureTests.checkpoints().map(\.prefix)
             + ["net_a_savedmodel/variables/variables", "net_a_tf_savedmodel/variables/variables"].map { FixtureTests.folder.appendingPathComponent($0).path }
         let folder = try PackageTestSupport.temporaryDirectory(self)
         for (k, source) in prefixes.enumerated() {
@@ -68,6 +74,33 @@ final class WriterTests: XCTestCase {
         writer.discard()
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [])
         XCTAssertThrowsError(try TensorBundleWriter(prefix: prefix, numShards: 0))
+    }
+
+    /// A sliced tensor is written with every slice its entry lists, or not at all.
+    func testASlicedTensorMissingASliceIsRefused() throws {
+        let source = try TensorBundle(prefix: FixtureTests.folder.appendingPathComponent("net_dw_sliced/ckpt").path)
+        let whole = try XCTUnwrap(source.entries.first(where: \.isSliced))
+        let slices = source.slices(of: whole)
+        let folder = try PackageTestSupport.temporaryDirectory(self)
+        let writer = try TensorBundleWriter(prefix: folder.appendingPathComponent("w").path, numShards: source.header.numShards)
+        try writer.addSlicedTensor(whole)
+        for slice in slices.dropLast() {
+            let stored = try source.tensorBytes(of: slice)
+            try withExtendedLifetime(stored.owner) { try writer.addSlice(slice, bytes: stored.bytes) }
+        }
+        let refused: [(String, () throws -> Void)] = [
+            ("lists \(whole.slices.count) slices but \(slices.count - 1) were added", { try writer.commit() }),
+            ("lists no slices", { try writer.addSlicedTensor(BundleEntry(key: Array("x".utf8), dtype: .float, shape: [2], shardID: 0, offset: 0, size: 0, maskedCRC32C: 0)) }),
+            ("not a slice's key", { try [UInt8](repeating: 0, count: 8).withUnsafeBytes { try writer.addSlice(whole, bytes: $0) } }),
+        ]
+        for (text, body) in refused {
+            XCTAssertThrowsError(try body(), text) { error in
+                guard case .file(.cannotWrite) = error as? TensorFlowError else { return XCTFail("\(error)") }
+                XCTAssertTrue("\(error)".contains(text), "\(error)")
+            }
+        }
+        writer.discard()
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [])
     }
 
     func testWrittenStringsAndEmptyTensorsReadBack() throws {

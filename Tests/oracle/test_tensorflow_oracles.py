@@ -208,6 +208,20 @@ def test_the_folded_checkpoint_keeps_the_shards(tmp_path, entry):
     assert shards == [f"folded.data-{k:05d}-of-{count:05d}" for k in range(count)]
 
 
+@pytest.mark.parametrize("entry", [e for e in FOLDABLE if e["sliced"]], ids=lambda e: e["file"])
+def test_a_sliced_checkpoint_keeps_its_slicing(tmp_path, entry):
+    """A checkpoint cut by a size-limited policy (MaxShardSizePolicy) stays cut: its
+    untouched tensors keep their slices, so no shard outgrows the saver's largest (the
+    folded kernels, whose shapes changed, are written whole; the plain twin loads it all,
+    test_plain_twin_loads_the_folded_checkpoint_and_predicts_the_same)."""
+    folded = tmp_path / "folded"
+    assert run_fold("--config", TF / entry["config"], TF / entry["file"], folded).returncode == 0
+    source = TF / entry["file"]
+    largest = max(p.stat().st_size for p in source.parent.glob(source.name + ".data-*"))
+    sizes = [p.stat().st_size for p in tmp_path.glob("folded.data-*")]
+    assert len(sizes) == entry["num_shards"] and max(sizes) <= largest, (sizes, largest)
+
+
 def test_the_index_names_the_checkpoint_too(tmp_path):
     entry = FOLDABLE[0]
     index = TF / (entry["file"] + ".index")
