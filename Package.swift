@@ -22,6 +22,7 @@ let package = Package(
     name: "doconv",
     products: [
         .executable(name: "doconv-fold", targets: ["doconv-fold"]),
+        .executable(name: "doconv-expand", targets: ["doconv-expand"]),
         .library(name: "DOConvCore", targets: ["DOConvCore"]),
         .library(name: "DOConvONNX", targets: ["DOConvONNX"]),
         .library(name: "DOConvKeras", targets: ["DOConvKeras"]),
@@ -131,6 +132,14 @@ let package = Package(
             dependencies: [
                 "CommandLineSupport",
                 "DOConvCore", "DOConvFormats",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "doconv-expand",
+            dependencies: [
+                "CommandLineSupport",
+                "DOConvCore", "DOConvFormats", "DOConvSeam",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

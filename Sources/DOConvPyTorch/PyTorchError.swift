@@ -26,6 +26,8 @@ public enum PyTorchError: CarriesFileErrors, CarriesLayerErrors, Equatable, Send
     case keyCollision(path: String, layer: String, newKey: String, wKey: String)
     /// A sharded checkpoint's index and shards disagree, or cannot be read.
     case shards(path: String, reason: String)
+    /// What `doconv-expand` cannot do with a checkpoint.
+    case expansion(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -47,6 +49,7 @@ public enum PyTorchError: CarriesFileErrors, CarriesLayerErrors, Equatable, Send
         case let .keyCollision(path, layer, newKey, wKey):
             return "\(path): layer '\(layer)': its folded kernel would be written as '\(newKey)', which the checkpoint already holds beside '\(wKey)'; pass --exclude \(layer) to leave the layer as it is, or --keep-names to keep the key '\(wKey)'"
         case let .shards(path, reason): return "\(path): sharded checkpoint: \(reason)"
+        case let .expansion(path, reason): return "\(path): \(reason)"
         }
     }
 }

@@ -204,7 +204,7 @@ public enum PyTorchFolder {
     }
 
     /// Elements and bytes of every tensor in the checkpoint's dicts.
-    private static func totals(_ files: CheckpointSet) throws(PyTorchError) -> (Int, Int) {
+    static func totals(_ files: CheckpointSet) throws(PyTorchError) -> (Int, Int) {
         var parameters = 0
         var bytes = 0
         for dict in StateDictDetector.dicts(in: files.root, skippingOptimizerState: true) {

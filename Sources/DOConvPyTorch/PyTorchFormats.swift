@@ -29,6 +29,18 @@ extension CheckpointModelFormat {
     }
 }
 
+/// Every checkpoint format expands the same way, through `PyTorchExpander`.
+extension PyTorchFormat: ExpandableFormat {}
+extension SafetensorsFormat: ExpandableFormat {}
+extension ShardedCheckpointFormat: ExpandableFormat {}
+
+extension CheckpointModelFormat {
+    public func expand(path: String, options: ExpandOptions) throws -> FoldedModel {
+        let result = try PyTorchExpander.expand(path: path, options: options)
+        return FoldedModel(summary: result.summary, writeWithNotes: { try result.write(to: $0) })
+    }
+}
+
 /// PyTorch checkpoints written by torch.save: the zip format (torch >= 1.6) and the legacy
 /// stream, whatever the suffix (.pth, .pt, .pth.tar, .ckpt, .bin).
 public struct PyTorchFormat: ZipModelFormat, CheckpointModelFormat {

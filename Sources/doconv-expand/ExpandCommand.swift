@@ -1,0 +1,146 @@
+import ArgumentParser
+import CommandLineSupport
+import DOConvCore
+import DOConvFormats
+import DOConvSeam
+import Foundation
+
+@main
+struct ExpandCommand: ToolCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doconv-expand",
+        abstract: "Start DO-Conv training from plain weights: every conv becomes a DO-Conv layer that computes exactly that conv.",
+        discussion: """
+        doconv-expand PLAIN OUTPUT
+
+        Models, told apart by their content: \(ExpandableFormats.summaries).
+
+        Each 4-D conv weight P.weight (Cout, Cin/g, M, N) becomes the DO-Conv layer's P.W
+        (Cout, Cin/g, Dmul), whose first M*N columns hold the kernel, with P.D zeros
+        (Cin, M*N, Dmul) and the identity P.d_diag; a 1x1 conv becomes P.W (Cout, Cin/g, 1).
+        The DO-Conv model loads the result with strict key and shape matching and, at
+        initialization, computes exactly what the plain model computes. Every layer is
+        composed back in float64 and compared with its plain kernel before anything is
+        written. A kernel does not tell its groups: (32, 1, 3, 3) may be depthwise or a conv
+        of one channel; --groups or --like settles them.
+
+        Exit status: 0 success, 1 verification failed (nothing written), 2 bad input or usage.
+        """,
+        version: DOConvVersion.string)
+
+    @Argument(help: ArgumentHelp("PLAIN OUTPUT: the plain model's weights and where the expanded ones go.", valueName: "path"))
+    var paths: [String]
+
+    @Option(name: .customLong("dmul"), help: ArgumentHelp("Depth multiplier of every expanded layer (default M*N; below M*N is refused: no exact start exists).", valueName: "N"))
+    var depthMultiplier: Int?
+
+    @Option(name: .customLong("groups"), help: ArgumentHelp("Groups of the layers matching a glob (repeatable; the last match wins).", valueName: "LAYER=G"))
+    var groups: [String] = []
+
+    @Option(name: .customLong("like"), help: ArgumentHelp("A freshly initialized DO-Conv model's weights: which layers are DO-Conv layers, with their groups and Dmul.", valueName: "TEMPLATE"))
+    var template: String?
+
+    @Option(help: "Seed of the random columns of layers whose Dmul exceeds M*N.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Largest accepted relative error per layer when composed back (default: as doconv-fold's).")
+    var tolerance: Double?
+
+    @Flag(name: .customLong("no-verify"), help: "Skip composing every layer back.")
+    var noVerify = false
+
+    @Flag(help: "Print errors only.")
+    var quiet = false
+
+    @OptionGroup var picks: LayerPickOptions
+
+    func validate() throws {
+        guard paths.count == 2 else { throw ValidationError("expected PLAIN OUTPUT") }
+        if let tolerance, !(tolerance >= 0) { throw ValidationError("--tolerance must be a non-negative number") }
+        if let depthMultiplier, depthMultiplier < 1 || depthMultiplier > DOConvLayer.maxKernelGrowth * 1024 {
+            throw ValidationError("--dmul must be a positive depth multiplier")
+        }
+        _ = try parsedGroups()
+    }
+
+    /// `--groups LAYER=G` values, in order.
+    func parsedGroups() throws -> [(pattern: String, groups: Int)] {
+        try groups.map { item in
+            guard let equals = item.lastIndex(of: "="), equals != item.startIndex, let g = Int(item[item.index(after: equals)...]), g >= 1, g <= 1 << 24 else {
+                throw ValidationError("--groups expects LAYER=G with G a positive count, got '\(item)'")
+            }
+            return (String(item[..<equals]), g)
+        }
+    }
+
+    func options() throws -> ExpandOptions {
+        var options = ExpandOptions()
+        options.depthMultiplier = depthMultiplier
+        options.groups = try parsedGroups()
+        options.template = template
+        options.selection = picks.selection
+        options.verify = !noVerify
+        options.tolerance = tolerance
+        options.seed = seed
+        return options
+    }
+
+    /// This command's options for the child process.
+    func childArguments() -> [String] {
+        var arguments: [String] = []
+        if let depthMultiplier { arguments += ["--dmul", String(depthMultiplier)] }
+        arguments += groups.flatMap { ["--groups", $0] }
+        if let template { arguments += ["--like", template] }
+        arguments += ["--seed", String(seed)]
+        if let tolerance { arguments += ["--tolerance", String(tolerance)] }
+        if noVerify { arguments.append("--no-verify") }
+        if quiet { arguments.append("--quiet") }
+        return arguments + picks.arguments + ["--"] + paths
+    }
+
+    func run() throws {
+        let (input, output) = (paths[0], paths[1])
+        let format: any ExpandableFormat
+        do {
+            let found = try FormatRegistry.format(of: input)
+            guard let expandable = found as? any ExpandableFormat else {
+                throw ValidationError("\(input): \(found.displayName) weights are not expanded (doconv-expand reads \(ExpandableFormats.names))")
+            }
+            format = expandable
+        } catch {
+            Self.printError("doconv-expand: error: \(error)")
+            throw ExitCode(2)
+        }
+        if format.runsInChildProcess && !IsolatedRun.isChild {
+            let status = IsolatedRun.run(tool: "doconv-expand", arguments: childArguments(), inputs: [input], output: output)
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
+        let start = ContinuousClock.now
+        do {
+            let options = try options()
+            let expanded = try format.expand(path: input, options: options)
+            var summary = expanded.summary
+            let failures = summary.failures
+            if !failures.isEmpty {
+                let list = failures.map { "\($0.name) (\($0.relativeError.map { String(format: "%.1e", $0) } ?? "NaN") > \(String(format: "%.1e", $0.tolerance)))" }
+                Self.printError("doconv-expand: error: \(input): composed back, \(failures.count) layer(s) differ from the plain kernel: \(list.joined(separator: ", ")); nothing written")
+                throw ExitCode(1)
+            }
+            summary.notes += try expanded.write(to: output)
+            if !quiet { print(ExpandReport.summary(summary, input: input, output: output, verified: options.verify, elapsed: ContinuousClock.now - start)) }
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            Self.printError("doconv-expand: error: \(error)")
+            throw ExitCode(2)
+        }
+    }
+}
+
+/// The formats doconv-expand reads.
+enum ExpandableFormats {
+    static var all: [any ExpandableFormat] { FormatRegistry.formats.compactMap { $0 as? any ExpandableFormat } }
+    static var names: String { all.map(\.displayName).joined(separator: ", ") }
+    static var summaries: String { all.map(\.summary).joined(separator: "; ") }
+}

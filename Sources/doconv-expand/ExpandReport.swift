@@ -1,0 +1,34 @@
+import DOConvCore
+import Foundation
+
+/// The human-readable expansion summary.
+enum ExpandReport {
+    static func summary(_ s: FoldSummary, input: String, output: String, verified: Bool, elapsed: Duration) -> String {
+        var lines = ["\(input) -> \(output)"]
+        if s.layers.isEmpty {
+            lines.append("  no conv expanded; weights written unchanged")
+        } else {
+            var shapes: [String: Int] = [:]
+            for layer in s.layers {
+                let g = layer.geometry
+                shapes["\(g.kernelHeight)x\(g.kernelWidth)\(g.groups > 1 ? " g\(g.groups)" : "") Dmul \(g.depthMultiplier)", default: 0] += 1
+            }
+            let list = shapes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "\($0.value) \($0.key)" }
+            lines.append("  expanded \(s.layers.count) conv\(s.layers.count == 1 ? "" : "s") into DO-Conv layers: \(list.joined(separator: ", "))")
+            let change = s.parametersBefore > 0 ? 100 * Double(s.parametersAfter - s.parametersBefore) / Double(s.parametersBefore) : 0
+            lines.append("  parameters \(ReportFormat.grouped(s.parametersBefore)) -> \(ReportFormat.grouped(s.parametersAfter)) (\(String(format: "%+.1f", change))%), "
+                + "weights \(ReportFormat.bytes(s.bytesBefore)) -> \(ReportFormat.bytes(s.bytesAfter))")
+            if verified, let worst = s.layers.compactMap(\.relativeError).max() {
+                let tolerance = s.layers.map(\.tolerance).min() ?? 0
+                lines.append("  verified: composed back, worst relative error \(String(format: "%.1e", worst)) (tolerance \(String(format: "%.1e", tolerance)))")
+            } else {
+                lines.append("  not verified (--no-verify)")
+            }
+        }
+        for r in s.rejected { lines.append("  left: \(r.name): \(r.reason)") }
+        for note in s.notes { lines.append("  note: \(note)") }
+        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        lines.append("  time \(String(format: "%.1f", ms)) ms")
+        return lines.joined(separator: "\n")
+    }
+}
