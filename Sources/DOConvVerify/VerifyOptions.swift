@@ -22,6 +22,10 @@ public struct VerifyOptions: Sendable {
     public var kernelSizes: [String: [Int]] = [:]
     /// MXNet: ORIGINAL's params file, when several sit beside its symbol (`--params`).
     public var paramsFile: String?
+    /// FOLDED is the plain model `doconv-expand` started from (`verify-equivalence PLAIN
+    /// EXPANDED`, checked as EXPANDED folded back into PLAIN): state only PLAIN holds (the
+    /// optimizer's, which the expansion drops) is no difference.
+    public var expandedPair = false
 
     public init() {}
 }

@@ -36,8 +36,50 @@ public enum CheckpointEquivalence {
                 report.notes.append("optimizer state is not in FOLDED (the fold drops it: its slots were shaped for D and W)")
             }
         }
+        if walk.expandedDroppedState {
+            report.notes.append("optimizer state is only in FOLDED, the plain input (doconv-expand drops it: its slots were shaped for the plain weights)")
+        }
         report.structureSummary = "\(walk.tensorsCompared) tensors equal, \(walk.results.count) kernel\(walk.results.count == 1 ? "" : "s") folded, \(walk.removed) D and identity tensors removed"
         return report
+    }
+
+    /// `doconv-expand`'s pair, PLAIN and EXPANDED (PLAIN holds no DO-Conv layer, EXPANDED
+    /// does), checked as EXPANDED folded back into PLAIN: each layer composed in float64 must
+    /// give PLAIN's kernel, every other tensor must be equal. Kernel sizes come from PLAIN's
+    /// kernels (the expansion's input) where no flag gives them. Nil for any other pair.
+    public static func verifyExpansion(plain: String, expanded: String, options given: VerifyOptions, format: String) throws(VerifyError) -> VerificationReport? {
+        let sets: (CheckpointSet, CheckpointSet)
+        do { sets = (try CheckpointSet.read(path: plain, strictPickle: given.strictPickle), try CheckpointSet.read(path: expanded, strictPickle: given.strictPickle)) } catch {
+            throw VerifyError("\(error)")
+        }
+        guard !holdsLayers(sets.0), holdsLayers(sets.1) else { return nil }
+        var options = given
+        options.expandedPair = true
+        for dict in StateDictDetector.dicts(in: sets.0.root, skippingOptimizerState: true) {
+            for entry in dict.dictEntries ?? [] {
+                guard let key = entry.key.string, key.hasSuffix(".weight"), options.kernelSizes[String(key.dropLast(".weight".count))] == nil,
+                      let tensor = try? sets.0.tensor(entry.value, key: key), tensor.shape.count == 4 else { continue }
+                options.kernelSizes[String(key.dropLast(".weight".count))] = [tensor.shape[2], tensor.shape[3]]
+            }
+        }
+        var report = try verify(original: expanded, folded: plain, options: options, format: format)
+        report.notes.append("ORIGINAL holds no DO-Conv layer and FOLDED does: checked as doconv-expand's pair, FOLDED folded back into ORIGINAL")
+        return report
+    }
+
+    /// Whether any dict of the checkpoint holds a DO-Conv layer, as this module reads them.
+    static func holdsLayers(_ files: CheckpointSet) -> Bool {
+        for dict in StateDictDetector.dicts(in: files.root, skippingOptimizerState: true) {
+            guard let entries = dict.dictEntries else { continue }
+            // A W beside a D is a layer whatever its kernel size; a 1x1 layer's W has Dmul 1.
+            for entry in entries {
+                guard let key = entry.key.string, key == "W" || key.hasSuffix(".W"),
+                      let w = try? files.tensor(entry.value, key: key), w.shape.count == 3 else { continue }
+                let base = String(key.dropLast())
+                if w.shape[2] == 1 || entries.contains(where: { $0.key.string == base + "D" }) { return true }
+            }
+        }
+        return false
     }
 
     /// `optimizer.state_dict()` (a dict with `state` and `param_groups`), or a list of them.
@@ -63,6 +105,8 @@ public enum CheckpointEquivalence {
         var results: [LayerResult] = []
         var tensorsCompared = 0
         var removed = 0
+        /// doconv-expand's pair: optimizer state PLAIN holds and EXPANDED does not.
+        var expandedDroppedState = false
         private var visited = Set<ObjectIdentifier>()
 
         init(original: CheckpointSet, folded: CheckpointSet, options: VerifyOptions) {
@@ -136,6 +180,14 @@ public enum CheckpointEquivalence {
                     return
                 }
                 layers = []
+            }
+            // doconv-expand's pair: FOLDED is the plain input, whose optimizer state the
+            // expansion dropped.
+            var foldedEntries = foldedEntries
+            if options.expandedPair {
+                let kept = foldedEntries.filter { entry in !isOptimizerState(entry.value) || entries.contains { $0.key.isEqual(to: entry.key) } }
+                if kept.count < foldedEntries.count { expandedDroppedState = true }
+                foldedEntries = kept
             }
             var seen = Set<String>()
             for key in foldedEntries.map({ keyName($0.key) }) where !seen.insert(key).inserted {

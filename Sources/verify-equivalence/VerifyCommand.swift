@@ -108,7 +108,8 @@ struct VerifyCommand: ToolCommand {
                 throw ExitCode(IsolatedRun.run(tool: "verify-equivalence", arguments: Array(CommandLine.arguments.dropFirst()), inputs: [original, folded]))
             }
             guard let verifiable = format as? any VerifiableFormat else { throw VerifyError("\(original): verify-equivalence does not check \(format.displayName) files") }
-            let report = try verifiable.verify(original: original, folded: folded, options: options)
+            let report = try verifiable.expansionPair(original: original, folded: folded, options: options)
+                ?? verifiable.verify(original: original, folded: folded, options: options)
             if json {
                 guard let document = try? report.json(formatName: format.name, version: DOConvVersion.string) else {
                     throw VerifyError("cannot encode the report as JSON")

@@ -1,0 +1,195 @@
+"""doconv-expand (issue 27): plain PyTorch weights become a checkpoint the DO-Conv model loads
+strictly and that computes exactly the plain convs at initialization.
+
+The fixtures (fixtures/expand, written by make_expand_fixtures.py, which also checks the
+results with real torch: strict load, same predictions, every D column moves after one step)
+are expanded here and read back without torch: CPython's pickle with a restricted find_class
+(torch_checkpoint.py) and the safetensors package. The keys and shapes must be exactly those of
+the freshly initialized DO-Conv twin's state dict (what load_state_dict(strict=True) checks),
+the composite kernel computed here in numpy with the reference layer's formula (FORMATS.md)
+must be the plain kernel bit for bit, and every other tensor must be unchanged. Then the round
+trips: doconv-fold gives the plain weights back byte for byte, and verify-equivalence PLAIN
+EXPANDED finds the pair EQUIVALENT and a tampered one not.
+"""
+import json
+import struct
+
+import numpy as np
+import pytest
+
+import torch_checkpoint as tc
+from conftest import FIXTURES, run_fold, run_tool, run_verify
+
+EXPAND = FIXTURES / "expand"
+MANIFEST = json.loads((EXPAND / "MANIFEST.json").read_text())
+FILES = MANIFEST["files"]
+LAYERS = {layer["name"]: layer for layer in MANIFEST["layers"]}
+GROUP_FLAGS = [a for name, g in MANIFEST["groups"].items() for a in ("--groups", f"{name}={g}")]
+KERNEL_SIZES = [a for layer in LAYERS.values() if layer["kernel"][0] != layer["kernel"][1]
+                for a in ("--kernel-size", f"{layer['name']}={layer['kernel'][0]}x{layer['kernel'][1]}")]
+
+
+def run_expand(*args):
+    return run_tool("DOCONV_EXPAND", "doconv-expand", *args)
+
+
+def suffix(entry):
+    return ".safetensors" if entry["container"] == "safetensors" else ".pth"
+
+
+def state_dict(path, entry):
+    """The state dict of a checkpoint, as numpy arrays, its prefix stripped; and the whole object."""
+    obj = tc.load(path).obj
+    state = obj[entry["dict"]] if entry["dict"] else obj
+    return {k[len(entry["prefix"]):]: v.numpy() for k, v in state.items()}, obj
+
+
+def identity(cin, mn, dmul):
+    """The reference layer's d_diag: eye(MN) tiled along Dmul, zero columns for the remainder."""
+    s = np.arange(dmul)
+    on = (s[None, :] < mn * (dmul // mn)) & (s[None, :] % mn == np.arange(mn)[:, None])
+    return np.broadcast_to(on.astype(np.float32), (cin, mn, dmul))
+
+
+def composite(w, d, d_diag, layer):
+    """The DO-Conv layer's kernel, in float64, as the reference layer computes it."""
+    cin, cout, g = layer["in_channels"], layer["out_channels"], layer["groups"]
+    m, n = layer["kernel"]
+    if m * n == 1:
+        return w.astype(np.float64).reshape(cout, cin // g, m, n)
+    dt = d.astype(np.float64) + d_diag
+    wr = w.astype(np.float64).reshape(cout // g, cin, w.shape[2])
+    return np.einsum("ims,ois->oim", dt, wr).reshape(cout, cin // g, m, n)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return {k: v.numpy() for k, v in tc.load(EXPAND / MANIFEST["template"]).obj.items()}
+
+
+@pytest.fixture(scope="module")
+def expanded(tmp_path_factory):
+    """Every fixture expanded with --like, with --groups, and with --dmul 20."""
+    out = tmp_path_factory.mktemp("expand")
+    done = {}
+    for entry in FILES:
+        for variant, args in {"like": ["--like", EXPAND / MANIFEST["template"]], "groups": GROUP_FLAGS,
+                              "dmul20": GROUP_FLAGS + ["--dmul", "20"]}.items():
+            target = out / f"{variant}_{entry['file']}{suffix(entry)}"
+            result = run_expand(*args, EXPAND / entry["file"], target)
+            assert result.returncode == 0, f"{entry['file']} ({variant}): {result.stderr}"
+            assert "expanded 5 convs" in result.stdout, result.stdout
+            done[(entry["file"], variant)] = target
+    return done
+
+
+@pytest.mark.parametrize("variant", ["like", "groups"])
+@pytest.mark.parametrize("entry", FILES, ids=lambda e: e["file"])
+def test_keys_and_shapes_are_the_do_conv_models_own(expanded, template, entry, variant):
+    """What load_state_dict(strict=True) checks: the same keys, each the same shape."""
+    state, _ = state_dict(expanded[(entry["file"], variant)], entry)
+    assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in template.items()}
+
+
+@pytest.mark.parametrize("variant", ["like", "groups", "dmul20"])
+@pytest.mark.parametrize("entry", FILES, ids=lambda e: e["file"])
+def test_the_expanded_layers_compute_the_plain_kernels_exactly(expanded, entry, variant):
+    plain, plain_obj = state_dict(EXPAND / entry["file"], entry)
+    state, obj = state_dict(expanded[(entry["file"], variant)], entry)
+    for name, layer in LAYERS.items():
+        m, n = layer["kernel"]
+        mn = m * n
+        w = state[f"{name}.W"]
+        kernel = plain[f"{name}.weight"]
+        assert f"{name}.weight" not in state
+        # W's first M*N columns are the kernel's memory, whatever the groups.
+        assert np.array_equal(w[:, :, :mn], kernel.reshape(w.shape[0], w.shape[1], mn))
+        if mn == 1:
+            assert w.shape[2] == 1 and f"{name}.D" not in state
+            continue
+        d, d_diag = state[f"{name}.D"], state[f"{name}.d_diag"]
+        dmul = w.shape[2]
+        assert dmul == (20 if variant == "dmul20" else mn)
+        assert np.array_equal(d_diag, identity(layer["in_channels"], mn, dmul))
+        assert np.array_equal(composite(w, d, d_diag, layer), kernel.astype(np.float64))
+        # Beyond M*N: D + I exactly 0, W not 0 (so D gets a gradient: no dead column).
+        assert not (d[:, :, :mn]).any()
+        if dmul > mn:
+            assert not (d[:, :, mn:] + d_diag[:, :, mn:]).any()
+            assert (np.abs(w[:, :, mn:]).max(axis=(0, 1)) > 0).all()
+    for key, value in plain.items():
+        if not any(key == f"{name}.weight" for name in LAYERS):
+            assert np.array_equal(state[key], value), key
+    if entry["dict"]:
+        assert "optimizer" in plain_obj and "optimizer" not in obj
+        assert obj["epoch"] == plain_obj["epoch"] and obj["arch"] == plain_obj["arch"]
+
+
+@pytest.mark.parametrize("entry", FILES, ids=lambda e: e["file"])
+def test_folding_the_expansion_gives_the_plain_weights_back(expanded, tmp_path, entry):
+    back = tmp_path / ("back" + suffix(entry))
+    result = run_fold(*KERNEL_SIZES, expanded[(entry["file"], "dmul20")], back)
+    assert result.returncode == 0, result.stderr
+    plain, _ = state_dict(EXPAND / entry["file"], entry)
+    state, _ = state_dict(back, entry)
+    assert list(state) == list(plain)
+    for key, value in plain.items():
+        assert state[key].dtype == value.dtype and state[key].tobytes() == value.tobytes(), key
+
+
+@pytest.mark.parametrize("entry", FILES, ids=lambda e: e["file"])
+def test_verify_equivalence_takes_the_plain_and_expanded_pair(expanded, entry):
+    result = run_verify(EXPAND / entry["file"], expanded[(entry["file"], "dmul20")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verdict: EQUIVALENT" in result.stdout and "doconv-expand's pair" in result.stdout
+
+
+def test_a_tampered_expansion_is_not_equivalent(expanded, tmp_path):
+    """D moved off zero in one place (the safetensors file, patched in its data section)."""
+    entry = next(e for e in FILES if e["container"] == "safetensors")
+    source = expanded[(entry["file"], "groups")]
+    header, _, start = tc.safetensors_header(source)
+    begin = dict(header)["dw.D"]["data_offsets"][0]
+    data = bytearray(source.read_bytes())
+    data[start + begin:start + begin + 4] = struct.pack("<f", 1e-3)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(data))
+    result = run_verify(EXPAND / entry["file"], bad)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "NOT EQUIVALENT" in result.stdout and "dw" in result.stdout
+
+
+def test_groups_a_kernel_cannot_tell_are_one_error(tmp_path, clean_tmpdir):
+    out = tmp_path / "out.pth"
+    result = run_expand(EXPAND / "plain.pth", out)
+    assert result.returncode == 2 and not out.exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'dw'" not in lines[0] and "dw" in lines[0] and "--groups" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dmul", "4"], "below its M x N"),
+    (["--like", EXPAND / "plain.pth"], "no DO-Conv layer"),
+    (["--groups", "grouped=3"], "do not divide"),
+])
+def test_what_cannot_be_expanded_exactly_is_refused(tmp_path, clean_tmpdir, args, message):
+    out = tmp_path / "out.pth"
+    result = run_expand(*GROUP_FLAGS, *args, EXPAND / "plain.pth", out)
+    assert result.returncode == 2 and not out.exists(), result.stdout + result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_format_with_no_expansion_is_named(tmp_path, clean_tmpdir):
+    out = tmp_path / "out.onnx"
+    result = run_expand(FIXTURES / "g1_basic.ts.onnx", out)
+    assert result.returncode == 2 and not out.exists()
+    assert "not expanded" in result.stderr, result.stderr
+
+
+def test_exclude_leaves_a_conv_and_says_so(tmp_path):
+    out = tmp_path / "out.pth"
+    result = run_expand(*GROUP_FLAGS, "--exclude", "wide", EXPAND / "plain.pth", out)
+    assert result.returncode == 0, result.stderr
+    assert "left: wide: left as it is: --exclude wide" in result.stdout
+    state, _ = state_dict(out, FILES[0])
+    assert "wide.weight" in state and "wide.W" not in state and "stem.W" in state
