@@ -33,4 +33,18 @@ public struct ExpandOptions: Sendable {
         }
         return groups.last { given in names.contains { LayerSelection.matches(given.pattern, layer: $0) } }?.groups
     }
+
+    /// The error for layers whose groups nothing settles: (32, 1, 3, 3) may be a depthwise
+    /// conv of 32 channels or a conv of one.
+    public static func unsettledGroups(_ names: [String]) -> String {
+        let flags = names.prefix(3).map { "--groups \($0)=G" }.joined(separator: " ")
+        return "the groups of \(names.count) layer\(names.count == 1 ? "" : "s") cannot be told from the weights (Cin/g = 1: a depthwise conv, or a conv of one input channel): "
+            + "\(names.joined(separator: ", ")); pass \(flags)\(names.count > 3 ? " ..." : "") (globs work) or --like TEMPLATE"
+    }
+
+    /// The note for layers taken as groups 1 because nothing said otherwise; nil for none.
+    public static func assumedGroupsNote(_ count: Int) -> String? {
+        guard count > 0 else { return nil }
+        return "groups taken as 1 for \(count) layer\(count == 1 ? "" : "s") that no --groups names (a kernel does not tell its groups): a grouped conv (ResNeXt) needs --groups LAYER=G or --like TEMPLATE"
+    }
 }

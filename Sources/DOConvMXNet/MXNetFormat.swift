@@ -38,3 +38,11 @@ public struct MXNetFormat: ModelFormat {
         return FoldedModel(summary: result.summary) { try result.write(to: $0) }
     }
 }
+
+/// Gluon `.params` expand through `GluonExpander`.
+extension MXNetFormat: ExpandableFormat {
+    public func expand(path: String, options: ExpandOptions) throws -> FoldedModel {
+        let result = try GluonExpander.expand(path: path, options: options)
+        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
+    }
+}

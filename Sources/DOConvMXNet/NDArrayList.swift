@@ -114,30 +114,61 @@ public struct NDArrayList {
         return shape
     }
 
+    /// A new dense array, written after an existing one.
+    struct NewArray {
+        var name: String
+        var dtype: MXNetDType
+        var shape: [Int]
+        var data: [UInt8]
+
+        /// A V2 header as `NDArray::Save` writes one: magic, dense storage, the shape as
+        /// int64 dims, the CPU context, the dtype.
+        var header: [UInt8] {
+            var header = LittleEndianBytes()
+            header.u32(NDArrayList.magicV2)
+            header.u32(0)
+            header.u32(UInt32(shape.count))
+            for dim in shape { header.u64(UInt64(dim)) }
+            header.u32(1) // cpu
+            header.u32(0)
+            header.u32(UInt32(bitPattern: dtype.rawValue))
+            return header.bytes
+        }
+    }
+
     /// Writes the list into `file` with `replaced` data for the arrays at some positions
-    /// (same size) and without the arrays at the positions in `removed`; every other byte
-    /// as read. By position, not name: a name could not tell two arrays apart.
-    func write(into file: AtomicFileWriter, replaced: [Int: [UInt8]], removed: Set<Int>) {
+    /// (same size), without the arrays at the positions in `removed`, and with the
+    /// `inserted` arrays after the one at their position; every other byte as read. By
+    /// position, not name: a name could not tell two arrays apart.
+    func write(into file: AtomicFileWriter, replaced: [Int: [UInt8]], removed: Set<Int>, inserted: [Int: [NewArray]] = [:]) {
         let kept = arrays.indices.filter { !removed.contains($0) }
+        let count = kept.count + inserted.values.reduce(0) { $0 + $1.count }
         var head = LittleEndianBytes()
         head.u64(Self.listMagic)
         head.u64(reserved)
-        head.u64(UInt64(kept.count))
+        head.u64(UInt64(count))
         file.write(head.bytes)
+        var names: [String] = []
         withExtendedLifetime(self.file) {
             for k in kept {
                 file.write(arrays[k].header)
                 if let data = replaced[k] { file.write(data) } else { file.write(arrays[k].data) }
+                names.append(arrays[k].name)
+                for array in inserted[k] ?? [] {
+                    file.write(array.header)
+                    file.write(array.data)
+                    names.append(array.name)
+                }
             }
         }
-        var names = LittleEndianBytes()
-        names.u64(UInt64(kept.count))
-        for k in kept {
-            let bytes = Swift.Array(arrays[k].name.utf8)
-            names.u64(UInt64(bytes.count))
-            names.bytes += bytes
+        var list = LittleEndianBytes()
+        list.u64(UInt64(names.count))
+        for name in names {
+            let bytes = Swift.Array(name.utf8)
+            list.u64(UInt64(bytes.count))
+            list.bytes += bytes
         }
-        file.write(names.bytes)
+        file.write(list.bytes)
     }
 }
 

@@ -111,10 +111,7 @@ public enum PyTorchExpander {
                 candidates.append(candidate)
             }
         }
-        if !unsettled.isEmpty {
-            let flags = unsettled.prefix(3).map { "--groups \($0)=G" }.joined(separator: " ")
-            throw .expansion(path: files.path, reason: "the groups of \(unsettled.count) layer\(unsettled.count == 1 ? "" : "s") cannot be told from the weights (Cin/g = 1: a depthwise conv, or a conv of one input channel): \(unsettled.joined(separator: ", ")); pass \(flags)\(unsettled.count > 3 ? " ..." : "") (globs work) or --like TEMPLATE")
-        }
+        if !unsettled.isEmpty { throw .expansion(path: files.path, reason: ExpandOptions.unsettledGroups(unsettled)) }
         return candidates
     }
 
@@ -219,9 +216,7 @@ public enum PyTorchExpander {
         }
         if options.template == nil {
             let assumed = candidates.filter { $0.geometry.kernelArea > 1 && $0.geometry.groups == 1 && options.givenGroups(of: $0.name) == nil }.count
-            if assumed > 0 {
-                notes.append("groups taken as 1 for \(assumed) layer\(assumed == 1 ? "" : "s") that no --groups names (a kernel does not tell its groups): a grouped conv (ResNeXt) needs --groups LAYER=G or --like TEMPLATE")
-            }
+            if let note = ExpandOptions.assumedGroupsNote(assumed) { notes.append(note) }
         }
         return notes
     }

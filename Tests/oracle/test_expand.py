@@ -193,3 +193,67 @@ def test_exclude_leaves_a_conv_and_says_so(tmp_path):
     assert "left: wide: left as it is: --exclude wide" in result.stdout
     state, _ = state_dict(out, FILES[0])
     assert "wide.weight" in state and "wide.W" not in state and "stem.W" in state
+
+
+# ---------------------------------------------------------------------------------------
+# Gluon .params (MXNet 1.9.1 reads them, in its own venv: test_mxnet_oracles.py's oracle)
+
+GLUON = EXPAND / "gluon_seg.params"
+GLUON_TEMPLATE = EXPAND / "gluon_seg_do_template.params"
+
+
+@pytest.fixture(scope="module")
+def gluon(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gluon")
+    done = {}
+    for variant, args in {"like": ["--like", GLUON_TEMPLATE], "groups": ["--groups", "3=2", "--groups", "5=4"]}.items():
+        result = run_expand(*args, GLUON, out / f"{variant}.params")
+        assert result.returncode == 0, result.stderr
+        done[variant] = out / f"{variant}.params"
+    return done
+
+
+@pytest.mark.parametrize("variant", ["like", "groups"])
+def test_gluon_params_get_the_do_conv_nets_arrays(gluon, variant):
+    """As MXNet's mx.nd.load reads them: exactly the DO-Conv net's names and shapes (what
+    load_parameters checks), every weight and other array bit for bit the plain file's, and
+    each D zeros (the Gluon layer's W is the weight itself)."""
+    from test_mxnet_oracles import dump
+    template = {a["name"]: a["shape"] for a in dump(GLUON_TEMPLATE)}
+    plain = {a["name"]: a for a in dump(GLUON)}
+    expanded = dump(gluon[variant])
+    assert {a["name"]: a["shape"] for a in expanded} == template
+    zeros = {a["name"]: a for a in expanded if a["name"].endswith(".D")}
+    assert len(zeros) == 3
+    for array in expanded:
+        if array["name"] in zeros:
+            import hashlib
+            assert array["sha256"] == hashlib.sha256(bytes(4 * int(np.prod(array["shape"])))).hexdigest(), array["name"]
+        else:
+            assert array["sha256"] == plain[array["name"]]["sha256"], array["name"]
+
+
+def test_gluon_expansion_folds_back_byte_for_byte_and_verifies(gluon, tmp_path):
+    back = tmp_path / "back.params"
+    assert run_fold(gluon["groups"], back).returncode == 0
+    assert back.read_bytes() == GLUON.read_bytes()
+    result = run_verify(GLUON, gluon["like"])
+    assert result.returncode == 0 and "doconv-expand's pair" in result.stdout, result.stdout + result.stderr
+
+
+def test_gluon_groups_taken_as_one_are_said(tmp_path):
+    """Without --groups or --like, the grouped convs (Cin/g 4) are taken as groups 1: their
+    D is then too narrow for the DO-Conv net, and the summary says why."""
+    from test_mxnet_oracles import dump
+    out = tmp_path / "out.params"
+    result = run_expand(GLUON, out)
+    assert result.returncode == 0, result.stderr
+    assert "groups taken as 1 for 3 layers" in result.stdout, result.stdout
+    shapes = {a["name"]: a["shape"] for a in dump(out)}
+    assert shapes["3.D"] == [9, 9, 4] and {a["name"]: a["shape"] for a in dump(GLUON_TEMPLATE)}["3.D"] == [9, 9, 8]
+
+
+def test_gluon_refuses_another_depth_multiplier(tmp_path, clean_tmpdir):
+    out = tmp_path / "out.params"
+    result = run_expand("--groups", "3=2", "--groups", "5=4", "--dmul", "12", GLUON, out)
+    assert result.returncode == 2 and not out.exists() and "only Dmul = M*N" in result.stderr, result.stderr
