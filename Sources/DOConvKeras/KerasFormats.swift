@@ -89,3 +89,11 @@ public struct KerasArchiveFormat: ZipModelFormat {
     }
 
 }
+
+/// Keras legacy `.h5` files expand through `KerasExpander`.
+extension KerasHDF5Format: ExpandableFormat {
+    public func expand(path: String, options: ExpandOptions) throws -> FoldedModel {
+        let result = try KerasExpander.expand(path: path, options: options)
+        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
+    }
+}

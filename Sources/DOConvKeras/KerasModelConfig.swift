@@ -56,7 +56,7 @@ public struct KerasModelConfig {
         public var tensor: Int
     }
 
-    private var root: [String: Any]
+    var root: [String: Any]
     public private(set) var layers: [Layer]
     /// True for a Sequential model, whose layers each read the one before.
     public private(set) var isSequential: Bool

@@ -210,6 +210,17 @@ public enum KerasEquivalence {
         return kernel
     }
 
+    /// Whether a Keras HDF5 file holds DOConv2D layers: its stored config names one, or a
+    /// layer holds a 3-D `D`.
+    static func holdsDOConvLayers(_ path: String) -> Bool {
+        guard let file = try? WeightFile(path: path) else { return false }
+        if let json = file.storedConfig, let config = try? KerasModelConfig(json: json, source: path), config.layers.contains(where: \.isDOConv) {
+            return true
+        }
+        let entries = (try? entries(of: path)) ?? []
+        return entries.contains { !isOptimizer($0.path) && $0.shape.count == 3 && ["D", "D:0"].contains($0.key.split(separator: "/").last.map(String.init) ?? "") }
+    }
+
     static func isOptimizer(_ path: String) -> Bool {
         path.hasPrefix("/optimizer_weights") || path.hasPrefix("/optimizer/") || path == "/optimizer"
     }

@@ -13,6 +13,17 @@ extension KerasHDF5Format: VerifiableFormat {
     public func run(model: String, feeds: [String: TensorValue], options: VerifyOptions) throws(VerifyError) -> [String: TensorValue] {
         try KerasEquivalence.run(model: model, configJSON: options.kerasConfigJSON, feeds: feeds, options: options)
     }
+
+    /// doconv-expand's pair (ORIGINAL without a DOConv2D layer, FOLDED with some): FOLDED
+    /// must fold back into ORIGINAL, and both models run end to end.
+    public func expansionPair(original: String, folded: String, options given: VerifyOptions) throws(VerifyError) -> VerificationReport? {
+        guard !KerasEquivalence.holdsDOConvLayers(original), KerasEquivalence.holdsDOConvLayers(folded) else { return nil }
+        var options = given
+        options.expandedPair = true
+        var report = try KerasEquivalence.verify(original: folded, folded: original, options: options)
+        report.notes.append("ORIGINAL holds no DO-Conv layer and FOLDED does: checked as doconv-expand's pair, FOLDED folded back into ORIGINAL")
+        return report
+    }
 }
 
 extension KerasArchiveFormat: VerifiableFormat {

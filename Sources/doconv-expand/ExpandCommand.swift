@@ -40,6 +40,9 @@ struct ExpandCommand: ToolCommand {
     @Option(name: .customLong("like"), help: ArgumentHelp("A freshly initialized DO-Conv model's weights: which layers are DO-Conv layers, with their groups and Dmul.", valueName: "TEMPLATE"))
     var template: String?
 
+    @Option(name: .customLong("config"), help: ArgumentHelp("Keras: the model's JSON (model.to_json()), for a weights-only .h5.", valueName: "FILE"))
+    var configFile: String?
+
     @Option(help: "Seed of the random columns of layers whose Dmul exceeds M*N.")
     var seed: UInt64 = 0
 
@@ -82,6 +85,13 @@ struct ExpandCommand: ToolCommand {
         options.verify = !noVerify
         options.tolerance = tolerance
         options.seed = seed
+        if let configFile {
+            guard let json = try? String(contentsOfFile: configFile, encoding: .utf8) else {
+                throw ValidationError("\(configFile): cannot read the model config")
+            }
+            options.configJSON = json
+            options.configSource = configFile
+        }
         return options
     }
 
@@ -91,6 +101,7 @@ struct ExpandCommand: ToolCommand {
         if let depthMultiplier { arguments += ["--dmul", String(depthMultiplier)] }
         arguments += groups.flatMap { ["--groups", $0] }
         if let template { arguments += ["--like", template] }
+        if let configFile { arguments += ["--config", configFile] }
         arguments += ["--seed", String(seed)]
         if let tolerance { arguments += ["--tolerance", String(tolerance)] }
         if noVerify { arguments.append("--no-verify") }

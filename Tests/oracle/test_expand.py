@@ -257,3 +257,110 @@ def test_gluon_refuses_another_depth_multiplier(tmp_path, clean_tmpdir):
     out = tmp_path / "out.params"
     result = run_expand("--groups", "3=2", "--groups", "5=4", "--dmul", "12", GLUON, out)
     assert result.returncode == 2 and not out.exists() and "only Dmul = M*N" in result.stderr, result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Keras legacy .h5 (h5py here; tf_keras loads the result in its own venv)
+
+KERAS = EXPAND / "keras_plain.h5"
+KERAS_TEMPLATE = EXPAND / "keras_do_template.h5"
+
+
+def h5_datasets(path):
+    import h5py
+    found = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and name.startswith("model_weights/"):
+                found[name] = np.asarray(obj)
+        f.visititems(visit)
+        names = {k: [n.decode() if isinstance(n, bytes) else n for n in f["model_weights"][k].attrs["weight_names"]]
+                 for k in f["model_weights"].attrs["layer_names"].astype(str)}
+        config = json.loads(f.attrs["model_config"])
+    return found, names, config
+
+
+@pytest.fixture(scope="module")
+def keras(tmp_path_factory):
+    out = tmp_path_factory.mktemp("keras")
+    done = {}
+    for variant, args in {"default": [], "dmul20": ["--dmul", "20"]}.items():
+        result = run_expand(*args, KERAS, out / f"{variant}.h5")
+        assert result.returncode == 0, result.stderr
+        done[variant] = out / f"{variant}.h5"
+    return done
+
+
+def test_keras_expansion_holds_the_do_conv_models_weights(keras):
+    """The same datasets, shapes and weight_names (kernel, bias, D) as the DO-Conv model's own
+    model.save writes, DOConv2D layers in the config, the optimizer's weights gone."""
+    data, names, config = h5_datasets(keras["default"])
+    want, want_names, want_config = h5_datasets(KERAS_TEMPLATE)
+    assert {k: v.shape for k, v in data.items()} == {k: v.shape for k, v in want.items()}
+    assert names == want_names
+    classes = {layer["config"]["name"]: layer["class_name"] for layer in config["config"]["layers"]}
+    assert classes == {layer["config"]["name"]: layer["class_name"] for layer in want_config["config"]["layers"]}
+    import h5py
+    with h5py.File(keras["default"], "r") as f:
+        assert "optimizer_weights" not in f
+    with h5py.File(KERAS, "r") as f:
+        assert "optimizer_weights" in f
+
+
+@pytest.mark.parametrize("variant", ["default", "dmul20"])
+def test_keras_expanded_layers_compute_the_plain_kernels_exactly(keras, variant):
+    plain, _, config = h5_datasets(KERAS)
+    data, _, _ = h5_datasets(keras[variant])
+    for layer in config["config"]["layers"]:
+        if layer["class_name"] != "Conv2D":
+            continue
+        name, groups = layer["config"]["name"], layer["config"].get("groups", 1)
+        kernel = plain[f"model_weights/{name}/{name}/kernel:0"]
+        m, n, cin_g, cout = kernel.shape
+        mn, cin = m * n, cin_g * groups
+        w = data[f"model_weights/{name}/{name}/kernel:0"]
+        assert np.array_equal(w[:mn].reshape(kernel.shape), kernel)
+        if mn == 1:
+            assert f"model_weights/{name}/{name}/D:0" not in data
+            continue
+        d = data[f"model_weights/{name}/{name}/D:0"]
+        dmul = w.shape[0]
+        s = np.arange(dmul)
+        eye = ((s[None, :] < mn * (dmul // mn)) & (s[None, :] % mn == np.arange(mn)[:, None])).astype(np.float64)
+        dt = d.astype(np.float64) + eye[:, :, None]
+        wr = w.astype(np.float64).reshape(dmul, cin, cout // groups)
+        composite = np.einsum("msi,sio->mio", dt, wr).reshape(m, n, cin_g, cout)
+        assert np.array_equal(composite, kernel.astype(np.float64)), name
+    convs = {f"model_weights/{layer['config']['name']}/{layer['config']['name']}/kernel:0"
+             for layer in config["config"]["layers"] if layer["class_name"] == "Conv2D"}
+    for key, value in plain.items():
+        assert key in data and (key in convs or np.array_equal(data[key], value)), key
+
+
+def test_keras_expansion_folds_back_and_verifies(keras, tmp_path):
+    back = tmp_path / "back.h5"
+    assert run_fold(keras["dmul20"], back).returncode == 0
+    plain, _, _ = h5_datasets(KERAS)
+    data, _, _ = h5_datasets(back)
+    assert set(data) == set(plain)
+    for key, value in plain.items():
+        assert data[key].tobytes() == value.tobytes(), key
+    result = run_verify(KERAS, keras["dmul20"])
+    assert result.returncode == 0 and "doconv-expand's pair" in result.stdout, result.stdout + result.stderr
+    assert "end to end: not run" not in result.stdout
+
+
+def test_tf_keras_loads_the_expansion_into_the_do_conv_model(keras, tmp_path):
+    """tf_keras.models.load_model with the user's DOConv2D class: the DO-Conv model predicts
+    what the plain model predicts."""
+    import subprocess
+    from test_tensorflow_oracles import ORACLE, tf_python
+    jobs = [{"model": str(keras[v]), "expected": str(EXPAND / "keras_plain.expected.npz"), "do_layer": True} for v in ("default", "dmul20")]
+    listing = tmp_path / "jobs.json"
+    listing.write_text(json.dumps(jobs))
+    done = subprocess.run([tf_python(), str(ORACLE), str(listing)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for verdict in json.loads(done.stdout.strip().splitlines()[-1]):
+        assert "error" not in verdict, verdict.get("error")
+        assert verdict["relative_error"] < 1e-5
+        assert "DOConv2D" in verdict["classes"] and "Conv2D" not in verdict["classes"]

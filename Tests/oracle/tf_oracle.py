@@ -16,7 +16,10 @@ Python. Nothing here composes a kernel: the plain twin only loads what doconv-fo
         or {"error": "..."} per job. A job {"model": FILE.h5, "expected": NPZ} instead loads
         FILE with tf_keras.models.load_model and no custom object, and runs it the same way;
         with "onnx": true it also exports the model with tf2onnx and runs the ONNX file in
-        onnxruntime ("onnx_relative_error", or "onnx_error" when either step fails).
+        onnxruntime ("onnx_relative_error", or "onnx_error" when either step fails). With
+        "do_layer": true FILE is a DO-Conv model (doconv-expand's output): it is loaded with the
+        DOConv2D of fixtures/make_keras_h5_fixtures.py (the user's layer class, written from
+        the paper) as its one custom object.
     python tf_oracle.py tamper PREFIX OUT KEY SCALE
         Rewrites PREFIX at OUT with TensorFlow's own bundle writer (tf.raw_ops.SaveV2): every
         tensor as tf.train.load_checkpoint reads it, the object graph included, KEY's values
@@ -57,7 +60,12 @@ def plain_twin(config_path, depthwise=()):
 
 def run(job):
     if "model" in job:
-        model = tf_keras.models.load_model(job["model"], compile=False)
+        custom = {}
+        if job.get("do_layer"):
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fixtures"))
+            import make_keras_h5_fixtures
+            custom = {"DOConv2D": make_keras_h5_fixtures.define_keras2_layer(tf)}
+        model = tf_keras.models.load_model(job["model"], custom_objects=custom, compile=False)
         expected = np.load(job["expected"])
         out = np.asarray(model(expected["input"], training=False))
         reference = expected["output"]
