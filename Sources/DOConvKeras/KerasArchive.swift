@@ -72,11 +72,20 @@ public final class KerasArchiveContents {
     }
 }
 
-/// A folded `.keras` archive, ready to be written (or not, when verification failed).
+/// Rewritten weights of a Keras HDF5 file (folded or expanded), ready to be written.
+protocol KerasWeightsRewrite {
+    func write(to path: String) throws(KerasError)
+}
+
+extension KerasFoldResult: KerasWeightsRewrite {}
+extension KerasExpander.Result: KerasWeightsRewrite {}
+
+/// A folded (or expanded) `.keras` archive, ready to be written (or not, when verification
+/// failed).
 public struct KerasArchiveFoldResult {
     public let summary: FoldSummary
     let contents: KerasArchiveContents
-    let weights: KerasFoldResult
+    let weights: any KerasWeightsRewrite
     let foldedConfig: String
 
     /// Writes the folded archive to `path` atomically (temporary file, then rename).
@@ -146,5 +155,22 @@ public enum KerasArchive {
         let config = try KerasModelConfig(json: contents.configJSON, source: weightOptions.configSource)
         let folded = config.rewrittenJSON(weights.configEdit)
         return KerasArchiveFoldResult(summary: weights.summary, contents: contents, weights: weights, foldedConfig: folded)
+    }
+
+    /// Expands the archive at `path`: its weights as `KerasExpander` expands them, its
+    /// config with each expanded Conv2D a DOConv2D (nothing is written until `write(to:)`).
+    public static func expand(path: String, options given: ExpandOptions) throws(KerasError) -> KerasArchiveFoldResult {
+        let contents = try KerasArchiveContents(path: path)
+        var options = given
+        options.configJSON = contents.configJSON
+        options.configSource = "\(path):\(KerasArchiveContents.configEntry)"
+        let weights: KerasExpander.Result
+        do {
+            weights = try KerasExpander.expand(path: contents.weightsPath, options: options)
+        } catch {
+            throw contents.archiveError(error)
+        }
+        let config = try KerasModelConfig(json: contents.configJSON, source: options.configSource)
+        return KerasArchiveFoldResult(summary: weights.summary, contents: contents, weights: weights, foldedConfig: config.expandedJSON(weights.depthMultipliers))
     }
 }

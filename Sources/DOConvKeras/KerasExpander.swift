@@ -14,6 +14,8 @@ public enum KerasExpander {
         public let summary: FoldSummary
         let source: HDF5File
         let plan: KerasRewritePlan
+        /// Each expanded layer's Dmul, by name (for a config written apart: `.keras`).
+        let depthMultipliers: [String: Int]
 
         public func write(to path: String) throws(KerasError) {
             try plan.write(source, to: path)
@@ -25,9 +27,6 @@ public enum KerasExpander {
         foldOptions.configJSON = options.configJSON
         foldOptions.configSource = options.configSource
         let opened = try OpenedKerasFile(path: path, options: foldOptions)
-        guard opened.layout.format != .weightsH5 else {
-            throw .notKeras(path: path, reason: "a Keras 3 .weights.h5 file is not expanded yet: save the plain model as a legacy .h5 (model.save('plain.h5')) and expand that")
-        }
         guard let config = opened.config else {
             throw .config(path: path, reason: "a weights-only file does not say which layers are Conv2D or their groups: pass the model's JSON with --config")
         }
@@ -77,7 +76,14 @@ public enum KerasExpander {
             let d = try expansion.d.map { (values) throws(KerasError) in try rounded(values, to: type) }
             plan.replacedDatasets[kernel.path] = ([depthMultiplier, perGroup, cout], w)
             if let d {
-                try addD(d, shape: [area, depthMultiplier, geometry.inChannels], beside: kernel, of: weights, file: opened.file, plan: &plan)
+                let shape = [area, depthMultiplier, geometry.inChannels]
+                if opened.layout.format == .weightsH5 {
+                    // vars/0 kernel, vars/1 bias: D is created last.
+                    plan.addedDatasets[KerasBatchNormFuser.parent(of: kernel.path), default: []].append(
+                        .init(name: String(weights.weights.count), shape: shape, values: d, template: kernel.path))
+                } else {
+                    try addD(d, shape: shape, beside: kernel, of: weights, file: opened.file, plan: &plan)
+                }
             }
             var record = FoldedLayer(name: layer.name, layout: .keras, geometry: geometry, elementType: type, stride: [], dilation: [],
                                      tolerance: options.tolerance ?? type.defaultTolerance)
@@ -97,21 +103,28 @@ public enum KerasExpander {
         summary.parametersAfter += summary.parametersBefore
         summary.bytesAfter += summary.bytesBefore
         if !expanded.isEmpty {
-            if opened.layout.format == .legacyFullModel {
-                let root: HDF5Group
-                do { root = try opened.file.group(at: "/") } catch { throw .hdf5(error) }
+            let root: HDF5Group
+            do { root = try opened.file.group(at: "/") } catch { throw .hdf5(error) }
+            switch opened.layout.format {
+            case .weightsH5:
+                // Keras 3 names .weights.h5 groups by class and position: an expanded layer's is a DOConv2D's.
+                let before = KerasNaming.weightPaths(classNames: config.layers.map(\.className))
+                let after = KerasNaming.weightPaths(classNames: config.layers.map { expanded[$0.name] == nil ? $0.className : "DOConv2D" })
+                for (old, new) in zip(before, after) where old != new { plan.renamedGroups[opened.layout.weightsRoot + "/" + old] = new }
+                summary.notes.append("load it with keras.saving.load_model(path, custom_objects={'DOConv2D': DOConv2D}): the model needs your DO-Conv layer class")
+            case .legacyFullModel:
                 let style = (try? root.strings("model_config").style) ?? .utf8Scalar
                 plan.stringAttributes["/", default: [:]]["model_config"] = .init(values: [config.expandedJSON(expanded)], style: style)
-                for optimizer in ["optimizer_weights", "optimizer"] where root.hasChild(optimizer) {
-                    plan.dropped.insert("/" + optimizer)
-                    summary.notes.append("optimizer state dropped: its slots were shaped for the plain kernels")
-                }
                 summary.notes.append("load it with load_model(path, custom_objects={'DOConv2D': DOConv2D}): the model needs your DO-Conv layer class")
-            } else {
+            case .legacyWeights:
                 summary.notes.append("load it with load_weights into the model built with DOConv2D where it has Conv2D (D_mul as expanded)")
             }
+            for optimizer in ["optimizer_weights", "optimizer"] where root.hasChild(optimizer) {
+                plan.dropped.insert("/" + optimizer)
+                summary.notes.append("optimizer state dropped: its slots were shaped for the plain kernels")
+            }
         }
-        return Result(summary: summary, source: opened.file, plan: plan)
+        return Result(summary: summary, source: opened.file, plan: plan, depthMultipliers: expanded)
     }
 
     /// D next to the kernel, named like it ("conv/kernel:0" -> "conv/D:0"), listed last in

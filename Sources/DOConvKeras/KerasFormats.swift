@@ -97,3 +97,11 @@ extension KerasHDF5Format: ExpandableFormat {
         return FoldedModel(summary: result.summary) { try result.write(to: $0) }
     }
 }
+
+/// Keras 3 `.keras` archives expand their weights and config together.
+extension KerasArchiveFormat: ExpandableFormat {
+    public func expand(path: String, options: ExpandOptions) throws -> FoldedModel {
+        let result = try KerasArchive.expand(path: path, options: options)
+        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
+    }
+}

@@ -33,6 +33,21 @@ extension KerasArchiveFormat: VerifiableFormat {
         try KerasEquivalence.verifyArchives(original: original, folded: folded, options: options)
     }
 
+    /// doconv-expand's pair: ORIGINAL's config has no DOConv2D, FOLDED's has.
+    public func expansionPair(original: String, folded: String, options given: VerifyOptions) throws(VerifyError) -> VerificationReport? {
+        func holdsDOConv(_ path: String) -> Bool {
+            guard let contents = try? KerasArchiveContents(path: path) else { return false }
+            defer { contents.close() }
+            return (try? KerasModelConfig(json: contents.configJSON, source: path))?.layers.contains(where: \.isDOConv) ?? false
+        }
+        guard !holdsDOConv(original), holdsDOConv(folded) else { return nil }
+        var options = given
+        options.expandedPair = true
+        var report = try KerasEquivalence.verifyArchives(original: folded, folded: original, options: options)
+        report.notes.append("ORIGINAL holds no DO-Conv layer and FOLDED does: checked as doconv-expand's pair, FOLDED folded back into ORIGINAL")
+        return report
+    }
+
     public func run(model: String, feeds: [String: TensorValue], options: VerifyOptions) throws(VerifyError) -> [String: TensorValue] {
         try KerasEquivalence.run(model: model, configJSON: options.kerasConfigJSON, feeds: feeds, options: options)
     }

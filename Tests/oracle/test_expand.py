@@ -364,3 +364,78 @@ def test_tf_keras_loads_the_expansion_into_the_do_conv_model(keras, tmp_path):
         assert "error" not in verdict, verdict.get("error")
         assert verdict["relative_error"] < 1e-5
         assert "DOConv2D" in verdict["classes"] and "Conv2D" not in verdict["classes"]
+
+
+# ---------------------------------------------------------------------------------------
+# Keras 3 .keras archives (Keras 3 with jax in this process, as test_keras_oracles.py)
+
+KERAS3 = EXPAND / "keras3_plain.keras"
+KERAS3_TEMPLATE = EXPAND / "keras3_do_template.keras"
+
+
+def archive(path, tmp_path):
+    """The archive's config and its weights file's datasets (name -> array)."""
+    import zipfile
+
+    import h5py
+    with zipfile.ZipFile(path) as z:
+        config = json.loads(z.read("config.json"))
+        weights = tmp_path / (path.stem + ".weights.h5")
+        weights.write_bytes(z.read("model.weights.h5"))
+    found = {}
+    with h5py.File(weights, "r") as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None)
+    return config, found
+
+
+@pytest.fixture(scope="module")
+def keras3(tmp_path_factory):
+    out = tmp_path_factory.mktemp("keras3")
+    done = {}
+    for variant, args in {"default": [], "dmul20": ["--dmul", "20"]}.items():
+        result = run_expand(*args, KERAS3, out / f"{variant}.keras")
+        assert result.returncode == 0, result.stderr
+        done[variant] = out / f"{variant}.keras"
+    return done
+
+
+def test_keras3_archive_holds_the_do_conv_models_weights(keras3, tmp_path):
+    """Group names (do_conv2d, do_conv2d_1, ...: Keras 3 names them by class), datasets and
+    shapes as the DO-Conv model's own model.save writes them, the optimizer's variables gone."""
+    config, data = archive(keras3["default"], tmp_path)
+    want_config, want = archive(KERAS3_TEMPLATE, tmp_path)
+    model_weights = {k: v.shape for k, v in data.items() if not k.startswith("optimizer")}
+    assert model_weights == {k: v.shape for k, v in want.items() if not k.startswith("optimizer")}
+    assert not any(k.startswith("optimizer") for k in data)
+    classes = [layer["class_name"] for layer in config["config"]["layers"]]
+    assert classes == [layer["class_name"] for layer in want_config["config"]["layers"]]
+
+
+def test_keras3_loads_the_expansion_and_predicts_the_same(keras3):
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import sys
+
+    import keras
+    sys.path.insert(0, str(FIXTURES))
+    import make_keras_h5_fixtures as kh  # the user's DOConv2D, written from the paper
+    layer = kh.define_keras3_layer(keras)
+    expected = np.load(EXPAND / "keras3_plain.expected.npz")
+    for variant, path in keras3.items():
+        model = keras.saving.load_model(str(path), custom_objects={"DOConv2D": layer}, compile=False)
+        assert sum(type(l).__name__ == "DOConv2D" for l in model.layers) == 4
+        out = np.asarray(model(expected["input"], training=False))
+        assert np.abs(out - expected["output"]).max() <= 1e-5 * np.abs(expected["output"]).max(), variant
+
+
+def test_keras3_expansion_folds_back_and_verifies(keras3, tmp_path):
+    back = tmp_path / "back.keras"
+    assert run_fold(keras3["dmul20"], back).returncode == 0
+    _, plain = archive(KERAS3, tmp_path)
+    _, data = archive(back, tmp_path)
+    plain = {k: v for k, v in plain.items() if not k.startswith("optimizer")}
+    assert set(data) == set(plain)
+    for key, value in plain.items():
+        assert data[key].tobytes() == value.tobytes(), key
+    result = run_verify(KERAS3, keras3["dmul20"])
+    assert result.returncode == 0 and "doconv-expand's pair" in result.stdout, result.stdout + result.stderr
