@@ -30,6 +30,7 @@ public struct DOConvExpansion: Sendable {
         guard g.depthMultiplier >= g.kernelArea else {
             throw .inconsistentLayer("Dmul \(g.depthMultiplier) < M*N = \(g.kernelArea): no DO-Conv layer starts as this conv exactly")
         }
+        try Self.checkSize(g)
         self.layout = layout
         self.geometry = g
         let (mn, dmul) = (g.kernelArea, g.depthMultiplier)
@@ -68,6 +69,30 @@ public struct DOConvExpansion: Sendable {
             d[k] = s < mn || d[k] == 0 ? 0 : -d[k] // no -0.0 where I is 0
         }
         self.d = d
+    }
+
+    /// The most elements W or D of one expanded layer may hold (2 GiB as float64 while it
+    /// is made): sizes come from files and flags, so they are checked before anything is
+    /// allocated.
+    public static let maxElements = 1 << 28
+
+    /// Refuses a layer whose W or D would hold more than `maxElements` elements (or whose
+    /// counts overflow), naming the sizes.
+    public static func checkSize(_ g: DOConvGeometry) throws(TensorError) {
+        func product(_ factors: [Int]) -> Int? {
+            var total = 1
+            for factor in factors {
+                let (next, overflow) = total.multipliedReportingOverflow(by: factor)
+                guard !overflow, factor >= 0 else { return nil }
+                total = next
+            }
+            return total
+        }
+        let w = product([g.outChannels, g.inChannelsPerGroup, g.depthMultiplier])
+        let d = g.kernelArea > 1 ? product([g.inChannels, g.kernelArea, g.depthMultiplier]) : 0
+        guard let w, let d, w <= maxElements, d <= maxElements else {
+            throw .inconsistentLayer("W (\(g.outChannels), \(g.inChannelsPerGroup), \(g.depthMultiplier)) and D (\(g.inChannels), \(g.kernelArea), \(g.depthMultiplier)) would exceed \(maxElements) elements: a smaller --dmul, or --exclude the layer")
+        }
     }
 
     /// The identity offset I the layer adds to D (PyTorch stores it as `d_diag`), in `layout`.

@@ -49,7 +49,7 @@ public enum KerasExpander {
             }
             let (m, n, perGroup, cout) = (kernel.shape[0], kernel.shape[1], kernel.shape[2], kernel.shape[3])
             let groups = options.givenGroups(of: layer.name) ?? layer.groups ?? 1
-            guard groups >= 1, cout % groups == 0 else {
+            guard groups >= 1, cout % groups == 0, !perGroup.multipliedReportingOverflow(by: groups).overflow else {
                 throw .inconsistentLayer(path: path, layer: layer.name, reason: "\(groups) groups do not divide its \(cout) filters")
             }
             let area = m * n
@@ -58,6 +58,7 @@ public enum KerasExpander {
                 throw .inconsistentLayer(path: path, layer: layer.name, reason: "Dmul \(depthMultiplier) is below its M x N = \(m)x\(n): no DO-Conv layer starts as this conv exactly")
             }
             let geometry = DOConvGeometry(inChannels: perGroup * groups, outChannels: cout, groups: groups, kernelHeight: m, kernelWidth: n, depthMultiplier: depthMultiplier)
+            do { try DOConvExpansion.checkSize(geometry) } catch { throw .inconsistentLayer(path: path, layer: layer.name, reason: "\(error)") }
             let dataset: HDF5Dataset
             let values: [Double]
             do {

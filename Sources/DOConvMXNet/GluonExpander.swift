@@ -56,11 +56,14 @@ public enum GluonExpander {
                 continue
             }
             let g = groups ?? 1
-            guard g >= 1, cout % g == 0 else { throw .pair(path: path, reason: "layer '\(name)': \(g) groups do not divide its \(cout) output channels") }
+            guard g >= 1, cout % g == 0, !perGroup.multipliedReportingOverflow(by: g).overflow else {
+                throw .pair(path: path, reason: "layer '\(name)': \(g) groups do not divide its \(cout) output channels")
+            }
             if let dmul = options.depthMultiplier, dmul != area {
                 throw .pair(path: path, reason: "layer '\(name)': --dmul \(dmul), but the Gluon DO-Conv layer supports only Dmul = M*N = \(area)")
             }
             let geometry = DOConvGeometry(inChannels: perGroup * g, outChannels: cout, groups: g, kernelHeight: m, kernelWidth: n, depthMultiplier: area)
+            do { try DOConvExpansion.checkSize(geometry) } catch { throw .inconsistentLayer(path: path, layer: name, reason: "\(error)") }
             // The Gluon layer views the weight as Keras's (M, N, Cin/g, Cout) W.
             let oihw: [Double]
             if type == .float64 {

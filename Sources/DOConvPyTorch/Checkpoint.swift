@@ -183,11 +183,14 @@ public final class Checkpoint {
         }
     }
 
-    /// ('storage', torch.XStorage, key, location, numel, ...) -> key, dtype, numel.
+    /// ('storage', torch.XStorage, key, location, numel, ...) -> key, dtype, numel. A storage
+    /// read from the file cannot hold more elements than the file has bytes; one made in
+    /// memory (an expanded layer's W and D) can.
     func storageReference(_ id: PickleObject) throws(PyTorchError) -> (String, TorchDType, Int) {
         guard let items = id.elements, items.count >= 5, items[0].string == "storage",
               case let .global(module, name) = items[1].kind, module == "torch", let dtype = TorchDType(storageClass: name),
-              let key = items[2].string, let numel = items[4].int, numel >= 0, numel <= Int64(file.bytes.count) else {
+              let key = items[2].string, let numel = items[4].int, numel >= 0,
+              numel <= Int64(file.bytes.count) || storages[key].map({ Int64($0.count) == numel && !$0.isMapped }) == true else {
             throw .pickle(path: path, reason: "a persistent id that is not a torch storage reference")
         }
         return (key, dtype, Int(numel))

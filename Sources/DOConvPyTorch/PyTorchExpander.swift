@@ -54,7 +54,14 @@ public enum PyTorchExpander {
                 summary.notes.append("optimizer state dropped ('\(key)'): its slots were shaped for the plain weights")
             }
         }
-        (summary.parametersAfter, summary.bytesAfter) = try PyTorchFolder.totals(files)
+        // Counted from the layers, not re-read: the tree now holds storages made here.
+        (summary.parametersAfter, summary.bytesAfter) = (summary.parametersBefore, summary.bytesBefore)
+        for candidate in candidates {
+            let g = candidate.geometry
+            let added = g.wCount + (g.kernelArea > 1 ? 2 * g.dCount : 0) - g.kernelCount
+            summary.parametersAfter += added
+            summary.bytesAfter += added * candidate.tensor.dtype.byteWidth
+        }
         summary.notes += notes(candidates, options: options)
         return PyTorchFoldResult(summary: summary, files: files)
     }
@@ -103,6 +110,7 @@ public enum PyTorchExpander {
                     throw .expansion(path: files.path, reason: "layer '\(name)': Dmul \(depthMultiplier) is below its M x N = \(m)x\(n): no DO-Conv layer starts as this conv exactly")
                 }
                 let geometry = DOConvGeometry(inChannels: perGroup * groups, outChannels: cout, groups: groups, kernelHeight: m, kernelWidth: n, depthMultiplier: depthMultiplier)
+                do { try DOConvExpansion.checkSize(geometry) } catch { throw .inconsistentLayer(path: files.path, layer: name, reason: "\(error)") }
                 for added in [base + "W", base + "D", base + (templateLayer?.identityName ?? "d_diag")] where keys.contains(added) {
                     throw .expansion(path: files.path, reason: "layer '\(name)': the checkpoint already holds '\(added)', which the expansion would write; pass --exclude \(name) to leave it")
                 }

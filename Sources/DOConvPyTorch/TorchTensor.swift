@@ -25,6 +25,9 @@ public final class TorchStorage {
         self.init(key: key, dtype: dtype, count: count, bytes: UnsafeRawBufferPointer(memory.buffer), owner: memory)
     }
 
+    /// Whether the bytes lie in a mapped input file (not in memory made here).
+    var isMapped: Bool { owner is MappedFile }
+
     /// Lets the pages of a storage read from the input go (see `MappedFile.release`).
     func releaseMappedPages() {
         (owner as? MappedFile)?.release(bytes)

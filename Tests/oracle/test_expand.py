@@ -439,3 +439,56 @@ def test_keras3_expansion_folds_back_and_verifies(keras3, tmp_path):
         assert data[key].tobytes() == value.tobytes(), key
     result = run_verify(KERAS3, keras3["dmul20"])
     assert result.returncode == 0 and "doconv-expand's pair" in result.stdout, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input: one error line, exit 2, nothing written, no temporary file, never a signal
+
+
+@pytest.mark.parametrize("source, cut", [("plain.pth", 0.5), ("plain_legacy.pth", 0.6), ("plain.safetensors", 0.3),
+                                         ("gluon_seg.params", 0.5), ("keras_plain.h5", 0.5), ("keras3_plain.keras", 0.7)])
+def test_damaged_inputs_fail_cleanly(tmp_path, clean_tmpdir, source, cut):
+    data = (EXPAND / source).read_bytes()
+    damaged = tmp_path / ("damaged_" + source)
+    damaged.write_bytes(data[:int(len(data) * cut)])
+    out = tmp_path / ("out_" + source)
+    result = run_expand(*GROUP_FLAGS if source.startswith("plain") else [], damaged, out)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "error" in result.stderr, result.stderr
+    assert not out.exists() and not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_hostile_sizes_are_refused(tmp_path, clean_tmpdir):
+    """A safetensors header that claims a huge conv weight: checked arithmetic, no allocation."""
+    header = json.dumps({"conv.weight": {"dtype": "F32", "shape": [1 << 20, 1 << 20, 3, 3], "data_offsets": [0, 36]}}).encode()
+    hostile = tmp_path / "hostile.safetensors"
+    hostile.write_bytes(struct.pack("<Q", len(header)) + header + bytes(36))
+    out = tmp_path / "out.safetensors"
+    result = run_expand(hostile, out)
+    assert result.returncode == 2 and not out.exists(), result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_an_expansion_many_times_larger_than_its_input(tmp_path):
+    """--dmul 2000: W and D made in memory hold more elements than the input file has bytes
+    (a bound for storages read from a file, not for these)."""
+    out = tmp_path / "out.pth"
+    result = run_expand(*GROUP_FLAGS, "--dmul", "2000", EXPAND / "plain.pth", out)
+    assert result.returncode == 0, result.stderr
+    state, _ = state_dict(out, FILES[0])
+    plain, _ = state_dict(EXPAND / "plain.pth", FILES[0])
+    layer = LAYERS["stem"]
+    assert state["stem.W"].shape == (8, 3, 2000) and out.stat().st_size > 100 * (EXPAND / "plain.pth").stat().st_size
+    assert np.array_equal(composite(state["stem.W"], state["stem.D"], state["stem.d_diag"], layer), plain["stem.weight"].astype(np.float64))
+
+
+def test_a_layer_too_large_to_hold_is_refused(tmp_path, clean_tmpdir):
+    """A 1x20000 conv: its D would be (1, 20000, 20000), past the per-layer bound, refused
+    before anything is allocated."""
+    header = json.dumps({"conv.weight": {"dtype": "F32", "shape": [1, 1, 1, 20000], "data_offsets": [0, 80000]}}).encode()
+    wide = tmp_path / "wide.safetensors"
+    wide.write_bytes(struct.pack("<Q", len(header)) + header + bytes(80000))
+    out = tmp_path / "out.safetensors"
+    result = run_expand(wide, out)
+    assert result.returncode == 2 and not out.exists(), result.stdout + result.stderr
+    assert "would exceed" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
