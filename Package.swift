@@ -14,8 +14,11 @@ let checkedKernelOptimization: [SwiftSetting] = [.unsafeFlags(["-O"], .when(conf
 // Code generation for the AVX2 + FMA kernels (x86-64 only; elsewhere the module is empty).
 #if arch(x86_64)
 let avx2CodeGeneration: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+// AVX-512 F/DQ/BW/VL (Skylake-SP and later), 512-bit vectors.
+let avx512CodeGeneration: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
 #else
 let avx2CodeGeneration: [SwiftSetting] = []
+let avx512CodeGeneration: [SwiftSetting] = []
 #endif
 
 let package = Package(
@@ -168,13 +171,15 @@ let package = Package(
         ),
         // verify-equivalence: a small graph IR and reference executor (pure Swift, no I/O),
         // the equivalence checks, and the thin command line.
-        .target(name: "DOConvGraph", dependencies: ["DOConvGraphKernels", "DOConvGraphKernelsAVX2", "CCPUSupport"]),
+        .target(name: "DOConvGraph", dependencies: ["DOConvGraphKernels", "DOConvGraphKernelsAVX2", "DOConvGraphKernelsAVX512", "CCPUSupport"]),
         // The executor's float64 GEMM and convolution, and the same compiled for AVX2 + FMA;
         // written apart from the fold. Optimized in debug builds too, and checked (-O, not
         // -Ounchecked) in release: they run on models from anywhere.
         .target(name: "DOConvGraphKernels", swiftSettings: checkedKernelOptimization),
         .target(name: "DOConvGraphKernelsAVX2", dependencies: ["DOConvGraphKernels"],
                 swiftSettings: checkedKernelOptimization + avx2CodeGeneration + [.define("DOCONV_FMA")]),
+        .target(name: "DOConvGraphKernelsAVX512", dependencies: ["DOConvGraphKernels"],
+                swiftSettings: checkedKernelOptimization + avx512CodeGeneration + [.define("DOCONV_FMA"), .define("DOCONV_AVX512")]),
         // What every format's verification shares: options, the report, error statistics,
         // the plain float64 kernel loops, the end-to-end comparison; the VerifiableFormat
         // protocol each format's verification module conforms its format to.
@@ -194,7 +199,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph", "DOConvGraphKernels", "DOConvGraphKernelsAVX2"]),
+        .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph", "DOConvGraphKernels", "DOConvGraphKernelsAVX2", "DOConvGraphKernelsAVX512", "CCPUSupport"]),
         .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvFileIO", "DOConvCore"]),
         .testTarget(name: "TensorFlowTests", dependencies: ["DOConvTensorFlow", "DOConvFileIO", "DOConvCore", "DOConvTestSupport"]),
         // A toy format added through the seam alone (ModelFormat + VerifiableFormat).
@@ -232,6 +237,8 @@ if Context.environment["DOCONV_FUZZ"] != nil {
 if Context.environment["DOCONV_BENCH"] != nil {
     package.targets += [
         .executableTarget(name: "kernel-bench", dependencies: ["DOConvCore", "DOConvFoldKernels", "DOConvFoldKernelsAVX2"], path: "bench/kernel"),
+        .executableTarget(name: "gemm-bench", dependencies: ["DOConvGraphKernels", "DOConvGraphKernelsAVX2", "DOConvGraphKernelsAVX512", "CCPUSupport"],
+                          path: "bench/gemm"),
     ]
-    package.products += [.executable(name: "kernel-bench", targets: ["kernel-bench"])]
+    package.products += [.executable(name: "kernel-bench", targets: ["kernel-bench"]), .executable(name: "gemm-bench", targets: ["gemm-bench"])]
 }

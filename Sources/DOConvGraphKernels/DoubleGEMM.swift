@@ -1,14 +1,24 @@
-// This file is compiled into two modules (DOConvGraphKernelsAVX2 holds a symbolic link to
-// it, and defines DOCONV_FMA): each copy is compiled for its module's CPU target, with
-// everything in one file so that it inlines without whole-module optimization (debug builds).
+// This file is compiled into three modules (DOConvGraphKernelsAVX2 and
+// DOConvGraphKernelsAVX512 hold symbolic links to it and define DOCONV_FMA, the latter also
+// DOCONV_AVX512): each copy is compiled for its module's CPU target, with everything in one
+// file so that it inlines without whole-module optimization (debug builds).
 #if DOCONV_FMA
 import DOConvGraphKernels
 #endif
 
-/// acc + a * b: one fused multiply-add in the AVX2 + FMA module, separate multiply and add
-/// (which every CPU has) in the portable one.
+/// One vector register of doubles: 512 bits in the AVX-512 module, 256 in the others.
+#if DOCONV_AVX512
+typealias Lane = SIMD8<Double>
+#else
+typealias Lane = SIMD4<Double>
+#endif
+
+/// acc + a * b: one fused multiply-add in the AVX2 and AVX-512 modules, separate multiply
+/// and add (which every CPU has) in the portable one. Every element of C is the same chain
+/// of these in the same order whatever the lane width, so the AVX2 and AVX-512 builds give
+/// the same bits.
 @inline(__always)
-func multiplyAdd(_ acc: SIMD4<Double>, _ a: SIMD4<Double>, _ b: SIMD4<Double>) -> SIMD4<Double> {
+func multiplyAdd(_ acc: Lane, _ a: Lane, _ b: Lane) -> Lane {
     #if DOCONV_FMA
     return acc.addingProduct(a, b)
     #else
@@ -21,21 +31,17 @@ func multiplyAdd(_ acc: SIMD4<Double>, _ a: SIMD4<Double>, _ b: SIMD4<Double>) -
 /// C's tile (rows `rows`, columns `columns`) is computed from the whole of K, in blocks of
 /// `kc` taken in order, so every element's sum runs in the same order whatever the tiling
 /// or the number of threads: results do not depend on the thread count. Inside a K block,
-/// B is packed in panels of 8 columns (one panel stays in L1 while every row of the tile
-/// passes over it); A is read in place, four rows at a time, each a sequential stream. A
-/// 4 x 8 micro-kernel keeps its 32 sums in eight 256-bit registers.
+/// B is packed in panels of two lanes' columns (8, or 16 with AVX-512; one panel stays in L1
+/// while every row of the tile passes over it); A is read in place, four rows at a time, each
+/// a sequential stream. A 4 x (2 lanes) micro-kernel keeps its sums in eight registers.
 enum DoubleGEMMTile {
     static let kc = 256
     static let panelRows = 4
-    static let panelColumns = 8
-
-    /// Doubles of scratch a tile of `columns` columns needs (packed B).
-    static func scratchCount(columns: Int) -> Int {
-        kc * ((columns + panelColumns - 1) / panelColumns * panelColumns)
-    }
+    static let panelColumns = 2 * Lane.scalarCount
+    static let laneBytes = MemoryLayout<Lane>.size
 
     /// C[rows, columns] (+)= A[rows, 0..<k] * B[0..<k, columns]; with `accumulate` false the
-    /// tile is overwritten. `scratch` holds `scratchCount` doubles.
+    /// tile is overwritten. `scratch` holds `TileMultiplier.scratchCount` doubles.
     static func multiply(_ operands: GEMMOperands, rows: Range<Int>, columns: Range<Int>, scratch: UnsafeMutablePointer<Double>) {
         let (k, a, lda, b, ldb, c, ldc) = (operands.k, operands.a, operands.lda, operands.b, operands.ldb, operands.c, operands.ldc)
         let (transposedB, accumulate) = (operands.transposedB, operands.accumulate)
@@ -76,8 +82,8 @@ enum DoubleGEMMTile {
         }
     }
 
-    /// B[0..<depth, 0..<width] into panels [panel][p][8], zero beyond the last column; row by
-    /// row, so B is read sequentially.
+    /// B[0..<depth, 0..<width] into panels [panel][p][panelColumns], zero beyond the last
+    /// column; row by row, so B is read sequentially.
     @inline(__always)
     static func packB(_ b: UnsafePointer<Double>, ldb: Int, depth: Int, width: Int, into packed: UnsafeMutablePointer<Double>) {
         let fullPanels = width / panelColumns
@@ -88,9 +94,9 @@ enum DoubleGEMMTile {
             let target = packed + p * panelColumns
             for panel in 0..<fullPanels {
                 let out = UnsafeMutableRawPointer(target + panel * panelStride)
-                out.storeBytes(of: source.loadUnaligned(fromByteOffset: panel * 64, as: SIMD4<Double>.self), as: SIMD4<Double>.self)
-                out.storeBytes(of: source.loadUnaligned(fromByteOffset: panel * 64 + 32, as: SIMD4<Double>.self), toByteOffset: 32,
-                               as: SIMD4<Double>.self)
+                out.storeBytes(of: source.loadUnaligned(fromByteOffset: panel * 2 * laneBytes, as: Lane.self), as: Lane.self)
+                out.storeBytes(of: source.loadUnaligned(fromByteOffset: panel * 2 * laneBytes + laneBytes, as: Lane.self), toByteOffset: laneBytes,
+                               as: Lane.self)
             }
             if rest > 0 {
                 let out = target + fullPanels * panelStride
@@ -118,26 +124,26 @@ enum DoubleGEMMTile {
         }
     }
 
-    /// A 4 x 8 block of C: rows a0...a3 of A (in place) times a packed panel of B.
+    /// A 4 x panelColumns block of C: rows a0...a3 of A (in place) times a packed panel of B.
     @inline(__always)
     static func microKernel(depth: Int, a0: UnsafePointer<Double>, a1: UnsafePointer<Double>, a2: UnsafePointer<Double>,
                             a3: UnsafePointer<Double>, b: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>, ldc: Int,
                             height: Int, width: Int, overwrite: Bool, bias: UnsafePointer<Double>?) {
-        var c00 = SIMD4<Double>(), c01 = SIMD4<Double>()
-        var c10 = SIMD4<Double>(), c11 = SIMD4<Double>()
-        var c20 = SIMD4<Double>(), c21 = SIMD4<Double>()
-        var c30 = SIMD4<Double>(), c31 = SIMD4<Double>()
+        var c00 = Lane(), c01 = Lane()
+        var c10 = Lane(), c11 = Lane()
+        var c20 = Lane(), c21 = Lane()
+        var c30 = Lane(), c31 = Lane()
         var pb = UnsafeRawPointer(b)
         for p in 0..<depth {
-            let b0 = pb.loadUnaligned(as: SIMD4<Double>.self)
-            let b1 = pb.loadUnaligned(fromByteOffset: 32, as: SIMD4<Double>.self)
-            let r0 = SIMD4<Double>(repeating: a0[p]), r1 = SIMD4<Double>(repeating: a1[p])
-            let r2 = SIMD4<Double>(repeating: a2[p]), r3 = SIMD4<Double>(repeating: a3[p])
+            let b0 = pb.loadUnaligned(as: Lane.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: laneBytes, as: Lane.self)
+            let r0 = Lane(repeating: a0[p]), r1 = Lane(repeating: a1[p])
+            let r2 = Lane(repeating: a2[p]), r3 = Lane(repeating: a3[p])
             c00 = multiplyAdd(c00, r0, b0); c01 = multiplyAdd(c01, r0, b1)
             c10 = multiplyAdd(c10, r1, b0); c11 = multiplyAdd(c11, r1, b1)
             c20 = multiplyAdd(c20, r2, b0); c21 = multiplyAdd(c21, r2, b1)
             c30 = multiplyAdd(c30, r3, b0); c31 = multiplyAdd(c31, r3, b1)
-            pb += 64
+            pb += 2 * laneBytes
         }
         if height == panelRows && width == panelColumns {
             store(c, low: c00, high: c01, overwrite: overwrite, bias: bias?[0])
@@ -151,24 +157,24 @@ enum DoubleGEMMTile {
             let (low, high) = r == 0 ? (c00, c01) : r == 1 ? (c10, c11) : r == 2 ? (c20, c21) : (c30, c31)
             let row = c + r * ldc
             for q in 0..<width {
-                let value = q < 4 ? low[q] : high[q - 4]
+                let value = q < Lane.scalarCount ? low[q] : high[q - Lane.scalarCount]
                 let sum = overwrite ? value : row[q] + value
                 row[q] = bias.map { sum + $0[r] } ?? sum
             }
         }
     }
 
-    /// Eight values of one row of C, written or added, then `bias` added.
+    /// Two lanes of one row of C, written or added, then `bias` added.
     @inline(__always)
-    static func store(_ row: UnsafeMutablePointer<Double>, low: SIMD4<Double>, high: SIMD4<Double>, overwrite: Bool, bias: Double?) {
+    static func store(_ row: UnsafeMutablePointer<Double>, low: Lane, high: Lane, overwrite: Bool, bias: Double?) {
         let raw = UnsafeMutableRawPointer(row)
         var (low, high) = overwrite ? (low, high)
-            : (raw.loadUnaligned(as: SIMD4<Double>.self) + low, raw.loadUnaligned(fromByteOffset: 32, as: SIMD4<Double>.self) + high)
+            : (raw.loadUnaligned(as: Lane.self) + low, raw.loadUnaligned(fromByteOffset: laneBytes, as: Lane.self) + high)
         if let bias {
-            low += SIMD4(repeating: bias)
-            high += SIMD4(repeating: bias)
+            low += Lane(repeating: bias)
+            high += Lane(repeating: bias)
         }
-        raw.storeBytes(of: low, as: SIMD4<Double>.self)
-        raw.storeBytes(of: high, toByteOffset: 32, as: SIMD4<Double>.self)
+        raw.storeBytes(of: low, as: Lane.self)
+        raw.storeBytes(of: high, toByteOffset: laneBytes, as: Lane.self)
     }
 }

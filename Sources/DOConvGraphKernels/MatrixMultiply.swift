@@ -18,21 +18,30 @@ public struct GEMMOperands: @unchecked Sendable {
     public var rowBias: UnsafePointer<Double>?
 }
 
-/// A way to compute one GEMM tile: the portable build, or the AVX2 + FMA one where the CPU
-/// has it (chosen by the executor at run time).
+/// A way to compute one GEMM tile: the portable build, or the AVX2 + FMA or AVX-512 one
+/// where the CPU has it (chosen by the executor at run time).
 public struct TileMultiplier: Sendable {
     public let name: String
+    /// The columns of B one packed panel holds (two vector registers' worth): tiles are
+    /// rounded to it, and scratch is sized by it.
+    public let panelColumns: Int
     /// (operands, rows, columns, scratch): C[rows, columns] (+)= A[rows, 0..<k] * B[0..<k,
     /// columns], with scratch for the packed panels.
     public let run: @Sendable (GEMMOperands, Range<Int>, Range<Int>, UnsafeMutablePointer<Double>) -> Void
 
-    public init(name: String, run: @escaping @Sendable (GEMMOperands, Range<Int>, Range<Int>, UnsafeMutablePointer<Double>) -> Void) {
+    public init(name: String, panelColumns: Int, run: @escaping @Sendable (GEMMOperands, Range<Int>, Range<Int>, UnsafeMutablePointer<Double>) -> Void) {
         self.name = name
+        self.panelColumns = panelColumns
         self.run = run
     }
 
+    /// Doubles of scratch a tile of `columns` columns needs (B packed, K block by K block).
+    public func scratchCount(columns: Int) -> Int {
+        DoubleGEMMTile.kc * ((columns + panelColumns - 1) / panelColumns * panelColumns)
+    }
+
     /// Separate multiply and add, for every CPU.
-    public static let portable = TileMultiplier(name: "portable") { operands, rows, columns, scratch in
+    public static let portable = TileMultiplier(name: "portable", panelColumns: DoubleGEMMTile.panelColumns) { operands, rows, columns, scratch in
         DoubleGEMMTile.multiply(operands, rows: rows, columns: columns, scratch: scratch)
     }
 }
@@ -54,14 +63,16 @@ public enum MatrixMultiply {
         guard m > 0, n > 0 else { return }
         // A tile's rows of A for one K block (read in place, from L2, for every column panel)
         // take up to 192 KB: a shallow K gives taller tiles, so B is packed fewer times. Tiles
-        // are of equal size (rounded to the micro-kernel's 4 x 8): no thin tile at an edge.
+        // are of equal size (rounded to the micro-kernel's 4 rows and a panel's columns): no
+        // thin tile at an edge.
         let tallest = max(tileRows, min(256, 24_576 / max(1, min(k, DoubleGEMMTile.kc))))
         let rowTiles = (m + tallest - 1) / tallest
         let columnTiles = (n + tileColumns - 1) / tileColumns
         let height = ((m + rowTiles - 1) / rowTiles + 3) / 4 * 4
-        let width = ((n + columnTiles - 1) / columnTiles + 7) / 8 * 8
+        let panel = multiplier.panelColumns
+        let width = ((n + columnTiles - 1) / columnTiles + panel - 1) / panel * panel
         let tiles = rowTiles * columnTiles
-        let scratchCount = DoubleGEMMTile.scratchCount(columns: width)
+        let scratchCount = multiplier.scratchCount(columns: width)
         let workers = max(1, min(threads, tiles, m * n * max(k, 1) / 500_000 + 1))
         let body: (Int) -> Void = { worker in
             let scratch = UnsafeMutablePointer<Double>.allocate(capacity: scratchCount)

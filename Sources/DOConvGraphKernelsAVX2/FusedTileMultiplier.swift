@@ -7,7 +7,7 @@ extension TileMultiplier {
     /// The GEMM tile with AVX2 and FMA, or nil when this build has none (not x86-64).
     public static let fused: TileMultiplier? = {
         #if arch(x86_64)
-        return TileMultiplier(name: "avx2-fma") { operands, rows, columns, scratch in
+        return TileMultiplier(name: "avx2-fma", panelColumns: DoubleGEMMTile.panelColumns) { operands, rows, columns, scratch in
             DoubleGEMMTile.multiply(operands, rows: rows, columns: columns, scratch: scratch)
         }
         #else

@@ -2,6 +2,8 @@ import XCTest
 @testable import DOConvGraph
 import DOConvGraphKernels
 import DOConvGraphKernelsAVX2
+import DOConvGraphKernelsAVX512
+import CCPUSupport
 
 /// The executor's GEMM and permutes against plain loops, on shapes that cross every tile and
 /// panel edge, with each option (B transposed, a row bias, accumulation) and thread count.
@@ -10,8 +12,41 @@ final class MatrixMultiplyTests: XCTestCase {
 
     func randomMatrix(_ count: Int) -> [Double] { (0..<count).map { _ in Double.random(in: -1...1, using: &random) } }
 
-    /// The builds this machine can run: portable, and AVX2 + FMA where the CPU has it.
-    var multipliers: [TileMultiplier] { [FastKernels.multiplier, .portable] }
+    /// The builds this machine can run: portable, AVX2 + FMA and AVX-512 where the CPU has them.
+    var multipliers: [TileMultiplier] {
+        [.portable] + [doconv_cpu_has_avx2_fma() != 0 ? TileMultiplier.fused : nil, doconv_cpu_has_avx512() != 0 ? TileMultiplier.avx512 : nil].compactMap { $0 }
+    }
+
+    /// The AVX2 and AVX-512 builds run every element's sum as the same chain of fused
+    /// multiply-adds in the same order: their results are the same bits (the portable build,
+    /// with separate multiplies and adds, is not).
+    func testAVX2AndAVX512GiveTheSameBits() throws {
+        guard doconv_cpu_has_avx512() != 0, let avx512 = TileMultiplier.avx512, let avx2 = TileMultiplier.fused else {
+            throw XCTSkip("this CPU has no AVX-512")
+        }
+        for (m, n, k, transposed) in [(70, 201, 300, false), (131, 45, 17, true), (256, 520, 600, false), (5, 17, 3, true)] {
+            let a = randomMatrix(m * k), b = randomMatrix(k * n), bias = randomMatrix(m)
+            var outputs: [[Double]] = []
+            for multiplier in [avx2, avx512] {
+                for threads in [1, 2] {
+                    var c = [Double](repeating: 0, count: m * n)
+                    a.withUnsafeBufferPointer { a in
+                        b.withUnsafeBufferPointer { b in
+                            bias.withUnsafeBufferPointer { bias in
+                                c.withUnsafeMutableBufferPointer { c in
+                                    MatrixMultiply.multiply(multiplier, m: m, n: n, k: k, a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: transposed ? k : n,
+                                                            transposedB: transposed, c: c.baseAddress!, ldc: n, rowBias: bias.baseAddress, threads: threads)
+                                }
+                            }
+                        }
+                    }
+                    outputs.append(c)
+                }
+            }
+            XCTAssertEqual(outputs[0], outputs[2], "\(m)x\(n)x\(k): AVX2 and AVX-512 differ")
+            XCTAssertEqual(outputs[2], outputs[3], "\(m)x\(n)x\(k): the thread count changed AVX-512's result")
+        }
+    }
 
     func testProductsMatchPlainLoopsForEveryOption() {
         // Rows over a tile (64), columns over a tile (192) and not a multiple of 8, K over a

@@ -8,6 +8,10 @@
 /// 1 when the CPU and the operating system support AVX2 and FMA (x86-64 only), else 0.
 int doconv_cpu_has_avx2_fma(void);
 
+/// 1 when the CPU has AVX-512 F, DQ, BW and VL (x86-64-v4) and the operating system saves
+/// the ZMM and mask registers, else 0.
+int doconv_cpu_has_avx512(void);
+
 /// Asks for the cache line holding `address`, to be read soon.
 static inline void doconv_prefetch_read(const void *address) { __builtin_prefetch(address, 0, 3); }
 

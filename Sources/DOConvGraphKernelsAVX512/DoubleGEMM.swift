@@ -1,0 +1,1 @@
+../DOConvGraphKernels/DoubleGEMM.swift
