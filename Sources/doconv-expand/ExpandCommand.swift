@@ -134,7 +134,7 @@ struct ExpandCommand: ToolCommand {
             var summary = expanded.summary
             let failures = summary.failures
             if !failures.isEmpty {
-                let list = failures.map { "\($0.name) (\($0.relativeError.map { String(format: "%.1e", $0) } ?? "NaN") > \(String(format: "%.1e", $0.tolerance)))" }
+                let list = failures.map { "\($0.name) (\($0.relativeError.map(SummaryLines.scientific) ?? "NaN") > \(SummaryLines.scientific($0.tolerance)))" }
                 Self.printError("doconv-expand: error: \(input): composed back, \(failures.count) layer(s) differ from the plain kernel: \(list.joined(separator: ", ")); nothing written")
                 throw ExitCode(1)
             }

@@ -1,5 +1,5 @@
+import CommandLineSupport
 import DOConvCore
-import Foundation
 
 /// The human-readable expansion summary.
 enum ExpandReport {
@@ -15,20 +15,17 @@ enum ExpandReport {
             }
             let list = shapes.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map { "\($0.value) \($0.key)" }
             lines.append("  expanded \(s.layers.count) conv\(s.layers.count == 1 ? "" : "s") into DO-Conv layers: \(list.joined(separator: ", "))")
-            let change = s.parametersBefore > 0 ? 100 * Double(s.parametersAfter - s.parametersBefore) / Double(s.parametersBefore) : 0
-            lines.append("  parameters \(ReportFormat.grouped(s.parametersBefore)) -> \(ReportFormat.grouped(s.parametersAfter)) (\(String(format: "%+.1f", change))%), "
-                + "weights \(ReportFormat.bytes(s.bytesBefore)) -> \(ReportFormat.bytes(s.bytesAfter))")
+            lines.append("  " + SummaryLines.sizes(s))
             if verified, let worst = s.layers.compactMap(\.relativeError).max() {
                 let tolerance = s.layers.map(\.tolerance).min() ?? 0
-                lines.append("  verified: composed back, worst relative error \(String(format: "%.1e", worst)) (tolerance \(String(format: "%.1e", tolerance)))")
+                lines.append("  verified: composed back, worst relative error \(SummaryLines.scientific(worst)) (tolerance \(SummaryLines.scientific(tolerance)))")
             } else {
                 lines.append("  not verified (--no-verify)")
             }
         }
         for r in s.rejected { lines.append("  left: \(r.name): \(r.reason)") }
         for note in s.notes { lines.append("  note: \(note)") }
-        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        lines.append("  time \(String(format: "%.1f", ms)) ms")
+        lines.append("  " + SummaryLines.time(elapsed))
         return lines.joined(separator: "\n")
     }
 }

@@ -1,3 +1,4 @@
+import CommandLineSupport
 import DOConvCore
 import Foundation
 
@@ -21,9 +22,7 @@ enum Report {
             let pairs = s.layers.filter { $0.form == .featureComposition }.count
             let pairNote = pairs == 0 ? "" : " (\(pairs) from depthwise + 1x1 pairs)"
             if !s.layers.isEmpty { lines.append("  folded \(s.layers.count) layer\(s.layers.count == 1 ? "" : "s"): \(kinds.joined(separator: ", "))\(pairNote)") }
-            let change = s.parametersBefore > 0 ? 100 * Double(s.parametersAfter - s.parametersBefore) / Double(s.parametersBefore) : 0
-            lines.append("  parameters \(ReportFormat.grouped(s.parametersBefore)) -> \(ReportFormat.grouped(s.parametersAfter)) (\(String(format: "%+.1f", change))%), "
-                + "weights \(ReportFormat.bytes(s.bytesBefore)) -> \(ReportFormat.bytes(s.bytesAfter))")
+            lines.append("  " + SummaryLines.sizes(s))
             if !s.reparameterized.isEmpty { lines.append("  " + reparamLine(s.reparameterized)) }
             if verified, let worst = (s.layers.compactMap(\.relativeError) + s.fusedBatchNorms.compactMap(\.relativeError)
                                       + s.reparameterized.compactMap(\.relativeError)).max() {
@@ -35,12 +34,11 @@ enum Report {
         }
         for r in s.rejected { lines.append("  not folded: \(r.name): \(r.reason)") }
         for note in s.notes { lines.append("  note: \(note)") }
-        let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        lines.append("  time \(String(format: "%.1f", ms)) ms")
+        lines.append("  " + SummaryLines.time(elapsed))
         return lines.joined(separator: "\n")
     }
 
-    static func scientific(_ x: Double) -> String { String(format: "%.1e", x) }
+    static func scientific(_ x: Double) -> String { SummaryLines.scientific(x) }
 
     /// "re-parameterized 22 blocks of 100 nodes into 22 Convs (22 3x3)".
     static func reparamLine(_ blocks: [ReparameterizedBlock]) -> String {

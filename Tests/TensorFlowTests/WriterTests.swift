@@ -50,6 +50,16 @@ final class WriterTests: XCTestCase {
         }
     }
 
+    /// Each body fails with a cannot-write error whose text holds its phrase.
+    func expectCannotWrite(_ refused: [(String, () throws -> Void)], file: StaticString = #filePath, line: UInt = #line) {
+        for (text, body) in refused {
+            XCTAssertThrowsError(try body(), text, file: file, line: line) { error in
+                guard case .file(.cannotWrite) = error as? TensorFlowError else { return XCTFail("\(error)", file: file, line: line) }
+                XCTAssertTrue("\(error)".contains(text), "\(error)", file: file, line: line)
+            }
+        }
+    }
+
     func testWriterRefusesWhatItCannotWrite() throws {
         let folder = try PackageTestSupport.temporaryDirectory(self)
         let prefix = folder.appendingPathComponent("w").path
@@ -64,12 +74,7 @@ final class WriterTests: XCTestCase {
             ("shape [-1]", { try writer.add("e", dtype: .float, shape: [-1], bytes: []) }),
             ("1 strings for shape [2]", { try writer.addStrings("f", shape: [2], strings: [[1]]) }),
         ]
-        for (text, body) in refused {
-            XCTAssertThrowsError(try body(), text) { error in
-                guard case .file(.cannotWrite) = error as? TensorFlowError else { return XCTFail("\(error)") }
-                XCTAssertTrue("\(error)".contains(text), "\(error)")
-            }
-        }
+        expectCannotWrite(refused)
         // Nothing is in place before commit, and a released writer leaves nothing behind.
         writer.discard()
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [])
@@ -93,12 +98,7 @@ final class WriterTests: XCTestCase {
             ("lists no slices", { try writer.addSlicedTensor(BundleEntry(key: Array("x".utf8), dtype: .float, shape: [2], shardID: 0, offset: 0, size: 0, maskedCRC32C: 0)) }),
             ("not a slice's key", { try [UInt8](repeating: 0, count: 8).withUnsafeBytes { try writer.addSlice(whole, bytes: $0) } }),
         ]
-        for (text, body) in refused {
-            XCTAssertThrowsError(try body(), text) { error in
-                guard case .file(.cannotWrite) = error as? TensorFlowError else { return XCTFail("\(error)") }
-                XCTAssertTrue("\(error)".contains(text), "\(error)")
-            }
-        }
+        expectCannotWrite(refused)
         writer.discard()
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: folder.path), [])
     }

@@ -33,6 +33,17 @@ def run_expand(*args):
     return run_tool("DOCONV_EXPAND", "doconv-expand", *args)
 
 
+def expand_variants(out, source, variants, suffix):
+    """`source` expanded once per variant (name -> extra arguments) into `out`."""
+    done = {}
+    for variant, args in variants.items():
+        target = out / f"{variant}{suffix}"
+        result = run_expand(*args, source, target)
+        assert result.returncode == 0, f"{source.name} ({variant}): {result.stderr}"
+        done[variant] = target
+    return done
+
+
 def suffix(entry):
     return ".safetensors" if entry["container"] == "safetensors" else ".pth"
 
@@ -71,15 +82,11 @@ def template():
 def expanded(tmp_path_factory):
     """Every fixture expanded with --like, with --groups, and with --dmul 20."""
     out = tmp_path_factory.mktemp("expand")
+    variants = {"like": ["--like", EXPAND / MANIFEST["template"]], "groups": GROUP_FLAGS, "dmul20": GROUP_FLAGS + ["--dmul", "20"]}
     done = {}
     for entry in FILES:
-        for variant, args in {"like": ["--like", EXPAND / MANIFEST["template"]], "groups": GROUP_FLAGS,
-                              "dmul20": GROUP_FLAGS + ["--dmul", "20"]}.items():
-            target = out / f"{variant}_{entry['file']}{suffix(entry)}"
-            result = run_expand(*args, EXPAND / entry["file"], target)
-            assert result.returncode == 0, f"{entry['file']} ({variant}): {result.stderr}"
-            assert "expanded 5 convs" in result.stdout, result.stdout
-            done[(entry["file"], variant)] = target
+        made = expand_variants(out, EXPAND / entry["file"], {f"{v}_{entry['file']}": a for v, a in variants.items()}, suffix(entry))
+        done.update({(entry["file"], v): made[f"{v}_{entry['file']}"] for v in variants})
     return done
 
 
@@ -204,13 +211,8 @@ GLUON_TEMPLATE = EXPAND / "gluon_seg_do_template.params"
 
 @pytest.fixture(scope="module")
 def gluon(tmp_path_factory):
-    out = tmp_path_factory.mktemp("gluon")
-    done = {}
-    for variant, args in {"like": ["--like", GLUON_TEMPLATE], "groups": ["--groups", "3=2", "--groups", "5=4"]}.items():
-        result = run_expand(*args, GLUON, out / f"{variant}.params")
-        assert result.returncode == 0, result.stderr
-        done[variant] = out / f"{variant}.params"
-    return done
+    return expand_variants(tmp_path_factory.mktemp("gluon"), GLUON,
+                           {"like": ["--like", GLUON_TEMPLATE], "groups": ["--groups", "3=2", "--groups", "5=4"]}, ".params")
 
 
 @pytest.mark.parametrize("variant", ["like", "groups"])
@@ -282,13 +284,7 @@ def h5_datasets(path):
 
 @pytest.fixture(scope="module")
 def keras(tmp_path_factory):
-    out = tmp_path_factory.mktemp("keras")
-    done = {}
-    for variant, args in {"default": [], "dmul20": ["--dmul", "20"]}.items():
-        result = run_expand(*args, KERAS, out / f"{variant}.h5")
-        assert result.returncode == 0, result.stderr
-        done[variant] = out / f"{variant}.h5"
-    return done
+    return expand_variants(tmp_path_factory.mktemp("keras"), KERAS, {"default": [], "dmul20": ["--dmul", "20"]}, ".h5")
 
 
 def test_keras_expansion_holds_the_do_conv_models_weights(keras):
@@ -390,13 +386,7 @@ def archive(path, tmp_path):
 
 @pytest.fixture(scope="module")
 def keras3(tmp_path_factory):
-    out = tmp_path_factory.mktemp("keras3")
-    done = {}
-    for variant, args in {"default": [], "dmul20": ["--dmul", "20"]}.items():
-        result = run_expand(*args, KERAS3, out / f"{variant}.keras")
-        assert result.returncode == 0, result.stderr
-        done[variant] = out / f"{variant}.keras"
-    return done
+    return expand_variants(tmp_path_factory.mktemp("keras3"), KERAS3, {"default": [], "dmul20": ["--dmul", "20"]}, ".keras")
 
 
 def test_keras3_archive_holds_the_do_conv_models_weights(keras3, tmp_path):
