@@ -75,6 +75,13 @@ enum DoubleGEMMTile {
                                  width: width, overwrite: first, bias: bias.map { $0 + i0 })
                     i0 += 8
                 }
+                #elseif DOCONV_FMA
+                // 16 vector registers: six rows at a time, 12 sums in registers.
+                while i0 + 6 <= rows.upperBound {
+                    microKernel6(depth: depth, a: a + i0 * lda + k0, lda: lda, b: pb, c: c + i0 * ldc + j0, ldc: ldc,
+                                 width: width, overwrite: first, bias: bias.map { $0 + i0 })
+                    i0 += 6
+                }
                 #endif
                 while i0 < rows.upperBound {
                     let height = min(panelRows, rows.upperBound - i0)
@@ -175,7 +182,7 @@ enum DoubleGEMMTile {
     #if DOCONV_AVX512
     /// An 8 x panelColumns block of C: eight rows of A from `a` (row stride `lda`) times a
     /// packed panel of B. Each sum is the same chain of fused multiply-adds as in
-    /// `microKernel`, so the results are the same bits.
+    /// `microKernel` (and the AVX2 build's `microKernel6`), so the results are the same bits.
     @inline(__always)
     static func microKernel8(depth: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>,
                              ldc: Int, width: Int, overwrite: Bool, bias: UnsafePointer<Double>?) {
@@ -197,22 +204,59 @@ enum DoubleGEMMTile {
             r = Lane(repeating: a7[p]); c70 = multiplyAdd(c70, r, b0); c71 = multiplyAdd(c71, r, b1)
             pb += 2 * laneBytes
         }
-        let sums = [(c00, c01), (c10, c11), (c20, c21), (c30, c31), (c40, c41), (c50, c51), (c60, c61), (c70, c71)]
-        for (r, (low, high)) in sums.enumerated() {
+        let block = RowBlock(c: c, ldc: ldc, width: width, overwrite: overwrite, bias: bias)
+        block.store(0, c00, c01); block.store(1, c10, c11); block.store(2, c20, c21); block.store(3, c30, c31)
+        block.store(4, c40, c41); block.store(5, c50, c51); block.store(6, c60, c61); block.store(7, c70, c71)
+    }
+    #elseif DOCONV_FMA
+    /// A 6 x panelColumns block of C, as `microKernel8` with AVX-512's, for 16 registers.
+    @inline(__always)
+    static func microKernel6(depth: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>,
+                             ldc: Int, width: Int, overwrite: Bool, bias: UnsafePointer<Double>?) {
+        let (a0, a1, a2, a3, a4, a5) = (a, a + lda, a + 2 * lda, a + 3 * lda, a + 4 * lda, a + 5 * lda)
+        var c00 = Lane(), c01 = Lane(), c10 = Lane(), c11 = Lane(), c20 = Lane(), c21 = Lane()
+        var c30 = Lane(), c31 = Lane(), c40 = Lane(), c41 = Lane(), c50 = Lane(), c51 = Lane()
+        var pb = UnsafeRawPointer(b)
+        for p in 0..<depth {
+            let b0 = pb.loadUnaligned(as: Lane.self)
+            let b1 = pb.loadUnaligned(fromByteOffset: laneBytes, as: Lane.self)
+            var r = Lane(repeating: a0[p]); c00 = multiplyAdd(c00, r, b0); c01 = multiplyAdd(c01, r, b1)
+            r = Lane(repeating: a1[p]); c10 = multiplyAdd(c10, r, b0); c11 = multiplyAdd(c11, r, b1)
+            r = Lane(repeating: a2[p]); c20 = multiplyAdd(c20, r, b0); c21 = multiplyAdd(c21, r, b1)
+            r = Lane(repeating: a3[p]); c30 = multiplyAdd(c30, r, b0); c31 = multiplyAdd(c31, r, b1)
+            r = Lane(repeating: a4[p]); c40 = multiplyAdd(c40, r, b0); c41 = multiplyAdd(c41, r, b1)
+            r = Lane(repeating: a5[p]); c50 = multiplyAdd(c50, r, b0); c51 = multiplyAdd(c51, r, b1)
+            pb += 2 * laneBytes
+        }
+        let block = RowBlock(c: c, ldc: ldc, width: width, overwrite: overwrite, bias: bias)
+        block.store(0, c00, c01); block.store(1, c10, c11); block.store(2, c20, c21)
+        block.store(3, c30, c31); block.store(4, c40, c41); block.store(5, c50, c51)
+    }
+    #endif
+
+    /// Where a block of whole rows of sums goes in C: each row written or added, then `bias`
+    /// added; a partial panel at the matrix's edge element by element.
+    struct RowBlock {
+        let c: UnsafeMutablePointer<Double>
+        let ldc: Int
+        let width: Int
+        let overwrite: Bool
+        let bias: UnsafePointer<Double>?
+
+        @inline(__always)
+        func store(_ r: Int, _ low: Lane, _ high: Lane) {
             let row = c + r * ldc
-            if width == panelColumns {
-                store(row, low: low, high: high, overwrite: overwrite, bias: bias?[r])
-            } else {
-                // A partial panel at the matrix's edge: element by element.
-                for q in 0..<width {
-                    let value = q < Lane.scalarCount ? low[q] : high[q - Lane.scalarCount]
-                    let sum = overwrite ? value : row[q] + value
-                    row[q] = bias.map { sum + $0[r] } ?? sum
-                }
+            if width == DoubleGEMMTile.panelColumns {
+                DoubleGEMMTile.store(row, low: low, high: high, overwrite: overwrite, bias: bias?[r])
+                return
+            }
+            for q in 0..<width {
+                let value = q < Lane.scalarCount ? low[q] : high[q - Lane.scalarCount]
+                let sum = overwrite ? value : row[q] + value
+                row[q] = bias.map { sum + $0[r] } ?? sum
             }
         }
     }
-    #endif
 
     /// Two lanes of one row of C, written or added, then `bias` added.
     @inline(__always)
