@@ -482,3 +482,36 @@ def test_a_layer_too_large_to_hold_is_refused(tmp_path, clean_tmpdir):
     result = run_expand(wide, out)
     assert result.returncode == 2 and not out.exists(), result.stdout + result.stderr
     assert "would exceed" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_sharded_checkpoint_expands_shard_by_shard(tmp_path, template):
+    """Two safetensors shards and their index, as save_torch_state_dict writes them (made
+    here from the fixture with the safetensors package): the expansion keeps the shards,
+    each layer's W, D and d_diag in its weight's shard, the index naming every new key."""
+    from safetensors.numpy import load_file, save_file
+    plain = load_file(str(EXPAND / "plain.safetensors"))
+    keys = list(plain)
+    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    for name, names in shards.items():
+        save_file({k: plain[k] for k in names}, str(folder / name), metadata={"format": "pt"})
+    index = {"metadata": {"total_size": sum(v.nbytes for v in plain.values())},
+             "weight_map": {k: name for name, names in shards.items() for k in names}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    out = tmp_path / "do"
+    result = run_expand(*GROUP_FLAGS, folder, out)
+    assert result.returncode == 0, result.stderr
+    written = json.loads((out / "model.safetensors.index.json").read_text())["weight_map"]
+    state = {}
+    for name in sorted(set(written.values())):
+        part = load_file(str(out / name))
+        assert all(written[k] == name for k in part), name
+        state.update(part)
+    assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in template.items()}
+    for key in state:
+        layer = key.rsplit(".", 1)[0]
+        if key.endswith((".W", ".D", ".d_diag")):
+            assert written[key] == index["weight_map"][layer + ".weight"], key
+    result = run_verify(folder, out)
+    assert result.returncode == 0 and "doconv-expand's pair" in result.stdout, result.stdout + result.stderr
