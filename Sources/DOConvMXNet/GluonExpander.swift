@@ -16,7 +16,7 @@ public enum GluonExpander {
         /// Writes the params atomically.
         public func write(to output: String) throws(MXNetError) {
             let file: AtomicFileWriter
-            do { file = try AtomicFileWriter(destination: output) } catch { throw .file(error) }
+            do { file = try AtomicFileWriter(destination: output, sources: [list.file]) } catch { throw .file(error) }
             list.write(into: file, replaced: [:], removed: [], inserted: inserted)
             do { try file.commit() } catch { throw .file(error) }
         }

@@ -50,13 +50,22 @@ struct GluonLayerDetector {
             }
             let geometry = DOConvGeometry(inChannels: cin, outChannels: cout, groups: cin / inPerGroup, kernelHeight: m, kernelWidth: n, depthMultiplier: area)
             do {
-                // The weight is OIHW; the Keras layout's W is (Dmul = M*N, Cin/g, Cout): the
-                // Gluon layer's transpose to (M, N, Cin/g, Cout).
-                let oihw = try Tensor(shape: weight.shape, values: try ElementCodec.decode(weight.data, as: type, count: weight.count))
-                let w = try oihw.transposed([2, 3, 1, 0]).values
                 var composed = try ElementCodec.decode(d.data, as: type, count: d.count)
                 IdentityOffset.add(to: &composed, layout: .keras, geometry: geometry)
-                let layer = try DOConvLayer(layout: .keras, geometry: geometry, d: composed, w: w)
+                let layer: DOConvLayer
+                if geometry.groups == 1, type == .float32 {
+                    // With one group the Gluon layer computes K[o, c, m] = sum_s (D + I)[m, s, c]
+                    // weight[o, c, s]: the PyTorch layout's arithmetic with W the weight's own
+                    // bytes, read in place, and D (small) transposed to (Cin, M*N, Dmul).
+                    let w = try FloatValues(borrowing: weight.data, count: weight.count, owner: list.file)
+                    layer = try DOConvLayer(layout: .pytorch, geometry: geometry, d: FloatValues(Self.channelsFirst(composed, area: area, cin: cin)), w: w)
+                } else {
+                    // The weight is OIHW; the Keras layout's W is (Dmul = M*N, Cin/g, Cout): the
+                    // Gluon layer's transpose to (M, N, Cin/g, Cout), whose reshape for g > 1
+                    // reinterprets that memory.
+                    let oihw = try Tensor(shape: weight.shape, values: try ElementCodec.decode(weight.data, as: type, count: weight.count))
+                    layer = try DOConvLayer(layout: .keras, geometry: geometry, d: composed, w: try oihw.transposed([2, 3, 1, 0]).values)
+                }
                 let detected = DetectedLayer(name: name, form: .kernelComposition, layer: layer, elementType: type, stride: [], dilation: [])
                 layers.append(GluonLayer(weightName: weight.name, dName: d.name, weightIndex: weightIndex, dIndex: dIndex, dtype: weight.dtype, detected: detected))
             } catch {
@@ -64,6 +73,17 @@ struct GluonLayerDetector {
             }
         }
         return (layers, rejected)
+    }
+
+    /// D (M*N, Dmul, Cin) as the PyTorch layout holds it, (Cin, M*N, Dmul).
+    static func channelsFirst(_ d: [Float], area: Int, cin: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: d.count)
+        for m in 0..<area {
+            for s in 0..<area {
+                for c in 0..<cin { out[(c * area + m) * area + s] = d[(m * area + s) * cin + c] }
+            }
+        }
+        return out
     }
 
     /// "features.3." -> "features.3", "conv0_" -> "conv0", "arg:conv0_" -> "conv0".

@@ -96,7 +96,7 @@ public struct MXNetFoldResult {
     public func write(to output: String) throws(MXNetError) {
         let (paramsPath, symbolPath) = try input.outputs(for: output)
         let paramsFile: AtomicFileWriter
-        do { paramsFile = try AtomicFileWriter(destination: paramsPath) } catch { throw .file(error) }
+        do { paramsFile = try AtomicFileWriter(destination: paramsPath, sources: [list.file]) } catch { throw .file(error) }
         list.write(into: paramsFile, replaced: replaced, removed: removed)
         var symbolFile: AtomicFileWriter?
         if let symbol, let symbolPath {
@@ -140,11 +140,22 @@ public enum MXNetFolder {
         for found in layers {
             let layer = found.detected.layer
             let type = found.detected.elementType
-            let kernel = layer.foldedKernel()
-            // float64 layers fold in float64, from the arrays as stored.
+            // float64 layers fold in float64, from the arrays as stored; float32 ones straight
+            // into the kernel's bytes.
             let exactLayer = type == .float64 ? try float64Layer(found, list: list) : nil
             let exact = exactLayer?.foldedKernel()
-            let stored = exact?.withUnsafeBytes { Array($0) } ?? ElementCodec.encode(kernel.values, as: type)
+            let count = layer.geometry.kernelCount
+            let stored: [UInt8]
+            if let exact {
+                stored = exact.withUnsafeBytes { Array($0) }
+            } else if type == .float32 {
+                stored = [UInt8](unsafeUninitializedCapacity: count * 4) { bytes, initialized in
+                    layer.fold(into: UnsafeMutableRawBufferPointer(bytes).bindMemory(to: Float.self))
+                    initialized = count * 4
+                }
+            } else {
+                stored = ElementCodec.encode(layer.foldedKernel().values, as: type)
+            }
             var record = FoldedLayer(name: found.detected.name, layout: .keras, geometry: layer.geometry, elementType: type,
                                      stride: found.detected.stride, dilation: found.detected.dilation,
                                      tolerance: options.fold.tolerance ?? type.defaultTolerance)
@@ -153,7 +164,7 @@ public enum MXNetFolder {
                 if let exactLayer, let exact {
                     record.relativeError = exactLayer.probe(kernel: exact, patches: options.fold.probePatches, seed: options.fold.seed).relativeError
                 } else {
-                    let values = (try? stored.withUnsafeBytes { (raw) throws(TensorError) in try ElementCodec.decode(raw, as: type, count: kernel.count) }) ?? []
+                    let values = (try? stored.withUnsafeBytes { (raw) throws(TensorError) in try ElementCodec.decode(raw, as: type, count: count) }) ?? []
                     record.relativeError = LayerProbe.compare(layer: layer, kernel: values, patches: options.fold.probePatches, seed: options.fold.seed).relativeError
                 }
             }
