@@ -24,6 +24,8 @@ public enum PyTorchExpander {
     /// What `--like` says of a layer: a DO-Conv layer there, with its groups (when it has a
     /// D to tell them), Dmul and identity spelling.
     struct TemplateLayer {
+        let outChannels: Int
+        let inChannelsPerGroup: Int
         let groups: Int?
         let depthMultiplier: Int
         let identityName: String?
@@ -72,7 +74,7 @@ public enum PyTorchExpander {
                      rejected: inout [RejectedCandidate]) throws(PyTorchError) -> [Candidate] {
         var candidates: [Candidate] = []
         var unsettled: [String] = []
-        for place in StateDictDetector.dictsWithPaths(in: files.root, skippingOptimizerState: true) where place.enclosing == nil {
+        for place in StateDictDetector.dictsWithPaths(in: files.root, skippingOptimizerState: true) {
             guard let entries = place.dict.dictEntries else { continue }
             let keys = Set(entries.compactMap(\.key.string))
             for entry in entries {
@@ -82,6 +84,15 @@ public enum PyTorchExpander {
                 let layer = base.isEmpty ? "weight" : String(base.dropLast())
                 let name = place.path.isEmpty ? layer : place.path + "/" + layer
                 func leave(_ reason: String) { rejected.append(RejectedCandidate(name: name, reason: reason, isDOConvLayer: false)) }
+                if let object = place.enclosing {
+                    // A pickled module's own code reads `weight`: renaming it would break that
+                    // class. Named by where the module sits and its module path ("model/model.3").
+                    let inner = place.path.dropFirst(object.path.count).split(separator: "/")
+                        .filter { !["_modules", "_parameters", "_buffers"].contains($0) }.map(String.init) + (base.isEmpty ? [] : [layer])
+                    let module = (object.path.isEmpty ? "" : object.path + "/") + inner.joined(separator: ".")
+                    rejected.append(RejectedCandidate(name: module, reason: "inside a pickled \(object.className) object: expand its state_dict() instead", isDOConvLayer: false))
+                    continue
+                }
                 guard tensor.dtype.elementType != nil else { leave("a \(tensor.dtype.rawValue) tensor, not a floating-point kernel"); continue }
                 if keys.contains(base + "W") { leave("already a DO-Conv layer (\(base)W beside it)"); continue }
                 if let refusal = options.selection.refusal(of: name) { leave(refusal); continue }
@@ -90,6 +101,9 @@ public enum PyTorchExpander {
                 var templateLayer: TemplateLayer?
                 if let template {
                     guard let match = Self.match(layer, in: template) else { leave("not a DO-Conv layer in --like \(options.template ?? "")"); continue }
+                    guard match.outChannels == cout, match.inChannelsPerGroup == perGroup else {
+                        throw .expansion(path: files.path, reason: "layer '\(name)': --like's layer has W (\(match.outChannels), \(match.inChannelsPerGroup), Dmul), the weight is (\(cout), \(perGroup), \(m), \(n)): not this network's DO-Conv twin")
+                    }
                     templateLayer = match
                 }
                 let groups: Int
@@ -148,7 +162,8 @@ public enum PyTorchExpander {
                 let identity = ["d_diag", "D_diag"].first { shapes[base + $0] != nil }
                 var groups: Int?
                 if let d = shapes[base + "D"], d.count == 3, w[1] > 0, d[0] % w[1] == 0 { groups = d[0] / w[1] }
-                layers[base.isEmpty ? "weight" : String(base.dropLast())] = TemplateLayer(groups: groups, depthMultiplier: w[2], identityName: identity)
+                layers[base.isEmpty ? "weight" : String(base.dropLast())] = TemplateLayer(outChannels: w[0], inChannelsPerGroup: w[1], groups: groups,
+                                                                                         depthMultiplier: w[2], identityName: identity)
             }
         }
         guard !layers.isEmpty else { throw .expansion(path: path, reason: "--like: no DO-Conv layer (P.W beside P.D) in this checkpoint") }

@@ -515,3 +515,25 @@ def test_a_sharded_checkpoint_expands_shard_by_shard(tmp_path, template):
             assert written[key] == index["weight_map"][layer + ".weight"], key
     result = run_verify(folder, out)
     assert result.returncode == 0 and "doconv-expand's pair" in result.stdout, result.stdout + result.stderr
+
+
+def test_convs_inside_pickled_modules_are_left_and_named(tmp_path):
+    """A YOLOv5-style checkpoint pickles whole modules, whose own code reads `weight`:
+    their convs are listed as left, by module path, not renamed."""
+    out = tmp_path / "out.pt"
+    result = run_expand(FIXTURES / "torch_savers" / "yolov5_style.pt", out)
+    assert result.returncode == 0, result.stderr
+    assert "left: model/model.3: inside a pickled" in result.stdout, result.stdout
+
+
+def test_a_template_of_another_network_is_refused(tmp_path, clean_tmpdir):
+    """--like with the same layer names but other shapes is not this network's twin."""
+    from safetensors.numpy import save_file
+    template = {k: v.numpy() for k, v in tc.load(EXPAND / MANIFEST["template"]).obj.items()}
+    template["stem.W"] = np.zeros((8, 4, 9), np.float32)
+    other = tmp_path / "other.safetensors"
+    save_file(template, str(other))
+    out = tmp_path / "out.pth"
+    result = run_expand("--like", other, EXPAND / "plain.pth", out)
+    assert result.returncode == 2 and not out.exists(), result.stdout + result.stderr
+    assert "not this network's DO-Conv twin" in result.stderr, result.stderr
