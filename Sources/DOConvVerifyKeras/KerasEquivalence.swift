@@ -221,6 +221,21 @@ public enum KerasEquivalence {
         return entries.contains { !isOptimizer($0.path) && $0.shape.count == 3 && ["D", "D:0"].contains($0.key.split(separator: "/").last.map(String.init) ?? "") }
     }
 
+    /// Each Conv2D of `config` whose kernel dataset in the file at `path` is 3-D (an expanded
+    /// layer's W, (Dmul, Cin/g, Cout)), with that Dmul.
+    static func depthMultipliers(of path: String, conv2Ds config: KerasModelConfig) -> [String: Int] {
+        let entries = (try? entries(of: path)) ?? []
+        var found: [String: Int] = [:]
+        for layer in config.layers where layer.className == "Conv2D" {
+            let kernel = entries.first { entry in
+                let parts = entry.key.split(separator: "/").map(String.init)
+                return parts.contains(layer.name) && ["kernel", "kernel:0"].contains(parts.last ?? "") && entry.shape.count == 3
+            }
+            if let kernel { found[layer.name] = kernel.shape[0] }
+        }
+        return found
+    }
+
     static func isOptimizer(_ path: String) -> Bool {
         path.hasPrefix("/optimizer_weights") || path.hasPrefix("/optimizer/") || path == "/optimizer"
     }

@@ -20,7 +20,14 @@ extension KerasHDF5Format: VerifiableFormat {
         guard !KerasEquivalence.holdsDOConvLayers(original), KerasEquivalence.holdsDOConvLayers(folded) else { return nil }
         var options = given
         options.expandedPair = true
-        var report = try KerasEquivalence.verify(original: folded, folded: original, options: options)
+        // Weights-only files with --config: that is PLAIN's config; EXPANDED's is the same
+        // with each expanded Conv2D a DOConv2D of the Dmul its kernel dataset has.
+        var plainConfig: String?
+        if let json = given.kerasConfigJSON, let config = try? KerasModelConfig(json: json, source: "--config") {
+            plainConfig = json
+            options.kerasConfigJSON = config.expandedJSON(KerasEquivalence.depthMultipliers(of: folded, conv2Ds: config))
+        }
+        var report = try KerasEquivalence.verify(original: folded, folded: original, options: options, foldedConfigJSON: plainConfig)
         report.notes.append("ORIGINAL holds no DO-Conv layer and FOLDED does: checked as doconv-expand's pair, FOLDED folded back into ORIGINAL")
         return report
     }

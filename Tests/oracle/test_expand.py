@@ -537,3 +537,25 @@ def test_a_template_of_another_network_is_refused(tmp_path, clean_tmpdir):
     result = run_expand("--like", other, EXPAND / "plain.pth", out)
     assert result.returncode == 2 and not out.exists(), result.stdout + result.stderr
     assert "not this network's DO-Conv twin" in result.stderr, result.stderr
+
+
+def test_a_keras_weights_only_file_expands_with_its_config(tmp_path):
+    """save_weights('x.h5') holds no config: --config gives the plain model's JSON, to
+    doconv-expand and to verify-equivalence, which derives the DO-Conv model's from it
+    (Dmul from the expanded kernels) and runs both end to end."""
+    import h5py
+    weights, config = tmp_path / "weights.h5", tmp_path / "model.json"
+    with h5py.File(KERAS, "r") as src, h5py.File(weights, "w") as dst:
+        text = src.attrs["model_config"]
+        config.write_text(text if isinstance(text, str) else text.decode())
+        for key, value in src["model_weights"].attrs.items():
+            dst.attrs[key] = value
+        for name in src["model_weights"]:
+            src.copy(src["model_weights"][name], dst, name)
+    out = tmp_path / "weights_do.h5"
+    assert run_expand(weights, out).returncode == 2
+    result = run_expand("--config", config, weights, out)
+    assert result.returncode == 0, result.stderr
+    result = run_verify("--config", config, weights, out)
+    assert result.returncode == 0 and "doconv-expand's pair" in result.stdout, result.stdout + result.stderr
+    assert "end to end: not run" not in result.stdout
