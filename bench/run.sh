@@ -69,7 +69,7 @@ fi
 {
   echo "# doconv benchmark"
   echo
-  echo "$(uname -srm); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  "$root/bench/cpu-header.sh"
   echo "$("$bench_python" -c 'import onnx, onnxruntime, onnxsim, polygraphy, numpy; print(f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, onnxsim {onnxsim.__version__}, polygraphy {polygraphy.__version__}, numpy {numpy.__version__}")')"
 } > "$out/results.md"
 

@@ -9,7 +9,8 @@
 # Builds verify-equivalence and doconv-fold (release), makes the models with
 # fixtures/make_large_models.py (the torch virtualenv, DOCONV_TORCH_PYTHON, as bench/run.sh)
 # unless bench/out/models has them, folds them, and prints median wall time and peak RSS of
-# each over N rounds (default 3). Never run in CI or by the tests.
+# each over N rounds (default 3), once per GEMM build the CPU runs (AVX-512 and AVX2 where it
+# has both, forced with DOCONV_GEMM). Never run in CI or by the tests.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -54,5 +55,13 @@ for m in "${models[@]}"; do
   pairs+=("$out/models/$m:$folded")
 done
 
-echo "$(uname -srm); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-"$venv/bin/python" "$root/bench/verify_bench.py" --verify "$bin/verify-equivalence" --rounds "$rounds" "${pairs[@]}" | tee "$out/verify.md"
+# Every GEMM build this CPU runs (DOCONV_GEMM forces one), each against onnxruntime.
+builds=(avx2)
+grep -qw avx512vl /proc/cpuinfo && builds=(avx512 avx2)
+grep -qw fma /proc/cpuinfo || builds=(portable)
+: >"$out/verify.md"
+for build in "${builds[@]}"; do
+  DOCONV_GEMM="$build" "$root/bench/cpu-header.sh" | tee -a "$out/verify.md"
+  DOCONV_GEMM="$build" "$venv/bin/python" "$root/bench/verify_bench.py" --verify "$bin/verify-equivalence" --rounds "$rounds" "${pairs[@]}" \
+    | tee -a "$out/verify.md"
+done
