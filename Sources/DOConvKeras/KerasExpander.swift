@@ -39,7 +39,12 @@ public enum KerasExpander {
                 summary.parametersBefore += count
                 summary.bytesBefore += count * weight.elementSize
             }
-            guard let layer = opened.configLayer(for: weights), layer.className == "Conv2D" else { continue }
+            guard let layer = opened.configLayer(for: weights) else { continue }
+            if ["DepthwiseConv2D", "SeparableConv2D"].contains(layer.className) {
+                summary.rejected.append(RejectedCandidate(name: layer.name, reason: "a \(layer.className): only Conv2D layers are expanded (build it as a Conv2D with groups to expand it)", isDOConvLayer: false))
+                continue
+            }
+            guard layer.className == "Conv2D" else { continue }
             if let refusal = options.selection.refusal(of: layer.name) {
                 summary.rejected.append(RejectedCandidate(name: layer.name, reason: refusal, isDOConvLayer: false))
                 continue

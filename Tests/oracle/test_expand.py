@@ -559,3 +559,21 @@ def test_a_keras_weights_only_file_expands_with_its_config(tmp_path):
     result = run_verify("--config", config, weights, out)
     assert result.returncode == 0 and "doconv-expand's pair" in result.stdout, result.stdout + result.stderr
     assert "end to end: not run" not in result.stdout
+
+
+def test_keras_depthwise_and_separable_convs_are_listed_as_left(tmp_path):
+    """Only Conv2D layers become DOConv2D; a DepthwiseConv2D (made here with Keras 3, saved
+    as a legacy .h5) is listed, not skipped in silence."""
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    model = keras.Model(inputs, x)
+    plain = tmp_path / "plain.h5"
+    model.save(str(plain))
+    out = tmp_path / "out.h5"
+    result = run_expand(plain, out)
+    assert result.returncode == 0, result.stderr
+    assert "expanded 1 conv" in result.stdout and "left: dw: a DepthwiseConv2D" in result.stdout, result.stdout
