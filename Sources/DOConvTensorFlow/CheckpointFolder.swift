@@ -114,7 +114,7 @@ public enum TensorFlowCheckpointFolder {
         }
         if let note = DepthwiseForm.note(depthwise) { summary.notes.append(note) }
         let inputGraph = try bundle.objectGraph()
-        if !layers.isEmpty { removedNodes.formUnion(trainingState(in: graph)) }
+        if !layers.isEmpty { removedNodes.formUnion(graph.trainingStateRoots()) }
         let (pruned, kept) = graph.removing(removedNodes)
         let dropped = Set(variables.filter { kept[$0.nodeID] == nil }.map(\.key))
         let optimizerState = variables.filter { kept[$0.nodeID] == nil && $0.isOptimizerState }.count
@@ -138,19 +138,6 @@ public enum TensorFlowCheckpointFolder {
         }
         return TensorFlowFoldResult(summary: summary, bundle: bundle, variables: variables, inputGraph: inputGraph, graph: pruned,
                                     replaced: replaced, renamed: renamed, dropped: dropped)
-    }
-
-    /// The objects that hold training state rather than the model: the optimizer (its slots
-    /// were shaped for D and W) and a SavedModel's compiled metrics.
-    static func trainingState(in graph: TrackableObjectGraph) -> Set<Int> {
-        var state = Set<Int>()
-        for node in graph.nodes {
-            for child in node.children where child.localName == "optimizer" { state.insert(child.nodeID) }
-        }
-        for child in graph.nodes[0].children where child.localName == "keras_api" {
-            for metrics in graph.nodes[child.nodeID].children where metrics.localName == "metrics" { state.insert(metrics.nodeID) }
-        }
-        return state
     }
 
     static func open(_ path: String) throws(TensorFlowError) -> (TensorBundle, [CheckpointVariable]) {

@@ -37,8 +37,9 @@ public struct CheckpointVariable: Sendable, Equatable {
     /// A compiled metric's running state (a SavedModel's `keras_api/metrics/N/total`).
     public var isMetricState: Bool { objectPath.starts(with: ["keras_api", "metrics"]) }
 
-    /// Training state rather than the model: what a folded checkpoint leaves out.
-    public var isTrainingState: Bool { isOptimizerState || isMetricState }
+    /// Training state rather than the model: what a folded checkpoint leaves out. Set from
+    /// the object graph (`TrackableObjectGraph.modelNodes`), the same objects the fold prunes.
+    public var isTrainingState: Bool
 }
 
 extension TensorBundle {
@@ -62,6 +63,7 @@ extension TensorBundle {
         let indexPath = Self.indexPath(prefix: prefix)
         let graph = try objectGraph()
         let paths = graph.objectPaths()
+        let model = graph.modelNodes()
         var slots: [Int: CheckpointVariable.Slot] = [:]
         for (owner, node) in graph.nodes.enumerated() {
             for slot in node.slotVariables {
@@ -80,7 +82,7 @@ extension TensorBundle {
                 }
                 let variable = CheckpointVariable(
                     key: attribute.checkpointKey, fullName: attribute.fullName, attributeName: attribute.name, nodeID: nodeID,
-                    objectPath: path, dtype: entry.dtype, shape: entry.shape, slot: slots[nodeID])
+                    objectPath: path, dtype: entry.dtype, shape: entry.shape, slot: slots[nodeID], isTrainingState: !model.contains(nodeID))
                 guard byKey.updateValue(variable, forKey: variable.key) == nil else {
                     throw .corruptObjectGraph(path: indexPath, reason: "two attributes save '\(attribute.checkpointKey)'")
                 }

@@ -119,6 +119,35 @@ public struct TrackableObjectGraph: Sendable, Equatable {
         return paths
     }
 
+    /// The objects that hold training state rather than the model: every child named
+    /// `optimizer` (Keras models and `tf.train.Checkpoint(optimizer=...)`; its slots were
+    /// shaped for the trained variables) and a SavedModel's compiled metrics
+    /// (`keras_api/metrics`).
+    public func trainingStateRoots() -> Set<Int> {
+        var roots = Set<Int>()
+        for node in nodes {
+            for child in node.children where child.localName == "optimizer" { roots.insert(child.nodeID) }
+        }
+        for child in nodes[0].children where child.localName == "keras_api" {
+            for metrics in nodes[child.nodeID].children where metrics.localName == "metrics" { roots.insert(metrics.nodeID) }
+        }
+        return roots
+    }
+
+    /// The model's objects: those the root reaches through children without passing a
+    /// training-state root (slot variables hang off their optimizer, so they are not here).
+    public func modelNodes() -> Set<Int> {
+        let excluded = trainingStateRoots()
+        var reached: Set<Int> = [0]
+        var queue = [0]
+        while let node = queue.popLast() {
+            for child in nodes[node].children where !excluded.contains(child.nodeID) && reached.insert(child.nodeID).inserted {
+                queue.append(child.nodeID)
+            }
+        }
+        return reached
+    }
+
     /// The path component that separates a slot variable's variable from its optimizer.
     public static let slotMarker = ".OPTIMIZER_SLOT"
 
