@@ -8,8 +8,15 @@ public protocol ToolCommand: ParsableCommand {}
 extension ToolCommand {
     public static func main() {
         // A test hook: a child that dies as a failed runtime check of ours would (SIGILL).
+        // A worker joins its parent's process group (Foundation's Process starts it in one of
+        // its own), so that whatever ends the tool's group (a Python timeout, Ctrl-C) ends it too.
+        if IsolatedRun.isChild { _ = setpgid(0, getpgid(getppid())) }
         if IsolatedRun.isChild, ProcessInfo.processInfo.environment["DOCONV_TEST_CHILD_TRAP"] == "1" {
             kill(getpid(), SIGILL)
+        }
+        // A test hook: a child that never finishes (a library looping on a hostile file).
+        if IsolatedRun.isChild, ProcessInfo.processInfo.environment["DOCONV_TEST_CHILD_HANG"] == "1" {
+            while true { sleep(60) }
         }
         do {
             var command = try parseAsRoot()

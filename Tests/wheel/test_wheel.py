@@ -370,3 +370,39 @@ def test_api_paths_that_begin_with_a_dash(tmp_path: pathlib.Path, monkeypatch: p
     folder = tmp_path / "out"
     folder.mkdir()
     assert doconv.fold(["-in.h5"], folder)["results"][0]["status"] == "folded"
+
+
+def test_python_m_doconv_runs_the_tools_by_short_name() -> None:
+    """`python -m doconv inspect MODEL` is doconv-inspect; an unknown tool is one error line."""
+    done = subprocess.run([sys.executable, "-m", "doconv", "inspect", str(FIXTURES / ONNX_FIXTURE)], capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0 and "DO-" in done.stdout, done.stderr
+    done = subprocess.run([sys.executable, "-m", "doconv", "unfold"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unknown tool 'unfold'" in done.stderr
+
+
+def test_a_timeout_ends_the_tool_and_its_workers(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Keras file is read by a worker process (made to hang here by a test hook, as a
+    library looping on a hostile file would): a Python timeout kills the whole group, so
+    nothing is left running (nothing names the output on its command line afterwards)."""
+    out = tmp_path / "timed-out.h5"
+    monkeypatch.setenv("DOCONV_TEST_CHILD_HANG", "1")
+    with pytest.raises(subprocess.TimeoutExpired):
+        doconv.fold(FIXTURES / "keras_h5" / KERAS_FIXTURE, out, timeout=3)
+    monkeypatch.delenv("DOCONV_TEST_CHILD_HANG")
+
+    def running() -> List[str]:
+        left = []
+        for proc in pathlib.Path("/proc").iterdir():
+            try:
+                if str(out).encode() in (proc / "cmdline").read_bytes():
+                    left.append(proc.name)
+            except OSError:
+                continue
+        return left
+
+    import time
+    deadline = time.monotonic() + 5
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert running() == [], "doconv processes still running after the timeout"

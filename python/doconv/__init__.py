@@ -30,10 +30,8 @@ __all__ = ["fold", "inspect", "verify", "DOConvError", "binary_path", "TOOLS", "
 
 def _version() -> str:
     """The installed distribution's version (that of Sources/CommandLineSupport/Version.swift)."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - Python < 3.8 is not supported
-        return "0+unknown"
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("doconv")
     except PackageNotFoundError:  # running from a source checkout

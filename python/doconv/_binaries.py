@@ -38,11 +38,8 @@ def binary_path(tool: str) -> str:
             "(or set DOCONV_BIN_DIR to a folder holding doconv-fold, doconv-inspect and verify-equivalence)"
         )
     if not os.access(path, os.X_OK):
-        # An installer that dropped the mode bits: restore them when the folder allows it.
-        try:
-            path.chmod(path.stat().st_mode | 0o111)
-        except OSError as error:
-            raise PermissionError(f"{path}: not executable ({error})") from error
+        # Nothing in site-packages is changed at run time: an installer dropped the mode bits.
+        raise PermissionError(f"{path}: not executable; reinstall the doconv wheel (pip keeps its mode bits)")
     return str(path)
 
 

@@ -6,13 +6,13 @@ those of the executable.
 """
 import os
 import sys
-from typing import NoReturn
+from typing import List, NoReturn, Optional
 
 from ._binaries import binary_path
 
 
-def _exec(tool: str) -> NoReturn:
-    """Replaces this process with ``tool``, given this process's arguments."""
+def _exec(tool: str, arguments: Optional[List[str]] = None) -> NoReturn:
+    """Replaces this process with ``tool``, given ``arguments`` (this process's by default)."""
     try:
         path = binary_path(tool)
     except OSError as error:
@@ -20,7 +20,7 @@ def _exec(tool: str) -> NoReturn:
         sys.exit(2)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(path, [path, *sys.argv[1:]])
+    os.execv(path, [path, *(sys.argv[1:] if arguments is None else arguments)])
 
 
 def doconv_fold() -> NoReturn:

@@ -73,6 +73,14 @@ def _error_line(tool: str, status: int, stderr: str) -> str:
     return f"{tool}: exited with status {status} and no error message"
 
 
+def _kill_group(process: "subprocess.Popen[str]") -> None:
+    """Kills the tool's process group (the tool and its workers)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_json(
     tool: str,
     arguments: Sequence[str],
@@ -84,21 +92,34 @@ def run_json(
     ``documented_statuses`` are the exit statuses whose document is a result, not an error
     (0, and 1 for doconv-fold and verify-equivalence). Any other status raises
     :class:`DOConvError` with the tool's error line; so does a documented status without a
-    JSON object on standard output. ``timeout`` (seconds) raises subprocess.TimeoutExpired.
+    JSON object on standard output. ``timeout`` (seconds) raises subprocess.TimeoutExpired,
+    after killing the tool's whole process group.
     """
     # "--json" goes before the arguments, which end with "--" and the paths (a path that
     # begins with '-' is still a path).
     command: List[str] = [binary_path(tool), "--json", *arguments]
-    completed = subprocess.run(
+    # Its own process group: a timeout ends the tool and every worker it started (a Keras
+    # file is read by a child process), not the tool alone.
+    process = subprocess.Popen(
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         encoding="utf-8",
         errors="replace",
-        timeout=timeout,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        process.communicate()
+        raise
+    except BaseException:  # KeyboardInterrupt too: leave nothing running
+        _kill_group(process)
+        process.communicate()
+        raise
+    completed = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     status = completed.returncode
     document = _document(completed.stdout)
     if status in documented_statuses:
