@@ -18,6 +18,8 @@ struct GraphIndex {
     let subgraphReads: Set<String>
     /// Declared element types (TensorProto data type codes) from inputs, outputs and value_info.
     private(set) var declaredTypes: [String: Int32] = [:]
+    /// Declared shapes from inputs, outputs and value_info: nil for a dim without a fixed size.
+    private(set) var declaredShapes: [String: [Int?]] = [:]
 
     /// `outerInitializers`: for a subgraph (If/Loop/Scan body), the initializers of the
     /// enclosing graphs, which its nodes may read as constants (ONNX forbids shadowing, so a
@@ -41,8 +43,15 @@ struct GraphIndex {
                      (graph.pointee.value_info, graph.pointee.n_value_info)] {
             for info in Proto.elements(list.0, list.1) {
                 guard let info, let type = info.pointee.type, type.pointee.value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE,
-                      let tensor = type.pointee.tensor_type, tensor.pointee.has_elem_type != 0 else { continue }
-                declaredTypes[Proto.string(info.pointee.name)] = tensor.pointee.elem_type
+                      let tensor = type.pointee.tensor_type else { continue }
+                let name = Proto.string(info.pointee.name)
+                if tensor.pointee.has_elem_type != 0 { declaredTypes[name] = tensor.pointee.elem_type }
+                if let shape = tensor.pointee.shape {
+                    declaredShapes[name] = Proto.elements(shape.pointee.dim, shape.pointee.n_dim).map { dim in
+                        guard let dim, dim.pointee.value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE, dim.pointee.dim_value >= 0 else { return nil }
+                        return Int(clamping: dim.pointee.dim_value)
+                    }
+                }
             }
         }
     }

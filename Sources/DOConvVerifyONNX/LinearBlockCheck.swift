@@ -8,6 +8,9 @@ import DOConvVerify
 /// a few pixels larger than the kernel, so most outputs touch the border, where a wrong
 /// padding or a bias pushed through a padded conv would show.
 struct LinearBlockCheck {
+    /// ORIGINAL as the structure check indexed it (`ReplacedConv.chain` points into its nodes).
+    let structure: Graph
+    /// ORIGINAL as it runs (constants computed: its node list may be shorter).
     let original: Graph
     let folded: Graph
     let tolerance: Double?
@@ -16,7 +19,7 @@ struct LinearBlockCheck {
 
     func check(_ r: ReplacedConv) -> LayerResult {
         let conv = folded.nodes[r.foldedNode]
-        let ops = r.chain.map { original.nodes[$0].opType }
+        let ops = r.chain.map { structure.nodes[$0].opType }
         let convs = ops.filter { $0 == "Conv" }.count, adds = ops.filter { $0 == "Add" }.count
         var result = LayerResult(name: conv.name.isEmpty ? conv.outputs.first ?? "" : conv.name, conv: StructureDiff.label(conv),
                                  description: "\(r.chain.count) linear nodes (\(convs) Conv, \(adds) Add, \(ops.count - convs - adds) other) merged")

@@ -39,6 +39,19 @@ public struct StructureComparison: Sendable {
     public var replaced: [ReplacedConv] = []
     /// Harmless observations (metadata added by the fold, removed inputs, ...).
     public var notes: [String] = []
+    /// ORIGINAL's identity arithmetic that FOLDED no longer has (its readers read the data
+    /// operand): whether each result really equals its operand is checked numerically.
+    public var droppedIdentities: [DroppedIdentity] = []
+}
+
+/// An Add or Sub of a constant, or a Mul or Div by a constant, that the fold dropped as the
+/// identity (`Add(x, 0)`): `output` must equal `data`.
+public struct DroppedIdentity: Equatable, Sendable {
+    /// "Add '/stem/Add_1'".
+    public var label: String
+    public var opType: String
+    public var data: String
+    public var output: String
 }
 
 /// Compares FOLDED against ORIGINAL: every node, initializer, input and output of FOLDED must
@@ -60,6 +73,7 @@ public struct StructureDiff {
         var walk = StructureWalk(diff: self)
         walk.compareModel()
         for f in folded.nodes.indices { walk.match(folded: f) }
+        walk.collectDroppedIdentities()
         walk.checkSurvivingInputs()
         walk.checkRemovedNodes()
         walk.checkInitializers()
@@ -106,14 +120,19 @@ public struct StructureDiff {
     /// ORIGINAL's nodes that a merged Conv reading `input` can stand for, ending at `last`:
     /// Add, Conv, BatchNormalization and AveragePool nodes back to `input`, each inner value
     /// read only inside the block. Their constant inputs are checked separately.
-    static func linearBlock(ending last: Int, in graph: Graph, producers: [String: Int], consumers: [String: [Int]], outputs: Set<String>, input: String) -> [Int]? {
-        let linear: Set<String> = ["Add", "Conv", "BatchNormalization", "AveragePool"]
+    /// Add, Sub and Mul take their non-constant operands as data (a Mul by a per-channel
+    /// scale, an Add of a constant zero the fold dropped); a Mul of two data values is not linear.
+    static func linearBlock(ending last: Int, in graph: Graph, producers: [String: Int], consumers: [String: [Int]], outputs: Set<String>, input: String,
+                            isConstant: (String) -> Bool) -> [Int]? {
+        let linear: Set<String> = ["Add", "Sub", "Mul", "Conv", "BatchNormalization", "AveragePool"]
         var block = Set<Int>(), stack = [last]
         while let k = stack.popLast() {
             guard block.insert(k).inserted else { continue }
             let node = graph.nodes[k]
             guard node.isStandardDomain, linear.contains(node.opType), block.count <= 4096 else { return nil }
-            let data = node.opType == "Add" ? node.inputs : Array(node.inputs.prefix(1))
+            let arithmetic = ["Add", "Sub", "Mul"].contains(node.opType)
+            let data = arithmetic ? node.inputs.filter { !isConstant($0) } : Array(node.inputs.prefix(1))
+            if arithmetic, data.isEmpty || (node.opType == "Mul" && data.count != 1) { return nil }
             for value in data {
                 if value == input { continue }
                 guard !value.isEmpty, let producer = producers[value], !outputs.contains(value),

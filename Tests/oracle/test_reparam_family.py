@@ -1,0 +1,253 @@
+"""Issue 26: `--reparam` on graphs written the way the re-parameterization projects' own code
+writes them (fixtures/make_reparam_family_fixtures.py: MobileOne's `out = 0; out += branch`,
+YOLOv6's in-place ReLUs and `+ id_out`, FastViT's RepMixer, RepViT's RepVGG-DW after a 3x3
+conv, RepGhost's re-param branch, DBB's padded BN), and the pieces that get them there:
+identity arithmetic dropped before matching, in every fold."""
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import FIXTURES, ROOT, run_fold, run_inspect, run_verify
+
+FAMILY = FIXTURES / "reparam_family"
+ENTRIES = json.loads((FAMILY / "MANIFEST.json").read_text())
+assert len(ENTRIES) >= 7, "fixtures/reparam_family/MANIFEST.json lists too few models: rerun fixtures/make_reparam_family_fixtures.py"
+SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text())
+COUNTED = ("Conv", "Add", "BatchNormalization")
+# Families whose pieces are not merged yet: strict, so that reaching the deploy form fails
+# the test until the mark goes.
+PENDING = {"dbb", "fastvit", "repghost_bn", "repghost_identity", "repvit"}
+
+
+def op_counts(model):
+    ops = [n.op_type for n in model.graph.node]
+    return {op: ops.count(op) for op in COUNTED}
+
+
+def run_ort(path, feeds):
+    return ort.InferenceSession(str(path)).run(None, feeds)
+
+
+def family_params():
+    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="not merged yet")) if name in PENDING else name for name in ENTRIES]
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory):
+    """Each family fixture folded with --reparam once: name -> (output path, fold result)."""
+    out = tmp_path_factory.mktemp("family")
+    results = {}
+    for name, entry in ENTRIES.items():
+        target = out / f"{name}.onnx"
+        results[name] = (target, run_fold(FAMILY / entry["train"], target, "--reparam"))
+    return results
+
+
+@pytest.mark.parametrize("name", family_params())
+def test_family_reaches_its_deploy_form(name, merged):
+    entry = ENTRIES[name]
+    path, result = merged[name]
+    assert result.returncode == 0, result.stderr
+    assert op_counts(onnx.load(str(FAMILY / entry["train"]))) == entry["train_ops"]  # the input is the training form
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    counts = op_counts(model)
+    assert all(counts[op] <= entry["deploy_ops"][op] for op in COUNTED), (counts, entry["deploy_ops"], result.stdout)
+    expected = np.load(FAMILY / entry["expected"])
+    got = run_ort(path, {"input": expected["input"]})[0]
+    scale = np.abs(expected["output"]).max()
+    assert np.abs(got - expected["output"]).max() <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("name", family_params())
+def test_family_merges_verify(name, merged):
+    path, fold = merged[name]
+    assert fold.returncode == 0, fold.stderr
+    result = run_verify(FAMILY / ENTRIES[name]["train"], path, "--inputs", "1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert "verdict: EQUIVALENT" in result.stdout and "structure: ok" in result.stdout
+    assert "FAIL" not in result.stdout, result.stdout[-3000:]
+    # Not only the verdict: the counts must also be the deploy form's for this to be the point.
+    counts = op_counts(onnx.load(str(path)))
+    assert all(counts[op] <= ENTRIES[name]["deploy_ops"][op] for op in COUNTED)
+
+
+def test_inspect_reports_the_family_blocks():
+    report = json.loads(run_inspect(FAMILY / ENTRIES["mobileone_s0"]["train"], "--reparam", "--json").stdout)
+    import jsonschema
+    jsonschema.validate(report, SCHEMA)
+    assert len(report["reparam"]["blocks"]) == ENTRIES["mobileone_s0"]["deploy_ops"]["Conv"]
+    text = run_inspect(FAMILY / ENTRIES["yolov6_efficientrep"]["train"], "--reparam").stdout
+    assert "re-parameterizable blocks (--reparam): 19" in text, text
+
+
+# MARK: identity arithmetic
+
+X_SHAPE = [1, 4, 8, 8]
+RNG = np.random.default_rng(26)
+
+
+def weight(name, shape):
+    return numpy_helper.from_array(RNG.normal(0, 0.5, shape).astype(np.float32), name)
+
+
+def scalar(name, value, shape=()):
+    return numpy_helper.from_array(np.full(shape, value, np.float32), name)
+
+
+def constant_node(output, value, shape=()):
+    return helper.make_node("Constant", [], [output], value=scalar(output + "_v", value, shape))
+
+
+def two_branch(prefix, source):
+    """A 3x3 conv and a 1x1 conv of `source`, summed: (nodes, initializers, sum)."""
+    nodes = [helper.make_node("Conv", [source, f"{prefix}_w3", f"{prefix}_b3"], [f"{prefix}_c3"], pads=[1, 1, 1, 1], name=f"{prefix}_conv3"),
+             helper.make_node("Conv", [source, f"{prefix}_w1"], [f"{prefix}_c1"], name=f"{prefix}_conv1"),
+             helper.make_node("Add", [f"{prefix}_c3", f"{prefix}_c1"], [f"{prefix}_sum"], name=f"{prefix}_add")]
+    inits = [weight(f"{prefix}_w3", [4, 4, 3, 3]), weight(f"{prefix}_b3", [4]), weight(f"{prefix}_w1", [4, 4, 1, 1])]
+    return nodes, inits, f"{prefix}_sum"
+
+
+def identity_zoo(value_info=True):
+    """Blocks of two convs whose sum is followed by each kind of identity arithmetic (both
+    sides where the op commutes, a chain of two, a one-element rank-4 zero, a [1, 4, 1, 1]
+    zero with and without a declared shape) and by arithmetic that is not the identity."""
+    nodes, inits, outputs, infos = [], [], [], []
+    cases = {
+        "add_right": lambda s, p: [constant_node(f"{p}_z", 0.0), helper.make_node("Add", [s, f"{p}_z"], [f"{p}_y"], name=f"{p}_id")],
+        "add_left": lambda s, p: [constant_node(f"{p}_z", 0.0), helper.make_node("Add", [f"{p}_z", s], [f"{p}_y"], name=f"{p}_id")],
+        "sub": lambda s, p: [constant_node(f"{p}_z", 0.0), helper.make_node("Sub", [s, f"{p}_z"], [f"{p}_y"], name=f"{p}_id")],
+        "mul_left": lambda s, p: [constant_node(f"{p}_z", 1.0), helper.make_node("Mul", [f"{p}_z", s], [f"{p}_y"], name=f"{p}_id")],
+        "div": lambda s, p: [constant_node(f"{p}_z", 1.0), helper.make_node("Div", [s, f"{p}_z"], [f"{p}_y"], name=f"{p}_id")],
+        "chain": lambda s, p: [constant_node(f"{p}_z", 0.0), constant_node(f"{p}_o", 1.0, [1]),
+                               helper.make_node("Add", [s, f"{p}_z"], [f"{p}_t"], name=f"{p}_id0"),
+                               helper.make_node("Mul", [f"{p}_t", f"{p}_o"], [f"{p}_y"], name=f"{p}_id")],
+        "rank4": lambda s, p: [constant_node(f"{p}_z", 0.0, [1, 1, 1, 1]), helper.make_node("Add", [s, f"{p}_z"], [f"{p}_y"], name=f"{p}_id")],
+        "declared": lambda s, p: [constant_node(f"{p}_z", 0.0, [1, 4, 1, 1]), helper.make_node("Add", [s, f"{p}_z"], [f"{p}_y"], name=f"{p}_id")],
+    }
+    kept = {
+        "sub_left": lambda s, p: [constant_node(f"{p}_z", 0.0), helper.make_node("Sub", [f"{p}_z", s], [f"{p}_y"], name=f"{p}_keep")],
+        "div_left": lambda s, p: [constant_node(f"{p}_z", 1.0), helper.make_node("Div", [f"{p}_z", s], [f"{p}_y"], name=f"{p}_keep")],
+        "half": lambda s, p: [constant_node(f"{p}_z", 0.5), helper.make_node("Add", [s, f"{p}_z"], [f"{p}_y"], name=f"{p}_keep")],
+    }
+    for prefix, make in list(cases.items()) + list(kept.items()):
+        n, i, s = two_branch(prefix, "x")
+        nodes += n + make(s, prefix) + [helper.make_node("Relu", [f"{prefix}_y"], [f"{prefix}_out"])]
+        inits += i
+        outputs.append(helper.make_tensor_value_info(f"{prefix}_out", TensorProto.FLOAT, X_SHAPE))
+        if prefix == "declared" and value_info:
+            infos.append(helper.make_tensor_value_info(s, TensorProto.FLOAT, X_SHAPE))
+    graph = helper.make_graph(nodes, "zoo", [helper.make_tensor_value_info("x", TensorProto.FLOAT, X_SHAPE)], outputs, inits, value_info=infos)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def save(model, path):
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def assert_same_outputs(original, folded):
+    x = RNG.normal(size=X_SHAPE).astype(np.float32)
+    for want, got in zip(run_ort(original, {"x": x}), run_ort(folded, {"x": x})):
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_identity_arithmetic_is_dropped_before_matching(tmp_path):
+    src = save(identity_zoo(), tmp_path / "zoo.onnx")
+    out = tmp_path / "out.onnx"
+    result = run_fold(src, out, "--reparam")
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(str(out))
+    names = {n.name for n in model.graph.node}
+    # Every identity went and its block merged; what is not the identity stayed (after the
+    # sum it reads, which merged; the Add of 0.5 joins the sum as a constant leaf).
+    assert not any(name.endswith(("_id", "_id0")) for name in names), names
+    assert {"sub_left_keep", "div_left_keep", "half_keep"} <= names
+    assert [n.op_type for n in model.graph.node].count("Conv") == 10 + 2
+    assert "note: dropped 9 identity operations before matching (5 Add of a constant zero, 1 Sub of a constant zero, 2 Mul by a constant one, " \
+           "1 Div by a constant one)" in result.stdout, result.stdout
+    assert "re-parameterized 10 blocks" in result.stdout, result.stdout
+    assert_same_outputs(src, out)
+    verdict = run_verify(src, out, "--inputs", "1")
+    assert verdict.returncode == 0, verdict.stdout[-3000:]
+    assert "verdict: EQUIVALENT" in verdict.stdout and "structure: ok" in verdict.stdout
+    # The identities after each sum are checked one by one: each result equals its operand.
+    assert "9 identity operations dropped by the fold (5 Add, 1 Div, 2 Mul, 1 Sub)" in verdict.stdout, verdict.stdout[-2000:]
+
+
+def test_identity_arithmetic_left_when_dropping_could_change_the_shape_or_a_name(tmp_path):
+    """A [1, 4, 1, 1] zero added to a value of undeclared shape could broadcast it; a result
+    that is a graph output keeps its name. Both stay, listed with the reason."""
+    model = identity_zoo(value_info=False)
+    model.graph.output.append(helper.make_tensor_value_info("add_right_y", TensorProto.FLOAT, X_SHAPE))
+    src = save(model, tmp_path / "zoo.onnx")
+    out = tmp_path / "out.onnx"
+    result = run_fold(src, out, "--reparam")
+    assert result.returncode == 0, result.stderr
+    names = {n.name for n in onnx.load(str(out)).graph.node}
+    assert {"declared_id", "add_right_id"} <= names
+    assert "not folded: Add 'declared_id': Add of a constant zero left in place: the constant has shape [1, 4, 1, 1] and the shape of " \
+           "'declared_sum' is not declared" in result.stdout, result.stdout
+    assert "not folded: Add 'add_right_id': Add of a constant zero left in place: its result 'add_right_y' is a graph output" in result.stdout
+    assert_same_outputs(src, out)
+    assert run_verify(src, out, "--inputs", "1").returncode == 0
+
+
+def conv_bn_with_zero(tmp_path):
+    """Conv -> Add(0) -> BatchNormalization -> Relu: the zero keeps --fuse-bn from the BN."""
+    c = 4
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"), constant_node("z", 0.0),
+             helper.make_node("Add", ["c", "z"], ["y"], name="plus_zero"),
+             helper.make_node("BatchNormalization", ["y", "g", "beta", "mean", "var"], ["n"], name="bn"), helper.make_node("Relu", ["n"], ["out"])]
+    inits = [weight("w", [c, c, 3, 3]), weight("b", [c]), numpy_helper.from_array(RNG.uniform(0.5, 1.5, c).astype(np.float32), "g"),
+             weight("beta", [c]), weight("mean", [c]), numpy_helper.from_array(RNG.uniform(0.5, 1.5, c).astype(np.float32), "var")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, X_SHAPE)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, X_SHAPE)], inits)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "conv_bn_zero.onnx")
+
+
+def test_identity_arithmetic_is_dropped_for_fuse_bn_too(tmp_path):
+    src = conv_bn_with_zero(tmp_path)
+    out = tmp_path / "out.onnx"
+    result = run_fold(src, out, "--fuse-bn")
+    assert result.returncode == 0, result.stderr
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops == ["Conv", "Relu"], ops
+    assert "note: dropped 1 identity operation before matching (1 Add of a constant zero)" in result.stdout, result.stdout
+    assert_same_outputs(src, out)
+    verdict = run_verify(src, out, "--inputs", "1")
+    assert verdict.returncode == 0 and "verdict: EQUIVALENT" in verdict.stdout, verdict.stdout[-3000:]
+
+
+def test_a_model_the_fold_leaves_alone_keeps_its_identity_arithmetic(tmp_path):
+    """Nothing else to fold: the model is written back byte for byte, and nothing is noted."""
+    src = conv_bn_with_zero(tmp_path)
+    out = tmp_path / "out.onnx"
+    result = run_fold(src, out)
+    assert result.returncode == 0, result.stderr
+    assert "model written unchanged" in result.stdout and "identity" not in result.stdout, result.stdout
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_verify_catches_a_dropped_operation_that_is_not_the_identity(tmp_path):
+    """FOLDED reads the operand of an Add of 0.5 as if it were the identity: the numeric check
+    of dropped operations names it."""
+    src = conv_bn_with_zero(tmp_path)
+    model = onnx.load(str(src))
+    next(n for n in model.graph.node if n.op_type == "Constant").attribute[0].t.CopyFrom(scalar("z_v", 0.5))
+    original = save(model, tmp_path / "half.onnx")
+    bad = onnx.load(str(original))
+    nodes = [n for n in bad.graph.node if n.name != "plus_zero" and n.op_type != "Constant"]
+    next(n for n in nodes if n.name == "bn").input[0] = "c"
+    del bad.graph.node[:]
+    bad.graph.node.extend(nodes)
+    folded = save(bad, tmp_path / "bad.onnx")
+    result = run_verify(original, folded, "--inputs", "1")
+    assert result.returncode == 1, result.stdout
+    assert "Add 'plus_zero', dropped by the fold, is not the identity" in result.stdout, result.stdout
+    assert "NOT EQUIVALENT" in result.stdout
