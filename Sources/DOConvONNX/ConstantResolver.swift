@@ -74,7 +74,15 @@ struct ConstantResolver {
             }
         }
         guard let k = index.producer[name] else {
-            throw .rejected("'\(name)' is a graph input, not a constant")
+            if let outer = index.definingScope(of: name) {
+                // A value of an enclosing graph (TorchScript dedups equal initializers there as
+                // `b.d_diag = Identity(a.d_diag)`): resolved in its own graph. Its nodes are that
+                // graph's, not this one's to remove.
+                var value = try ConstantResolver(index: outer, codec: codec).float(name, depth: depth + 1)
+                value.nodes = []
+                return value
+            }
+            throw .rejected(index.enclosing.isEmpty ? "'\(name)' is a graph input, not a constant" : "'\(name)' is an input of the subgraph, not a constant")
         }
         let node = index.nodes[k]
         guard node.isStandardDomain else { throw .rejected("'\(name)' comes from custom op \(node.opType)") }
@@ -157,7 +165,13 @@ struct ConstantResolver {
         if let tensor = index.initializers[name] {
             do { return (try codec.int64s(of: tensor), [], [name]) } catch { throw .rejected("shape '\(name)': \(error)") }
         }
-        guard let k = index.producer[name] else { throw .rejected("shape '\(name)' is not a constant") }
+        guard let k = index.producer[name] else {
+            if let outer = index.definingScope(of: name) {
+                let value = try ConstantResolver(index: outer, codec: codec).int64(name, depth: depth + 1)
+                return (value.values, [], value.initializers)
+            }
+            throw .rejected("shape '\(name)' is not a constant")
+        }
         let node = index.nodes[k]
         if node.isOp("Identity"), let input = node.inputs.first {
             var inner = try int64(input, depth: depth + 1)

@@ -21,10 +21,17 @@ struct GraphIndex {
     /// Declared shapes from inputs, outputs and value_info: nil for a dim without a fixed size.
     private(set) var declaredShapes: [String: [Int?]] = [:]
 
+    /// For a subgraph, the graphs that enclose it, outermost first (the main graph's index,
+    /// then each body on the way down): its nodes may read their values by name.
+    let enclosing: [GraphIndex]
+
     /// `outerInitializers`: for a subgraph (If/Loop/Scan body), the initializers of the
     /// enclosing graphs, which its nodes may read as constants (ONNX forbids shadowing, so a
-    /// graph's own names never clash with them).
-    init(graph: UnsafeMutablePointer<Onnx__GraphProto>, outerInitializers: [String: UnsafeMutablePointer<Onnx__TensorProto>] = [:]) {
+    /// graph's own names never clash with them); `enclosing`, the enclosing graphs' indexes,
+    /// through which values computed there (an `Identity` of an initializer) resolve.
+    init(graph: UnsafeMutablePointer<Onnx__GraphProto>, outerInitializers: [String: UnsafeMutablePointer<Onnx__TensorProto>] = [:],
+         enclosing: [GraphIndex] = []) {
+        self.enclosing = enclosing
         nodes = Proto.elements(graph.pointee.node, graph.pointee.n_node).compactMap { $0.map(NodeView.init) }
         for (k, node) in nodes.enumerated() {
             for (slot, input) in node.inputs.enumerated() where !input.isEmpty {
@@ -60,6 +67,13 @@ struct GraphIndex {
     func elementType(of value: String) -> Int32? {
         if let tensor = initializers[value] { return tensor.pointee.data_type }
         return declaredTypes[value]
+    }
+
+    /// The innermost enclosing graph that defines `value` (an initializer, a node output or
+    /// an input of its own), when this graph does not.
+    func definingScope(of value: String) -> GraphIndex? {
+        guard producer[value] == nil, !graphInputs.contains(value) else { return nil }
+        return enclosing.last { $0.producer[value] != nil || $0.initializers[value] != nil || $0.graphInputs.contains(value) }
     }
 
     /// True when something outside the node list needs the value.
