@@ -80,7 +80,11 @@ struct LinearBlockDetector {
             }
         }
         for (k, node) in index.nodes.enumerated() where node.isOp("Add") && isSumRoot(k) { take(try sumBlock(root: k), at: k) }
-        for (k, node) in index.nodes.enumerated() where !used.contains(k) && isChainEnd(k, node) { take(try chainBlock(end: k), at: k) }
+        for (k, node) in index.nodes.enumerated() where !used.contains(k) && isChainEnd(k, node) {
+            let (segments, refusals) = try chainBlocks(end: k)
+            rejected += refusals
+            for segment in segments { take(.success(segment), at: k) }
+        }
         return (blocks, rejected)
     }
 
@@ -173,8 +177,12 @@ struct LinearBlockDetector {
         return true
     }
 
-    private func chainBlock(end: Int) throws(ONNXError) -> Result<LinearBlockMatch, ReparamRefusal>? {
-        guard let output = index.nodes[end].outputs.first else { return nil }
+    /// The mergeable pieces of the chain ending at `end`, and why its other links stay. A chain
+    /// that does not compose as a whole splits, from its end, into the longest runs that do:
+    /// RepViT's 3x3 stem conv -> merged RepVGG-DW conv -> BN leaves the stem and merges the BN
+    /// into the depthwise conv.
+    private func chainBlocks(end: Int) throws(ONNXError) -> (blocks: [LinearBlockMatch], refused: [RejectedCandidate]) {
+        guard let output = index.nodes[end].outputs.first else { return ([], []) }
         // The walk starts at the end's own output, which may have several readers.
         var branch = try walk(from: output, isLeaf: false)
         // Chains hold Conv and BatchNormalization only: an average pool in a chain would turn
@@ -184,8 +192,69 @@ struct LinearBlockDetector {
             branch.nodes.removeFirst(cut + 1)
             branch.source = index.nodes[branch.nodes.first ?? end].inputs.first ?? branch.source
         }
-        guard branch.stages.count >= 2, branch.nodes.contains(where: { index.nodes[$0].isOp("Conv") }) else { return nil }
-        return build(root: end, source: branch.source, output: output, branches: [branch], adds: [])
+        let stages = branch.stages.compactMap { read -> AffineConv? in
+            if case .conv(let conv) = read.stage { return conv }
+            return nil
+        }
+        guard stages.count == branch.stages.count, stages.count >= 2, branch.nodes.contains(where: { index.nodes[$0].isOp("Conv") }) else { return ([], []) }
+        var blocks: [LinearBlockMatch] = [], refused: [RejectedCandidate] = []
+        var upper = stages.count
+        while upper > 0 {
+            // Grown from its end, one stage at a time (composing is associative where it is exact).
+            var lower = upper - 1
+            var why: ReparamRefusal?
+            var composed = stages[lower], weights = Self.weightCount(stages[lower])
+            while lower > 0 {
+                let stage = stages[lower - 1]
+                do { composed = try stage.followed(by: composed) } catch { why = error; break }
+                weights += Self.weightCount(stage)
+                if let refusal = Self.costRefusal(merged: composed, before: weights) { why = refusal; break }
+                lower -= 1
+            }
+            let run = lower..<upper
+            if run.count >= 2, run.contains(where: { index.nodes[branch.nodes[$0]].isOp("Conv") }) {
+                var piece = branch
+                piece.stages = Array(branch.stages[run])
+                piece.nodes = Array(branch.nodes[run])
+                piece.source = index.nodes[piece.nodes[0]].inputs.first ?? branch.source
+                let last = piece.nodes[piece.nodes.count - 1]
+                switch build(root: last, source: piece.source, output: index.nodes[last].outputs.first ?? "", branches: [piece], adds: []) {
+                case .success(let block): blocks.append(block)
+                case .failure(let refusal): refused.append(RejectedCandidate(name: label(last), reason: refusal.description))
+                }
+            }
+            if let why, lower > 0 {
+                // The link that stays: the stage before the run, with why it does not join.
+                let next = index.nodes[branch.nodes[lower]]
+                refused.append(RejectedCandidate(name: label(branch.nodes[lower - 1]),
+                                                 reason: "not merged with the \(next.opType) after it: \(why.description)"))
+            }
+            upper = lower
+        }
+        return (blocks.reversed(), refused.reversed())
+    }
+
+    /// Why a chain of stages must not become one conv, or nil: it does not compose exactly, or
+    /// composing it would cost more weights than it has (a low-rank factorization, kxk into few
+    /// channels then 1x1 out, is cheaper as it is). Per-channel scales (BatchNormalization)
+    /// count for nothing.
+    static func chainRefusal(_ stages: [AffineConv]) -> ReparamRefusal? {
+        guard let first = stages.first else { return ReparamRefusal("no stage") }
+        let merged: AffineConv
+        do { merged = try LinearBlock(branches: [stages], inChannels: first.inChannels).merged() } catch { return error }
+        return costRefusal(merged: merged, before: stages.reduce(0) { $0 + weightCount($1) })
+    }
+
+    /// The weights a stage costs: none for a per-channel scale.
+    static func weightCount(_ stage: AffineConv) -> Int {
+        stage.isPointwise && stage.groups == stage.outChannels && stage.groups == stage.inChannels ? 0 : stage.kernel.count
+    }
+
+    static func costRefusal(merged: AffineConv, before: Int) -> ReparamRefusal? {
+        guard merged.kernel.count <= max(before, 1) else {
+            return ReparamRefusal("composing the chain would raise its weights from \(before) to \(merged.kernel.count) (a low-rank factorization is cheaper as it is)")
+        }
+        return nil
     }
 
     // MARK: Walk and build

@@ -82,6 +82,22 @@ public struct StructureDiff {
         return walk.result
     }
 
+    /// A Conv's attributes without those that only spell out a default (unit strides and
+    /// dilations, no padding, one group, NOTSET, the kernel's own shape): a Conv the fold
+    /// writes spells them all out.
+    static func convAttributesWithoutDefaults(_ attributes: [(name: String, value: Attribute)], kernelShape: [Int]?) -> [(name: String, value: Attribute)] {
+        attributes.filter { attribute in
+            switch (attribute.name, attribute.value) {
+            case ("strides", .ints(let v)), ("dilations", .ints(let v)): return !v.allSatisfy { $0 == 1 }
+            case ("pads", .ints(let v)): return !v.allSatisfy { $0 == 0 }
+            case ("group", .int(let v)): return v != 1
+            case ("auto_pad", .string(let v)): return v != "NOTSET"
+            case ("kernel_shape", .ints(let v)): return kernelShape.map { v.map(Int.init) != $0 } ?? true
+            default: return true
+            }
+        }
+    }
+
     /// How the attributes differ, by name and value (order ignored).
     static func attributeDifferences(expected: [(name: String, value: Attribute)], actual: [(name: String, value: Attribute)],
                                      label: String) -> [String] {
@@ -111,6 +127,14 @@ public struct StructureDiff {
                   let link = node.inputs.first, !link.isEmpty, consumers[link] == [head], !outputs.contains(link),
                   let previous = graph.producers[link], graph.nodes[previous].opType == "Conv", graph.nodes[previous].isStandardDomain else {
                 return nil
+            }
+            // A Conv <- Conv link is a pair only when the weights that are plain initializers say
+            // so (a 1x1 after a depthwise conv); other Convs in a row are a `--reparam` chain.
+            if node.opType == "Conv" {
+                let pointwise = node.inputs.count > 1 ? graph.initializers[node.inputs[1]] : nil
+                let depthwise = graph.nodes[previous].inputs.count > 1 ? graph.initializers[graph.nodes[previous].inputs[1]] : nil
+                if let pointwise, pointwise.rank == 4, pointwise.shape[2...] != [1, 1] { return nil }
+                if let depthwise, depthwise.rank == 4, depthwise.shape[1] != 1 { return nil }
             }
             chain.insert(previous, at: 0)
         }

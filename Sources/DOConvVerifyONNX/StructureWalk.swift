@@ -124,7 +124,10 @@ struct StructureWalk {
             let group = original.nodes[chain[1]][attribute: "group"] ?? .int(1)
             if group != .int(1) || node[attribute: "group"] != nil { expected.append(("group", group)) }
         }
-        result.differences += StructureDiff.attributeDifferences(expected: expected, actual: node.attributes, label: StructureDiff.label(node))
+        let kernelShape = folded.initializers[replacement.foldedWeight].flatMap { $0.rank == 4 ? Array($0.shape[2...]) : nil }
+        result.differences += StructureDiff.attributeDifferences(expected: StructureDiff.convAttributesWithoutDefaults(expected, kernelShape: kernelShape),
+                                                                 actual: StructureDiff.convAttributesWithoutDefaults(node.attributes, kernelShape: kernelShape),
+                                                                 label: StructureDiff.label(node))
         if node.name != head.name, !chain.contains(where: { original.nodes[$0].name == node.name }) {
             differ("node \(StructureDiff.label(node)) has a name none of the ORIGINAL nodes it replaces had (\(chain.map { StructureDiff.label(original.nodes[$0]) }.joined(separator: ", ")))")
         }

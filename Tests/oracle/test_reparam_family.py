@@ -20,7 +20,7 @@ SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text(
 COUNTED = ("Conv", "Add", "BatchNormalization")
 # Families whose pieces are not merged yet: strict, so that reaching the deploy form fails
 # the test until the mark goes.
-PENDING = {"dbb", "fastvit", "repghost_bn", "repghost_identity", "repvit"}
+PENDING = {"dbb", "fastvit", "repghost_bn", "repghost_identity"}
 
 
 def op_counts(model):
@@ -251,3 +251,44 @@ def test_verify_catches_a_dropped_operation_that_is_not_the_identity(tmp_path):
     assert result.returncode == 1, result.stdout
     assert "Add 'plus_zero', dropped by the fold, is not the identity" in result.stdout, result.stdout
     assert "NOT EQUIVALENT" in result.stdout
+
+
+# MARK: chains that do not compose as a whole
+
+def bn_node(prefix, source, channels, inits):
+    inits += [numpy_helper.from_array(RNG.uniform(0.5, 1.5, channels).astype(np.float32), f"{prefix}_g"), weight(f"{prefix}_b", [channels]),
+              weight(f"{prefix}_m", [channels]), numpy_helper.from_array(RNG.uniform(0.5, 1.5, channels).astype(np.float32), f"{prefix}_v")]
+    return helper.make_node("BatchNormalization", [source] + [f"{prefix}_{p}" for p in "gbmv"], [f"{prefix}_out"], name=prefix)
+
+
+def test_a_chain_splits_into_the_runs_that_compose(tmp_path):
+    """3x3 -> depthwise 3x3 -> BN (RepViT's stem into its first RepVGG-DW block): the depthwise
+    conv takes the BN, the 3x3 stays; 3x3 -> 3x3 -> 1x1 -> BN: the second 3x3 takes the 1x1 and
+    the BN. Each conv that stays is listed with the reason."""
+    inits = [weight("a_w", [4, 4, 3, 3]), weight("a_b", [4]), weight("dw_w", [4, 1, 3, 3]), weight("c_w", [4, 4, 3, 3]),
+             weight("d_w", [4, 4, 3, 3]), weight("p_w", [4, 4, 1, 1]), weight("p_b", [4])]
+    nodes = [helper.make_node("Conv", ["x", "a_w", "a_b"], ["a"], pads=[1, 1, 1, 1], strides=[2, 2], name="stem"),
+             helper.make_node("Conv", ["a", "dw_w"], ["dw"], pads=[1, 1, 1, 1], group=4, name="depthwise"),
+             bn_node("bn1", "dw", 4, inits),
+             helper.make_node("Conv", ["x", "c_w"], ["c"], pads=[1, 1, 1, 1], name="first3"),
+             helper.make_node("Conv", ["c", "d_w"], ["d"], pads=[1, 1, 1, 1], name="second3"),
+             helper.make_node("Conv", ["d", "p_w", "p_b"], ["p"], name="pointwise"),
+             bn_node("bn2", "p", 4, inits)]
+    graph = helper.make_graph(nodes, "chains", [helper.make_tensor_value_info("x", TensorProto.FLOAT, X_SHAPE)],
+                              [helper.make_tensor_value_info("bn1_out", TensorProto.FLOAT, [1, 4, 4, 4]),
+                               helper.make_tensor_value_info("bn2_out", TensorProto.FLOAT, X_SHAPE)], inits)
+    src = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "chains.onnx")
+    out = tmp_path / "out.onnx"
+    result = run_fold(src, out, "--reparam")
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(str(out))
+    assert [n.name for n in model.graph.node] == ["stem", "depthwise", "first3", "second3"], [n.name for n in model.graph.node]
+    assert "re-parameterized 2 blocks of 5 nodes into 2 Convs" in result.stdout, result.stdout
+    for name in ("stem", "first3"):
+        assert f"not folded: Conv '{name}': not merged with the Conv after it: two 3x3 and 3x3 convs in a row compose into a larger kernel" \
+               in result.stdout, result.stdout
+    assert_same_outputs(src, out)
+    verdict = run_verify(src, out, "--inputs", "1")
+    assert verdict.returncode == 0 and "structure: ok" in verdict.stdout, verdict.stdout[-3000:]
+    report = json.loads(run_inspect(src, "--reparam", "--json").stdout)
+    assert sorted(b["branches"][0] for b in report["reparam"]["blocks"]) == ["Conv 3x3 -> BatchNormalization", "Conv 3x3 -> Conv 1x1 -> BatchNormalization"]
