@@ -79,7 +79,9 @@ struct LinearBlockDetector {
                 rejected.append(RejectedCandidate(name: label(k), reason: refusal.description))
             }
         }
-        for (k, node) in index.nodes.enumerated() where node.isOp("Add") && isSumRoot(k) { take(try sumBlock(root: k), at: k) }
+        for (k, node) in index.nodes.enumerated() where node.isOp("Add") && isSumRoot(k) {
+            for (outcome, root) in try sumBlocks(root: k, depth: 0) { take(outcome, at: root) }
+        }
         for (k, node) in index.nodes.enumerated() where !used.contains(k) && isChainEnd(k, node) {
             let (segments, refusals) = try chainBlocks(end: k)
             rejected += refusals
@@ -95,6 +97,27 @@ struct LinearBlockDetector {
         guard let output = index.nodes[k].outputs.first, !output.isEmpty else { return false }
         let uses = index.uses(of: output)
         return !(uses.count == 1 && !index.isPinned(output) && index.nodes[uses[0].node].isOp("Add"))
+    }
+
+    /// The sum rooted at `root` as one block, or, when it does not merge, its largest sums
+    /// that do, with the refusal of each larger one: RepGhost's re-param sum (a depthwise conv
+    /// and a BN of the same input) merges inside the residual Add that also holds the shortcut.
+    private func sumBlocks(root: Int, depth: Int) throws(ONNXError) -> [(Result<LinearBlockMatch, ReparamRefusal>?, Int)] {
+        let whole = try sumBlock(root: root)
+        if case .success? = whole { return [(whole, root)] }
+        guard depth < 64 else { return [(whole, root)] }
+        var found: [(Result<LinearBlockMatch, ReparamRefusal>?, Int)] = [(whole, root)]
+        for child in childSums(of: root) { found += try sumBlocks(root: child, depth: depth + 1) }
+        return found
+    }
+
+    /// The Add nodes whose outputs are operands of `root`'s Add and of nothing else.
+    private func childSums(of root: Int) -> [Int] {
+        index.nodes[root].inputs.compactMap { input in
+            guard let p = index.producer[input], index.nodes[p].isOp("Add"), index.nodes[p].inputs.count == 2,
+                  index.uses(of: input).count == 1, !index.isPinned(input) else { return nil }
+            return p
+        }
     }
 
     /// The operands of the sum rooted at `root`, and its Add nodes.

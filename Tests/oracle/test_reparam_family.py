@@ -20,7 +20,7 @@ SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text(
 COUNTED = ("Conv", "Add", "BatchNormalization")
 # Families whose pieces are not merged yet: strict, so that reaching the deploy form fails
 # the test until the mark goes.
-PENDING = {"dbb", "fastvit", "repghost_bn", "repghost_identity"}
+PENDING = {"dbb", "fastvit"}
 
 
 def op_counts(model):
@@ -164,14 +164,14 @@ def test_identity_arithmetic_is_dropped_before_matching(tmp_path):
     assert result.returncode == 0, result.stderr
     model = onnx.load(str(out))
     names = {n.name for n in model.graph.node}
-    # Every identity went and its block merged; what is not the identity stayed (after the
-    # sum it reads, which merged; the Add of 0.5 joins the sum as a constant leaf).
+    # Every identity went and its block merged; what is not the identity stayed, after the sum
+    # it reads, which merged (the Add of 0.5 holds the sum as a subtree with a constant leaf).
     assert not any(name.endswith(("_id", "_id0")) for name in names), names
     assert {"sub_left_keep", "div_left_keep", "half_keep"} <= names
-    assert [n.op_type for n in model.graph.node].count("Conv") == 10 + 2
+    assert [n.op_type for n in model.graph.node].count("Conv") == 11
     assert "note: dropped 9 identity operations before matching (5 Add of a constant zero, 1 Sub of a constant zero, 2 Mul by a constant one, " \
            "1 Div by a constant one)" in result.stdout, result.stdout
-    assert "re-parameterized 10 blocks" in result.stdout, result.stdout
+    assert "re-parameterized 11 blocks" in result.stdout, result.stdout
     assert_same_outputs(src, out)
     verdict = run_verify(src, out, "--inputs", "1")
     assert verdict.returncode == 0, verdict.stdout[-3000:]
@@ -292,3 +292,29 @@ def test_a_chain_splits_into_the_runs_that_compose(tmp_path):
     assert verdict.returncode == 0 and "structure: ok" in verdict.stdout, verdict.stdout[-3000:]
     report = json.loads(run_inspect(src, "--reparam", "--json").stdout)
     assert sorted(b["branches"][0] for b in report["reparam"]["blocks"]) == ["Conv 3x3 -> BatchNormalization", "Conv 3x3 -> Conv 1x1 -> BatchNormalization"]
+
+
+def test_a_sum_merges_inside_a_larger_one_that_does_not(tmp_path):
+    """RepGhost's shape: x + (dwconv(y) + bn(y)) with y = conv1x1(x). The whole sum does not
+    merge (the 1x1's bias would meet the depthwise conv's padding) and stays, listed; the inner
+    re-param sum merges into one depthwise conv."""
+    inits = [weight("p_w", [4, 4, 1, 1]), weight("p_b", [4]), weight("dw_w", [4, 1, 3, 3]), weight("dw_b", [4])]
+    nodes = [helper.make_node("Conv", ["x", "p_w", "p_b"], ["y"], name="primary"),
+             helper.make_node("Conv", ["y", "dw_w", "dw_b"], ["cheap"], pads=[1, 1, 1, 1], group=4, name="cheap"),
+             bn_node("fusion", "y", 4, inits),
+             helper.make_node("Add", ["cheap", "fusion_out"], ["ghost"], name="ghost_sum"),
+             helper.make_node("Add", ["ghost", "x"], ["out"], name="residual")]
+    graph = helper.make_graph(nodes, "ghost", [helper.make_tensor_value_info("x", TensorProto.FLOAT, X_SHAPE)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, X_SHAPE)], inits)
+    src = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "ghost.onnx")
+    out = tmp_path / "out.onnx"
+    result = run_fold(src, out, "--reparam")
+    assert result.returncode == 0, result.stderr
+    assert [(n.name, n.op_type) for n in onnx.load(str(out)).graph.node] == [("primary", "Conv"), ("cheap", "Conv"), ("residual", "Add")]
+    assert "re-parameterized 1 block of 3 nodes into 1 Conv (1 3x3 g4)" in result.stdout, result.stdout
+    assert "not folded: Add 'residual': the first conv's bias would reach the second conv's zero padding" in result.stdout, result.stdout
+    assert_same_outputs(src, out)
+    verdict = run_verify(src, out, "--inputs", "1")
+    assert verdict.returncode == 0 and "structure: ok" in verdict.stdout, verdict.stdout[-3000:]
+    report = json.loads(run_inspect(src, "--reparam", "--json").stdout)
+    assert [b["branches"] for b in report["reparam"]["blocks"]] == [["Conv 3x3", "BatchNormalization"]]
