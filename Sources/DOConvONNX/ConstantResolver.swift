@@ -159,6 +159,27 @@ struct ConstantResolver {
         return result
     }
 
+    /// True for an initializer or a Constant, possibly through single-input ops (Identity,
+    /// Cast, Reshape, ...): what exporters write for a number or a scale. Scans of every node
+    /// ask this first: `float` follows both operands of an Add, which on a value built by
+    /// `Add(v, v)` forty times over would take 2^40 steps.
+    func isPlain(_ name: String) -> Bool {
+        var value = name
+        for _ in 0..<Self.maxDepth {
+            if index.initializers[value] != nil { return true }
+            guard let k = index.producer[value] else {
+                if let outer = index.definingScope(of: value) { return ConstantResolver(index: outer, codec: codec).isPlain(value) }
+                return false
+            }
+            let node = index.nodes[k]
+            guard node.isStandardDomain else { return false }
+            if node.opType == "Constant" { return true }
+            guard ["Identity", "Cast", "Reshape", "Expand", "CastLike", "Unsqueeze", "Squeeze"].contains(node.opType), let first = node.inputs.first else { return false }
+            value = first
+        }
+        return false
+    }
+
     /// An INT64 constant (a shape), from an initializer, a Constant node or an Identity of one.
     func int64(_ name: String, depth: Int = 0) throws(MatchFailure) -> (values: [Int64], nodes: Set<Int>, initializers: Set<String>) {
         guard depth < Self.maxDepth else { throw .rejected("shape '\(name)' is not a short constant expression") }

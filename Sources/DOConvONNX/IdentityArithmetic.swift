@@ -55,7 +55,7 @@ struct IdentityArithmetic {
             for slot in slots {
                 guard let value = try identityConstant(inputs[slot], kind: kind) else { continue }
                 let data = inputs[1 - slot]
-                if isPlainConstant(data) { break } // constant work: not ours to simplify
+                if constants.isPlain(data) { break } // constant work: not ours to simplify
                 let label = node.name.isEmpty ? "\(node.opType) (output '\(outputs[0])')" : "\(node.opType) '\(node.name)'"
                 if let reason = blocker(output: outputs[0], data: data, constantShape: value.shape) {
                     refused.append(RejectedCandidate(name: label, reason: "\(kind.rawValue) left in place: \(reason)"))
@@ -78,27 +78,9 @@ struct IdentityArithmetic {
         }
     }
 
-    /// True for an initializer or a Constant, possibly through single-input ops (Identity,
-    /// Cast, Reshape, ...): what exporters write for a number. Anything else is not read as a
-    /// constant here, which keeps the scan linear (a value built by `Add(v, v)` forty times over
-    /// would take 2^40 steps to evaluate).
-    private func isPlainConstant(_ name: String) -> Bool {
-        var value = name
-        for _ in 0..<ConstantResolver.maxDepth {
-            if index.initializers[value] != nil { return true }
-            guard let k = index.producer[value] else { return false }
-            let node = index.nodes[k]
-            guard node.isStandardDomain else { return false }
-            if node.opType == "Constant" { return true }
-            guard ["Identity", "Cast", "Reshape", "Expand", "CastLike", "Unsqueeze", "Squeeze"].contains(node.opType), let first = node.inputs.first else { return false }
-            value = first
-        }
-        return false
-    }
-
     /// The constant `name` when every element is the operation's identity (0 or 1).
     private func identityConstant(_ name: String, kind: Kind) throws(ONNXError) -> ConstantValue? {
-        guard isPlainConstant(name) else { return nil }
+        guard constants.isPlain(name) else { return nil }
         let value: ConstantValue
         do { value = try constants.float(name) } catch {
             switch error {
@@ -139,7 +121,7 @@ struct IdentityArithmetic {
         if let shape = index.declaredShapes[value] { return shape.count }
         if let tensor = index.initializers[value] { return tensor.pointee.n_dims }
         guard depth < Self.maxDepth, let k = index.producer[value] else { return nil }
-        if isPlainConstant(value), let constant = try? constants.float(value) { return constant.shape.count }
+        if constants.isPlain(value), let constant = try? constants.float(value) { return constant.shape.count }
         let node = index.nodes[k]
         guard node.isStandardDomain, let first = node.inputs.first, !first.isEmpty else { return nil }
         switch node.opType {

@@ -12,6 +12,8 @@ struct LinearBlockMatch {
     var output: String
     /// Node indices per branch, in data-flow order (empty: the input itself).
     var branchNodes: [[Int]]
+    /// What the sum multiplies each branch by (one value: a scalar; [1]: nothing).
+    var branchFactors: [[Double]]
     /// The Add nodes of the sum (none for a chain).
     var adds: [Int]
     var block: LinearBlock
@@ -59,6 +61,8 @@ struct LinearBlockDetector {
         var source: String
         /// Why the walk stopped before a stage that looked linear.
         var blocker: String?
+        /// What the sum multiplies the branch by (see `Operand`).
+        var factor: [Double] = [1]
     }
 
     /// Add trees first (their branches' chains are part of them), then chains whose nodes
@@ -79,7 +83,7 @@ struct LinearBlockDetector {
                 rejected.append(RejectedCandidate(name: label(k), reason: refusal.description))
             }
         }
-        for (k, node) in index.nodes.enumerated() where node.isOp("Add") && isSumRoot(k) {
+        for k in index.nodes.indices where try isSumRoot(k) {
             for (outcome, root) in try sumBlocks(root: k, depth: 0) { take(outcome, at: root) }
         }
         for (k, node) in index.nodes.enumerated() where !used.contains(k) && isChainEnd(k, node) {
@@ -92,11 +96,43 @@ struct LinearBlockDetector {
 
     // MARK: Sums
 
-    /// An Add whose output is not one operand of another Add's sum.
-    private func isSumRoot(_ k: Int) -> Bool {
-        guard let output = index.nodes[k].outputs.first, !output.isEmpty else { return false }
-        let uses = index.uses(of: output)
-        return !(uses.count == 1 && !index.isPinned(output) && index.nodes[uses[0].node].isOp("Add"))
+    /// How a sum node combines what it reads: Add and Sub of two values, or Mul of one value
+    /// by a constant scalar or per-channel scale (`layer_scale`, [C, 1, 1] or [1, C, 1, 1]).
+    /// Each operand comes with its factor (one value: a scalar). Nil for any other node.
+    private func combination(_ k: Int) throws(ONNXError) -> (operands: [(value: String, factor: [Double])], constant: ConstantValue?)? {
+        let node = index.nodes[k]
+        guard node.isStandardDomain, node.inputs.count == 2, node.outputs.count == 1, !node.inputs.contains(where: \.isEmpty) else { return nil }
+        switch node.opType {
+        case "Add": return ([(node.inputs[0], [1]), (node.inputs[1], [1])], nil)
+        case "Sub": return ([(node.inputs[0], [1]), (node.inputs[1], [-1])], nil)
+        case "Mul":
+            for slot in [1, 0] where constants.isPlain(node.inputs[slot]) && !constants.isPlain(node.inputs[1 - slot]) {
+                guard case .success(let scale) = try constant(node.inputs[slot]) else { return nil }
+                let dims = scale.shape.filter { $0 != 1 }
+                // Scalars, and scales along the channel axis of an NCHW value only.
+                if dims.isEmpty { return ([(node.inputs[1 - slot], [scale.doubles[0]])], scale) }
+                guard dims.count == 1, scale.shape.count >= 3, scale.shape.count <= 4, scale.shape[scale.shape.count - 3] == dims[0] else { return nil }
+                return ([(node.inputs[1 - slot], scale.doubles)], scale)
+            }
+            return nil
+        default: return nil
+        }
+    }
+
+    /// The sum node reading `value` as one operand, when nothing else reads it.
+    private func sumReader(of value: String) throws(ONNXError) -> Int? {
+        let uses = index.uses(of: value)
+        guard uses.count == 1, !index.isPinned(value), try combination(uses[0].node) != nil else { return nil }
+        return uses[0].node
+    }
+
+    /// A sum node whose output is not one operand of another sum, and whose sum adds or
+    /// subtracts (a lone scale is no sum).
+    private func isSumRoot(_ k: Int) throws(ONNXError) -> Bool {
+        let node = index.nodes[k]
+        guard node.isOp("Add") || node.isOp("Sub") || node.isOp("Mul"), let output = node.outputs.first, !output.isEmpty,
+              try combination(k) != nil, try sumReader(of: output) == nil else { return false }
+        return try operands(of: k).adds.contains { !index.nodes[$0].isOp("Mul") }
     }
 
     /// The sum rooted at `root` as one block, or, when it does not merge, its largest sums
@@ -107,45 +143,69 @@ struct LinearBlockDetector {
         if case .success? = whole { return [(whole, root)] }
         guard depth < 64 else { return [(whole, root)] }
         var found: [(Result<LinearBlockMatch, ReparamRefusal>?, Int)] = [(whole, root)]
-        for child in childSums(of: root) { found += try sumBlocks(root: child, depth: depth + 1) }
+        for child in try childSums(of: root) where try operands(of: child).adds.contains(where: { !index.nodes[$0].isOp("Mul") }) {
+            found += try sumBlocks(root: child, depth: depth + 1)
+        }
         return found
     }
 
-    /// The Add nodes whose outputs are operands of `root`'s Add and of nothing else.
-    private func childSums(of root: Int) -> [Int] {
-        index.nodes[root].inputs.compactMap { input in
-            guard let p = index.producer[input], index.nodes[p].isOp("Add"), index.nodes[p].inputs.count == 2,
-                  index.uses(of: input).count == 1, !index.isPinned(input) else { return nil }
-            return p
+    /// The sum nodes whose outputs are operands of `root` and of nothing else.
+    private func childSums(of root: Int) throws(ONNXError) -> [Int] {
+        var children: [Int] = []
+        for (value, _) in try combination(root)?.operands ?? [] {
+            if let p = index.producer[value], try combination(p) != nil, try sumReader(of: value) == root { children.append(p) }
         }
+        return children
     }
 
-    /// The operands of the sum rooted at `root`, and its Add nodes.
-    private func operands(of root: Int) -> (leaves: [String], adds: [Int]) {
-        var leaves: [String] = [], adds: [Int] = [], stack = [root]
-        while let k = stack.popLast() {
+    /// One operand of a sum: the value and the factor the sum multiplies it by (Sub's -1,
+    /// RepMixer's layer scale); one value is a scalar.
+    private struct Operand {
+        var value: String
+        var factor: [Double]
+    }
+
+    /// The operands of the sum rooted at `root`, its nodes, and the constants of its scales.
+    private func operands(of root: Int) throws(ONNXError) -> (leaves: [Operand], adds: [Int], scales: [ConstantValue]) {
+        var leaves: [Operand] = [], adds: [Int] = [], scales: [ConstantValue] = []
+        var stack: [(node: Int, factor: [Double])] = [(root, [1])]
+        while let (k, factor) = stack.popLast() {
+            guard let combined = try combination(k) else { continue }
             adds.append(k)
-            for input in index.nodes[k].inputs.reversed() {
-                if let p = index.producer[input], index.nodes[p].isOp("Add"), index.nodes[p].inputs.count == 2,
-                   index.uses(of: input).count == 1, !index.isPinned(input), adds.count < 4096 {
-                    stack.append(p)
+            if let scale = combined.constant { scales.append(scale) }
+            for (input, own) in combined.operands.reversed() {
+                let product = Self.product(factor, own)
+                if let p = index.producer[input], adds.count < 4096, try sumReader(of: input) == k, try combination(p) != nil {
+                    stack.append((p, product))
                 } else {
-                    leaves.append(input)
+                    leaves.append(Operand(value: input, factor: product))
                 }
             }
         }
         // Branches in graph order, as the model lists them.
-        let order = leaves.sorted { (index.producer[$0] ?? -1) < (index.producer[$1] ?? -1) }
-        return (order, adds.sorted())
+        let order = leaves.enumerated().sorted { (index.producer[$0.element.value] ?? -1, $0.offset) < (index.producer[$1.element.value] ?? -1, $1.offset) }
+        return (order.map(\.element), adds.sorted(), scales)
+    }
+
+    /// Two factors multiplied (a scalar scales every channel; lengths that differ beyond that
+    /// are left for `build` to refuse).
+    private static func product(_ a: [Double], _ b: [Double]) -> [Double] {
+        if a.count == 1 { return b.map { $0 * a[0] } }
+        if b.count == 1 { return a.map { $0 * b[0] } }
+        return a.count == b.count ? zip(a, b).map(*) : a + b
     }
 
     private func sumBlock(root: Int) throws(ONNXError) -> Result<LinearBlockMatch, ReparamRefusal>? {
         let node = index.nodes[root]
         guard node.inputs.count == 2, node.outputs.count == 1 else { return nil }
-        let (leaves, adds) = operands(of: root)
-        guard !leaves.contains(where: \.isEmpty) else { return nil }
+        let (leaves, adds, scales) = try operands(of: root)
+        guard !leaves.contains(where: \.value.isEmpty) else { return nil }
         var branches: [Branch] = []
-        for leaf in leaves { branches.append(try walk(from: leaf, isLeaf: true, sum: Set(adds))) }
+        for leaf in leaves {
+            var branch = try walk(from: leaf.value, isLeaf: true, sum: Set(adds))
+            branch.factor = leaf.factor
+            branches.append(branch)
+        }
         // Only sums of at least two conv-like branches are candidates worth a report: a plain
         // residual Add (x + f(x) with a nonlinearity inside f) is not one.
         let convBranches = branches.filter { $0.stages.contains { $0.stage.isConvLike } || $0.blocker != nil }
@@ -153,15 +213,18 @@ struct LinearBlockDetector {
         // One conv branch beside a branch cut short by a nonlinearity (x + relu(conv(x)), a
         // residual block) is reported; a conv beside an unrelated value is no candidate.
         let nonlinearity = sources.count > 1 ? nonlinearityBetween(branches) : nil
-        guard convBranches.count >= 2 || (convBranches.count == 1 && (sources.count == 1 || nonlinearity != nil)) else { return nil }
+        // So is a sum whose branch is cut short right at its end (x + s * f(x) with s no
+        // per-channel scale).
+        guard convBranches.count >= 2 || (convBranches.count == 1 && sources.count == 1) || nonlinearity != nil else { return nil }
         // A sum of BatchNormalizations and the input alone has no Conv to become.
-        guard branches.contains(where: { $0.nodes.contains { index.nodes[$0].isOp("Conv") } }) || branches.contains(where: { $0.blocker != nil }) else { return nil }
+        guard branches.contains(where: { $0.nodes.contains { index.nodes[$0].isOp("Conv") } }) || branches.contains(where: { $0.blocker != nil })
+              || nonlinearity != nil else { return nil }
         guard sources.count == 1, let source = sources.first else {
             if let blocker = branches.compactMap(\.blocker).first { return .failure(ReparamRefusal(blocker)) }
             let listed = sources.sorted().map { "'\($0)'" }.joined(separator: ", ")
             return .failure(ReparamRefusal(nonlinearity ?? "the branches start at different values (\(listed))"))
         }
-        return build(root: root, source: source, output: node.outputs[0], branches: branches, adds: adds)
+        return build(root: root, source: source, output: node.outputs[0], branches: branches, adds: adds, scales: scales)
     }
 
     /// The nonlinearity that cuts a branch short, when one branch starts at the output of a
@@ -171,16 +234,19 @@ struct LinearBlockDetector {
         for branch in branches {
             guard let p = index.producer[branch.source] else { continue }
             let producer = index.nodes[p]
-            guard !["Conv", "BatchNormalization", "AveragePool", "Add"].contains(producer.opType), let input = producer.inputs.first else { continue }
-            // A nonlinearity whose input leads back (through linear stages) to another branch's start.
-            var value = input
-            for _ in 0..<64 {
-                if sources.contains(value), value != branch.source {
-                    return "a \(producer.opType) ('\(producer.name.isEmpty ? branch.source : producer.name)') stands between the block's input and the sum in one branch"
+            guard !["Conv", "BatchNormalization", "AveragePool", "Add"].contains(producer.opType) else { continue }
+            // A nonlinearity one of whose inputs (a Mul's data, not its constant) leads back
+            // through linear stages to another branch's start.
+            for input in producer.inputs where !input.isEmpty {
+                var value = input
+                for _ in 0..<64 {
+                    if sources.contains(value), value != branch.source {
+                        return "a \(producer.opType) ('\(producer.name.isEmpty ? branch.source : producer.name)') stands between the block's input and the sum in one branch"
+                    }
+                    guard let q = index.producer[value], ["Conv", "BatchNormalization", "AveragePool"].contains(index.nodes[q].opType),
+                          let next = index.nodes[q].inputs.first else { break }
+                    value = next
                 }
-                guard let q = index.producer[value], ["Conv", "BatchNormalization", "AveragePool"].contains(index.nodes[q].opType),
-                      let next = index.nodes[q].inputs.first else { break }
-                value = next
             }
         }
         return nil
@@ -315,7 +381,7 @@ struct LinearBlockDetector {
         return branch
     }
 
-    private func build(root: Int, source: String, output: String, branches: [Branch], adds: [Int]) -> Result<LinearBlockMatch, ReparamRefusal> {
+    private func build(root: Int, source: String, output: String, branches: [Branch], adds: [Int], scales: [ConstantValue] = []) -> Result<LinearBlockMatch, ReparamRefusal> {
         // The block's input channels: from any stage that knows them.
         var channels: Int?
         for branch in branches {
@@ -335,6 +401,14 @@ struct LinearBlockDetector {
                     do { stages.append(try .averagePool(channels: width, kernelSize: kernel, stride: stride, pads: pads)) } catch { return .failure(error) }
                 }
             }
+            // The sum's factor (Sub's -1, a layer scale) as a last per-channel stage.
+            if branch.factor.contains(where: { $0 != 1 }) {
+                guard branch.factor.count == 1 || branch.factor.count == width else {
+                    return .failure(ReparamRefusal("a scale of \(branch.factor.count) values multiplies a branch of \(width) channels"))
+                }
+                let factor = branch.factor.count == 1 ? [Double](repeating: branch.factor[0], count: width) : branch.factor
+                do { stages.append(try .channelAffine(scale: factor, shift: [Double](repeating: 0, count: width))) } catch { return .failure(error) }
+            }
             convBranches.append(stages)
         }
         let reads = branches.flatMap(\.stages)
@@ -343,10 +417,10 @@ struct LinearBlockDetector {
             return .failure(ReparamRefusal("the branches' weights have different element types"))
         }
         return .success(LinearBlockMatch(
-            root: root, name: label(root), source: source, output: output, branchNodes: branches.map(\.nodes), adds: adds,
+            root: root, name: label(root), source: source, output: output, branchNodes: branches.map(\.nodes), branchFactors: branches.map(\.factor), adds: adds,
             block: LinearBlock(branches: convBranches, inChannels: inChannels), elementType: type,
-            constantNodes: reads.reduce(into: Set<Int>()) { $0.formUnion($1.nodes) },
-            constantInitializers: reads.reduce(into: Set<String>()) { $0.formUnion($1.initializers) },
+            constantNodes: scales.reduce(into: reads.reduce(into: Set<Int>()) { $0.formUnion($1.nodes) }) { $0.formUnion($1.nodes) },
+            constantInitializers: scales.reduce(into: reads.reduce(into: Set<String>()) { $0.formUnion($1.initializers) }) { $0.formUnion($1.initializers) },
             external: reads.contains(where: \.external)))
     }
 

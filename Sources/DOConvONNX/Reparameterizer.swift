@@ -84,8 +84,8 @@ struct Reparameterizer {
         edit.candidateNodes.formUnion(block.constantNodes)
         edit.candidateInitializers.formUnion(block.constantInitializers)
         return .success(ReparameterizedBlock(
-            name: block.name, branches: block.branchNodes.map { nodes in
-                nodes.isEmpty ? "identity" : nodes.map { Self.describe(index.nodes[$0], index: index) }.joined(separator: " -> ")
+            name: block.name, branches: zip(block.branchNodes, block.branchFactors).map { nodes, factor in
+                (nodes.isEmpty ? "identity" : nodes.map { Self.describe(index.nodes[$0], index: index) }.joined(separator: " -> ")) + Self.describe(factor: factor)
             },
             kernelSize: conv.kernelSize, groups: conv.groups, nodesReplaced: block.nodes.count, relativeError: relativeError,
             tolerance: options.tolerance ?? block.elementType.defaultTolerance))
@@ -104,6 +104,13 @@ struct Reparameterizer {
             return node.opType + (text.map { " " + $0 } ?? "")
         default: return node.opType
         }
+    }
+
+    /// "", " x -1", " x 0.5", " x per-channel scale", " x -(per-channel scale)".
+    static func describe(factor: [Double]) -> String {
+        if factor.allSatisfy({ $0 == 1 }) { return "" }
+        if Set(factor).count == 1 { return " x \(factor[0] == -1 ? "-1" : String(describing: factor[0]))" }
+        return factor.allSatisfy({ $0 <= 0 }) ? " x -(per-channel scale)" : " x per-channel scale"
     }
 
     /// A new tensor's values as written (after rounding to its element type).

@@ -20,7 +20,7 @@ SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text(
 COUNTED = ("Conv", "Add", "BatchNormalization")
 # Families whose pieces are not merged yet: strict, so that reaching the deploy form fails
 # the test until the mark goes.
-PENDING = {"dbb", "fastvit"}
+PENDING = {"dbb"}
 
 
 def op_counts(model):
@@ -318,3 +318,53 @@ def test_a_sum_merges_inside_a_larger_one_that_does_not(tmp_path):
     assert verdict.returncode == 0 and "structure: ok" in verdict.stdout, verdict.stdout[-3000:]
     report = json.loads(run_inspect(src, "--reparam", "--json").stdout)
     assert [b["branches"] for b in report["reparam"]["blocks"]] == [["Conv 3x3", "BatchNormalization"]]
+
+
+def repmixer(tmp_path, scale_shape):
+    """FastViT's RepMixer as its exporter writes it: x + layer_scale * (mixer(x) - norm(x)),
+    mixer a depthwise 3x3 conv plus a BN of x, norm a BN of x."""
+    inits = [weight("dw_w", [4, 1, 3, 3]), weight("dw_b", [4]),
+             numpy_helper.from_array(RNG.uniform(0.2, 1.2, scale_shape).astype(np.float32), "layer_scale")]
+    nodes = [helper.make_node("Conv", ["x", "dw_w", "dw_b"], ["dw"], pads=[1, 1, 1, 1], group=4, name="mixer_conv"),
+             bn_node("mixer_skip", "x", 4, inits),
+             helper.make_node("Add", ["dw", "mixer_skip_out"], ["mixed"], name="mixer_sum"),
+             bn_node("norm", "x", 4, inits),
+             helper.make_node("Sub", ["mixed", "norm_out"], ["difference"], name="difference"),
+             helper.make_node("Mul", ["layer_scale", "difference"], ["scaled"], name="scaled"),
+             helper.make_node("Add", ["x", "scaled"], ["out"], name="residual")]
+    graph = helper.make_graph(nodes, "repmixer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, X_SHAPE)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, X_SHAPE)], inits)
+    return save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "repmixer.onnx")
+
+
+def test_repmixer_merges_into_one_depthwise_conv(tmp_path):
+    src = repmixer(tmp_path, [4, 1, 1])
+    out = tmp_path / "out.onnx"
+    result = run_fold(src, out, "--reparam")
+    assert result.returncode == 0, result.stderr
+    model = onnx.load(str(out))
+    assert [(n.name, n.op_type) for n in model.graph.node] == [("mixer_conv", "Conv")], result.stdout
+    conv = model.graph.node[0]
+    assert next(a.i for a in conv.attribute if a.name == "group") == 4
+    assert {i.name for i in model.graph.initializer} == {conv.input[1], conv.input[2]}  # the layer scale went too
+    assert "re-parameterized 1 block of 7 nodes into 1 Conv (1 3x3 g4)" in result.stdout, result.stdout
+    assert_same_outputs(src, out)
+    verdict = run_verify(src, out, "--inputs", "1")
+    assert verdict.returncode == 0 and "structure: ok" in verdict.stdout, verdict.stdout[-3000:]
+    report = json.loads(run_inspect(src, "--reparam", "--json").stdout)
+    assert report["reparam"]["blocks"][0]["branches"] == [
+        "identity", "Conv 3x3 x per-channel scale", "BatchNormalization x per-channel scale", "BatchNormalization x -(per-channel scale)"]
+
+
+def test_a_scale_along_another_axis_is_not_a_layer_scale(tmp_path):
+    """A [1, 1, 1, 8] constant multiplies along the width: not a per-channel scale. The sum
+    inside merges; the Mul stays and the residual is listed with it."""
+    src = repmixer(tmp_path, [1, 1, 1, 8])
+    out = tmp_path / "out.onnx"
+    result = run_fold(src, out, "--reparam")
+    assert result.returncode == 0, result.stderr
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops == ["Conv", "Mul", "Add"], (ops, result.stdout)
+    assert "not folded: Add 'residual': a Mul ('scaled') stands between the block's input and the sum in one branch" in result.stdout, result.stdout
+    assert_same_outputs(src, out)
+    assert run_verify(src, out, "--inputs", "1").returncode == 0
