@@ -41,6 +41,9 @@ struct LinearBlockDetector {
         case conv(AffineConv)
         /// Known channels only once the stage before it (or the block input) is known.
         case averagePool(kernel: [Int], stride: [Int], pads: [Int])
+        /// Padding with a per-channel value (DBB's BNAndPad): becomes the padding of the conv
+        /// or pool after it.
+        case padding(ValuePadding)
 
         var isConvLike: Bool { if case .conv = self { return true }; return false }
     }
@@ -354,16 +357,45 @@ struct LinearBlockDetector {
         var branch = Branch(source: value)
         var current = value
         var first = true
+        // A padding's input is read inside the padding only (the detector checked).
+        var readInsidePadding = false
         while let p = index.producer[current] {
-            if !first || isLeaf {
+            if (!first || isLeaf) && !readInsidePadding {
                 guard index.uses(of: current).count == 1, !index.isPinned(current) else {
-                    if first, isLeaf, let reader = index.uses(of: current).first(where: { !sum.contains($0.node) }) {
+                    // Only a linear stage's output makes this a branch cut short; another value
+                    // read twice (index arithmetic, a ReLU's output) is just an operand.
+                    let producer = index.nodes[p]
+                    if first, isLeaf, producer.isOp("Conv") || producer.isOp("BatchNormalization") || producer.isOp("AveragePool"),
+                       let reader = index.uses(of: current).first(where: { !sum.contains($0.node) }) {
                         branch.blocker = "the branch output '\(current)' is also read by \(label(reader.node))"
                     }
                     break
                 }
             }
             let node = index.nodes[p]
+            readInsidePadding = false
+            if node.isOp("ScatterND") || node.isOp("Pad") {
+                // The channel count from the stage after it (the walk goes backwards).
+                let channels = branch.stages.lazy.compactMap { read -> Int? in
+                    if case .conv(let conv) = read.stage { return conv.inChannels }
+                    return nil
+                }.first
+                guard let channels, let padding = try ValuePaddingDetector(index: index, codec: codec).recognize(current, channels: channels) else { break }
+                switch padding {
+                case .success(let padding):
+                    branch.stages.insert(StageRead(stage: .padding(padding), type: nil, nodes: padding.nodes, initializers: padding.initializers,
+                                                   description: "Pad \(padding.pads.map(String.init).joined(separator: "x"))"), at: 0)
+                    branch.nodes.insert(p, at: 0)
+                    current = padding.input
+                    branch.source = current
+                    readInsidePadding = true
+                case .failure(let refusal):
+                    branch.blocker = "\(label(p)): \(refusal.description)"
+                    return branch
+                }
+                first = false
+                continue
+            }
             guard node.isOp("Conv") || node.isOp("BatchNormalization") || node.isOp("AveragePool") else { break }
             switch try stage(p) {
             case .success(let read):
@@ -392,15 +424,35 @@ struct LinearBlockDetector {
         for branch in branches {
             var stages: [AffineConv] = []
             var width = inChannels
+            // A padding waiting for the conv or pool that reads it.
+            var padding: ValuePadding?
             for read in branch.stages {
                 switch read.stage {
-                case .conv(let conv):
+                case .conv(var conv):
+                    if let pending = padding {
+                        guard !conv.hasPadding, pending.value.count == conv.inChannels else {
+                            return .failure(ReparamRefusal("a padding with values feeds a conv that pads itself"))
+                        }
+                        conv.pads = pending.pads
+                        conv.padValue = pending.value.allSatisfy { $0 == 0 } ? nil : pending.value
+                        padding = nil
+                    }
                     stages.append(conv)
                     width = conv.outChannels
                 case .averagePool(let kernel, let stride, let pads):
-                    do { stages.append(try .averagePool(channels: width, kernelSize: kernel, stride: stride, pads: pads)) } catch { return .failure(error) }
+                    if let pending = padding, pads.contains(where: { $0 != 0 }) || pending.value.count != width {
+                        return .failure(ReparamRefusal("a padding with values feeds an average pool that pads itself"))
+                    }
+                    do {
+                        stages.append(try .averagePool(channels: width, kernelSize: kernel, stride: stride, pads: padding?.pads ?? pads, padValue: padding?.value))
+                    } catch { return .failure(error) }
+                    padding = nil
+                case .padding(let pad):
+                    guard padding == nil else { return .failure(ReparamRefusal("two paddings in a row")) }
+                    padding = pad
                 }
             }
+            if padding != nil { return .failure(ReparamRefusal("a padding with values that no conv or average pool reads")) }
             // The sum's factor (Sub's -1, a layer scale) as a last per-channel stage.
             if branch.factor.contains(where: { $0 != 1 }) {
                 guard branch.factor.count == 1 || branch.factor.count == width else {

@@ -45,6 +45,9 @@ struct Reparameterizer {
     private func rewrite(_ block: LinearBlockMatch, index: GraphIndex, taken: inout Set<String>, edit: inout GraphEdit) -> Result<ReparameterizedBlock, ReparamRefusal> {
         let conv: AffineConv
         do { conv = try block.block.merged() } catch { return .failure(error) }
+        if conv.hasPadding, conv.padValue != nil {
+            return .failure(ReparamRefusal("the merged conv would pad its input with values, which an ONNX Conv cannot"))
+        }
         // A chain is merged only when that does not cost more (the detector splits chains so).
         if block.adds.isEmpty, let refusal = LinearBlockDetector.chainRefusal(block.block.branches[0]) { return .failure(refusal) }
         guard let host = block.branchNodes.compactMap(\.first).first(where: { index.nodes[$0].inputs.first == block.source }) else {
@@ -102,6 +105,7 @@ struct Reparameterizer {
             }
             let text = shape.map { $0.map(String.init).joined(separator: "x") }
             return node.opType + (text.map { " " + $0 } ?? "")
+        case "ScatterND", "Pad": return "Pad (per-channel value)"
         default: return node.opType
         }
     }

@@ -146,10 +146,14 @@ public struct StructureDiff {
     /// read only inside the block. Their constant inputs are checked separately.
     /// Add, Sub and Mul take their non-constant operands as data (a Mul by a per-channel
     /// scale, an Add of a constant zero the fold dropped); a Mul of two data values is not linear.
+    /// A Pad and the ScatterND writes after it (DBB's padding with a value) come with the index
+    /// arithmetic that computes their pads, indices and values.
     static func linearBlock(ending last: Int, in graph: Graph, producers: [String: Int], consumers: [String: [Int]], outputs: Set<String>, input: String,
                             isConstant: (String) -> Bool) -> [Int]? {
-        let linear: Set<String> = ["Add", "Sub", "Mul", "Conv", "BatchNormalization", "AveragePool"]
+        let linear: Set<String> = ["Add", "Sub", "Mul", "Conv", "BatchNormalization", "AveragePool", "Pad", "ScatterND"]
         var block = Set<Int>(), stack = [last]
+        // A padding's pads, indices and values: index arithmetic the block takes along.
+        var auxiliaryRoots: [String] = []
         while let k = stack.popLast() {
             guard block.insert(k).inserted else { continue }
             let node = graph.nodes[k]
@@ -157,14 +161,33 @@ public struct StructureDiff {
             let arithmetic = ["Add", "Sub", "Mul"].contains(node.opType)
             let data = arithmetic ? node.inputs.filter { !isConstant($0) } : Array(node.inputs.prefix(1))
             if arithmetic, data.isEmpty || (node.opType == "Mul" && data.count != 1) { return nil }
+            if node.opType == "Pad" || node.opType == "ScatterND" { auxiliaryRoots += node.inputs.dropFirst() }
             for value in data {
                 if value == input { continue }
-                guard !value.isEmpty, let producer = producers[value], !outputs.contains(value),
-                      (consumers[value] ?? []).allSatisfy({ $0 == k }) else { return nil }
+                guard !value.isEmpty, let producer = producers[value], !outputs.contains(value) else { return nil }
                 stack.append(producer)
             }
         }
-        return block.sorted()
+        // The index arithmetic: back to constants and the block's own values (their shapes),
+        // never a graph input.
+        var auxiliary = Set<Int>(), seen = Set<String>()
+        while let value = auxiliaryRoots.popLast() {
+            guard !value.isEmpty, value != input, graph.initializers[value] == nil, seen.insert(value).inserted else { continue }
+            guard let producer = producers[value] else { return nil }
+            if block.contains(producer) { continue }
+            guard auxiliary.insert(producer).inserted else { continue }
+            guard auxiliary.count <= 8192 else { return nil }
+            auxiliaryRoots += graph.nodes[producer].inputs
+        }
+        // Every value inside is read inside only (the output aside).
+        let all = block.union(auxiliary)
+        let output = graph.nodes[last].outputs.first ?? ""
+        for k in all {
+            for value in graph.nodes[k].outputs where !value.isEmpty && value != output {
+                guard !outputs.contains(value), (consumers[value] ?? []).allSatisfy({ all.contains($0) }) else { return nil }
+            }
+        }
+        return all.sorted()
     }
 
     /// The nodes and initializers upstream of `roots` in ORIGINAL, and any graph inputs

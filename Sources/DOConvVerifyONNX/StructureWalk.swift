@@ -173,7 +173,13 @@ struct StructureWalk {
         let inside = Set(block.flatMap { original.nodes[$0].outputs })
         for k in block {
             let node = original.nodes[k]
-            let parameters = ["Add", "Sub", "Mul"].contains(node.opType) ? node.inputs.filter(isConstant) : Array(node.inputs.dropFirst())
+            let parameters: [String]
+            switch node.opType {
+            case "Add", "Sub", "Mul": parameters = node.inputs.filter(isConstant)
+            case "Conv", "BatchNormalization", "AveragePool": parameters = Array(node.inputs.dropFirst())
+            // A padding and its index arithmetic: they are in the block; the initializers they read go with them.
+            default: parameters = node.inputs.filter { original.initializers[$0] != nil }
+            }
             constantRoots += parameters.filter { !$0.isEmpty && !inside.contains($0) }
         }
         result.replaced.append(replacement)

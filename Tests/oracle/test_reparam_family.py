@@ -20,7 +20,7 @@ SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text(
 COUNTED = ("Conv", "Add", "BatchNormalization")
 # Families whose pieces are not merged yet: strict, so that reaching the deploy form fails
 # the test until the mark goes.
-PENDING = {"dbb"}
+PENDING: set[str] = set()
 
 
 def op_counts(model):
@@ -368,3 +368,58 @@ def test_a_scale_along_another_axis_is_not_a_layer_scale(tmp_path):
     assert "not folded: Add 'residual': a Mul ('scaled') stands between the block's input and the sum in one branch" in result.stdout, result.stdout
     assert_same_outputs(src, out)
     assert run_verify(src, out, "--inputs", "1").returncode == 0
+
+
+# MARK: DBB's padding with a value
+
+def expand_initializer_of(model, pad_name):
+    """The [1, C, 1, 1] initializer a BNAndPad's border writes expand (its BN's shift)."""
+    inits = {i.name for i in model.graph.initializer}
+    prefix = pad_name.rsplit("/", 1)[0] + "/"
+    return next(n.input[0] for n in model.graph.node if n.op_type == "Expand" and n.name.startswith(prefix) and n.input[0] in inits)
+
+
+def test_a_padding_whose_value_is_not_the_bias_before_it_stays(tmp_path):
+    """One BNAndPad's border value moved off its BN's shift: the 1x1 conv before it no longer
+    computes the border, so that block stays (listed); the other blocks still merge."""
+    model = onnx.load(str(FAMILY / ENTRIES["dbb"]["train"]))
+    name = expand_initializer_of(model, "/features/features.1/avg/bn/Pad")
+    tensor = next(i for i in model.graph.initializer if i.name == name)
+    tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) + 0.5, name))
+    src = tmp_path / "dbb_moved.onnx"
+    onnx.save(model, str(src))
+    out = tmp_path / "out.onnx"
+    result = run_fold(src, out, "--reparam")
+    assert result.returncode == 0, result.stderr
+    assert "re-parameterized 3 blocks" in result.stdout, result.stdout
+    assert "not folded: Add '/features/features.1/Add_2': the second conv pads with values that differ from the first conv's bias" in result.stdout
+    x = np.load(FAMILY / ENTRIES["dbb"]["expected"])["input"]
+    want, got = run_ort(src, {"input": x})[0], run_ort(out, {"input": x})[0]
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    assert run_verify(src, out, "--inputs", "1").returncode == 0
+
+
+def test_a_wrong_dbb_merge_is_not_equivalent(merged, tmp_path):
+    """The merged DBB kernel with one corner tap moved: the block check, run at the size the
+    padding's index arithmetic was exported for, sees it at the border."""
+    path, _ = merged["dbb"]
+    model = onnx.load(str(path))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    tensor = next(t for t in model.graph.initializer if t.name == conv.input[1])
+    values = numpy_helper.to_array(tensor).copy()
+    values[0, 0, 0, 0] += 0.25
+    tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+    bad = tmp_path / "bad.onnx"
+    onnx.save(model, str(bad))
+    result = run_verify(FAMILY / ENTRIES["dbb"]["train"], bad, "--inputs", "1")
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert f"FAIL {conv.name}" in result.stdout and "checked at its input's size 16x16" in result.stdout, result.stdout[-3000:]
+
+
+def test_dbb_blocks_in_the_inspect_report():
+    report = json.loads(run_inspect(FAMILY / ENTRIES["dbb"]["train"], "--reparam", "--json").stdout)
+    import jsonschema
+    jsonschema.validate(report, SCHEMA)
+    blocks = report["reparam"]["blocks"]
+    assert len(blocks) == 4 and report["reparam"]["refused"] == []
+    assert all(any("Pad (per-channel value) -> Conv 3x3" in branch for branch in b["branches"]) for b in blocks)
