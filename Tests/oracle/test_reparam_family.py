@@ -5,6 +5,7 @@ conv, RepGhost's re-param branch, DBB's padded BN), and the pieces that get them
 identity arithmetic dropped before matching, in every fold."""
 import json
 
+import jsonschema
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -18,9 +19,6 @@ ENTRIES = json.loads((FAMILY / "MANIFEST.json").read_text())
 assert len(ENTRIES) >= 7, "fixtures/reparam_family/MANIFEST.json lists too few models: rerun fixtures/make_reparam_family_fixtures.py"
 SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text())
 COUNTED = ("Conv", "Add", "BatchNormalization")
-# Families whose pieces are not merged yet: strict, so that reaching the deploy form fails
-# the test until the mark goes.
-PENDING: set[str] = set()
 
 
 def op_counts(model):
@@ -30,10 +28,6 @@ def op_counts(model):
 
 def run_ort(path, feeds):
     return ort.InferenceSession(str(path)).run(None, feeds)
-
-
-def family_params():
-    return [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="not merged yet")) if name in PENDING else name for name in ENTRIES]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +41,7 @@ def merged(tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("name", family_params())
+@pytest.mark.parametrize("name", list(ENTRIES))
 def test_family_reaches_its_deploy_form(name, merged):
     entry = ENTRIES[name]
     path, result = merged[name]
@@ -63,7 +57,7 @@ def test_family_reaches_its_deploy_form(name, merged):
     assert np.abs(got - expected["output"]).max() <= 1e-5 * scale
 
 
-@pytest.mark.parametrize("name", family_params())
+@pytest.mark.parametrize("name", list(ENTRIES))
 def test_family_merges_verify(name, merged):
     path, fold = merged[name]
     assert fold.returncode == 0, fold.stderr
@@ -78,7 +72,6 @@ def test_family_merges_verify(name, merged):
 
 def test_inspect_reports_the_family_blocks():
     report = json.loads(run_inspect(FAMILY / ENTRIES["mobileone_s0"]["train"], "--reparam", "--json").stdout)
-    import jsonschema
     jsonschema.validate(report, SCHEMA)
     assert len(report["reparam"]["blocks"]) == ENTRIES["mobileone_s0"]["deploy_ops"]["Conv"]
     text = run_inspect(FAMILY / ENTRIES["yolov6_efficientrep"]["train"], "--reparam").stdout
@@ -418,7 +411,6 @@ def test_a_wrong_dbb_merge_is_not_equivalent(merged, tmp_path):
 
 def test_dbb_blocks_in_the_inspect_report():
     report = json.loads(run_inspect(FAMILY / ENTRIES["dbb"]["train"], "--reparam", "--json").stdout)
-    import jsonschema
     jsonschema.validate(report, SCHEMA)
     blocks = report["reparam"]["blocks"]
     assert len(blocks) == 4 and report["reparam"]["refused"] == []
