@@ -74,7 +74,15 @@ struct ConstantResolver {
             }
         }
         guard let k = index.producer[name] else {
-            throw .rejected("'\(name)' is a graph input, not a constant")
+            if let outer = index.definingScope(of: name) {
+                // A value of an enclosing graph (TorchScript dedups equal initializers there as
+                // `b.d_diag = Identity(a.d_diag)`): resolved in its own graph. Its nodes are that
+                // graph's, not this one's to remove.
+                var value = try ConstantResolver(index: outer, codec: codec).float(name, depth: depth + 1)
+                value.nodes = []
+                return value
+            }
+            throw .rejected(index.enclosing.isEmpty ? "'\(name)' is a graph input, not a constant" : "'\(name)' is an input of the subgraph, not a constant")
         }
         let node = index.nodes[k]
         guard node.isStandardDomain else { throw .rejected("'\(name)' comes from custom op \(node.opType)") }
@@ -151,13 +159,40 @@ struct ConstantResolver {
         return result
     }
 
+    /// True for an initializer or a Constant, possibly through single-input ops (Identity,
+    /// Cast, Reshape, ...): what exporters write for a number or a scale. Scans of every node
+    /// ask this first: `float` follows both operands of an Add, which on a value built by
+    /// `Add(v, v)` forty times over would take 2^40 steps.
+    func isPlain(_ name: String) -> Bool {
+        var value = name
+        for _ in 0..<Self.maxDepth {
+            if index.initializers[value] != nil { return true }
+            guard let k = index.producer[value] else {
+                if let outer = index.definingScope(of: value) { return ConstantResolver(index: outer, codec: codec).isPlain(value) }
+                return false
+            }
+            let node = index.nodes[k]
+            guard node.isStandardDomain else { return false }
+            if node.opType == "Constant" { return true }
+            guard ["Identity", "Cast", "Reshape", "Expand", "CastLike", "Unsqueeze", "Squeeze"].contains(node.opType), let first = node.inputs.first else { return false }
+            value = first
+        }
+        return false
+    }
+
     /// An INT64 constant (a shape), from an initializer, a Constant node or an Identity of one.
     func int64(_ name: String, depth: Int = 0) throws(MatchFailure) -> (values: [Int64], nodes: Set<Int>, initializers: Set<String>) {
         guard depth < Self.maxDepth else { throw .rejected("shape '\(name)' is not a short constant expression") }
         if let tensor = index.initializers[name] {
             do { return (try codec.int64s(of: tensor), [], [name]) } catch { throw .rejected("shape '\(name)': \(error)") }
         }
-        guard let k = index.producer[name] else { throw .rejected("shape '\(name)' is not a constant") }
+        guard let k = index.producer[name] else {
+            if let outer = index.definingScope(of: name) {
+                let value = try ConstantResolver(index: outer, codec: codec).int64(name, depth: depth + 1)
+                return (value.values, [], value.initializers)
+            }
+            throw .rejected("shape '\(name)' is not a constant")
+        }
         let node = index.nodes[k]
         if node.isOp("Identity"), let input = node.inputs.first {
             var inner = try int64(input, depth: depth + 1)

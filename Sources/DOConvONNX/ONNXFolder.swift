@@ -10,6 +10,9 @@ public enum ONNXFolder {
     /// calls of local functions are found on the graph with those calls inlined, which is
     /// undone before this returns.
     public static func detect(_ model: ONNXModel, options: FoldOptions = FoldOptions()) throws(ONNXError) -> Detection {
+        // Matched as the fold matches: with identity arithmetic dropped (put back below).
+        let identities = try dropIdentities(model)
+        defer { identities.dropping?.undo() }
         let functions = try inlineFunctionCalls(model)
         defer { functions.inlining?.undo() }
         let index = GraphIndex(graph: model.graph)
@@ -22,7 +25,15 @@ public enum ONNXFolder {
         let subgraphs = try SubgraphFolder(model: model, options: options).detect()
         let nested = NestedCompositionScan(model: model, coveredFunctions: functions.covered).scan()
         return Detection(layers: compositions.map(\.detected) + pairs.map(\.detected) + subgraphs.layers,
-                         rejected: rejectedCompositions + rejectedPairs + subgraphs.rejected + functions.rejected + nested)
+                         rejected: rejectedCompositions + rejectedPairs + subgraphs.rejected + functions.rejected + nested + identities.refused)
+    }
+
+    /// Identity arithmetic (`Add(x, 0)` and its kin, see `IdentityArithmetic`) dropped from the
+    /// main graph, reversibly, and the look-alikes left with the reason.
+    static func dropIdentities(_ model: ONNXModel) throws(ONNXError) -> (dropping: IdentityDropping?, refused: [RejectedCandidate]) {
+        let index = GraphIndex(graph: model.graph)
+        let (drops, refused) = try IdentityArithmetic(index: index, codec: model.codec).find()
+        return (drops.isEmpty ? nil : IdentityDropping(drops, model: model, index: index), refused)
     }
 
     /// Marks the layers that come from an inlined call with the function and call node.
@@ -85,9 +96,23 @@ public enum ONNXFolder {
     /// `inlineFunctionCalls`); a function no node calls any more afterwards is removed.
     /// With `reparameterize` (`--reparam`), blocks of linear branches and chains of linear
     /// stages then merge into single Convs (see `Reparameterizer`), which also fuses every
-    /// BatchNormalization that follows a Conv.
+    /// BatchNormalization that follows a Conv. Before any of it, identity arithmetic
+    /// (`Add(x, 0)`, see `IdentityArithmetic`) is dropped from the main graph, and noted, when
+    /// the fold changes anything else.
     public static func fold(_ model: ONNXModel, options: FoldOptions = FoldOptions(), fuseBatchNorm: Bool = false,
                             reparameterize: Bool = false) throws(ONNXError) -> FoldSummary {
+        try foldReporting(model, options: options, fuseBatchNorm: fuseBatchNorm, reparameterize: reparameterize).summary
+    }
+
+    /// `fold`, with the candidates `--reparam` left apart from the others (for reports).
+    static func foldReporting(_ model: ONNXModel, options: FoldOptions, fuseBatchNorm: Bool,
+                              reparameterize: Bool) throws(ONNXError) -> (summary: FoldSummary, reparamRejected: [RejectedCandidate]) {
+        // Identity arithmetic goes first, so that every matcher sees the sums without it. It is
+        // put back when nothing else changes (the model is then written as it was); on a
+        // failure it stays dropped, which keeps the tree whole for its release.
+        let identities = try dropIdentities(model)
+        var identitiesSettled = false
+        defer { if !identitiesSettled { identities.dropping?.commit(model: model) } }
         let functions = try inlineFunctionCalls(model)
         // Until the graph is rewritten a failure puts the calls back, so the tree stays whole.
         var inliningSettled = false
@@ -154,16 +179,29 @@ public enum ONNXFolder {
             summary.fusedBatchNorms = fused
             if !fused.isEmpty { summary.notes.append("fused \(fused.count) BatchNormalization into the Conv before it") }
         }
+        var reparamRejected: [RejectedCandidate] = []
         if reparameterize {
             let (merged, rejected) = try Reparameterizer(model: model, options: options).run()
             summary.reparameterized = merged
+            reparamRejected = identities.refused + rejected
             summary.rejected += rejected
         }
-        if !summary.layers.isEmpty || !summary.fusedBatchNorms.isEmpty || !summary.reparameterized.isEmpty {
+        summary.rejected += identities.refused
+        let changed = !summary.layers.isEmpty || !summary.fusedBatchNorms.isEmpty || !summary.reparameterized.isEmpty
+        if let dropping = identities.dropping {
+            if changed {
+                dropping.commit(model: model)
+                summary.notes.append(dropping.note)
+            } else {
+                dropping.undo()
+            }
+        }
+        identitiesSettled = true
+        if changed {
             model.setMetadata(key: metadataKey, value: metadataValue(summary.layers))
         }
         (summary.parametersAfter, summary.bytesAfter) = model.initializerTotals
-        return summary
+        return (summary, reparamRejected)
     }
 
     /// Folds each matched composition into a new kernel initializer (in `edit`) and rewires
@@ -192,9 +230,8 @@ public enum ONNXFolder {
     /// The blocks `--reparam` would merge and the candidates it would leave, found by running
     /// it on `model`, which it changes: for reports on a model that is not saved.
     public static func reparameterizationReport(_ model: ONNXModel, options: FoldOptions = FoldOptions()) throws(ONNXError) -> (blocks: [ReparameterizedBlock], refused: [RejectedCandidate]) {
-        _ = try fold(model, options: options)
-        let (merged, rejected) = try Reparameterizer(model: model, options: options).run()
-        return (merged, rejected)
+        let (summary, refused) = try foldReporting(model, options: options, fuseBatchNorm: false, reparameterize: true)
+        return (summary.reparameterized, refused)
     }
 
     /// Folds one layer into `tensor` (a fresh, empty initializer that gets the kernel) and

@@ -45,15 +45,11 @@ struct Reparameterizer {
     private func rewrite(_ block: LinearBlockMatch, index: GraphIndex, taken: inout Set<String>, edit: inout GraphEdit) -> Result<ReparameterizedBlock, ReparamRefusal> {
         let conv: AffineConv
         do { conv = try block.block.merged() } catch { return .failure(error) }
-        // A chain is merged only when that does not cost more: a low-rank factorization
-        // (kxk into few channels, then 1x1 out) is cheaper as it is.
-        if block.adds.isEmpty {
-            let stages = block.block.branches[0].filter { !($0.isPointwise && $0.groups == $0.outChannels && $0.groups == $0.inChannels) }
-            let before = stages.reduce(0) { $0 + $1.kernel.count }
-            guard conv.kernel.count <= max(before, 1) else {
-                return .failure(ReparamRefusal("composing the chain would raise its weights from \(before) to \(conv.kernel.count) (a low-rank factorization is cheaper as it is)"))
-            }
+        if conv.hasPadding, conv.padValue != nil {
+            return .failure(ReparamRefusal("the merged conv would pad its input with values, which an ONNX Conv cannot"))
         }
+        // A chain is merged only when that does not cost more (the detector splits chains so).
+        if block.adds.isEmpty, let refusal = LinearBlockDetector.chainRefusal(block.block.branches[0]) { return .failure(refusal) }
         guard let host = block.branchNodes.compactMap(\.first).first(where: { index.nodes[$0].inputs.first == block.source }) else {
             return .failure(ReparamRefusal("no node of the block reads its input"))
         }
@@ -91,21 +87,34 @@ struct Reparameterizer {
         edit.candidateNodes.formUnion(block.constantNodes)
         edit.candidateInitializers.formUnion(block.constantInitializers)
         return .success(ReparameterizedBlock(
-            name: block.name, branches: block.branchNodes.map { nodes in
-                nodes.isEmpty ? "identity" : nodes.map { Self.describe(index.nodes[$0]) }.joined(separator: " -> ")
+            name: block.name, branches: zip(block.branchNodes, block.branchFactors).map { nodes, factor in
+                (nodes.isEmpty ? "identity" : nodes.map { Self.describe(index.nodes[$0], index: index) }.joined(separator: " -> ")) + Self.describe(factor: factor)
             },
             kernelSize: conv.kernelSize, groups: conv.groups, nodesReplaced: block.nodes.count, relativeError: relativeError,
             tolerance: options.tolerance ?? block.elementType.defaultTolerance))
     }
 
-    /// "Conv 3x3", "BatchNormalization", "AveragePool 3x3".
-    static func describe(_ node: NodeView) -> String {
+    /// "Conv 3x3", "BatchNormalization", "AveragePool 3x3" (a Conv's size from its weight when
+    /// it spells out no kernel_shape).
+    static func describe(_ node: NodeView, index: GraphIndex) -> String {
         switch node.opType {
         case "Conv", "AveragePool":
-            let shape = node.intsAttribute("kernel_shape").map { $0.map(String.init).joined(separator: "x") }
-            return node.opType + (shape.map { " " + $0 } ?? "")
+            var shape = node.intsAttribute("kernel_shape")
+            if shape == nil, node.opType == "Conv", node.inputs.count > 1, let weight = index.initializers[node.inputs[1]], weight.pointee.n_dims > 2 {
+                shape = Array(Proto.elements(weight.pointee.dims, weight.pointee.n_dims).dropFirst(2))
+            }
+            let text = shape.map { $0.map(String.init).joined(separator: "x") }
+            return node.opType + (text.map { " " + $0 } ?? "")
+        case "ScatterND", "Pad": return "Pad (per-channel value)"
         default: return node.opType
         }
+    }
+
+    /// "", " x -1", " x 0.5", " x per-channel scale", " x -(per-channel scale)".
+    static func describe(factor: [Double]) -> String {
+        if factor.allSatisfy({ $0 == 1 }) { return "" }
+        if Set(factor).count == 1 { return " x \(factor[0] == -1 ? "-1" : String(describing: factor[0]))" }
+        return factor.allSatisfy({ $0 <= 0 }) ? " x -(per-channel scale)" : " x per-channel scale"
     }
 
     /// A new tensor's values as written (after rounding to its element type).

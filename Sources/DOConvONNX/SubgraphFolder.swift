@@ -21,6 +21,8 @@ struct SubgraphFolder {
     private struct Scope {
         var graph: UnsafeMutablePointer<Onnx__GraphProto>
         var outer: [String: UnsafeMutablePointer<Onnx__TensorProto>]
+        /// The graphs around it, the main graph first.
+        var enclosingGraphs: [UnsafeMutablePointer<Onnx__GraphProto>]
         /// "If choose/then_branch", for names in reports.
         var location: String
     }
@@ -32,7 +34,8 @@ struct SubgraphFolder {
         // The initializers of each enclosing graph, innermost last: built once per graph, so
         // the work stays linear in the model however many subgraphs share the outer ones.
         typealias Initializers = [String: UnsafeMutablePointer<Onnx__TensorProto>]
-        func visit(_ graph: UnsafeMutablePointer<Onnx__GraphProto>, enclosing: [Initializers], location: String, depth: Int) {
+        func visit(_ graph: UnsafeMutablePointer<Onnx__GraphProto>, enclosing: [Initializers], graphs: [UnsafeMutablePointer<Onnx__GraphProto>],
+                   location: String, depth: Int) {
             guard depth < Self.maxDepth else { return }
             var own: Initializers = [:]
             for tensor in Proto.elements(graph.pointee.initializer, graph.pointee.n_initializer) {
@@ -55,13 +58,13 @@ struct SubgraphFolder {
                                 if outer[name] == nil, let tensor = chain.reversed().lazy.compactMap({ $0[name] }).first { outer[name] = tensor }
                             }
                         }
-                        found.append(Scope(graph: sub, outer: outer, location: here))
+                        found.append(Scope(graph: sub, outer: outer, enclosingGraphs: graphs + [graph], location: here))
                     }
-                    visit(sub, enclosing: chain, location: here, depth: depth + 1)
+                    visit(sub, enclosing: chain, graphs: graphs + [graph], location: here, depth: depth + 1)
                 }
             }
         }
-        visit(model.graph, enclosing: [], location: "", depth: 0)
+        visit(model.graph, enclosing: [], graphs: [], location: "", depth: 0)
         return found
     }
 
@@ -80,8 +83,16 @@ struct SubgraphFolder {
         return (layers, rejected)
     }
 
+    /// The subgraph's index, seeing the enclosing graphs' values (built afresh: an earlier
+    /// fold may have rewritten an enclosing body).
+    private func index(of scope: Scope) -> GraphIndex {
+        var chain: [GraphIndex] = []
+        for graph in scope.enclosingGraphs { chain.append(GraphIndex(graph: graph, enclosing: chain)) }
+        return GraphIndex(graph: scope.graph, outerInitializers: scope.outer, enclosing: chain)
+    }
+
     private func detect(in scope: Scope) throws(ONNXError) -> (matches: [KernelCompositionMatch], rejected: [RejectedCandidate]) {
-        let index = GraphIndex(graph: scope.graph, outerInitializers: scope.outer)
+        let index = index(of: scope)
         let (matches, rejected) = try KernelCompositionDetector(index: index, codec: model.codec).detect()
         let placedMatches = matches.map { match -> KernelCompositionMatch in
             var match = match
@@ -97,11 +108,12 @@ struct SubgraphFolder {
         var layers: [FoldedLayer] = []
         var rejected: [RejectedCandidate] = []
         var outerCandidates = Set<String>()
+        let readBefore = TensorWalk.subgraphInputNames(of: model.graph)
         for scope in scopes() {
             let (matches, refused) = try detect(in: scope)
             rejected += refused
             guard !matches.isEmpty else { continue }
-            let index = GraphIndex(graph: scope.graph, outerInitializers: scope.outer)
+            let index = index(of: scope)
             var edit = GraphEdit()
             layers += try ONNXFolder.foldCompositions(matches, index: index, model: model, options: options, taken: &taken, edit: &edit)
             // The kernels go to the main graph: a subgraph sees every enclosing graph's values.
@@ -116,8 +128,26 @@ struct SubgraphFolder {
             outerCandidates.formUnion(edit.candidateInitializers.filter { scope.outer[$0] != nil })
             GraphRewrite.apply(edit, to: model, graph: scope.graph, index: index)
         }
+        if !layers.isEmpty { removeUnreadChains(readBefore: readBefore, candidates: &outerCandidates) }
         removeUnread(outerCandidates)
         return (layers, rejected)
+    }
+
+    /// Removes the main graph's constant chains (`Identity`, `Cast`, `Constant`, ... of
+    /// initializers) that only folded subgraphs read: values subgraphs read before the fold and
+    /// nothing reads now. Their initializers join `candidates`.
+    private func removeUnreadChains(readBefore: Set<String>, candidates: inout Set<String>) {
+        let index = GraphIndex(graph: model.graph)
+        let resolver = ConstantResolver(index: index, codec: model.codec)
+        var edit = GraphEdit()
+        for value in readBefore where index.producer[value] != nil && index.uses(of: value).isEmpty && !index.isPinned(value) {
+            guard let constant = try? resolver.float(value) else { continue }
+            edit.candidateNodes.formUnion(constant.nodes)
+            edit.candidateInitializers.formUnion(constant.initializers)
+        }
+        guard !edit.candidateNodes.isEmpty else { return }
+        candidates.formUnion(edit.candidateInitializers)
+        GraphRewrite.apply(edit, to: model, index: index)
     }
 
     /// Removes the main graph's initializers among `candidates` that nothing in the model

@@ -90,6 +90,11 @@ public enum EquivalenceVerifier {
         check.feeds = layerFeeds
         check.evaluator = ReferenceExecutor(graph: evaluated)
         report.layers = check.check(comparison.replaced)
+        if !comparison.droppedIdentities.isEmpty {
+            report.structure += DroppedIdentityCheck(original: evaluated, feeds: layerFeeds).problems(comparison.droppedIdentities)
+            let kinds = Dictionary(grouping: comparison.droppedIdentities, by: \.opType).sorted { $0.key < $1.key }.map { "\($0.value.count) \($0.key)" }
+            report.notes.append("\(comparison.droppedIdentities.count) identity operation\(comparison.droppedIdentities.count == 1 ? "" : "s") dropped by the fold (\(kinds.joined(separator: ", "))): each result checked equal to its operand on the seeded input")
+        }
 
         // 3. End to end.
         if options.inputs <= 0 {

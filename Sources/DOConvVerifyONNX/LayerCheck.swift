@@ -42,7 +42,11 @@ struct LayerCheck {
     }
 
     private func check(_ r: ReplacedConv) -> LayerResult {
-        if r.isLinearBlock { return LinearBlockCheck(original: originalExecutor.graph, folded: folded, tolerance: tolerance, images: patches, seed: seed).check(r) }
+        if r.isLinearBlock {
+            var block = LinearBlockCheck(structure: original, original: originalExecutor.graph, folded: folded, tolerance: tolerance, images: patches, seed: seed)
+            block.feeds = feeds
+            return block.check(r)
+        }
         let fNode = folded.nodes[r.foldedNode]
         var result = LayerResult(name: fNode.name.isEmpty ? fNode.outputs.first ?? "" : fNode.name,
                                  conv: StructureDiff.label(fNode), description: "Conv")

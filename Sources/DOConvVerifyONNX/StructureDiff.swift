@@ -39,6 +39,19 @@ public struct StructureComparison: Sendable {
     public var replaced: [ReplacedConv] = []
     /// Harmless observations (metadata added by the fold, removed inputs, ...).
     public var notes: [String] = []
+    /// ORIGINAL's identity arithmetic that FOLDED no longer has (its readers read the data
+    /// operand): whether each result really equals its operand is checked numerically.
+    public var droppedIdentities: [DroppedIdentity] = []
+}
+
+/// An Add or Sub of a constant, or a Mul or Div by a constant, that the fold dropped as the
+/// identity (`Add(x, 0)`): `output` must equal `data`.
+public struct DroppedIdentity: Equatable, Sendable {
+    /// "Add '/stem/Add_1'".
+    public var label: String
+    public var opType: String
+    public var data: String
+    public var output: String
 }
 
 /// Compares FOLDED against ORIGINAL: every node, initializer, input and output of FOLDED must
@@ -60,12 +73,29 @@ public struct StructureDiff {
         var walk = StructureWalk(diff: self)
         walk.compareModel()
         for f in folded.nodes.indices { walk.match(folded: f) }
+        walk.collectDroppedIdentities()
         walk.checkSurvivingInputs()
         walk.checkRemovedNodes()
         walk.checkInitializers()
         walk.checkGraphInputs()
         walk.checkDefinitionOrder()
         return walk.result
+    }
+
+    /// A Conv's attributes without those that only spell out a default (unit strides and
+    /// dilations, no padding, one group, NOTSET, the kernel's own shape): a Conv the fold
+    /// writes spells them all out.
+    static func convAttributesWithoutDefaults(_ attributes: [(name: String, value: Attribute)], kernelShape: [Int]?) -> [(name: String, value: Attribute)] {
+        attributes.filter { attribute in
+            switch (attribute.name, attribute.value) {
+            case ("strides", .ints(let v)), ("dilations", .ints(let v)): return !v.allSatisfy { $0 == 1 }
+            case ("pads", .ints(let v)): return !v.allSatisfy { $0 == 0 }
+            case ("group", .int(let v)): return v != 1
+            case ("auto_pad", .string(let v)): return v != "NOTSET"
+            case ("kernel_shape", .ints(let v)): return kernelShape.map { v.map(Int.init) != $0 } ?? true
+            default: return true
+            }
+        }
     }
 
     /// How the attributes differ, by name and value (order ignored).
@@ -98,6 +128,14 @@ public struct StructureDiff {
                   let previous = graph.producers[link], graph.nodes[previous].opType == "Conv", graph.nodes[previous].isStandardDomain else {
                 return nil
             }
+            // A Conv <- Conv link is a pair only when the weights that are plain initializers say
+            // so (a 1x1 after a depthwise conv); other Convs in a row are a `--reparam` chain.
+            if node.opType == "Conv" {
+                let pointwise = node.inputs.count > 1 ? graph.initializers[node.inputs[1]] : nil
+                let depthwise = graph.nodes[previous].inputs.count > 1 ? graph.initializers[graph.nodes[previous].inputs[1]] : nil
+                if let pointwise, pointwise.rank == 4, pointwise.shape[2...] != [1, 1] { return nil }
+                if let depthwise, depthwise.rank == 4, depthwise.shape[1] != 1 { return nil }
+            }
             chain.insert(previous, at: 0)
         }
         return chain
@@ -106,22 +144,50 @@ public struct StructureDiff {
     /// ORIGINAL's nodes that a merged Conv reading `input` can stand for, ending at `last`:
     /// Add, Conv, BatchNormalization and AveragePool nodes back to `input`, each inner value
     /// read only inside the block. Their constant inputs are checked separately.
-    static func linearBlock(ending last: Int, in graph: Graph, producers: [String: Int], consumers: [String: [Int]], outputs: Set<String>, input: String) -> [Int]? {
-        let linear: Set<String> = ["Add", "Conv", "BatchNormalization", "AveragePool"]
+    /// Add, Sub and Mul take their non-constant operands as data (a Mul by a per-channel
+    /// scale, an Add of a constant zero the fold dropped); a Mul of two data values is not linear.
+    /// A Pad and the ScatterND writes after it (DBB's padding with a value) come with the index
+    /// arithmetic that computes their pads, indices and values.
+    static func linearBlock(ending last: Int, in graph: Graph, producers: [String: Int], consumers: [String: [Int]], outputs: Set<String>, input: String,
+                            isConstant: (String) -> Bool) -> [Int]? {
+        let linear: Set<String> = ["Add", "Sub", "Mul", "Conv", "BatchNormalization", "AveragePool", "Pad", "ScatterND"]
         var block = Set<Int>(), stack = [last]
+        // A padding's pads, indices and values: index arithmetic the block takes along.
+        var auxiliaryRoots: [String] = []
         while let k = stack.popLast() {
             guard block.insert(k).inserted else { continue }
             let node = graph.nodes[k]
             guard node.isStandardDomain, linear.contains(node.opType), block.count <= 4096 else { return nil }
-            let data = node.opType == "Add" ? node.inputs : Array(node.inputs.prefix(1))
+            let arithmetic = ["Add", "Sub", "Mul"].contains(node.opType)
+            let data = arithmetic ? node.inputs.filter { !isConstant($0) } : Array(node.inputs.prefix(1))
+            if arithmetic, data.isEmpty || (node.opType == "Mul" && data.count != 1) { return nil }
+            if node.opType == "Pad" || node.opType == "ScatterND" { auxiliaryRoots += node.inputs.dropFirst() }
             for value in data {
                 if value == input { continue }
-                guard !value.isEmpty, let producer = producers[value], !outputs.contains(value),
-                      (consumers[value] ?? []).allSatisfy({ $0 == k }) else { return nil }
+                guard !value.isEmpty, let producer = producers[value], !outputs.contains(value) else { return nil }
                 stack.append(producer)
             }
         }
-        return block.sorted()
+        // The index arithmetic: back to constants and the block's own values (their shapes),
+        // never a graph input.
+        var auxiliary = Set<Int>(), seen = Set<String>()
+        while let value = auxiliaryRoots.popLast() {
+            guard !value.isEmpty, value != input, graph.initializers[value] == nil, seen.insert(value).inserted else { continue }
+            guard let producer = producers[value] else { return nil }
+            if block.contains(producer) { continue }
+            guard auxiliary.insert(producer).inserted else { continue }
+            guard auxiliary.count <= 8192 else { return nil }
+            auxiliaryRoots += graph.nodes[producer].inputs
+        }
+        // Every value inside is read inside only (the output aside).
+        let all = block.union(auxiliary)
+        let output = graph.nodes[last].outputs.first ?? ""
+        for k in all {
+            for value in graph.nodes[k].outputs where !value.isEmpty && value != output {
+                guard !outputs.contains(value), (consumers[value] ?? []).allSatisfy({ all.contains($0) }) else { return nil }
+            }
+        }
+        return all.sorted()
     }
 
     /// The nodes and initializers upstream of `roots` in ORIGINAL, and any graph inputs

@@ -10,6 +10,8 @@ struct StructureWalk {
     let oProducers: [String: Int]
     var oConsumers: [String: [Int]] = [:]
     let oOutputs: Set<String>
+    /// ORIGINAL's node outputs that depend on no graph input.
+    let oConstants: Set<String>
     var result = StructureComparison()
 
     var matchedOriginal = Set<Int>()
@@ -27,6 +29,8 @@ struct StructureWalk {
     var pendingInputChecks: [(f: Int, o: Int)] = []
     /// ORIGINAL's initializers upstream of replaced kernels (set by `checkRemovedNodes`).
     var removableInitializers = Set<String>()
+    /// Results of dropped identity arithmetic -> the operand FOLDED reads instead.
+    var identityAliases: [String: String] = [:]
 
     init(diff: StructureDiff) {
         self.diff = diff
@@ -37,6 +41,14 @@ struct StructureWalk {
             for input in node.inputs where !input.isEmpty { oConsumers[input, default: []].append(k) }
         }
         oOutputs = Set(original.outputs.map(\.name))
+        // Node outputs computed from initializers and constants alone, in one pass over the
+        // (topologically ordered) nodes.
+        var constants = Set<String>()
+        let initializers = diff.original.initializers
+        for node in diff.original.nodes where node.inputs.allSatisfy({ $0.isEmpty || initializers[$0] != nil || constants.contains($0) }) {
+            constants.formUnion(node.outputs.filter { !$0.isEmpty })
+        }
+        oConstants = constants
     }
 
     mutating func differ(_ message: String) { result.differences.append(message) }
@@ -112,7 +124,10 @@ struct StructureWalk {
             let group = original.nodes[chain[1]][attribute: "group"] ?? .int(1)
             if group != .int(1) || node[attribute: "group"] != nil { expected.append(("group", group)) }
         }
-        result.differences += StructureDiff.attributeDifferences(expected: expected, actual: node.attributes, label: StructureDiff.label(node))
+        let kernelShape = folded.initializers[replacement.foldedWeight].flatMap { $0.rank == 4 ? Array($0.shape[2...]) : nil }
+        result.differences += StructureDiff.attributeDifferences(expected: StructureDiff.convAttributesWithoutDefaults(expected, kernelShape: kernelShape),
+                                                                 actual: StructureDiff.convAttributesWithoutDefaults(node.attributes, kernelShape: kernelShape),
+                                                                 label: StructureDiff.label(node))
         if node.name != head.name, !chain.contains(where: { original.nodes[$0].name == node.name }) {
             differ("node \(StructureDiff.label(node)) has a name none of the ORIGINAL nodes it replaces had (\(chain.map { StructureDiff.label(original.nodes[$0]) }.joined(separator: ", ")))")
         }
@@ -137,7 +152,8 @@ struct StructureWalk {
     mutating func matchLinearBlock(_ node: Node, folded f: Int, original o: Int) -> Bool {
         let key = node.outputs.first { !$0.isEmpty } ?? ""
         guard node.opType == "Conv", node.isStandardDomain, node.outputs == [key], node.inputs.count >= 2,
-              let block = StructureDiff.linearBlock(ending: o, in: original, producers: oProducers, consumers: oConsumers, outputs: oOutputs, input: node.inputs[0]),
+              let block = StructureDiff.linearBlock(ending: o, in: original, producers: oProducers, consumers: oConsumers, outputs: oOutputs, input: node.inputs[0],
+                                                    isConstant: isConstant),
               block.count > 1 else { return false }
         var replacement = ReplacedConv(foldedNode: f, chain: block, originalWeight: "", foldedWeight: node.inputs[1], foldedBias: node.inputs[safe: 2] ?? "")
         replacement.isLinearBlock = true
@@ -155,8 +171,16 @@ struct StructureWalk {
         matchedOriginal.formUnion(block)
         allowedRemoval.formUnion(block)
         let inside = Set(block.flatMap { original.nodes[$0].outputs })
-        for k in block where original.nodes[k].opType != "Add" {
-            constantRoots += original.nodes[k].inputs.dropFirst().filter { !$0.isEmpty && !inside.contains($0) }
+        for k in block {
+            let node = original.nodes[k]
+            let parameters: [String]
+            switch node.opType {
+            case "Add", "Sub", "Mul": parameters = node.inputs.filter(isConstant)
+            case "Conv", "BatchNormalization", "AveragePool": parameters = Array(node.inputs.dropFirst())
+            // A padding and its index arithmetic: they are in the block; the initializers they read go with them.
+            default: parameters = node.inputs.filter { original.initializers[$0] != nil }
+            }
+            constantRoots += parameters.filter { !$0.isEmpty && !inside.contains($0) }
         }
         result.replaced.append(replacement)
         return true
@@ -192,8 +216,37 @@ struct StructureWalk {
         pendingInputChecks.append((f, o))
     }
 
+    /// True for an initializer of ORIGINAL or a value computed from initializers and
+    /// constants alone (no graph input).
+    func isConstant(_ name: String) -> Bool { original.initializers[name] != nil || oConstants.contains(name) }
+
+    /// ORIGINAL's Add or Sub of a constant (either side for Add), or Mul or Div by a constant
+    /// (either side for Mul), that FOLDED no longer has: the fold dropped it as the identity,
+    /// its readers now read the data operand. Whether the constant is the identity is checked
+    /// numerically (`DroppedIdentity`); here only the shape of the change is.
+    mutating func collectDroppedIdentities() {
+        for (k, node) in original.nodes.enumerated() where !matchedOriginal.contains(k) && !allowedRemoval.contains(k) {
+            guard node.isStandardDomain, ["Add", "Sub", "Mul", "Div"].contains(node.opType), node.inputs.count == 2, node.outputs.count == 1,
+                  !oOutputs.contains(node.outputs[0]) else { continue }
+            let either = node.opType == "Add" || node.opType == "Mul"
+            let constantSlot = isConstant(node.inputs[1]) ? 1 : (either && isConstant(node.inputs[0]) ? 0 : nil)
+            guard let slot = constantSlot, !isConstant(node.inputs[1 - slot]) else { continue }
+            identityAliases[node.outputs[0]] = node.inputs[1 - slot]
+            allowedRemoval.insert(k)
+            constantRoots.append(node.inputs[slot])
+            result.droppedIdentities.append(DroppedIdentity(label: StructureDiff.label(node), opType: node.opType, data: node.inputs[1 - slot], output: node.outputs[0]))
+        }
+    }
+
+    /// `name` read through the dropped identities (a chain of them reads its first operand).
+    func throughDroppedIdentities(_ name: String) -> String {
+        var name = name
+        for _ in 0...identityAliases.count { guard let next = identityAliases[name] else { break }; name = next }
+        return name
+    }
+
     /// Inputs of surviving nodes: unchanged, or a replaced kernel now read from its
-    /// replacement (a Shape of the kernel, say).
+    /// replacement (a Shape of the kernel, say), or a dropped identity's operand.
     mutating func checkSurvivingInputs() {
         for (f, o) in pendingInputChecks {
             let node = folded.nodes[f]
@@ -204,6 +257,7 @@ struct StructureWalk {
             }
             for (slot, (a, b)) in zip(oNode.inputs, node.inputs).enumerated() where a != b {
                 if let replacement = replacedWeights[a], replacement == b { continue }
+                if identityAliases[a] != nil, throughDroppedIdentities(a) == b { continue }
                 differ("\(StructureDiff.label(node)) input \(slot) changed: '\(a)' -> '\(b)'")
             }
         }

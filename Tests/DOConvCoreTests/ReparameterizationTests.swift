@@ -80,6 +80,52 @@ final class ReparameterizationTests: XCTestCase {
         try assertMerges(LinearBlock(branches: [[try conv(3, 6, [1, 1], pads: [0, 0, 0, 0]), try conv(6, 4, [3, 3], pads: [0, 0, 0, 0])]], inChannels: 3))
     }
 
+    /// DBB's 1x1 -> BNAndPad -> kxk: the kxk conv pads with the value the 1x1 conv (with its
+    /// BN) computes from a zero, so the chain is one kxk conv padding with zeros.
+    func testAPaddingWithTheBiasBeforeItComposes() throws {
+        let first = try conv(3, 6, [1, 1], pads: [0, 0, 0, 0], bias: true)
+        var second = try conv(6, 4, [3, 3], pads: [1, 1, 1, 1])
+        second.padValue = first.bias
+        let merged = try assertMerges(LinearBlock(branches: [[first, second]], inChannels: 3))
+        XCTAssertNil(merged.padValue)
+        XCTAssertEqual(merged.pads, [1, 1, 1, 1])
+        // An average pool padded alike (DBB's 1x1 -> BNAndPad -> average branch).
+        var pool = try AffineConv.averagePool(channels: 6, kernelSize: [3, 3], stride: [2, 2], pads: [1, 1, 1, 1])
+        pool.padValue = first.bias
+        XCTAssertNil(try assertMerges(LinearBlock(branches: [[first, pool]], inChannels: 3)).padValue)
+        // Another value is refused, naming the difference.
+        second.padValue = first.bias.map { $0 + 0.5 }
+        XCTAssertThrowsError(try LinearBlock(branches: [[first, second]], inChannels: 3).merged()) {
+            XCTAssertTrue("\($0)".contains("pads with values that differ from the first conv's bias"), "\($0)")
+        }
+    }
+
+    /// `apply` pads with `padValue`: the same as the image padded by hand with those values,
+    /// then the conv without padding.
+    func testApplyPadsWithTheValue() throws {
+        let value = [0.75, -1.5]
+        var padded = try conv(2, 3, [3, 3], pads: [1, 2, 1, 0], bias: true)
+        padded.padValue = value
+        let image = FeatureMap(channels: 2, height: 4, width: 5, values: random(40))
+        // 1 row above and below, 2 columns left, none right.
+        var grown = FeatureMap(channels: 2, height: 6, width: 7, values: [])
+        for c in 0..<2 {
+            for y in 0..<6 {
+                for x in 0..<7 {
+                    let inside = y >= 1 && y < 5 && x >= 2
+                    grown.values.append(inside ? image.values[(c * 4 + y - 1) * 5 + x - 2] : value[c])
+                }
+            }
+        }
+        var plain = padded
+        plain.padValue = nil
+        plain.pads = [0, 0, 0, 0]
+        let want = try plain.apply(to: grown).values
+        let got = try padded.apply(to: image).values
+        XCTAssertEqual(got.count, want.count)
+        for k in want.indices { XCTAssertEqual(got[k], want[k], accuracy: 1e-12) }
+    }
+
     func testRefusals() throws {
         let wide = LinearBlock(branches: [[try conv(3, 3, [3, 3], pads: [1, 1, 1, 1]), try conv(3, 3, [3, 3], pads: [1, 1, 1, 1])]], inChannels: 3)
         XCTAssertThrowsError(try wide.merged()) { XCTAssertTrue("\($0)".contains("larger kernel"), "\($0)") }

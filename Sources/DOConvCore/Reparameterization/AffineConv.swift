@@ -21,6 +21,10 @@ public struct AffineConv: Equatable, Sendable {
     public var kernel: [Double]
     /// One value per output channel (zeros when the conv has none).
     public var bias: [Double]
+    /// What the conv pads its input with, one value per input channel; nil: zeros, as ONNX
+    /// and PyTorch pad. DBB's BNAndPad pads with its BN's shift, which a 1x1 conv before it
+    /// with that bias computes at the border too, so the two compose exactly.
+    public var padValue: [Double]?
 
     public var inChannelsPerGroup: Int { inChannels / groups }
     public var outChannelsPerGroup: Int { outChannels / groups }
@@ -31,7 +35,7 @@ public struct AffineConv: Equatable, Sendable {
 
     /// Checks the geometry against the kernel's size.
     public init(outChannels: Int, inChannels: Int, groups: Int, kernelSize: [Int], stride: [Int] = [1, 1], dilation: [Int] = [1, 1],
-                pads: [Int] = [0, 0, 0, 0], kernel: [Double], bias: [Double]? = nil) throws(ReparamRefusal) {
+                pads: [Int] = [0, 0, 0, 0], kernel: [Double], bias: [Double]? = nil, padValue: [Double]? = nil) throws(ReparamRefusal) {
         guard groups > 0, outChannels > 0, inChannels > 0, outChannels % groups == 0, inChannels % groups == 0 else {
             throw ReparamRefusal("channels \(inChannels) -> \(outChannels) do not split into \(groups) groups")
         }
@@ -43,6 +47,7 @@ public struct AffineConv: Equatable, Sendable {
             throw ReparamRefusal("a kernel of \(kernel.count) values does not fit \(outChannels)x\(inChannels / groups)x\(kernelSize[0])x\(kernelSize[1])")
         }
         if let bias, bias.count != outChannels { throw ReparamRefusal("a bias of \(bias.count) values for \(outChannels) output channels") }
+        if let padValue, padValue.count != inChannels { throw ReparamRefusal("a padding value of \(padValue.count) values for \(inChannels) input channels") }
         self.outChannels = outChannels
         self.inChannels = inChannels
         self.groups = groups
@@ -53,6 +58,7 @@ public struct AffineConv: Equatable, Sendable {
         self.pads = pads
         self.kernel = kernel
         self.bias = bias ?? [Double](repeating: 0, count: outChannels)
+        self.padValue = padValue.flatMap { $0.allSatisfy { $0 == 0 } ? nil : $0 }
     }
 
     /// A per-channel scale and shift (an inference-mode BatchNormalization): a 1x1 depthwise conv.
@@ -68,10 +74,10 @@ public struct AffineConv: Equatable, Sendable {
 
     /// An average pool that counts the padding in its divisor (ONNX `count_include_pad=1`,
     /// PyTorch's default): a depthwise conv with 1/(kh*kw) everywhere.
-    public static func averagePool(channels: Int, kernelSize: [Int], stride: [Int], pads: [Int]) throws(ReparamRefusal) -> AffineConv {
+    public static func averagePool(channels: Int, kernelSize: [Int], stride: [Int], pads: [Int], padValue: [Double]? = nil) throws(ReparamRefusal) -> AffineConv {
         let area = kernelSize.reduce(1, *)
         return try AffineConv(outChannels: channels, inChannels: channels, groups: channels, kernelSize: kernelSize, stride: stride, pads: pads,
-                              kernel: [Double](repeating: 1 / Double(area), count: channels * area))
+                              kernel: [Double](repeating: 1 / Double(area), count: channels * area), padValue: padValue)
     }
 
     /// The same map with `target` groups, where `target` divides `groups`: the kernel becomes

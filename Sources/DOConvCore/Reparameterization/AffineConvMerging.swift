@@ -15,6 +15,9 @@ extension AffineConv {
             }
             guard term.stride == first.stride else { throw ReparamRefusal("branch strides differ (\(dims(first.stride)) and \(dims(term.stride)))") }
         }
+        // Branches that pad must pad with the same values (one input, one padding).
+        let padValues = terms.filter(\.hasPadding).map(\.padValue)
+        guard padValues.allSatisfy({ $0 == padValues.first ?? nil }) else { throw ReparamRefusal("branches pad with different values") }
         var size = [1, 1], dilation = [1, 1], pads = [0, 0, 0, 0]
         for axis in 0..<2 {
             size[axis] = terms.map { $0.kernelSize[axis] }.max() ?? 1
@@ -63,18 +66,19 @@ extension AffineConv {
             }
         }
         return try AffineConv(outChannels: first.outChannels, inChannels: first.inChannels, groups: groups, kernelSize: size,
-                              stride: first.stride, dilation: dilation, pads: pads, kernel: kernel, bias: bias)
+                              stride: first.stride, dilation: dilation, pads: pads, kernel: kernel, bias: bias, padValue: padValues.first ?? nil)
     }
 
     /// One conv computing `next` applied to this conv's output.
     ///
     /// Exact when one of the two is 1x1 without padding: a 1x1 first stage (stride 1) mixes
     /// channels before `next`'s taps; a 1x1 second stage mixes them after this conv's taps
-    /// (its stride multiplies). A first stage's bias would meet `next`'s zero padding at the
+    /// (its stride multiplies). A first stage's bias would meet `next`'s padding at the
     /// border, where the composition would see the bias pushed through instead: refused
-    /// unless the bias is zero. Two wider kernels would compose into a larger kernel (more
-    /// MACs than either): refused.
-    public func followed(by next: AffineConv) throws(ReparamRefusal) -> AffineConv {
+    /// unless `next` pads with that bias (zeros, or DBB's padding value, to `padTolerance` of
+    /// the largest of them). Two wider kernels would compose into a larger kernel (more MACs
+    /// than either): refused.
+    public func followed(by next: AffineConv, padTolerance: Double = 1e-5) throws(ReparamRefusal) -> AffineConv {
         guard next.inChannels == outChannels else {
             throw ReparamRefusal("a stage of \(outChannels) channels feeds one of \(next.inChannels)")
         }
@@ -85,8 +89,15 @@ extension AffineConv {
         if isPointwise, !hasPadding, stride == [1, 1] {
             outer = b
             mixesFirst = true
-            if next.hasPadding, bias.contains(where: { $0 != 0 }) {
-                throw ReparamRefusal("the first conv's bias would reach the second conv's zero padding at the border (DBB pads with the bias instead)")
+            if next.hasPadding {
+                let value = next.padValue ?? [Double](repeating: 0, count: next.inChannels)
+                let scale = max(value.map(abs).max() ?? 0, bias.map(abs).max() ?? 0)
+                let gap = zip(value, bias).map { abs($0 - $1) }.max() ?? 0
+                guard gap <= padTolerance * scale else {
+                    throw ReparamRefusal(next.padValue == nil
+                        ? "the first conv's bias would reach the second conv's zero padding at the border (DBB pads with the bias instead)"
+                        : "the second conv pads with values that differ from the first conv's bias (by up to \(gap))")
+                }
             }
         } else if next.isPointwise, !next.hasPadding {
             outer = a
@@ -120,8 +131,11 @@ extension AffineConv {
             }
         }
         let stride = mixesFirst ? next.stride : (0..<2).map { self.stride[$0] * next.stride[$0] }
+        // The padding the composition applies to its input: this 1x1 conv has none (the second
+        // stage's padding now reads the input, padded with zeros), or this conv's own.
         return try AffineConv(outChannels: next.outChannels, inChannels: inChannels, groups: groups, kernelSize: size,
-                              stride: stride, dilation: outer.dilation, pads: outer.pads, kernel: kernel, bias: bias)
+                              stride: stride, dilation: outer.dilation, pads: outer.pads, kernel: kernel, bias: bias,
+                              padValue: mixesFirst ? nil : padValue)
     }
 }
 

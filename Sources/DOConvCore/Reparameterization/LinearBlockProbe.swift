@@ -14,8 +14,9 @@ public struct FeatureMap: Equatable, Sendable {
 }
 
 extension AffineConv {
-    /// The convolution of `x`, computed directly (zero padding, groups, stride, dilation):
-    /// the reference the probes compare against, sharing nothing with the merging code.
+    /// The convolution of `x`, computed directly (padding with zeros or `padValue`, groups,
+    /// stride, dilation): the reference the probes compare against, sharing nothing with the
+    /// merging code.
     public func apply(to x: FeatureMap) throws(ReparamRefusal) -> FeatureMap {
         guard x.channels == inChannels else { throw ReparamRefusal("a \(inChannels)-channel stage given \(x.channels) channels") }
         let outH = (x.height + pads[0] + pads[2] - extent[0]) / stride[0] + 1
@@ -36,13 +37,15 @@ extension AffineConv {
                             var sum = bias[o]
                             for c in 0..<perGroup {
                                 let plane = (firstChannel + c) * x.height * x.width
+                                let padding = padValue?[firstChannel + c] ?? 0
                                 for i in 0..<kernelSize[0] {
                                     let row = y * stride[0] + i * dilation[0] - pads[0]
-                                    guard row >= 0, row < x.height else { continue }
+                                    let rowInside = row >= 0 && row < x.height
+                                    if !rowInside && padding == 0 { continue }
                                     for j in 0..<kernelSize[1] {
                                         let column = xo * stride[1] + j * dilation[1] - pads[1]
-                                        guard column >= 0, column < x.width else { continue }
-                                        sum += weight(o, c, i, j) * x.values[plane + row * x.width + column]
+                                        let inside = rowInside && column >= 0 && column < x.width
+                                        sum += weight(o, c, i, j) * (inside ? x.values[plane + row * x.width + column] : padding)
                                     }
                                 }
                             }
