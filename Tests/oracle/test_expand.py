@@ -12,6 +12,7 @@ trips: doconv-fold gives the plain weights back byte for byte, and verify-equiva
 EXPANDED finds the pair EQUIVALENT and a tampered one not.
 """
 import json
+import pathlib
 import struct
 
 import numpy as np
@@ -45,12 +46,24 @@ def expand_variants(out, source, variants, suffix):
 
 
 def suffix(entry):
-    return ".safetensors" if entry["container"] == "safetensors" else ".pth"
+    return {"safetensors": ".safetensors", "sharded": ""}.get(entry["container"], ".pth")
+
+
+def load(path):
+    """A checkpoint's object; a sharded one's shards in its index's order, as one dict."""
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        return tc.load(path).obj
+    weight_map = json.loads(next(path.glob("*.index.json")).read_text())["weight_map"]
+    obj = {}
+    for shard in sorted(set(weight_map.values())):
+        obj.update(tc.load(path / shard).obj)
+    return obj
 
 
 def state_dict(path, entry):
     """The state dict of a checkpoint, as numpy arrays, its prefix stripped; and the whole object."""
-    obj = tc.load(path).obj
+    obj = load(path)
     state = obj[entry["dict"]] if entry["dict"] else obj
     return {k[len(entry["prefix"]):]: v.numpy() for k, v in state.items()}, obj
 
@@ -484,37 +497,19 @@ def test_a_layer_too_large_to_hold_is_refused(tmp_path, clean_tmpdir):
     assert "would exceed" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_a_sharded_checkpoint_expands_shard_by_shard(tmp_path, template):
-    """Two safetensors shards and their index, as save_torch_state_dict writes them (made
-    here from the fixture with the safetensors package): the expansion keeps the shards,
-    each layer's W, D and d_diag in its weight's shard, the index naming every new key."""
-    from safetensors.numpy import load_file, save_file
-    plain = load_file(str(EXPAND / "plain.safetensors"))
-    keys = list(plain)
-    shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2], "model-00002-of-00002.safetensors": keys[len(keys) // 2:]}
-    folder = tmp_path / "plain"
-    folder.mkdir()
-    for name, names in shards.items():
-        save_file({k: plain[k] for k in names}, str(folder / name), metadata={"format": "pt"})
-    index = {"metadata": {"total_size": sum(v.nbytes for v in plain.values())},
-             "weight_map": {k: name for name, names in shards.items() for k in names}}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
-    out = tmp_path / "do"
-    result = run_expand(*GROUP_FLAGS, folder, out)
-    assert result.returncode == 0, result.stderr
+def test_a_sharded_checkpoint_expands_shard_by_shard(expanded, template):
+    """huggingface_hub's save_torch_state_dict shards (fixtures/expand/plain_sharded): the
+    expansion keeps the shards, each layer's W, D and d_diag in its weight's shard, the index
+    naming the new keys."""
+    index = json.loads((EXPAND / "plain_sharded" / "model.safetensors.index.json").read_text())["weight_map"]
+    out = expanded[("plain_sharded", "groups")]
     written = json.loads((out / "model.safetensors.index.json").read_text())["weight_map"]
-    state = {}
     for name in sorted(set(written.values())):
-        part = load_file(str(out / name))
-        assert all(written[k] == name for k in part), name
-        state.update(part)
-    assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in template.items()}
-    for key in state:
-        layer = key.rsplit(".", 1)[0]
+        assert all(written[k] == name for k in tc.load(out / name).obj), name
+    assert {k: v.shape for k, v in state_dict(out, {"dict": None, "prefix": ""})[0].items()} == {k: v.shape for k, v in template.items()}
+    for key in written:
         if key.endswith((".W", ".D", ".d_diag")):
-            assert written[key] == index["weight_map"][layer + ".weight"], key
-    result = run_verify(folder, out)
-    assert result.returncode == 0 and "doconv-expand's pair" in result.stdout, result.stdout + result.stderr
+            assert written[key] == index[key.rsplit(".", 1)[0] + ".weight"], key
 
 
 def test_convs_inside_pickled_modules_are_left_and_named(tmp_path):
@@ -540,18 +535,11 @@ def test_a_template_of_another_network_is_refused(tmp_path, clean_tmpdir):
 
 
 def test_a_keras_weights_only_file_expands_with_its_config(tmp_path):
-    """save_weights('x.h5') holds no config: --config gives the plain model's JSON, to
-    doconv-expand and to verify-equivalence, which derives the DO-Conv model's from it
-    (Dmul from the expanded kernels) and runs both end to end."""
-    import h5py
-    weights, config = tmp_path / "weights.h5", tmp_path / "model.json"
-    with h5py.File(KERAS, "r") as src, h5py.File(weights, "w") as dst:
-        text = src.attrs["model_config"]
-        config.write_text(text if isinstance(text, str) else text.decode())
-        for key, value in src["model_weights"].attrs.items():
-            dst.attrs[key] = value
-        for name in src["model_weights"]:
-            src.copy(src["model_weights"][name], dst, name)
+    """save_weights('x.h5') holds no config (fixtures/expand/keras_plain_weights.h5, written by
+    tf_keras): --config gives the plain model's JSON, to doconv-expand and to
+    verify-equivalence, which derives the DO-Conv model's from it (Dmul from the expanded
+    kernels) and runs both end to end."""
+    weights, config = EXPAND / "keras_plain_weights.h5", EXPAND / "keras_plain.json"
     out = tmp_path / "weights_do.h5"
     assert run_expand(weights, out).returncode == 2
     result = run_expand("--config", config, weights, out)
