@@ -217,14 +217,14 @@ public enum KerasEquivalence {
         if let json = file.storedConfig, let config = try? KerasModelConfig(json: json, source: path), config.layers.contains(where: \.isDOConv) {
             return true
         }
-        let entries = (try? entries(of: path)) ?? []
+        let entries = (try? entries(of: path, values: false)) ?? []
         return entries.contains { !isOptimizer($0.path) && $0.shape.count == 3 && ["D", "D:0"].contains($0.key.split(separator: "/").last.map(String.init) ?? "") }
     }
 
     /// Each Conv2D of `config` whose kernel dataset in the file at `path` is 3-D (an expanded
     /// layer's W, (Dmul, Cin/g, Cout)), with that Dmul.
     static func depthMultipliers(of path: String, conv2Ds config: KerasModelConfig) -> [String: Int] {
-        let entries = (try? entries(of: path)) ?? []
+        let entries = (try? entries(of: path, values: false)) ?? []
         var found: [String: Int] = [:]
         for layer in config.layers where layer.className == "Conv2D" {
             let kernel = entries.first { entry in
@@ -281,8 +281,9 @@ public enum KerasEquivalence {
         return problems
     }
 
-    /// Every dataset of the file, depth first.
-    static func entries(of path: String) throws -> [Entry] {
+    /// Every dataset of the file, depth first; with `values` false their shapes only (for
+    /// questions about the layout, which need not read the weights).
+    static func entries(of path: String, values readValues: Bool = true) throws -> [Entry] {
         let file = try HDF5File.openReadOnly(path: path)
         var result: [Entry] = []
         func walk(_ group: HDF5Group, key: String) throws {
@@ -300,7 +301,7 @@ public enum KerasEquivalence {
                 case .dataset:
                     let dataset = try group.dataset(name)
                     let type = try dataset.elementType()
-                    let values = type != nil ? try dataset.doubles() : nil
+                    let values = type != nil && readValues ? try dataset.doubles() : nil
                     result.append(Entry(path: dataset.path, key: (key == "/" ? "/" : key + "/") + name, shape: try dataset.shape(), values: values, elementType: type))
                 case .other:
                     continue
