@@ -95,12 +95,13 @@ public struct FormatOptionGroup<Tool: ToolIdentity>: ParsableArguments {
         return options
     }
 
-    /// The same options as command-line arguments (for a child process).
+    /// The same options as command-line arguments (for a child process), each value joined
+    /// to its flag (`--config=FILE`): a value that begins with '-' is still a value.
     public var arguments: [String] {
         var arguments: [String] = []
-        if let configFile { arguments += [FormatOption.config.rawValue, configFile] }
-        for size in kernelSizes { arguments += [FormatOption.kernelSize.rawValue, size] }
-        if let paramsFile { arguments += [FormatOption.params.rawValue, paramsFile] }
+        if let configFile { arguments.append("\(FormatOption.config.rawValue)=\(configFile)") }
+        for size in kernelSizes { arguments.append("\(FormatOption.kernelSize.rawValue)=\(size)") }
+        if let paramsFile { arguments.append("\(FormatOption.params.rawValue)=\(paramsFile)") }
         let flags: [(Bool, FormatOption)] = [(fuseBatchNorm, .fuseBatchNorm), (foldSeparable, .foldSeparable), (reparameterize, .reparameterize),
                                              (keepNames, .keepNames), (strictPickle, .strictPickle), (allowPartial, .allowPartial),
                                              (keepGrouped, .keepGrouped)]

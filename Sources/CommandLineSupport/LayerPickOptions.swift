@@ -15,8 +15,9 @@ public struct LayerPickOptions: ParsableArguments {
     /// The picks as the format adapters take them.
     public var selection: LayerSelection { LayerSelection(only: only, exclude: excluded) }
 
-    /// The same options as command-line arguments (for a child process).
+    /// The same options as command-line arguments (for a child process), each value joined
+    /// to its flag: a glob that begins with '-' is still a glob.
     public var arguments: [String] {
-        excluded.flatMap { ["--exclude", $0] } + only.flatMap { ["--only", $0] }
+        excluded.map { "--exclude=\($0)" } + only.map { "--only=\($0)" }
     }
 }

@@ -104,15 +104,16 @@ struct ExpandCommand: ToolCommand {
         return options
     }
 
-    /// This command's options for the child process.
+    /// This command's options for the child process, each value joined to its flag (a
+    /// path or glob that begins with '-' is still a value).
     func childArguments() -> [String] {
         var arguments: [String] = []
-        if let depthMultiplier { arguments += ["--dmul", String(depthMultiplier)] }
-        arguments += groups.flatMap { ["--groups", $0] }
-        if let template { arguments += ["--like", template] }
-        if let configFile { arguments += ["--config", configFile] }
-        arguments += ["--seed", String(seed)]
-        if let tolerance { arguments += ["--tolerance", String(tolerance)] }
+        if let depthMultiplier { arguments.append("--dmul=\(depthMultiplier)") }
+        arguments += groups.map { "--groups=\($0)" }
+        if let template { arguments.append("--like=\(template)") }
+        if let configFile { arguments.append("--config=\(configFile)") }
+        arguments.append("--seed=\(seed)")
+        if let tolerance { arguments.append("--tolerance=\(tolerance)") }
         if noVerify { arguments.append("--no-verify") }
         if quiet { arguments.append("--quiet") }
         if json { arguments.append("--json") }

@@ -68,8 +68,10 @@ struct FoldCommand: ToolCommand {
 
     /// This command's options for one job in a child process.
     func childArguments(input: String, output: String, progress: String) -> [String] {
-        var arguments = ["--progress-prefix", progress]
-        if let tolerance { arguments += ["--tolerance", String(tolerance)] }
+        // Values joined to their flags: one that begins with '-' is still a value (and an
+        // empty one is left out: ArgumentParser reads `--flag=` as a missing value).
+        var arguments = progress.isEmpty ? [] : ["--progress-prefix=\(progress)"]
+        if let tolerance { arguments.append("--tolerance=\(tolerance)") }
         if noVerify { arguments.append("--no-verify") }
         if quiet { arguments.append("--quiet") }
         arguments += formats.arguments + picks.arguments
