@@ -21,6 +21,7 @@ import pathlib
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -683,7 +684,7 @@ def test_a_timeout_ends_the_tool_and_its_workers(tmp_path: pathlib.Path, monkeyp
     def members(group: int) -> Set[int]:
         return {pid for pid, (state, pgid, _) in processes().items() if pgid == group and state != "Z"}
 
-    thread = threading.Thread(target=fold)
+    thread = threading.Thread(target=fold, daemon=True)  # daemon: a failure here must not hang pytest
     thread.start()
     tool: Optional[int] = None
     deadline = time.monotonic() + 8
@@ -692,12 +693,16 @@ def test_a_timeout_ends_the_tool_and_its_workers(tmp_path: pathlib.Path, monkeyp
                      if pgid == pid and str(out).encode() in cmdline), tool)
         time.sleep(0.05)
     assert tool is not None, "the tool never ran"
-    assert len(members(tool)) >= 2, "the HDF5 worker never joined the tool's process group"
-    thread.join(60)
-    assert not thread.is_alive()
-    assert len(raised) == 1 and isinstance(raised[0], subprocess.TimeoutExpired), raised
-    deadline = time.monotonic() + 5
-    while members(tool) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert members(tool) == set(), "processes of the tool's group still running after the timeout"
-    assert not out.exists()
+    try:
+        assert len(members(tool)) >= 2, "the HDF5 worker never joined the tool's process group"
+        thread.join(60)
+        assert not thread.is_alive(), "fold() did not return after its timeout (a worker holds its pipes?)"
+        assert len(raised) == 1 and isinstance(raised[0], subprocess.TimeoutExpired), raised
+        deadline = time.monotonic() + 5
+        while members(tool) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert members(tool) == set(), "processes of the tool's group still running after the timeout"
+        assert not out.exists()
+    finally:  # a failure leaves nothing running either
+        for pid in members(tool):
+            os.kill(pid, signal.SIGKILL)
