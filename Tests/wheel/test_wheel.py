@@ -11,7 +11,8 @@ through the functions they call.
 
 Fixtures come from fixtures/MANIFEST.json and fixtures/keras_h5/MANIFEST.json, as in
 Tests/oracle. The onnx/onnxruntime checks run when those packages are importable, the
-mypy checks when mypy is (scripts/test-wheel installs all three into the test virtualenv).
+type checks when mypy and vermin are (scripts/test-wheel installs them all into the test
+virtualenv).
 """
 import importlib.metadata
 import inspect
@@ -652,6 +653,17 @@ def test_mypy_strict(tmp_path: pathlib.Path) -> None:
     assert "DO-Conv" in " ".join(lines.get(11, [])), result.stdout
     assert [m for m in lines.get(12, []) if '"layer"' in m], result.stdout
     assert set(lines) == {5, 6, 7, 9, 11, 12}, result.stdout
+
+
+def test_package_runs_on_python_3_8() -> None:
+    """The package claims Python >= 3.8 and no such interpreter runs these tests: vermin
+    finds what a newer Python would be needed for (annotations included: a TypedDict's and a
+    function's are evaluated at run time)."""
+    pytest.importorskip("vermin")
+    result = subprocess.run([sys.executable, "-m", "vermin", "--target=3.8-", "--violations", "--eval-annotations",
+                             "--no-tips", str(PACKAGE), str(ROOT / "scripts" / "generate-python-types")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_timeout_ends_the_tool_and_its_workers(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
