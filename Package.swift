@@ -24,15 +24,14 @@ let avx512CodeGeneration: [SwiftSetting] = []
 let package = Package(
     name: "doconv",
     products: [
-        .executable(name: "doconv-fold", targets: ["doconv-fold"]),
-        .executable(name: "doconv-expand", targets: ["doconv-expand"]),
+        // Every tool, as a subcommand (`doconv fold`) or under its own name through a link
+        // (`doconv-fold`, `doconv-inspect`, `verify-equivalence`, `doconv-expand`).
+        .executable(name: "doconv", targets: ["doconv"]),
         .library(name: "DOConvCore", targets: ["DOConvCore"]),
         .library(name: "DOConvONNX", targets: ["DOConvONNX"]),
         .library(name: "DOConvKeras", targets: ["DOConvKeras"]),
-        .executable(name: "verify-equivalence", targets: ["verify-equivalence"]),
         .library(name: "DOConvGraph", targets: ["DOConvGraph"]),
         .library(name: "DOConvVerify", targets: ["DOConvVerify"]),
-        .executable(name: "doconv-inspect", targets: ["doconv-inspect"]),
         .library(name: "DOConvInspect", targets: ["DOConvInspect"]),
         .library(name: "DOConvFormats", targets: ["DOConvFormats"]),
         .library(name: "DOConvPyTorch", targets: ["DOConvPyTorch"]),
@@ -130,19 +129,15 @@ let package = Package(
             name: "CommandLineSupport",
             dependencies: ["DOConvCore", "DOConvFileIO", "DOConvFormats", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // The one executable: the tools' command lines (Fold/, Inspect/, Verify/, Expand/),
+        // thin over the libraries, and the dispatch by subcommand or by the name run under.
         .executableTarget(
-            name: "doconv-fold",
+            name: "doconv",
             dependencies: [
                 "CommandLineSupport",
-                "DOConvCore", "DOConvFormats",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
-        .executableTarget(
-            name: "doconv-expand",
-            dependencies: [
-                "CommandLineSupport",
-                "DOConvCore", "DOConvFormats", "DOConvSeam",
+                "DOConvCore", "DOConvFormats", "DOConvSeam", "DOConvInspect",
+                "DOConvVerify", "DOConvGraph",
+                "DOConvVerifyONNX", "DOConvVerifyKeras", "DOConvVerifyPyTorch", "DOConvVerifyMXNet", "DOConvVerifyTensorFlow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -154,23 +149,13 @@ let package = Package(
             dependencies: ["DOConvONNX", "DOConvCore", "DOConvFileIO", "CONNXProto", "DOConvTestSupport"]
         ),
         .testTarget(name: "DOConvKerasTests", dependencies: ["DOConvKeras", "DOConvCore"]),
-        // doconv-inspect: the report model and its computations (pure Swift, no I/O), and
-        // the command line that loads a model and prints the report.
+        // doconv inspect: the report model and its computations (pure Swift, no I/O).
         .target(name: "DOConvInspect", dependencies: ["DOConvCore"]),
-        .executableTarget(
-            name: "doconv-inspect",
-            dependencies: [
-                "CommandLineSupport",
-                "DOConvCore", "DOConvInspect", "DOConvFormats",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
         .testTarget(
             name: "DOConvInspectTests",
             dependencies: ["DOConvInspect", "DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvTestSupport"]
         ),
-        // verify-equivalence: a small graph IR and reference executor (pure Swift, no I/O),
-        // the equivalence checks, and the thin command line.
+        // doconv verify: a small graph IR and reference executor (pure Swift, no I/O).
         .target(name: "DOConvGraph", dependencies: ["DOConvGraphKernels", "DOConvGraphKernelsAVX2", "DOConvGraphKernelsAVX512", "CCPUSupport"]),
         // The executor's float64 GEMM and convolution, and the same compiled for AVX2 + FMA;
         // written apart from the fold. Optimized in debug builds too, and checked (-O, not
@@ -190,15 +175,6 @@ let package = Package(
         .target(name: "DOConvVerifyPyTorch", dependencies: ["DOConvVerify", "DOConvCore", "DOConvPyTorch"]),
         .target(name: "DOConvVerifyMXNet", dependencies: ["DOConvVerify", "DOConvCore", "DOConvMXNet"]),
         .target(name: "DOConvVerifyTensorFlow", dependencies: ["DOConvVerify", "DOConvVerifyKeras", "DOConvCore", "DOConvKeras", "DOConvTensorFlow", "DOConvFileIO"]),
-        .executableTarget(
-            name: "verify-equivalence",
-            dependencies: [
-                "CommandLineSupport",
-                "DOConvCore", "DOConvVerify", "DOConvGraph", "DOConvFormats",
-                "DOConvVerifyONNX", "DOConvVerifyKeras", "DOConvVerifyPyTorch", "DOConvVerifyMXNet", "DOConvVerifyTensorFlow",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
-        ),
         .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph", "DOConvGraphKernels", "DOConvGraphKernelsAVX2", "DOConvGraphKernelsAVX512", "CCPUSupport"]),
         .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvFileIO", "DOConvCore"]),
         .testTarget(name: "TensorFlowTests", dependencies: ["DOConvTensorFlow", "DOConvFileIO", "DOConvCore", "DOConvTestSupport"]),

@@ -15,5 +15,6 @@ if ! "$torch_python" -c "import torch, torchvision, safetensors, huggingface_hub
   python3 -m venv "$(dirname "$(dirname "$torch_python")")"
   "$torch_python" -m pip install --quiet torch torchvision safetensors huggingface_hub numpy
 fi
-swift build -c release --product doconv-fold --package-path "$root" 2>&1 | tail -1
+swift build -c release --product doconv --package-path "$root" 2>&1 | tail -1
+"$root/scripts/link-tools" "$root/.build/release" >/dev/null
 "$torch_python" "$root/bench/checkpoint_bench.py" --doconv "$root/.build/release/doconv-fold" "$@"

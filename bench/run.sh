@@ -40,9 +40,10 @@ done
 mkdir -p "$out/models" "$out/work"
 log() { printf '\n== %s\n' "$*" >&2; }
 
-log "building doconv-fold (release)"
+log "building doconv (release)"
 "$root/scripts/install-deps" >/dev/null
-swift build -c release --product doconv-fold --scratch-path "$scratch" 2>&1 | tail -1
+swift build -c release --product doconv --scratch-path "$scratch" 2>&1 | tail -1
+"$root/scripts/link-tools" "$scratch/release" >/dev/null
 doconv="$scratch/release/doconv-fold"
 
 log "bench virtualenv ($venv)"

@@ -29,10 +29,9 @@ done
 mkdir -p "$out/models" "$out/work"
 
 "$root/scripts/install-deps" >/dev/null
-for product in verify-equivalence doconv-fold; do
-  swift build -c release --product "$product" --scratch-path "$scratch" 2>&1 | tail -1
-done
+swift build -c release --product doconv --scratch-path "$scratch" 2>&1 | tail -1
 bin="$scratch/release"
+"$root/scripts/link-tools" "$bin" >/dev/null
 
 if ! "$venv/bin/python" -c "import onnxruntime, numpy" 2>/dev/null; then
   python3 -m venv "$venv"

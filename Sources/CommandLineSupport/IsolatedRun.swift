@@ -4,7 +4,7 @@ import Foundation
 /// Runs this executable again, as a child process, on the same work. libhdf5 is not
 /// hardened against corrupt or hostile files: a crash or an endless loop inside it must end
 /// as one clean error line naming the file, with nothing written and no temporary file
-/// left, not take the whole run down. All three tools send their HDF5 work through here.
+/// left, not take the whole run down. Every tool sends its HDF5 work through here.
 public enum IsolatedRun {
     static let childMarker = "DOCONV_ISOLATED_CHILD"
 
@@ -33,26 +33,28 @@ public enum IsolatedRun {
         public var failure: String?
     }
 
-    /// Runs this executable with `arguments` as a child (its output goes straight to ours);
-    /// returns its exit status, or 2 when it died or ran past its time limit. `tool` names
-    /// the command in error lines; `output`, when the child writes one, is where its
-    /// temporary files are looked for afterwards.
-    public static func run(tool: String, arguments: [String], inputs: [String], output: String? = nil) -> Int32 {
-        launch(tool: tool, arguments: arguments, inputs: inputs, output: output, capture: false).status
+    /// Runs this executable's `command` with `arguments` (the tool's own, without the
+    /// subcommand) as a child (its output goes straight to ours); returns its exit status, or
+    /// 2 when it died or ran past its time limit. `output`, when the child writes one, is
+    /// where its temporary files are looked for afterwards.
+    public static func run(_ command: any ToolCommand.Type, arguments: [String], inputs: [String], output: String? = nil) -> Int32 {
+        launch(command, arguments: arguments, inputs: inputs, output: output, capture: false).status
     }
 
     /// Like `run`, but keeps the child's standard output (a JSON result, say) for the caller
     /// instead of passing it through; its standard error still goes straight to ours.
-    public static func runCapturingOutput(tool: String, arguments: [String], inputs: [String], output: String? = nil) -> Outcome {
-        launch(tool: tool, arguments: arguments, inputs: inputs, output: output, capture: true)
+    public static func runCapturingOutput(_ command: any ToolCommand.Type, arguments: [String], inputs: [String], output: String? = nil) -> Outcome {
+        launch(command, arguments: arguments, inputs: inputs, output: output, capture: true)
     }
 
-    private static func launch(tool: String, arguments: [String], inputs: [String], output: String?, capture: Bool) -> Outcome {
+    private static func launch(_ command: any ToolCommand.Type, arguments: [String], inputs: [String], output: String?, capture: Bool) -> Outcome {
+        let tool = command.toolName
         let subject = inputs.joined(separator: ", ")
         let (files, one) = inputs.count > 1 ? ("the files", "one of them is") : ("the file", "it is")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        process.arguments = arguments
+        // The child is run as /proc/self/exe, not under the tool's name: the subcommand says which tool.
+        process.arguments = [command.subcommandName] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment[childMarker] = "1"
         environment["SWIFT_BACKTRACE"] = "enable=no" // the parent reports the crash in one line

@@ -1,34 +1,25 @@
 import ArgumentParser
 import Foundation
 
-/// A doconv command line: usage errors exit with 2, like bad input, rather than with
-/// ArgumentParser's 64, and every error is one line on standard error.
-public protocol ToolCommand: ParsableCommand {}
+/// One of doconv's tools: a subcommand of the `doconv` executable (`doconv fold`), also run
+/// under its own name (`doconv-fold`, a link to the same executable). Usage errors exit with
+/// 2, like bad input, rather than with ArgumentParser's 64, and every error is one line on
+/// standard error beginning with the tool's name.
+public protocol ToolCommand: ParsableCommand {
+    /// The tool's own name (`doconv-fold`): the name it also runs under, the start of its
+    /// error lines and the `tool` of its JSON documents.
+    static var toolName: String { get }
+}
 
 extension ToolCommand {
-    public static func main() {
-        // A test hook: a child that dies as a failed runtime check of ours would (SIGILL).
-        // A worker joins its parent's process group (Foundation's Process starts it in one of
-        // its own), so that whatever ends the tool's group (a Python timeout, Ctrl-C) ends it too.
-        if IsolatedRun.isChild { _ = setpgid(0, getpgid(getppid())) }
-        if IsolatedRun.isChild, ProcessInfo.processInfo.environment["DOCONV_TEST_CHILD_TRAP"] == "1" {
-            kill(getpid(), SIGILL)
-        }
-        // A test hook: a child that never finishes (a library looping on a hostile file).
-        if IsolatedRun.isChild, ProcessInfo.processInfo.environment["DOCONV_TEST_CHILD_HANG"] == "1" {
-            while true { sleep(60) }
-        }
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            let code = exitCode(for: error)
-            if code == .success || error is ExitCode { exit(withError: error) }
-            let name = configuration.commandName ?? "tool"
-            printError("\(name): error: \(message(for: error).split(separator: "\n").first ?? "")")
-            printError("Usage: see '\(name) --help'")
-            Foundation.exit(2)
-        }
+    /// The subcommand that runs this tool (`fold`).
+    public static var subcommandName: String { configuration.commandName ?? toolName }
+
+    /// This tool's own arguments: the command line without the program and, when run as
+    /// `doconv SUBCOMMAND`, without the subcommand.
+    public static var ownArguments: [String] {
+        let argv = CommandLine.arguments
+        return Array(argv.dropFirst(ToolDispatch.invokedName(argv) == toolName ? 1 : 2))
     }
 
     /// Writes one line to standard error.

@@ -38,11 +38,16 @@ public enum PackageTestSupport {
         public var stderr: String
     }
 
-    /// Runs the built tool `name` (it sits next to the test bundle) from the package root.
+    /// The subcommand of the `doconv` executable that each tool's name stands for.
+    static let subcommands = ["doconv-fold": "fold", "doconv-inspect": "inspect", "verify-equivalence": "verify", "doconv-expand": "expand"]
+
+    /// Runs tool `name` as `doconv SUBCOMMAND` (the executable sits next to the test bundle)
+    /// from the package root.
     public static func run(_ name: String, _ arguments: [String]) throws -> Run {
+        guard let subcommand = subcommands[name] else { throw CocoaError(.executableNotLoadable) }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
-        process.arguments = arguments
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("doconv")
+        process.arguments = [subcommand] + arguments
         process.currentDirectoryURL = packageRoot
         let out = Pipe()
         let err = Pipe()

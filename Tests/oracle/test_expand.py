@@ -565,3 +565,55 @@ def test_keras_depthwise_and_separable_convs_are_listed_as_left(tmp_path):
     result = run_expand(plain, out)
     assert result.returncode == 0, result.stderr
     assert "expanded 1 conv" in result.stdout and "left: dw: a DepthwiseConv2D" in result.stdout, result.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# --json (issue 28): one document per run, validated against the committed schema
+
+EXPAND_SCHEMA = json.loads((FIXTURES.parent / "schemas" / "expand-result.schema.json").read_text())
+
+
+def expand_json(*args):
+    """doconv-expand --json: the exit status, the document (validated) and standard error."""
+    import jsonschema
+
+    result = run_expand("--json", *args)
+    document = json.loads(result.stdout)
+    jsonschema.Draft202012Validator(EXPAND_SCHEMA).validate(document)
+    return result.returncode, document, result.stderr
+
+
+def test_expand_json_describes_every_expanded_layer(tmp_path):
+    out = tmp_path / "out.pth"
+    status, doc, stderr = expand_json(*GROUP_FLAGS, "--exclude", "wide", EXPAND / "plain.pth", out)
+    assert status == 0 and doc["status"] == "expanded" and doc["exit_status"] == 0 and stderr == ""
+    assert doc["tool"] == "doconv-expand" and doc["input"] == str(EXPAND / "plain.pth") and doc["output"] == str(out)
+    state, _ = state_dict(out, FILES[0])
+    expanded = {k[: -len(".W")] for k in state if k.endswith(".W")}
+    assert {layer["name"] for layer in doc["layers"]} == expanded
+    for layer in doc["layers"]:
+        w = state[layer["name"] + ".W"]
+        # W is (Cout, Cin/g, Dmul): the document's geometry must be the file's.
+        assert (layer["out_channels"], layer["in_channels"] // layer["groups"], layer["d_mul"]) == w.shape, layer
+        assert layer["verified"] and layer["relative_error"] == 0.0
+    assert [n["name"] for n in doc["not_expanded"]] == ["wide"]
+    assert doc["verified"] and doc["worst_relative_error"] == 0.0
+    assert doc["parameters"]["after"] > doc["parameters"]["before"]
+
+
+def test_expand_json_reports_a_refused_input(tmp_path, clean_tmpdir):
+    out = tmp_path / "out.pth"
+    status, doc, stderr = expand_json(EXPAND / "plain.pth", out)
+    assert status == 2 and doc["status"] == "error" and doc["exit_status"] == 2 and not out.exists()
+    assert stderr.strip() == f"doconv-expand: error: {doc['error']}"
+    assert doc["layers"] == [] and doc["parameters"] is None and doc["format"] == "pytorch"
+
+
+def test_expand_json_comes_back_from_the_keras_worker(tmp_path):
+    """A Keras file is read in a child process: its document is the run's."""
+    out = tmp_path / "out.h5"
+    status, doc, stderr = expand_json(KERAS, out)
+    assert status == 0 and doc["status"] == "expanded" and doc["format"] == "keras-h5", stderr
+    _, _, config = h5_datasets(out)
+    do_layers = {layer["config"]["name"] for layer in config["config"]["layers"] if layer["class_name"] == "DOConv2D"}
+    assert do_layers and {layer["name"] for layer in doc["layers"]} == do_layers

@@ -18,15 +18,7 @@ struct FoldDocument: Codable {
         self.results = results
     }
 
-    /// Keys sorted, two-space indentation, like `doconv-inspect --json`. Infinite and NaN
-    /// errors (weights holding NaN) become the strings "inf", "-inf" and "nan".
-    func rendered() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
-    }
+    func rendered() throws -> String { try JSONDocument.render(self) }
 
     /// A document as `rendered()` writes it (a child's standard output).
     static func decode(_ data: Data) throws -> FoldDocument {
@@ -221,6 +213,19 @@ struct FoldResult: Codable {
             case name, reason
             case isDOConvLayer = "isDoconvLayer" // "is_doconv_layer" in the document, not is_do_conv_layer
         }
+    }
+}
+
+/// How the tools write their JSON documents: keys sorted, two-space indentation, like
+/// `doconv-inspect --json`. Infinite and NaN errors (weights holding NaN) become the
+/// strings "inf", "-inf" and "nan".
+enum JSONDocument {
+    static func render<Document: Encodable>(_ document: Document) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return String(decoding: try encoder.encode(document), as: UTF8.self) + "\n"
     }
 }
 

@@ -5,13 +5,14 @@ import DOConvFormats
 import DOConvSeam
 import Foundation
 
-@main
 struct ExpandCommand: ToolCommand {
+    static let toolName = "doconv-expand"
+
     static let configuration = CommandConfiguration(
-        commandName: "doconv-expand",
+        commandName: "expand",
         abstract: "Start DO-Conv training from plain weights: every conv becomes a DO-Conv layer that computes exactly that conv.",
         discussion: """
-        doconv-expand PLAIN OUTPUT
+        doconv expand PLAIN OUTPUT
 
         Models, told apart by their content: \(ExpandableFormats.summaries).
 
@@ -23,6 +24,11 @@ struct ExpandCommand: ToolCommand {
         composed back in float64 and compared with its plain kernel before anything is
         written. A kernel does not tell its groups: (32, 1, 3, 3) may be depthwise or a conv
         of one channel; --groups or --like settles them.
+
+        --json prints one JSON document on standard output instead of the summary (also for an
+        input that failed: status "error" or "verification_failed", with the error line's
+        message), as described by schemas/expand-result.schema.json. Error lines still go to
+        standard error, and the exit status is the same.
 
         Exit status: 0 success, 1 verification failed (nothing written), 2 bad input or usage.
         """,
@@ -54,6 +60,9 @@ struct ExpandCommand: ToolCommand {
 
     @Flag(help: "Print errors only.")
     var quiet = false
+
+    @Flag(help: "Print one JSON document with the result instead of the summary.")
+    var json = false
 
     @OptionGroup var picks: LayerPickOptions
 
@@ -106,6 +115,7 @@ struct ExpandCommand: ToolCommand {
         if let tolerance { arguments += ["--tolerance", String(tolerance)] }
         if noVerify { arguments.append("--no-verify") }
         if quiet { arguments.append("--quiet") }
+        if json { arguments.append("--json") }
         return arguments + picks.arguments + ["--"] + paths
     }
 
@@ -119,15 +129,13 @@ struct ExpandCommand: ToolCommand {
             }
             format = expandable
         } catch {
-            Self.printError("doconv-expand: error: \(error)")
-            throw ExitCode(2)
+            return try finish(.failure(input: input, output: output, format: nil, message: "\(error)"))
         }
         if format.runsInChildProcess && !IsolatedRun.isChild {
-            let status = IsolatedRun.run(tool: "doconv-expand", arguments: childArguments(), inputs: [input], output: output)
-            if status != 0 { throw ExitCode(status) }
-            return
+            return try runInChild(input: input, output: output, format: format)
         }
         let start = ContinuousClock.now
+        let document: ExpandDocument
         do {
             let options = try options()
             let expanded = try format.expand(path: input, options: options)
@@ -135,17 +143,50 @@ struct ExpandCommand: ToolCommand {
             let failures = summary.failures
             if !failures.isEmpty {
                 let list = failures.map { "\($0.name) (\($0.relativeError.map(SummaryLines.scientific) ?? "NaN") > \(SummaryLines.scientific($0.tolerance)))" }
-                Self.printError("doconv-expand: error: \(input): composed back, \(failures.count) layer(s) differ from the plain kernel: \(list.joined(separator: ", ")); nothing written")
-                throw ExitCode(1)
+                let message = "\(input): composed back, \(failures.count) layer(s) differ from the plain kernel: \(list.joined(separator: ", ")); nothing written"
+                return try finish(ExpandDocument(input: input, output: output, format: format.name, summary: summary, verify: options.verify,
+                                                 error: message, elapsed: ContinuousClock.now - start))
             }
             summary.notes += try expanded.write(to: output)
-            if !quiet { print(ExpandReport.summary(summary, input: input, output: output, verified: options.verify, elapsed: ContinuousClock.now - start)) }
-        } catch let exit as ExitCode {
-            throw exit
+            if !quiet && !json {
+                print(ExpandReport.summary(summary, input: input, output: output, verified: options.verify, elapsed: ContinuousClock.now - start))
+            }
+            document = ExpandDocument(input: input, output: output, format: format.name, summary: summary, verify: options.verify,
+                                      error: nil, elapsed: ContinuousClock.now - start)
         } catch {
-            Self.printError("doconv-expand: error: \(error)")
-            throw ExitCode(2)
+            return try finish(.failure(input: input, output: output, format: format.name, message: "\(error)", elapsed: ContinuousClock.now - start))
         }
+        try finish(document)
+    }
+
+    /// The expansion by a child process (a reader that may crash or loop on a hostile file).
+    /// With --json the child prints the document, passed on here; a child that died gets an
+    /// error document, its line already reported.
+    private func runInChild(input: String, output: String, format: any ExpandableFormat) throws {
+        guard json else {
+            let status = IsolatedRun.run(Self.self, arguments: childArguments(), inputs: [input], output: output)
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
+        let outcome = IsolatedRun.runCapturingOutput(Self.self, arguments: childArguments(), inputs: [input], output: output)
+        if let failure = outcome.failure {
+            return try finish(.failure(input: input, output: output, format: format.name, message: failure), lineReported: true)
+        }
+        FileHandle.standardOutput.write(outcome.standardOutput)
+        if outcome.status != 0 { throw ExitCode(outcome.status) }
+    }
+
+    /// Reports the document's error line (unless already reported), prints the document
+    /// with --json, and ends with its exit status.
+    private func finish(_ document: ExpandDocument, lineReported: Bool = false) throws {
+        if let error = document.error, !lineReported { Self.printError("doconv-expand: error: \(error)") }
+        if json {
+            do { print(try document.rendered(), terminator: "") } catch {
+                Self.printError("doconv-expand: error: cannot encode the JSON result: \(error)")
+                throw ExitCode(2)
+            }
+        }
+        if document.exitStatus != 0 { throw ExitCode(document.exitStatus) }
     }
 }
 

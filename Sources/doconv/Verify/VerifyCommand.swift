@@ -9,10 +9,11 @@ import DOConvVerifyONNX
 import DOConvVerifyPyTorch
 import Foundation
 
-@main
 struct VerifyCommand: ToolCommand {
+    static let toolName = "verify-equivalence"
+
     static let configuration = CommandConfiguration(
-        commandName: "verify-equivalence",
+        commandName: "verify",
         abstract: "Check that a folded model computes what the DO-Conv original computes, independently of the fold.",
         discussion: """
         Three checks: 1. structure: FOLDED holds everything ORIGINAL holds, unchanged, except each DO-Conv layer (or depthwise + 1x1 pair, or fused BatchNormalization) replaced by one conv with constant weights; 2. each folded kernel against a float64 recomputation from ORIGINAL's D and W, read by verify-equivalence itself with the flags alone (the format options, --exclude and --only, as given to doconv-fold), and a probe of the layer both ways; 3. both models run by a reference executor on seeded random inputs, every output compared.
@@ -105,7 +106,7 @@ struct VerifyCommand: ToolCommand {
             try check(given, appliesTo: format)
             // A reader that may crash or loop on a hostile file (libhdf5) runs in a child process.
             if format.runsInChildProcess && !IsolatedRun.isChild {
-                throw ExitCode(IsolatedRun.run(tool: "verify-equivalence", arguments: Array(CommandLine.arguments.dropFirst()), inputs: [original, folded]))
+                throw ExitCode(IsolatedRun.run(Self.self, arguments: Self.ownArguments, inputs: [original, folded]))
             }
             guard let verifiable = format as? any VerifiableFormat else { throw VerifyError("\(original): verify-equivalence does not check \(format.displayName) files") }
             let report = try verifiable.expansionPair(original: original, folded: folded, options: options)

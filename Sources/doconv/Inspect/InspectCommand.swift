@@ -5,10 +5,11 @@ import DOConvFormats
 import DOConvInspect
 import Foundation
 
-@main
 struct InspectCommand: ToolCommand {
+    static let toolName = "doconv-inspect"
+
     static let configuration = CommandConfiguration(
-        commandName: "doconv-inspect",
+        commandName: "inspect",
         abstract: "Describe the DO-Conv layers of a model and what folding them would change.",
         discussion: """
         Prints one row per DO-Conv layer in graph order: kind, form, Cin -> Cout, kernel M x N, stride, dilation, groups, Dmul, parameters as trained (D and W) -> folded, and |D-I|/|I| = ||D - I||_F / ||I||_F, how far the D the layer composes is from the identity offset I. Then totals, and the layers that looked like DO-Conv but would not be folded, with the reason.
@@ -58,7 +59,7 @@ struct InspectCommand: ToolCommand {
         }
         // A reader that may crash or loop on a hostile file (libhdf5) runs in a child process.
         if format.runsInChildProcess && !IsolatedRun.isChild {
-            throw ExitCode(IsolatedRun.run(tool: "doconv-inspect", arguments: Array(CommandLine.arguments.dropFirst()), inputs: [model]))
+            throw ExitCode(IsolatedRun.run(Self.self, arguments: Self.ownArguments, inputs: [model]))
         }
         let report: InspectReport
         do {

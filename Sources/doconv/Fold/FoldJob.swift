@@ -23,7 +23,7 @@ struct FoldJob {
             }
             summary.notes += try folded.write(to: output)
             if printSummary {
-                print(prefix + Report.summary(summary, input: input, output: output, verified: options.fold.verify, elapsed: ContinuousClock.now - start))
+                print(prefix + FoldReport.summary(summary, input: input, output: output, verified: options.fold.verify, elapsed: ContinuousClock.now - start))
             }
             let unchanged = summary.layers.isEmpty && summary.fusedBatchNorms.isEmpty && summary.reparameterized.isEmpty
             return result(unchanged ? .unchanged : .folded, exitStatus: 0, error: nil, summary: summary, start: start)
@@ -47,7 +47,7 @@ struct FoldJob {
         guard !failures.isEmpty else { return nil }
         let list = failures.map { name, error, tolerance -> String in
             guard let error, !error.isNaN else { return "\(name) (the weights hold NaN or infinite values)" }
-            return "\(name) (\(Report.scientific(error)) > \(Report.scientific(tolerance)))"
+            return "\(name) (\(FoldReport.scientific(error)) > \(FoldReport.scientific(tolerance)))"
         }
         return "\(input): verification failed for \(failures.count) layer(s): \(list.joined(separator: ", ")); nothing written"
     }

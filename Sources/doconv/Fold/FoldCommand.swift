@@ -4,14 +4,15 @@ import DOConvCore
 import DOConvFormats
 import Foundation
 
-@main
 struct FoldCommand: ToolCommand {
+    static let toolName = "doconv-fold"
+
     static let configuration = CommandConfiguration(
-        commandName: "doconv-fold",
+        commandName: "fold",
         abstract: "Fold DO-Conv layers into plain Conv kernels, verify every layer, and write the model.",
         discussion: """
-        doconv-fold INPUT OUTPUT          fold one model (OUTPUT may be INPUT)
-        doconv-fold IN... -o DIR          fold many models into DIR
+        doconv fold INPUT OUTPUT          fold one model (OUTPUT may be INPUT)
+        doconv fold IN... -o DIR          fold many models into DIR
 
         Models, told apart by their content: \(FormatList.summaries).
 
@@ -172,11 +173,11 @@ struct FoldCommand: ToolCommand {
         let arguments = childArguments(input: job.input, output: job.output, progress: progress)
         guard json else {
             // The child printed its own summary or error line; only its status matters here.
-            let status = IsolatedRun.run(tool: "doconv-fold", arguments: arguments, inputs: [job.input], output: job.output)
+            let status = IsolatedRun.run(Self.self, arguments: arguments, inputs: [job.input], output: job.output)
             return .printedByChild(input: job.input, output: job.output, format: format.name, exitStatus: status)
         }
         let start = ContinuousClock.now
-        let outcome = IsolatedRun.runCapturingOutput(tool: "doconv-fold", arguments: arguments, inputs: [job.input], output: job.output)
+        let outcome = IsolatedRun.runCapturingOutput(Self.self, arguments: arguments, inputs: [job.input], output: job.output)
         let elapsed = ContinuousClock.now - start
         if let failure = outcome.failure {
             return .failure(input: job.input, output: job.output, format: format.name, message: failure, elapsed: elapsed)

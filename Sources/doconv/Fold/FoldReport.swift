@@ -3,7 +3,7 @@ import DOConvCore
 import Foundation
 
 /// Formats the human-readable fold summary.
-enum Report {
+enum FoldReport {
     static func summary(_ s: FoldSummary, input: String, output: String, verified: Bool, elapsed: Duration) -> String {
         var lines = ["\(input) -> \(output)"]
         // A DO-Conv layer the fold cannot reach (inside an ONNX function or subgraph) or was
