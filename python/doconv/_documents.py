@@ -6,6 +6,11 @@ a schema and run the script (a wheel test fails when this file is stale).
 from typing import List, Literal, Optional, TypedDict, Union
 
 __all__ = [
+    "ExpandBytes",
+    "ExpandDocument",
+    "ExpandLayer",
+    "ExpandNotExpanded",
+    "ExpandParameters",
     "FoldDocument",
     "FoldResult",
     "FoldResultBatchNormsFused",
@@ -33,6 +38,169 @@ __all__ = [
     "VerifyLayer",
     "VerifyStructure",
 ]
+
+
+class ExpandLayer(TypedDict):
+    """One expanded layer."""
+
+    #: The layer (ONNX: the DO-Conv module or Conv node; Keras, PyTorch, MXNet: the layer or
+    #: parameter prefix).
+    name: str
+
+    #: DO-Conv (groups 1), DO-DConv (groups = in_channels), DO-GConv (other groups).
+    kind: Literal["DO-Conv", "DO-DConv", "DO-GConv"]
+
+    #: How the model computed the layer: the kernel composed from D and W, or a depthwise
+    #: conv then a 1x1 conv (a depthwise + 1x1 pair).
+    form: Literal["kernel composition", "feature composition"]
+
+    #: How D and W are laid out.
+    layout: Literal["pytorch", "keras"]
+
+    #: The weights' element type (the fold computes in float32 and stores this type).
+    element_type: Literal["float32", "float16", "bfloat16", "float64"]
+
+    #: Input channels Cin.
+    in_channels: int
+
+    #: Output channels Cout.
+    out_channels: int
+
+    #: The folded kernel's [M, N].
+    kernel: List[int]
+
+    #: Conv groups.
+    groups: int
+
+    #: Depth multiplier Dmul.
+    d_mul: int
+
+    #: The Conv's strides.
+    stride: List[int]
+
+    #: The Conv's dilations.
+    dilation: List[int]
+
+    #: The layer composed back in float64 from W and D as stored, against the plain kernel:
+    #: ||W' - K|| / ||K||; null with --no-verify.
+    relative_error: Optional[Union[float, Literal["inf", "-inf", "nan"]]]
+
+    #: Largest accepted relative error for this layer (--tolerance, or its element type's
+    #: default).
+    tolerance: float
+
+    #: False when the probes disagreed beyond the tolerance (or the weights hold NaN or
+    #: infinite values); true when they agreed or did not run.
+    verified: bool
+
+
+class ExpandParameters(TypedDict):
+    """Weight elements before (the plain model) and after (the expanded one); null for status
+    "error"."""
+
+    #: Weight elements of the plain model.
+    before: int
+
+    #: Weight elements of the expanded model.
+    after: int
+
+
+class ExpandBytes(TypedDict):
+    """Weight bytes before (the plain model) and after (the expanded one); null for status
+    "error"."""
+
+    #: Weight bytes of the plain model.
+    before: int
+
+    #: Weight bytes of the expanded model.
+    after: int
+
+
+class ExpandNotExpanded(TypedDict):
+    """A conv left plain."""
+
+    #: The node or layer.
+    name: str
+
+    #: Why it was not expanded.
+    reason: str
+
+    #: Always false: kept for the shape of doconv fold's entries.
+    is_doconv_layer: bool
+
+
+class ExpandDocument(TypedDict):
+    """What `doconv expand --json` (doconv-expand --json) prints on standard output: one document
+    for the one input (also when it failed). Error lines still go to standard error and the
+    exit status is unchanged. Non-finite numbers are written as the strings "inf", "-inf" and
+    "nan"; null always means "not there" (not verified, not known)."""
+
+    #: Version of this document's layout.
+    format_version: Literal[1]
+
+    #: The tool that wrote the document.
+    tool: Literal["doconv-expand"]
+
+    #: The tool's version (doconv expand --version).
+    version: str
+
+    #: The plain model, as given on the command line.
+    input: str
+
+    #: Where the expanded model goes; the file exists only for status "expanded" or
+    #: "unchanged".
+    output: str
+
+    #: How the input was read: the format registry's name (as in doconv-inspect --json); null
+    #: when its format could not be told (status "error").
+    format: Optional[Literal[
+        "onnx", "keras-h5", "keras-archive", "pytorch", "safetensors", "sharded", "mxnet",
+        "tf-checkpoint", "tf-savedmodel", "tflite",
+    ]]
+
+    #: expanded: convs became DO-Conv layers and the model was written; unchanged: no conv to
+    #: expand, the weights written as they were; verification_failed: a layer composed back
+    #: differs from its plain kernel beyond the tolerance, nothing written (exit status 1);
+    #: error: bad input or a failed write or worker, nothing written (exit status 2).
+    status: Literal["expanded", "unchanged", "verification_failed", "error"]
+
+    #: The run's exit status: 0 (expanded, unchanged), 1 (verification_failed), 2 (error).
+    exit_status: Literal[0, 1, 2]
+
+    #: For status "error" and "verification_failed": the error line's message, as written to
+    #: standard error after "doconv-expand: error: "; otherwise null.
+    error: Optional[str]
+
+    #: One entry per expanded conv, now a DO-Conv layer: what doconv fold reports for it
+    #: (kind, form, layout, geometry with its Dmul), and its composition back into the plain
+    #: kernel.
+    layers: List[ExpandLayer]
+
+    #: Weight elements before (the plain model) and after (the expanded one); null for status
+    #: "error".
+    parameters: Optional[ExpandParameters]
+
+    #: Weight bytes before (the plain model) and after (the expanded one); null for status
+    #: "error".
+    bytes: Optional[ExpandBytes]
+
+    #: The largest relative_error over the layers ("nan" when any is NaN); null when
+    #: verification was skipped or nothing was expanded.
+    worst_relative_error: Optional[Union[float, Literal["inf", "-inf", "nan"]]]
+
+    #: True when every layer was composed back and matched its plain kernel (also when
+    #: nothing was expanded); false with --no-verify, for verification_failed and for error.
+    verified: bool
+
+    #: Convs left plain (a layer kind the framework's DO-Conv does not cover, a conv inside a
+    #: pickled module, --exclude/--only), with the reason.
+    not_expanded: List[ExpandNotExpanded]
+
+    #: Other things to know (optimizer state dropped, groups assumed), one sentence each.
+    notes: List[str]
+
+    #: Wall-clock time of the expansion, its verification and the write, in milliseconds.
+    time_ms: float
 
 
 #: Folded layers of each kind; every kind is listed, zeros included.
