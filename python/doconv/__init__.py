@@ -1,11 +1,11 @@
 """doconv: fold DO-Conv layers into plain convolutions, from Python.
 
 The package bundles the ``doconv`` executable (its tools are subcommands: ``doconv fold``,
-``doconv inspect``, ``doconv verify``; console scripts ``doconv``, ``doconv-fold``,
-``doconv-inspect``, ``verify-equivalence`` and ``doconv-expand`` run it) and runs it with
-``--json``; every function returns the tool's JSON document as a TypedDict generated from
-``schemas/`` (:class:`FoldDocument`, :class:`InspectDocument`, :class:`VerifyDocument`).
-No logic of the tools is repeated here.
+``doconv inspect``, ``doconv verify``, ``doconv expand``; console scripts ``doconv``,
+``doconv-fold``, ``doconv-inspect``, ``verify-equivalence`` and ``doconv-expand`` run it)
+and runs it with ``--json``; every function returns the tool's JSON document as a
+TypedDict generated from ``schemas/`` (:class:`FoldDocument`, :class:`InspectDocument`,
+:class:`VerifyDocument`, :class:`ExpandDocument`). No logic of the tools is repeated here.
 
     >>> import doconv
     >>> doconv.inspect("model.onnx")["totals"]["layers"]
@@ -27,14 +27,15 @@ from typing import Optional, Sequence, Union, cast
 from . import _documents
 from ._binaries import TOOLS, binary_path
 from ._documents import *  # noqa: F401,F403 - the document types, listed in _documents.__all__
-from ._documents import FoldDocument, InspectDocument, VerifyDocument
-from ._options import FOLD, INSPECT, VERIFY, Globs, KernelSizes, NamedInts, PathLike, arguments, path
+from ._documents import ExpandDocument, FoldDocument, InspectDocument, VerifyDocument
+from ._options import EXPAND, FOLD, INSPECT, VERIFY, Globs, KernelSizes, NamedInts, PathLike, arguments, path
 from ._runner import DOConvError, run_json
 
 __all__ = [
     "fold",
     "inspect",
     "verify",
+    "expand",
     "DOConvError",
     "binary_path",
     "TOOLS",
@@ -224,4 +225,60 @@ def verify(
     return cast(
         VerifyDocument,
         run_json("verify-equivalence", [*flags, "--", *positional], documented_statuses=(0, 1), timeout=timeout),
+    )
+
+
+def expand(
+    plain: PathLike,
+    output: PathLike,
+    *,
+    dmul: Optional[int] = None,
+    groups: Optional[NamedInts] = None,
+    like: Optional[PathLike] = None,
+    config: Optional[PathLike] = None,
+    seed: Optional[int] = None,
+    tolerance: Optional[float] = None,
+    no_verify: bool = False,
+    exclude: Optional[Globs] = None,
+    only: Optional[Globs] = None,
+    timeout: Optional[float] = None,
+) -> ExpandDocument:
+    """Turns the plain conv weights of ``plain`` into DO-Conv layers that compute exactly
+    those convs, written to ``output``: a start for DO-Conv training.
+
+    Runs ``doconv expand --json PLAIN OUTPUT``.
+
+    Args:
+        plain: the plain model's weights (Keras .h5/.keras, PyTorch checkpoint,
+            .safetensors, a sharded checkpoint, MXNet/Gluon .params or export pair).
+        output: where the expanded weights go.
+        dmul: depth multiplier of every expanded layer (default M*N; below M*N is refused:
+            no exact start exists).
+        groups: groups of the layers matching a glob (the last match wins):
+            ``{"dw": 8}`` or ``["dw=8"]``; a kernel does not tell them.
+        like: a freshly initialized DO-Conv model's weights: which layers are DO-Conv
+            layers, with their groups and Dmul.
+        config: Keras: the model's JSON (``model.to_json()``), for a weights-only .h5.
+        seed: seed of the random columns of layers whose Dmul exceeds M*N (default 0).
+        tolerance: largest accepted relative error per layer when composed back
+            (default: as for :func:`fold`).
+        no_verify: skip composing every layer back.
+        exclude, only: leave the layers matching these globs plain / expand only those.
+        timeout: as for :func:`fold`.
+
+    Returns:
+        The tool's document: ``status``, ``layers``, ``not_expanded``, ... A layer that
+        does not compose back (``status`` "verification_failed", exit status 1, nothing
+        written) is reported there, not raised.
+
+    Raises:
+        DOConvError: bad input or usage (exit status 2), with the tool's error line; its
+            ``document`` is the tool's (``status`` "error").
+        TypeError: a value of the wrong type.
+    """
+    flags = arguments(EXPAND, locals())
+    positional = [path(plain, "plain"), path(output, "output")]
+    return cast(
+        ExpandDocument,
+        run_json("doconv-expand", [*flags, "--", *positional], documented_statuses=(0, 1), timeout=timeout),
     )

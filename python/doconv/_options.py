@@ -25,8 +25,8 @@ KernelSize = Union[Tuple[int, int], int, str]
 #: ``(layer, size)`` pairs.
 KernelSizes = Union[Mapping[str, KernelSize], Iterable[Union[str, Tuple[str, KernelSize]]]]
 
-#: Integer values by name (``--dim``'s input dims: ``{"batch": 2}``), or a list of
-#: ``"name=value"`` strings and ``(name, value)`` pairs.
+#: Integers by name (``dim``'s input dims: ``{"batch": 2}``; ``groups`` by layer glob:
+#: ``{"dw*": 8}``), or a list of ``"name=value"`` strings and ``(name, value)`` pairs.
 NamedInts = Union[Mapping[str, int], Iterable[Union[str, Tuple[str, int]]]]
 
 #: A layer-name glob, or a list of them.
@@ -80,6 +80,20 @@ VERIFY: Mapping[str, str] = {
     "kernel_size": KERNEL_SIZES,
     "params": PATH,
     "strict_pickle": FLAG,
+    "exclude": GLOBS,
+    "only": GLOBS,
+}
+
+
+#: ``doconv expand``'s keywords.
+EXPAND: Mapping[str, str] = {
+    "dmul": VALUE,
+    "groups": NAMED_INTS,
+    "like": PATH,
+    "config": PATH,
+    "seed": VALUE,
+    "tolerance": VALUE,
+    "no_verify": FLAG,
     "exclude": GLOBS,
     "only": GLOBS,
 }

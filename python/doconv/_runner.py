@@ -1,9 +1,9 @@
 """Runs a tool (``doconv SUBCOMMAND --json ...``) and returns the document it prints.
 
 The tools print one JSON document on standard output and, on failure, one error line on
-standard error. Their exit statuses: fold 0 ok, 1 verification failed (a document is
-still printed, nothing written), 2 bad input; verify 0 equivalent, 1 not equivalent (a
-document with ``equivalent`` false), 2 bad input; inspect 0, or 2.
+standard error. Their exit statuses: fold and expand 0 ok, 1 verification failed (a
+document is still printed, nothing written), 2 bad input; verify 0 equivalent, 1 not
+equivalent (a document with ``equivalent`` false), 2 bad input; inspect 0, or 2.
 """
 import json
 import os
@@ -20,7 +20,8 @@ class DOConvError(Exception):
     Attributes:
         message: the tool's one-line error (``"doconv-fold: error: x.onnx: ..."``).
         exit_status: the tool's exit status (negative: killed by that signal).
-        tool: the tool's name (``doconv-fold``, ``doconv-inspect``, ``verify-equivalence``).
+        tool: the tool's name (``doconv-fold``, ``doconv-inspect``, ``verify-equivalence``,
+            ``doconv-expand``).
         stderr: everything the tool wrote to standard error.
         document: the JSON document it printed anyway, if any (e.g. per-file results of a
             batch fold that stopped on a bad input), else None.
