@@ -591,9 +591,14 @@ def test_api_paths_that_begin_with_a_dash(tmp_path: pathlib.Path, monkeypatch: p
     report = doconv.inspect("-weights.h5", config=pathlib.Path("-config.json"), svg="-maps.svg", exclude="-none")
     assert report["totals"]["layers"] == 4
     assert pathlib.Path("-maps.svg").read_text().lstrip().startswith("<")
-    # doconv fold hands the options to its HDF5 worker: they must stay values there too.
+    # doconv fold and doconv expand hand the options to their HDF5 worker: they must stay
+    # values there too.
     folded = doconv.fold("-weights.h5", "-weights.out.h5", config="-config.json", exclude="-none")
     assert folded["results"][0]["status"] == "folded"
+    shutil.copyfile(EXPAND_FIXTURES / "keras_plain_weights.h5", tmp_path / "-plain.h5")
+    shutil.copyfile(EXPAND_FIXTURES / "keras_plain.json", tmp_path / "-plain.json")
+    expanded = doconv.expand("-plain.h5", "-expanded.h5", config=pathlib.Path("-plain.json"), exclude="-none")
+    assert expanded["status"] == "expanded"
     assert doconv.verify("-weights.h5", "-weights.out.h5", config=pathlib.Path("-config.json"))["equivalent"] is True
 
 
