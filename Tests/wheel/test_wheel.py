@@ -26,7 +26,6 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import textwrap
 import threading
 import time
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
