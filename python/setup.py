@@ -3,8 +3,8 @@
 * The version is read from ``Sources/CommandLineSupport/Version.swift`` (the one place it
   lives) with a regex, or taken from ``DOCONV_VERSION`` (scripts/wheel sets it, since it
   builds from a copy of this folder outside the tree).
-* The wheel is platform-specific but not tied to a Python ABI: ``doconv/bin/`` holds ELF
-  executables and the Python code runs them, so the tag is ``py3-none-<platform>``
+* The wheel is platform-specific but not tied to a Python ABI: ``doconv/bin/`` holds an
+  ELF executable and the Python code runs it, so the tag is ``py3-none-<platform>``
   (auditwheel then turns ``linux_x86_64`` into ``manylinux_2_XX_x86_64``).
 """
 import os
@@ -35,7 +35,7 @@ def doconv_version() -> str:
 
 
 class PlatformDistribution(Distribution):
-    """Files go to platlib and the wheel is not 'pure': it carries native executables."""
+    """Files go to platlib and the wheel is not 'pure': it carries a native executable."""
 
     def has_ext_modules(self) -> bool:
         return True

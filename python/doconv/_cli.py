@@ -1,38 +1,50 @@
-"""The console scripts ``doconv-fold``, ``doconv-inspect`` and ``verify-equivalence``.
+"""The console scripts: ``doconv`` and the tools' own names (``doconv-fold``,
+``doconv-inspect``, ``verify-equivalence``, ``doconv-expand``).
 
-Each replaces the Python process with the bundled executable (``os.execv``), passing the
-command line on unchanged, so the tool's output, error lines and exit status are exactly
-those of the executable.
+Each replaces the Python process with the bundled ``doconv`` (``os.execv``) run under its
+own name as argv[0], which is how the executable tells which tool to be, and passes the
+command line on unchanged: output, error lines and exit status are the executable's.
 """
 import os
 import sys
-from typing import List, NoReturn, Optional
+from typing import NoReturn
 
-from ._binaries import binary_path
+from ._binaries import EXECUTABLE, binary_path
 
 
-def _exec(tool: str, arguments: Optional[List[str]] = None) -> NoReturn:
-    """Replaces this process with ``tool``, given ``arguments`` (this process's by default)."""
+def run_as(name: str) -> NoReturn:
+    """Replaces this process with ``doconv`` run as ``name``, given this process's arguments."""
     try:
-        path = binary_path(tool)
+        path = binary_path()
     except OSError as error:
-        sys.stderr.write(f"{tool}: error: {error}\n")
+        sys.stderr.write(f"{name}: error: {error}\n")
         sys.exit(2)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(path, [path, *(sys.argv[1:] if arguments is None else arguments)])
+    os.execv(path, [name, *sys.argv[1:]])
+
+
+def doconv() -> NoReturn:
+    """``doconv``: every tool, by its subcommand (``doconv fold``, ...; see ``doconv --help``)."""
+    run_as(EXECUTABLE)
 
 
 def doconv_fold() -> NoReturn:
-    """``doconv-fold``: fold the DO-Conv layers of a model (see ``doconv-fold --help``)."""
-    _exec("doconv-fold")
+    """``doconv-fold``, the same as ``doconv fold``: fold the DO-Conv layers of a model."""
+    run_as("doconv-fold")
 
 
 def doconv_inspect() -> NoReturn:
-    """``doconv-inspect``: report what doconv-fold would fold (see ``doconv-inspect --help``)."""
-    _exec("doconv-inspect")
+    """``doconv-inspect``, the same as ``doconv inspect``: report what a fold would fold."""
+    run_as("doconv-inspect")
 
 
 def verify_equivalence() -> NoReturn:
-    """``verify-equivalence``: check that a folded model computes what its original computes."""
-    _exec("verify-equivalence")
+    """``verify-equivalence``, the same as ``doconv verify``: does a folded model compute what
+    its original computes?"""
+    run_as("verify-equivalence")
+
+
+def doconv_expand() -> NoReturn:
+    """``doconv-expand``, the same as ``doconv expand``: turn plain conv weights into DO-Conv ones."""
+    run_as("doconv-expand")

@@ -1,19 +1,17 @@
-"""Runs a bundled tool with ``--json`` and returns the document it prints.
+"""Runs a tool (``doconv SUBCOMMAND --json ...``) and returns the document it prints.
 
 The tools print one JSON document on standard output and, on failure, one error line on
-standard error. Their exit statuses: doconv-fold 0 ok, 1 verification failed (a document
-is still printed, nothing written), 2 bad input; verify-equivalence 0 equivalent, 1 not
-equivalent (a document with ``equivalent`` false), 2 bad input; doconv-inspect 0, or 2.
+standard error. Their exit statuses: fold and expand 0 ok, 1 verification failed (a
+document is still printed, nothing written), 2 bad input; verify 0 equivalent, 1 not
+equivalent (a document with ``equivalent`` false), 2 bad input; inspect 0, or 2.
 """
 import json
 import os
 import signal
 import subprocess
-from typing import Any, Collection, Dict, List, Optional, Sequence, Union
+from typing import Any, Collection, Dict, List, Optional, Sequence
 
-from ._binaries import binary_path
-
-PathLike = Union[str, "os.PathLike[str]"]
+from ._binaries import TOOLS, binary_path
 
 
 class DOConvError(Exception):
@@ -22,7 +20,8 @@ class DOConvError(Exception):
     Attributes:
         message: the tool's one-line error (``"doconv-fold: error: x.onnx: ..."``).
         exit_status: the tool's exit status (negative: killed by that signal).
-        tool: the executable's name (``doconv-fold``, ``doconv-inspect``, ``verify-equivalence``).
+        tool: the tool's name (``doconv-fold``, ``doconv-inspect``, ``verify-equivalence``,
+            ``doconv-expand``).
         stderr: everything the tool wrote to standard error.
         document: the JSON document it printed anyway, if any (e.g. per-file results of a
             batch fold that stopped on a bad input), else None.
@@ -87,7 +86,7 @@ def run_json(
     documented_statuses: Collection[int] = (0,),
     timeout: Optional[float] = None,
 ) -> Dict[str, Any]:
-    """Runs ``tool arguments... --json`` and returns its JSON document.
+    """Runs ``tool`` (a name in TOOLS) with ``--json`` and ``arguments``; returns its JSON document.
 
     ``documented_statuses`` are the exit statuses whose document is a result, not an error
     (0, and 1 for doconv-fold and verify-equivalence). Any other status raises
@@ -97,7 +96,7 @@ def run_json(
     """
     # "--json" goes before the arguments, which end with "--" and the paths (a path that
     # begins with '-' is still a path).
-    command: List[str] = [binary_path(tool), "--json", *arguments]
+    command: List[str] = [binary_path(), TOOLS[tool], "--json", *arguments]
     # Its own process group: a timeout ends the tool and every worker it started (a Keras
     # file is read by a child process), not the tool alone.
     process = subprocess.Popen(
