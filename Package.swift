@@ -39,7 +39,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // The protobuf-c runtime, a system library.
@@ -88,25 +87,29 @@ let package = Package(
             name: "DOConvONNX",
             dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO", "CONNXProto", "CProtobufC"]
         ),
+        // JSON read into and written from plain Swift values (no Foundation).
+        .target(name: "DOConvJSON"),
+        // Zip archives: reading stored and deflated entries in place, writing stored ones.
+        .target(name: "DOConvZip", dependencies: ["DOConvFileIO", "CDOConvZlib"]),
         // Mapped input files and atomic output files (no format knowledge).
         .target(name: "DOConvFileIO"),
         // The format seam: the ModelFormat protocol each format module conforms to (sniff by
         // content, detect, fold + write, the options it reads, whether it runs in a child
         // process), the format options' declarations and a file's signature.
-        .target(name: "DOConvSeam", dependencies: ["DOConvCore", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(name: "DOConvSeam", dependencies: ["DOConvCore", "DOConvFileIO", "DOConvZip"]),
         // zlib, a system library: the CRC-32 of zip entries.
         .systemLibrary(name: "CDOConvZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // PyTorch checkpoint adapter: torch.save zip and legacy files and safetensors, a
         // restricted unpickler and a pickler, state-dict detection and folding.
         .target(
             name: "DOConvPyTorch",
-            dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO", "CDOConvZlib"]
+            dependencies: ["DOConvJSON", "DOConvZip", "DOConvCore", "DOConvSeam", "DOConvFileIO", "CDOConvZlib"]
         ),
         // MXNet/Gluon adapter: .params NDArray lists, export symbols, Gluon DO-Conv layers.
-        .target(name: "DOConvMXNet", dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO"]),
+        .target(name: "DOConvMXNet", dependencies: ["DOConvJSON", "DOConvCore", "DOConvSeam", "DOConvFileIO"]),
         // TensorFlow checkpoints (tensor bundles): the LevelDB-format .index table, the data
         // shards, CRC32C, the object graph (reading; not registered as a format yet).
-        .target(name: "DOConvTensorFlow", dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO", "DOConvKeras", "CTFProto", "CProtobufC"]),
+        .target(name: "DOConvTensorFlow", dependencies: ["DOConvJSON", "DOConvCore", "DOConvSeam", "DOConvFileIO", "DOConvKeras", "CTFProto", "CProtobufC"]),
         // libhdf5, a system library, and a tiny C shim for the macros Swift cannot import.
         .systemLibrary(
             name: "CHDF5",
@@ -117,7 +120,7 @@ let package = Package(
         // Keras HDF5 format adapter: HDF5 access, Keras file layouts and configs, DOConv2D folding.
         .target(
             name: "DOConvKeras",
-            dependencies: ["DOConvCore", "DOConvSeam", "DOConvFileIO", "CHDF5", "CHDF5Shim", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: ["DOConvJSON", "DOConvCore", "DOConvSeam", "DOConvFileIO", "CHDF5", "CHDF5Shim"]
         ),
         // The registry: every format the three tools know, one line each (re-exports the seam).
         .target(
@@ -135,7 +138,7 @@ let package = Package(
             name: "doconv",
             dependencies: [
                 "CommandLineSupport",
-                "DOConvCore", "DOConvFormats", "DOConvSeam", "DOConvInspect",
+                "DOConvCore", "DOConvFileIO", "DOConvFormats", "DOConvSeam", "DOConvInspect",
                 "DOConvVerify", "DOConvGraph",
                 "DOConvVerifyONNX", "DOConvVerifyKeras", "DOConvVerifyPyTorch", "DOConvVerifyMXNet", "DOConvVerifyTensorFlow",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -168,15 +171,16 @@ let package = Package(
         // What every format's verification shares: options, the report, error statistics,
         // the plain float64 kernel loops, the end-to-end comparison; the VerifiableFormat
         // protocol each format's verification module conforms its format to.
-        .target(name: "DOConvVerify", dependencies: ["DOConvGraph", "DOConvCore", "DOConvSeam"]),
+        .target(name: "DOConvVerify", dependencies: ["DOConvJSON", "DOConvGraph", "DOConvCore", "DOConvSeam", "DOConvFileIO"]),
         // Each format's verification, reading the format through its adapter's public API.
         .target(name: "DOConvVerifyONNX", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvONNX", "CONNXProto", "CProtobufC"]),
-        .target(name: "DOConvVerifyKeras", dependencies: ["DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvKeras"]),
+        .target(name: "DOConvVerifyKeras", dependencies: ["DOConvJSON", "DOConvVerify", "DOConvGraph", "DOConvCore", "DOConvKeras"]),
         .target(name: "DOConvVerifyPyTorch", dependencies: ["DOConvVerify", "DOConvCore", "DOConvPyTorch"]),
-        .target(name: "DOConvVerifyMXNet", dependencies: ["DOConvVerify", "DOConvCore", "DOConvMXNet"]),
+        .target(name: "DOConvVerifyMXNet", dependencies: ["DOConvVerify", "DOConvCore", "DOConvMXNet", "DOConvFileIO"]),
         .target(name: "DOConvVerifyTensorFlow", dependencies: ["DOConvVerify", "DOConvVerifyKeras", "DOConvCore", "DOConvKeras", "DOConvTensorFlow", "DOConvFileIO"]),
         .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph", "DOConvGraphKernels", "DOConvGraphKernelsAVX2", "DOConvGraphKernelsAVX512", "CCPUSupport"]),
-        .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvFileIO", "DOConvCore"]),
+        .testTarget(name: "DOConvJSONTests", dependencies: ["DOConvJSON"]),
+        .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvZip", "DOConvFileIO", "DOConvCore"]),
         .testTarget(name: "TensorFlowTests", dependencies: ["DOConvTensorFlow", "DOConvFileIO", "DOConvCore", "DOConvTestSupport"]),
         // A toy format added through the seam alone (ModelFormat + VerifiableFormat).
         .testTarget(name: "ToyFormatTests", dependencies: ["DOConvFormats", "DOConvVerify", "DOConvGraph", "DOConvCore"]),

@@ -1,5 +1,8 @@
 import DOConvFileIO
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs this executable again, as a child process, on the same work. libhdf5 is not
 /// hardened against corrupt or hostile files: a crash or an endless loop inside it must end
@@ -51,46 +54,33 @@ public enum IsolatedRun {
         let tool = command.toolName
         let subject = inputs.joined(separator: ", ")
         let (files, one) = inputs.count > 1 ? ("the files", "one of them is") : ("the file", "it is")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe")
-        // The child is run as /proc/self/exe, not under the tool's name: the subcommand says which tool.
-        process.arguments = [command.subcommandName] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment[childMarker] = "1"
         environment["SWIFT_BACKTRACE"] = "enable=no" // the parent reports the crash in one line
-        process.environment = environment
-        let pipe = capture ? Pipe() : nil
-        if let pipe { process.standardOutput = pipe }
-        // Installed before launch, so an early exit cannot go unseen.
-        let finished = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in finished.signal() }
+        let child: ChildProcess
         do {
-            try process.run()
+            // Run as /proc/self/exe, not under the tool's name: the subcommand says which tool.
+            child = try ChildProcess(executable: "/proc/self/exe", arguments: ["/proc/self/exe", command.subcommandName] + arguments,
+                                     environment: environment, captureOutput: capture)
         } catch {
             return failed("\(subject): cannot start a worker process: \(error)", tool: tool)
         }
-        // Read while the child runs: a result larger than the pipe's buffer would otherwise
-        // block the child forever.
-        let collected = OutputCollector()
-        if let pipe {
-            try? pipe.fileHandleForWriting.close() // our copy; EOF must come when the child ends
-            collected.start(reading: pipe.fileHandleForReading)
-        }
         let limit = timeLimit(forInputs: inputs)
-        if finished.wait(timeout: .now() + limit) == .timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            finished.wait()
-            _ = collected.finish()
-            removeLeftovers(of: process.processIdentifier, output: output)
+        guard let termination = child.wait(seconds: limit) else {
+            _ = child.kill()
+            _ = child.capturedOutput()
+            removeLeftovers(of: child.pid, output: output)
             return failed("\(subject): reading \(files) did not finish in \(Int(limit)) s "
                           + "(the HDF5 library loops on it): \(one) corrupt; nothing written", tool: tool)
         }
-        let standardOutput = collected.finish()
-        guard process.terminationReason == .uncaughtSignal else {
-            return Outcome(status: process.terminationStatus, standardOutput: standardOutput, failure: nil)
+        let standardOutput = Data(child.capturedOutput())
+        switch termination {
+        case .exited(let status):
+            return Outcome(status: status, standardOutput: standardOutput, failure: nil)
+        case .signaled(let signal):
+            removeLeftovers(of: child.pid, output: output)
+            return failed(crashMessage(signal: signal, subject: subject, files: files, one: one), tool: tool)
         }
-        removeLeftovers(of: process.processIdentifier, output: output)
-        return failed(crashMessage(signal: process.terminationStatus, subject: subject, files: files, one: one), tool: tool)
     }
 
     /// What a child's death by `signal` says. A Swift runtime check that fails (an
@@ -119,7 +109,7 @@ public enum IsolatedRun {
     }
 
     private static func report(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        StandardStreams.error(line + "\n")
     }
 
     /// The child's temporary files: `.OUTPUT.tmp-PID-*` beside the output and `doconv-PID-*`
@@ -138,29 +128,5 @@ public enum IsolatedRun {
         for name in (try? manager.contentsOfDirectory(atPath: scratch.path)) ?? [] where name.hasPrefix(TemporaryFiles.scratchPrefix(pid: pid)) {
             try? manager.removeItem(at: scratch.appendingPathComponent(name))
         }
-    }
-}
-
-/// Reads a child's standard output to its end on another thread.
-private final class OutputCollector: @unchecked Sendable {
-    // Written by the reading thread before `done` is signalled, read only after.
-    private var data = Data()
-    private let done = DispatchGroup()
-    private var started = false
-
-    func start(reading handle: FileHandle) {
-        started = true
-        done.enter()
-        DispatchQueue.global().async {
-            self.data = handle.readDataToEndOfFile()
-            self.done.leave()
-        }
-    }
-
-    /// Everything read, once the child closed its end (empty when nothing was started).
-    func finish() -> Data {
-        guard started else { return Data() }
-        done.wait()
-        return data
     }
 }

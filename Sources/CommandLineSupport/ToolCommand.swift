@@ -1,5 +1,9 @@
+import DOConvFileIO
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One of doconv's tools: a subcommand of the `doconv` executable (`doconv fold`), also run
 /// under its own name (`doconv-fold`, a link to the same executable). Usage errors exit with
@@ -24,7 +28,7 @@ extension ToolCommand {
 
     /// Writes one line to standard error.
     public static func printError(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        StandardStreams.error(line + "\n")
     }
 }
 

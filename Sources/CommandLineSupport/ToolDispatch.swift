@@ -1,5 +1,9 @@
+import DOConvFileIO
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs the `doconv` executable: the tool its subcommand names (`doconv fold ...`), or the
 /// tool whose name it was run under (`doconv-fold ...`, through a link or a console script
@@ -27,9 +31,6 @@ public enum ToolDispatch {
     /// Parses the command line against `root` (whose subcommands are `tools`) and runs the
     /// selected tool; exits with its status.
     public static func main<Root: ParsableCommand>(root: Root.Type, tools: [any ToolCommand.Type]) -> Never {
-        // A worker joins its parent's process group (Foundation's Process starts it in one of
-        // its own), so that whatever ends the tool's group (a Python timeout, Ctrl-C) ends it too.
-        if IsolatedRun.isChild { _ = setpgid(0, getpgid(getppid())) }
         // A test hook: a child that dies as a failed runtime check of ours would (SIGILL).
         if IsolatedRun.isChild, ProcessInfo.processInfo.environment["DOCONV_TEST_CHILD_TRAP"] == "1" {
             kill(getpid(), SIGILL)
@@ -49,7 +50,7 @@ public enum ToolDispatch {
             let name = tool?.toolName ?? root.configuration.commandName ?? "doconv"
             let help = tool.map { alias ? "\($0.toolName) --help" : "doconv \($0.subcommandName) --help" } ?? "doconv --help"
             let message = root.message(for: error).split(separator: "\n").first ?? ""
-            FileHandle.standardError.write(Data("\(name): error: \(message)\nUsage: see '\(help)'\n".utf8))
+            StandardStreams.error("\(name): error: \(message)\nUsage: see '\(help)'\n")
             exit(2)
         }
     }

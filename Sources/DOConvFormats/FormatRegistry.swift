@@ -4,7 +4,10 @@ import DOConvMXNet
 import DOConvONNX
 import DOConvPyTorch
 import DOConvTensorFlow
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The model formats all three tools know, and how a file's format is found.
 public enum FormatRegistry {

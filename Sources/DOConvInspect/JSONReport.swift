@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The report as one JSON document (keys sorted, two-space indentation), as described by
 /// `schemas/inspect-report.schema.json`.

@@ -1,4 +1,8 @@
-import Foundation
+import DOConvCore
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The paper's Figure 6 view as an SVG image: one heat map per DO-Conv layer of
 /// H[m][n] = sum over channels of |W' - W|, each normalized from its own minimum to its own
@@ -32,7 +36,7 @@ public enum SVGReport {
         let f = x - Double(k)
         let (a, b) = (stops[k], stops[k + 1])
         func mix(_ p: Double, _ q: Double) -> Int { Int((p + (q - p) * f).rounded()) }
-        return String(format: "#%02x%02x%02x", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+        return CFormat.string("#%02x%02x%02x", mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
     }
 
     /// Text on a cell: dark on the bright end of the scale, white elsewhere.
@@ -82,7 +86,7 @@ public enum SVGReport {
         out.append("<defs><linearGradient id=\"viridis\" x1=\"0\" x2=\"1\" y1=\"0\" y2=\"0\">")
         for k in 0..<stops.count {
             let t = Double(k) / Double(stops.count - 1)
-            out.append("<stop offset=\"\(String(format: "%.3f", t))\" stop-color=\"\(color(t))\"/>")
+            out.append("<stop offset=\"\(CFormat.string("%.3f", t))\" stop-color=\"\(color(t))\"/>")
         }
         out.append("</linearGradient></defs>")
         out.append(text(x: x, y: y + 11, size: 11, fill: "#333333", "layer min"))

@@ -1,5 +1,8 @@
 import DOConvCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The human-readable report: a table with one row per layer, totals, the layers that were
 /// not folded, and optionally each layer's H map as text.
@@ -47,7 +50,7 @@ public enum TextReport {
             var widths = titles.map(\.count)
             for row in rows { for (k, cell) in row.enumerated() where k < 5 { widths[k] = max(widths[k], cell.count) } }
             func line(_ cells: [String]) -> String {
-                cells.enumerated().map { k, cell in k < 5 ? cell.padding(toLength: widths[k], withPad: " ", startingAt: 0) : cell }.joined(separator: "  ")
+                cells.enumerated().map { k, cell in k < 5 ? cell + String(repeating: " ", count: max(0, widths[k] - cell.count)) : cell }.joined(separator: "  ")
             }
             lines.append(line(titles))
             lines += rows.map(line)
@@ -92,7 +95,9 @@ public enum TextReport {
                 let pad = String(repeating: " ", count: widths[k] - cell.count)
                 return columns[k].right ? pad + cell : cell + pad
             }
-            return padded.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+            var text = padded.joined(separator: "  ")
+            while text.last?.isWhitespace == true { text.removeLast() }
+            return text
         }
         var lines = [line(columns.map(\.title))]
         let indent = String(repeating: " ", count: widths[0] + 2)
@@ -145,7 +150,7 @@ public enum TextReport {
         return [
             "totals: \(t.layers) layer\(t.layers == 1 ? "" : "s") (\(kinds.joined(separator: ", ")))",
             "  parameters (D and W -> folded kernel): \(ReportFormat.grouped(t.paramsTrained)) -> \(ReportFormat.grouped(t.paramsFolded)) "
-                + "(\(String(format: "%+.1f", change))%), \(savedBytes)",
+                + "(\(CFormat.string("%+.1f", change))%), \(savedBytes)",
             macsLine(t),
             "    multiply each layer's by its output H x W for MACs per inference (weights carry no feature-map sizes)",
         ]
@@ -167,18 +172,18 @@ public enum TextReport {
 
     static func deviation(_ x: Double?) -> String {
         guard let x else { return "n/a" }
-        return x == 0 ? "0" : String(format: "%.4f", x)
+        return x == 0 ? "0" : CFormat.string("%.4f", x)
     }
 
     /// Three significant digits, without exponent for ordinary magnitudes.
     static func number(_ x: Double) -> String {
         guard x.isFinite else { return "\(x)" }
         if x == 0 { return "0" }
-        if abs(x) >= 1000 || abs(x) < 0.001 { return String(format: "%.2e", x) }
-        if abs(x) >= 100 { return String(format: "%.0f", x) }
-        if abs(x) >= 10 { return String(format: "%.1f", x) }
-        if abs(x) >= 1 { return String(format: "%.2f", x) }
-        return String(format: "%.3f", x)
+        if abs(x) >= 1000 || abs(x) < 0.001 { return CFormat.string("%.2e", x) }
+        if abs(x) >= 100 { return CFormat.string("%.0f", x) }
+        if abs(x) >= 10 { return CFormat.string("%.1f", x) }
+        if abs(x) >= 1 { return CFormat.string("%.2f", x) }
+        return CFormat.string("%.3f", x)
     }
 
 

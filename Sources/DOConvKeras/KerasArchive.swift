@@ -1,7 +1,10 @@
 import DOConvFileIO
 import DOConvCore
-import Foundation
-import ZIPFoundation
+import DOConvZip
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A Keras 3 `.keras` archive (a zip of `config.json`, `metadata.json` and
 /// `model.weights.h5`) opened for reading: its config, and its weights extracted to a
@@ -31,18 +34,21 @@ public final class KerasArchiveContents {
         weightsPath = weights.path
         do {
             guard FileManager.default.fileExists(atPath: path) else { throw KerasError.notKeras(path: path, reason: "no such file") }
-            let archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
-            guard let configEntry = archive[Self.configEntry], let weightsEntry = archive[Self.weightsEntry] else {
+            let file = try MappedFile(path: path)
+            let archive = try ZipArchive(bytes: file.bytes)
+            guard let configEntry = archive.entries.first(where: { $0.name == Self.configEntry }),
+                  let weightsEntry = archive.entries.first(where: { $0.name == Self.weightsEntry }) else {
                 throw KerasError.notKeras(path: path, reason: "the archive has no \(Self.configEntry) or \(Self.weightsEntry)")
             }
-            var configData = Data()
-            _ = try archive.extract(configEntry) { configData.append($0) }
-            configJSON = String(decoding: configData, as: UTF8.self)
+            configJSON = String(decoding: try archive.contents(of: configEntry), as: UTF8.self)
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            _ = try archive.extract(weightsEntry, to: weights)
+            try Data(try archive.contents(of: weightsEntry)).write(to: weights)
         } catch let error as KerasError {
             try? FileManager.default.removeItem(at: folder)
             throw error
+        } catch let error as FileIOError {
+            try? FileManager.default.removeItem(at: folder)
+            throw .file(error)
         } catch {
             try? FileManager.default.removeItem(at: folder)
             throw .notKeras(path: path, reason: "not a readable .keras archive (\(error))")
@@ -67,7 +73,7 @@ public final class KerasArchiveContents {
     /// An error about the extracted weights, reworded to name the archive and its entry
     /// rather than the temporary copy.
     public func archiveError(_ error: Error) -> KerasError {
-        let message = "\(error)".replacingOccurrences(of: weightsPath + ": ", with: "").replacingOccurrences(of: weightsPath, with: Self.weightsEntry)
+        let message = "\(error)".replacing(weightsPath + ": ", with: "").replacing(weightsPath, with: Self.weightsEntry)
         return .notKeras(path: path, reason: "\(Self.weightsEntry): \(message)")
     }
 }
@@ -88,44 +94,39 @@ public struct KerasArchiveFoldResult {
     let weights: any KerasWeightsRewrite
     let foldedConfig: String
 
-    /// Writes the folded archive to `path` atomically (temporary file, then rename).
+    /// Writes the folded archive to `path` atomically (temporary file, then rename): the
+    /// archive's entries in their order, with the folded config and weights swapped in, all
+    /// stored (Keras writes them so; a deflated one is written stored).
     public func write(to path: String) throws(KerasError) {
-        let foldedWeights = URL(fileURLWithPath: contents.weightsPath).deletingLastPathComponent().appendingPathComponent("folded.weights.h5")
-        try weights.write(to: foldedWeights.path)
-        let temporary = URL(fileURLWithPath: TemporaryFiles.path(beside: path))
+        let foldedWeights = FilePath.join(FilePath.directory(of: contents.weightsPath), "folded.weights.h5")
+        try weights.write(to: foldedWeights)
         do {
-            try writeArchive(to: temporary, weights: foldedWeights)
-            try AtomicFileWriter.replace(path, with: temporary.path)
+            let source = try MappedFile(path: contents.path)
+            let weightsFile = try MappedFile(path: foldedWeights)
+            let archive: ZipArchive
+            do { archive = try ZipArchive(bytes: source.bytes) } catch { throw KerasError.notKeras(path: contents.path, reason: "\(error)") }
+            let file = try AtomicFileWriter(destination: path)
+            var zip = ZipWriter(file: file)
+            for entry in archive.entries where !entry.name.hasSuffix("/") {
+                switch entry.name {
+                case KerasArchiveContents.weightsEntry:
+                    zip.add(name: entry.name, data: weightsFile.bytes)
+                case KerasArchiveContents.configEntry:
+                    Array(foldedConfig.utf8).withUnsafeBytes { zip.add(name: entry.name, data: $0) }
+                default:
+                    let bytes: [UInt8]
+                    do { bytes = try archive.contents(of: entry) } catch { file.discard(); throw KerasError.notKeras(path: contents.path, reason: "\(error)") }
+                    bytes.withUnsafeBytes { zip.add(name: entry.name, data: $0, crc32: entry.crc32) }
+                }
+            }
+            zip.finish()
+            try file.commit()
+        } catch let error as KerasError {
+            throw error
         } catch let error as FileIOError {
             throw .file(error)
         } catch {
-            try? FileManager.default.removeItem(at: temporary)
             throw .cannotWrite(path: path, reason: "\(error)")
-        }
-    }
-
-    /// The archive's entries in their order, with the folded config and weights swapped in.
-    /// Returning closes both archives (ZIPFoundation writes its central directory on release).
-    private func writeArchive(to temporary: URL, weights foldedWeights: URL) throws {
-        let source = try Archive(url: URL(fileURLWithPath: contents.path), accessMode: .read)
-        let target = try Archive(url: temporary, accessMode: .create)
-        for entry in source where entry.type == .file {
-            let method: CompressionMethod = entry.isCompressed ? .deflate : .none
-            switch entry.path {
-            case KerasArchiveContents.weightsEntry:
-                try target.addEntry(with: entry.path, fileURL: foldedWeights, compressionMethod: method)
-            case KerasArchiveContents.configEntry:
-                let data = Data(foldedConfig.utf8)
-                try target.addEntry(with: entry.path, type: .file, uncompressedSize: Int64(data.count), compressionMethod: method) { position, size in
-                    data.subdata(in: Int(position)..<(Int(position) + size))
-                }
-            default:
-                var data = Data()
-                _ = try source.extract(entry) { data.append($0) }
-                try target.addEntry(with: entry.path, type: .file, uncompressedSize: Int64(data.count), compressionMethod: method) { position, size in
-                    data.subdata(in: Int(position)..<(Int(position) + size))
-                }
-            }
         }
     }
 }

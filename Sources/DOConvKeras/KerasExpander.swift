@@ -1,5 +1,9 @@
+import DOConvJSON
 import DOConvCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The reverse of the fold for Keras legacy HDF5 files (`model.save('x.h5')`, and
 /// `save_weights('x.h5')` with the model's JSON): each Conv2D becomes a `DOConv2D` (its
@@ -171,13 +175,12 @@ extension KerasModelConfig {
                 layerConfig["D_mul"] = depthMultiplier
                 list[k]["config"] = layerConfig
                 list[k]["class_name"] = "DOConv2D"
-                if list[k]["module"] != nil { list[k]["module"] = NSNull() }
+                if list[k]["module"] != nil { list[k]["module"] = JSONNull() }
                 if list[k]["registered_name"] != nil { list[k]["registered_name"] = "DOConv2D" }
             }
             config["layers"] = list
             root["config"] = config
         }
-        guard let data = try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
-        return String(decoding: data, as: UTF8.self)
+        return (try? JSONTree.string(root)) ?? "{}"
     }
 }

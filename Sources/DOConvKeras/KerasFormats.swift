@@ -1,6 +1,10 @@
 import DOConvCore
+import DOConvFileIO
 import DOConvSeam
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension FormatOptions {
     /// The Keras adapter's view of these options.
@@ -33,12 +37,11 @@ public struct KerasHDF5Format: ModelFormat {
     /// offsets HDF5 allows for its superblock).
     public func recognizes(_ file: ModelFileSignature) -> Bool {
         if file.head.starts(with: Self.signature) { return true }
-        guard file.zipEntries == nil, !file.isFolder, file.size > 512, let handle = FileHandle(forReadingAtPath: file.path) else { return false }
-        defer { try? handle.close() }
+        guard file.zipEntries == nil, !file.isFolder, file.size > 512 else { return false }
         var offset = 512
         while offset <= file.size - Self.signature.count {
-            guard (try? handle.seek(toOffset: UInt64(offset))) != nil, let bytes = try? handle.read(upToCount: Self.signature.count) else { return false }
-            if [UInt8](bytes) == Self.signature { return true }
+            guard let bytes = FilePath.bytes(of: file.path, at: offset, count: Self.signature.count) else { return false }
+            if bytes == Self.signature { return true }
             offset *= 2
         }
         return false

@@ -1,4 +1,8 @@
-import Foundation
+import DOConvJSON
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A Keras model config (the JSON of `model.to_json()`, a full `.h5` file's `model_config`,
 /// or a `.keras` archive's `config.json`): the layers in model order, and the same config
@@ -65,8 +69,7 @@ public struct KerasModelConfig {
 
     /// Parses the config JSON; `source` names where it came from, for messages.
     public init(json: String, source: String) throws(KerasError) {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8), options: [.fragmentsAllowed]),
-              let root = object as? [String: Any] else {
+        guard let root = try? JSONTree.parse(json) as? [String: Any] else {
             throw .config(path: source, reason: "not a JSON object")
         }
         guard let config = root["config"] as? [String: Any], let layerList = config["layers"] as? [[String: Any]] else {
@@ -85,17 +88,17 @@ public struct KerasModelConfig {
         var className = entry["class_name"] as? String ?? ""
         if let registered = entry["registered_name"] as? String, registered.hasSuffix(">DOConv2D") { className = "DOConv2D" }
         if className.hasSuffix(">DOConv2D") { className = "DOConv2D" }
-        func int(_ key: String) -> Int? { (config[key] as? NSNumber)?.intValue }
-        func bool(_ key: String) -> Bool? { (config[key] as? NSNumber)?.boolValue }
+        func int(_ key: String) -> Int? { JSONNumber.int(config[key]) }
+        func bool(_ key: String) -> Bool? { JSONNumber.bool(config[key]) }
         var layer = Layer(
             name: config["name"] as? String ?? entry["name"] as? String ?? "",
             className: className,
-            kernelSize: (config["kernel_size"] as? [NSNumber])?.map(\.intValue) ?? int("kernel_size").map { [$0, $0] },
+            kernelSize: JSONNumber.ints(config["kernel_size"]) ?? int("kernel_size").map { [$0, $0] },
             groups: int("groups"),
             depthMultiplier: int("D_mul"),
             filters: int("filters"),
-            strides: (config["strides"] as? [NSNumber])?.map(\.intValue),
-            dilation: (config["dilation_rate"] as? [NSNumber])?.map(\.intValue),
+            strides: JSONNumber.ints(config["strides"]),
+            dilation: JSONNumber.ints(config["dilation_rate"]),
             separableDepthMultiplier: className == "SeparableConv2D" ? int("depth_multiplier") : nil)
         let nodes = entry["inbound_nodes"] as? [Any] ?? []
         layer.inboundNodes = nodes.map(references)
@@ -108,8 +111,8 @@ public struct KerasModelConfig {
         }
         layer.dataFormat = config["data_format"] as? String
         layer.useBias = bool("use_bias")
-        layer.axes = (config["axis"] as? [NSNumber])?.map(\.intValue) ?? int("axis").map { [$0] }
-        layer.epsilon = (config["epsilon"] as? NSNumber)?.doubleValue
+        layer.axes = JSONNumber.ints(config["axis"]) ?? int("axis").map { [$0] }
+        layer.epsilon = JSONNumber.double(config["epsilon"])
         layer.center = bool("center")
         layer.scale = bool("scale")
         layer.renorm = bool("renorm")
@@ -132,15 +135,15 @@ public struct KerasModelConfig {
 
     /// `[name, node, tensor, ...]` as a reference.
     private static func reference(_ list: [Any]) -> TensorReference? {
-        guard list.count >= 3, let name = list[0] as? String, let node = list[1] as? NSNumber, let tensor = list[2] as? NSNumber else { return nil }
-        return TensorReference(layer: name, node: node.intValue, tensor: tensor.intValue)
+        guard list.count >= 3, let name = list[0] as? String, let node = JSONNumber.int(list[1]), let tensor = JSONNumber.int(list[2]) else { return nil }
+        return TensorReference(layer: name, node: node, tensor: tensor)
     }
 
     /// True when a call's keyword arguments hold `training: true` (Keras 3 `kwargs`, Keras 2
     /// the dict that ends each input reference).
     private static func passesTrainingTrue(_ value: Any) -> Bool {
         if let object = value as? [String: Any] {
-            if let training = object["training"] as? NSNumber, training.boolValue { return true }
+            if JSONNumber.bool(object["training"]) == true { return true }
             return object.values.contains(where: passesTrainingTrue)
         }
         return (value as? [Any])?.contains(where: passesTrainingTrue) ?? false
@@ -175,7 +178,7 @@ public struct KerasModelConfig {
                     list[k]["config"] = Self.depthwiseConfig(layerConfig, depthMultiplier: multiplier)
                     list[k]["class_name"] = "DepthwiseConv2D"
                     if list[k]["module"] != nil { list[k]["module"] = "keras.layers" }
-                    if list[k]["registered_name"] != nil { list[k]["registered_name"] = NSNull() }
+                    if list[k]["registered_name"] != nil { list[k]["registered_name"] = JSONNull() }
                     continue
                 }
                 layerConfig.removeValue(forKey: "D_mul")
@@ -186,7 +189,7 @@ public struct KerasModelConfig {
                 list[k]["config"] = layerConfig
                 list[k]["class_name"] = "Conv2D"
                 if list[k]["module"] != nil { list[k]["module"] = "keras.layers" }
-                if list[k]["registered_name"] != nil { list[k]["registered_name"] = NSNull() }
+                if list[k]["registered_name"] != nil { list[k]["registered_name"] = JSONNull() }
             }
             if !edit.fusedBatchNorms.isEmpty {
                 list.removeAll { entry in
@@ -203,10 +206,7 @@ public struct KerasModelConfig {
             config["layers"] = list
             root["config"] = config
         }
-        guard let data = try? JSONSerialization.data(withJSONObject: root, options: [.sortedKeys, .withoutEscapingSlashes]) else {
-            return "{}"
-        }
-        return String(decoding: data, as: UTF8.self)
+        return (try? JSONTree.string(root)) ?? "{}"
     }
 
     /// A folded DO-DConv's config as a DepthwiseConv2D's: `depth_multiplier` for `filters`,

@@ -103,7 +103,7 @@ struct SeparableConv2DFolding {
                 if let bias = loaded.bias { plan.renamedGroups[bias.path] = "1" }
             } else {
                 plan.renamedGroups[depthwise.path] = Self.renamed(depthwise.path, from: "depthwise_kernel", to: "kernel")
-                let names = weights.weights.filter { $0.path != pointwise.path }.map { $0.name.replacingOccurrences(of: "depthwise_kernel", with: "kernel") }
+                let names = weights.weights.filter { $0.path != pointwise.path }.map { $0.name.replacing("depthwise_kernel", with: "kernel") }
                 let group = try file.group(at: weights.groupPath)
                 let style = (try? group.strings("weight_names").style) ?? .utf8Scalar
                 plan.stringAttributes[weights.groupPath, default: [:]]["weight_names"] = .init(values: names, style: style)
@@ -140,6 +140,6 @@ struct SeparableConv2DFolding {
     /// The last component of `path` with `old` replaced by `new` ("depthwise_kernel:0" -> "kernel:0").
     static func renamed(_ path: String, from old: String, to new: String) -> String {
         let last = path.split(separator: "/").last.map(String.init) ?? path
-        return last.replacingOccurrences(of: old, with: new)
+        return last.replacing(old, with: new)
     }
 }

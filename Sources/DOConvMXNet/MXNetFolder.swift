@@ -1,6 +1,9 @@
 import DOConvCore
 import DOConvFileIO
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Options of an MXNet fold.
 public struct MXNetFoldOptions: Sendable {
@@ -23,7 +26,7 @@ public struct MXNetInput {
         let url = URL(fileURLWithPath: path)
         let folder = url.deletingLastPathComponent()
         let name = url.lastPathComponent
-        if let head = FileHandle(forReadingAtPath: path)?.readData(ofLength: 64), SymbolGraph.looksLikeSymbol(head: [UInt8](head)) || path.hasSuffix("-symbol.json") {
+        if let head = FilePath.bytes(of: path, at: 0, count: 64), SymbolGraph.looksLikeSymbol(head: head) || path.hasSuffix("-symbol.json") {
             guard name.hasSuffix("-symbol.json") else { throw .pair(path: path, reason: "an MXNet symbol must be named NAME-symbol.json to find its NAME-NNNN.params") }
             let stem = String(name.dropLast("-symbol.json".count))
             symbol = path

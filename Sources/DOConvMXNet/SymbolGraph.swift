@@ -1,4 +1,8 @@
-import Foundation
+import DOConvJSON
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An MXNet symbol file (`NAME-symbol.json`, from `HybridBlock.export`): nodes in
 /// topological order, each an op with inputs `[node, output, version]`; `null` nodes are
@@ -22,7 +26,7 @@ public struct SymbolGraph {
     public init(path: String) throws(MXNetError) {
         self.path = path
         guard let data = FileManager.default.contents(atPath: path) else { throw .cannotOpen(path: path, reason: "cannot read the file") }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let object = try? JSONTree.parse(data) as? [String: Any] else {
             throw .corrupt(path: path, reason: "the symbol is not a JSON object")
         }
         guard let nodes = object["nodes"] as? [[String: Any]], let heads = object["heads"] as? [[Int]] else {
@@ -125,7 +129,7 @@ public struct SymbolGraph {
         object["arg_nodes"] = nodes.indices.filter { op(of: $0) == "null" }
         object["node_row_ptr"] = outputCounts.reduce(into: [0]) { $0.append($0.last! + $1) }
         do {
-            return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            return Data(try JSONTree.serialize(object, style: JSONTree.Style(prettyPrinted: true)))
         } catch {
             throw .cannotWrite(path: path, reason: "the symbol cannot be written as JSON (\(error))")
         }

@@ -1,5 +1,9 @@
+import DOConvZip
 import DOConvFileIO
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How a checkpoint is stored.
 public enum CheckpointContainer: Equatable, Sendable {
@@ -77,7 +81,8 @@ public final class Checkpoint {
         guard bytes.count > 0 else { throw .corrupt(path: path, reason: "the file is empty") }
         let head = Array(bytes.prefix(64))
         if head.starts(with: [0x50, 0x4B]) {
-            let zip = try ZipArchive(bytes: bytes, path: path)
+            let zip: ZipArchive
+            do { zip = try ZipArchive(bytes: bytes) } catch { throw .corrupt(path: path, reason: error.reason) }
             guard let root = Self.zipRoot(entries: zip.entries.map(\.name)) else {
                 throw .corrupt(path: path, reason: "not a PyTorch archive: the zip has no <root>/data.pkl")
             }

@@ -1,5 +1,8 @@
 import DOConvFileIO
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The checkpoint files one fold reads as one object tree: a single file, or the shards of a
 /// sharded checkpoint, whose flat dicts are seen as one dict so that a layer whose W and D
@@ -34,12 +37,10 @@ public final class CheckpointSet {
 
     /// A folder, or a file that starts as an index does.
     public static func isShardedCheckpoint(_ path: String) -> Bool {
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else { return false }
-        if isFolder.boolValue { return true }
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        return ShardIndex.looksLikeIndex(head: [UInt8](handle.readData(ofLength: 64)))
+        guard FilePath.exists(path) else { return false }
+        if FilePath.isFolder(path) { return true }
+        guard let head = FilePath.bytes(of: path, at: 0, count: 64) else { return false }
+        return ShardIndex.looksLikeIndex(head: head)
     }
 
     /// Shards, each a flat dict of tensors, named as one checkpoint by `path`.
@@ -98,16 +99,16 @@ extension CheckpointSet {
             try CheckpointWriter.write(files[0], to: output)
             return []
         }
-        var isFolder: ObjCBool = false
-        let exists = FileManager.default.fileExists(atPath: output, isDirectory: &isFolder)
+        let exists = FilePath.exists(output)
+        let isFolder = FilePath.isFolder(output)
         let folder: String
         let indexPath: String
         var madeFolder = false
-        if output.hasSuffix(".json") && !(exists && isFolder.boolValue) {
-            folder = (output as NSString).deletingLastPathComponent.isEmpty ? "." : (output as NSString).deletingLastPathComponent
+        if output.hasSuffix(".json") && !(exists && isFolder) {
+            folder = FilePath.directory(of: output)
             indexPath = output
         } else {
-            if exists && !isFolder.boolValue {
+            if exists && !isFolder {
                 throw .cannotWrite(path: output, reason: "a sharded checkpoint is written into a folder or beside an index (.json), and this is a file")
             }
             if !exists {
@@ -115,17 +116,17 @@ extension CheckpointSet {
                 madeFolder = true
             }
             folder = output
-            indexPath = (output as NSString).appendingPathComponent(index.fileName)
+            indexPath = FilePath.join(output, index.fileName)
         }
         var writers: [AtomicFileWriter] = []
         var notes: [String] = []
         do throws(PyTorchError) {
             for (name, shard) in zip(index.shardNames, files) {
-                writers.append(try CheckpointWriter.prepare(shard, to: (folder as NSString).appendingPathComponent(name)))
+                writers.append(try CheckpointWriter.prepare(shard, to: FilePath.join(folder, name)))
             }
             let copies = Self.companionFiles(of: index, excluding: Set(index.shardNames), into: folder)
             for name in copies {
-                writers.append(try Self.copy((index.folder as NSString).appendingPathComponent(name), to: (folder as NSString).appendingPathComponent(name)))
+                writers.append(try Self.copy(FilePath.join(index.folder, name), to: FilePath.join(folder, name)))
             }
             if !copies.isEmpty { notes.append("copied beside the shards: \(copies.joined(separator: ", "))") }
             let indexFile: AtomicFileWriter
@@ -146,15 +147,14 @@ extension CheckpointSet {
     /// generation_config.json, tokenizer files), when the output goes to another folder.
     /// Other weight files are left out: they would hold the unfolded layers.
     static func companionFiles(of index: ShardIndex, excluding shards: Set<String>, into folder: String) -> [String] {
-        let same = (index.folder as NSString).standardizingPath == (folder as NSString).standardizingPath
-            || (try? FileManager.default.destinationOfSymbolicLink(atPath: folder)) == index.folder
+        let canonical = (FilePath.canonical(index.folder), FilePath.canonical(folder))
+        let same = canonical.0 != nil && canonical.0 == canonical.1
         guard !same, let names = try? FileManager.default.contentsOfDirectory(atPath: index.folder) else { return [] }
         let weightSuffixes = [".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".index.json", ".onnx", ".gguf"]
         return names.sorted().filter { name in
             guard !name.hasPrefix("."), !shards.contains(name), name != index.fileName, !weightSuffixes.contains(where: name.hasSuffix) else { return false }
-            var isFolder: ObjCBool = false
-            let path = (index.folder as NSString).appendingPathComponent(name)
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), !isFolder.boolValue,
+            let path = FilePath.join(index.folder, name)
+            guard FilePath.exists(path), !FilePath.isFolder(path),
                   let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int else { return false }
             return size <= 64 << 20
         }

@@ -1,6 +1,10 @@
+import DOConvZip
 import DOConvCore
 import DOConvFileIO
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Writes a (folded) checkpoint in the container it was read from: the edited object tree,
 /// the storages it still refers to (copied from the mapped input, or new), and every other

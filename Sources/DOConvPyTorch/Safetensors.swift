@@ -1,5 +1,9 @@
+import DOConvJSON
 import DOConvFileIO
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A `.safetensors` header: an 8-byte little-endian length, a JSON object of
 /// `name: {dtype, shape, data_offsets}` (and `__metadata__`), then the tensors' bytes.
@@ -30,8 +34,7 @@ struct SafetensorsHeader {
         }
         dataStart = 8 + Int(length)
         self.bytes = bytes
-        let json = Data(try reader.slice(8, Int(length)))
-        guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else {
+        guard let object = try? JSONTree.parse(try reader.slice(8, Int(length))) as? [String: Any] else {
             throw .corrupt(path: path, reason: "the safetensors header is not a JSON object")
         }
         var entries: [Entry] = []
@@ -44,8 +47,8 @@ struct SafetensorsHeader {
                 continue
             }
             guard let info = value as? [String: Any], let code = info["dtype"] as? String,
-                  let shape = (info["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
-                  let offsets = (info["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }), offsets.count == 2 else {
+                  let shape = (info["shape"] as? [Any])?.compactMap({ JSONNumber.int($0) }),
+                  let offsets = (info["data_offsets"] as? [Any])?.compactMap({ JSONNumber.int($0) }), offsets.count == 2 else {
                 throw .corrupt(path: path, reason: "tensor '\(name)' has no dtype, shape or data_offsets in the safetensors header")
             }
             guard let dtype = TorchDType(safetensorsCode: code) else { throw .corrupt(path: path, reason: "tensor '\(name)' has an unknown dtype \(code)") }

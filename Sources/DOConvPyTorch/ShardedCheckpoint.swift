@@ -1,6 +1,9 @@
 import DOConvCore
 import DOConvFileIO
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The index of a sharded checkpoint (transformers `save_pretrained(max_shard_size=...)`,
 /// huggingface_hub `save_torch_state_dict`, accelerate `save_model`):
@@ -36,19 +39,18 @@ public struct ShardIndex {
 
     /// Reads the index at `path`, or the one index in the folder `path`.
     public init(path given: String) throws(PyTorchError) {
-        var isFolder: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: given, isDirectory: &isFolder) else { throw .cannotOpen(path: given, reason: "no such file") }
-        if isFolder.boolValue {
+        guard FilePath.exists(given) else { throw .cannotOpen(path: given, reason: "no such file") }
+        if FilePath.isFolder(given) {
             let found = Self.indexFiles(inFolder: given)
             guard found.count == 1 else {
                 throw .shards(path: given, reason: found.isEmpty ? "the folder holds no *.index.json" : "the folder holds several indexes (\(found.joined(separator: ", "))): pass the one to fold")
             }
-            path = (given as NSString).appendingPathComponent(found[0])
+            path = FilePath.join(given, found[0])
         } else {
             path = given
         }
-        folder = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        fileName = (path as NSString).lastPathComponent
+        folder = FilePath.directory(of: path)
+        fileName = FilePath.baseName(of: path)
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch { throw .file(error) }
         guard file.bytes.count <= Self.maxSize else { throw .shards(path: path, reason: "the index is larger than \(Self.maxSize) bytes") }
@@ -82,9 +84,8 @@ public struct ShardIndex {
         var shards: [Checkpoint] = []
         var held: [(key: String, shard: String)] = []
         for name in shardNames {
-            let shardPath = (folder as NSString).appendingPathComponent(name)
-            var isFolder: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: shardPath, isDirectory: &isFolder), !isFolder.boolValue else {
+            let shardPath = FilePath.join(folder, name)
+            guard FilePath.exists(shardPath), !FilePath.isFolder(shardPath) else {
                 throw .shards(path: path, reason: "the index names shard '\(name)', which is missing")
             }
             let shard = try Checkpoint(path: shardPath, strictPickle: strictPickle)

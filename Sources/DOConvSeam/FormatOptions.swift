@@ -1,5 +1,8 @@
 import DOConvCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A command-line option that only some formats read. Declared once, here and in
 /// `FormatOptionDeclarations.swift`: the three tools' shared option group, their help and

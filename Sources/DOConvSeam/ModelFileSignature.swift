@@ -1,5 +1,5 @@
-import Foundation
-import ZIPFoundation
+import DOConvFileIO
+import DOConvZip
 
 /// What the formats look at to recognize a file: its first bytes, its size and, for a zip
 /// file, the names of its entries (a PyTorch archive and a `.keras` archive are both zips,
@@ -20,26 +20,24 @@ public struct ModelFileSignature: Sendable {
     /// Reads the signature of the file at `path`.
     public init(path: String) throws(FormatError) {
         self.path = path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        guard FilePath.exists(path) else {
             throw FormatError("\(path): cannot open: no such file")
         }
-        guard !isDirectory.boolValue else {
+        guard !FilePath.isFolder(path) else {
             (head, size, zipEntries, isFolder) = ([], 0, nil, true)
             return
         }
         isFolder = false
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw FormatError("\(path): cannot open the file") }
-        defer { try? handle.close() }
-        head = [UInt8](handle.readData(ofLength: 64))
-        size = Int((try? handle.seekToEnd()) ?? 0)
+        let file: MappedFile
+        do { file = try MappedFile(path: path) } catch { throw FormatError("\(error)") }
+        head = Array(file.bytes.prefix(64))
+        size = file.bytes.count
         guard head.starts(with: Self.zipMagic) || head.starts(with: Self.emptyZipMagic) else {
             zipEntries = nil
             return
         }
         do {
-            let archive = try Archive(url: URL(fileURLWithPath: path), accessMode: .read)
-            zipEntries = archive.map(\.path)
+            zipEntries = try ZipArchive(bytes: file.bytes).entries.map(\.name)
         } catch {
             throw FormatError("\(path): corrupt zip archive: its central directory cannot be read (\(error))")
         }

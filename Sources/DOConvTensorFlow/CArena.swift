@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// C memory for one message tree that protobuf-c packs: every allocation is recorded and
 /// freed together once the bytes are out.

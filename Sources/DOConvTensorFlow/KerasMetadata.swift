@@ -1,6 +1,10 @@
+import DOConvJSON
 import CProtobufC
 import CTFProto
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A tf_keras SavedModel's `keras_metadata.pb`: the Keras objects it was saved from, each
 /// with JSON metadata; the root's (node path "root") holds the model's class name and
@@ -26,15 +30,15 @@ public struct KerasMetadata: Sendable {
             return nil
         }
         guard let root else { throw .corruptObjectGraph(path: path, reason: "no metadata for the root object (node path \"root\")") }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(root.utf8)) as? [String: Any],
+        guard let object = try? JSONTree.parse(root) as? [String: Any],
               let className = object["class_name"] as? String, let config = object["config"] else {
             throw .corruptObjectGraph(path: path, reason: "the root object's metadata has no class_name and config")
         }
         let model: [String: Any] = ["class_name": className, "config": Self.untupled(config), "backend": "tensorflow"]
-        guard let json = try? JSONSerialization.data(withJSONObject: model, options: [.sortedKeys]) else {
+        guard let json = try? JSONTree.string(model, style: JSONTree.Style(escapesSlashes: true)) else {
             throw .corruptObjectGraph(path: path, reason: "the root object's config cannot be written as JSON")
         }
-        modelJSON = String(decoding: json, as: UTF8.self)
+        modelJSON = json
     }
 
     /// The metadata writes tuples as {"class_name": "__tuple__", "items": [...]} where

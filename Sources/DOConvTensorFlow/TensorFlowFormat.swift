@@ -1,7 +1,10 @@
 import DOConvCore
 import DOConvFileIO
 import DOConvSeam
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension FormatOptions {
     /// The TensorFlow adapter's view of these options.
@@ -54,10 +57,8 @@ public struct TensorFlowCheckpointFormat: ModelFormat {
 
     /// Whether the file ends in the table footer's magic number.
     static func isTable(_ path: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        guard let size = try? handle.seekToEnd(), size >= UInt64(TableFormat.footerLength),
-              (try? handle.seek(toOffset: size - 8)) != nil, let tail = try? handle.read(upToCount: 8), tail.count == 8 else { return false }
+        guard let size = FilePath.size(of: path), size >= TableFormat.footerLength,
+              let tail = FilePath.bytes(of: path, at: size - 8, count: 8), tail.count == 8 else { return false }
         return UInt64(littleEndian: tail.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }) == TableFormat.magic
     }
 }

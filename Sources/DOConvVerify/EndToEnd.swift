@@ -1,7 +1,10 @@
 import DOConvCore
 import DOConvGraph
 import Dispatch
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// Why verification could not start: bad files or arguments (exit status 2).

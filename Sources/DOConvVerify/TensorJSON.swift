@@ -1,5 +1,9 @@
 import DOConvGraph
-import Foundation
+import DOConvJSON
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Tensors as JSON, for the oracle tests' hidden options: an object of
 /// `name: {"dtype": "float32", "shape": [1, 3], "data": [0.5, "nan", ...]}` (non-finite
@@ -7,7 +11,7 @@ import Foundation
 public enum TensorJSON {
     public static func read(path: String) throws(VerifyError) -> [String: TensorValue] {
         guard let data = FileManager.default.contents(atPath: path),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+              let object = try? JSONTree.parse(data) as? [String: Any] else {
             throw VerifyError("\(path): not a JSON object of tensors")
         }
         var result: [String: TensorValue] = [:]
@@ -32,7 +36,7 @@ public enum TensorJSON {
                 throw VerifyError("\(path): tensor '\(name)' needs dtype, shape and data of matching size")
             }
             let numbers: [Double] = items.map { item in
-                if let n = item as? NSNumber { return n.doubleValue }
+                if let n = JSONNumber.double(item) { return n }
                 switch item as? String {
                 case "nan": return .nan
                 case "inf": return .infinity
@@ -43,19 +47,16 @@ public enum TensorJSON {
             if type.isFloat {
                 result[name] = TensorValue(type, shape: shape, floats: numbers)
             } else {
-                let ints = items.map { ($0 as? NSNumber)?.int64Value ?? 0 }
+                let ints = items.map { Int64(JSONNumber.int($0) ?? 0) }
                 result[name] = TensorValue(type, shape: shape, ints: ints)
             }
         }
         return result
     }
 
-    /// A dim of a JSON shape: a whole number in Int's range, or nil (`intValue` would turn
-    /// 1e30 or 2^64 - 1 into a negative dim, 2.5 into 2).
-    package static func wholeNumber(_ item: Any) -> Int? {
-        guard let number = item as? NSNumber else { return nil }
-        return Int(number.stringValue) ?? Int(exactly: number.doubleValue)
-    }
+    /// A dim of a JSON shape: a whole number in Int's range, or nil (not 1e30, 2^64 - 1
+    /// or 2.5).
+    package static func wholeNumber(_ item: Any) -> Int? { JSONNumber.int(item) }
 
     public static func write(_ tensors: [String: TensorValue], to path: String) throws(VerifyError) {
         var object: [String: Any] = [:]
@@ -63,16 +64,16 @@ public enum TensorJSON {
             let data: [Any]
             switch t.storage {
             case .floats(let v): data = v.map { $0.isNaN ? "nan" as Any : ($0.isInfinite ? ($0 > 0 ? "inf" : "-inf") as Any : $0 as Any) }
-            case .ints(let v): data = v.map { NSNumber(value: $0) }
+            case .ints(let v): data = v
             case .opaque: data = []
             }
             object[name] = ["dtype": t.type.description, "shape": t.shape, "data": data]
         }
         do {
-            let bytes = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            try bytes.write(to: URL(fileURLWithPath: path))
+            let bytes = try JSONTree.serialize(object)
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
         } catch {
-            throw VerifyError("\(path): cannot write: \(error.localizedDescription)")
+            throw VerifyError("\(path): cannot write: \(error)")
         }
     }
 }

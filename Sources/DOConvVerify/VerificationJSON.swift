@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension VerificationReport {
     /// Version of the JSON document's layout (bumped on incompatible changes).

@@ -1,4 +1,8 @@
-import Foundation
+import DOConvCore
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Everything verify-equivalence found, and the verdict.
 public struct VerificationReport: Sendable {
@@ -107,6 +111,6 @@ package enum Report {
         if value == 0 { return "0" }
         if value.isNaN { return "nan" }
         if value.isInfinite { return value < 0 ? "-inf" : "inf" }
-        return String(format: "%.\(digits)e", value)
+        return CFormat.string("%.\(digits)e", value)
     }
 }

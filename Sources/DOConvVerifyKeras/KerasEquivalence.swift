@@ -45,7 +45,7 @@ public enum KerasEquivalence {
         report.folded = folded
         report.format = "Keras archive"
         report.structure = report.structure.map {
-            $0.replacingOccurrences(of: a.weightsPath, with: KerasArchiveContents.weightsEntry).replacingOccurrences(of: b.weightsPath, with: KerasArchiveContents.weightsEntry)
+            $0.replacing(a.weightsPath, with: KerasArchiveContents.weightsEntry).replacing(b.weightsPath, with: KerasArchiveContents.weightsEntry)
         }
         report.notes.append("checked the archives' \(KerasArchiveContents.weightsEntry); \(KerasArchiveContents.configEntry) is not compared")
         return report

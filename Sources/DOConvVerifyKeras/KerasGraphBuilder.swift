@@ -1,6 +1,10 @@
+import DOConvJSON
 import DOConvGraph
 import DOConvKeras
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import DOConvVerify
 
 /// Why a Keras model could not be turned into a graph.
@@ -48,7 +52,7 @@ struct KerasGraphBuilder {
 
     init(configJSON: String, source: String, entries: [KerasEquivalence.Entry], format: KerasFileFormat, adaptToWeights: Bool) throws(KerasGraphError) {
         do { config = try KerasModelConfig(json: configJSON, source: source) } catch { throw .invalid("\(error)") }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(configJSON.utf8)) as? [String: Any],
+        guard let object = try? JSONTree.parse(configJSON) as? [String: Any],
               let model = object["config"] as? [String: Any], let list = model["layers"] as? [[String: Any]], list.count == config.layers.count else {
             throw .invalid("\(source): the model config has no layer list")
         }
@@ -184,7 +188,7 @@ struct KerasGraphBuilder {
     static func dims(_ shape: [Any], layer: String) throws(KerasGraphError) -> [DOConvGraph.Dimension] {
         var result: [DOConvGraph.Dimension] = []
         for (axis, dim) in shape.enumerated() {
-            if let n = dim as? NSNumber { result.append(.fixed(n.intValue)) } else if axis == 0 { result.append(.symbolic("batch")) } else {
+            if let n = JSONNumber.int(dim) { result.append(.fixed(n)) } else if axis == 0 { result.append(.symbolic("batch")) } else {
                 result.append(.symbolic("\(layer)_dim\(axis)"))
             }
         }

@@ -1,6 +1,10 @@
+import DOConvJSON
 import DOConvGraph
 import DOConvKeras
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import DOConvVerify
 
 /// A layer's float datasets, found by name (legacy files: `kernel:0`, `D`, `gamma`, ...) or,
@@ -77,7 +81,7 @@ struct KerasLayerOps {
         if layer.className == "BatchNormalization", layer.renorm == true { throw unsupported("renorm") }
         if layer.callsInTrainingMode { throw unsupported("called with training=True") }
         if layer.className == "ReLU" {
-            let threshold = (raw["threshold"] as? NSNumber)?.doubleValue ?? 0
+            let threshold = JSONNumber.double(raw["threshold"]) ?? 0
             if threshold != 0 { throw unsupported("threshold \(threshold)") }
         }
     }
@@ -85,8 +89,8 @@ struct KerasLayerOps {
     private func unsupported(_ reason: String) -> KerasGraphError { .unsupported(layer: layer.name, className: layer.className, reason: reason) }
 
     private func ints(_ key: String, default value: [Int]) -> [Int] {
-        if let list = raw[key] as? [NSNumber] { return list.map(\.intValue) }
-        if let n = raw[key] as? NSNumber { return [n.intValue, n.intValue] }
+        if let list = JSONNumber.ints(raw[key]) { return list }
+        if let n = JSONNumber.int(raw[key]) { return [n, n] }
         return value
     }
 
@@ -115,7 +119,7 @@ struct KerasLayerOps {
         case "ReLU": return try relu(try one(), &e)
         case "Softmax":
             let x = try one()
-            let axis = (raw["axis"] as? NSNumber)?.intValue ?? ((raw["axis"] as? [NSNumber])?.count == 1 ? (raw["axis"] as? [NSNumber])?[0].intValue : -1) ?? -1
+            let axis = JSONNumber.int(raw["axis"]) ?? JSONNumber.ints(raw["axis"]).flatMap { $0.count == 1 ? $0[0] : nil } ?? -1
             return try softmax(x, axis: axis, &e)
         case "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum": return try merge(inputs, &e)
         case "Concatenate": return try concatenate(inputs, &e)
@@ -124,9 +128,9 @@ struct KerasLayerOps {
             return KerasTensor(name: e.node("Flatten", [x.name], hint: layer.name, [("axis", .int(1))]), rank: 2, channelsFirst: false)
         case "Reshape":
             let x = e.kerasLayout(try one())
-            guard let target = raw["target_shape"] as? [NSNumber] else { throw .invalid("Reshape layer '\(layer.name)' has no target_shape") }
+            guard let target = JSONNumber.ints(raw["target_shape"]) else { throw .invalid("Reshape layer '\(layer.name)' has no target_shape") }
             // 0 keeps the batch dim (ONNX Reshape copies a 0 from the input).
-            let shape = e.constant("shape", ints: [0] + target.map(\.intValue))
+            let shape = e.constant("shape", ints: [0] + target)
             return KerasTensor(name: e.node("Reshape", [x.name, shape], hint: layer.name), rank: target.count + 1, channelsFirst: false)
         case "ZeroPadding2D": return try zeroPadding(try one(), &e)
         default:
@@ -322,7 +326,7 @@ struct KerasLayerOps {
         let size = ints("pool_size", default: [2, 2])
         // Keras: strides default to the pool size; 'same' average pools count only real pixels
         // (ONNX count_include_pad 0).
-        let strides = raw["strides"] is NSNull || raw["strides"] == nil ? size : ints("strides", default: size)
+        let strides = raw["strides"] is JSONNull || raw["strides"] == nil ? size : ints("strides", default: size)
         let op = layer.className.hasPrefix("Max") ? "MaxPool" : "AveragePool"
         let output = e.node(op, [input.name], hint: layer.name, [
             ("kernel_shape", .ints(size.map(Int64.init))), ("strides", .ints(strides.map(Int64.init))),
@@ -336,7 +340,7 @@ struct KerasLayerOps {
         let input = e.channelsFirst(x)
         let op = layer.className == "GlobalAveragePooling2D" ? "GlobalAveragePool" : "GlobalMaxPool"
         let pooled = e.node(op, [input.name], hint: layer.name)
-        if (raw["keepdims"] as? NSNumber)?.boolValue == true { return KerasTensor(name: pooled, rank: 4, channelsFirst: true) }
+        if JSONNumber.bool(raw["keepdims"]) == true { return KerasTensor(name: pooled, rank: 4, channelsFirst: true) }
         return KerasTensor(name: e.node("Flatten", [pooled], hint: "\(layer.name).flat", [("axis", .int(1))]), rank: 2, channelsFirst: false)
     }
 
@@ -344,13 +348,14 @@ struct KerasLayerOps {
         guard x.rank == 4 else { throw .invalid("layer '\(layer.name)' expects a 4-D input") }
         // ((top, bottom), (left, right)), (rows, cols) or one int.
         var pads = [1, 1, 1, 1] // top, bottom, left, right
-        if let n = raw["padding"] as? NSNumber {
-            pads = [Int](repeating: n.intValue, count: 4)
+        if let n = JSONNumber.int(raw["padding"]) {
+            pads = [Int](repeating: n, count: 4)
         } else if let pair = raw["padding"] as? [Any], pair.count == 2 {
-            if let nested = pair as? [[NSNumber]], nested.allSatisfy({ $0.count == 2 }) {
-                pads = [nested[0][0].intValue, nested[0][1].intValue, nested[1][0].intValue, nested[1][1].intValue]
-            } else if let flat = pair as? [NSNumber] {
-                pads = [flat[0].intValue, flat[0].intValue, flat[1].intValue, flat[1].intValue]
+            let nested = pair.compactMap(JSONNumber.ints)
+            if nested.count == 2, nested.allSatisfy({ $0.count == 2 }) {
+                pads = [nested[0][0], nested[0][1], nested[1][0], nested[1][1]]
+            } else if let flat = JSONNumber.ints(pair) {
+                pads = [flat[0], flat[0], flat[1], flat[1]]
             } else {
                 throw .invalid("ZeroPadding2D layer '\(layer.name)' has padding \(pair)")
             }
@@ -391,7 +396,7 @@ struct KerasLayerOps {
     private func concatenate(_ inputs: [KerasTensor], _ e: inout GraphEmitter) throws(KerasGraphError) -> KerasTensor {
         let aligned = try sameLayout(inputs, &e)
         let rank = aligned[0].rank
-        var axis = (raw["axis"] as? NSNumber)?.intValue ?? -1
+        var axis = JSONNumber.int(raw["axis"]) ?? -1
         if axis < 0 { axis += rank }
         guard axis >= 0, axis < rank else { throw .invalid("Concatenate layer '\(layer.name)' has axis \(axis) for rank \(rank)") }
         // NHWC axis -> NCHW axis.
@@ -403,8 +408,8 @@ struct KerasLayerOps {
     // MARK: Activations
 
     private func relu(_ x: KerasTensor, _ e: inout GraphEmitter) throws(KerasGraphError) -> KerasTensor {
-        let maxValue = (raw["max_value"] as? NSNumber)?.doubleValue
-        let slope = (raw["negative_slope"] as? NSNumber)?.doubleValue ?? 0
+        let maxValue = JSONNumber.double(raw["max_value"])
+        let slope = JSONNumber.double(raw["negative_slope"]) ?? 0
         var output = x.name
         if slope != 0 {
             output = e.node("LeakyRelu", [output], hint: layer.name, [("alpha", .float(slope))])

@@ -1,5 +1,9 @@
+import DOConvFileIO
 import DOConvCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import DOConvMXNet
 import DOConvVerify
 
@@ -23,7 +27,7 @@ public enum MXNetEquivalence {
             let first = try MXNetInput(path: original, paramsFile: options.paramsFile)
             var foldedParams: String?
             if options.paramsFile != nil, folded.hasSuffix("-symbol.json"),
-               let epoch = MXNetInput.split((first.params as NSString).lastPathComponent)?.epoch {
+               let epoch = MXNetInput.split(FilePath.baseName(of: first.params))?.epoch {
                 foldedParams = String(folded.dropLast("-symbol.json".count)) + "-\(epoch).params"
             }
             inputs = (first, try MXNetInput(path: folded, paramsFile: foldedParams))

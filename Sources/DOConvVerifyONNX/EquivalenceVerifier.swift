@@ -1,7 +1,10 @@
 import DOConvCore
 import DOConvGraph
 import DOConvONNX
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import DOConvVerify
 
 /// Checks that FOLDED computes what ORIGINAL computes, independently of the fold's code:

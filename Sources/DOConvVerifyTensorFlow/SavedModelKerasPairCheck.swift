@@ -3,7 +3,10 @@ import DOConvFileIO
 import DOConvTensorFlow
 import DOConvVerify
 import DOConvVerifyKeras
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A tf.keras SavedModel against the Keras file its fold wrote (`doconv-fold DIR plain.h5`):
 /// ORIGINAL's `variables/` checkpoint is laid out as a legacy full model's datasets would be
@@ -22,9 +25,7 @@ enum SavedModelKerasEquivalence {
 
     /// Whether `path` is an HDF5 file (its signature at offset 0, as Keras writes them).
     static func isHDF5(_ path: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        return (try? handle.read(upToCount: 8)).map(Array.init) == [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
+        FilePath.bytes(of: path, at: 0, count: 8) == [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
     }
 
     static func originalWeights(_ savedModel: String, options: VerifyOptions) throws -> KerasEquivalence.OriginalWeights {

@@ -1,4 +1,5 @@
-import Foundation
+import Glibc
+import FoundationEssentials
 
 /// Elementwise ops: activations, arithmetic with numpy broadcasting, comparisons, casts,
 /// Clip, Where and inference-mode BatchNormalization.
@@ -7,22 +8,22 @@ enum ElementwiseOps {
         var table: [String: OpKernel] = [:]
         // Unary float functions.
         let unary: [String: @Sendable (Double) -> Double] = [
-            "Sigmoid": { 1 / (1 + Foundation.exp(-$0)) },
-            "Tanh": { Foundation.tanh($0) },
-            "Exp": { Foundation.exp($0) },
-            "Log": { Foundation.log($0) },
+            "Sigmoid": { 1 / (1 + Glibc.exp(-$0)) },
+            "Tanh": { Glibc.tanh($0) },
+            "Exp": { Glibc.exp($0) },
+            "Log": { Glibc.log($0) },
             "Sqrt": { $0.squareRoot() },
             "Reciprocal": { 1 / $0 },
             "Floor": { $0.rounded(.down) },
             "Ceil": { $0.rounded(.up) },
             "Round": { $0.rounded(.toNearestOrEven) },
-            "Erf": { Foundation.erf($0) },
-            "Softplus": { $0 > 30 ? $0 : Foundation.log1p(Foundation.exp($0)) },
+            "Erf": { Glibc.erf($0) },
+            "Softplus": { $0 > 30 ? $0 : Glibc.log1p(Glibc.exp($0)) },
             "Softsign": { $0 / (1 + abs($0)) },
-            "Sin": { Foundation.sin($0) },
-            "Cos": { Foundation.cos($0) },
+            "Sin": { Glibc.sin($0) },
+            "Cos": { Glibc.cos($0) },
             "HardSwish": { $0 * max(0, min(1, $0 / 6 + 0.5)) },
-            "Mish": { $0 * Foundation.tanh($0 > 30 ? $0 : Foundation.log1p(Foundation.exp($0))) },
+            "Mish": { $0 * Glibc.tanh($0 > 30 ? $0 : Glibc.log1p(Glibc.exp($0))) },
         ]
         for (op, f) in unary {
             table[op] = { ctx in
@@ -62,12 +63,12 @@ enum ElementwiseOps {
         }
         table["Elu"] = { ctx in
             let alpha = try ctx.float("alpha", default: 1)
-            return [try mapFloats(ctx) { $0 >= 0 ? $0 : alpha * (Foundation.exp($0) - 1) }]
+            return [try mapFloats(ctx) { $0 >= 0 ? $0 : alpha * (Glibc.exp($0) - 1) }]
         }
         table["Selu"] = { ctx in
             let alpha = try ctx.float("alpha", default: 1.67326319217681884765625)
             let gamma = try ctx.float("gamma", default: 1.05070102214813232421875)
-            return [try mapFloats(ctx) { $0 > 0 ? gamma * $0 : gamma * (alpha * Foundation.exp($0) - alpha) }]
+            return [try mapFloats(ctx) { $0 > 0 ? gamma * $0 : gamma * (alpha * Glibc.exp($0) - alpha) }]
         }
         table["HardSigmoid"] = { ctx in
             let alpha = try ctx.float("alpha", default: 0.2)
@@ -77,8 +78,8 @@ enum ElementwiseOps {
         table["Gelu"] = { ctx in
             let tanhForm = try ctx.string("approximate", default: "none") == "tanh"
             return [try mapFloats(ctx) { x in
-                tanhForm ? 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))
-                    : 0.5 * x * (1 + Foundation.erf(x / 2.0.squareRoot()))
+                tanhForm ? 0.5 * x * (1 + Glibc.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))
+                    : 0.5 * x * (1 + Glibc.erf(x / 2.0.squareRoot()))
             }]
         }
         table["Clip"] = clip
@@ -100,7 +101,7 @@ enum ElementwiseOps {
         table["Mod"] = { ctx in
             let fmod = try ctx.int("fmod", default: 0) != 0
             return [try binary(ctx, try ctx.input(0), try ctx.input(1), { a, b in
-                let r = Foundation.fmod(a, b)
+                let r = Glibc.fmod(a, b)
                 return fmod || r == 0 || (r < 0) == (b < 0) ? r : r + b
             }, { a, b in
                 guard b != 0 else { throw ctx.invalid("integer modulo by zero") }
@@ -113,7 +114,7 @@ enum ElementwiseOps {
             let exponent = try ctx.input(1)
             let e = exponent.type.isFloat ? exponent : try TensorMath.cast(exponent, to: .double)
             let b = base.type.isFloat ? base : try TensorMath.cast(base, to: .double)
-            var result = try binary(ctx, b, TensorValue(b.type, shape: e.shape, floats: e.doubles), { Foundation.pow($0, $1) }, nil)
+            var result = try binary(ctx, b, TensorValue(b.type, shape: e.shape, floats: e.doubles), { Glibc.pow($0, $1) }, nil)
             if !base.type.isFloat { result = try TensorMath.cast(result, to: base.type) }
             return [result]
         }

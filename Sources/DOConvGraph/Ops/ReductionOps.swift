@@ -1,4 +1,5 @@
-import Foundation
+import Glibc
+import FoundationEssentials
 
 /// Reductions (ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, ReduceL1, ReduceL2,
 /// ReduceSumSquare, ArgMax, ArgMin) and Softmax / LogSoftmax.
@@ -76,9 +77,9 @@ enum ReductionOps {
             for i in 0..<inner {
                 let positions = (0..<size).map { (o * size + $0) * inner + i }
                 let peak = positions.map { out[$0] }.max() ?? 0
-                let sum = positions.reduce(0.0) { $0 + Foundation.exp(out[$1] - peak) }
+                let sum = positions.reduce(0.0) { $0 + Glibc.exp(out[$1] - peak) }
                 for p in positions {
-                    out[p] = log ? out[p] - peak - Foundation.log(sum) : Foundation.exp(out[p] - peak) / sum
+                    out[p] = log ? out[p] - peak - Glibc.log(sum) : Glibc.exp(out[p] - peak) / sum
                 }
             }
         }

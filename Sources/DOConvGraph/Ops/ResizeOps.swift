@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Resize (opsets 10 to 19) and Upsample (7, 9), from the ONNX operator spec: nearest (every
 /// `nearest_mode`), linear (n-linear over any axes) and cubic (`cubic_coeff_a`,

@@ -1,9 +1,13 @@
+import DOConvFileIO
 import ArgumentParser
 import CommandLineSupport
 import DOConvCore
 import DOConvFormats
 import DOConvSeam
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct ExpandCommand: ToolCommand {
     static let toolName = "doconv-expand"
@@ -173,7 +177,7 @@ struct ExpandCommand: ToolCommand {
         if let failure = outcome.failure {
             return try finish(.failure(input: input, output: output, format: format.name, message: failure), lineReported: true)
         }
-        FileHandle.standardOutput.write(outcome.standardOutput)
+        StandardStreams.output(Array(outcome.standardOutput))
         if outcome.status != 0 { throw ExitCode(outcome.status) }
     }
 

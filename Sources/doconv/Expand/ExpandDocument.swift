@@ -1,6 +1,9 @@
 import CommandLineSupport
 import DOConvCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What `doconv expand --json` prints: one document for the one input, as described by
 /// `schemas/expand-result.schema.json` (also when the input failed: status "error" or

@@ -1,8 +1,12 @@
+import DOConvFileIO
 import ArgumentParser
 import CommandLineSupport
 import DOConvCore
 import DOConvFormats
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct FoldCommand: ToolCommand {
     static let toolName = "doconv-fold"
@@ -114,7 +118,7 @@ struct FoldCommand: ToolCommand {
     /// Each input and where its folded model goes.
     private func plannedJobs() -> [(input: String, output: String)] {
         guard let outputDirectory else { return [(paths[0], paths[1])] }
-        return paths.map { ($0, (outputDirectory as NSString).appendingPathComponent(($0 as NSString).lastPathComponent)) }
+        return paths.map { ($0, FilePath.join(outputDirectory, FilePath.baseName(of: $0))) }
     }
 
     /// What stops every job before any starts.
@@ -137,9 +141,8 @@ struct FoldCommand: ToolCommand {
             }
             byOutput[job.output] = job.input
         }
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: outputDirectory, isDirectory: &isDirectory), isDirectory.boolValue { return .success(options) }
-        let problem = FileManager.default.fileExists(atPath: outputDirectory) ? "is not a folder" : "does not exist"
+        if FilePath.isFolder(outputDirectory) { return .success(options) }
+        let problem = FilePath.exists(outputDirectory) ? "is not a folder" : "does not exist"
         return .failure(SetupProblem(message: "\(outputDirectory): the output folder \(problem); nothing written"))
     }
 

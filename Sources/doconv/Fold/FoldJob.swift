@@ -1,6 +1,10 @@
+import DOConvFileIO
 import DOConvCore
 import DOConvFormats
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Folds one model file and prints its summary; returns its result (exit status included).
 struct FoldJob {
@@ -53,6 +57,6 @@ struct FoldJob {
     }
 
     private func printError(_ line: String) {
-        FileHandle.standardError.write(Data("doconv-fold: error: \(line)\n".utf8))
+        StandardStreams.error("doconv-fold: error: \(line)\n")
     }
 }

@@ -1,6 +1,9 @@
 import CommandLineSupport
 import DOConvCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Formats the human-readable fold summary.
 enum FoldReport {

@@ -1,6 +1,9 @@
 import CommandLineSupport
 import DOConvCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What `doconv-fold --json` prints: one document with a result per input, as described by
 /// `schemas/fold-result.schema.json`. A `-o DIR` run's children each print a document

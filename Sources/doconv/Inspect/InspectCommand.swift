@@ -1,9 +1,13 @@
+import DOConvFileIO
 import ArgumentParser
 import CommandLineSupport
 import DOConvCore
 import DOConvFormats
 import DOConvInspect
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct InspectCommand: ToolCommand {
     static let toolName = "doconv-inspect"
@@ -41,7 +45,7 @@ struct InspectCommand: ToolCommand {
     @OptionGroup var picks: LayerPickOptions
 
     static func printError(_ line: String) {
-        FileHandle.standardError.write(Data("doconv-inspect: error: \(line)\n".utf8))
+        StandardStreams.error("doconv-inspect: error: \(line)\n")
     }
 
     func run() throws {
@@ -70,9 +74,11 @@ struct InspectCommand: ToolCommand {
         }
         if let svgFile {
             do {
-                try Data(SVGReport.render(report).utf8).write(to: URL(fileURLWithPath: svgFile), options: .atomic)
+                let file = try AtomicFileWriter(destination: svgFile)
+                file.write(Array(SVGReport.render(report).utf8))
+                try file.commit()
             } catch {
-                Self.printError("\(svgFile): cannot write the SVG (\(error.localizedDescription))")
+                Self.printError("\(svgFile): cannot write the SVG (\(error.reason))")
                 throw ExitCode(2)
             }
         }

@@ -1,3 +1,4 @@
+import DOConvFileIO
 import ArgumentParser
 import CommandLineSupport
 import DOConvCore
@@ -7,7 +8,10 @@ import DOConvVerifyKeras
 import DOConvVerifyMXNet
 import DOConvVerifyONNX
 import DOConvVerifyPyTorch
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct VerifyCommand: ToolCommand {
     static let toolName = "verify-equivalence"
@@ -121,7 +125,7 @@ struct VerifyCommand: ToolCommand {
             }
             if !report.equivalent { throw ExitCode(1) }
         } catch let error as VerifyError {
-            FileHandle.standardError.write(Data("verify-equivalence: error: \(error.message)\n".utf8))
+            StandardStreams.error("verify-equivalence: error: \(error.message)\n")
             throw ExitCode(2)
         }
     }

@@ -7,19 +7,19 @@ import DOConvFileIO
 /// descriptor, and ZIP64 fields appear exactly where an entry's size or offset needs them.
 /// torch.load(mmap=True) and loading to the meta device compute storage offsets from this
 /// layout instead of reading the headers, so it must match.
-struct ZipWriter {
-    static let alignment = 64
+public struct ZipWriter {
+    public static let alignment = 64
     private let file: AtomicFileWriter
     private var central: [UInt8] = []
     private var count = 0
     private static let limit = 0xFFFF_FFFF
 
-    init(file: AtomicFileWriter) {
+    public init(file: AtomicFileWriter) {
         self.file = file
     }
 
     /// The CRC-32 of `bytes` (zlib's, which runs at several GB/s).
-    static func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+    public static func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         var crc: uLong = CDOConvZlib.crc32(0, nil, 0)
         var start = bytes.baseAddress?.assumingMemoryBound(to: Bytef.self)
         var left = bytes.count
@@ -52,7 +52,7 @@ struct ZipWriter {
     }
 
     /// Adds one stored entry; `crc32` when already known (an entry copied from the input).
-    mutating func add(name: String, data: UnsafeRawBufferPointer, crc32 known: UInt32? = nil) {
+    public mutating func add(name: String, data: UnsafeRawBufferPointer, crc32 known: UInt32? = nil) {
         let crc = known ?? Self.crc32(data)
         let nameBytes = Array(name.utf8)
         let offset = file.offset
@@ -104,7 +104,7 @@ struct ZipWriter {
     }
 
     /// Writes the central directory and end records.
-    func finish() {
+    public func finish() {
         let directoryOffset = file.offset
         file.write(central)
         var end = LittleEndianBytes()
