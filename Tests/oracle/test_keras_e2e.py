@@ -246,3 +246,58 @@ def test_a_grouped_kernel_whose_cin_per_group_equals_its_groups_is_not_read_as_d
     verdict = run_verify(src, out, "--config", config_path)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     assert "end to end: 3 seeded random inputs" in verdict.stdout
+
+
+def _h5_datasets(data):
+    import io
+
+    found = {}
+    with h5py.File(io.BytesIO(data), "r") as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def test_a_deflated_keras_archive_folds_as_the_stored_one(tmp_path):
+    """Keras writes .keras archives stored, but a user's may be deflated (repacked, or by
+    another writer): Python's zipfile deflates this one; the fold inflates it and gives the
+    same config and weights as from the stored archive, in an archive zipfile reads back
+    with every CRC right."""
+    import zipfile
+
+    source = KERAS / "k3_net_a.keras"
+    deflated = tmp_path / "deflated.keras"
+    with zipfile.ZipFile(source) as stored, zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for info in stored.infolist():
+            out.writestr(info.filename, stored.read(info.filename))
+    with zipfile.ZipFile(deflated) as check:
+        assert all(info.compress_type == zipfile.ZIP_DEFLATED for info in check.infolist())
+    from_stored = run_fold(source, tmp_path / "a.keras")
+    from_deflated = run_fold(deflated, tmp_path / "b.keras")
+    assert from_stored.returncode == 0 and from_deflated.returncode == 0, from_deflated.stderr
+    with zipfile.ZipFile(tmp_path / "a.keras") as a, zipfile.ZipFile(tmp_path / "b.keras") as b:
+        assert b.testzip() is None
+        assert a.namelist() == b.namelist()
+        assert a.read("config.json") == b.read("config.json")
+        wa, wb = _h5_datasets(a.read("model.weights.h5")), _h5_datasets(b.read("model.weights.h5"))
+        assert wa.keys() == wb.keys() and all(np.array_equal(wa[k], wb[k]) for k in wa)
+    verdict = run_verify(deflated, tmp_path / "b.keras")
+    assert verdict.returncode == 0 and "EQUIVALENT" in verdict.stdout, verdict.stdout + verdict.stderr
+
+
+def test_a_corrupt_deflated_entry_is_one_error_line(tmp_path, clean_tmpdir):
+    import zipfile
+
+    deflated = tmp_path / "deflated.keras"
+    with zipfile.ZipFile(KERAS / "k3_net_a.keras") as stored, zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for info in stored.infolist():
+            out.writestr(info.filename, stored.read(info.filename))
+    data = bytearray(deflated.read_bytes())
+    with zipfile.ZipFile(deflated) as z:
+        info = z.getinfo("model.weights.h5")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + 100:start + 400] = bytes(300)  # inside the deflated stream of the weights
+    deflated.write_bytes(bytes(data))
+    result = run_fold(deflated, tmp_path / "out.keras")
+    assert result.returncode == 2 and not (tmp_path / "out.keras").exists()
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.weights.h5" in lines[0], result.stderr
