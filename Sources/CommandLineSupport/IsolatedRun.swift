@@ -21,7 +21,7 @@ public enum IsolatedRun {
         if let text = ProcessInfo.processInfo.environment["DOCONV_HDF5_TIME_LIMIT"], let seconds = Double(text), seconds > 0 {
             return seconds
         }
-        let bytes = inputs.reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int) ?? 0) }
+        let bytes = inputs.reduce(0) { $0 + (FilePath.size(of: $1) ?? 0) }
         return 120 + Double(bytes) / 1e6
     }
 

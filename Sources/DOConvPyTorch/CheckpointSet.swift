@@ -155,7 +155,7 @@ extension CheckpointSet {
             guard !name.hasPrefix("."), !shards.contains(name), name != index.fileName, !weightSuffixes.contains(where: name.hasSuffix) else { return false }
             let path = FilePath.join(index.folder, name)
             guard FilePath.exists(path), !FilePath.isFolder(path),
-                  let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int else { return false }
+                  let size = FilePath.size(of: path) else { return false }
             return size <= 64 << 20
         }
     }
