@@ -92,7 +92,9 @@ let package = Package(
         // Zip archives: reading stored and deflated entries in place, writing stored ones.
         .target(name: "DOConvZip", dependencies: ["DOConvFileIO", "CDOConvZlib"]),
         // Mapped input files and atomic output files (no format knowledge).
-        .target(name: "DOConvFileIO"),
+        .target(name: "DOConvFileIO", dependencies: ["CFileSupport"]),
+        // sync_file_range, which Swift cannot import: the writer starts its disk writes early.
+        .target(name: "CFileSupport"),
         // The format seam: the ModelFormat protocol each format module conforms to (sniff by
         // content, detect, fold + write, the options it reads, whether it runs in a child
         // process), the format options' declarations and a file's signature.
@@ -180,6 +182,7 @@ let package = Package(
         .target(name: "DOConvVerifyTensorFlow", dependencies: ["DOConvVerify", "DOConvVerifyKeras", "DOConvCore", "DOConvKeras", "DOConvTensorFlow", "DOConvFileIO"]),
         .testTarget(name: "DOConvGraphTests", dependencies: ["DOConvGraph", "DOConvGraphKernels", "DOConvGraphKernelsAVX2", "DOConvGraphKernelsAVX512", "CCPUSupport"]),
         .testTarget(name: "DOConvJSONTests", dependencies: ["DOConvJSON"]),
+        .testTarget(name: "DOConvFileIOTests", dependencies: ["DOConvFileIO", "CFileSupport"]),
         .testTarget(name: "DOConvPyTorchTests", dependencies: ["DOConvPyTorch", "DOConvZip", "DOConvFileIO", "DOConvCore"]),
         .testTarget(name: "TensorFlowTests", dependencies: ["DOConvTensorFlow", "DOConvFileIO", "DOConvCore", "DOConvTestSupport"]),
         // A toy format added through the seam alone (ModelFormat + VerifiableFormat).
