@@ -83,11 +83,10 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Kills the child and waits for its end.
-    func kill() -> Termination? {
+    func kill() {
         _ = Glibc.kill(pid, SIGKILL)
         ended.wait()
         ended.signal()
-        return termination
     }
 
     /// Everything the child wrote on its standard output (empty unless captured), once it

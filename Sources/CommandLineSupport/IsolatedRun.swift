@@ -67,7 +67,7 @@ public enum IsolatedRun {
         }
         let limit = timeLimit(forInputs: inputs)
         guard let termination = child.wait(seconds: limit) else {
-            _ = child.kill()
+            child.kill()
             _ = child.capturedOutput()
             removeLeftovers(of: child.pid, output: output)
             return failed("\(subject): reading \(files) did not finish in \(Int(limit)) s "

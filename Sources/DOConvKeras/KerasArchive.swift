@@ -115,7 +115,7 @@ public struct KerasArchiveFoldResult {
                     Array(foldedConfig.utf8).withUnsafeBytes { zip.add(name: entry.name, data: $0) }
                 default:
                     let bytes: [UInt8]
-                    do { bytes = try archive.contents(of: entry) } catch { file.discard(); throw KerasError.notKeras(path: contents.path, reason: "\(error)") }
+                    do { bytes = try archive.contents(of: entry) } catch { throw KerasError.notKeras(path: contents.path, reason: "\(error)") }
                     bytes.withUnsafeBytes { zip.add(name: entry.name, data: $0, crc32: entry.crc32) }
                 }
             }

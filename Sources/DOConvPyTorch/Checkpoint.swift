@@ -224,7 +224,7 @@ public final class Checkpoint {
                 widths[key] = dtype.byteWidth
             }
         }
-        let reader = ByteReader(bytes: bytes, path: path)
+        let reader = BoundedBytes(bytes) { PyTorchError.corrupt(path: path, reason: $0) }
         var layout: [String: UnsafeRawBufferPointer] = [:]
         var at = start
         for key in keys {

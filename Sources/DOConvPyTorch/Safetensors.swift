@@ -27,7 +27,7 @@ struct SafetensorsHeader {
     let bytes: UnsafeRawBufferPointer
 
     init(bytes: UnsafeRawBufferPointer, path: String) throws(PyTorchError) {
-        let reader = ByteReader(bytes: bytes, path: path)
+        let reader = BoundedBytes(bytes) { PyTorchError.corrupt(path: path, reason: $0) }
         let length = try reader.u64(0)
         guard length <= UInt64(Self.maxHeaderSize), length <= UInt64(bytes.count - 8) else {
             throw .corrupt(path: path, reason: "the safetensors header claims \(length) bytes, past the end of the file")

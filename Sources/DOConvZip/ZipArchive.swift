@@ -1,4 +1,5 @@
 import CDOConvZlib
+import DOConvFileIO
 
 /// Why a zip archive cannot be read.
 public struct ZipError: Error, CustomStringConvertible, Sendable {
@@ -32,7 +33,7 @@ public struct ZipArchive {
 
     /// The archive in `bytes` (a mapped file, which must outlive the archive).
     public init(bytes: UnsafeRawBufferPointer) throws(ZipError) {
-        let reader = ZipByteReader(bytes: bytes)
+        let reader = BoundedBytes(bytes, outOfBounds: ZipError.init)
         // End of central directory: the last signature within 64 KiB + 22 bytes of the end.
         let lowest = max(0, bytes.count - 22 - 0xFFFF)
         var eocd = -1
@@ -152,37 +153,5 @@ extension ZipArchive {
         }
         guard status == Z_STREAM_END else { throw ZipError("entry '\(name)': its deflated data is corrupt (zlib status \(status))") }
         return output
-    }
-}
-
-/// Bounds-checked little-endian reads from a byte buffer: a read past the end is an error,
-/// never a crash.
-struct ZipByteReader {
-    let bytes: UnsafeRawBufferPointer
-
-    func slice(_ offset: Int, _ count: Int) throws(ZipError) -> UnsafeRawBufferPointer {
-        guard offset >= 0, count >= 0, offset <= bytes.count, count <= bytes.count - offset else {
-            throw ZipError("truncated: \(count) bytes at byte \(offset) run past the end of the file")
-        }
-        return UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)])
-    }
-
-    func u16(_ offset: Int) throws(ZipError) -> UInt16 {
-        UInt16(littleEndian: try slice(offset, 2).loadUnaligned(as: UInt16.self))
-    }
-
-    func u32(_ offset: Int) throws(ZipError) -> UInt32 {
-        UInt32(littleEndian: try slice(offset, 4).loadUnaligned(as: UInt32.self))
-    }
-
-    func u64(_ offset: Int) throws(ZipError) -> UInt64 {
-        UInt64(littleEndian: try slice(offset, 8).loadUnaligned(as: UInt64.self))
-    }
-
-    /// A 64-bit offset or size, which must fit in the file.
-    func offset64(_ offset: Int) throws(ZipError) -> Int {
-        let value = try u64(offset)
-        guard value <= UInt64(bytes.count) else { throw ZipError("an offset past the end of the file") }
-        return Int(value)
     }
 }

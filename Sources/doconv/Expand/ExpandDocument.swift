@@ -56,9 +56,7 @@ struct ExpandDocument: Codable {
         layers = s.layers.map(FoldResult.Layer.init)
         parameters = FoldResult.BeforeAfter(before: s.parametersBefore, after: s.parametersAfter)
         bytes = FoldResult.BeforeAfter(before: s.bytesBefore, after: s.bytesAfter)
-        let errors = s.layers.compactMap(\.relativeError)
-        // max() skips NaN in comparisons; a NaN error must show.
-        worstRelativeError = verify ? (errors.contains(where: \.isNaN) ? .nan : errors.max()) : nil
+        worstRelativeError = verify ? FoldResult.worst(s.layers.compactMap(\.relativeError)) : nil
         verified = verify && error == nil
         notExpanded = s.rejected.map { FoldResult.NotFolded(name: $0.name, reason: $0.reason, isDOConvLayer: $0.isDOConvLayer) }
         notes = s.notes

@@ -94,8 +94,7 @@ struct FoldResult: Codable {
         bytes = BeforeAfter(before: s.bytesBefore, after: s.bytesAfter)
         let errors = s.layers.compactMap(\.relativeError) + s.fusedBatchNorms.compactMap(\.relativeError)
             + s.reparameterized.compactMap(\.relativeError)
-        // max() skips NaN in comparisons; a NaN error must show.
-        worstRelativeError = verify ? (errors.contains(where: \.isNaN) ? .nan : errors.max()) : nil
+        worstRelativeError = verify ? Self.worst(errors) : nil
         verified = verify && status != .verificationFailed
         notFolded = s.rejected.map { NotFolded(name: $0.name, reason: $0.reason, isDOConvLayer: $0.isDOConvLayer) }
         notes = s.notes
@@ -109,6 +108,12 @@ struct FoldResult: Codable {
         self.exitStatus = exitStatus
         self.error = error
         self.timeMs = timeMs
+    }
+
+    /// The largest of `errors`, NaN when any is (max() skips NaN in comparisons, and a NaN
+    /// error must show); nil for none.
+    static func worst(_ errors: [Double]) -> Double? {
+        errors.contains(where: \.isNaN) ? .nan : errors.max()
     }
 
     static func milliseconds(_ d: Duration) -> Double {
