@@ -15,8 +15,5 @@ if ! "$torch_python" -c "import torch, torchvision, safetensors, huggingface_hub
   python3 -m venv "$(dirname "$(dirname "$torch_python")")"
   "$torch_python" -m pip install --quiet torch torchvision safetensors huggingface_hub numpy
 fi
-# As users get it (scripts/install, the wheel): the Swift runtime linked in, no dynamic
-# loading of a dozen Swift libraries at each start (about 9 ms).
-swift build -c release --static-swift-stdlib --product doconv --package-path "$root" 2>&1 | tail -1
-"$root/scripts/link-tools" "$root/.build/release" >/dev/null
-"$torch_python" "$root/bench/checkpoint_bench.py" --doconv "$root/.build/release/doconv-fold" "$@"
+bin="$("$root/bench/build.sh" "$root/.build-bench")"
+"$torch_python" "$root/bench/checkpoint_bench.py" --doconv "$bin/doconv-fold" "$@"

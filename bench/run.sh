@@ -42,11 +42,7 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 log "building doconv (release)"
 "$root/scripts/install-deps" >/dev/null
-# As users get it (scripts/install, the wheel): the Swift runtime linked in, no dynamic
-# loading of a dozen Swift libraries at each start (about 9 ms).
-swift build -c release --static-swift-stdlib --product doconv --scratch-path "$scratch" 2>&1 | tail -1
-"$root/scripts/link-tools" "$scratch/release" >/dev/null
-doconv="$scratch/release/doconv-fold"
+doconv="$("$root/bench/build.sh" "$scratch")/doconv-fold"
 
 log "bench virtualenv ($venv)"
 if ! "$venv/bin/python" -c "import onnx, onnxruntime, numpy, onnxsim, polygraphy, onnx_graphsurgeon" 2>/dev/null; then

@@ -29,11 +29,7 @@ done
 mkdir -p "$out/models" "$out/work"
 
 "$root/scripts/install-deps" >/dev/null
-# As users get it (scripts/install, the wheel): the Swift runtime linked in, no dynamic
-# loading of a dozen Swift libraries at each start (about 9 ms).
-swift build -c release --static-swift-stdlib --product doconv --scratch-path "$scratch" 2>&1 | tail -1
-bin="$scratch/release"
-"$root/scripts/link-tools" "$bin" >/dev/null
+bin="$("$root/bench/build.sh" "$scratch")"
 
 if ! "$venv/bin/python" -c "import onnxruntime, numpy" 2>/dev/null; then
   python3 -m venv "$venv"
