@@ -1,4 +1,5 @@
 import CFileSupport
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,7 +42,33 @@ public final class AtomicFileWriter {
         fd = created.descriptor
         temporaryPath = created.path
         staging = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.stagingSize, alignment: 64)
+        Self.dropCachedPages(of: destination, sparing: sources)
     }
+
+    /// Drops the page cache of the file this one will replace, on another thread, while this
+    /// one is written. The kernel frees a replaced file's pages inside the `rename` that
+    /// replaces it, on the critical path: 7 of the 20 ms that renaming over a 100 MB output
+    /// took. Dropping them changes nothing in the file, which stays whole until the rename
+    /// (and is left as it was when the write fails): a later reader reads it from the disk.
+    /// An input being replaced (one of `sources`, by inode) keeps its pages: they are read.
+    private static func dropCachedPages(of destination: String, sparing sources: [MappedFile]) {
+        let fd = open(destination, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size >= evictionSize,
+              !sources.contains(where: { $0.isFile(device: info.st_dev, inode: info.st_ino) }) else {
+            close(fd)
+            return
+        }
+        let file = fd
+        DispatchQueue.global().async {
+            _ = posix_fadvise(file, 0, 0, POSIX_FADV_DONTNEED)
+            close(file)
+        }
+    }
+
+    /// Below this a replaced file's pages are not worth a thread.
+    private static let evictionSize = 8 << 20
 
     deinit {
         discard()

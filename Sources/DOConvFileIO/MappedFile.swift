@@ -42,6 +42,12 @@ public final class MappedFile {
         if descriptor >= 0 { close(descriptor) }
     }
 
+    /// Whether this is the file with that inode (a name or a hard link of it).
+    public func isFile(device: UInt, inode: UInt) -> Bool {
+        var info = stat()
+        return descriptor >= 0 && fstat(descriptor, &info) == 0 && info.st_dev == device && info.st_ino == inode
+    }
+
     /// The file offset of `range` when it lies wholly inside this mapping.
     public func offset(of range: UnsafeRawBufferPointer) -> Int? {
         guard let base = bytes.baseAddress, let start = range.baseAddress,

@@ -64,4 +64,31 @@ final class FileLayerTests: XCTestCase {
         XCTAssertEqual(FilePath.size(of: destination), expected.count)
         XCTAssertEqual(FilePath.bytes(of: destination, at: 0, count: expected.count), expected)
     }
+
+    /// A large output being replaced has its cached pages dropped on another thread while the
+    /// new one is written; the old file stays whole until the rename, and an input that is also
+    /// the destination (by another name: a hard link) is spared.
+    func testReplacingALargeFileKeepsItWholeUntilTheRename() throws {
+        let old = [UInt8](repeating: 9, count: 9 << 20) // above the size worth a thread
+        let destination = try temporaryFile(old)
+        let link = destination + ".link"
+        XCTAssertEqual(Glibc.link(destination, link), 0)
+        addTeardownBlock { unlink(link) }
+        let input = try MappedFile(path: link)
+        var info = stat()
+        XCTAssertEqual(stat(destination, &info), 0)
+        XCTAssertTrue(input.isFile(device: info.st_dev, inode: info.st_ino), "a hard link is the same file")
+        let writer = try AtomicFileWriter(destination: destination, sources: [input])
+        writer.write([UInt8](repeating: 1, count: 3 << 20))
+        usleep(50_000)
+        XCTAssertEqual(FilePath.bytes(of: destination, at: 0, count: old.count), old, "the old file before the commit")
+        try writer.commit()
+        XCTAssertEqual(FilePath.bytes(of: destination, at: 0, count: 4 << 20), [UInt8](repeating: 1, count: 3 << 20))
+        XCTAssertEqual(Array(input.bytes.prefix(16)), [UInt8](repeating: 9, count: 16), "the mapping still reads the old file")
+
+        let other = try AtomicFileWriter(destination: destination) // no sources: its pages are dropped
+        other.write([2])
+        other.discard()
+        XCTAssertEqual(FilePath.bytes(of: destination, at: 0, count: 4), [1, 1, 1, 1], "a discarded writer leaves the file")
+    }
 }
