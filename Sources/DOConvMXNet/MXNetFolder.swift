@@ -90,28 +90,44 @@ public struct MXNetFoldResult {
     let input: MXNetInput
     let list: NDArrayList
     let symbol: SymbolGraph?
-    /// Array position -> its new data; positions of the arrays left out.
-    let replaced: [Int: [UInt8]]
+    /// Array position -> its new data (in `kernels`); positions of the arrays left out.
+    let replaced: [Int: UnsafeRawBufferPointer]
+    let kernels: [KernelBuffer]
     let removed: Set<Int>
+    /// The float32 kernels still being computed, and their layers' indices in
+    /// `summary.layers` (their probe errors are not in it yet: see `write`).
+    let pending: PendingKernels
+    let deferredLayers: [Int]
 
     /// Writes the folded params (and symbol) atomically; the pair's second file is named
-    /// after the first.
-    public func write(to output: String) throws(MXNetError) {
+    /// after the first. `accept` sees the complete summary once everything is written and
+    /// before anything is committed: false leaves every file as it was.
+    public func write(to output: String, accepting accept: (FoldSummary) -> Bool = { _ in true }) throws(MXNetError) -> (summary: FoldSummary, committed: Bool) {
         let (paramsPath, symbolPath) = try input.outputs(for: output)
         let paramsFile: AtomicFileWriter
         do { paramsFile = try AtomicFileWriter(destination: paramsPath, sources: [list.file]) } catch { throw .file(error) }
-        list.write(into: paramsFile, replaced: replaced, removed: removed)
+        list.write(into: paramsFile, replaced: replaced, removed: removed, pending: pending)
         var symbolFile: AtomicFileWriter?
         if let symbol, let symbolPath {
             do { symbolFile = try AtomicFileWriter(destination: symbolPath) } catch { throw .file(error) }
             symbolFile?.write(Array(try symbol.json()))
         }
+        let complete = finishedSummary()
+        guard accept(complete) else { return (complete, false) } // the writers discard their files
         // Both are written and synced before either is renamed into place.
         do {
             try AtomicFileWriter.commit([paramsFile] + (symbolFile.map { [$0] } ?? []))
         } catch {
             throw .file(error)
         }
+        return (complete, true)
+    }
+
+    /// The summary with the deferred probes' results in (waiting for them).
+    func finishedSummary() -> FoldSummary {
+        var complete = summary
+        for (layer, error) in zip(deferredLayers, pending.finish()) { complete.layers[layer].relativeError = error }
+        return complete
     }
 }
 
@@ -135,8 +151,12 @@ public enum MXNetFolder {
             summary.parametersBefore += array.count
             summary.bytesBefore += array.count * array.dtype.byteWidth
         }
-        var replaced: [Int: [UInt8]] = [:]
+        var replaced: [Int: UnsafeRawBufferPointer] = [:]
+        var kernels: [KernelBuffer] = []
         var removed = Set<Int>()
+        // float32 kernels are folded and probed while the file is written (see PendingKernels).
+        let pending = PendingKernels()
+        var deferredLayers: [Int] = []
         var symbol = try input.symbol.map { (path) throws(MXNetError) in try SymbolGraph(path: path) }
         if let symbol { annotate(&layers, from: symbol) }
         let neededBefore = symbol?.neededNodes ?? []
@@ -148,26 +168,32 @@ public enum MXNetFolder {
             let exactLayer = type == .float64 ? try float64Layer(found, list: list) : nil
             let exact = exactLayer?.foldedKernel()
             let count = layer.geometry.kernelCount
-            let stored: [UInt8]
+            let byteCount = count * type.byteWidth
+            guard let kernel = KernelBuffer(byteCount: byteCount) else {
+                throw .corrupt(path: input.params, reason: "no memory for the folded kernel of '\(found.detected.name)' (\(byteCount) bytes)")
+            }
+            kernels.append(kernel)
+            let stored = UnsafeRawBufferPointer(kernel.bytes)
+            var deferred = false
             if let exact {
-                stored = exact.withUnsafeBytes { Array($0) }
-            } else if type == .float32 {
-                stored = [UInt8](unsafeUninitializedCapacity: count * 4) { bytes, initialized in
-                    layer.fold(into: UnsafeMutableRawBufferPointer(bytes).bindMemory(to: Float.self))
-                    initialized = count * 4
-                }
+                exact.withUnsafeBytes { kernel.bytes.copyMemory(from: $0) }
+            } else if type == .float32, isLittleEndian {
+                pending.addFold(of: layer, into: kernel.bytes, verify: options.fold.verify, patches: options.fold.probePatches,
+                                seed: options.fold.seed, keeping: kernel)
+                deferredLayers.append(summary.layers.count)
+                deferred = true
             } else {
-                stored = ElementCodec.encode(layer.foldedKernel().values, as: type)
+                layer.foldedKernel().values.withUnsafeBufferPointer { ElementCodec.encode($0, as: type, into: kernel.bytes) }
             }
             var record = FoldedLayer(name: found.detected.name, layout: .keras, geometry: layer.geometry, elementType: type,
                                      stride: found.detected.stride, dilation: found.detected.dilation,
                                      tolerance: options.fold.tolerance ?? type.defaultTolerance)
-            if options.fold.verify {
+            if options.fold.verify && !deferred {
                 // Probe the kernel as stored (after rounding to the element type).
                 if let exactLayer, let exact {
                     record.relativeError = exactLayer.probe(kernel: exact, patches: options.fold.probePatches, seed: options.fold.seed).relativeError
                 } else {
-                    let values = (try? stored.withUnsafeBytes { (raw) throws(TensorError) in try ElementCodec.decode(raw, as: type, count: count) }) ?? []
+                    let values = (try? ElementCodec.decode(stored, as: type, count: count)) ?? []
                     record.relativeError = LayerProbe.compare(layer: layer, kernel: values, patches: options.fold.probePatches, seed: options.fold.seed).relativeError
                 }
             }
@@ -192,7 +218,8 @@ public enum MXNetFolder {
         if let symbol, !layers.isEmpty {
             summary.notes.append("symbol rewritten: \(layers.count) Convolution\(layers.count == 1 ? "" : "s") read their weight directly, \(symbol.removedCount(from: neededBefore)) nodes of kernel computation removed")
         }
-        return MXNetFoldResult(summary: summary, input: input, list: list, symbol: symbol, replaced: replaced, removed: removed)
+        return MXNetFoldResult(summary: summary, input: input, list: list, symbol: symbol, replaced: replaced, kernels: kernels, removed: removed,
+                               pending: pending, deferredLayers: deferredLayers)
     }
 
     /// A float64 layer's kernel (OIHW) in float64: the weight viewed as (M, N, Cin/g, Cout),
@@ -249,4 +276,13 @@ public enum MXNetFolder {
 extension SymbolGraph {
     /// How many of the nodes needed before are gone.
     func removedCount(from neededBefore: Set<Int>) -> Int { neededBefore.count - neededNodes.count }
+}
+
+/// Whether float32 bytes in memory are stored as files hold them (little-endian).
+private var isLittleEndian: Bool {
+    #if _endian(little)
+    return true
+    #else
+    return false
+    #endif
 }

@@ -35,7 +35,10 @@ public struct MXNetFormat: ModelFormat {
 
     public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
         let result = try MXNetFolder.fold(path: path, options: options.mxnet)
-        return FoldedModel(summary: result.summary) { try result.write(to: $0) }
+        return FoldedModel(summary: result.summary, writeVerifying: { path, accept in
+            let (summary, committed) = try result.write(to: path, accepting: accept)
+            return FoldedModel.Written(summary: summary, notes: [], committed: committed)
+        })
     }
 }
 

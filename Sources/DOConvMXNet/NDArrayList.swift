@@ -139,8 +139,10 @@ public struct NDArrayList {
     /// Writes the list into `file` with `replaced` data for the arrays at some positions
     /// (same size), without the arrays at the positions in `removed`, and with the
     /// `inserted` arrays after the one at their position; every other byte as read. By
-    /// position, not name: a name could not tell two arrays apart.
-    func write(into file: AtomicFileWriter, replaced: [Int: [UInt8]], removed: Set<Int>, inserted: [Int: [NewArray]] = [:]) {
+    /// position, not name: a name could not tell two arrays apart. Replaced data that
+    /// `pending` is still computing is waited for where it is written.
+    func write(into file: AtomicFileWriter, replaced: [Int: UnsafeRawBufferPointer], removed: Set<Int>, inserted: [Int: [NewArray]] = [:],
+               pending: PendingKernels? = nil) {
         let kept = arrays.indices.filter { !removed.contains($0) }
         let count = kept.count + inserted.values.reduce(0) { $0 + $1.count }
         var head = LittleEndianBytes()
@@ -152,7 +154,12 @@ public struct NDArrayList {
         withExtendedLifetime(self.file) {
             for k in kept {
                 file.write(arrays[k].header)
-                if let data = replaced[k] { file.write(data) } else { file.write(arrays[k].data) }
+                if let data = replaced[k] {
+                    pending?.waitForBytes(at: data.baseAddress)
+                    file.write(data)
+                } else {
+                    file.write(arrays[k].data)
+                }
                 names.append(arrays[k].name)
                 for array in inserted[k] ?? [] {
                     file.write(array.header)

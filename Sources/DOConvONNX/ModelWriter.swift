@@ -1,3 +1,4 @@
+import DOConvCore
 import DOConvFileIO
 import CONNXProto
 import CProtobufC
@@ -23,7 +24,13 @@ enum ModelWriter {
     /// (`path + ".<8 hex digits>.data"`) that the old model does not read; the model's rename
     /// is the one step that switches both, and only then are the old model's data files of
     /// either name removed. A failure before that step leaves the old pair as it was.
-    static func save(_ model: ONNXModel, to path: String, protobufLimit: Int = ModelWriter.protobufLimit) throws(ONNXError) {
+    ///
+    /// Kernels that `pending` computes are waited for where they are written; `accept` is
+    /// called once everything is written and before anything is committed: false leaves
+    /// every file as it was (and returns false).
+    @discardableResult
+    static func save(_ model: ONNXModel, to path: String, protobufLimit: Int = ModelWriter.protobufLimit,
+                     pending: PendingKernels? = nil, accept: () -> Bool = { true }) throws(ONNXError) -> Bool {
         let directory = FilePath.directory(of: path)
         let base = FilePath.baseName(of: path)
         let canonicalName = base + ".data"
@@ -45,6 +52,7 @@ enum ModelWriter {
                 let moveOut = model.externalizeOnSave.contains(UnsafeMutableRawPointer(tensor)) || (oversize && inline >= externalThreshold)
                 guard TensorCodec.isExternal(tensor) || moveOut else { return }
                 guard let bytes = try model.codec.storedBytes(of: tensor) else { return } // typed-field data stays inline
+                pending?.waitForBytes(at: bytes.baseAddress)
                 let offset = file.offset
                 file.write(bytes)
                 do throws(FileIOError) { try file.check() } catch { throw .file(error) }
@@ -59,9 +67,10 @@ enum ModelWriter {
         let modelFile: AtomicFileWriter
         do { modelFile = try AtomicFileWriter(destination: path, sources: sources) } catch { throw .file(error) }
         defer { modelFile.discard() }
-        let sink = ProtoFileSink(file: modelFile)
+        let sink = ProtoFileSink(file: modelFile, pending: pending)
         withExtendedLifetime(sink) { _ = onnx__model_proto__pack_to_buffer(model.proto, sink.buffer) }
         do { try modelFile.check() } catch { throw .file(error) }
+        guard accept() else { return false }
         let replacesModel = FilePath.exists(path)
         do { try dataFile?.commit() } catch { throw .file(error) }
         do throws(ONNXError) {
@@ -74,6 +83,7 @@ enum ModelWriter {
         }
         // The replaced model's data files by our two names, now read by nothing we wrote.
         if replacesModel { removeStaleData(base: base, in: directory, keeping: needsData ? dataName : nil) }
+        return true
     }
 
     /// `base + ".<8 hex digits>.data"`, a name no file in `directory` has.

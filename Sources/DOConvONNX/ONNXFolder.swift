@@ -1,5 +1,6 @@
 import CONNXProto
 import DOConvCore
+import DOConvFileIO
 
 /// Folds every DO-Conv layer of an ONNX model into a plain Conv kernel, in place.
 public enum ONNXFolder {
@@ -104,9 +105,34 @@ public enum ONNXFolder {
         try foldReporting(model, options: options, fuseBatchNorm: fuseBatchNorm, reparameterize: reparameterize).summary
     }
 
+    /// `fold`, with the float32 kernels of the main graph's compositions computed and probed
+    /// by `pending`'s thread rather than before this returns (see `PendingKernels`). Their
+    /// layers' `relativeError` is nil until `finish(_:with:)` puts in the probes' results.
+    static func foldDeferringKernels(_ model: ONNXModel, options: FoldOptions, pending: PendingKernels) throws(ONNXError) -> DeferredFold {
+        let (summary, _, deferred) = try foldReporting(model, options: options, fuseBatchNorm: false, reparameterize: false, pending: pending)
+        return DeferredFold(summary: summary, deferredLayers: deferred)
+    }
+
+    /// A summary whose deferred layers still wait for their probes.
+    struct DeferredFold {
+        var summary: FoldSummary
+        /// The indices in `summary.layers` of the layers `PendingKernels` computes, in the
+        /// order of its jobs.
+        let deferredLayers: [Int]
+
+        /// The summary with the probes' results in (`pending.finish()`, which waits for them).
+        func finished(_ pending: PendingKernels) -> FoldSummary {
+            var complete = summary
+            for (layer, error) in zip(deferredLayers, pending.finish()) { complete.layers[layer].relativeError = error }
+            return complete
+        }
+    }
+
     /// `fold`, with the candidates `--reparam` left apart from the others (for reports).
-    static func foldReporting(_ model: ONNXModel, options: FoldOptions, fuseBatchNorm: Bool,
-                              reparameterize: Bool) throws(ONNXError) -> (summary: FoldSummary, reparamRejected: [RejectedCandidate]) {
+    static func foldReporting(_ model: ONNXModel, options: FoldOptions, fuseBatchNorm: Bool, reparameterize: Bool,
+                              pending: PendingKernels? = nil) throws(ONNXError) -> (summary: FoldSummary, reparamRejected: [RejectedCandidate], deferred: [Int]) {
+        // --fuse-bn and --reparam read the folded kernels to rescale and merge them.
+        precondition(pending == nil || (!fuseBatchNorm && !reparameterize), "kernels deferred where they are read before writing")
         // Identity arithmetic goes first, so that every matcher sees the sums without it. It is
         // put back when nothing else changes (the model is then written as it was); on a
         // failure it stays dropped, which keeps the tree whole for its release.
@@ -134,7 +160,9 @@ public enum ONNXFolder {
         (summary.parametersBefore, summary.bytesBefore) = totalsBefore
         var edit = GraphEdit()
 
-        summary.layers += try foldCompositions(compositions, index: index, model: model, options: options, taken: &taken, edit: &edit)
+        let folded = try foldCompositions(compositions, index: index, model: model, options: options, taken: &taken, edit: &edit, pending: pending)
+        let deferred = folded.deferred.map { $0 + summary.layers.count }
+        summary.layers += folded.layers
 
         for pair in pairs {
             // The depthwise conv becomes the folded conv: its geometry, the pair's output,
@@ -201,20 +229,30 @@ public enum ONNXFolder {
             model.setMetadata(key: metadataKey, value: metadataValue(summary.layers))
         }
         (summary.parametersAfter, summary.bytesAfter) = model.initializerTotals
-        return (summary, reparamRejected)
+        return (summary, reparamRejected, deferred)
     }
 
     /// Folds each matched composition into a new kernel initializer (in `edit`) and rewires
     /// its Convs to it; the composition's nodes and initializers become removal candidates.
+    /// With `pending`, the float32 kernels are left to its thread; `deferred` lists their
+    /// indices in `layers`.
     static func foldCompositions(_ compositions: [KernelCompositionMatch], index: GraphIndex, model: ONNXModel, options: FoldOptions,
-                                 taken: inout Set<String>, edit: inout GraphEdit) throws(ONNXError) -> [FoldedLayer] {
+                                 taken: inout Set<String>, edit: inout GraphEdit,
+                                 pending: PendingKernels? = nil) throws(ONNXError) -> (layers: [FoldedLayer], deferred: [Int]) {
         var layers: [FoldedLayer] = []
+        var deferred: [Int] = []
         for match in compositions {
             let tensor = TensorCodec.makeTensor(name: GraphRewrite.freshName(match.kernelName, taken: &taken), shape: [], type: match.elementType, values: [])
-            layers.append(try fold(match.detected, into: tensor, model: model, options: options))
-            // D and W were read for the last time (unless shared): their pages of the input
-            // file need not stay in this process while the rest is folded.
-            for source in match.initializers { model.releaseMappedPages(of: source, index: index) }
+            // D and W were read for the last time once folded (unless shared): their pages of
+            // the input file need not stay in this process while the rest is folded.
+            let sources = match.initializers.compactMap { index.initializers[$0].flatMap { try? model.codec.mappedRegion(of: $0) } }
+            if let pending, let layer = try foldLater(match.detected, into: tensor, model: model, options: options, pending: pending, releasing: sources) {
+                deferred.append(layers.count)
+                layers.append(layer)
+            } else {
+                layers.append(try fold(match.detected, into: tensor, model: model, options: options))
+                for (bytes, mapping) in sources { mapping.release(bytes) }
+            }
             let name = TensorCodec.name(tensor)
             for use in index.uses(of: match.kernelValue) {
                 edit.nodeChanges.append((use.node, { NodeEdit.setInput($0, use.slot, to: name) }))
@@ -224,13 +262,13 @@ public enum ONNXFolder {
             edit.candidateInitializers.formUnion(match.initializers)
         }
 
-        return layers
+        return (layers, deferred)
     }
 
     /// The blocks `--reparam` would merge and the candidates it would leave, found by running
     /// it on `model`, which it changes: for reports on a model that is not saved.
     public static func reparameterizationReport(_ model: ONNXModel, options: FoldOptions = FoldOptions()) throws(ONNXError) -> (blocks: [ReparameterizedBlock], refused: [RejectedCandidate]) {
-        let (summary, refused) = try foldReporting(model, options: options, fuseBatchNorm: false, reparameterize: true)
+        let (summary, refused, _) = try foldReporting(model, options: options, fuseBatchNorm: false, reparameterize: true)
         return (summary.reparameterized, refused)
     }
 
@@ -258,6 +296,27 @@ public enum ONNXFolder {
             }
         }
         return record
+    }
+
+    /// `fold` for a float32 kernel, with the folding, its probe and the release of
+    /// `releasing` (the pages of D and W) left to `pending`'s thread; nil for other element
+    /// types (and big-endian machines), which `fold` does at once.
+    private static func foldLater(_ detected: DetectedLayer, into tensor: UnsafeMutablePointer<Onnx__TensorProto>, model: ONNXModel,
+                                  options: FoldOptions, pending: PendingKernels,
+                                  releasing: [(bytes: UnsafeRawBufferPointer, mapping: MappedFile)]) throws(ONNXError) -> FoldedLayer? {
+        #if _endian(little)
+        guard detected.elementType == .float32 else { return nil }
+        let layer = detected.layer
+        let raw = try TensorCodec.placeKernel(of: layer, type: .float32, in: tensor, path: model.path)
+        pending.addFold(of: layer, into: raw, verify: options.verify, patches: options.probePatches, seed: options.seed, keeping: model) {
+            for (bytes, mapping) in releasing { mapping.release(bytes) }
+        }
+        return FoldedLayer(name: detected.name, layout: layer.layout, geometry: layer.geometry, elementType: detected.elementType,
+                           stride: detected.stride, dilation: detected.dilation, relativeError: nil,
+                           tolerance: options.tolerance ?? detected.elementType.defaultTolerance)
+        #else
+        return nil
+        #endif
     }
 
     /// A compact JSON record of the folded layers.

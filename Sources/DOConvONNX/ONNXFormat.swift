@@ -44,8 +44,21 @@ public struct ONNXFormat: ModelFormat {
 
     public func fold(path: String, options: FormatOptions) throws -> FoldedModel {
         let model = try ONNXModel.load(path: path)
-        let summary = try ONNXFolder.fold(model, options: options.fold, fuseBatchNorm: options.fuseBatchNorm, reparameterize: options.reparameterize)
-        return FoldedModel(summary: summary) { try model.save(to: $0) }
+        guard !options.fuseBatchNorm, !options.reparameterize else {
+            let summary = try ONNXFolder.fold(model, options: options.fold, fuseBatchNorm: options.fuseBatchNorm, reparameterize: options.reparameterize)
+            return FoldedModel(summary: summary) { try model.save(to: $0) }
+        }
+        // The kernels are computed while the model is written (see PendingKernels).
+        let pending = PendingKernels()
+        let fold = try ONNXFolder.foldDeferringKernels(model, options: options.fold, pending: pending)
+        return FoldedModel(summary: fold.summary, writeVerifying: { path, accept in
+            var summary = fold.summary
+            let committed = try ModelWriter.save(model, to: path, pending: pending) {
+                summary = fold.finished(pending)
+                return accept(summary)
+            }
+            return FoldedModel.Written(summary: summary, notes: [], committed: committed)
+        })
     }
 
 }

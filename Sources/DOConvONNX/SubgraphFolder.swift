@@ -115,7 +115,7 @@ struct SubgraphFolder {
             guard !matches.isEmpty else { continue }
             let index = index(of: scope)
             var edit = GraphEdit()
-            layers += try ONNXFolder.foldCompositions(matches, index: index, model: model, options: options, taken: &taken, edit: &edit)
+            layers += try ONNXFolder.foldCompositions(matches, index: index, model: model, options: options, taken: &taken, edit: &edit).layers
             // The kernels go to the main graph: a subgraph sees every enclosing graph's values.
             let kernels = edit.newInitializers
             edit.newInitializers = []

@@ -191,6 +191,14 @@ package struct TensorCodec {
     /// straight into the tensor's new bytes.
     /// Throws `.outOfMemory` when the kernel's bytes cannot be had (`path` names the model).
     static func storeKernel(of layer: DOConvLayer, type: ElementType, in tensor: UnsafeMutablePointer<Onnx__TensorProto>, path: String) throws(ONNXError) {
+        KernelStorage.fold(layer, as: type, into: try placeKernel(of: layer, type: type, in: tensor, path: path))
+    }
+
+    /// Makes `tensor` the shape and type of `layer`'s folded kernel, with raw_data bytes for
+    /// it that are not filled yet: the caller folds into them.
+    /// Throws `.outOfMemory` when the kernel's bytes cannot be had (`path` names the model).
+    static func placeKernel(of layer: DOConvLayer, type: ElementType, in tensor: UnsafeMutablePointer<Onnx__TensorProto>,
+                            path: String) throws(ONNXError) -> UnsafeMutableRawBufferPointer {
         let g = layer.geometry
         let shape = [g.outChannels, g.inChannelsPerGroup, g.kernelHeight, g.kernelWidth]
         tensor.pointee.has_data_type = 1
@@ -202,12 +210,12 @@ package struct TensorCodec {
         tensor.pointee.dims = dims
         if tensor.pointee.has_raw_data != 0 { ProtoMemory.free(tensor.pointee.raw_data.data) }
         let byteCount = g.kernelCount * type.byteWidth
-        guard let data = KernelStorage.allocate(byteCount: byteCount) else {
+        guard let data = KernelMemory.allocate(byteCount: byteCount) else {
             throw .outOfMemory(path: path, what: "the folded kernel '\(TensorCodec.name(tensor))'", byteCount: byteCount)
         }
-        KernelStorage.fold(layer, as: type, into: UnsafeMutableRawBufferPointer(start: data, count: byteCount))
         tensor.pointee.has_raw_data = 1
         tensor.pointee.raw_data = ProtobufCBinaryData(len: byteCount, data: data.assumingMemoryBound(to: UInt8.self))
+        return UnsafeMutableRawBufferPointer(start: data, count: byteCount)
     }
 }
 

@@ -42,27 +42,60 @@ public protocol ModelFormat: Sendable {
 
 /// A folded model held in memory: its summary, and how to write it.
 public struct FoldedModel {
+    /// The summary. For a model whose verification ends while it is written (see
+    /// `init(summary:writeVerifying:)`), some layers' probe errors are not in it yet: the
+    /// complete one is `write(to:accepting:)`'s.
     public let summary: FoldSummary
-    private let writer: (String) throws -> [String]
+    private let writer: (String, (FoldSummary) -> Bool) throws -> Written
+
+    /// What `write(to:accepting:)` did.
+    public struct Written {
+        /// The complete summary, as `accept` saw it.
+        public var summary: FoldSummary
+        /// Notes on what was written, for the summary (the files a sharded checkpoint became).
+        public var notes: [String]
+        /// False when `accept` refused the summary: then nothing was written.
+        public var committed: Bool
+
+        public init(summary: FoldSummary, notes: [String], committed: Bool) {
+            self.summary = summary
+            self.notes = notes
+            self.committed = committed
+        }
+    }
 
     public init(summary: FoldSummary, write: @escaping (String) throws -> Void) {
-        self.summary = summary
-        self.writer = { path in
+        self.init(summary: summary, writeWithNotes: { path in
             try write(path)
             return []
-        }
+        })
     }
 
     /// A model whose writing has more to say (the files a sharded checkpoint became).
     public init(summary: FoldSummary, writeWithNotes: @escaping (String) throws -> [String]) {
         self.summary = summary
-        self.writer = writeWithNotes
+        self.writer = { path, accept in
+            guard accept(summary) else { return Written(summary: summary, notes: [], committed: false) }
+            return Written(summary: summary, notes: try writeWithNotes(path), committed: true)
+        }
     }
 
-    /// Writes the folded model to `path` atomically; `path` may be the input. Returns notes
-    /// on what was written, for the summary.
+    /// A model whose verification finishes while it is written (its kernels are computed
+    /// as the unchanged tensors are copied): `write` must call `accept` with the complete
+    /// summary once everything is written and before it commits anything, and commit nothing
+    /// when it returns false.
+    public init(summary: FoldSummary, writeVerifying: @escaping (String, (FoldSummary) -> Bool) throws -> Written) {
+        self.summary = summary
+        self.writer = writeVerifying
+    }
+
+    /// Writes the folded model to `path` atomically (`path` may be the input), unless
+    /// `accept` refuses the complete summary: a model that fails verification is never
+    /// written.
     @discardableResult
-    public func write(to path: String) throws -> [String] { try writer(path) }
+    public func write(to path: String, accepting accept: (FoldSummary) -> Bool = { _ in true }) throws -> Written {
+        try withoutActuallyEscaping(accept) { try writer(path, $0) }
+    }
 }
 
 extension ModelFormat {

@@ -83,21 +83,6 @@ final class ZeroCopyTests: XCTestCase {
         XCTAssertEqual(mapping.bytes.load(fromByteOffset: 10, as: UInt8.self), Array(mapping.bytes)[10])
     }
 
-    func testLargeKernelMemoryIsAlignedAndFreeable() throws {
-        for size in [1, 4096, (2 << 20) + 12, 9 << 20] {
-            let memory = try XCTUnwrap(KernelStorage.allocate(byteCount: size))
-            if size >= 2 << 20 { XCTAssertEqual(Int(bitPattern: memory) % (2 << 20), 0) }
-            memory.initializeMemory(as: UInt8.self, repeating: 7, count: size)
-            XCTAssertEqual(memory.load(fromByteOffset: size - 1, as: UInt8.self), 7)
-            free(memory)
-        }
-    }
-
-    /// Memory that cannot be had is nil (an error line for the caller), not an abort.
-    func testKernelMemoryThatCannotBeHadIsNil() {
-        XCTAssertNil(KernelStorage.allocate(byteCount: Int.max / 2))
-    }
-
     // MARK: the sink
 
     func testSinkCopiesMappedBytesExactly() throws {

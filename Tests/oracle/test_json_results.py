@@ -168,6 +168,25 @@ def test_fold_verification_failure(tmp_path, clean_tmpdir):
     assert not out.exists()
 
 
+def test_fold_verification_failure_leaves_existing_output_and_input(tmp_path, clean_tmpdir):
+    # The probes end while the model is being written (the kernels are computed as the
+    # unchanged tensors are copied): a failure found then must still commit nothing, over an
+    # existing output as over the input itself, and leave no temporary file in either folder.
+    src = tmp_path / "model.onnx"
+    shutil.copy(FIXTURES / ONNX_FIXTURE, src)
+    old = tmp_path / "old.onnx"
+    old.write_bytes(b"the previous output\n")
+    for out in (old, src):
+        result = run_fold("--json", "--tolerance", "0", src, out)
+        assert result.returncode == 1, result.stderr
+        [r] = fold_document(result)["results"]
+        assert r["status"] == "verification_failed" and "nothing written" in r["error"]
+        assert len(r["layers"]) == 3 and all(layer["relative_error"] > 0 for layer in r["layers"])
+    assert old.read_bytes() == b"the previous output\n"
+    assert src.read_bytes() == (FIXTURES / ONNX_FIXTURE).read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "old.onnx"]
+
+
 def test_fold_nan_weights_are_strings_not_broken_json(tmp_path):
     model = onnx.load(str(FIXTURES / ONNX_FIXTURE))
     replace_value(model, "onnx::Einsum_37", 0, lambda _: np.nan)  # W of the second layer

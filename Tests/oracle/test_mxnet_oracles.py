@@ -35,6 +35,7 @@ from conftest import FIXTURES, ROOT, manifest, run_fold, run_inspect, run_verify
 MXNET = FIXTURES / "mxnet"
 MANIFEST = MXNET / "MANIFEST.json"
 ENTRIES = manifest(MANIFEST)
+EXPORTS_FLOAT32 = [e for e in ENTRIES if e["kind"] == "export" and e["dtype"] == "float32"]
 ORACLE = pathlib.Path(__file__).resolve().parent / "mxnet_oracle.py"
 SCHEMA = json.loads((ROOT / "schemas" / "inspect-report.schema.json").read_text())
 # Relative tolerance of outputs and folded kernels (kernels: relative to their largest
@@ -378,6 +379,28 @@ def test_folding_a_folded_file_changes_nothing(entry, fold, tmp_path):
     result = run_fold(f.params, again)
     assert result.returncode == 0, result.stdout + result.stderr
     assert again.read_bytes() == f.params.read_bytes()
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e["dtype"] == "float32"][:1] + EXPORTS_FLOAT32[:1],
+                         ids=lambda e: e["file"])
+def test_verification_failure_writes_nothing(entry, tmp_path, clean_tmpdir):
+    """The float32 kernels are probed while the params are written: a failure found then
+    still commits nothing, over existing outputs (an export pair's two files included), and
+    leaves no temporary file."""
+    source = MXNET / entry["file"]  # an export pair given by its params file
+    out = tmp_path / ("folded-0000.params" if entry["kind"] == "export" else "folded.params")
+    old = {out: b"old params\n"}
+    if entry["kind"] == "export":
+        old[tmp_path / "folded-symbol.json"] = b"old symbol\n"
+    for path, content in old.items():
+        path.write_bytes(content)
+    result = run_fold("--json", "--tolerance", "0", source, out)
+    assert result.returncode == 1, result.stderr
+    [r] = json.loads(result.stdout)["results"]
+    assert r["status"] == "verification_failed" and "nothing written" in r["error"], r["error"]
+    assert r["layers"] and all(layer["relative_error"] > 0 for layer in r["layers"])
+    assert {path: path.read_bytes() for path in old} == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in old)
 
 
 # ---------------------------------------------------------------------------------------

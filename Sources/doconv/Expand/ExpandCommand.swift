@@ -152,7 +152,7 @@ struct ExpandCommand: ToolCommand {
                 return try finish(ExpandDocument(input: input, output: output, format: format.name, summary: summary, verify: options.verify,
                                                  error: message, elapsed: ContinuousClock.now - start))
             }
-            summary.notes += try expanded.write(to: output)
+            summary.notes += try expanded.write(to: output).notes
             if !quiet && !json {
                 print(ExpandReport.summary(summary, input: input, output: output, verified: options.verify, elapsed: ContinuousClock.now - start))
             }

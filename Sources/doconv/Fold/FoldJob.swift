@@ -20,12 +20,18 @@ struct FoldJob {
         let start = ContinuousClock.now
         do {
             let folded = try format.fold(path: input, options: options)
-            var summary = folded.summary
-            if let failure = failureMessage(summary) {
+            // Verification may end while the model is written; nothing is committed unless it passed.
+            var failure: String?
+            let written = try folded.write(to: output) { summary in
+                failure = failureMessage(summary)
+                return failure == nil
+            }
+            var summary = written.summary
+            if let failure {
                 printError(failure)
                 return result(.verificationFailed, exitStatus: 1, error: failure, summary: summary, start: start)
             }
-            summary.notes += try folded.write(to: output)
+            summary.notes += written.notes
             if printSummary {
                 print(prefix + FoldReport.summary(summary, input: input, output: output, verified: options.fold.verify, elapsed: ContinuousClock.now - start))
             }
