@@ -95,6 +95,8 @@ let package = Package(
         .target(name: "DOConvFileIO", dependencies: ["CFileSupport"]),
         // sync_file_range, which Swift cannot import: the writer starts its disk writes early.
         .target(name: "CFileSupport"),
+        // mallopt for the executor's activations (see DOConvGraph's ActivationMemory).
+        .target(name: "CMemorySupport"),
         // The format seam: the ModelFormat protocol each format module conforms to (sniff by
         // content, detect, fold + write, the options it reads, whether it runs in a child
         // process), the format options' declarations and a file's signature.
@@ -161,7 +163,8 @@ let package = Package(
             dependencies: ["DOConvInspect", "DOConvCore", "DOConvONNX", "DOConvKeras", "DOConvTestSupport"]
         ),
         // doconv verify: a small graph IR and reference executor (pure Swift, no I/O).
-        .target(name: "DOConvGraph", dependencies: ["DOConvGraphKernels", "DOConvGraphKernelsAVX2", "DOConvGraphKernelsAVX512", "CCPUSupport"]),
+        .target(name: "DOConvGraph", dependencies: ["DOConvGraphKernels", "DOConvGraphKernelsAVX2", "DOConvGraphKernelsAVX512", "CCPUSupport",
+                                                    "CMemorySupport"]),
         // The executor's float64 GEMM and convolution, and the same compiled for AVX2 + FMA;
         // written apart from the fold. Optimized in debug builds too, and checked (-O, not
         // -Ounchecked) in release: they run on models from anywhere.

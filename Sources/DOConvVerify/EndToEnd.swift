@@ -102,6 +102,7 @@ package enum EndToEnd {
     package static func compare(original: Graph, folded: Graph, feeds: [[String: TensorValue]], tolerance: Double?, threads: Int = ReferenceExecutor.defaultThreads) -> (outputs: [OutputResult], skipped: String?, problems: [String]) {
         // The callers pass graphs with their constant work done (`precomputingConstants`), so
         // kernels composed from D and W are not recomputed for every input.
+        ActivationMemory.keepFreedMemory()
         var comparison = Comparison(names: original.outputs.map(\.name), feeds: feeds.count, tolerance: tolerance)
         let line = ProgressLine()
         defer { line.finish() }

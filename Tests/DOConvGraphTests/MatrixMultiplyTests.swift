@@ -130,3 +130,12 @@ final class MatrixMultiplyTests: XCTestCase {
         }
     }
 }
+
+/// The allocator setting the verifier's end-to-end runs rely on to reuse activations.
+final class ActivationMemoryTests: XCTestCase {
+    func testTheAllocatorKeepsFreedMemory() {
+        #if canImport(Glibc)
+        XCTAssertTrue(ActivationMemory.keepFreedMemory(), "mallopt did not take the thresholds")
+        #endif
+    }
+}
