@@ -1,3 +1,4 @@
+import Dispatch
 /// The ops object detectors hold beyond a CNN's: NonZero, TopK, RoiAlign and
 /// NonMaxSuppression. Where the spec leaves an order open (ties), the result is
 /// onnxruntime's: equal values keep the lower index first.
@@ -105,9 +106,13 @@ enum DetectionOps {
         let data = x.doubles
         let boxes = rois.doubles
         let offset = transform == "half_pixel" ? 0.5 : 0
-        var out = [Double](repeating: 0, count: try TensorMath.elementCount(shape, op: ctx.nodeLabel))
+        let total = try TensorMath.elementCount(shape, op: ctx.nodeLabel)
         // An empty X (a zero height or width) has nothing to sample: every bin is 0.
-        if data.isEmpty { return [TensorValue(x.type, shape: shape, floats: TensorMath.stored(out, as: x.type))] }
+        if data.isEmpty { return [TensorValue(x.type, shape: shape, floats: TensorMath.stored([Double](repeating: 0, count: total), as: x.type))] }
+        // Every roi is checked first (errors are thrown here, in roi order); the sampling then
+        // runs on all cores, a roi at a time.
+        var regions: [RoiRegion] = []
+        regions.reserveCapacity(count)
         for r in 0..<count {
             let b = Int(clamping: batchIndices[r])
             guard b >= 0, b < batch else { throw ctx.invalid("batch index \(batchIndices[r]) of roi \(r) is outside [0, \(batch))") }
@@ -123,7 +128,6 @@ enum DetectionOps {
                 roiW = max(roiW, 1)
                 roiH = max(roiH, 1)
             }
-            let (binH, binW) = (roiH / Double(pooledH), roiW / Double(pooledW))
             // An inverted roi (possible with half_pixel) samples nothing: its bins are 0.
             let gridH = samplingRatio > 0 ? samplingRatio : try TensorMath.checkedSize(max(0, (roiH / Double(pooledH)).rounded(.up)), op: ctx.nodeLabel)
             let gridW = samplingRatio > 0 ? samplingRatio : try TensorMath.checkedSize(max(0, (roiW / Double(pooledW)).rounded(.up)), op: ctx.nodeLabel)
@@ -131,52 +135,96 @@ enum DetectionOps {
             guard try TensorMath.checkedProduct(gridH, gridW, op: ctx.nodeLabel) <= 1 << 20 else {
                 throw ctx.invalid("roi \(r) needs a \(gridH)x\(gridW) sampling grid")
             }
-            let samples = Double(max(gridH * gridW, 1))
-            for ph in 0..<pooledH {
-                for pw in 0..<pooledW {
-                    // The bilinear samples of this bin, four corners each, shared by every channel.
-                    var indices: [Int] = []
-                    var weights: [Double] = []
-                    indices.reserveCapacity(4 * gridH * gridW)
-                    weights.reserveCapacity(4 * gridH * gridW)
-                    for iy in 0..<gridH {
-                        let y = startH + Double(ph) * binH + (Double(iy) + 0.5) * binH / Double(gridH)
-                        for ix in 0..<gridW {
-                            let xx = startW + Double(pw) * binW + (Double(ix) + 0.5) * binW / Double(gridW)
-                            for corner in bilinearCorners(y: y, x: xx, height: height, width: width) {
-                                indices.append(corner.index)
-                                weights.append(corner.weight)
+            regions.append(RoiRegion(batch: b, startH: startH, startW: startW, binH: roiH / Double(pooledH), binW: roiW / Double(pooledW),
+                                     gridH: gridH, gridW: gridW))
+        }
+        let checked = regions
+        let out = [Double](unsafeUninitializedCapacity: total) { out, initialized in
+            data.withUnsafeBufferPointer { data in
+                let workers = max(1, min(ctx.threads, count, total * 16 / 200_000 + 1))
+                // Each worker writes its own rois' bins; X is only read.
+                nonisolated(unsafe) let (data, out) = (data, out)
+                DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                    var table = SampleTable()
+                    var r = worker
+                    while r < count {
+                        let region = checked[r]
+                        table.fill(region, pooledH: pooledH, pooledW: pooledW, height: height, width: width)
+                        let samples = Double(max(region.gridH * region.gridW, 1))
+                        let bins = pooledH * pooledW
+                        for c in 0..<channels {
+                            let plane = data.baseAddress! + (region.batch * channels + c) * height * width
+                            let target = out.baseAddress! + (r * channels + c) * bins
+                            for bin in 0..<bins {
+                                let entries = table.range(of: bin)
+                                var value = 0.0
+                                if averaging {
+                                    for k in entries { value += table.weights[k] * plane[table.indices[k]] }
+                                    value /= samples
+                                } else {
+                                    // onnxruntime's max mode: the largest weighted corner value of each sample.
+                                    for sample in stride(from: entries.lowerBound, to: entries.upperBound, by: 4) {
+                                        var best = table.weights[sample] * plane[table.indices[sample]]
+                                        for k in (sample + 1)..<(sample + 4) { best = max(best, table.weights[k] * plane[table.indices[k]]) }
+                                        value = sample == entries.lowerBound ? best : max(value, best)
+                                    }
+                                }
+                                target[bin] = value
                             }
                         }
-                    }
-                    for c in 0..<channels {
-                        let plane = (b * channels + c) * height * width
-                        var value = 0.0
-                        if averaging {
-                            for k in indices.indices { value += weights[k] * data[plane + indices[k]] }
-                            value /= samples
-                        } else {
-                            // onnxruntime's max mode: the largest weighted corner value of each sample.
-                            for sample in stride(from: 0, to: indices.count, by: 4) {
-                                var best = weights[sample] * data[plane + indices[sample]]
-                                for k in (sample + 1)..<(sample + 4) { best = max(best, weights[k] * data[plane + indices[k]]) }
-                                value = sample == 0 ? best : max(value, best)
-                            }
-                        }
-                        out[((r * channels + c) * pooledH + ph) * pooledW + pw] = value
+                        r += workers
                     }
                 }
             }
+            initialized = total
         }
         return [TensorValue(x.type, shape: shape, floats: TensorMath.stored(out, as: x.type))]
     }
 
+    /// Where one roi samples X: its batch image, its corner, its bins' size and its grid.
+    struct RoiRegion: Sendable {
+        let batch: Int
+        let startH: Double, startW: Double
+        let binH: Double, binW: Double
+        let gridH: Int, gridW: Int
+    }
+
+    /// A roi's bilinear samples, four corners each, bin after bin (made once per roi and
+    /// read for every channel): the offsets in a plane of X and their weights.
+    struct SampleTable {
+        var indices: [Int] = []
+        var weights: [Double] = []
+        private var perBin = 0
+
+        mutating func fill(_ region: RoiRegion, pooledH: Int, pooledW: Int, height: Int, width: Int) {
+            indices.removeAll(keepingCapacity: true)
+            weights.removeAll(keepingCapacity: true)
+            perBin = 4 * region.gridH * region.gridW
+            for ph in 0..<pooledH {
+                for pw in 0..<pooledW {
+                    for iy in 0..<region.gridH {
+                        let y = region.startH + Double(ph) * region.binH + (Double(iy) + 0.5) * region.binH / Double(region.gridH)
+                        for ix in 0..<region.gridW {
+                            let x = region.startW + Double(pw) * region.binW + (Double(ix) + 0.5) * region.binW / Double(region.gridW)
+                            DetectionOps.appendBilinearCorners(y: y, x: x, height: height, width: width, indices: &indices, weights: &weights)
+                        }
+                    }
+                }
+            }
+        }
+
+        /// The entries of bin `bin` (row-major over the pooled output).
+        func range(of bin: Int) -> Range<Int> { (bin * perBin)..<((bin + 1) * perBin) }
+    }
+
     /// The four corners (flat index in one H x W plane) and weights of a bilinear sample at
-    /// (y, x): zero weights when the point lies more than one pixel outside the map, the
-    /// border pixel beyond the last row or column.
-    static func bilinearCorners(y: Double, x: Double, height: Int, width: Int) -> [(index: Int, weight: Double)] {
+    /// (y, x), appended to the two tables: zero weights when the point lies more than one
+    /// pixel outside the map, the border pixel beyond the last row or column.
+    static func appendBilinearCorners(y: Double, x: Double, height: Int, width: Int, indices: inout [Int], weights: inout [Double]) {
         if y < -1 || y > Double(height) || x < -1 || x > Double(width) || height == 0 || width == 0 {
-            return [(0, 0), (0, 0), (0, 0), (0, 0)]
+            indices.append(contentsOf: [0, 0, 0, 0])
+            weights.append(contentsOf: [0, 0, 0, 0])
+            return
         }
         var (y, x) = (max(y, 0), max(x, 0))
         var (yLow, xLow) = (Int(y), Int(x))
@@ -185,7 +233,10 @@ enum DetectionOps {
         if xLow >= width - 1 { xLow = width - 1; xHigh = xLow; x = Double(xLow) } else { xHigh = xLow + 1 }
         let (ly, lx) = (y - Double(yLow), x - Double(xLow))
         let (hy, hx) = (1 - ly, 1 - lx)
-        return [(yLow * width + xLow, hy * hx), (yLow * width + xHigh, hy * lx), (yHigh * width + xLow, ly * hx), (yHigh * width + xHigh, ly * lx)]
+        indices.append(yLow * width + xLow); weights.append(hy * hx)
+        indices.append(yLow * width + xHigh); weights.append(hy * lx)
+        indices.append(yHigh * width + xLow); weights.append(ly * hx)
+        indices.append(yHigh * width + xHigh); weights.append(ly * lx)
     }
 
     /// NonMaxSuppression: per batch and class, boxes by descending score (equal scores:
