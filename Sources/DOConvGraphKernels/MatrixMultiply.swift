@@ -50,9 +50,8 @@ public struct TileMultiplier: Sendable {
 /// Each element's sum runs over K in one fixed order, so results do not depend on the
 /// number of threads.
 public enum MatrixMultiply {
-    /// Rows and columns of one tile: big enough to amortize packing, small enough that the
-    /// packed panels stay in cache and that a layer gives every core work.
-    public static let tileRows = 64
+    /// Columns of one tile: big enough to amortize packing, small enough that the packed
+    /// panels stay in cache and that a layer gives every core work (rows: see `multiply`).
     public static let tileColumns = 192
 
     public static func multiply(_ multiplier: TileMultiplier, m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int,
@@ -61,14 +60,16 @@ public enum MatrixMultiply {
         let operands = GEMMOperands(k: k, a: a, lda: lda, b: b, ldb: ldb, transposedB: transposedB, c: c, ldc: ldc, accumulate: accumulate,
                                     rowBias: rowBias)
         guard m > 0, n > 0 else { return }
-        // A tile's rows of A for one K block (read in place, from L2, for every column panel)
-        // take up to 192 KB: a shallow K gives taller tiles, so B is packed fewer times. Tiles
-        // are of equal size (rounded to the micro-kernel's 4 rows and a panel's columns): no
-        // thin tile at an edge.
-        let tallest = max(tileRows, min(256, 24_576 / max(1, min(k, DoubleGEMMTile.kc))))
-        let rowTiles = (m + tallest - 1) / tallest
+        // A tile is a band of rows times a range of columns. Its B is packed once per K block
+        // and serves the whole band (in blocks of rows that keep their A in L2), so bands are
+        // as tall as the cores allow: one per column tile when there are enough column tiles
+        // for every core twice over. (Bands of one row block each packed a Gemm's 100 MB B
+        // ten times over: Faster R-CNN's box head.) Tiles are of equal size (rounded to a
+        // panel's columns and to 8 rows): no thin tile at an edge.
         let columnTiles = (n + tileColumns - 1) / tileColumns
-        let height = ((m + rowTiles - 1) / rowTiles + 3) / 4 * 4
+        let blocks = (m + DoubleGEMMTile.rowBlock(k: k) - 1) / DoubleGEMMTile.rowBlock(k: k)
+        let rowTiles = max(1, min(blocks, (2 * threads + columnTiles - 1) / columnTiles))
+        let height = ((m + rowTiles - 1) / rowTiles + 7) / 8 * 8
         let panel = multiplier.panelColumns
         let width = ((n + columnTiles - 1) / columnTiles + panel - 1) / panel * panel
         let tiles = rowTiles * columnTiles
@@ -82,7 +83,7 @@ public enum MatrixMultiply {
                 let (rt, ct) = tile.quotientAndRemainder(dividingBy: columnTiles)
                 let rows = min(m, rt * height)..<min(m, (rt + 1) * height)
                 let columns = min(n, ct * width)..<min(n, (ct + 1) * width)
-                multiplier.run(operands, rows, columns, scratch)
+                if !rows.isEmpty && !columns.isEmpty { multiplier.run(operands, rows, columns, scratch) }
                 tile += workers
             }
         }
