@@ -55,7 +55,9 @@ enum DoubleGEMMTile {
         var k0 = 0
         while k0 < k {
             let depth = min(kc, k - k0)
-            if transposedB {
+            if let view = operands.im2col {
+                view.pack(k0: k0, depth: depth, columns: columns, panelColumns: panelColumns, blockRows: packRows, into: scratch)
+            } else if transposedB {
                 packTransposedB(b + columns.lowerBound * ldb + k0, ldb: ldb, depth: depth, width: columns.count, into: scratch)
             } else {
                 packB(b + k0 * ldb + columns.lowerBound, ldb: ldb, depth: depth, width: columns.count, into: scratch)

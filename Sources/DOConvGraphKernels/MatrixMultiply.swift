@@ -16,6 +16,9 @@ public struct GEMMOperands: @unchecked Sendable {
     public var accumulate: Bool
     /// A value per row of C added after the product (a convolution's bias), if any.
     public var rowBias: UnsafePointer<Double>?
+    /// B as an image's im2col matrix, packed from the image (`b`, `ldb` and `transposedB`
+    /// are then unused), if it is one.
+    public var im2col: Im2ColView?
 }
 
 /// A way to compute one GEMM tile: the portable build, or the AVX2 + FMA or AVX-512 one
@@ -59,6 +62,19 @@ public enum MatrixMultiply {
                                 accumulate: Bool = false, rowBias: UnsafePointer<Double>? = nil, threads: Int) {
         let operands = GEMMOperands(k: k, a: a, lda: lda, b: b, ldb: ldb, transposedB: transposedB, c: c, ldc: ldc, accumulate: accumulate,
                                     rowBias: rowBias)
+        multiply(multiplier, m: m, n: n, operands: operands, threads: threads)
+    }
+
+    /// C = A * B (+ C) with B the im2col matrix `im2col` (K x n), never built.
+    public static func multiply(_ multiplier: TileMultiplier, m: Int, n: Int, k: Int, a: UnsafePointer<Double>, lda: Int, im2col: Im2ColView,
+                                c: UnsafeMutablePointer<Double>, ldc: Int, rowBias: UnsafePointer<Double>? = nil, threads: Int) {
+        let operands = GEMMOperands(k: k, a: a, lda: lda, b: im2col.image, ldb: 0, transposedB: false, c: c, ldc: ldc, accumulate: false,
+                                    rowBias: rowBias, im2col: im2col)
+        multiply(multiplier, m: m, n: n, operands: operands, threads: threads)
+    }
+
+    static func multiply(_ multiplier: TileMultiplier, m: Int, n: Int, operands: GEMMOperands, threads: Int) {
+        let k = operands.k
         guard m > 0, n > 0 else { return }
         // A tile is a band of rows times a range of columns. Its B is packed once per K block
         // and serves the whole band (in blocks of rows that keep their A in L2), so bands are

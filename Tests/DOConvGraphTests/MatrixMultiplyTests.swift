@@ -139,3 +139,59 @@ final class ActivationMemoryTests: XCTestCase {
         #endif
     }
 }
+
+/// The im2col matrix the GEMM packs from the image: every panel it packs holds what a matrix
+/// built by index arithmetic holds, across strides, dilations, padding on every side, output
+/// rows that a panel crosses, and K blocks and column ranges that start anywhere.
+final class Im2ColViewTests: XCTestCase {
+    func testPanelsMatchTheMatrixBuiltByIndexArithmetic() {
+        var random = SystemRandomNumberGenerator()
+        let cases: [(c: Int, h: Int, w: Int, kernel: (Int, Int), stride: (Int, Int), dilation: (Int, Int), pad: (Int, Int))] = [
+            (3, 9, 11, (3, 3), (1, 1), (1, 1), (1, 1)),
+            (2, 12, 13, (3, 3), (1, 1), (2, 3), (2, 3)),
+            (4, 10, 9, (3, 2), (2, 3), (1, 1), (0, 1)),
+            (2, 7, 40, (1, 5), (1, 2), (1, 2), (0, 4)),
+            (1, 5, 5, (7, 7), (1, 1), (1, 1), (3, 3)),
+        ]
+        for (channels, height, width, kernel, stride, dilation, pad) in cases {
+            let outH = (height + 2 * pad.0 - dilation.0 * (kernel.0 - 1) - 1) / stride.0 + 1
+            let outW = (width + 2 * pad.1 - dilation.1 * (kernel.1 - 1) - 1) / stride.1 + 1
+            let image = (0..<(channels * height * width)).map { _ in Double.random(in: -1...1, using: &random) }
+            let k = channels * kernel.0 * kernel.1, n = outH * outW
+            var matrix = [Double](repeating: 0, count: k * n)
+            for c in 0..<channels {
+                for i in 0..<kernel.0 {
+                    for j in 0..<kernel.1 {
+                        for oy in 0..<outH {
+                            for ox in 0..<outW {
+                                let y = oy * stride.0 + i * dilation.0 - pad.0, x = ox * stride.1 + j * dilation.1 - pad.1
+                                let row = (c * kernel.0 + i) * kernel.1 + j
+                                matrix[row * n + oy * outW + ox] = y >= 0 && y < height && x >= 0 && x < width ? image[(c * height + y) * width + x] : 0
+                            }
+                        }
+                    }
+                }
+            }
+            image.withUnsafeBufferPointer { image in
+                let view = Im2ColView(image: image.baseAddress!, height: height, width: width, kernel: kernel, stride: stride, dilation: dilation,
+                                      padBegin: pad, outputWidth: outW)
+                let panel = 16
+                for (k0, depth) in [(0, k), (1, min(5, k - 1)), (k / 2, k - k / 2)] where depth > 0 {
+                    for columns in [0..<n, 3..<min(n, 45), (n / 2)..<n] where !columns.isEmpty {
+                        let panels = (columns.count + panel - 1) / panel
+                        var packed = [Double](repeating: .nan, count: panels * depth * panel)
+                        packed.withUnsafeMutableBufferPointer { view.pack(k0: k0, depth: depth, columns: columns, panelColumns: panel, blockRows: 4, into: $0.baseAddress!) }
+                        for p in 0..<depth {
+                            for q in 0..<(panels * panel) {
+                                let column = columns.lowerBound + q
+                                let expected = q < columns.count ? matrix[(k0 + p) * n + column] : 0
+                                let got = packed[((q / panel) * depth + p) * panel + q % panel]
+                                XCTAssertEqual(got, expected, "\(channels)x\(height)x\(width) kernel \(kernel) row \(k0 + p) column \(column)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+/// The im2col matrix of one image and group, never built: a GEMM whose B is this view packs
+/// its panels straight from the image (an implicit GEMM). Row (c, i, j) of the matrix is
+/// input channel c at tap (i, j), column p output position p (row-major); padding reads 0.
+///
+/// Building the matrix wrote, for DeepLabv3's dilated 3x3 layers, 16 MB per band of output
+/// positions that the GEMM then read back to pack: the image itself (8 MB for a whole layer)
+/// is read here instead, each value once per tap.
+public struct Im2ColView: @unchecked Sendable {
+    // @unchecked: the image is only read, for the product's duration.
+    let image: UnsafePointer<Double>
+    let height: Int, width: Int
+    let kernelWidth: Int, taps: Int
+    let stride: (height: Int, width: Int)
+    let dilation: (height: Int, width: Int)
+    let padBegin: (height: Int, width: Int)
+    let outputWidth: Int
+
+    /// `image`: the group's first input channel, planes of height x width.
+    public init(image: UnsafePointer<Double>, height: Int, width: Int, kernel: (height: Int, width: Int), stride: (height: Int, width: Int),
+                dilation: (height: Int, width: Int), padBegin: (height: Int, width: Int), outputWidth: Int) {
+        self.image = image
+        self.height = height
+        self.width = width
+        self.kernelWidth = kernel.width
+        self.taps = kernel.height * kernel.width
+        self.stride = stride
+        self.dilation = dilation
+        self.padBegin = padBegin
+        self.outputWidth = outputWidth
+    }
+
+    /// Rows `k0..<(k0 + depth)` and columns `columns` of the matrix into panels
+    /// [panel][p][panelColumns], zero beyond the last column (as the GEMM's `packB`), a block
+    /// of `blockRows` rows at a time, panel by panel, so that each panel takes whole cache
+    /// lines at once.
+    public func pack(k0: Int, depth: Int, columns: Range<Int>, panelColumns: Int, blockRows: Int, into packed: UnsafeMutablePointer<Double>) {
+        let panels = (columns.count + panelColumns - 1) / panelColumns
+        var p0 = 0
+        while p0 < depth {
+            let rows = min(blockRows, depth - p0)
+            for panel in 0..<panels {
+                let first = columns.lowerBound + panel * panelColumns
+                let count = min(panelColumns, columns.upperBound - first)
+                for p in p0..<(p0 + rows) {
+                    let out = packed + (panel * depth + p) * panelColumns
+                    fill(row: k0 + p, positions: first..<(first + count), into: out)
+                    for q in count..<panelColumns { out[q] = 0 }
+                }
+            }
+            p0 += rows
+        }
+    }
+
+    /// Row `row` of the matrix at `positions` into `out`.
+    @inline(__always)
+    func fill(row: Int, positions: Range<Int>, into out: UnsafeMutablePointer<Double>) {
+        let (c, tap) = row.quotientAndRemainder(dividingBy: taps)
+        let (i, j) = tap.quotientAndRemainder(dividingBy: kernelWidth)
+        let plane = image + c * height * width
+        let xBase = j * dilation.width - padBegin.width
+        // Output columns [lowest, highest) read inside the image's rows; the rest read padding.
+        let lowest = xBase >= 0 ? 0 : (-xBase + stride.width - 1) / stride.width
+        let highest = width - xBase <= 0 ? 0 : min(outputWidth, (width - xBase + stride.width - 1) / stride.width)
+        var q = 0
+        var (oy, ox) = positions.lowerBound.quotientAndRemainder(dividingBy: outputWidth)
+        while q < positions.count {
+            let run = min(positions.count - q, outputWidth - ox)
+            let y = oy * stride.height + i * dilation.height - padBegin.height
+            let line = out + q - ox // indexed by output column
+            let end = ox + run
+            if y < 0 || y >= height || lowest >= highest {
+                for x in ox..<end { line[x] = 0 }
+            } else {
+                let (from, to) = (min(max(ox, lowest), end), min(max(ox, highest), end))
+                for x in ox..<from { line[x] = 0 }
+                let source = plane + y * width + xBase
+                if stride.width == 1 {
+                    for x in from..<to { line[x] = source[x] }
+                } else {
+                    for x in from..<to { line[x] = source[x * stride.width] }
+                }
+                for x in max(to, ox)..<end { line[x] = 0 }
+            }
+            q += run
+            oy += 1
+            ox = 0
+        }
+    }
+}
