@@ -32,50 +32,69 @@ public struct Im2ColView: @unchecked Sendable {
     /// Rows `k0..<(k0 + depth)` and columns `columns` of the matrix into panels
     /// [panel][p][panelColumns], zero beyond the last column (as the GEMM's `packB`), a block
     /// of `blockRows` rows at a time, panel by panel, so that each panel takes whole cache
-    /// lines at once.
+    /// lines at once. What a row reads (its channel, tap and the columns inside the image) is
+    /// worked out once per block, where a panel starts once per panel.
     public func pack(k0: Int, depth: Int, columns: Range<Int>, panelColumns: Int, blockRows: Int, into packed: UnsafeMutablePointer<Double>) {
         let panels = (columns.count + panelColumns - 1) / panelColumns
-        var p0 = 0
-        while p0 < depth {
-            let rows = min(blockRows, depth - p0)
-            for panel in 0..<panels {
-                let first = columns.lowerBound + panel * panelColumns
-                let count = min(panelColumns, columns.upperBound - first)
-                for p in p0..<(p0 + rows) {
-                    let out = packed + (panel * depth + p) * panelColumns
-                    fill(row: k0 + p, positions: first..<(first + count), into: out)
-                    for q in count..<panelColumns { out[q] = 0 }
+        withUnsafeTemporaryAllocation(of: Tap.self, capacity: max(1, blockRows)) { taps in
+            var p0 = 0
+            while p0 < depth {
+                let rows = min(blockRows, depth - p0)
+                for r in 0..<rows { taps[r] = tap(row: k0 + p0 + r) }
+                for panel in 0..<panels {
+                    let first = columns.lowerBound + panel * panelColumns
+                    let count = min(panelColumns, columns.upperBound - first)
+                    let start = first.quotientAndRemainder(dividingBy: outputWidth)
+                    for r in 0..<rows {
+                        let out = packed + (panel * depth + p0 + r) * panelColumns
+                        fill(taps[r], from: start, count: count, into: out)
+                        for q in count..<panelColumns { out[q] = 0 }
+                    }
                 }
+                p0 += rows
             }
-            p0 += rows
         }
     }
 
-    /// Row `row` of the matrix at `positions` into `out`.
+    /// What one row of the matrix reads: its channel's plane, the offsets of its tap, and the
+    /// output columns [lowest, highest) that read inside the image's rows (the rest read
+    /// padding).
+    struct Tap {
+        var plane: UnsafePointer<Double>
+        var yOffset: Int
+        var xBase: Int
+        var lowest: Int
+        var highest: Int
+    }
+
     @inline(__always)
-    func fill(row: Int, positions: Range<Int>, into out: UnsafeMutablePointer<Double>) {
+    func tap(row: Int) -> Tap {
         let (c, tap) = row.quotientAndRemainder(dividingBy: taps)
         let (i, j) = tap.quotientAndRemainder(dividingBy: kernelWidth)
-        let plane = image + c * height * width
         let xBase = j * dilation.width - padBegin.width
-        // Output columns [lowest, highest) read inside the image's rows; the rest read padding.
         let lowest = xBase >= 0 ? 0 : (-xBase + stride.width - 1) / stride.width
         let highest = width - xBase <= 0 ? 0 : min(outputWidth, (width - xBase + stride.width - 1) / stride.width)
+        return Tap(plane: image + c * height * width, yOffset: i * dilation.height - padBegin.height, xBase: xBase, lowest: lowest, highest: highest)
+    }
+
+    /// `count` values of a row from output position `start` (row, column) into `out`.
+    @inline(__always)
+    func fill(_ tap: Tap, from start: (quotient: Int, remainder: Int), count: Int, into out: UnsafeMutablePointer<Double>) {
         var q = 0
-        var (oy, ox) = positions.lowerBound.quotientAndRemainder(dividingBy: outputWidth)
-        while q < positions.count {
-            let run = min(positions.count - q, outputWidth - ox)
-            let y = oy * stride.height + i * dilation.height - padBegin.height
+        var (oy, ox) = start
+        while q < count {
+            let run = min(count - q, outputWidth - ox)
+            let y = oy * stride.height + tap.yOffset
             let line = out + q - ox // indexed by output column
             let end = ox + run
-            if y < 0 || y >= height || lowest >= highest {
+            if y < 0 || y >= height || tap.lowest >= tap.highest {
                 for x in ox..<end { line[x] = 0 }
             } else {
-                let (from, to) = (min(max(ox, lowest), end), min(max(ox, highest), end))
+                let (from, to) = (min(max(ox, tap.lowest), end), min(max(ox, tap.highest), end))
                 for x in ox..<from { line[x] = 0 }
-                let source = plane + y * width + xBase
+                let source = tap.plane + y * width + tap.xBase
                 if stride.width == 1 {
-                    for x in from..<to { line[x] = source[x] }
+                    (line + from).update(from: source + from, count: to - from)
                 } else {
                     for x in from..<to { line[x] = source[x * stride.width] }
                 }
