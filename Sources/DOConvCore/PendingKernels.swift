@@ -40,8 +40,9 @@ public final class PendingKernels: @unchecked Sendable {
     public var isEmpty: Bool { jobs.isEmpty }
 
     /// Starts `job`, which fills `bytes`, after the jobs added before it; returns its number.
-    /// The job and what it captures must stay valid until it has run (the model that owns
-    /// `bytes` does, since this object waits for its jobs before it goes).
+    /// What the job reads and writes must stay valid until it has run: the job should hold
+    /// what owns `bytes` (`addFold` keeps its `owner`); this object itself waits for its jobs
+    /// before it goes.
     @discardableResult
     public func add(filling bytes: UnsafeMutableRawBufferPointer, _ job: @escaping Job) -> Int {
         precondition(!finished, "a job added after finish()")

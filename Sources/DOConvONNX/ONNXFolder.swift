@@ -107,7 +107,7 @@ public enum ONNXFolder {
 
     /// `fold`, with the float32 kernels of the main graph's compositions computed and probed
     /// by `pending`'s thread rather than before this returns (see `PendingKernels`). Their
-    /// layers' `relativeError` is nil until `finish(_:with:)` puts in the probes' results.
+    /// layers' `relativeError` is nil until `DeferredFold.finished(_:)` puts in the probes' results.
     static func foldDeferringKernels(_ model: ONNXModel, options: FoldOptions, pending: PendingKernels) throws(ONNXError) -> DeferredFold {
         let (summary, _, deferred) = try foldReporting(model, options: options, fuseBatchNorm: false, reparameterize: false, pending: pending)
         return DeferredFold(summary: summary, deferredLayers: deferred)
