@@ -36,15 +36,11 @@ public final class PendingKernels: @unchecked Sendable {
         queue.sync {}
     }
 
-    /// Whether no job was added.
-    public var isEmpty: Bool { jobs.isEmpty }
-
-    /// Starts `job`, which fills `bytes`, after the jobs added before it; returns its number.
+    /// Starts `job`, which fills `bytes`, after the jobs added before it.
     /// What the job reads and writes must stay valid until it has run: the job should hold
     /// what owns `bytes` (`addFold` keeps its `owner`); this object itself waits for its jobs
     /// before it goes.
-    @discardableResult
-    public func add(filling bytes: UnsafeMutableRawBufferPointer, _ job: @escaping Job) -> Int {
+    public func add(filling bytes: UnsafeMutableRawBufferPointer, _ job: @escaping Job) {
         precondition(!finished, "a job added after finish()")
         let outcome = Outcome()
         jobs.append(outcome)
@@ -54,7 +50,6 @@ public final class PendingKernels: @unchecked Sendable {
             outcome.relativeError = box.run()
             outcome.done.signal()
         }
-        return jobs.count - 1
     }
 
     /// Waits until the job that fills the bytes starting at `start`, if any, is done.
@@ -70,6 +65,14 @@ public final class PendingKernels: @unchecked Sendable {
         finished = true
         return jobs.map(\.relativeError)
     }
+
+    /// `summary` with the probe errors in (waiting for them): `deferredLayers` are the
+    /// indices in `summary.layers` of the layers the jobs fold, in the order they were added.
+    public func completing(_ summary: FoldSummary, deferredLayers: [Int]) -> FoldSummary {
+        var complete = summary
+        for (layer, error) in zip(deferredLayers, finish()) { complete.layers[layer].relativeError = error }
+        return complete
+    }
 }
 
 /// A job handed to the queue's thread: the fold guarantees what it captures outlives it (see
@@ -83,13 +86,12 @@ extension PendingKernels {
     /// `KernelMemory.allocate`) and, with `verify`, the probe of the kernel as stored;
     /// `then` runs last (to let D's and W's pages go). `owner` (what `layer`'s and `raw`'s
     /// memory belongs to) is kept until the job has run.
-    @discardableResult
     public func addFold(of layer: DOConvLayer, into raw: UnsafeMutableRawBufferPointer, verify: Bool, patches: Int, seed: UInt64,
-                        keeping owner: AnyObject?, then done: @escaping () -> Void = {}) -> Int {
+                        keeping owner: AnyObject?, then done: @escaping () -> Void = {}) {
         precondition(raw.count == layer.geometry.kernelCount * MemoryLayout<Float>.stride, "kernel bytes do not match the layer")
         // The writer's thread is busy copying meanwhile: one fewer here.
         let threads = max(1, ParallelWork.defaultThreads - 1)
-        return add(filling: raw) {
+        add(filling: raw) {
             withExtendedLifetime(owner) {
                 defer { done() }
                 KernelMemory.populate(raw)

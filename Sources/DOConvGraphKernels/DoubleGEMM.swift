@@ -52,6 +52,7 @@ enum DoubleGEMMTile {
             }
             return
         }
+        let block = rowBlock(k: k)
         var k0 = 0
         while k0 < k {
             let depth = min(kc, k - k0)
@@ -67,41 +68,40 @@ enum DoubleGEMMTile {
             let bias = k0 + depth == k ? operands.rowBias : nil
             // The packed B serves every row of the tile, a block of rows at a time: the
             // block's A (read in place) stays in L2 while it passes over every panel.
-            let block = rowBlock(k: k)
             var r0 = rows.lowerBound
             while r0 < rows.upperBound {
-              let r1 = min(rows.upperBound, r0 + block)
-              for columnPanel in 0..<columnPanels {
-                let j0 = columns.lowerBound + columnPanel * panelColumns
-                let width = min(panelColumns, columns.upperBound - j0)
-                let pb = UnsafePointer(scratch + columnPanel * depth * panelColumns)
-                var i0 = r0
-                #if DOCONV_AVX512
-                // 32 vector registers: eight rows at a time, 16 sums in registers.
-                while i0 + 8 <= r1 {
-                    microKernel8(depth: depth, a: a + i0 * lda + k0, lda: lda, b: pb, c: c + i0 * ldc + j0, ldc: ldc,
-                                 width: width, overwrite: first, bias: bias.map { $0 + i0 })
-                    i0 += 8
+                let r1 = min(rows.upperBound, r0 + block)
+                for columnPanel in 0..<columnPanels {
+                    let j0 = columns.lowerBound + columnPanel * panelColumns
+                    let width = min(panelColumns, columns.upperBound - j0)
+                    let pb = UnsafePointer(scratch + columnPanel * depth * panelColumns)
+                    var i0 = r0
+                    #if DOCONV_AVX512
+                    // 32 vector registers: eight rows at a time, 16 sums in registers.
+                    while i0 + 8 <= r1 {
+                        microKernel8(depth: depth, a: a + i0 * lda + k0, lda: lda, b: pb, c: c + i0 * ldc + j0, ldc: ldc,
+                                     width: width, overwrite: first, bias: bias.map { $0 + i0 })
+                        i0 += 8
+                    }
+                    #elseif DOCONV_FMA
+                    // 16 vector registers: six rows at a time, 12 sums in registers.
+                    while i0 + 6 <= r1 {
+                        microKernel6(depth: depth, a: a + i0 * lda + k0, lda: lda, b: pb, c: c + i0 * ldc + j0, ldc: ldc,
+                                     width: width, overwrite: first, bias: bias.map { $0 + i0 })
+                        i0 += 6
+                    }
+                    #endif
+                    while i0 < r1 {
+                        let height = min(panelRows, r1 - i0)
+                        // Rows past the edge read row i0 again; their sums are not stored.
+                        let a0 = a + i0 * lda + k0
+                        microKernel(depth: depth, a0: a0, a1: height > 1 ? a0 + lda : a0, a2: height > 2 ? a0 + 2 * lda : a0,
+                                    a3: height > 3 ? a0 + 3 * lda : a0, b: pb, c: c + i0 * ldc + j0, ldc: ldc, height: height,
+                                    width: width, overwrite: first, bias: bias.map { $0 + i0 })
+                        i0 += panelRows
+                    }
                 }
-                #elseif DOCONV_FMA
-                // 16 vector registers: six rows at a time, 12 sums in registers.
-                while i0 + 6 <= r1 {
-                    microKernel6(depth: depth, a: a + i0 * lda + k0, lda: lda, b: pb, c: c + i0 * ldc + j0, ldc: ldc,
-                                 width: width, overwrite: first, bias: bias.map { $0 + i0 })
-                    i0 += 6
-                }
-                #endif
-                while i0 < r1 {
-                    let height = min(panelRows, r1 - i0)
-                    // Rows past the edge read row i0 again; their sums are not stored.
-                    let a0 = a + i0 * lda + k0
-                    microKernel(depth: depth, a0: a0, a1: height > 1 ? a0 + lda : a0, a2: height > 2 ? a0 + 2 * lda : a0,
-                                a3: height > 3 ? a0 + 3 * lda : a0, b: pb, c: c + i0 * ldc + j0, ldc: ldc, height: height,
-                                width: width, overwrite: first, bias: bias.map { $0 + i0 })
-                    i0 += panelRows
-                }
-              }
-              r0 = r1
+                r0 = r1
             }
             k0 += depth
         }

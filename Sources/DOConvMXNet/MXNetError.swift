@@ -9,6 +9,8 @@ public enum MXNetError: CarriesFileErrors, CarriesLayerErrors, Equatable, Sendab
     case layer(InconsistentLayer)
     /// An export pair whose other half cannot be found or named.
     case pair(path: String, reason: String)
+    /// Memory for a folded kernel could not be had.
+    case outOfMemory(path: String, what: String, byteCount: Int)
 
     public var description: String {
         switch self {
@@ -16,6 +18,7 @@ public enum MXNetError: CarriesFileErrors, CarriesLayerErrors, Equatable, Sendab
         case let .corrupt(path, reason): return "\(path): corrupt MXNet file: \(reason)"
         case let .layer(error): return error.description
         case let .pair(path, reason): return "\(path): \(reason)"
+        case let .outOfMemory(path, what, byteCount): return "\(path): out of memory: \(what) needs \(byteCount) bytes; nothing written"
         }
     }
 }

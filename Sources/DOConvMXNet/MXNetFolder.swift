@@ -125,9 +125,7 @@ public struct MXNetFoldResult {
 
     /// The summary with the deferred probes' results in (waiting for them).
     func finishedSummary() -> FoldSummary {
-        var complete = summary
-        for (layer, error) in zip(deferredLayers, pending.finish()) { complete.layers[layer].relativeError = error }
-        return complete
+        pending.completing(summary, deferredLayers: deferredLayers)
     }
 }
 
@@ -170,7 +168,7 @@ public enum MXNetFolder {
             let count = layer.geometry.kernelCount
             let byteCount = count * type.byteWidth
             guard let kernel = KernelBuffer(byteCount: byteCount) else {
-                throw .corrupt(path: input.params, reason: "no memory for the folded kernel of '\(found.detected.name)' (\(byteCount) bytes)")
+                throw .outOfMemory(path: input.params, what: "the folded kernel of '\(found.detected.name)'", byteCount: byteCount)
             }
             kernels.append(kernel)
             let stored = UnsafeRawBufferPointer(kernel.bytes)

@@ -120,11 +120,9 @@ public enum ONNXFolder {
         /// order of its jobs.
         let deferredLayers: [Int]
 
-        /// The summary with the probes' results in (`pending.finish()`, which waits for them).
+        /// The summary with the probes' results in (waiting for them).
         func finished(_ pending: PendingKernels) -> FoldSummary {
-            var complete = summary
-            for (layer, error) in zip(deferredLayers, pending.finish()) { complete.layers[layer].relativeError = error }
-            return complete
+            pending.completing(summary, deferredLayers: deferredLayers)
         }
     }
 
@@ -282,10 +280,7 @@ public enum ONNXFolder {
         } else {
             try TensorCodec.storeKernel(of: detected.layer, type: detected.elementType, in: tensor, path: model.path)
         }
-        var record = FoldedLayer(
-            name: detected.name, layout: detected.layer.layout, geometry: detected.layer.geometry, elementType: detected.elementType,
-            stride: detected.stride, dilation: detected.dilation, relativeError: nil,
-            tolerance: options.tolerance ?? detected.elementType.defaultTolerance)
+        var record = unprobedRecord(of: detected, options: options)
         if options.verify, let exact, let layer = detected.float64 {
             record.relativeError = layer.probe(kernel: exact, patches: options.probePatches, seed: options.seed).relativeError
         } else if options.verify {
@@ -296,6 +291,13 @@ public enum ONNXFolder {
             }
         }
         return record
+    }
+
+    /// The record of a folded layer before its probe.
+    private static func unprobedRecord(of detected: DetectedLayer, options: FoldOptions) -> FoldedLayer {
+        FoldedLayer(name: detected.name, layout: detected.layer.layout, geometry: detected.layer.geometry, elementType: detected.elementType,
+                    stride: detected.stride, dilation: detected.dilation, relativeError: nil,
+                    tolerance: options.tolerance ?? detected.elementType.defaultTolerance)
     }
 
     /// `fold` for a float32 kernel, with the folding, its probe and the release of
@@ -311,9 +313,7 @@ public enum ONNXFolder {
         pending.addFold(of: layer, into: raw, verify: options.verify, patches: options.probePatches, seed: options.seed, keeping: model) {
             for (bytes, mapping) in releasing { mapping.release(bytes) }
         }
-        return FoldedLayer(name: detected.name, layout: layer.layout, geometry: layer.geometry, elementType: detected.elementType,
-                           stride: detected.stride, dilation: detected.dilation, relativeError: nil,
-                           tolerance: options.tolerance ?? detected.elementType.defaultTolerance)
+        return unprobedRecord(of: detected, options: options)
         #else
         return nil
         #endif

@@ -70,13 +70,6 @@ public final class ONNXModel {
         (mapping.map { [$0] } ?? []) + resolver.openMappings
     }
 
-    /// Lets the pages of initializer `name` that were read from a mapped file go from this
-    /// process (a later read brings them back from the page cache).
-    func releaseMappedPages(of name: String, index: GraphIndex) {
-        guard let tensor = index.initializers[name], let (bytes, mapping) = try? codec.mappedRegion(of: tensor) else { return }
-        mapping.release(bytes)
-    }
-
     /// Lets the mapped pages of `tensor` go from this process once its data has been copied
     /// out (a reader that converts a whole model need not hold two copies of it).
     package func releaseMappedPages(of tensor: UnsafeMutablePointer<Onnx__TensorProto>) {
