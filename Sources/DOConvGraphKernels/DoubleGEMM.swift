@@ -30,7 +30,10 @@ func multiplyAdd(_ acc: Lane, _ a: Lane, _ b: Lane) -> Lane {
 ///
 /// C's tile (rows `rows`, columns `columns`) is computed from the whole of K, in blocks of
 /// `kc` taken in order, so every element's sum runs in the same order whatever the tiling
-/// or the number of threads: results do not depend on the thread count. Inside a K block,
+/// or the number of threads: results do not depend on the thread count. Each element is one
+/// chain of multiply-adds over the whole of K, from zero (each K block's chain starts from C
+/// as the last one left it), so a product that is exactly zero changes no sum wherever K's
+/// blocks fall: a convolution may leave out taps that read only padding (LiveTaps). Inside a K block,
 /// B is packed in panels of two lanes' columns (8, or 16 with AVX-512; one panel stays in L1
 /// while every row of the tile passes over it); A is read in place, four rows at a time, each
 /// a sequential stream. A 4 x (2 lanes) micro-kernel keeps its sums in eight registers.
@@ -63,7 +66,7 @@ enum DoubleGEMMTile {
             } else {
                 packB(b + k0 * ldb + columns.lowerBound, ldb: ldb, depth: depth, width: columns.count, into: scratch)
             }
-            let first = k0 == 0 && !accumulate
+            let first = k0 == 0 && !accumulate // each sum's chain starts from zero, else from C
             // The bias joins each sum once it is complete, as a separate pass would add it.
             let bias = k0 + depth == k ? operands.rowBias : nil
             // The packed B serves every row of the tile, a block of rows at a time: the
@@ -181,10 +184,8 @@ enum DoubleGEMMTile {
     static func microKernel(depth: Int, a0: UnsafePointer<Double>, a1: UnsafePointer<Double>, a2: UnsafePointer<Double>,
                             a3: UnsafePointer<Double>, b: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>, ldc: Int,
                             height: Int, width: Int, overwrite: Bool, bias: UnsafePointer<Double>?) {
-        var c00 = Lane(), c01 = Lane()
-        var c10 = Lane(), c11 = Lane()
-        var c20 = Lane(), c21 = Lane()
-        var c30 = Lane(), c31 = Lane()
+        let block = RowBlock(c: c, ldc: ldc, height: height, width: width, overwrite: overwrite, bias: bias)
+        var (c00, c01) = block.load(0), (c10, c11) = block.load(1), (c20, c21) = block.load(2), (c30, c31) = block.load(3)
         var pb = UnsafeRawPointer(b)
         for p in 0..<depth {
             let b0 = pb.loadUnaligned(as: Lane.self)
@@ -197,23 +198,7 @@ enum DoubleGEMMTile {
             c30 = multiplyAdd(c30, r3, b0); c31 = multiplyAdd(c31, r3, b1)
             pb += 2 * laneBytes
         }
-        if height == panelRows && width == panelColumns {
-            store(c, low: c00, high: c01, overwrite: overwrite, bias: bias?[0])
-            store(c + ldc, low: c10, high: c11, overwrite: overwrite, bias: bias?[1])
-            store(c + 2 * ldc, low: c20, high: c21, overwrite: overwrite, bias: bias?[2])
-            store(c + 3 * ldc, low: c30, high: c31, overwrite: overwrite, bias: bias?[3])
-            return
-        }
-        // A partial block at the matrix's edge: element by element.
-        for r in 0..<height {
-            let (low, high) = r == 0 ? (c00, c01) : r == 1 ? (c10, c11) : r == 2 ? (c20, c21) : (c30, c31)
-            let row = c + r * ldc
-            for q in 0..<width {
-                let value = q < Lane.scalarCount ? low[q] : high[q - Lane.scalarCount]
-                let sum = overwrite ? value : row[q] + value
-                row[q] = bias.map { sum + $0[r] } ?? sum
-            }
-        }
+        block.store(0, c00, c01); block.store(1, c10, c11); block.store(2, c20, c21); block.store(3, c30, c31)
     }
 
     #if DOCONV_AVX512
@@ -225,8 +210,9 @@ enum DoubleGEMMTile {
                              ldc: Int, width: Int, overwrite: Bool, bias: UnsafePointer<Double>?) {
         let (a0, a1, a2, a3) = (a, a + lda, a + 2 * lda, a + 3 * lda)
         let (a4, a5, a6, a7) = (a + 4 * lda, a + 5 * lda, a + 6 * lda, a + 7 * lda)
-        var c00 = Lane(), c01 = Lane(), c10 = Lane(), c11 = Lane(), c20 = Lane(), c21 = Lane(), c30 = Lane(), c31 = Lane()
-        var c40 = Lane(), c41 = Lane(), c50 = Lane(), c51 = Lane(), c60 = Lane(), c61 = Lane(), c70 = Lane(), c71 = Lane()
+        let block = RowBlock(c: c, ldc: ldc, height: 8, width: width, overwrite: overwrite, bias: bias)
+        var (c00, c01) = block.load(0), (c10, c11) = block.load(1), (c20, c21) = block.load(2), (c30, c31) = block.load(3)
+        var (c40, c41) = block.load(4), (c50, c51) = block.load(5), (c60, c61) = block.load(6), (c70, c71) = block.load(7)
         var pb = UnsafeRawPointer(b)
         for p in 0..<depth {
             let b0 = pb.loadUnaligned(as: Lane.self)
@@ -241,7 +227,6 @@ enum DoubleGEMMTile {
             r = Lane(repeating: a7[p]); c70 = multiplyAdd(c70, r, b0); c71 = multiplyAdd(c71, r, b1)
             pb += 2 * laneBytes
         }
-        let block = RowBlock(c: c, ldc: ldc, width: width, overwrite: overwrite, bias: bias)
         block.store(0, c00, c01); block.store(1, c10, c11); block.store(2, c20, c21); block.store(3, c30, c31)
         block.store(4, c40, c41); block.store(5, c50, c51); block.store(6, c60, c61); block.store(7, c70, c71)
     }
@@ -251,8 +236,9 @@ enum DoubleGEMMTile {
     static func microKernel6(depth: Int, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>,
                              ldc: Int, width: Int, overwrite: Bool, bias: UnsafePointer<Double>?) {
         let (a0, a1, a2, a3, a4, a5) = (a, a + lda, a + 2 * lda, a + 3 * lda, a + 4 * lda, a + 5 * lda)
-        var c00 = Lane(), c01 = Lane(), c10 = Lane(), c11 = Lane(), c20 = Lane(), c21 = Lane()
-        var c30 = Lane(), c31 = Lane(), c40 = Lane(), c41 = Lane(), c50 = Lane(), c51 = Lane()
+        let block = RowBlock(c: c, ldc: ldc, height: 6, width: width, overwrite: overwrite, bias: bias)
+        var (c00, c01) = block.load(0), (c10, c11) = block.load(1), (c20, c21) = block.load(2)
+        var (c30, c31) = block.load(3), (c40, c41) = block.load(4), (c50, c51) = block.load(5)
         var pb = UnsafeRawPointer(b)
         for p in 0..<depth {
             let b0 = pb.loadUnaligned(as: Lane.self)
@@ -265,47 +251,54 @@ enum DoubleGEMMTile {
             r = Lane(repeating: a5[p]); c50 = multiplyAdd(c50, r, b0); c51 = multiplyAdd(c51, r, b1)
             pb += 2 * laneBytes
         }
-        let block = RowBlock(c: c, ldc: ldc, width: width, overwrite: overwrite, bias: bias)
         block.store(0, c00, c01); block.store(1, c10, c11); block.store(2, c20, c21)
         block.store(3, c30, c31); block.store(4, c40, c41); block.store(5, c50, c51)
     }
     #endif
 
-    /// Where a block of whole rows of sums goes in C: each row written or added, then `bias`
-    /// added; a partial panel at the matrix's edge element by element.
+    /// Where a block of rows of sums starts and ends in C: each chain starts from C's value
+    /// (from zero when `overwrite`) and its result replaces it, with `bias` added; rows past
+    /// `height` (the matrix's edge) start from zero and are not stored, and a partial panel
+    /// goes element by element.
     struct RowBlock {
         let c: UnsafeMutablePointer<Double>
         let ldc: Int
+        let height: Int
         let width: Int
         let overwrite: Bool
         let bias: UnsafePointer<Double>?
 
         @inline(__always)
-        func store(_ r: Int, _ low: Lane, _ high: Lane) {
+        func load(_ r: Int) -> (Lane, Lane) {
+            if overwrite || r >= height { return (Lane(), Lane()) }
             let row = c + r * ldc
             if width == DoubleGEMMTile.panelColumns {
-                DoubleGEMMTile.store(row, low: low, high: high, overwrite: overwrite, bias: bias?[r])
+                let raw = UnsafeRawPointer(row)
+                return (raw.loadUnaligned(as: Lane.self), raw.loadUnaligned(fromByteOffset: laneBytes, as: Lane.self))
+            }
+            var (low, high) = (Lane(), Lane())
+            for q in 0..<width {
+                if q < Lane.scalarCount { low[q] = row[q] } else { high[q - Lane.scalarCount] = row[q] }
+            }
+            return (low, high)
+        }
+
+        @inline(__always)
+        func store(_ r: Int, _ low: Lane, _ high: Lane) {
+            guard r < height else { return }
+            var (low, high) = (low, high)
+            if let bias {
+                low += Lane(repeating: bias[r])
+                high += Lane(repeating: bias[r])
+            }
+            let row = c + r * ldc
+            if width == DoubleGEMMTile.panelColumns {
+                let raw = UnsafeMutableRawPointer(row)
+                raw.storeBytes(of: low, as: Lane.self)
+                raw.storeBytes(of: high, toByteOffset: laneBytes, as: Lane.self)
                 return
             }
-            for q in 0..<width {
-                let value = q < Lane.scalarCount ? low[q] : high[q - Lane.scalarCount]
-                let sum = overwrite ? value : row[q] + value
-                row[q] = bias.map { sum + $0[r] } ?? sum
-            }
+            for q in 0..<width { row[q] = q < Lane.scalarCount ? low[q] : high[q - Lane.scalarCount] }
         }
-    }
-
-    /// Two lanes of one row of C, written or added, then `bias` added.
-    @inline(__always)
-    static func store(_ row: UnsafeMutablePointer<Double>, low: Lane, high: Lane, overwrite: Bool, bias: Double?) {
-        let raw = UnsafeMutableRawPointer(row)
-        var (low, high) = overwrite ? (low, high)
-            : (raw.loadUnaligned(as: Lane.self) + low, raw.loadUnaligned(fromByteOffset: laneBytes, as: Lane.self) + high)
-        if let bias {
-            low += Lane(repeating: bias)
-            high += Lane(repeating: bias)
-        }
-        raw.storeBytes(of: low, as: Lane.self)
-        raw.storeBytes(of: high, toByteOffset: laneBytes, as: Lane.self)
     }
 }
