@@ -17,6 +17,15 @@ public struct Convolution2D: Sendable {
     /// Padding before the first row and column (the padding after only sets the output size).
     public var padBegin: (height: Int, width: Int)
     public var output: (height: Int, width: Int)
+    /// How `run` computes the product (tests compare the methods).
+    public var method: Method = .fastest
+
+    public enum Method: Sendable {
+        /// Taps that read only padding left out (the same bits: see LiveTaps).
+        case fastest
+        /// Every tap multiplied, as the im2col matrix has it.
+        case everyTap
+    }
 
     public init(batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, groups: Int, kernel: (Int, Int), stride: (Int, Int),
                 dilation: (Int, Int), padBegin: (Int, Int), output: (Int, Int)) {
@@ -50,6 +59,7 @@ public struct Convolution2D: Sendable {
             return
         }
         let k = inPerGroup * taps, n = positions
+        let live = method == .fastest && !isPlainPointwise ? LiveTaps(self) : nil
         for b in 0..<batch {
             for g in 0..<groups {
                 let image = x + (b * inChannels + g * inPerGroup) * height * width
@@ -60,15 +70,53 @@ public struct Convolution2D: Sendable {
                     // A 1x1 kernel that reads every pixel once, in order: the input is its own im2col matrix.
                     MatrixMultiply.multiply(multiplier, m: outPerGroup, n: n, k: k, a: weights, lda: k, b: image, ldb: n, c: target, ldc: n,
                                             rowBias: bias, threads: threads)
-                } else {
-                    // The GEMM packs B's panels from the image itself (see Im2ColView).
-                    let view = Im2ColView(image: image, height: height, width: width, kernel: self.kernel, stride: stride, dilation: dilation,
-                                          padBegin: padBegin, outputWidth: output.width)
-                    MatrixMultiply.multiply(multiplier, m: outPerGroup, n: n, k: k, a: weights, lda: k, im2col: view, c: target, ldc: n,
-                                            rowBias: bias, threads: threads)
+                    continue
                 }
+                if let live, live.isWorthSplitting,
+                   runBands(live, multiplier, image: image, weights: weights, bias: bias, target: target, threads: threads) {
+                    continue
+                }
+                // The GEMM packs B's panels from the image itself (see Im2ColView).
+                let view = Im2ColView(image: image, height: height, width: width, kernel: self.kernel, stride: stride, dilation: dilation,
+                                      padBegin: padBegin, outputWidth: output.width)
+                MatrixMultiply.multiply(multiplier, m: outPerGroup, n: n, k: k, a: weights, lda: k, im2col: view, c: target, ldc: n,
+                                        rowBias: bias, threads: threads)
             }
         }
+    }
+
+    /// One image and group as a GEMM per band of output rows over the taps that read inside
+    /// the image (see LiveTaps); false, with nothing written, if a dropped weight is not finite.
+    func runBands(_ live: LiveTaps, _ multiplier: TileMultiplier, image: UnsafePointer<Double>, weights: UnsafePointer<Double>,
+                  bias: UnsafePointer<Double>?, target: UnsafeMutablePointer<Double>, threads: Int) -> Bool {
+        var packed: [Range<Int>: [Double]] = [:]
+        for band in live.bands where !band.kernelRows.isEmpty && !live.kernelColumns.isEmpty && packed[band.kernelRows] == nil {
+            guard let matrix = live.weights(weights, outChannels: outPerGroup, inChannels: inPerGroup, kernel: kernel,
+                                            kernelRows: band.kernelRows) else { return false }
+            packed[band.kernelRows] = matrix
+        }
+        let n = positions
+        for band in live.bands {
+            let first = band.outputRows.lowerBound * output.width, count = band.outputRows.count * output.width
+            guard let matrix = packed[band.kernelRows] else {
+                // No tap reads the image: the outputs are the bias.
+                for o in 0..<outPerGroup { (target + o * n + first).update(repeating: bias?[o] ?? 0, count: count) }
+                continue
+            }
+            // The band's rows and taps as a convolution of their own: its first output row and
+            // first tap move into the padding.
+            let view = Im2ColView(image: image, height: height, width: width,
+                                  kernel: (band.kernelRows.count, live.kernelColumns.count), stride: stride, dilation: dilation,
+                                  padBegin: (padBegin.height - band.outputRows.lowerBound * stride.height - band.kernelRows.lowerBound * dilation.height,
+                                             padBegin.width - live.kernelColumns.lowerBound * dilation.width),
+                                  outputWidth: output.width)
+            let k = inPerGroup * band.kernelRows.count * live.kernelColumns.count
+            matrix.withUnsafeBufferPointer { a in
+                MatrixMultiply.multiply(multiplier, m: outPerGroup, n: count, k: k, a: a.baseAddress!, lda: k, im2col: view, c: target + first,
+                                        ldc: n, rowBias: bias, threads: threads)
+            }
+        }
+        return true
     }
 
     /// Each output channel from its group's single input channel, tap by tap over whole rows.

@@ -1,0 +1,91 @@
+import XCTest
+@testable import DOConvGraphKernels
+import DOConvGraphKernelsAVX2
+import DOConvGraphKernelsAVX512
+import CCPUSupport
+
+/// The 2-D convolution's shortcuts against the plain product: taps that read only padding
+/// left out must give the same bits as every tap multiplied.
+final class ConvolutionTests: XCTestCase {
+    var random = SystemRandomNumberGenerator()
+
+    struct Shape {
+        var channels: (in: Int, out: Int)
+        var image: (Int, Int)
+        var kernel: (Int, Int)
+        var stride: (Int, Int)
+        var dilation: (Int, Int)
+        var pad: (Int, Int)
+        var groups = 1
+        var output: (Int, Int) {
+            ((image.0 + 2 * pad.0 - dilation.0 * (kernel.0 - 1) - 1) / stride.0 + 1,
+             (image.1 + 2 * pad.1 - dilation.1 * (kernel.1 - 1) - 1) / stride.1 + 1)
+        }
+        func convolution(_ method: Convolution2D.Method) -> Convolution2D {
+            var c = Convolution2D(batch: 2, inChannels: channels.in, height: image.0, width: image.1, outChannels: channels.out, groups: groups,
+                                  kernel: kernel, stride: stride, dilation: dilation, padBegin: pad, output: output)
+            c.method = method
+            return c
+        }
+    }
+
+    func run(_ shape: Shape, _ method: Convolution2D.Method, x: [Double], w: [Double], bias: [Double], threads: Int = 2) -> [Double] {
+        let c = shape.convolution(method)
+        var out = [Double](repeating: .nan, count: 2 * shape.channels.out * c.output.height * c.output.width)
+        x.withUnsafeBufferPointer { x in
+            w.withUnsafeBufferPointer { w in
+                bias.withUnsafeBufferPointer { bias in
+                    out.withUnsafeMutableBufferPointer { out in
+                        c.run(multiplier, x: x.baseAddress!, w: w.baseAddress!, bias: bias.baseAddress!, out: out.baseAddress!, threads: threads)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    var multiplier: TileMultiplier {
+        (doconv_cpu_has_avx512() != 0 ? TileMultiplier.avx512 : nil) ?? (doconv_cpu_has_avx2_fma() != 0 ? TileMultiplier.fused : nil) ?? .portable
+    }
+
+    func inputs(_ shape: Shape) -> (x: [Double], w: [Double], bias: [Double]) {
+        let x = (0..<(2 * shape.channels.in * shape.image.0 * shape.image.1)).map { _ in Double.random(in: -1...1, using: &random) }
+        let w = (0..<(shape.channels.out * shape.channels.in / shape.groups * shape.kernel.0 * shape.kernel.1)).map { _ in
+            Double.random(in: -1...1, using: &random)
+        }
+        let bias = (0..<shape.channels.out).map { _ in Double.random(in: -1...1, using: &random) }
+        return (x, w, bias)
+    }
+
+    /// Shapes whose taps leave the image by whole rows and columns: ASPP's dilations over a
+    /// small image, strides, groups, and padding wider than the kernel (output rows that see
+    /// no pixel at all).
+    let dropping: [Shape] = [
+        Shape(channels: (40, 24), image: (12, 20), kernel: (3, 3), stride: (1, 1), dilation: (12, 12), pad: (12, 12)),
+        Shape(channels: (33, 17), image: (9, 16), kernel: (3, 3), stride: (1, 1), dilation: (6, 7), pad: (6, 7)),
+        Shape(channels: (16, 20), image: (11, 13), kernel: (3, 5), stride: (2, 1), dilation: (5, 4), pad: (5, 8), groups: 2),
+        Shape(channels: (8, 8), image: (4, 6), kernel: (3, 3), stride: (1, 1), dilation: (1, 1), pad: (5, 1)),
+    ]
+
+    func testDroppedTapsGiveTheSameBitsAsEveryTap() {
+        for shape in dropping {
+            XCTAssertTrue(LiveTaps(shape.convolution(.fastest)).isWorthSplitting, "\(shape): the test needs a shape whose dropped taps are worth a split")
+            let (x, w, bias) = inputs(shape)
+            let every = run(shape, .everyTap, x: x, w: w, bias: bias)
+            for threads in [1, 2, 3] {
+                XCTAssertEqual(run(shape, .fastest, x: x, w: w, bias: bias, threads: threads), every, "\(shape), \(threads) threads")
+            }
+            XCTAssertFalse(every.contains { $0.isNaN })
+        }
+    }
+
+    /// 0 x inf is NaN: a dropped weight that is not finite sends the layer down the full product.
+    func testANonFiniteDroppedWeightKeepsItsNaN() {
+        let shape = dropping[0]
+        var (x, w, bias) = inputs(shape)
+        w[0] = .infinity // kernel row 0, column 0 of the first filter: dropped for the top band
+        let every = run(shape, .everyTap, x: x, w: w, bias: bias)
+        XCTAssertTrue(every.contains { $0.isNaN })
+        XCTAssertEqual(run(shape, .fastest, x: x, w: w, bias: bias).map(\.bitPattern), every.map(\.bitPattern))
+    }
+}
