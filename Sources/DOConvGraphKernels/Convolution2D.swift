@@ -21,7 +21,9 @@ public struct Convolution2D: Sendable {
     public var method: Method = .fastest
 
     public enum Method: Sendable {
-        /// Taps that read only padding left out (the same bits: see LiveTaps).
+        /// Taps that read only padding left out (the same bits: see LiveTaps), and 3x3
+        /// stride-1 kernels by Winograd's F(2x2, 3x3) (not the same bits: see
+        /// WinogradConvolution) when their weights and image are finite.
         case fastest
         /// Every tap multiplied, as the im2col matrix has it.
         case everyTap
@@ -60,6 +62,11 @@ public struct Convolution2D: Sendable {
         }
         let k = inPerGroup * taps, n = positions
         let live = method == .fastest && !isPlainPointwise ? LiveTaps(self) : nil
+        if method == .fastest, live?.isWorthSplitting == false, WinogradConvolution.applies(to: self),
+           WinogradConvolution.allFinite(w, count: outChannels * k), WinogradConvolution.allFinite(x, count: batch * inChannels * height * width) {
+            WinogradConvolution(self).run(multiplier, x: x, w: w, bias: bias, out: out, threads: threads)
+            return
+        }
         for b in 0..<batch {
             for g in 0..<groups {
                 let image = x + (b * inChannels + g * inPerGroup) * height * width

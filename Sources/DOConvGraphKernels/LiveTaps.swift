@@ -66,25 +66,26 @@ struct LiveTaps: Equatable {
     func weights(_ w: UnsafePointer<Double>, outChannels: Int, inChannels: Int, kernel: (height: Int, width: Int),
                  kernelRows: Range<Int>) -> [Double]? {
         let taps = kernel.height * kernel.width
-        let kept = kernelRows.count * kernelColumns.count
-        var finite = true
-        let packed = [Double](unsafeUninitializedCapacity: outChannels * inChannels * kept) { buffer, count in
+        var keptTaps: [Int] = [], droppedTaps: [Int] = []
+        for i in 0..<kernel.height {
+            for j in 0..<kernel.width {
+                if kernelRows.contains(i) && kernelColumns.contains(j) { keptTaps.append(i * kernel.width + j) } else { droppedTaps.append(i * kernel.width + j) }
+            }
+        }
+        var zeros = 0.0 // NaN once a dropped weight is infinite or NaN
+        let packed = [Double](unsafeUninitializedCapacity: outChannels * inChannels * keptTaps.count) { buffer, count in
             var next = 0
             for block in 0..<(outChannels * inChannels) {
                 let source = w + block * taps
-                for i in 0..<kernel.height {
-                    for j in 0..<kernel.width {
-                        if kernelRows.contains(i) && kernelColumns.contains(j) {
-                            buffer[next] = source[i * kernel.width + j]
-                            next += 1
-                        } else if !source[i * kernel.width + j].isFinite {
-                            finite = false
-                        }
-                    }
+                for tap in keptTaps {
+                    buffer[next] = source[tap]
+                    next += 1
                 }
+                for tap in droppedTaps { zeros += source[tap] * 0 }
             }
             count = next
         }
+        let finite = zeros == 0
         return finite ? packed : nil
     }
 }

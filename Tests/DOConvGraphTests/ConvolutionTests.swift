@@ -88,4 +88,44 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertTrue(every.contains { $0.isNaN })
         XCTAssertEqual(run(shape, .fastest, x: x, w: w, bias: bias).map(\.bitPattern), every.map(\.bitPattern))
     }
+
+    /// 3x3 stride-1 shapes Winograd's F(2x2, 3x3) takes: dilations, padding that is not
+    /// symmetric (only the leading one is given), odd output sizes (blocks past the edge),
+    /// groups, and more blocks than one pass holds.
+    let winograd: [Shape] = [
+        Shape(channels: (32, 24), image: (13, 17), kernel: (3, 3), stride: (1, 1), dilation: (1, 1), pad: (1, 1)),
+        Shape(channels: (20, 33), image: (16, 15), kernel: (3, 3), stride: (1, 1), dilation: (2, 3), pad: (2, 1)),
+        Shape(channels: (64, 32), image: (9, 11), kernel: (3, 3), stride: (1, 1), dilation: (1, 1), pad: (0, 0), groups: 2),
+        Shape(channels: (16, 16), image: (70, 90), kernel: (3, 3), stride: (1, 1), dilation: (4, 4), pad: (4, 4)),
+    ]
+
+    func testWinogradAgreesWithTheDirectProductToFloat64Rounding() {
+        for shape in winograd {
+            XCTAssertTrue(WinogradConvolution.applies(to: shape.convolution(.fastest)), "\(shape): the test needs a shape Winograd takes")
+            XCTAssertFalse(LiveTaps(shape.convolution(.fastest)).isWorthSplitting, "\(shape)")
+            let (x, w, bias) = inputs(shape)
+            let direct = run(shape, .everyTap, x: x, w: w, bias: bias)
+            let fast = run(shape, .fastest, x: x, w: w, bias: bias, threads: 1)
+            XCTAssertEqual(fast.count, direct.count)
+            // Sums of up to 576 products of values in [-1, 1], rounded a few more times.
+            let worst = zip(fast, direct).map { abs($0 - $1) }.max() ?? .nan
+            XCTAssertLessThan(worst, 1e-12, "\(shape)")
+            XCTAssertFalse(fast.contains { $0.isNaN }, "\(shape): an output left unwritten")
+            for threads in [2, 3] {
+                XCTAssertEqual(run(shape, .fastest, x: x, w: w, bias: bias, threads: threads), fast, "\(shape), \(threads) threads")
+            }
+        }
+    }
+
+    /// inf - inf is NaN: an image or weight that is not finite takes the direct product.
+    func testWinogradLeavesNonFiniteValuesToTheDirectProduct() {
+        let shape = winograd[0]
+        for spoilWeight in [false, true] {
+            var (x, w, bias) = inputs(shape)
+            if spoilWeight { w[4] = .infinity } else { x[100] = -.infinity }
+            let direct = run(shape, .everyTap, x: x, w: w, bias: bias)
+            XCTAssertTrue(direct.contains { $0.isInfinite })
+            XCTAssertEqual(run(shape, .fastest, x: x, w: w, bias: bias).map(\.bitPattern), direct.map(\.bitPattern))
+        }
+    }
 }
