@@ -1,3 +1,4 @@
+import Dispatch
 import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
@@ -71,7 +72,7 @@ enum ResizeOps {
         var data = values
         var shape = x.shape
         for axis in 0..<x.rank where !isIdentity(taps[axis], inSize: x.shape[axis]) {
-            (data, shape) = try apply(data, shape: shape, axis: axis, taps: taps[axis], op: ctx.nodeLabel)
+            (data, shape) = try apply(data, shape: shape, axis: axis, taps: taps[axis], op: ctx.nodeLabel, threads: ctx.threads)
         }
         // Any coordinate outside the roi's source range makes the output the extrapolation value.
         let outside = taps.map { $0.map { $0 == nil } }
@@ -297,25 +298,58 @@ enum ResizeOps {
         taps.count == inSize && taps.enumerated().allSatisfy { o, t in t.map { $0.count == 1 && $0[0].index == o && $0[0].weight == 1 } ?? false }
     }
 
-    /// Interpolates `data` (of `shape`) along `axis` by `taps`.
-    static func apply(_ data: [Double], shape: [Int], axis: Int, taps: [[Tap]?], op: String) throws -> ([Double], [Int]) {
+    /// Interpolates `data` (of `shape`) along `axis` by `taps`, the outer slices spread over
+    /// `threads` cores. Each output is 0 plus its taps' products in order, whatever the split.
+    static func apply(_ data: [Double], shape: [Int], axis: Int, taps: [[Tap]?], op: String, threads: Int) throws -> ([Double], [Int]) {
         let outer = try TensorMath.elementCount(shape.prefix(axis), op: op)
         let inner = try TensorMath.elementCount(shape.dropFirst(axis + 1), op: op)
         let (n, m) = (shape[axis], taps.count)
         // Axis by axis, an intermediate (upsampled along one axis before another shrinks) may
         // be larger than both the input and the output: checked before allocating.
-        var out = [Double](repeating: 0, count: try TensorMath.allocationCount([outer, m, inner], op: op))
-        for o in 0..<outer {
-            for j in 0..<m {
-                let target = (o * m + j) * inner
-                for tap in taps[j] ?? [] {
-                    let source = (o * n + tap.index) * inner
-                    for i in 0..<inner { out[target + i] += tap.weight * data[source + i] }
-                }
-            }
+        let count = try TensorMath.allocationCount([outer, m, inner], op: op)
+        // The taps flattened (output j's are first[j]..<first[j + 1]): the nested arrays cost
+        // a retain and release per output along the last axis, most of an upsampling's time.
+        var first = [0], flat: [Tap] = []
+        for j in 0..<m {
+            flat.append(contentsOf: taps[j] ?? [])
+            first.append(flat.count)
         }
         var outShape = shape
         outShape[axis] = m
+        var out = [Double](repeating: 0, count: count)
+        guard count > 0 else { return (out, outShape) }
+        let workers = max(1, min(threads, outer, count * max(1, flat.count / max(1, m)) / 200_000 + 1))
+        data.withUnsafeBufferPointer { data in
+            flat.withUnsafeBufferPointer { flat in
+                first.withUnsafeBufferPointer { first in
+                    out.withUnsafeMutableBufferPointer { out in
+                        // Each worker writes its own outer slices; data is only read.
+                        nonisolated(unsafe) let (data, flat, first, out) = (data, flat, first, out)
+                        let slice: (Int) -> Void = { o in
+                            for j in 0..<m {
+                                let target = out.baseAddress! + (o * m + j) * inner
+                                for t in first[j]..<first[j + 1] {
+                                    let (source, weight) = (data.baseAddress! + (o * n + flat[t].index) * inner, flat[t].weight)
+                                    for i in 0..<inner { target[i] += weight * source[i] }
+                                }
+                            }
+                        }
+                        nonisolated(unsafe) let perform = slice
+                        if workers == 1 {
+                            for o in 0..<outer { perform(o) }
+                        } else {
+                            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                                var o = worker
+                                while o < outer {
+                                    perform(o)
+                                    o += workers
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         return (out, outShape)
     }
 
