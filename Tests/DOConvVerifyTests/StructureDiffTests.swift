@@ -172,4 +172,41 @@ final class StructureDiffTests: XCTestCase {
         stats = ErrorStats.compare(expected: [.nan, 1], actual: [.nan, 1], shape: [2], tolerance: 0)
         XCTAssertTrue(stats.passed)
     }
+
+    /// The comparison runs eight values at a time where they are finite: it must give what a
+    /// value-by-value loop gives, with infinities and NaNs anywhere, disagreements inside a
+    /// run of eight, and lengths that are not a multiple of eight.
+    func testErrorStatsMatchAValueByValueLoop() {
+        var random = SystemRandomNumberGenerator()
+        for trial in 0..<200 {
+            let count = Int.random(in: 0...70, using: &random)
+            var expected = (0..<count).map { _ in Double.random(in: -3...3, using: &random) }
+            var actual = expected.map { $0 + Double.random(in: -1e-9...1e-9, using: &random) }
+            for _ in 0..<Int.random(in: 0...3, using: &random) where count > 0 {
+                let k = Int.random(in: 0..<count, using: &random)
+                switch Int.random(in: 0..<5, using: &random) {
+                case 0: actual[k] += 0.5 // a disagreement
+                case 1: expected[k] = .infinity; actual[k] = .infinity
+                case 2: actual[k] = .nan
+                case 3: expected[k] = -.infinity; actual[k] = 1
+                default: expected[k] = .nan; actual[k] = .nan
+                }
+            }
+            let tolerance = 1e-6
+            var scale = 0.0, worst = 0.0, first: Int?
+            for v in expected where v.isFinite { scale = max(scale, abs(v)) }
+            for k in 0..<count {
+                let (e, a) = (expected[k], actual[k])
+                let delta: Double = e.isNaN || a.isNaN ? (e.isNaN && a.isNaN ? 0 : .infinity)
+                    : e.isInfinite || a.isInfinite ? (e == a ? 0 : .infinity) : abs(a - e)
+                worst = max(worst, delta)
+                if delta > tolerance * (scale > 0 ? scale : 1), first == nil { first = k }
+            }
+            let stats = ErrorStats.compare(expected: expected, actual: actual, shape: [count], tolerance: tolerance)
+            XCTAssertEqual(stats.worstAbsolute, worst, "trial \(trial)")
+            XCTAssertEqual(stats.scale, scale, "trial \(trial)")
+            XCTAssertEqual(stats.first?.index, first.map { [$0] }, "trial \(trial)")
+            XCTAssertEqual(stats.worstAbsolute.sign, .plus, "trial \(trial)")
+        }
+    }
 }
