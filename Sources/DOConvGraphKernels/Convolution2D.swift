@@ -22,7 +22,7 @@ public struct Convolution2D: Sendable {
 
     public enum Method: Sendable {
         /// Taps that read only padding left out (the same bits: see LiveTaps), and 3x3
-        /// stride-1 kernels by Winograd's F(2x2, 3x3) (not the same bits: see
+        /// stride-1 kernels by Winograd's algorithms (not the same bits: see
         /// WinogradConvolution) when their weights and image are finite.
         case fastest
         /// Every tap multiplied, as the im2col matrix has it.
@@ -62,9 +62,9 @@ public struct Convolution2D: Sendable {
         }
         let k = inPerGroup * taps, n = positions
         let live = method == .fastest && !isPlainPointwise ? LiveTaps(self) : nil
-        if method == .fastest, live?.isWorthSplitting == false, WinogradConvolution.applies(to: self),
+        if method == .fastest, live?.isWorthSplitting == false, let winograd = WinogradConvolution.plan(for: self),
            WinogradConvolution.allFinite(w, count: outChannels * k), WinogradConvolution.allFinite(x, count: batch * inChannels * height * width) {
-            WinogradConvolution(self).run(multiplier, x: x, w: w, bias: bias, out: out, threads: threads)
+            winograd.run(multiplier, x: x, w: w, bias: bias, out: out, threads: threads)
             return
         }
         for b in 0..<batch {

@@ -89,8 +89,8 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(run(shape, .fastest, x: x, w: w, bias: bias).map(\.bitPattern), every.map(\.bitPattern))
     }
 
-    /// 3x3 stride-1 shapes Winograd's F(2x2, 3x3) takes: dilations, padding that is not
-    /// symmetric (only the leading one is given), odd output sizes (blocks past the edge),
+    /// 3x3 stride-1 shapes Winograd's algorithms take: dilations, padding that is not
+    /// symmetric (only the leading one is given), output sizes that leave blocks part empty,
     /// groups, and more blocks than one pass holds.
     let winograd: [Shape] = [
         Shape(channels: (32, 24), image: (13, 17), kernel: (3, 3), stride: (1, 1), dilation: (1, 1), pad: (1, 1)),
@@ -99,22 +99,57 @@ final class ConvolutionTests: XCTestCase {
         Shape(channels: (16, 16), image: (70, 90), kernel: (3, 3), stride: (1, 1), dilation: (4, 4), pad: (4, 4)),
     ]
 
+    /// F(2x2, 3x3) and F(4x4, 3x3) alike, each forced on every shape, against every tap
+    /// multiplied directly.
     func testWinogradAgreesWithTheDirectProductToFloat64Rounding() {
         for shape in winograd {
-            XCTAssertTrue(WinogradConvolution.applies(to: shape.convolution(.fastest)), "\(shape): the test needs a shape Winograd takes")
-            XCTAssertFalse(LiveTaps(shape.convolution(.fastest)).isWorthSplitting, "\(shape)")
+            let convolution = shape.convolution(.fastest)
+            XCTAssertNotNil(WinogradConvolution.plan(for: convolution), "\(shape): the test needs a shape Winograd takes")
+            XCTAssertFalse(LiveTaps(convolution).isWorthSplitting, "\(shape)")
             let (x, w, bias) = inputs(shape)
             let direct = run(shape, .everyTap, x: x, w: w, bias: bias)
-            let fast = run(shape, .fastest, x: x, w: w, bias: bias, threads: 1)
-            XCTAssertEqual(fast.count, direct.count)
-            // Sums of up to 576 products of values in [-1, 1], rounded a few more times.
-            let worst = zip(fast, direct).map { abs($0 - $1) }.max() ?? .nan
-            XCTAssertLessThan(worst, 1e-12, "\(shape)")
-            XCTAssertFalse(fast.contains { $0.isNaN }, "\(shape): an output left unwritten")
-            for threads in [2, 3] {
-                XCTAssertEqual(run(shape, .fastest, x: x, w: w, bias: bias, threads: threads), fast, "\(shape), \(threads) threads")
+            for outputs in [2, 4] {
+                let algorithm = WinogradConvolution(convolution, outputs: outputs)
+                func winograd(threads: Int) -> [Double] {
+                    var out = [Double](repeating: .nan, count: direct.count)
+                    x.withUnsafeBufferPointer { x in
+                        w.withUnsafeBufferPointer { w in
+                            bias.withUnsafeBufferPointer { bias in
+                                out.withUnsafeMutableBufferPointer { out in
+                                    algorithm.run(multiplier, x: x.baseAddress!, w: w.baseAddress!, bias: bias.baseAddress!, out: out.baseAddress!,
+                                                  threads: threads)
+                                }
+                            }
+                        }
+                    }
+                    return out
+                }
+                let fast = winograd(threads: 1)
+                // Sums of up to 576 products of values in [-1, 1], rounded a few more times.
+                let worst = zip(fast, direct).map { abs($0 - $1) }.max() ?? .nan
+                XCTAssertLessThan(worst, outputs == 2 ? 1e-13 : 1e-12, "\(shape), F(\(outputs)x\(outputs))")
+                XCTAssertFalse(fast.contains { $0.isNaN }, "\(shape), F(\(outputs)x\(outputs)): an output left unwritten")
+                for threads in [2, 3] {
+                    XCTAssertEqual(winograd(threads: threads), fast, "\(shape), F(\(outputs)x\(outputs)), \(threads) threads")
+                }
             }
+            XCTAssertEqual(run(shape, .fastest, x: x, w: w, bias: bias).count, direct.count)
         }
+    }
+
+    /// F(4x4, 3x3) while its transformed weights fit the budget, then F(2x2, 3x3), then none;
+    /// none for a dilation that leaves the blocks mostly empty.
+    func testWinogradPlanKeepsItsWeightsWithinTheBudget() {
+        func plan(_ channels: Int, image: Int = 32, dilation: Int = 1) -> Int? {
+            let shape = Shape(channels: (channels, channels), image: (image, image), kernel: (3, 3), stride: (1, 1), dilation: (dilation, dilation),
+                              pad: (dilation, dilation))
+            return WinogradConvolution.plan(for: shape.convolution(.fastest))?.outputs
+        }
+        XCTAssertEqual(plan(512), 4) // 75 MB
+        XCTAssertEqual(plan(600), 2) // 104 MB as F(4x4), 46 MB as F(2x2)
+        XCTAssertNil(plan(1000)) // 128 MB even as F(2x2)
+        XCTAssertEqual(plan(64, image: 32, dilation: 4), 4)
+        XCTAssertNil(plan(64, image: 12, dilation: 10))
     }
 
     /// inf - inf is NaN: an image or weight that is not finite takes the direct product.
