@@ -1,5 +1,3 @@
-import Dispatch
-
 /// A 2-D convolution in float64 (NCHW input, OIHW kernel, zero padding, groups, strides,
 /// dilations), computed as one GEMM per image and group over its im2col matrix (packed from
 /// the image as the GEMM goes, never built), or for depthwise kernels (one input channel per
@@ -129,36 +127,30 @@ public struct Convolution2D: Sendable {
     /// Each output channel from its group's single input channel, tap by tap over whole rows.
     func depthwise(x: UnsafePointer<Double>, w: UnsafePointer<Double>, bias: UnsafePointer<Double>?, out: UnsafeMutablePointer<Double>, threads: Int) {
         let planes = batch * outChannels
-        let workers = max(1, min(threads, planes * positions * taps / 200_000 + 1))
-        let body: (Int) -> Void = { worker in
-            var plane = worker
-            while plane < planes {
-                let (b, o) = plane.quotientAndRemainder(dividingBy: outChannels)
-                let c = o / outPerGroup
-                let source = x + (b * inChannels + c) * height * width
-                let target = out + plane * positions
-                let initial = bias?[o] ?? 0
-                for p in 0..<positions { target[p] = initial }
-                for i in 0..<kernel.height {
-                    for j in 0..<kernel.width {
-                        let weight = w[(o * kernel.height + i) * kernel.width + j]
-                        for oy in 0..<output.height {
-                            let y = oy * stride.height + i * dilation.height - padBegin.height
-                            guard y >= 0, y < height else { continue }
-                            let line = target + oy * output.width
-                            let row = source + y * width
-                            for ox in 0..<output.width {
-                                let x = ox * stride.width + j * dilation.width - padBegin.width
-                                if x >= 0 && x < width { line[ox] += weight * row[x] }
-                            }
+        let workers = ParallelLoop.workers(threads: threads, items: planes, work: planes * positions * taps)
+        // Each plane is its own output channel of one image: the planes' writes never meet.
+        ParallelLoop.run(planes, workers: workers) { plane in
+            let (b, o) = plane.quotientAndRemainder(dividingBy: outChannels)
+            let c = o / outPerGroup
+            let source = x + (b * inChannels + c) * height * width
+            let target = out + plane * positions
+            let initial = bias?[o] ?? 0
+            for p in 0..<positions { target[p] = initial }
+            for i in 0..<kernel.height {
+                for j in 0..<kernel.width {
+                    let weight = w[(o * kernel.height + i) * kernel.width + j]
+                    for oy in 0..<output.height {
+                        let y = oy * stride.height + i * dilation.height - padBegin.height
+                        guard y >= 0, y < height else { continue }
+                        let line = target + oy * output.width
+                        let row = source + y * width
+                        for ox in 0..<output.width {
+                            let x = ox * stride.width + j * dilation.width - padBegin.width
+                            if x >= 0 && x < width { line[ox] += weight * row[x] }
                         }
                     }
                 }
-                plane += workers
             }
         }
-        // Each worker takes every workers-th row or tile: their writes never meet.
-        nonisolated(unsafe) let perform = body
-        if workers == 1 { perform(0) } else { DispatchQueue.concurrentPerform(iterations: workers) { perform($0) } }
     }
 }

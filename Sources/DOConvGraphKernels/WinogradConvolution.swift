@@ -1,5 +1,3 @@
-import Dispatch
-
 /// A 3x3, stride-1 convolution (any dilation, groups, padding) by Winograd's minimal
 /// filtering (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
 /// each m x m block of outputs from an (m + 2) x (m + 2) block of the image, its products per
@@ -279,22 +277,8 @@ struct WinogradConvolution {
     }
 
     /// `body(i)` for i in 0..<items, on up to `threads` cores when `work` (rough operations)
-    /// is worth it; each worker takes every workers-th item, so their writes never meet.
+    /// is worth it.
     static func perform(_ items: Int, threads: Int, work: Int, _ body: (Int) -> Void) {
-        let workers = max(1, min(threads, items, work / 200_000 + 1))
-        if workers == 1 {
-            for i in 0..<items { body(i) }
-            return
-        }
-        withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let run = body
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                var i = worker
-                while i < items {
-                    run(i)
-                    i += workers
-                }
-            }
-        }
+        ParallelLoop.run(items, workers: ParallelLoop.workers(threads: threads, items: items, work: work), body)
     }
 }

@@ -1,4 +1,3 @@
-import Dispatch
 import DOConvGraphKernels
 
 /// Two-operand einsums without broadcasting, repeated labels or labels summed inside one
@@ -91,22 +90,18 @@ enum EinsumContraction {
                 y.withUnsafeBufferPointer { y in
                     let slices = dims.isEmpty ? 1 : dims[0]
                     let sliceCount = dims.isEmpty ? 1 : total / max(slices, 1)
-                    let workers = max(1, min(threads, slices, total * depth / 1_000_000 + 1))
-                    // Each worker writes its own slices of `result`; x and y are only read.
-                    nonisolated(unsafe) let (x, y, result) = (x, y, result)
-                    DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                        var slice = worker
-                        while slice < slices, total > 0 {
-                            // The output's axes after the first, stepped with both operands' offsets.
-                            var odometer = StridedOdometer(dims: Array(dims.dropFirst()), first: Array(sa.dropFirst()), second: Array(sb.dropFirst()),
-                                                           offsets: (dims.isEmpty ? 0 : slice * sa[0], dims.isEmpty ? 0 : slice * sb[0]))
-                            for k in (slice * sliceCount)..<((slice + 1) * sliceCount) {
-                                var sum = 0.0
-                                for s in 0..<depth { sum += x[odometer.offsets.0 + s * ka] * y[odometer.offsets.1 + s * kb] }
-                                result[k] = sum
-                                _ = odometer.advance()
-                            }
-                            slice += workers
+                    let workers = ParallelLoop.workers(threads: threads, items: slices, work: total * depth, grain: 1_000_000)
+                    // Each slice writes its own part of `result`; x and y are only read.
+                    nonisolated(unsafe) let result = result
+                    ParallelLoop.run(total > 0 ? slices : 0, workers: workers) { slice in
+                        // The output's axes after the first, stepped with both operands' offsets.
+                        var odometer = StridedOdometer(dims: Array(dims.dropFirst()), first: Array(sa.dropFirst()), second: Array(sb.dropFirst()),
+                                                       offsets: (dims.isEmpty ? 0 : slice * sa[0], dims.isEmpty ? 0 : slice * sb[0]))
+                        for k in (slice * sliceCount)..<((slice + 1) * sliceCount) {
+                            var sum = 0.0
+                            for s in 0..<depth { sum += x[odometer.offsets.0 + s * ka] * y[odometer.offsets.1 + s * kb] }
+                            result[k] = sum
+                            _ = odometer.advance()
                         }
                     }
                 }

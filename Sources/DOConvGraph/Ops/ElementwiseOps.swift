@@ -1,3 +1,4 @@
+import DOConvGraphKernels
 import Glibc
 import FoundationEssentials
 
@@ -49,7 +50,11 @@ enum ElementwiseOps {
             switch x.storage {
             case .floats(let v):
                 let out = [Double](unsafeUninitializedCapacity: v.count) { buffer, count in
-                    v.withUnsafeBufferPointer { source in for k in 0..<source.count { buffer[k] = max(source[k], 0) } }
+                    v.withUnsafeBufferPointer { source in
+                        ParallelLoop.run(ranges: source.count, threads: ctx.threads) { range in
+                            for k in range { buffer[k] = max(source[k], 0) }
+                        }
+                    }
                     count = v.count
                 }
                 return [TensorValue(x.type, shape: x.shape, floats: out)]
@@ -222,7 +227,13 @@ enum ElementwiseOps {
         case (.floats(let x), .floats(let y)) where same:
             // Same shapes (a residual Add): element by element, no index arrays.
             let out = [Double](unsafeUninitializedCapacity: x.count) { buffer, count in
-                x.withUnsafeBufferPointer { x in y.withUnsafeBufferPointer { y in for k in 0..<x.count { buffer[k] = f(x[k], y[k]) } } }
+                x.withUnsafeBufferPointer { x in
+                    y.withUnsafeBufferPointer { y in
+                        ParallelLoop.run(ranges: x.count, threads: ctx.threads) { range in
+                            for k in range { buffer[k] = f(x[k], y[k]) }
+                        }
+                    }
+                }
                 count = x.count
             }
             return TensorValue(a.type, shape: shape, floats: TensorMath.stored(out, as: a.type))

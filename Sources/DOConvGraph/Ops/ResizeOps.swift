@@ -1,4 +1,4 @@
-import Dispatch
+import DOConvGraphKernels
 import FoundationEssentials
 #if canImport(Glibc)
 import Glibc
@@ -318,31 +318,18 @@ enum ResizeOps {
         outShape[axis] = m
         var out = [Double](repeating: 0, count: count)
         guard count > 0 else { return (out, outShape) }
-        let workers = max(1, min(threads, outer, count * max(1, flat.count / max(1, m)) / 200_000 + 1))
+        let workers = ParallelLoop.workers(threads: threads, items: outer, work: count * max(1, flat.count / max(1, m)))
         data.withUnsafeBufferPointer { data in
             flat.withUnsafeBufferPointer { flat in
                 first.withUnsafeBufferPointer { first in
                     out.withUnsafeMutableBufferPointer { out in
-                        // Each worker writes its own outer slices; data is only read.
-                        nonisolated(unsafe) let (data, flat, first, out) = (data, flat, first, out)
-                        let slice: (Int) -> Void = { o in
+                        // Each outer slice writes its own outputs; data is only read.
+                        ParallelLoop.run(outer, workers: workers) { o in
                             for j in 0..<m {
                                 let target = out.baseAddress! + (o * m + j) * inner
                                 for t in first[j]..<first[j + 1] {
                                     let (source, weight) = (data.baseAddress! + (o * n + flat[t].index) * inner, flat[t].weight)
                                     for i in 0..<inner { target[i] += weight * source[i] }
-                                }
-                            }
-                        }
-                        nonisolated(unsafe) let perform = slice
-                        if workers == 1 {
-                            for o in 0..<outer { perform(o) }
-                        } else {
-                            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                                var o = worker
-                                while o < outer {
-                                    perform(o)
-                                    o += workers
                                 }
                             }
                         }
