@@ -44,25 +44,28 @@ struct WinogradConvolution {
     }
 
     var blocks: Int { rowOrigins.count * columnOrigins.count }
-    /// Whether the blocks hold, on average, at least 60% of their m x m outputs inside the
-    /// output.
-    var filled: Bool { convolution.positions * 10 >= blocks * outputs * outputs * 6 }
 
     /// Doubles of transformed weights a layer may hold.
     static let transformedWeightsBudget = 12 << 20
 
     /// The algorithm for `c`, if one pays: a 3x3 stride-1 kernel, channels enough for the
-    /// GEMMs (16 each way), and blocks that hold, on average, at least 60% of their outputs
-    /// (a dilation close to the image's size leaves most blocks part empty).
+    /// GEMMs (16 each way), and fewer multiply-adds per channel pair than the direct product's
+    /// 9 per output, counting the weights' transform as 32 per element (its time, measured
+    /// against the GEMM's). A small image does not pay it back: ResNet-50's 7x7 layers took
+    /// longer by F(4x4, 3x3) than directly. Nor do blocks that a dilation close to the image's
+    /// size leaves mostly empty.
     static func plan(for c: Convolution2D) -> WinogradConvolution? {
-        guard c.kernel == (3, 3), c.stride == (1, 1), c.inPerGroup >= 16, c.outPerGroup >= 16, c.positions >= 16 else { return nil }
-        // The transformed weights, (m + 2)^2 per channel pair, held for the whole layer: at
-        // most 96 MB (DeepLabv3's 512-channel layers take 75 MB with F(4x4, 3x3)).
+        guard c.kernel == (3, 3), c.stride == (1, 1), c.inPerGroup >= 16, c.outPerGroup >= 16 else { return nil }
+        var best: (cost: Int, plan: WinogradConvolution?) = (9 * c.positions, nil)
+        // The transformed weights, (m + 2)^2 per channel pair, are held for the whole layer:
+        // at most 96 MB (DeepLabv3's 512-channel layers take 75 MB with F(4x4, 3x3)).
         for outputs in [4, 2] where c.inPerGroup * c.outPerGroup * (outputs + 2) * (outputs + 2) <= transformedWeightsBudget {
             let plan = WinogradConvolution(c, outputs: outputs)
-            if plan.filled { return plan }
+            let elements = (outputs + 2) * (outputs + 2)
+            let cost = elements * plan.blocks + 32 * elements
+            if cost < best.cost { best = (cost, plan) }
         }
-        return nil
+        return best.plan
     }
 
     func run(_ multiplier: TileMultiplier, x: UnsafePointer<Double>, w: UnsafePointer<Double>, bias: UnsafePointer<Double>?,

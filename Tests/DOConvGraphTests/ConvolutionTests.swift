@@ -95,7 +95,7 @@ final class ConvolutionTests: XCTestCase {
     let winograd: [Shape] = [
         Shape(channels: (32, 24), image: (13, 17), kernel: (3, 3), stride: (1, 1), dilation: (1, 1), pad: (1, 1)),
         Shape(channels: (20, 33), image: (16, 15), kernel: (3, 3), stride: (1, 1), dilation: (2, 3), pad: (2, 1)),
-        Shape(channels: (64, 32), image: (9, 11), kernel: (3, 3), stride: (1, 1), dilation: (1, 1), pad: (0, 0), groups: 2),
+        Shape(channels: (64, 32), image: (19, 21), kernel: (3, 3), stride: (1, 1), dilation: (1, 1), pad: (0, 0), groups: 2),
         Shape(channels: (16, 16), image: (70, 90), kernel: (3, 3), stride: (1, 1), dilation: (4, 4), pad: (4, 4)),
     ]
 
@@ -138,8 +138,9 @@ final class ConvolutionTests: XCTestCase {
     }
 
     /// F(4x4, 3x3) while its transformed weights fit the budget, then F(2x2, 3x3), then none;
-    /// none for a dilation that leaves the blocks mostly empty.
-    func testWinogradPlanKeepsItsWeightsWithinTheBudget() {
+    /// none where the blocks are too few to pay for the weights' transform (a 7x7 image) or
+    /// mostly empty (a dilation close to the image's size).
+    func testWinogradPlanKeepsItsWeightsWithinTheBudgetAndPaysForItsTransforms() {
         func plan(_ channels: Int, image: Int = 32, dilation: Int = 1) -> Int? {
             let shape = Shape(channels: (channels, channels), image: (image, image), kernel: (3, 3), stride: (1, 1), dilation: (dilation, dilation),
                               pad: (dilation, dilation))
@@ -149,6 +150,8 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(plan(600), 2) // 104 MB as F(4x4), 46 MB as F(2x2)
         XCTAssertNil(plan(1000)) // 128 MB even as F(2x2)
         XCTAssertEqual(plan(64, image: 32, dilation: 4), 4)
+        XCTAssertEqual(plan(64, image: 14), 2)
+        XCTAssertNil(plan(512, image: 7))
         XCTAssertNil(plan(64, image: 12, dilation: 10))
     }
 
