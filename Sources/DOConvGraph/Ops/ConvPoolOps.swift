@@ -323,28 +323,40 @@ enum ConvPoolOps {
         let xs = x.doubles
         var out = [Double](repeating: 0, count: outCount)
         var indices = [Int64](repeating: 0, count: wantsIndices ? outCount : 0)
-        for plane in 0..<planes {
-            let base = plane * inSpatial
-            for o in 0..<outSpatial {
-                let row = table[(o * kSpatial)..<((o + 1) * kSpatial)]
-                if isMax {
-                    var best = -Double.infinity
-                    var bestIndex = -1
-                    for offset in row where offset >= 0 {
-                        let v = xs[base + offset]
-                        if v > best || bestIndex < 0 || v.isNaN { best = v; bestIndex = offset }
+        let workers = ParallelLoop.workers(threads: ctx.threads, items: planes, work: outCount * kSpatial)
+        xs.withUnsafeBufferPointer { xs in
+            table.withUnsafeBufferPointer { table in
+                paddedCounts.withUnsafeBufferPointer { paddedCounts in
+                    out.withUnsafeMutableBufferPointer { out in
+                        indices.withUnsafeMutableBufferPointer { indices in
+                            // Each plane writes its own outputs (and indices); the input is only read.
+                            ParallelLoop.run(planes, workers: workers) { plane in
+                                let base = plane * inSpatial
+                                for o in 0..<outSpatial {
+                                    let row = table[(o * kSpatial)..<((o + 1) * kSpatial)]
+                                    if isMax {
+                                        var best = -Double.infinity
+                                        var bestIndex = -1
+                                        for offset in row where offset >= 0 {
+                                            let v = xs[base + offset]
+                                            if v > best || bestIndex < 0 || v.isNaN { best = v; bestIndex = offset }
+                                        }
+                                        out[plane * outSpatial + o] = best
+                                        if wantsIndices { indices[plane * outSpatial + o] = Int64(base + max(bestIndex, 0)) }
+                                    } else {
+                                        var sum = 0.0
+                                        var count = 0
+                                        for offset in row where offset >= 0 {
+                                            sum += xs[base + offset]
+                                            count += 1
+                                        }
+                                        let divisor = includePad ? paddedCounts[o] : count
+                                        out[plane * outSpatial + o] = divisor > 0 ? sum / Double(divisor) : .nan
+                                    }
+                                }
+                            }
+                        }
                     }
-                    out[plane * outSpatial + o] = best
-                    if wantsIndices { indices[plane * outSpatial + o] = Int64(base + max(bestIndex, 0)) }
-                } else {
-                    var sum = 0.0
-                    var count = 0
-                    for offset in row where offset >= 0 {
-                        sum += xs[base + offset]
-                        count += 1
-                    }
-                    let divisor = includePad ? paddedCounts[o] : count
-                    out[plane * outSpatial + o] = divisor > 0 ? sum / Double(divisor) : .nan
                 }
             }
         }
