@@ -113,26 +113,56 @@ struct WinogradConvolution {
     }
 
     /// G g G^T for every (out, in) pair of the group's weights [out][in][3][3], into
-    /// [element][out][in].
+    /// [element][out][in]: eight pairs at a time, one in each lane, so that each element
+    /// goes to its plane eight values at once.
     func transformWeights<Tile: WinogradTile>(_ tile: Tile.Type, _ w: UnsafePointer<Double>, into u: UnsafeMutablePointer<Double>,
                                               threads: Int) {
         let (cin, cout) = (convolution.inPerGroup, convolution.outPerGroup)
-        let plane = cout * cin
-        let elements = (outputs + 2) * (outputs + 2)
+        let (plane, side) = (cout * cin, outputs + 2)
         Self.perform(cout, threads: threads, work: cout * cin * 100) { o in
-            // Eight pairs at a time into a buffer, then a cache line to each element's plane
-            // (36 planes written a value at a time left each line to be fetched again).
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: elements * 8) { buffer in
-                let staged = buffer.baseAddress!
+            withUnsafeTemporaryAllocation(of: WinogradLanes.self, capacity: 9 + 4 * side * side) { buffer in
+                let (g, t) = (buffer.baseAddress!, buffer.baseAddress! + 9)
+                let transformed = t + 3 * side
                 var i0 = 0
                 while i0 < cin {
                     let run = min(8, cin - i0)
-                    for i in 0..<run { Tile.transformWeights(w + (o * cin + i0 + i) * 9, at: staged + i, plane: 8) }
-                    for e in 0..<elements { Self.copy(run, from: staged + e * 8, to: u + e * plane + o * cin + i0) }
+                    for k in 0..<9 {
+                        g[k] = WinogradLanes()
+                        for lane in 0..<run { Self.set(g + k, lane, w[(o * cin + i0 + lane) * 9 + k]) }
+                    }
+                    // G g down each column of the kernel, then (G g) G^T along each row.
+                    for c in 0..<3 { Tile.g(g + c, 3, t + c, 3) }
+                    for r in 0..<side { Tile.g(t + 3 * r, 1, transformed + side * r, 1) }
+                    for e in 0..<(side * side) { Self.store(transformed[e], run, to: u + e * plane + o * cin + i0) }
                     i0 += run
                 }
             }
         }
+    }
+
+    /// Lane `lane` of the vector at `vector`.
+    @inline(__always)
+    static func set(_ vector: UnsafeMutablePointer<WinogradLanes>, _ lane: Int, _ value: Double) {
+        UnsafeMutableRawPointer(vector).storeBytes(of: value, toByteOffset: lane * MemoryLayout<Double>.stride, as: Double.self)
+    }
+
+    /// The first `count` (at most 8) lanes of `lanes` to `target`.
+    @inline(__always)
+    static func store(_ lanes: WinogradLanes, _ count: Int, to target: UnsafeMutablePointer<Double>) {
+        if count == 8 {
+            UnsafeMutableRawPointer(target).storeBytes(of: lanes, as: WinogradLanes.self)
+        } else {
+            for k in 0..<count { target[k] = lanes[k] }
+        }
+    }
+
+    /// `count` (at most 8) values from `source` into lanes, the rest zero.
+    @inline(__always)
+    static func load(_ count: Int, from source: UnsafePointer<Double>) -> WinogradLanes {
+        if count == 8 { return UnsafeRawPointer(source).loadUnaligned(as: WinogradLanes.self) }
+        var lanes = WinogradLanes()
+        for k in 0..<count { lanes[k] = source[k] }
+        return lanes
     }
 
     /// Where a block reads and writes: its first input (row `y`, column `x`, which may lie in
@@ -155,8 +185,9 @@ struct WinogradConvolution {
         }
     }
 
-    /// B^T d B for every input channel and block of `places`, into [element][in][count];
-    /// image values outside the image (padding) read 0.
+    /// B^T d B for every input channel and block of `places`, into [element][in][count]
+    /// (image values outside the image, in the padding, read 0): eight blocks at a time, one
+    /// in each lane.
     func transformInput<Tile: WinogradTile>(_ tile: Tile.Type, _ image: UnsafePointer<Double>, places: [Place],
                                             into v: UnsafeMutablePointer<Double>, threads: Int) {
         let c = convolution
@@ -165,35 +196,35 @@ struct WinogradConvolution {
         let (dy, dx) = (c.dilation.height * c.width, c.dilation.width)
         Self.perform(cin, threads: threads, work: cin * count * 100) { channel in
             let source = image + channel * c.height * c.width
-            // Row i of a block: `side` values dx apart, or checked one by one.
-            func line(_ place: Place, _ i: Int) -> SIMD8<Double> {
-                var values = SIMD8<Double>()
-                guard i < side else { return values }
-                if place.inside {
-                    let first = source + (place.y * c.width + place.x) + i * dy
-                    for j in 0..<side { values[j] = first[j * dx] }
-                    return values
-                }
-                let y = place.y + i * c.dilation.height
-                guard y >= 0, y < c.height else { return values }
-                for j in 0..<side {
-                    let x = place.x + j * c.dilation.width
-                    if x >= 0 && x < c.width { values[j] = source[y * c.width + x] }
-                }
-                return values
-            }
-            // Eight blocks at a time into a buffer, then a cache line to each element's plane.
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: elements * 8) { buffer in
-                let staged = buffer.baseAddress!
+            withUnsafeTemporaryAllocation(of: WinogradLanes.self, capacity: 3 * elements) { buffer in
+                let (d, t) = (buffer.baseAddress!, buffer.baseAddress! + elements)
+                let transformed = t + elements
                 var slot0 = 0
                 while slot0 < count {
                     let run = min(8, count - slot0)
-                    for k in 0..<run {
-                        let place = places[slot0 + k]
-                        let rows = (line(place, 0), line(place, 1), line(place, 2), line(place, 3), line(place, 4), line(place, 5))
-                        Tile.transformInput(rows, at: staged + k, plane: 8)
+                    for e in 0..<elements { d[e] = WinogradLanes() }
+                    for lane in 0..<run {
+                        let place = places[slot0 + lane]
+                        if place.inside {
+                            let first = source + (place.y * c.width + place.x)
+                            for i in 0..<side {
+                                for j in 0..<side { Self.set(d + i * side + j, lane, first[i * dy + j * dx]) }
+                            }
+                            continue
+                        }
+                        for i in 0..<side {
+                            let y = place.y + i * c.dilation.height
+                            guard y >= 0, y < c.height else { continue }
+                            for j in 0..<side {
+                                let x = place.x + j * c.dilation.width
+                                if x >= 0 && x < c.width { Self.set(d + i * side + j, lane, source[y * c.width + x]) }
+                            }
+                        }
                     }
-                    for e in 0..<elements { Self.copy(run, from: staged + e * 8, to: v + e * plane + channel * count + slot0) }
+                    // B^T d down each column, then (B^T d) B along each row.
+                    for j in 0..<side { Tile.bt(d + j, side, t + j, side) }
+                    for r in 0..<side { Tile.bt(t + side * r, 1, transformed + side * r, 1) }
+                    for e in 0..<elements { Self.store(transformed[e], run, to: v + e * plane + channel * count + slot0) }
                     slot0 += run
                 }
             }
@@ -213,51 +244,42 @@ struct WinogradConvolution {
     }
 
     /// A^T M A for every output channel and block, plus the bias, into the outputs the block
-    /// holds (a block past the output's edge holds fewer than m x m).
+    /// holds (a block past the output's edge holds fewer than m x m): eight blocks at a time,
+    /// one in each lane.
     func transformOutput<Tile: WinogradTile>(_ tile: Tile.Type, _ m: UnsafeMutablePointer<Double>, places: [Place],
                                              bias: UnsafePointer<Double>?, into target: UnsafeMutablePointer<Double>, threads: Int) {
         let c = convolution
-        let (cout, count, size) = (c.outPerGroup, places.count, outputs)
-        let (plane, elements) = (cout * count, (outputs + 2) * (outputs + 2))
+        let (cout, count, size, side) = (c.outPerGroup, places.count, outputs, outputs + 2)
+        let (plane, elements) = (cout * count, side * side)
         Self.perform(cout, threads: threads, work: cout * count * 100) { o in
             let output = target + o * c.positions
             let initial = bias?[o] ?? 0
-            // Eight blocks' products at a time, a cache line from each element's plane.
-            withUnsafeTemporaryAllocation(of: Double.self, capacity: elements * 8) { buffer in
-              let staged = buffer.baseAddress!
-              var slot0 = 0
-              while slot0 < count {
-                let run = min(8, count - slot0)
-                for e in 0..<elements { Self.copy(run, from: m + e * plane + o * count + slot0, to: staged + e * 8) }
-                for k in 0..<run {
-                let rows = Tile.transformOutput(staged + k, plane: 8)
-                let place = places[slot0 + k]
-                for i in 0..<size {
-                    let y = place.outputRow + i * c.dilation.height
-                    guard y < c.output.height else { break }
-                    let values = i == 0 ? rows.0 : i == 1 ? rows.1 : i == 2 ? rows.2 : rows.3
-                    let line = output + y * c.output.width
-                    for j in 0..<size {
-                        let x = place.outputColumn + j * c.dilation.width
-                        guard x < c.output.width else { break }
-                        line[x] = values[j] + initial
+            withUnsafeTemporaryAllocation(of: WinogradLanes.self, capacity: elements + size * side + size * size) { buffer in
+                let (products, t) = (buffer.baseAddress!, buffer.baseAddress! + elements)
+                let y = t + size * side
+                var slot0 = 0
+                while slot0 < count {
+                    let run = min(8, count - slot0)
+                    for e in 0..<elements { products[e] = Self.load(run, from: m + e * plane + o * count + slot0) }
+                    // A^T M down each column, then (A^T M) A along each row.
+                    for j in 0..<side { Tile.at(products + j, side, t + j, side) }
+                    for r in 0..<size { Tile.at(t + side * r, 1, y + size * r, 1) }
+                    for lane in 0..<run {
+                        let place = places[slot0 + lane]
+                        for i in 0..<size {
+                            let row = place.outputRow + i * c.dilation.height
+                            guard row < c.output.height else { break }
+                            let line = output + row * c.output.width
+                            for j in 0..<size {
+                                let column = place.outputColumn + j * c.dilation.width
+                                guard column < c.output.width else { break }
+                                line[column] = y[i * size + j][lane] + initial
+                            }
+                        }
                     }
+                    slot0 += run
                 }
-                }
-                slot0 += run
-              }
             }
-        }
-    }
-
-    /// `count` (at most 8) values: one vector move when there are 8 (a call to memmove per
-    /// run of 8 cost more than the transforms).
-    @inline(__always)
-    static func copy(_ count: Int, from source: UnsafePointer<Double>, to target: UnsafeMutablePointer<Double>) {
-        if count == 8 {
-            UnsafeMutableRawPointer(target).storeBytes(of: UnsafeRawPointer(source).loadUnaligned(as: SIMD8<Double>.self), as: SIMD8<Double>.self)
-        } else {
-            for k in 0..<count { target[k] = source[k] }
         }
     }
 
