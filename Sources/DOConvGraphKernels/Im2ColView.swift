@@ -94,7 +94,7 @@ public struct Im2ColView: @unchecked Sendable {
                 for x in ox..<from { line[x] = 0 }
                 let source = tap.plane + y * width + tap.xBase
                 if stride.width == 1 {
-                    (line + from).update(from: source + from, count: to - from)
+                    Self.copy(to - from, from: source + from, to: line + from)
                 } else {
                     for x in from..<to { line[x] = source[x * stride.width] }
                 }
@@ -103,6 +103,21 @@ public struct Im2ColView: @unchecked Sendable {
             q += run
             oy += 1
             ox = 0
+        }
+    }
+
+    /// `count` values, four at a time: runs are a panel wide at most (16 values), too short
+    /// for a call to memmove (3.5% of DeepLabv3's verification).
+    @inline(__always)
+    static func copy(_ count: Int, from source: UnsafePointer<Double>, to target: UnsafeMutablePointer<Double>) {
+        var k = 0
+        while k + 4 <= count {
+            UnsafeMutableRawPointer(target + k).storeBytes(of: UnsafeRawPointer(source + k).loadUnaligned(as: SIMD4<Double>.self), as: SIMD4<Double>.self)
+            k += 4
+        }
+        while k < count {
+            target[k] = source[k]
+            k += 1
         }
     }
 }
