@@ -173,18 +173,22 @@ enum ConvPoolOps {
                                         dilation: (win.dilations[0], win.dilations[1]), padBegin: (win.padsBegin[0], win.padsBegin[1]),
                                         output: (win.output[0], win.output[1]))
         let xs = x.doubles, ws = w.doubles
-        var out = [Double](repeating: 0, count: count)
-        guard !xs.isEmpty, !ws.isEmpty, !out.isEmpty else { return TensorValue(x.type, shape: [n, cout] + win.output, floats: out) }
-        xs.withUnsafeBufferPointer { xp in
-            ws.withUnsafeBufferPointer { wp in
-                out.withUnsafeMutableBufferPointer { op in
-                    let target = op.baseAddress!
+        guard !xs.isEmpty, !ws.isEmpty, count > 0 else {
+            return TensorValue(x.type, shape: [n, cout] + win.output, floats: [Double](repeating: 0, count: count))
+        }
+        // Every way `run` computes writes every output (GEMM tiles, Winograd blocks, bands of
+        // rows, depthwise planes): no zero fill first.
+        let out = [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
+            xs.withUnsafeBufferPointer { xp in
+                ws.withUnsafeBufferPointer { wp in
+                    let target = buffer.baseAddress!
                     let run = { (bp: UnsafePointer<Double>?) in
                         convolution.run(FastKernels.multiplier, x: xp.baseAddress!, w: wp.baseAddress!, bias: bp, out: target, threads: threads)
                     }
                     if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
                 }
             }
+            initialized = count
         }
         return TensorValue(x.type, shape: [n, cout] + win.output, floats: TensorMath.stored(out, as: x.type))
     }
