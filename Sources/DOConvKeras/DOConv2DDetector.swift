@@ -66,8 +66,9 @@ struct DOConv2DDetector {
     }
 
     /// Folds one layer: the kernel as Keras stores it (M, N, Cin/g, Cout), and the report.
-    /// A float64 layer folds and is probed in float64, from its datasets read exactly.
-    func fold(_ found: Found, options: FoldOptions) throws(KerasError) -> (kernel: (shape: [Int], values: [Double]), record: FoldedLayer) {
+    /// A float64 layer folds and is probed in float64, from its datasets read exactly; the
+    /// others in float32, written as float32 (libhdf5 rounds to float16 or bfloat16 datasets).
+    func fold(_ found: Found, options: FoldOptions) throws(KerasError) -> (kernel: (shape: [Int], values: KerasRewritePlan.Values), record: FoldedLayer) {
         let detected = try load(found)
         let (layer, type) = (detected.layer, detected.elementType)
         do {
@@ -82,17 +83,19 @@ struct DOConv2DDetector {
                 if options.verify {
                     record.relativeError = exactLayer.probe(kernel: exact, patches: options.probePatches, seed: options.seed).relativeError
                 }
-                return ((shape, g.hwio(oihw: exact)), record)
+                return ((shape, .float64(g.hwio(oihw: exact))), record)
             }
-            // Verify what will be stored: the kernel rounded to the file's element type.
             var oihw = layer.foldedKernel()
-            oihw.values = try ElementCodec.encode(oihw.values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
-                try ElementCodec.decode(raw, as: type, count: oihw.count)
+            if type != .float32 {
+                // Verify what will be stored: the kernel rounded to the file's element type.
+                oihw.values = try ElementCodec.encode(oihw.values, as: type).withUnsafeBytes { (raw) throws(TensorError) in
+                    try ElementCodec.decode(raw, as: type, count: oihw.count)
+                }
             }
             if options.verify {
                 record.relativeError = LayerProbe.compare(layer: layer, kernel: oihw.values, patches: options.probePatches, seed: options.seed).relativeError
             }
-            return ((shape, try oihw.transposed([2, 3, 1, 0]).values.map(Double.init)), record)
+            return ((shape, .float32(g.hwio(oihw: oihw.values))), record)
         } catch let error as KerasError {
             throw error
         } catch {

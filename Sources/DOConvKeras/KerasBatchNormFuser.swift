@@ -55,7 +55,7 @@ struct KerasBatchNormFuser {
             let kernelSet = try file.dataset(at: conv.kernel.path)
             let kernelType = try kernelSet.elementType() ?? .float32
             // A folded layer's kernel is in the plan already (rounded to its type); a plain one is read.
-            let kernel = try plan.replacedDatasets[conv.kernel.path]?.values ?? kernelSet.doubles()
+            let kernel = try plan.replacedDatasets[conv.kernel.path]?.values.doubles ?? kernelSet.doubles()
             guard kernel.count == Tensor.elementCount(of: conv.kernelShape) else {
                 throw inconsistent("the kernel of '\(pair.conv.name)' does not hold \(conv.kernelShape)")
             }
@@ -64,7 +64,7 @@ struct KerasBatchNormFuser {
             if let weight = conv.bias {
                 let biasSet = try file.dataset(at: weight.path)
                 biasType = try biasSet.elementType() ?? kernelType
-                bias = try plan.replacedDatasets[weight.path]?.values ?? biasSet.doubles()
+                bias = try plan.replacedDatasets[weight.path]?.values.doubles ?? biasSet.doubles()
             }
             let folding = try parameters(of: batchNorm, config: pair.batchNorm, channels: channels)
             let fused: (kernel: [Double], bias: [Double])
@@ -80,11 +80,11 @@ struct KerasBatchNormFuser {
                 : nil
             let tolerance = options.tolerance ?? max(kernelType.defaultTolerance, biasType.defaultTolerance)
 
-            plan.replacedDatasets[conv.kernel.path] = (conv.kernelShape, fused.kernel)
+            plan.replacedDatasets[conv.kernel.path] = (conv.kernelShape, .float64(fused.kernel))
             var parameterChange = 0
             var byteChange = 0
             if let weight = conv.bias {
-                plan.replacedDatasets[weight.path] = ([channels], fused.bias)
+                plan.replacedDatasets[weight.path] = ([channels], .float64(fused.bias))
             } else {
                 try addBias(fused.bias, to: conv, plan: &plan)
                 parameterChange += channels

@@ -84,7 +84,7 @@ public enum KerasExpander {
             // libhdf5 rounds each value to the dataset's type once: check what it will store.
             let w = try rounded(expansion.w, to: type)
             let d = try expansion.d.map { (values) throws(KerasError) in try rounded(values, to: type) }
-            plan.replacedDatasets[kernel.path] = ([depthMultiplier, perGroup, cout], w)
+            plan.replacedDatasets[kernel.path] = ([depthMultiplier, perGroup, cout], .float64(w))
             if let d {
                 let shape = [area, depthMultiplier, geometry.inChannels]
                 if opened.layout.format == .weightsH5 {

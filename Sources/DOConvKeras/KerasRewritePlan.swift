@@ -23,9 +23,23 @@ struct KerasRewritePlan {
         var template: String
     }
 
-    /// Dataset path -> the new shape and values (folded kernels), in float64 so that a
-    /// float64 layer keeps its precision; libhdf5 rounds them to the dataset's type once.
-    var replacedDatasets: [String: (shape: [Int], values: [Double])] = [:]
+    /// A dataset's new values: float32 values (a float32 kernel, written as it is), or
+    /// float64 ones, which keep a float64 layer's precision (libhdf5 rounds them to the
+    /// dataset's type once).
+    enum Values {
+        case float32([Float])
+        case float64([Double])
+
+        var doubles: [Double] {
+            switch self {
+            case .float32(let values): values.map(Double.init)
+            case .float64(let values): values
+            }
+        }
+    }
+
+    /// Dataset path -> the new shape and values (folded kernels).
+    var replacedDatasets: [String: (shape: [Int], values: Values)] = [:]
     /// Group path (in the input) -> datasets to create in it.
     var addedDatasets: [String: [AddedDataset]] = [:]
     /// Paths of datasets and groups left out (D, optimizer state).
@@ -75,7 +89,11 @@ struct KerasRewritePlan {
                 try copyGroup(try source.group(name), into: try target.createGroup(newName))
             case .dataset:
                 if let replacement = replacedDatasets[path] {
-                    try source.dataset(name).createSibling(in: target, name: newName, shape: replacement.shape, values: replacement.values)
+                    let dataset = try source.dataset(name)
+                    switch replacement.values {
+                    case .float32(let values): try dataset.createSibling(in: target, name: newName, shape: replacement.shape, values: values)
+                    case .float64(let values): try dataset.createSibling(in: target, name: newName, shape: replacement.shape, values: values)
+                    }
                 } else {
                     try target.copy(name, from: source, as: newName)
                 }

@@ -97,7 +97,7 @@ struct SeparableConv2DFolding {
             // The depthwise dataset becomes the kernel (M, N, Cin, Cout); the pointwise one goes.
             var plan = KerasRewritePlan()
             let hwio = try exact.map { geometry.hwio(oihw: $0.1) } ?? oihw.transposed([2, 3, 1, 0]).values.map(Double.init)
-            plan.replacedDatasets[depthwise.path] = ([m, n, cin, cout], hwio)
+            plan.replacedDatasets[depthwise.path] = ([m, n, cin, cout], .float64(hwio))
             plan.dropped.insert(pointwise.path)
             if format == .weightsH5 {
                 if let bias = loaded.bias { plan.renamedGroups[bias.path] = "1" }

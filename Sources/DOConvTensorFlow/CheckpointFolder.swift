@@ -199,11 +199,7 @@ public enum TensorFlowCheckpointFolder {
             let values = (try? stored.withUnsafeBytes { (raw) throws(TensorError) in try ElementCodec.decode(raw, as: type, count: oihw.count) }) ?? []
             record.relativeError = LayerProbe.compare(layer: detected.layer, kernel: values, patches: options.probePatches, seed: options.seed).relativeError
         }
-        let hwio: Tensor
-        do { hwio = try oihw.transposed([2, 3, 1, 0]) } catch {
-            throw .inconsistentLayer(path: TensorBundle.indexPath(prefix: bundle.prefix), layer: layer.name, reason: "\(error)")
-        }
-        return ((shape, ElementCodec.encode(hwio.values, as: type)), record)
+        return ((shape, ElementCodec.encode(g.hwio(oihw: oihw.values), as: type)), record)
     }
 
     /// A float64 layer read exactly: W and D + I.
