@@ -29,7 +29,9 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
-    func run(_ shape: Shape, _ method: Convolution2D.Method, x: [Double], w: [Double], bias: [Double], threads: Int = 2) -> [Double] {
+    func run(_ shape: Shape, _ method: Convolution2D.Method, x: [Double], w: [Double], bias: [Double], threads: Int = 2,
+             multiplier chosen: TileMultiplier? = nil) -> [Double] {
+        let multiplier = chosen ?? self.multiplier
         let c = shape.convolution(method)
         var out = [Double](repeating: .nan, count: 2 * shape.channels.out * c.output.height * c.output.width)
         x.withUnsafeBufferPointer { x in
@@ -153,6 +155,19 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(plan(64, image: 14), 2)
         XCTAssertNil(plan(512, image: 7))
         XCTAssertNil(plan(64, image: 12, dilation: 10))
+    }
+
+    /// The AVX2 and AVX-512 GEMMs give the same bits, and the Winograd transforms and the
+    /// bands run in the portable module: whole convolutions agree bit for bit across builds.
+    func testEveryShortcutGivesTheSameBitsOnAVX2AndAVX512() throws {
+        guard doconv_cpu_has_avx512() != 0, let avx512 = TileMultiplier.avx512, let avx2 = TileMultiplier.fused else {
+            throw XCTSkip("this CPU has no AVX-512")
+        }
+        for shape in winograd + dropping {
+            let (x, w, bias) = inputs(shape)
+            XCTAssertEqual(run(shape, .fastest, x: x, w: w, bias: bias, multiplier: avx2), run(shape, .fastest, x: x, w: w, bias: bias, multiplier: avx512),
+                           "\(shape)")
+        }
     }
 
     /// inf - inf is NaN: an image or weight that is not finite takes the direct product.
