@@ -7,7 +7,8 @@ runs first, on a cold cache, or right after a heavy one); outputs are deleted be
 run, outside the timing, so no run pays for replacing the previous output, except in the
 two "over an existing output" rows (doconv-fold and cp writing over the output of their
 last run, as a rerun does: the kernel then frees the old file's pages and blocks, which
-costs every tool). Prints, per
+costs every tool). Every run starts with nothing left to write back (`sync`, untimed).
+Prints, per
 model, the median wall time and peak RSS of each tool, the peak as a multiple of the
 model's bytes (.onnx plus external data) and the ratios to doconv-fold.
 """
@@ -17,6 +18,7 @@ import json
 import os
 import pathlib
 import platform
+import shlex
 import sys
 
 import measure
@@ -39,6 +41,7 @@ def tools(doconv, venv):
         "polygraphy (fold constants)": lambda src, dst: [str(venv / "bin" / "polygraphy"), "surgeon", "sanitize", src,
                                                         "--fold-constants", "-o", dst, "--silent"],
         "cp (I/O floor)": copy,
+        "cp, then fsync (a durable copy)": durable_copy,
         EXISTING_FOLD: lambda src, dst: [doconv, src, dst, "--quiet"],
         EXISTING_COPY: copy,
     }
@@ -46,6 +49,13 @@ def tools(doconv, venv):
 
 def copy(src, dst):
     return ["cp", src] + ([src + ".data"] if os.path.exists(src + ".data") else []) + [os.path.dirname(dst) + "/"]
+
+
+def durable_copy(src, dst):
+    """cp, then coreutils' sync on the copies (fsync): the bytes on disk, as doconv-fold's
+    atomic replace makes them before its rename."""
+    copies = [dst] + ([dst + ".data"] if os.path.exists(src + ".data") else [])
+    return ["sh", "-c", " ".join(shlex.quote(a) for a in copy(src, dst)) + " && sync " + " ".join(shlex.quote(c) for c in copies)]
 
 
 # Rows whose output is left in place between runs (the first run makes it, untimed).
@@ -80,6 +90,9 @@ def main():
                     measure.remove(target, str(target) + ".data")
                 elif not target.exists():
                     measure.run(table[name](str(model), str(target)))  # the output it will replace
+                # No run pays for the last one's writeback: cp leaves its 100 MB dirty, and
+                # the next tool's writes and fsync queued behind them.
+                os.sync()
                 seconds, peak = measure.run(table[name](str(model), str(target)))
                 if not target.exists():
                     raise SystemExit(f"{name} wrote no {target}")
