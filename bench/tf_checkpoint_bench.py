@@ -24,38 +24,22 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "fixtures"))
 
+# The fold a user would write with TensorFlow: argv is FORMAT SOURCE OUT FIXTURES, FORMAT "tf"
+# (SOURCE "CONFIG.json:CHECKPOINT", saved with save_weights) or "h5" (SOURCE a model.save file).
 PYTHON_FOLD = r'''
 import os, sys, json
 os.environ["TF_USE_LEGACY_KERAS"] = "1"; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+form, source, out = sys.argv[1:4]
 sys.path.insert(0, sys.argv[4])
 import tensorflow as tf, tf_keras
 import make_keras_h5_fixtures as kh
 DOConv2D = kh.define_keras2_layer(tf)
-config = open(sys.argv[1]).read()
-model = tf_keras.models.model_from_json(config, custom_objects={"DOConv2D": DOConv2D})
-model.load_weights(sys.argv[2]).expect_partial()
-plain = json.loads(config)
-for layer in plain["config"]["layers"]:
-    if layer["class_name"] == "DOConv2D":
-        layer["class_name"] = "Conv2D"; layer["config"].pop("D_mul", None)
-twin = tf_keras.models.model_from_json(json.dumps(plain))
-for layer in model.layers:
-    if isinstance(layer, DOConv2D):
-        weights = [layer.composite_kernel().numpy()] + ([layer.bias.numpy()] if layer.use_bias else [])
-        twin.get_layer(layer.name).set_weights(weights)
-    elif layer.weights:
-        twin.get_layer(layer.name).set_weights(layer.get_weights())
-twin.save_weights(sys.argv[3])
-'''
-
-PYTHON_FOLD_H5 = r'''
-import os, sys, json
-os.environ["TF_USE_LEGACY_KERAS"] = "1"; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-sys.path.insert(0, sys.argv[3])
-import tensorflow as tf, tf_keras
-import make_keras_h5_fixtures as kh
-DOConv2D = kh.define_keras2_layer(tf)
-model = tf_keras.models.load_model(sys.argv[1], custom_objects={"DOConv2D": DOConv2D})
+if form == "h5":
+    model = tf_keras.models.load_model(source, custom_objects={"DOConv2D": DOConv2D})
+else:
+    config, checkpoint = source.split(":", 1)
+    model = tf_keras.models.model_from_json(open(config).read(), custom_objects={"DOConv2D": DOConv2D})
+    model.load_weights(checkpoint).expect_partial()
 plain = json.loads(model.to_json())
 for layer in plain["config"]["layers"]:
     if layer["class_name"] == "DOConv2D":
@@ -67,7 +51,7 @@ for layer in model.layers:
         twin.get_layer(layer.name).set_weights(weights)
     elif layer.weights:
         twin.get_layer(layer.name).set_weights(layer.get_weights())
-twin.save(sys.argv[2])
+twin.save(out) if form == "h5" else twin.save_weights(out)
 '''
 
 
@@ -111,7 +95,7 @@ def main():
         size = os.path.getsize(source)
         ways = {
             "doconv-fold": lambda out: [args.doconv, source, out + ".h5"],
-            "Python + TensorFlow": lambda out: [sys.executable, "-c", PYTHON_FOLD_H5, source, out + ".h5", fixtures],
+            "Python + TensorFlow": lambda out: [sys.executable, "-c", PYTHON_FOLD, "h5", source, out + ".h5", fixtures],
             "cp": lambda out: ["cp", source, out + ".h5"],
         }
     else:
@@ -122,7 +106,7 @@ def main():
         size = sum(p.stat().st_size for p in args.work.glob("ckpt.*"))
         ways = {
             "doconv-fold": lambda out: [args.doconv, "--config", str(config), ckpt, out],
-            "Python + TensorFlow": lambda out: [sys.executable, "-c", PYTHON_FOLD, str(config), ckpt, out, fixtures],
+            "Python + TensorFlow": lambda out: [sys.executable, "-c", PYTHON_FOLD, "tf", f"{config}:{ckpt}", out, fixtures],
         }
     results = {name: [] for name in ways}
     for r in range(args.rounds):

@@ -66,22 +66,22 @@ struct LiveTaps: Equatable {
     func weights(_ w: UnsafePointer<Double>, outChannels: Int, inChannels: Int, kernel: (height: Int, width: Int),
                  kernelRows: Range<Int>) -> [Double]? {
         let taps = kernel.height * kernel.width
-        var keptTaps: [Int] = [], droppedTaps: [Int] = []
+        var kept: [Int] = [], dropped: [Int] = []
         for i in 0..<kernel.height {
             for j in 0..<kernel.width {
-                if kernelRows.contains(i) && kernelColumns.contains(j) { keptTaps.append(i * kernel.width + j) } else { droppedTaps.append(i * kernel.width + j) }
+                if kernelRows.contains(i) && kernelColumns.contains(j) { kept.append(i * kernel.width + j) } else { dropped.append(i * kernel.width + j) }
             }
         }
         var zeros = 0.0 // NaN once a dropped weight is infinite or NaN
-        let packed = [Double](unsafeUninitializedCapacity: outChannels * inChannels * keptTaps.count) { buffer, count in
+        let packed = [Double](unsafeUninitializedCapacity: outChannels * inChannels * kept.count) { buffer, count in
             var next = 0
             for block in 0..<(outChannels * inChannels) {
                 let source = w + block * taps
-                for tap in keptTaps {
+                for tap in kept {
                     buffer[next] = source[tap]
                     next += 1
                 }
-                for tap in droppedTaps { zeros += source[tap] * 0 }
+                for tap in dropped { zeros += source[tap] * 0 }
             }
             count = next
         }
