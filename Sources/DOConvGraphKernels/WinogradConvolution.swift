@@ -7,13 +7,13 @@
 /// With dilation d a block's outputs are d apart and its input block d apart: the same
 /// algebra over a sub-grid of the image.
 ///
-/// F(4x4, 3x3) where its transformed weights fit in 96 MB, else F(2x2, 3x3) where its do:
-/// 4 and 2.25 times fewer multiplies than the direct product. Error, in float64: F(2x2)'s coefficients are 0,
-/// +-1 and +-1/2 (exact in binary), and its rounding stays below 1e-15 of the sums' size;
-/// F(4x4)'s reach 8 and 1/24, about 1e-14. verify's tolerance is 1e-5 for float32 models and
-/// 1e-10 for float64 ones. The results are not the direct product's bits, but they are the
-/// same bits for every thread count and for the AVX2 and AVX-512 GEMMs (the transforms run
-/// in this module).
+/// F(4x4, 3x3) or F(2x2, 3x3), 4 and 2.25 times fewer multiplies than the direct product,
+/// whichever costs less counted work with its transformed weights within 96 MB, or neither
+/// (`plan`). Error, in float64: F(2x2)'s coefficients are 0, +-1 and +-1/2 (exact in
+/// binary), and its rounding stays below 1e-15 of the sums' size; F(4x4)'s reach 8 and 1/24,
+/// about 1e-14. verify's tolerance is 1e-5 for float32 models and 1e-10 for float64 ones.
+/// The results are not the direct product's bits, but they are the same bits for every
+/// thread count and for the AVX2 and AVX-512 GEMMs (the transforms run in this module).
 struct WinogradConvolution {
     let convolution: Convolution2D
     /// m: outputs per block side.
