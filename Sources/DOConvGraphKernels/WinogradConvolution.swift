@@ -59,7 +59,7 @@ struct WinogradConvolution {
         var best: (cost: Int, plan: WinogradConvolution?) = (9 * c.positions, nil)
         // The transformed weights, (m + 2)^2 per channel pair, are held for the whole layer:
         // at most 96 MB (DeepLabv3's 512-channel layers take 75 MB with F(4x4, 3x3)).
-        for outputs in [4, 2] where c.inPerGroup * c.outPerGroup * (outputs + 2) * (outputs + 2) <= transformedWeightsBudget {
+        for outputs in [WinogradF4.outputs, WinogradF2.outputs] where c.inPerGroup * c.outPerGroup * (outputs + 2) * (outputs + 2) <= transformedWeightsBudget {
             let plan = WinogradConvolution(c, outputs: outputs)
             let elements = (outputs + 2) * (outputs + 2)
             let cost = elements * plan.blocks + 32 * elements
@@ -70,7 +70,7 @@ struct WinogradConvolution {
 
     func run(_ multiplier: TileMultiplier, x: UnsafePointer<Double>, w: UnsafePointer<Double>, bias: UnsafePointer<Double>?,
              out: UnsafeMutablePointer<Double>, threads: Int) {
-        if outputs == 4 {
+        if outputs == WinogradF4.outputs {
             run(WinogradF4.self, multiplier, x: x, w: w, bias: bias, out: out, threads: threads)
         } else {
             run(WinogradF2.self, multiplier, x: x, w: w, bias: bias, out: out, threads: threads)
