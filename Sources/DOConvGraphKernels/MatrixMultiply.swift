@@ -90,7 +90,7 @@ public enum MatrixMultiply {
         let width = ((n + columnTiles - 1) / columnTiles + panel - 1) / panel * panel
         let tiles = rowTiles * columnTiles
         let scratchCount = multiplier.scratchCount(columns: width)
-        let workers = max(1, min(threads, tiles, m * n * max(k, 1) / 500_000 + 1))
+        let workers = ParallelLoop.workers(threads: threads, items: tiles, work: m * n * max(k, 1), grain: 500_000)
         let body: (Int) -> Void = { worker in
             let scratch = UnsafeMutablePointer<Double>.allocate(capacity: scratchCount)
             defer { scratch.deallocate() }

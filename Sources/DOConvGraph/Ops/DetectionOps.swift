@@ -1,4 +1,5 @@
 import Dispatch
+import DOConvGraphKernels
 /// The ops object detectors hold beyond a CNN's: NonZero, TopK, RoiAlign and
 /// NonMaxSuppression. Where the spec leaves an order open (ties), the result is
 /// onnxruntime's: equal values keep the lower index first.
@@ -141,7 +142,7 @@ enum DetectionOps {
         let checked = regions
         let out = [Double](unsafeUninitializedCapacity: total) { out, initialized in
             data.withUnsafeBufferPointer { data in
-                let workers = max(1, min(ctx.threads, count, total * 16 / 200_000 + 1))
+                let workers = ParallelLoop.workers(threads: ctx.threads, items: count, work: total * 16)
                 // Each worker writes its own rois' bins; X is only read.
                 nonisolated(unsafe) let (data, out) = (data, out)
                 DispatchQueue.concurrentPerform(iterations: workers) { worker in
